@@ -1,0 +1,709 @@
+//! The same maths as [`crate::reference`], fused: forward and backward kernels that stream `w`,
+//! `alpha` and `Hebb` a small, fixed number of times per step, split the rows of every `N x N`
+//! buffer across threads, and never keep `T` copies of `Hebb`.
+//!
+//! # Both trace rules are one per-element affine map
+//! With `y` the presynaptic (previous) and `y'` the new activity,
+//! `Hebb'_ij = A_j Hebb_ij + u_i v_j`, then optional clipping to `[-c, c]`:
+//!
+//! | rule | `A_j` | `u_i` | `v_j` |
+//! |------|-------|-------|-------|
+//! | [`TraceRule::Hebb`] | `1 - eta` | `eta y_i` | `y'_j` |
+//! | [`TraceRule::Oja`]  | `1 - eta y'_j^2` | `y_i` | `eta y'_j` |
+//!
+//! So without clipping both rules are invertible (`Hebb = (Hebb' - u_i v_j) / A_j`) as long as
+//! `A_j` stays away from 0; the backward pass then *reverses* the trace step by step and needs
+//! no stored trace at all (memory `O(B N^2 + T B N)`). Reversal amplifies rounding by `1 / A`
+//! per step, so it is verified at the end (the reconstructed `Hebb_0` must match the stored one)
+//! and the backward recomputes with checkpoints if it does not. With clipping (not invertible)
+//! the backward recomputes the traces segment by segment from checkpoints stored every
+//! `K ~ sqrt(T)` steps (memory `O(sqrt(T) B N^2 + T B N)`).
+//!
+//! # Forward, one pass per step
+//! At step `t` the pass over row `i` first applies the pending update of step `t-1`
+//! (`Hebb_t = R(Hebb_{t-1}, y_{t-2}, y_{t-1})`) and then accumulates
+//! `pre_j += (w_ij + alpha_ij Hebb_t,ij) y_{t-1,i}`: `Hebb` is read and written once, `w` and
+//! `alpha` read once, for all `B` episodes together.
+//!
+//! # Backward, two passes per step
+//! With `G = dL/dHebb_{t+1}` (masked where the clip was active) and `P_j = dL/dpre_t,j`:
+//! - pass A (column sums): `S1_j = sum_i G_ij y_i`, `S2_j = sum_i G_ij Hebb_t,ij`, which give
+//!   the trace rule's share of `dL/dy'_j` and of `dL/deta` (reversing `Hebb` in place first);
+//! - pass B: `dL/dy_i`, `dL/dalpha`, and `G <- A_j G_ij + alpha_ij y_i P_j` (= `dL/dHebb_t`).
+//!
+//! `dL/dw = sum_t y_{t-1}^T P_t` is one matrix product at the end.
+
+use crate::real::Real;
+use crate::spec::{AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, SpecError, TraceRule};
+use core::ops::Range;
+use rayon::prelude::*;
+
+/// The learned parameters of a plastic layer, borrowed as flat row-major slices.
+#[derive(Clone, Copy, Debug)]
+pub struct Params<'a, F> {
+    /// Fixed weights `w: [N, N]`, `w[i * N + j]` from neuron `i` to neuron `j`.
+    pub w: &'a [F],
+    /// Plasticity coefficients, shaped as [`EpisodeSpec::alpha`] says.
+    pub alpha: &'a [F],
+    /// Plasticity rate `eta`.
+    pub eta: F,
+}
+
+/// What the forward pass returns and the backward pass needs: the episode's activations, its
+/// final trace, and the little that the backward cannot recompute.
+#[derive(Clone, Debug)]
+pub struct Episode<F> {
+    spec: EpisodeSpec,
+    /// Activations of every step, `ys: [T, B, N]`.
+    pub ys: Vec<F>,
+    /// The trace after the last step, `hebb: [B, N, N]`.
+    pub hebb: Vec<F>,
+    y0: Vec<F>,
+    h0: Option<Vec<F>>,
+    x_clamped: Option<Vec<F>>,
+    eta: F,
+    /// 0: reverse the trace; otherwise steps between stored checkpoints.
+    segment: usize,
+    checkpoints: Vec<Vec<F>>,
+}
+
+impl<F: Real> Episode<F> {
+    /// The spec the episode ran with.
+    pub fn spec(&self) -> &EpisodeSpec {
+        &self.spec
+    }
+
+    /// Whether the backward will reverse the trace (`true`) or recompute from checkpoints.
+    pub fn reverses_trace(&self) -> bool {
+        self.segment == 0
+    }
+
+    /// Bytes held for the backward beyond the outputs `ys` and `hebb` (checkpoints, stored
+    /// initial state, clamped inputs).
+    pub fn saved_bytes(&self) -> usize {
+        let n = self.checkpoints.iter().map(Vec::len).sum::<usize>()
+            + self.y0.len()
+            + self.h0.as_ref().map_or(0, Vec::len)
+            + self.x_clamped.as_ref().map_or(0, Vec::len);
+        n * core::mem::size_of::<F>()
+    }
+}
+
+/// Gradients of a loss with respect to everything an episode depends on.
+#[derive(Clone, Debug)]
+pub struct Grads<F> {
+    /// `dL/dw: [N, N]`.
+    pub w: Vec<F>,
+    /// `dL/dalpha`, shaped like `alpha`.
+    pub alpha: Vec<F>,
+    /// `dL/deta`.
+    pub eta: F,
+    /// `dL/dx: [T, B, N]`.
+    pub x: Vec<F>,
+    /// `dL/dy0: [B, N]`.
+    pub y0: Vec<F>,
+    /// `dL/dHebb_0: [B, N, N]`.
+    pub hebb0: Vec<F>,
+    /// True when the reversal was rejected and the traces were recomputed from checkpoints.
+    pub reversal_rejected: bool,
+}
+
+/// Largest amplification of rounding errors `prod_t 1/A` the reversal may face before the
+/// forward stores checkpoints instead.
+const MAX_REVERSAL_AMPLIFICATION: f64 = 1e3;
+
+/// Below this many trace values per step, one thread does the whole step.
+const PARALLEL_MIN_VALUES: usize = 1 << 15;
+
+/// Runs an episode forward. Shapes: `x: [T, B, N]`, `y0: [B, N]`, `h0: [B, N, N]` (`None`:
+/// zeros). Keeps what the backward needs in the returned [`Episode`].
+pub fn forward<F: Real>(
+    spec: &EpisodeSpec,
+    p: &Params<'_, F>,
+    x: &[F],
+    y0: &[F],
+    h0: Option<&[F]>,
+) -> Result<Episode<F>, SpecError> {
+    spec.validate()?;
+    let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
+    let bn = b * n;
+    spec.check_len("w", p.w.len(), n * n)?;
+    spec.check_len("alpha", p.alpha.len(), spec.alpha.len(n))?;
+    spec.check_len("x", x.len(), t_len * bn)?;
+    spec.check_len("y0", y0.len(), bn)?;
+    if let Some(h) = h0 {
+        spec.check_len("hebb0", h.len(), bn * n)?;
+    }
+    if !p.eta.is_finite() {
+        return Err(SpecError(format!("eta must be finite (got {:?})", p.eta)));
+    }
+    let segment = match spec.backward {
+        BackwardStrategy::Auto if reversible(spec, p.eta) => 0,
+        BackwardStrategy::Auto | BackwardStrategy::Checkpoint { segment: 0 } => {
+            default_segment(t_len)
+        }
+        BackwardStrategy::Checkpoint { segment } => segment,
+        BackwardStrategy::StoreAll => 1,
+    };
+    let mut hebb = match h0 {
+        Some(h) => h.to_vec(),
+        None => vec![F::zero(); bn * n],
+    };
+    let h0_saved = h0.filter(|h| h.iter().any(|v| *v != F::zero())).map(<[F]>::to_vec);
+    let mut checkpoints = Vec::new();
+    if segment > 0 {
+        checkpoints.push(hebb.clone());
+    }
+    let alpha_row = AlphaRows::new(spec.alpha, p.alpha, n);
+    let clip = spec.clip.map(F::of);
+    let blocks = row_blocks(n, b);
+    let mut ys = vec![F::zero(); t_len * bn];
+    let mut acc = vec![F::zero(); bn];
+    for t in 0..t_len {
+        let (done, rest) = ys.split_at_mut(t * bn);
+        let ypre: &[F] = if t == 0 { y0 } else { &done[(t - 1) * bn..] };
+        let update = (t > 0).then(|| {
+            let ypre2 = if t == 1 { y0 } else { &done[(t - 2) * bn..(t - 1) * bn] };
+            RuleVecs::new(spec.rule, p.eta, ypre2, ypre, n)
+        });
+        forward_pass(&mut hebb, &blocks, p.w, &alpha_row, ypre, update.as_ref(), clip, b, n, &mut acc);
+        let xt = &x[t * bn..(t + 1) * bn];
+        let yt = &mut rest[..bn];
+        for ((y, &a), &xi) in yt.iter_mut().zip(&acc).zip(xt) {
+            *y = match spec.input {
+                InputMode::Clamped if xi != F::zero() => xi,
+                InputMode::Clamped => a.tanh(),
+                InputMode::Additive => (a + xi).tanh(),
+            };
+        }
+        if segment > 0 && t > 0 && t % segment == 0 {
+            checkpoints.push(hebb.clone());
+        }
+    }
+    // The update of the last step, pending so far: Hebb_T = R(Hebb_{T-1}, y_{T-2}, y_{T-1}).
+    let ylast_pre = if t_len == 1 { y0 } else { &ys[(t_len - 2) * bn..(t_len - 1) * bn] };
+    let vecs = RuleVecs::new(spec.rule, p.eta, ylast_pre, &ys[(t_len - 1) * bn..], n);
+    update_pass(&mut hebb, &blocks, &vecs, clip, b, n);
+    Ok(Episode {
+        spec: *spec,
+        ys,
+        hebb,
+        y0: y0.to_vec(),
+        h0: h0_saved,
+        x_clamped: (spec.input == InputMode::Clamped).then(|| x.to_vec()),
+        eta: p.eta,
+        segment,
+        checkpoints,
+    })
+}
+
+/// Backward pass of an episode. `gy: [T, B, N]` is `dL/dy_t` for every step (zeros where the
+/// loss does not look), `gh: [B, N, N]` is `dL/dHebb_T` (`None`: zero). `p` must be the
+/// parameters the forward ran with.
+pub fn backward<F: Real>(
+    p: &Params<'_, F>,
+    mut ep: Episode<F>,
+    gy: &[F],
+    gh: Option<&[F]>,
+) -> Result<Grads<F>, SpecError> {
+    let spec = ep.spec;
+    let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
+    spec.check_len("w", p.w.len(), n * n)?;
+    spec.check_len("alpha", p.alpha.len(), spec.alpha.len(n))?;
+    spec.check_len("grad of ys", gy.len(), t_len * b * n)?;
+    if let Some(g) = gh {
+        spec.check_len("grad of hebb", g.len(), b * n * n)?;
+    }
+    if ep.eta != p.eta {
+        return Err(SpecError("backward: eta differs from the forward's".into()));
+    }
+    if ep.segment > 0 {
+        return Ok(backward_core(p, &ep, gy, gh, Traces::Segments(&ep.checkpoints, ep.segment)));
+    }
+    let scale = max_abs(&ep.hebb).max(ep.h0.as_deref().map_or(F::zero(), max_abs));
+    let mut work = core::mem::take(&mut ep.hebb);
+    let grads = backward_core(p, &ep, gy, gh, Traces::Reverse(&mut work));
+    // `work` now holds the reconstructed Hebb_0: verify it.
+    let err = match &ep.h0 {
+        Some(h0) => work.iter().zip(h0).map(|(a, b)| (*a - *b).abs()).fold(F::zero(), F::max),
+        None => max_abs(&work),
+    };
+    let rel = if scale > F::zero() { (err / scale).to_f64().unwrap_or(f64::INFINITY) } else { 0.0 };
+    if rel <= F::REVERSAL_TOLERANCE {
+        return Ok(grads);
+    }
+    let segment = default_segment(t_len);
+    let checkpoints = recompute_checkpoints(&ep, p, segment);
+    let mut grads = backward_core(p, &ep, gy, gh, Traces::Segments(&checkpoints, segment));
+    grads.reversal_rejected = true;
+    Ok(grads)
+}
+
+/// Whether the forward should plan a reversed backward: no clipping, `A > 0`, and the bound on
+/// the amplification of rounding errors `(1 - eta)^-T` is moderate.
+fn reversible<F: Real>(spec: &EpisodeSpec, eta: F) -> bool {
+    let eta = eta.to_f64().unwrap_or(f64::NAN);
+    spec.clip.is_none()
+        && eta < 1.0
+        && (eta <= 0.0 || -(spec.steps as f64) * (1.0 - eta).ln() < MAX_REVERSAL_AMPLIFICATION.ln())
+}
+
+fn default_segment(steps: usize) -> usize {
+    ((steps as f64).sqrt().ceil() as usize).max(1)
+}
+
+fn max_abs<F: Real>(v: &[F]) -> F {
+    v.iter().fold(F::zero(), |m, x| m.max(x.abs()))
+}
+
+/// The per-step vectors of the affine trace update `Hebb'_ij = A_j Hebb_ij + u_i v_j`, each
+/// `[B, N]`, plus what the backward needs of the rule's derivatives.
+struct RuleVecs<F> {
+    a: Vec<F>,
+    u: Vec<F>,
+    v: Vec<F>,
+}
+
+impl<F: Real> RuleVecs<F> {
+    /// `ypre`: `y_{t-1}` (presynaptic), `ypost`: `y_t`, both `[B, N]`.
+    fn new(rule: TraceRule, eta: F, ypre: &[F], ypost: &[F], n: usize) -> Self {
+        let len = ypost.len().min(ypre.len());
+        let (ypre, ypost) = (&ypre[..len], &ypost[..len]);
+        debug_assert_eq!(len % n, 0);
+        match rule {
+            TraceRule::Hebb => RuleVecs {
+                a: vec![F::one() - eta; len],
+                u: ypre.iter().map(|&y| eta * y).collect(),
+                v: ypost.to_vec(),
+            },
+            TraceRule::Oja => RuleVecs {
+                a: ypost.iter().map(|&y| F::one() - eta * y * y).collect(),
+                u: ypre.to_vec(),
+                v: ypost.iter().map(|&y| eta * y).collect(),
+            },
+        }
+    }
+}
+
+/// Rows of `alpha`: the row of a per-connection matrix, or one broadcast row of `N` values.
+struct AlphaRows<'a, F> {
+    data: &'a [F],
+    broadcast: Vec<F>,
+    per_connection: bool,
+    n: usize,
+}
+
+impl<'a, F: Real> AlphaRows<'a, F> {
+    fn new(shape: AlphaShape, alpha: &'a [F], n: usize) -> Self {
+        let broadcast = match shape {
+            AlphaShape::PerConnection => Vec::new(),
+            AlphaShape::PerNeuron => alpha.to_vec(),
+            AlphaShape::Scalar => vec![alpha[0]; n],
+        };
+        AlphaRows { data: alpha, broadcast, per_connection: shape == AlphaShape::PerConnection, n }
+    }
+
+    #[inline]
+    fn row(&self, i: usize) -> &[F] {
+        if self.per_connection {
+            &self.data[i * self.n..(i + 1) * self.n]
+        } else {
+            &self.broadcast
+        }
+    }
+}
+
+/// Splits the rows `0..n` into one block per worker thread (one block for small problems).
+fn row_blocks(n: usize, batch: usize) -> Vec<Range<usize>> {
+    let threads = if n * n * batch < PARALLEL_MIN_VALUES { 1 } else { rayon::current_num_threads() };
+    let k = threads.clamp(1, n);
+    (0..k).map(|c| (c * n / k)..((c + 1) * n / k)).collect()
+}
+
+/// Cuts a `[B, N, N]` buffer into, for each row block, the `B` slices of its rows.
+fn split_rows<'a, F>(buf: &'a mut [F], blocks: &[Range<usize>], n: usize) -> Vec<Vec<&'a mut [F]>> {
+    let batch = buf.len() / (n * n);
+    let mut out: Vec<Vec<&mut [F]>> = blocks.iter().map(|_| Vec::with_capacity(batch)).collect();
+    for hb in buf.chunks_mut(n * n) {
+        let mut rest = hb;
+        for (k, r) in blocks.iter().enumerate() {
+            let (head, tail) = rest.split_at_mut(r.len() * n);
+            out[k].push(head);
+            rest = tail;
+        }
+    }
+    out
+}
+
+#[inline(always)]
+fn clip_to<F: Real>(h: F, clip: Option<F>) -> F {
+    match clip {
+        Some(c) => h.max(-c).min(c),
+        None => h,
+    }
+}
+
+/// One forward step over all rows: applies the pending trace update (if any) and returns
+/// `acc[b, j] = sum_i (w_ij + alpha_ij Hebb_ij) y_{b,i}` (without input).
+#[allow(clippy::too_many_arguments)]
+fn forward_pass<F: Real>(
+    hebb: &mut [F],
+    blocks: &[Range<usize>],
+    w: &[F],
+    alpha: &AlphaRows<'_, F>,
+    ypre: &[F],
+    update: Option<&RuleVecs<F>>,
+    clip: Option<F>,
+    batch: usize,
+    n: usize,
+    acc: &mut [F],
+) {
+    let jobs = split_rows(hebb, blocks, n);
+    let partials: Vec<Vec<F>> = jobs
+        .into_par_iter()
+        .zip(blocks.par_iter())
+        .map(|(mut hs, rows)| {
+            let mut part = vec![F::zero(); batch * n];
+            for (r, i) in rows.clone().enumerate() {
+                let wrow = &w[i * n..(i + 1) * n];
+                let arow = alpha.row(i);
+                for (bi, hb) in hs.iter_mut().enumerate() {
+                    let hrow = &mut hb[r * n..(r + 1) * n];
+                    let yi = ypre[bi * n + i];
+                    let accb = &mut part[bi * n..(bi + 1) * n];
+                    match update {
+                        None => {
+                            for (((a, &h), &wj), &aj) in accb.iter_mut().zip(&*hrow).zip(wrow).zip(arow) {
+                                *a += (wj + aj * h) * yi;
+                            }
+                        }
+                        Some(u) => {
+                            let ui = u.u[bi * n + i];
+                            let (aa, vv) = (&u.a[bi * n..(bi + 1) * n], &u.v[bi * n..(bi + 1) * n]);
+                            for (((((a, h), &wj), &aj), &aa), &vj) in
+                                accb.iter_mut().zip(hrow.iter_mut()).zip(wrow).zip(arow).zip(aa).zip(vv)
+                            {
+                                let hn = clip_to(aa * *h + ui * vj, clip);
+                                *h = hn;
+                                *a += (wj + aj * hn) * yi;
+                            }
+                        }
+                    }
+                }
+            }
+            part
+        })
+        .collect();
+    acc.iter_mut().for_each(|a| *a = F::zero());
+    for part in partials {
+        for (a, p) in acc.iter_mut().zip(part) {
+            *a += p;
+        }
+    }
+}
+
+/// Applies one trace update to every row (no matrix-vector product).
+fn update_pass<F: Real>(hebb: &mut [F], blocks: &[Range<usize>], u: &RuleVecs<F>, clip: Option<F>, _batch: usize, n: usize) {
+    let jobs = split_rows(hebb, blocks, n);
+    jobs.into_par_iter().zip(blocks.par_iter()).for_each(|(mut hs, rows)| {
+        for (r, i) in rows.clone().enumerate() {
+            for (bi, hb) in hs.iter_mut().enumerate() {
+                let hrow = &mut hb[r * n..(r + 1) * n];
+                let ui = u.u[bi * n + i];
+                let (aa, vv) = (&u.a[bi * n..(bi + 1) * n], &u.v[bi * n..(bi + 1) * n]);
+                for ((h, &aa), &vj) in hrow.iter_mut().zip(aa).zip(vv) {
+                    *h = clip_to(aa * *h + ui * vj, clip);
+                }
+            }
+        }
+    });
+}
+
+/// Where the backward finds `Hebb_t`.
+enum Traces<'a, F> {
+    /// A buffer holding `Hebb_T`, reversed in place step by step.
+    Reverse(&'a mut Vec<F>),
+    /// Checkpoints `Hebb_{sK}` every `K` steps; segments are recomputed forward.
+    Segments(&'a [Vec<F>], usize),
+}
+
+/// Recomputes the checkpoints `Hebb_{sK}` from `Hebb_0` and the stored activations.
+fn recompute_checkpoints<F: Real>(ep: &Episode<F>, p: &Params<'_, F>, segment: usize) -> Vec<Vec<F>> {
+    let spec = &ep.spec;
+    let (n, b) = (spec.neurons, spec.batch);
+    let mut h = ep.h0.clone().unwrap_or_else(|| vec![F::zero(); b * n * n]);
+    let blocks = row_blocks(n, b);
+    let clip = spec.clip.map(F::of);
+    let mut out = vec![h.clone()];
+    for t in 1..spec.steps {
+        let (ypre, ypost) = (ep.y_pre(t - 1), ep.y_at(t - 1));
+        update_pass(&mut h, &blocks, &RuleVecs::new(spec.rule, p.eta, ypre, ypost, n), clip, b, n);
+        if t % segment == 0 {
+            out.push(h.clone());
+        }
+    }
+    out
+}
+
+impl<F: Real> Episode<F> {
+    /// `y_t: [B, N]`.
+    fn y_at(&self, t: usize) -> &[F] {
+        let bn = self.spec.batch * self.spec.neurons;
+        &self.ys[t * bn..(t + 1) * bn]
+    }
+
+    /// The presynaptic activity of step `t`: `y_{t-1}` (`y0` at `t = 0`).
+    fn y_pre(&self, t: usize) -> &[F] {
+        if t == 0 {
+            &self.y0
+        } else {
+            self.y_at(t - 1)
+        }
+    }
+}
+
+fn backward_core<F: Real>(
+    p: &Params<'_, F>,
+    ep: &Episode<F>,
+    gy: &[F],
+    gh: Option<&[F]>,
+    mut traces: Traces<'_, F>,
+) -> Grads<F> {
+    let spec = &ep.spec;
+    let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
+    let bn = b * n;
+    let blocks = row_blocks(n, b);
+    let clip = spec.clip.map(F::of);
+    let alpha = AlphaRows::new(spec.alpha, p.alpha, n);
+    let mut g = match gh {
+        Some(g) => g.to_vec(),
+        None => vec![F::zero(); bn * n],
+    };
+    // Per-neuron and scalar alpha accumulate one value per postsynaptic neuron.
+    let mut galpha = vec![F::zero(); if alpha.per_connection { n * n } else { n }];
+    let mut geta = F::zero();
+    let mut gx = vec![F::zero(); t_len * bn];
+    let mut phat_all = vec![F::zero(); t_len * bn];
+    let mut carry = vec![F::zero(); bn];
+    let mut segment_traces: Vec<Vec<F>> = Vec::new();
+    let mut segment_start = usize::MAX;
+    for t in (0..t_len).rev() {
+        let (ypre, ypost) = (ep.y_pre(t), ep.y_at(t));
+        let vecs = RuleVecs::new(spec.rule, p.eta, ypre, ypost, n);
+        // Hebb_t, in `h`.
+        let (h, reverse): (&mut [F], bool) = match &mut traces {
+            Traces::Reverse(buf) => (buf.as_mut_slice(), true),
+            Traces::Segments(checkpoints, seg) => {
+                let start = (t / *seg) * *seg;
+                if start != segment_start {
+                    segment_start = start;
+                    segment_traces.clear();
+                    let mut hcur = checkpoints[t / *seg].clone();
+                    for s in start..t {
+                        segment_traces.push(hcur.clone());
+                        let rv = RuleVecs::new(spec.rule, p.eta, ep.y_pre(s), ep.y_at(s), n);
+                        update_pass(&mut hcur, &blocks, &rv, clip, b, n);
+                    }
+                    segment_traces.push(hcur);
+                }
+                (segment_traces[t - start].as_mut_slice(), false)
+            }
+        };
+        // Pass A: column sums of G (= dL/dHebb_{t+1}, masked) against y_{t-1} and Hebb_t.
+        let (s1, s2) = pass_a(h, &g, &blocks, &vecs, ypre, clip, reverse, b, n);
+        // dL/dy_t and dL/dpre_t.
+        let ext = &gy[t * bn..(t + 1) * bn];
+        let phat = &mut phat_all[t * bn..(t + 1) * bn];
+        let gxt = &mut gx[t * bn..(t + 1) * bn];
+        for k in 0..bn {
+            let (d_rule, e_rule) = match spec.rule {
+                TraceRule::Hebb => (F::zero(), F::one()),
+                TraceRule::Oja => (-(F::one() + F::one()) * p.eta * ypost[k], ypost[k] * ypost[k]),
+            };
+            geta += ypost[k] * s1[k] - e_rule * s2[k];
+            let yhat = ext[k] + carry[k] + p.eta * s1[k] + d_rule * s2[k];
+            let clamped = ep.x_clamped.as_ref().is_some_and(|x| x[t * bn + k] != F::zero());
+            if clamped {
+                gxt[k] = yhat;
+                phat[k] = F::zero();
+            } else {
+                let ph = yhat * (F::one() - ypost[k] * ypost[k]);
+                phat[k] = ph;
+                gxt[k] = ph;
+            }
+        }
+        // Pass B: dL/dy_{t-1}, dL/dalpha, and G <- dL/dHebb_t.
+        carry = pass_b(h, &mut g, &mut galpha, &blocks, p.w, &alpha, &vecs, ypre, ypost, phat, p.eta, clip, b, n);
+    }
+    // dL/dw = sum_t y_{t-1}^T P_t, one product over [T * B, N] matrices.
+    let mut ypre_all = Vec::with_capacity(t_len * bn);
+    ypre_all.extend_from_slice(&ep.y0);
+    ypre_all.extend_from_slice(&ep.ys[..(t_len - 1) * bn]);
+    let mut gw = vec![F::zero(); n * n];
+    F::gemm_tn_acc(n, t_len * b, n, &ypre_all, &phat_all, &mut gw);
+    if spec.alpha == AlphaShape::Scalar {
+        let total: F = galpha.iter().copied().sum();
+        galpha = vec![total];
+    }
+    Grads { w: gw, alpha: galpha, eta: geta, x: gx, y0: carry, hebb0: g, reversal_rejected: false }
+}
+
+/// Pass A of the backward of step `t` (see the module docs). Reverses `h` from `Hebb_{t+1}` to
+/// `Hebb_t` first when `reverse`. Returns `(S1, S2)`, each `[B, N]`.
+#[allow(clippy::too_many_arguments)]
+fn pass_a<F: Real>(
+    h: &mut [F],
+    g: &[F],
+    blocks: &[Range<usize>],
+    u: &RuleVecs<F>,
+    ypre: &[F],
+    clip: Option<F>,
+    reverse: bool,
+    batch: usize,
+    n: usize,
+) -> (Vec<F>, Vec<F>) {
+    let hs = split_rows(h, blocks, n);
+    let partials: Vec<(Vec<F>, Vec<F>)> = hs
+        .into_par_iter()
+        .zip(blocks.par_iter())
+        .map(|(mut hs, rows)| {
+            let mut s1 = vec![F::zero(); batch * n];
+            let mut s2 = vec![F::zero(); batch * n];
+            for (r, i) in rows.clone().enumerate() {
+                for (bi, hb) in hs.iter_mut().enumerate() {
+                    let hrow = &mut hb[r * n..(r + 1) * n];
+                    let grow = &g[(bi * n + i) * n..(bi * n + i + 1) * n];
+                    let (yi, ui) = (ypre[bi * n + i], u.u[bi * n + i]);
+                    let range = bi * n..(bi + 1) * n;
+                    let (aa, vv) = (&u.a[range.clone()], &u.v[range.clone()]);
+                    let (s1b, s2b) = (&mut s1[range.clone()], &mut s2[range.clone()]);
+                    if reverse {
+                        for ((((h, &gv), &aj_rev), &vj), (a1, a2)) in
+                            hrow.iter_mut().zip(grow).zip(aa).zip(vv).zip(s1b.iter_mut().zip(s2b.iter_mut()))
+                        {
+                            let h0 = (*h - ui * vj) / aj_rev;
+                            *h = h0;
+                            *a1 += gv * yi;
+                            *a2 += gv * h0;
+                        }
+                    } else {
+                        for ((((&h0, &gv), &aj), &vj), (a1, a2)) in
+                            hrow.iter().zip(grow).zip(aa).zip(vv).zip(s1b.iter_mut().zip(s2b.iter_mut()))
+                        {
+                            let gv = match clip {
+                                Some(c) if (aj * h0 + ui * vj).abs() >= c => F::zero(),
+                                _ => gv,
+                            };
+                            *a1 += gv * yi;
+                            *a2 += gv * h0;
+                        }
+                    }
+                }
+            }
+            (s1, s2)
+        })
+        .collect();
+    let mut it = partials.into_iter();
+    let (mut s1, mut s2) = it.next().expect("at least one block");
+    for (p1, p2) in it {
+        s1.iter_mut().zip(p1).for_each(|(a, b)| *a += b);
+        s2.iter_mut().zip(p2).for_each(|(a, b)| *a += b);
+    }
+    (s1, s2)
+}
+
+/// Pass B of the backward of step `t`. `h` holds `Hebb_t`, `g` holds `dL/dHebb_{t+1}` on entry
+/// and `dL/dHebb_t` on exit. Returns `dL/dy_{t-1}` through this step, `[B, N]`.
+#[allow(clippy::too_many_arguments)]
+fn pass_b<F: Real>(
+    h: &[F],
+    g: &mut [F],
+    galpha: &mut [F],
+    blocks: &[Range<usize>],
+    w: &[F],
+    alpha: &AlphaRows<'_, F>,
+    u: &RuleVecs<F>,
+    ypre: &[F],
+    ypost: &[F],
+    phat: &[F],
+    eta: F,
+    clip: Option<F>,
+    batch: usize,
+    n: usize,
+) -> Vec<F> {
+    let gs = split_rows(g, blocks, n);
+    let per_connection = alpha.per_connection;
+    // Per-connection dL/dalpha is cut by rows like the traces; otherwise each block sums its
+    // own [N] row and the blocks are added up after.
+    let galpha_rows: Vec<Option<&mut [F]>> = if per_connection {
+        let mut rest = &mut *galpha;
+        blocks
+            .iter()
+            .map(|r| {
+                let (head, tail) = core::mem::take(&mut rest).split_at_mut(r.len() * n);
+                rest = tail;
+                Some(head)
+            })
+            .collect()
+    } else {
+        blocks.iter().map(|_| None).collect()
+    };
+    let results: Vec<(Vec<F>, Vec<F>)> = gs
+        .into_par_iter()
+        .zip(galpha_rows)
+        .zip(blocks.par_iter())
+        .map(|((mut gs, mut ga_rows), rows)| {
+            let mut dy = vec![F::zero(); rows.len() * batch];
+            let mut ga_local = if per_connection { Vec::new() } else { vec![F::zero(); n] };
+            for (r, i) in rows.clone().enumerate() {
+                let wrow = &w[i * n..(i + 1) * n];
+                let arow = alpha.row(i);
+                for (bi, gb) in gs.iter_mut().enumerate() {
+                    let grow = &mut gb[r * n..(r + 1) * n];
+                    let hrow = &h[(bi * n + i) * n..(bi * n + i + 1) * n];
+                    let range = bi * n..(bi + 1) * n;
+                    let (aa, vv, yp, ph) = (&u.a[range.clone()], &u.v[range.clone()], &ypost[range.clone()], &phat[range]);
+                    let (yi, ui) = (ypre[bi * n + i], u.u[bi * n + i]);
+                    let garow: &mut [F] = match ga_rows.as_deref_mut() {
+                        Some(rows_ga) => &mut rows_ga[r * n..(r + 1) * n],
+                        None => &mut ga_local,
+                    };
+                    let (mut rule_part, mut matvec_part) = (F::zero(), F::zero());
+                    for ((((((gv, &hv), &wj), &aj), &aa), (&vj, &ypj)), (&pj, ga)) in grow
+                        .iter_mut()
+                        .zip(hrow)
+                        .zip(wrow)
+                        .zip(arow)
+                        .zip(aa)
+                        .zip(vv.iter().zip(yp))
+                        .zip(ph.iter().zip(garow.iter_mut()))
+                    {
+                        let g1 = match clip {
+                            Some(c) if (aa * hv + ui * vj).abs() >= c => F::zero(),
+                            _ => *gv,
+                        };
+                        let q = yi * pj;
+                        rule_part += g1 * ypj;
+                        matvec_part += (wj + aj * hv) * pj;
+                        *gv = aa * g1 + aj * q;
+                        *ga += q * hv;
+                    }
+                    dy[r * batch + bi] = eta * rule_part + matvec_part;
+                }
+            }
+            (dy, ga_local)
+        })
+        .collect();
+    let mut gy_pre = vec![F::zero(); batch * n];
+    for ((dy, ga_local), rows) in results.into_iter().zip(blocks) {
+        for (r, i) in rows.clone().enumerate() {
+            for bi in 0..batch {
+                gy_pre[bi * n + i] = dy[r * batch + bi];
+            }
+        }
+        if !per_connection {
+            galpha.iter_mut().zip(ga_local).for_each(|(a, b)| *a += b);
+        }
+    }
+    gy_pre
+}

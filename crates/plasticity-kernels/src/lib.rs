@@ -1,0 +1,26 @@
+//! Fused kernels of differentiable plasticity (Miconi, Clune & Stanley, ICML 2018), in plain
+//! Rust with no framework, so that their tests build in seconds.
+//!
+//! A plastic recurrent network of `N` neurons keeps, for each of `B` episodes, its activity
+//! `y: [B, N]` and a Hebbian trace `Hebb: [B, N, N]` (row `i` presynaptic, column `j`
+//! postsynaptic). Each step (eq. 1-3 of the paper; [`reference`] has it on one screen):
+//!
+//! ```text
+//! y'    = tanh( y (w + alpha * Hebb) + x )
+//! Hebb' = (1 - eta) Hebb + eta outer(y, y')            TraceRule::Hebb
+//! Hebb' = Hebb + eta y'_j (y_i - Hebb_ij y'_j)         TraceRule::Oja
+//! Hebb' = clip(Hebb', -c, c)                           optional
+//! ```
+//!
+//! [`fused::forward`] runs a whole episode and [`fused::backward`] its backpropagation through
+//! time, with gradients for `w`, `alpha`, `eta`, the inputs and the initial state, in memory
+//! `O(B N^2 + T B N)` (see [`fused`] for how).
+
+pub mod fused;
+mod real;
+pub mod reference;
+mod spec;
+
+pub use fused::{backward, forward, Episode, Grads, Params};
+pub use real::Real;
+pub use spec::{AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, SpecError, TraceRule};
