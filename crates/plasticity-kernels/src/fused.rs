@@ -149,7 +149,9 @@ pub fn forward<F: Real>(
         Some(h) => h.to_vec(),
         None => vec![F::zero(); bn * n],
     };
-    let h0_saved = h0.filter(|h| h.iter().any(|v| *v != F::zero())).map(<[F]>::to_vec);
+    let h0_saved = h0
+        .filter(|h| h.iter().any(|v| *v != F::zero()))
+        .map(<[F]>::to_vec);
     let mut checkpoints = Vec::new();
     if segment > 0 {
         checkpoints.push(hebb.clone());
@@ -163,10 +165,25 @@ pub fn forward<F: Real>(
         let (done, rest) = ys.split_at_mut(t * bn);
         let ypre: &[F] = if t == 0 { y0 } else { &done[(t - 1) * bn..] };
         let update = (t > 0).then(|| {
-            let ypre2 = if t == 1 { y0 } else { &done[(t - 2) * bn..(t - 1) * bn] };
+            let ypre2 = if t == 1 {
+                y0
+            } else {
+                &done[(t - 2) * bn..(t - 1) * bn]
+            };
             RuleVecs::new(spec.rule, p.eta, ypre2, ypre, n)
         });
-        forward_pass(&mut hebb, &blocks, p.w, &alpha_row, ypre, update.as_ref(), clip, b, n, &mut acc);
+        forward_pass(
+            &mut hebb,
+            &blocks,
+            p.w,
+            &alpha_row,
+            ypre,
+            update.as_ref(),
+            clip,
+            b,
+            n,
+            &mut acc,
+        );
         let xt = &x[t * bn..(t + 1) * bn];
         let yt = &mut rest[..bn];
         for ((y, &a), &xi) in yt.iter_mut().zip(&acc).zip(xt) {
@@ -181,7 +198,11 @@ pub fn forward<F: Real>(
         }
     }
     // The update of the last step, pending so far: Hebb_T = R(Hebb_{T-1}, y_{T-2}, y_{T-1}).
-    let ylast_pre = if t_len == 1 { y0 } else { &ys[(t_len - 2) * bn..(t_len - 1) * bn] };
+    let ylast_pre = if t_len == 1 {
+        y0
+    } else {
+        &ys[(t_len - 2) * bn..(t_len - 1) * bn]
+    };
     let vecs = RuleVecs::new(spec.rule, p.eta, ylast_pre, &ys[(t_len - 1) * bn..], n);
     update_pass(&mut hebb, &blocks, &vecs, clip, b, n);
     Ok(Episode {
@@ -218,17 +239,31 @@ pub fn backward<F: Real>(
         return Err(SpecError("backward: eta differs from the forward's".into()));
     }
     if ep.segment > 0 {
-        return Ok(backward_core(p, &ep, gy, gh, Traces::Segments(&ep.checkpoints, ep.segment)));
+        return Ok(backward_core(
+            p,
+            &ep,
+            gy,
+            gh,
+            Traces::Segments(&ep.checkpoints, ep.segment),
+        ));
     }
     let scale = max_abs(&ep.hebb).max(ep.h0.as_deref().map_or(F::zero(), max_abs));
     let mut work = core::mem::take(&mut ep.hebb);
     let grads = backward_core(p, &ep, gy, gh, Traces::Reverse(&mut work));
     // `work` now holds the reconstructed Hebb_0: verify it.
     let err = match &ep.h0 {
-        Some(h0) => work.iter().zip(h0).map(|(a, b)| (*a - *b).abs()).fold(F::zero(), F::max),
+        Some(h0) => work
+            .iter()
+            .zip(h0)
+            .map(|(a, b)| (*a - *b).abs())
+            .fold(F::zero(), F::max),
         None => max_abs(&work),
     };
-    let rel = if scale > F::zero() { (err / scale).to_f64().unwrap_or(f64::INFINITY) } else { 0.0 };
+    let rel = if scale > F::zero() {
+        (err / scale).to_f64().unwrap_or(f64::INFINITY)
+    } else {
+        0.0
+    };
     if rel <= F::REVERSAL_TOLERANCE {
         return Ok(grads);
     }
@@ -300,7 +335,12 @@ impl<'a, F: Real> AlphaRows<'a, F> {
             AlphaShape::PerNeuron => alpha.to_vec(),
             AlphaShape::Scalar => vec![alpha[0]; n],
         };
-        AlphaRows { data: alpha, broadcast, per_connection: shape == AlphaShape::PerConnection, n }
+        AlphaRows {
+            data: alpha,
+            broadcast,
+            per_connection: shape == AlphaShape::PerConnection,
+            n,
+        }
     }
 
     #[inline]
@@ -315,7 +355,11 @@ impl<'a, F: Real> AlphaRows<'a, F> {
 
 /// Splits the rows `0..n` into one block per worker thread (one block for small problems).
 fn row_blocks(n: usize, batch: usize) -> Vec<Range<usize>> {
-    let threads = if n * n * batch < PARALLEL_MIN_VALUES { 1 } else { rayon::current_num_threads() };
+    let threads = if n * n * batch < PARALLEL_MIN_VALUES {
+        1
+    } else {
+        rayon::current_num_threads()
+    };
     let k = threads.clamp(1, n);
     (0..k).map(|c| (c * n / k)..((c + 1) * n / k)).collect()
 }
@@ -333,6 +377,19 @@ fn split_rows<'a, F>(buf: &'a mut [F], blocks: &[Range<usize>], n: usize) -> Vec
         }
     }
     out
+}
+
+/// Sum in 8 independent lanes (vectorizes; the order is fixed, so results are reproducible).
+fn lane_sum<F: Real>(v: &[F]) -> F {
+    let mut lanes = [F::zero(); 8];
+    let chunks = v.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += x;
+        }
+    }
+    lanes.iter().copied().sum::<F>() + rest.iter().copied().sum::<F>()
 }
 
 #[inline(always)]
@@ -373,15 +430,22 @@ fn forward_pass<F: Real>(
                     let accb = &mut part[bi * n..(bi + 1) * n];
                     match update {
                         None => {
-                            for (((a, &h), &wj), &aj) in accb.iter_mut().zip(&*hrow).zip(wrow).zip(arow) {
+                            for (((a, &h), &wj), &aj) in
+                                accb.iter_mut().zip(&*hrow).zip(wrow).zip(arow)
+                            {
                                 *a += (wj + aj * h) * yi;
                             }
                         }
                         Some(u) => {
                             let ui = u.u[bi * n + i];
                             let (aa, vv) = (&u.a[bi * n..(bi + 1) * n], &u.v[bi * n..(bi + 1) * n]);
-                            for (((((a, h), &wj), &aj), &aa), &vj) in
-                                accb.iter_mut().zip(hrow.iter_mut()).zip(wrow).zip(arow).zip(aa).zip(vv)
+                            for (((((a, h), &wj), &aj), &aa), &vj) in accb
+                                .iter_mut()
+                                .zip(hrow.iter_mut())
+                                .zip(wrow)
+                                .zip(arow)
+                                .zip(aa)
+                                .zip(vv)
                             {
                                 let hn = clip_to(aa * *h + ui * vj, clip);
                                 *h = hn;
@@ -403,20 +467,29 @@ fn forward_pass<F: Real>(
 }
 
 /// Applies one trace update to every row (no matrix-vector product).
-fn update_pass<F: Real>(hebb: &mut [F], blocks: &[Range<usize>], u: &RuleVecs<F>, clip: Option<F>, _batch: usize, n: usize) {
+fn update_pass<F: Real>(
+    hebb: &mut [F],
+    blocks: &[Range<usize>],
+    u: &RuleVecs<F>,
+    clip: Option<F>,
+    _batch: usize,
+    n: usize,
+) {
     let jobs = split_rows(hebb, blocks, n);
-    jobs.into_par_iter().zip(blocks.par_iter()).for_each(|(mut hs, rows)| {
-        for (r, i) in rows.clone().enumerate() {
-            for (bi, hb) in hs.iter_mut().enumerate() {
-                let hrow = &mut hb[r * n..(r + 1) * n];
-                let ui = u.u[bi * n + i];
-                let (aa, vv) = (&u.a[bi * n..(bi + 1) * n], &u.v[bi * n..(bi + 1) * n]);
-                for ((h, &aa), &vj) in hrow.iter_mut().zip(aa).zip(vv) {
-                    *h = clip_to(aa * *h + ui * vj, clip);
+    jobs.into_par_iter()
+        .zip(blocks.par_iter())
+        .for_each(|(mut hs, rows)| {
+            for (r, i) in rows.clone().enumerate() {
+                for (bi, hb) in hs.iter_mut().enumerate() {
+                    let hrow = &mut hb[r * n..(r + 1) * n];
+                    let ui = u.u[bi * n + i];
+                    let (aa, vv) = (&u.a[bi * n..(bi + 1) * n], &u.v[bi * n..(bi + 1) * n]);
+                    for ((h, &aa), &vj) in hrow.iter_mut().zip(aa).zip(vv) {
+                        *h = clip_to(aa * *h + ui * vj, clip);
+                    }
                 }
             }
-        }
-    });
+        });
 }
 
 /// Where the backward finds `Hebb_t`.
@@ -428,7 +501,11 @@ enum Traces<'a, F> {
 }
 
 /// Recomputes the checkpoints `Hebb_{sK}` from `Hebb_0` and the stored activations.
-fn recompute_checkpoints<F: Real>(ep: &Episode<F>, p: &Params<'_, F>, segment: usize) -> Vec<Vec<F>> {
+fn recompute_checkpoints<F: Real>(
+    ep: &Episode<F>,
+    p: &Params<'_, F>,
+    segment: usize,
+) -> Vec<Vec<F>> {
     let spec = &ep.spec;
     let (n, b) = (spec.neurons, spec.batch);
     let mut h = ep.h0.clone().unwrap_or_else(|| vec![F::zero(); b * n * n]);
@@ -437,7 +514,14 @@ fn recompute_checkpoints<F: Real>(ep: &Episode<F>, p: &Params<'_, F>, segment: u
     let mut out = vec![h.clone()];
     for t in 1..spec.steps {
         let (ypre, ypost) = (ep.y_pre(t - 1), ep.y_at(t - 1));
-        update_pass(&mut h, &blocks, &RuleVecs::new(spec.rule, p.eta, ypre, ypost, n), clip, b, n);
+        update_pass(
+            &mut h,
+            &blocks,
+            &RuleVecs::new(spec.rule, p.eta, ypre, ypost, n),
+            clip,
+            b,
+            n,
+        );
         if t % segment == 0 {
             out.push(h.clone());
         }
@@ -518,11 +602,17 @@ fn backward_core<F: Real>(
         for k in 0..bn {
             let (d_rule, e_rule) = match spec.rule {
                 TraceRule::Hebb => (F::zero(), F::one()),
-                TraceRule::Oja => (-(F::one() + F::one()) * p.eta * ypost[k], ypost[k] * ypost[k]),
+                TraceRule::Oja => (
+                    -(F::one() + F::one()) * p.eta * ypost[k],
+                    ypost[k] * ypost[k],
+                ),
             };
             geta += ypost[k] * s1[k] - e_rule * s2[k];
             let yhat = ext[k] + carry[k] + p.eta * s1[k] + d_rule * s2[k];
-            let clamped = ep.x_clamped.as_ref().is_some_and(|x| x[t * bn + k] != F::zero());
+            let clamped = ep
+                .x_clamped
+                .as_ref()
+                .is_some_and(|x| x[t * bn + k] != F::zero());
             if clamped {
                 gxt[k] = yhat;
                 phat[k] = F::zero();
@@ -533,7 +623,22 @@ fn backward_core<F: Real>(
             }
         }
         // Pass B: dL/dy_{t-1}, dL/dalpha, and G <- dL/dHebb_t.
-        carry = pass_b(h, &mut g, &mut galpha, &blocks, p.w, &alpha, &vecs, ypre, ypost, phat, p.eta, clip, b, n);
+        carry = pass_b(
+            h,
+            &mut g,
+            &mut galpha,
+            &blocks,
+            p.w,
+            &alpha,
+            &vecs,
+            ypre,
+            ypost,
+            phat,
+            p.eta,
+            clip,
+            b,
+            n,
+        );
     }
     // dL/dw = sum_t y_{t-1}^T P_t, one product over [T * B, N] matrices.
     let mut ypre_all = Vec::with_capacity(t_len * bn);
@@ -545,7 +650,15 @@ fn backward_core<F: Real>(
         let total: F = galpha.iter().copied().sum();
         galpha = vec![total];
     }
-    Grads { w: gw, alpha: galpha, eta: geta, x: gx, y0: carry, hebb0: g, reversal_rejected: false }
+    Grads {
+        w: gw,
+        alpha: galpha,
+        eta: geta,
+        x: gx,
+        y0: carry,
+        hebb0: g,
+        reversal_rejected: false,
+    }
 }
 
 /// Pass A of the backward of step `t` (see the module docs). Reverses `h` from `Hebb_{t+1}` to
@@ -569,6 +682,7 @@ fn pass_a<F: Real>(
         .map(|(mut hs, rows)| {
             let mut s1 = vec![F::zero(); batch * n];
             let mut s2 = vec![F::zero(); batch * n];
+            let clip_c = clip.unwrap_or_else(F::infinity);
             for (r, i) in rows.clone().enumerate() {
                 for (bi, hb) in hs.iter_mut().enumerate() {
                     let hrow = &mut hb[r * n..(r + 1) * n];
@@ -578,8 +692,12 @@ fn pass_a<F: Real>(
                     let (aa, vv) = (&u.a[range.clone()], &u.v[range.clone()]);
                     let (s1b, s2b) = (&mut s1[range.clone()], &mut s2[range.clone()]);
                     if reverse {
-                        for ((((h, &gv), &aj_rev), &vj), (a1, a2)) in
-                            hrow.iter_mut().zip(grow).zip(aa).zip(vv).zip(s1b.iter_mut().zip(s2b.iter_mut()))
+                        for ((((h, &gv), &aj_rev), &vj), (a1, a2)) in hrow
+                            .iter_mut()
+                            .zip(grow)
+                            .zip(aa)
+                            .zip(vv)
+                            .zip(s1b.iter_mut().zip(s2b.iter_mut()))
                         {
                             let h0 = (*h - ui * vj) / aj_rev;
                             *h = h0;
@@ -587,12 +705,17 @@ fn pass_a<F: Real>(
                             *a2 += gv * h0;
                         }
                     } else {
-                        for ((((&h0, &gv), &aj), &vj), (a1, a2)) in
-                            hrow.iter().zip(grow).zip(aa).zip(vv).zip(s1b.iter_mut().zip(s2b.iter_mut()))
+                        for ((((&h0, &gv), &aj), &vj), (a1, a2)) in hrow
+                            .iter()
+                            .zip(grow)
+                            .zip(aa)
+                            .zip(vv)
+                            .zip(s1b.iter_mut().zip(s2b.iter_mut()))
                         {
-                            let gv = match clip {
-                                Some(c) if (aj * h0 + ui * vj).abs() >= c => F::zero(),
-                                _ => gv,
+                            let gv = if (aj * h0 + ui * vj).abs() >= clip_c {
+                                F::zero()
+                            } else {
+                                gv
                             };
                             *a1 += gv * yi;
                             *a2 += gv * h0;
@@ -654,7 +777,13 @@ fn pass_b<F: Real>(
         .zip(blocks.par_iter())
         .map(|((mut gs, mut ga_rows), rows)| {
             let mut dy = vec![F::zero(); rows.len() * batch];
-            let mut ga_local = if per_connection { Vec::new() } else { vec![F::zero(); n] };
+            let mut ga_local = if per_connection {
+                Vec::new()
+            } else {
+                vec![F::zero(); n]
+            };
+            let (mut tmp_rule, mut tmp_matvec) = (vec![F::zero(); n], vec![F::zero(); n]);
+            let clip_c = clip.unwrap_or_else(F::infinity);
             for (r, i) in rows.clone().enumerate() {
                 let wrow = &w[i * n..(i + 1) * n];
                 let arow = alpha.row(i);
@@ -662,32 +791,44 @@ fn pass_b<F: Real>(
                     let grow = &mut gb[r * n..(r + 1) * n];
                     let hrow = &h[(bi * n + i) * n..(bi * n + i + 1) * n];
                     let range = bi * n..(bi + 1) * n;
-                    let (aa, vv, yp, ph) = (&u.a[range.clone()], &u.v[range.clone()], &ypost[range.clone()], &phat[range]);
+                    let (aa, vv, yp, ph) = (
+                        &u.a[range.clone()],
+                        &u.v[range.clone()],
+                        &ypost[range.clone()],
+                        &phat[range],
+                    );
                     let (yi, ui) = (ypre[bi * n + i], u.u[bi * n + i]);
                     let garow: &mut [F] = match ga_rows.as_deref_mut() {
                         Some(rows_ga) => &mut rows_ga[r * n..(r + 1) * n],
                         None => &mut ga_local,
                     };
-                    let (mut rule_part, mut matvec_part) = (F::zero(), F::zero());
-                    for ((((((gv, &hv), &wj), &aj), &aa), (&vj, &ypj)), (&pj, ga)) in grow
-                        .iter_mut()
-                        .zip(hrow)
-                        .zip(wrow)
-                        .zip(arow)
-                        .zip(aa)
-                        .zip(vv.iter().zip(yp))
-                        .zip(ph.iter().zip(garow.iter_mut()))
+                    // The two row sums are written out per column and summed in lanes after,
+                    // so that this loop vectorizes (a running float sum would not).
+                    for ((((((gv, &hv), &wj), &aj), &aa), (&vj, &ypj)), ((&pj, ga), (t1, t2))) in
+                        grow.iter_mut()
+                            .zip(hrow)
+                            .zip(wrow)
+                            .zip(arow)
+                            .zip(aa)
+                            .zip(vv.iter().zip(yp))
+                            .zip(
+                                ph.iter()
+                                    .zip(garow.iter_mut())
+                                    .zip(tmp_rule.iter_mut().zip(tmp_matvec.iter_mut())),
+                            )
                     {
-                        let g1 = match clip {
-                            Some(c) if (aa * hv + ui * vj).abs() >= c => F::zero(),
-                            _ => *gv,
+                        let g1 = if (aa * hv + ui * vj).abs() >= clip_c {
+                            F::zero()
+                        } else {
+                            *gv
                         };
                         let q = yi * pj;
-                        rule_part += g1 * ypj;
-                        matvec_part += (wj + aj * hv) * pj;
+                        *t1 = g1 * ypj;
+                        *t2 = (wj + aj * hv) * pj;
                         *gv = aa * g1 + aj * q;
                         *ga += q * hv;
                     }
+                    let (rule_part, matvec_part) = (lane_sum(&tmp_rule), lane_sum(&tmp_matvec));
                     dy[r * batch + bi] = eta * rule_part + matvec_part;
                 }
             }

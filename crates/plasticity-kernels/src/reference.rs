@@ -43,7 +43,9 @@ pub fn step<F: Real>(
     let y_new: Vec<F> = (0..n)
         .map(|j| {
             let pre = (0..n)
-                .map(|i| (w[i * n + j] + alpha_at(alpha_shape, alpha, n, i, j) * hebb[i * n + j]) * y[i])
+                .map(|i| {
+                    (w[i * n + j] + alpha_at(alpha_shape, alpha, n, i, j) * hebb[i * n + j]) * y[i]
+                })
                 .sum::<F>();
             match input {
                 InputMode::Clamped if x[j] != F::zero() => x[j],

@@ -120,7 +120,9 @@ impl EpisodeSpec {
         }
         if let Some(c) = self.clip {
             if !(c > 0.0 && c.is_finite()) {
-                return Err(SpecError(format!("clip must be positive and finite (got {c})")));
+                return Err(SpecError(format!(
+                    "clip must be positive and finite (got {c})"
+                )));
             }
         }
         Ok(())

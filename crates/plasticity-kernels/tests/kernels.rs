@@ -1,8 +1,8 @@
 //! Golden values, finite-difference gradient checks, reversal against stored traces, errors.
 
 use plasticity_kernels::{
-    backward, forward, reference, AlphaShape, BackwardStrategy, EpisodeSpec, Grads, InputMode, Params, Real,
-    TraceRule,
+    backward, forward, reference, AlphaShape, BackwardStrategy, EpisodeSpec, Grads, InputMode,
+    Params, Real, TraceRule,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -25,7 +25,10 @@ use rand_chacha::ChaCha8Rng;
 const T35: f64 = 0.3363755443363322; // tanh(0.35)
 const T15: f64 = 0.14888503362331798; // tanh(0.15)
 
-fn golden_inputs() -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+/// (w, alpha, Hebb, y, x)
+type Golden = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+
+fn golden_inputs() -> Golden {
     let w = vec![0.1, 0.2, 0.0, 0.0, 0.1, 0.3, 0.2, 0.0, 0.1];
     let alpha = vec![0.5; 9];
     let hebb = vec![0.2, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -0.2];
@@ -38,14 +41,26 @@ fn golden_expected(rule: TraceRule) -> (Vec<f64>, Vec<f64>) {
     let y_new = vec![0.0, T35, T15];
     let hebb = match rule {
         TraceRule::Hebb => vec![
-            0.18, 0.1 * T35, 0.1 * T15, //
-            0.0, 0.05 * T35, 0.05 * T15, //
-            0.0, -0.1 * T35, -0.18 - 0.1 * T15,
+            0.18,
+            0.1 * T35,
+            0.1 * T15, //
+            0.0,
+            0.05 * T35,
+            0.05 * T15, //
+            0.0,
+            -0.1 * T35,
+            -0.18 - 0.1 * T15,
         ],
         TraceRule::Oja => vec![
-            0.2, 0.1 * T35, 0.1 * T15, //
-            0.0, 0.05 * T35, 0.05 * T15, //
-            0.0, -0.1 * T35, -0.2 + 0.1 * T15 * (-1.0 + 0.2 * T15),
+            0.2,
+            0.1 * T35,
+            0.1 * T15, //
+            0.0,
+            0.05 * T35,
+            0.05 * T15, //
+            0.0,
+            -0.1 * T35,
+            -0.2 + 0.1 * T15 * (-1.0 + 0.2 * T15),
         ],
     };
     (y_new, hebb)
@@ -63,12 +78,36 @@ fn one_step_matches_hand_computation_for_both_rules() {
     for rule in [TraceRule::Hebb, TraceRule::Oja] {
         let (w, alpha, hebb, y, x) = golden_inputs();
         let (want_y, want_h) = golden_expected(rule);
-        let (y1, h1) =
-            reference::step(rule, InputMode::Additive, None, AlphaShape::PerConnection, &w, &alpha, 0.1, &y, &hebb, &x);
+        let (y1, h1) = reference::step(
+            rule,
+            InputMode::Additive,
+            None,
+            AlphaShape::PerConnection,
+            &w,
+            &alpha,
+            0.1,
+            &y,
+            &hebb,
+            &x,
+        );
         assert_close("reference y'", &y1, &want_y, 1e-15);
         assert_close("reference Hebb'", &h1, &want_h, 1e-15);
-        let spec = EpisodeSpec { rule, ..EpisodeSpec::new(3, 1, 1) };
-        let ep = forward(&spec, &Params { w: &w, alpha: &alpha, eta: 0.1 }, &x, &y, Some(&hebb)).unwrap();
+        let spec = EpisodeSpec {
+            rule,
+            ..EpisodeSpec::new(3, 1, 1)
+        };
+        let ep = forward(
+            &spec,
+            &Params {
+                w: &w,
+                alpha: &alpha,
+                eta: 0.1,
+            },
+            &x,
+            &y,
+            Some(&hebb),
+        )
+        .unwrap();
         assert_close("fused y'", &ep.ys, &want_y, 1e-15);
         assert_close("fused Hebb'", &ep.hebb, &want_h, 1e-15);
     }
@@ -78,8 +117,23 @@ fn one_step_matches_hand_computation_for_both_rules() {
 fn clamped_neurons_output_their_input_and_clip_bounds_the_trace() {
     let (w, alpha, hebb, y, _) = golden_inputs();
     let x = vec![0.7, 0.0, 0.0];
-    let spec = EpisodeSpec { input: InputMode::Clamped, clip: Some(0.19), ..EpisodeSpec::new(3, 1, 1) };
-    let ep = forward(&spec, &Params { w: &w, alpha: &alpha, eta: 0.1 }, &x, &y, Some(&hebb)).unwrap();
+    let spec = EpisodeSpec {
+        input: InputMode::Clamped,
+        clip: Some(0.19),
+        ..EpisodeSpec::new(3, 1, 1)
+    };
+    let ep = forward(
+        &spec,
+        &Params {
+            w: &w,
+            alpha: &alpha,
+            eta: 0.1,
+        },
+        &x,
+        &y,
+        Some(&hebb),
+    )
+    .unwrap();
     // Neuron 0 is clamped to 0.7; neuron 1 has no input now: pre_1 = 0.25.
     assert_close("clamped y'", &ep.ys, &[0.7, 0.25f64.tanh(), T15], 1e-15);
     // Hebb'_00 = 0.9*0.2 + 0.1*1*0.7 = 0.25, clipped to 0.19.
@@ -107,7 +161,9 @@ fn problem<F: Real>(spec: EpisodeSpec, eta: f64, seed: u64) -> Problem<F> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
     let mut normal = |scale: f64, len: usize| -> Vec<F> {
-        (0..len).map(|_| F::of(scale * (rng.gen::<f64>() * 2.0 - 1.0))).collect()
+        (0..len)
+            .map(|_| F::of(scale * (rng.gen::<f64>() * 2.0 - 1.0)))
+            .collect()
     };
     let w = normal(0.6, n * n);
     let alpha = normal(0.8, spec.alpha.len(n));
@@ -124,24 +180,52 @@ fn problem<F: Real>(spec: EpisodeSpec, eta: f64, seed: u64) -> Problem<F> {
     let h0 = normal(0.1, b * n * n);
     let gy = normal(1.0, t * b * n);
     let gh = normal(1.0, b * n * n);
-    Problem { spec, w, alpha, eta: F::of(eta), x, y0, h0, gy, gh }
+    Problem {
+        spec,
+        w,
+        alpha,
+        eta: F::of(eta),
+        x,
+        y0,
+        h0,
+        gy,
+        gh,
+    }
 }
 
 impl<F: Real> Problem<F> {
     fn params(&self) -> Params<'_, F> {
-        Params { w: &self.w, alpha: &self.alpha, eta: self.eta }
+        Params {
+            w: &self.w,
+            alpha: &self.alpha,
+            eta: self.eta,
+        }
     }
 
     /// L = sum gy * ys + sum gh * Hebb_T.
     fn loss(&self) -> F {
-        let ep = forward(&self.spec, &self.params(), &self.x, &self.y0, Some(&self.h0)).unwrap();
+        let ep = forward(
+            &self.spec,
+            &self.params(),
+            &self.x,
+            &self.y0,
+            Some(&self.h0),
+        )
+        .unwrap();
         let a: F = ep.ys.iter().zip(&self.gy).map(|(a, b)| *a * *b).sum();
         let c: F = ep.hebb.iter().zip(&self.gh).map(|(a, b)| *a * *b).sum();
         a + c
     }
 
     fn grads(&self) -> Grads<F> {
-        let ep = forward(&self.spec, &self.params(), &self.x, &self.y0, Some(&self.h0)).unwrap();
+        let ep = forward(
+            &self.spec,
+            &self.params(),
+            &self.x,
+            &self.y0,
+            Some(&self.h0),
+        )
+        .unwrap();
         backward(&self.params(), ep, &self.gy, Some(&self.gh)).unwrap()
     }
 }
@@ -205,9 +289,19 @@ fn gradients_match_finite_differences_for_every_rule_mode_and_alpha_shape() {
     for rule in [TraceRule::Hebb, TraceRule::Oja] {
         for clip in [None, Some(0.12)] {
             for input in [InputMode::Additive, InputMode::Clamped] {
-                for alpha in [AlphaShape::PerConnection, AlphaShape::PerNeuron, AlphaShape::Scalar] {
+                for alpha in [
+                    AlphaShape::PerConnection,
+                    AlphaShape::PerNeuron,
+                    AlphaShape::Scalar,
+                ] {
                     seed += 1;
-                    let spec = EpisodeSpec { rule, clip, input, alpha, ..EpisodeSpec::new(5, 2, 7) };
+                    let spec = EpisodeSpec {
+                        rule,
+                        clip,
+                        input,
+                        alpha,
+                        ..EpisodeSpec::new(5, 2, 7)
+                    };
                     check_gradients(spec, 0.3, seed);
                 }
             }
@@ -224,7 +318,11 @@ fn gradients_match_finite_differences_for_each_backward_strategy() {
         BackwardStrategy::StoreAll,
     ] {
         for rule in [TraceRule::Hebb, TraceRule::Oja] {
-            let spec = EpisodeSpec { rule, backward, ..EpisodeSpec::new(4, 3, 10) };
+            let spec = EpisodeSpec {
+                rule,
+                backward,
+                ..EpisodeSpec::new(4, 3, 10)
+            };
             check_gradients(spec, 0.05, 100);
         }
     }
@@ -245,19 +343,34 @@ fn max_rel_diff(a: &[f32], b: &[f32]) -> f64 {
 fn tame_problem(spec: EpisodeSpec, eta: f64, seed: u64) -> Problem<f32> {
     let mut p = problem::<f32>(spec, eta, seed);
     let scale = 1.0 / (spec.neurons as f32).sqrt();
-    p.w.iter_mut().chain(p.alpha.iter_mut()).for_each(|v| *v *= scale);
+    p.w.iter_mut()
+        .chain(p.alpha.iter_mut())
+        .for_each(|v| *v *= scale);
     p
 }
 
 fn compare_to_store_all(spec: EpisodeSpec, eta: f64, seed: u64, tol: f64) -> bool {
     let p = tame_problem(spec, eta, seed);
-    let stored = Problem { spec: EpisodeSpec { backward: BackwardStrategy::StoreAll, ..spec }, ..tame_problem(spec, eta, seed) };
+    let stored = Problem {
+        spec: EpisodeSpec {
+            backward: BackwardStrategy::StoreAll,
+            ..spec
+        },
+        ..tame_problem(spec, eta, seed)
+    };
     let (a, b) = (p.grads(), stored.grads());
-    for (what, x, y) in
-        [("w", &a.w, &b.w), ("alpha", &a.alpha, &b.alpha), ("x", &a.x, &b.x), ("y0", &a.y0, &b.y0), ("hebb0", &a.hebb0, &b.hebb0)]
-    {
+    for (what, x, y) in [
+        ("w", &a.w, &b.w),
+        ("alpha", &a.alpha, &b.alpha),
+        ("x", &a.x, &b.x),
+        ("y0", &a.y0, &b.y0),
+        ("hebb0", &a.hebb0, &b.hebb0),
+    ] {
         let d = max_rel_diff(x, y);
-        assert!(d <= tol, "{spec:?} eta={eta}: {what} differs from the stored-trace backward by {d:e} (relative)");
+        assert!(
+            d <= tol,
+            "{spec:?} eta={eta}: {what} differs from the stored-trace backward by {d:e} (relative)"
+        );
     }
     let d = ((a.eta - b.eta).abs() / b.eta.abs().max(1e-30)) as f64;
     assert!(d <= tol, "{spec:?}: eta gradient differs by {d:e}");
@@ -269,17 +382,30 @@ fn reversed_and_recomputed_backward_equal_the_stored_trace_backward() {
     // The pattern task's time scale (T = 106, eta = 0.01) at a test-sized N, in f32.
     for rule in [TraceRule::Hebb, TraceRule::Oja] {
         for alpha in [AlphaShape::PerConnection, AlphaShape::PerNeuron] {
-            let spec = EpisodeSpec { rule, alpha, ..EpisodeSpec::new(48, 2, 106) };
+            let spec = EpisodeSpec {
+                rule,
+                alpha,
+                ..EpisodeSpec::new(48, 2, 106)
+            };
             let p = problem::<f32>(spec, 0.01, 7);
             let ep = forward(&spec, &p.params(), &p.x, &p.y0, Some(&p.h0)).unwrap();
             assert!(ep.reverses_trace(), "eta = 0.01, T = 106 should reverse");
-            assert!(!compare_to_store_all(spec, 0.01, 7, 1e-5), "reversal rejected at eta = 0.01");
-            let ckpt = EpisodeSpec { backward: BackwardStrategy::Checkpoint { segment: 0 }, ..spec };
+            assert!(
+                !compare_to_store_all(spec, 0.01, 7, 1e-5),
+                "reversal rejected at eta = 0.01"
+            );
+            let ckpt = EpisodeSpec {
+                backward: BackwardStrategy::Checkpoint { segment: 0 },
+                ..spec
+            };
             compare_to_store_all(ckpt, 0.01, 7, 1e-5);
         }
     }
     // Clipping forces checkpoints.
-    let spec = EpisodeSpec { clip: Some(0.05), ..EpisodeSpec::new(32, 3, 60) };
+    let spec = EpisodeSpec {
+        clip: Some(0.05),
+        ..EpisodeSpec::new(32, 3, 60)
+    };
     compare_to_store_all(spec, 0.2, 8, 1e-5);
 }
 
@@ -300,7 +426,13 @@ fn large_eta_does_not_reverse_and_stays_exact() {
 fn fused_forward_matches_the_reference_step_by_step() {
     for rule in [TraceRule::Hebb, TraceRule::Oja] {
         for input in [InputMode::Additive, InputMode::Clamped] {
-            let spec = EpisodeSpec { rule, input, clip: Some(0.3), alpha: AlphaShape::PerNeuron, ..EpisodeSpec::new(6, 3, 9) };
+            let spec = EpisodeSpec {
+                rule,
+                input,
+                clip: Some(0.3),
+                alpha: AlphaShape::PerNeuron,
+                ..EpisodeSpec::new(6, 3, 9)
+            };
             let p = problem::<f64>(spec, 0.2, 11);
             let ep = forward(&spec, &p.params(), &p.x, &p.y0, Some(&p.h0)).unwrap();
             let (n, bn) = (6, 18);
@@ -309,7 +441,18 @@ fn fused_forward_matches_the_reference_step_by_step() {
                 let mut h = p.h0[b * n * n..(b + 1) * n * n].to_vec();
                 for t in 0..9 {
                     let x = &p.x[t * bn + b * n..t * bn + (b + 1) * n];
-                    (y, h) = reference::step(rule, input, Some(0.3), spec.alpha, &p.w, &p.alpha, 0.2, &y, &h, x);
+                    (y, h) = reference::step(
+                        rule,
+                        input,
+                        Some(0.3),
+                        spec.alpha,
+                        &p.w,
+                        &p.alpha,
+                        0.2,
+                        &y,
+                        &h,
+                        x,
+                    );
                     assert_close("y", &ep.ys[t * bn + b * n..t * bn + (b + 1) * n], &y, 1e-12);
                 }
                 assert_close("Hebb_T", &ep.hebb[b * n * n..(b + 1) * n * n], &h, 1e-12);
@@ -333,16 +476,47 @@ fn wrong_shapes_and_sizes_are_errors_naming_the_buffer() {
     let spec = EpisodeSpec::new(3, 1, 2);
     let w = vec![0.0f32; 9];
     let alpha = vec![0.0f32; 9];
-    let p = Params { w: &w, alpha: &alpha, eta: 0.01 };
+    let p = Params {
+        w: &w,
+        alpha: &alpha,
+        eta: 0.01,
+    };
     let err = forward(&spec, &p, &[0.0; 5], &[0.0; 3], None).unwrap_err();
     assert!(err.0.starts_with("x: expected 6 values, got 5"), "{err}");
-    let err = forward(&spec, &Params { alpha: &alpha[..3], ..p }, &[0.0; 6], &[0.0; 3], None).unwrap_err();
+    let err = forward(
+        &spec,
+        &Params {
+            alpha: &alpha[..3],
+            ..p
+        },
+        &[0.0; 6],
+        &[0.0; 3],
+        None,
+    )
+    .unwrap_err();
     assert!(err.0.starts_with("alpha: expected 9 values"), "{err}");
     let err = forward(&EpisodeSpec::new(0, 1, 2), &p, &[], &[], None).unwrap_err();
     assert!(err.0.contains("must be positive"), "{err}");
-    let err = forward(&EpisodeSpec { clip: Some(-1.0), ..spec }, &p, &[0.0; 6], &[0.0; 3], None).unwrap_err();
+    let err = forward(
+        &EpisodeSpec {
+            clip: Some(-1.0),
+            ..spec
+        },
+        &p,
+        &[0.0; 6],
+        &[0.0; 3],
+        None,
+    )
+    .unwrap_err();
     assert!(err.0.contains("clip"), "{err}");
-    let err = forward(&spec, &Params { eta: f32::NAN, ..p }, &[0.0; 6], &[0.0; 3], None).unwrap_err();
+    let err = forward(
+        &spec,
+        &Params { eta: f32::NAN, ..p },
+        &[0.0; 6],
+        &[0.0; 3],
+        None,
+    )
+    .unwrap_err();
     assert!(err.0.contains("eta"), "{err}");
     let ep = forward(&spec, &p, &[0.0; 6], &[0.0; 3], None).unwrap();
     let err = backward(&p, ep, &[0.0; 4], None).unwrap_err();

@@ -1,0 +1,43 @@
+//! Times the fused forward and backward alone at the pattern task's size:
+//! `cargo run --release -p plasticity-kernels --example kernel_timing -- [N] [B] [T]`.
+use plasticity_kernels::{backward, forward, EpisodeSpec, Params};
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let (n, b, t) = (
+        *args.first().unwrap_or(&1001),
+        *args.get(1).unwrap_or(&1),
+        *args.get(2).unwrap_or(&106),
+    );
+    let spec = EpisodeSpec::new(n, b, t);
+    let w: Vec<f32> = (0..n * n)
+        .map(|k| ((k * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.02)
+        .collect();
+    let alpha = w.clone();
+    let x: Vec<f32> = (0..t * b * n)
+        .map(|k| if k % 3 == 0 { 1.0 } else { -1.0 })
+        .collect();
+    let (y0, gy) = (vec![0.0f32; b * n], vec![0.01f32; t * b * n]);
+    let p = Params {
+        w: &w,
+        alpha: &alpha,
+        eta: 0.01,
+    };
+    for round in 0..8 {
+        let t0 = Instant::now();
+        let ep = forward(&spec, &p, &x, &y0, None).unwrap();
+        let t1 = Instant::now();
+        let g = backward(&p, ep, &gy, None).unwrap();
+        let t2 = Instant::now();
+        println!(
+            "round {round}: forward {:.1} ms, backward {:.1} ms (rejected reversal: {})",
+            (t1 - t0).as_secs_f64() * 1e3,
+            (t2 - t1).as_secs_f64() * 1e3,
+            g.reversal_rejected
+        );
+    }
+}
