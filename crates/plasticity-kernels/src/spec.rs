@@ -1,11 +1,13 @@
 //! What an episode computes: sizes, trace rule, input mode, shape of `alpha`, backward strategy.
 
 use core::fmt;
+use serde::{Deserialize, Serialize};
 
 /// How the Hebbian trace changes after each step (ICML 2018, eq. 2 and 3).
 ///
 /// `y` is the presynaptic activity (previous step), `y'` the new activity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum TraceRule {
     /// Decaying Hebb: `Hebb_ij <- (1 - eta) Hebb_ij + eta y_i y'_j` (eq. 2).
     Hebb,
@@ -14,7 +16,8 @@ pub enum TraceRule {
 }
 
 /// How the external input enters the step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum InputMode {
     /// `y'_j = tanh(sum_i (w_ij + alpha_ij Hebb_ij) y_i + x_j)`; the caller scales `x`.
     Additive,
@@ -24,7 +27,8 @@ pub enum InputMode {
 }
 
 /// Shape of the plasticity coefficients `alpha`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum AlphaShape {
     /// One coefficient per connection, `alpha: [N, N]` (the paper's default).
     PerConnection,
@@ -46,7 +50,8 @@ impl AlphaShape {
 }
 
 /// How the backward pass recovers `Hebb_t` for each step without storing all of them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum BackwardStrategy {
     /// Reverse the trace when the rule is invertible and well conditioned (no clipping,
     /// `(1 - eta)^T` not too small), verify the reversal, and fall back to checkpointing.

@@ -1,0 +1,459 @@
+//! Binary pattern memorisation and completion (ICML 2018, section 4.1).
+//!
+//! Each episode shows `patterns` random patterns of `bits` values (exactly half +1, half -1),
+//! `cycles` times in a shuffled order, each for `present_steps` steps followed by `gap_steps`
+//! steps of zero input; then one of them with half of its bits set to 0 for `test_steps` steps.
+//! Inputs are multiplied by `input_scale`; a bias neuron always receives `input_scale`. The
+//! loss is the sum of squared errors between the last step's activity of the pattern neurons
+//! and the full test pattern; the metric `error` is the fraction of bits whose sign is wrong.
+
+use crate::layer::{PlasticNet, PlasticNetConfig};
+use crate::tensors::{from_vec, to_vec};
+use crate::train::Experiment;
+use burn::module::{Module, Param};
+use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
+use burn::optim::AdamConfig;
+use burn::tensor::{Device, Tensor};
+use plasticity_kernels::{AlphaShape, TraceRule};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+
+/// Which network learns the task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Plastic recurrent network, `bits + 1` neurons.
+    Plastic,
+    /// Non-plastic recurrent network (`rnn_neurons` neurons).
+    Rnn,
+    /// LSTM (`lstm_cells` cells) with a linear read-out.
+    Lstm,
+}
+
+impl std::str::FromStr for ModelKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "plastic" => Ok(ModelKind::Plastic),
+            "rnn" => Ok(ModelKind::Rnn),
+            "lstm" => Ok(ModelKind::Lstm),
+            _ => Err(format!(
+                "unknown model '{s}' (expected plastic, rnn or lstm)"
+            )),
+        }
+    }
+}
+
+/// Configuration of the pattern task; the defaults are the paper's (section 4.1).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PatternConfig {
+    /// Bits per pattern.
+    pub bits: usize,
+    /// Patterns per episode.
+    pub patterns: usize,
+    /// Presentation cycles.
+    pub cycles: usize,
+    /// Steps each pattern is shown.
+    pub present_steps: usize,
+    /// Steps of zero input after each pattern.
+    pub gap_steps: usize,
+    /// Steps the degraded test pattern is shown.
+    pub test_steps: usize,
+    /// Fraction of the test pattern's bits set to 0.
+    pub degraded_fraction: f64,
+    /// Input multiplier (also the bias neuron's input).
+    pub input_scale: f64,
+    /// Episodes per update (the paper: 1).
+    pub batch: usize,
+    /// Adam learning rate.
+    pub learning_rate: f64,
+    /// Adam epsilon.
+    pub adam_epsilon: f64,
+    /// Model.
+    pub model: ModelKind,
+    /// Trace rule of the plastic network.
+    pub rule: TraceRule,
+    /// Shape of `alpha`.
+    pub alpha: AlphaShape,
+    /// Initial `eta`.
+    pub eta: f64,
+    /// Learn `eta`.
+    pub learn_eta: bool,
+    /// Standard deviation of the initial `w` and `alpha`.
+    pub init_std: f64,
+    /// Neurons of the non-plastic RNN (`0`: `bits + 1`).
+    pub rnn_neurons: usize,
+    /// Cells of the LSTM.
+    pub lstm_cells: usize,
+}
+
+impl Default for PatternConfig {
+    fn default() -> Self {
+        PatternConfig {
+            bits: 1000,
+            patterns: 5,
+            cycles: 2,
+            present_steps: 6,
+            gap_steps: 4,
+            test_steps: 6,
+            degraded_fraction: 0.5,
+            input_scale: 20.0,
+            batch: 1,
+            learning_rate: 3e-4,
+            adam_epsilon: 1e-8,
+            model: ModelKind::Plastic,
+            rule: TraceRule::Hebb,
+            alpha: AlphaShape::PerConnection,
+            eta: 0.01,
+            learn_eta: true,
+            init_std: 0.01,
+            rnn_neurons: 0,
+            lstm_cells: 2000,
+        }
+    }
+}
+
+impl PatternConfig {
+    /// The paper's comparison setting (section 4.1): 50 bits, 2 patterns, 1 cycle, 3 steps
+    /// shown, 1 step gap, 3 test steps; RNN of 2051 neurons, LSTM of 2000 cells.
+    pub fn comparison50() -> Self {
+        PatternConfig {
+            bits: 50,
+            patterns: 2,
+            cycles: 1,
+            present_steps: 3,
+            gap_steps: 1,
+            test_steps: 3,
+            rnn_neurons: 2051,
+            ..Self::default()
+        }
+    }
+
+    /// Steps of an episode.
+    pub fn steps(&self) -> usize {
+        self.cycles * self.patterns * (self.present_steps + self.gap_steps) + self.test_steps
+    }
+
+    /// Neurons of the recurrent network for the chosen model (inputs + bias included).
+    pub fn neurons(&self) -> usize {
+        match self.model {
+            ModelKind::Rnn if self.rnn_neurons > 0 => self.rnn_neurons,
+            _ => self.bits + 1,
+        }
+    }
+
+    /// Checks every field; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("bits", self.bits),
+            ("patterns", self.patterns),
+            ("cycles", self.cycles),
+            ("present_steps", self.present_steps),
+            ("test_steps", self.test_steps),
+            ("batch", self.batch),
+            ("lstm_cells", self.lstm_cells),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(format!("{name}: must be positive"));
+            }
+        }
+        if self.bits % 2 != 0 {
+            return Err(format!(
+                "bits: must be even (half +1, half -1), got {}",
+                self.bits
+            ));
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(format!(
+                "learning_rate: must be positive (got {})",
+                self.learning_rate
+            ));
+        }
+        if !(self.adam_epsilon.is_finite() && self.adam_epsilon > 0.0) {
+            return Err(format!(
+                "adam_epsilon: must be positive (got {})",
+                self.adam_epsilon
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.degraded_fraction) {
+            return Err(format!(
+                "degraded_fraction: must be in [0, 1] (got {})",
+                self.degraded_fraction
+            ));
+        }
+        if !(self.input_scale.is_finite() && self.input_scale > 0.0) {
+            return Err(format!(
+                "input_scale: must be positive (got {})",
+                self.input_scale
+            ));
+        }
+        if self.model == ModelKind::Rnn && self.rnn_neurons != 0 && self.rnn_neurons <= self.bits {
+            return Err(format!(
+                "rnn_neurons: must exceed bits ({}) to hold the inputs and the bias",
+                self.bits
+            ));
+        }
+        self.plastic_config().validate()
+    }
+
+    fn plastic_config(&self) -> PlasticNetConfig {
+        PlasticNetConfig {
+            neurons: self.neurons(),
+            rule: self.rule,
+            alpha: self.alpha,
+            eta: self.eta,
+            learn_eta: self.learn_eta,
+            init_std: self.init_std,
+            ..PlasticNetConfig::default()
+        }
+    }
+}
+
+/// A batch of episodes: inputs and targets.
+#[derive(Clone, Debug)]
+pub struct PatternEpisodes {
+    /// Unscaled inputs `[B, T, bits]` (+1, -1, 0).
+    pub inputs: Vec<f32>,
+    /// Test patterns `[B, bits]`.
+    pub targets: Vec<f32>,
+    /// Batch size, steps, bits.
+    pub dims: [usize; 3],
+}
+
+/// Draws a pattern of `bits` values, exactly half +1 and half -1.
+fn draw_pattern(bits: usize, rng: &mut impl Rng) -> Vec<f32> {
+    let mut p: Vec<f32> = (0..bits)
+        .map(|k| if k < bits / 2 { 1.0 } else { -1.0 })
+        .collect();
+    p.shuffle(rng);
+    p
+}
+
+/// Generates `batch` episodes of the task.
+pub fn generate(c: &PatternConfig, batch: usize, rng: &mut impl Rng) -> PatternEpisodes {
+    let (t_len, bits) = (c.steps(), c.bits);
+    let mut inputs = vec![0.0f32; batch * t_len * bits];
+    let mut targets = Vec::with_capacity(batch * bits);
+    for b in 0..batch {
+        let patterns: Vec<Vec<f32>> = (0..c.patterns).map(|_| draw_pattern(bits, rng)).collect();
+        let mut t = 0;
+        let ep = &mut inputs[b * t_len * bits..(b + 1) * t_len * bits];
+        for _ in 0..c.cycles {
+            let mut order: Vec<usize> = (0..c.patterns).collect();
+            order.shuffle(rng);
+            for k in order {
+                for _ in 0..c.present_steps {
+                    ep[t * bits..(t + 1) * bits].copy_from_slice(&patterns[k]);
+                    t += 1;
+                }
+                t += c.gap_steps;
+            }
+        }
+        let target = &patterns[rng.gen_range(0..c.patterns)];
+        let mut degraded = target.clone();
+        let zeroed = (bits as f64 * c.degraded_fraction).round() as usize;
+        for k in rand::seq::index::sample(rng, bits, zeroed) {
+            degraded[k] = 0.0;
+        }
+        for _ in 0..c.test_steps {
+            ep[t * bits..(t + 1) * bits].copy_from_slice(&degraded);
+            t += 1;
+        }
+        targets.extend_from_slice(target);
+    }
+    PatternEpisodes {
+        inputs,
+        targets,
+        dims: [batch, t_len, bits],
+    }
+}
+
+/// Non-plastic recurrent network: `y_t = tanh(y_{t-1} w + x_t)`.
+#[derive(Module, Debug)]
+pub struct Rnn {
+    /// `w: [N, N]`.
+    pub w: Param<Tensor<2>>,
+}
+
+/// LSTM with a linear read-out to the pattern bits.
+#[derive(Module, Debug)]
+pub struct LstmNet {
+    /// The LSTM (input: pattern + bias).
+    pub lstm: Lstm,
+    /// Read-out to the pattern bits.
+    pub head: Linear,
+}
+
+/// The model of a pattern run.
+#[derive(Module, Debug)]
+pub enum PatternModel {
+    /// Plastic network.
+    Plastic(PlasticNet),
+    /// Non-plastic RNN.
+    Rnn(Rnn),
+    /// LSTM.
+    Lstm(LstmNet),
+}
+
+/// The pattern experiment: configuration plus the shared-loop hooks.
+#[derive(Clone, Debug)]
+pub struct PatternTask {
+    /// Configuration.
+    pub config: PatternConfig,
+}
+
+impl PatternTask {
+    /// A task; fails with a message naming the field when the configuration is invalid.
+    pub fn new(config: PatternConfig) -> Result<Self, String> {
+        config.validate()?;
+        Ok(PatternTask { config })
+    }
+
+    /// Final-step outputs of the pattern neurons, `[B, bits]`.
+    pub fn outputs(
+        &self,
+        model: &PatternModel,
+        ep: &PatternEpisodes,
+        device: &Device,
+    ) -> Result<Tensor<2>, String> {
+        let c = &self.config;
+        let [b, t, bits] = ep.dims;
+        let scale = c.input_scale as f32;
+        match model {
+            PatternModel::Plastic(_) | PatternModel::Rnn(_) => {
+                // Neurons 0..bits get the pattern, neuron `bits` is the bias; any others are hidden.
+                let n = c.neurons();
+                let mut x = vec![0.0f32; b * t * n];
+                for (row, src) in x.chunks_mut(n).zip(ep.inputs.chunks(bits)) {
+                    for (d, s) in row.iter_mut().zip(src) {
+                        *d = s * scale;
+                    }
+                    row[bits] = scale;
+                }
+                let x = from_vec(x, [b, t, n], device);
+                let ys = match model {
+                    PatternModel::Plastic(net) => net.forward(x, None).map_err(|e| e.0)?.0,
+                    PatternModel::Rnn(rnn) => {
+                        let w = rnn.w.val();
+                        let mut y: Tensor<2> = Tensor::zeros([b, n], device);
+                        let mut last = y.clone();
+                        for s in 0..t {
+                            let xs = x.clone().slice([0..b, s..s + 1, 0..n]).reshape([b, n]);
+                            y = (y.matmul(w.clone()) + xs).tanh();
+                            last = y.clone();
+                        }
+                        last.unsqueeze_dim(1)
+                    }
+                    PatternModel::Lstm(_) => unreachable!(),
+                };
+                let t_out = ys.dims()[1];
+                Ok(ys
+                    .slice([0..b, t_out - 1..t_out, 0..bits])
+                    .reshape([b, bits]))
+            }
+            PatternModel::Lstm(net) => {
+                // Unscaled pattern plus a constant bias input.
+                let mut x = vec![0.0f32; b * t * (bits + 1)];
+                for (row, src) in x.chunks_mut(bits + 1).zip(ep.inputs.chunks(bits)) {
+                    row[..bits].copy_from_slice(src);
+                    row[bits] = 1.0;
+                }
+                let x = from_vec(x, [b, t, bits + 1], device);
+                let (hs, _) = net.lstm.forward(x, None);
+                let cells = hs.dims()[2];
+                let last = hs.slice([0..b, t - 1..t, 0..cells]).reshape([b, cells]);
+                Ok(net.head.forward(last).tanh())
+            }
+        }
+    }
+
+    fn loss_and_error(
+        &self,
+        model: &PatternModel,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<(Tensor<1>, f64), String> {
+        let ep = generate(&self.config, self.config.batch, rng);
+        let [b, _, bits] = ep.dims;
+        let out = self.outputs(model, &ep, device)?;
+        let target = from_vec(ep.targets.clone(), [b, bits], device);
+        let loss = (out.clone() - target)
+            .powf_scalar(2.0)
+            .sum()
+            .div_scalar(b as f32);
+        let wrong = to_vec(out)
+            .iter()
+            .zip(&ep.targets)
+            .filter(|(o, t)| (**o > 0.0) != (**t > 0.0))
+            .count();
+        Ok((loss, wrong as f64 / (b * bits) as f64))
+    }
+}
+
+impl Experiment for PatternTask {
+    type Model = PatternModel;
+
+    fn name(&self) -> &'static str {
+        "pattern"
+    }
+
+    fn metric_names(&self) -> &'static [&'static str] {
+        &["error"]
+    }
+
+    fn init_model(&self, rng: &mut ChaCha8Rng, device: &Device) -> PatternModel {
+        let c = &self.config;
+        match c.model {
+            ModelKind::Plastic => PatternModel::Plastic(c.plastic_config().init(rng, device)),
+            ModelKind::Rnn => {
+                let n = c.neurons();
+                let w: Vec<f32> = (0..n * n)
+                    .map(|_| (c.init_std * rng.sample::<f64, _>(StandardNormal)) as f32)
+                    .collect();
+                PatternModel::Rnn(Rnn {
+                    w: Param::from_tensor(from_vec(w, [n, n], device)),
+                })
+            }
+            ModelKind::Lstm => {
+                // burn initialises these lazily from its own seeded RNG: seed it from ours.
+                device.seed(rng.gen());
+                PatternModel::Lstm(LstmNet {
+                    lstm: LstmConfig::new(c.bits + 1, c.lstm_cells, true).init(device),
+                    head: LinearConfig::new(c.lstm_cells, c.bits).init(device),
+                })
+            }
+        }
+    }
+
+    fn optimizer(&self) -> (AdamConfig, f64) {
+        (
+            AdamConfig::new().with_epsilon(self.config.adam_epsilon as f32),
+            self.config.learning_rate,
+        )
+    }
+
+    fn train_episode(
+        &self,
+        model: &PatternModel,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<(Tensor<1>, Vec<f64>), String> {
+        let (loss, error) = self.loss_and_error(model, rng, device)?;
+        Ok((loss.reshape([1]), vec![error]))
+    }
+
+    fn eval_episode(
+        &self,
+        model: &PatternModel,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<Vec<f64>, String> {
+        let (_, error) = self.loss_and_error(model, rng, device)?;
+        Ok(vec![error])
+    }
+}

@@ -1,0 +1,25 @@
+//! Small conversions between burn tensors and flat `f32` buffers.
+
+use burn::backend::{tensor::FloatTensor, Backend};
+use burn::tensor::{read_sync, Device, Tensor, TensorData};
+
+/// Copies a backend primitive into a `Vec<f32>`.
+pub(crate) fn prim_to_vec<B: Backend>(t: FloatTensor<B>) -> Vec<f32> {
+    read_sync(B::float_into_data(t))
+        .expect("reading a CPU tensor cannot fail")
+        .try_into_vec::<f32>()
+        .expect("plastic tensors are f32")
+}
+
+/// Copies a tensor into a `Vec<f32>` (row-major).
+pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("converted to f32")
+}
+
+/// Builds a tensor of the given shape from a row-major `Vec<f32>`.
+pub fn from_vec<const D: usize>(v: Vec<f32>, shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(v, shape), device)
+}

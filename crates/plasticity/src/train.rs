@@ -1,0 +1,443 @@
+//! The training loop every experiment shares, and its run directory.
+//!
+//! A run directory holds `config.json` (the resolved configuration and the seed),
+//! `metrics.csv` (`episode,loss,<metrics...>,seconds`) and `checkpoint.bin` (parameters,
+//! optimizer state, episode counter, RNG state, written to a temporary file and renamed).
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// An experiment plugs into the shared loop: its model, its episodes, its metrics.
+pub trait Experiment {
+    /// The trained model.
+    type Model: Module + Clone + fmt::Debug;
+    /// Name used in outputs (`pattern`, `images`...).
+    fn name(&self) -> &'static str;
+    /// Names of the metric columns, as in `eval --json` (e.g. `["error"]`).
+    fn metric_names(&self) -> &'static [&'static str];
+    /// Builds a fresh model from the run's RNG.
+    fn init_model(&self, rng: &mut ChaCha8Rng, device: &Device) -> Self::Model;
+    /// Adam settings and learning rate.
+    fn optimizer(&self) -> (AdamConfig, f64);
+    /// Samples one training batch of episodes and returns the loss `[1]` and the metrics.
+    fn train_episode(
+        &self,
+        model: &Self::Model,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<(Tensor<1>, Vec<f64>), String>;
+    /// Runs one evaluation batch (held-out data where the task has it); returns the metrics.
+    fn eval_episode(
+        &self,
+        model: &Self::Model,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<Vec<f64>, String>;
+}
+
+/// Failure of a run.
+#[derive(Debug)]
+pub enum TrainError {
+    /// Bad configuration, data or files (exit code 2).
+    Usage(String),
+    /// The loss became NaN or infinite; the last good checkpoint is kept.
+    NonFinite {
+        /// Episode at which the loss was not finite.
+        episode: u64,
+        /// Episode of the checkpoint that was kept (0: none).
+        checkpoint: u64,
+    },
+    /// Other failure (exit code 1).
+    Other(String),
+}
+
+impl fmt::Display for TrainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrainError::Usage(m) | TrainError::Other(m) => f.write_str(m),
+            TrainError::NonFinite { episode, checkpoint } => write!(
+                f,
+                "loss is NaN or infinite at episode {episode}; stopped. The last good checkpoint (episode {checkpoint}) is kept"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TrainError {}
+
+fn io_err(path: &Path, e: impl fmt::Display) -> TrainError {
+    TrainError::Usage(format!("{}: {e}", path.display()))
+}
+
+/// Options of a training run (the experiment's own configuration lives in the experiment).
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Total episodes (updates) of the run.
+    pub episodes: u64,
+    /// Seed of the run's RNG (initialisation and episodes).
+    pub seed: u64,
+    /// Run directory.
+    pub out: PathBuf,
+    /// Continue from the checkpoint in `out`.
+    pub resume: bool,
+    /// Episodes between checkpoints.
+    pub checkpoint_every: u64,
+}
+
+/// What the progress callback sees after each episode.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// Episodes done.
+    pub episode: u64,
+    /// Episodes in the run.
+    pub total: u64,
+    /// Loss of this episode.
+    pub loss: f64,
+    /// Mean of each metric over the last (up to) 50 episodes.
+    pub running: Vec<f64>,
+}
+
+/// The RNG state in a checkpoint.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct RngState {
+    seed: [u8; 32],
+    stream: u64,
+    word_pos: u128,
+}
+
+impl RngState {
+    fn of(rng: &ChaCha8Rng) -> Self {
+        RngState {
+            seed: rng.get_seed(),
+            stream: rng.get_stream(),
+            word_pos: rng.get_word_pos(),
+        }
+    }
+    fn restore(&self) -> ChaCha8Rng {
+        let mut rng = ChaCha8Rng::from_seed(self.seed);
+        rng.set_stream(self.stream);
+        rng.set_word_pos(self.word_pos);
+        rng
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct CheckpointHeader {
+    experiment: String,
+    episode: u64,
+    seconds: f64,
+    rng: RngState,
+}
+
+const MAGIC: &[u8; 8] = b"PLSTCKP1";
+
+/// FNV-1a, to detect a corrupt or truncated checkpoint.
+fn checksum(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for p in parts {
+        for &b in *p {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    }
+    h
+}
+
+/// Writes `bytes` to `path` atomically (temporary file in the same folder, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| io_err(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+}
+
+fn save_checkpoint<M: Module>(
+    path: &Path,
+    header: &CheckpointHeader,
+    model: &M,
+    optim: &ModuleOptimizer,
+) -> Result<(), TrainError> {
+    let head = serde_json::to_vec(header).map_err(|e| TrainError::Other(e.to_string()))?;
+    let model_bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| TrainError::Other(format!("saving model: {e:?}")))?;
+    let optim_bytes = optim
+        .to_record()
+        .into_bytes()
+        .map_err(|e| TrainError::Other(format!("saving optimizer: {e:?}")))?;
+    let parts: [&[u8]; 3] = [&head, &model_bytes, &optim_bytes];
+    let mut out = Vec::with_capacity(64 + parts.iter().map(|p| p.len()).sum::<usize>());
+    out.extend_from_slice(MAGIC);
+    for p in parts {
+        out.extend_from_slice(&(p.len() as u64).to_le_bytes());
+        out.extend_from_slice(p);
+    }
+    out.extend_from_slice(&checksum(&parts).to_le_bytes());
+    write_atomic(path, &out)
+}
+
+/// A checkpoint read back: header, model bytes, optimizer bytes.
+struct Checkpoint {
+    header: CheckpointHeader,
+    model: Vec<u8>,
+    optim: Vec<u8>,
+}
+
+fn read_checkpoint(path: &Path) -> Result<Checkpoint, TrainError> {
+    let bytes = fs::read(path).map_err(|e| io_err(path, e))?;
+    let corrupt = |what: &str| {
+        TrainError::Usage(format!(
+            "{}: corrupt or truncated checkpoint ({what})",
+            path.display()
+        ))
+    };
+    if bytes.len() < 8 || &bytes[..8] != MAGIC {
+        return Err(corrupt("not a plasticity checkpoint"));
+    }
+    let mut pos = 8;
+    let mut parts = Vec::new();
+    for _ in 0..3 {
+        let len_bytes = bytes
+            .get(pos..pos + 8)
+            .ok_or_else(|| corrupt("truncated"))?;
+        let len = u64::from_le_bytes(len_bytes.try_into().expect("8 bytes")) as usize;
+        pos += 8;
+        let part = bytes
+            .get(pos..pos.checked_add(len).ok_or_else(|| corrupt("bad length"))?)
+            .ok_or_else(|| corrupt("truncated"))?;
+        parts.push(part.to_vec());
+        pos += len;
+    }
+    let sum = bytes
+        .get(pos..pos + 8)
+        .ok_or_else(|| corrupt("truncated"))?;
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    if u64::from_le_bytes(sum.try_into().expect("8 bytes")) != checksum(&refs)
+        || bytes.len() != pos + 8
+    {
+        return Err(corrupt("checksum mismatch"));
+    }
+    let header: CheckpointHeader =
+        serde_json::from_slice(&parts[0]).map_err(|e| corrupt(&e.to_string()))?;
+    let optim = parts.pop().expect("3 parts");
+    let model = parts.pop().expect("3 parts");
+    Ok(Checkpoint {
+        header,
+        model,
+        optim,
+    })
+}
+
+/// Loads the model of a run's checkpoint into `model` (built with the run's configuration).
+pub fn load_model<M: Module>(run: &Path, model: M) -> Result<(M, u64), TrainError> {
+    let ck = read_checkpoint(&run.join("checkpoint.bin"))?;
+    let record =
+        burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(ck.model))
+            .map_err(|e| {
+                TrainError::Usage(format!(
+                    "{}: model record: {e:?}",
+                    run.join("checkpoint.bin").display()
+                ))
+            })?;
+    Ok((model.load_record(record), ck.header.episode))
+}
+
+/// Keeps the rows of `metrics.csv` up to `episode` (a resumed run rewrites what came after).
+fn truncate_metrics(path: &Path, episode: u64) -> Result<(), TrainError> {
+    let text = fs::read_to_string(path).map_err(|e| io_err(path, e))?;
+    let mut out = String::new();
+    for (k, line) in text.lines().enumerate() {
+        let keep = k == 0
+            || line
+                .split(',')
+                .next()
+                .and_then(|e| e.parse::<u64>().ok())
+                .is_some_and(|e| e <= episode);
+        if keep {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    write_atomic(path, out.as_bytes())
+}
+
+/// Summary of a finished run.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    /// Episodes done.
+    pub episodes: u64,
+    /// Mean loss over the last (up to) 50 episodes.
+    pub final_loss: f64,
+    /// Mean of each metric over the last (up to) 50 episodes.
+    pub final_metrics: Vec<f64>,
+    /// Wall-clock seconds (including those before a resume).
+    pub seconds: f64,
+}
+
+/// Trains `exp` as `opts` says, writing metrics and checkpoints into `opts.out`.
+/// `config_json` is written as `config.json` (resolved configuration, seed included).
+pub fn train<E: Experiment>(
+    exp: &E,
+    config_json: &serde_json::Value,
+    opts: &RunOptions,
+    device: &Device,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Summary, TrainError> {
+    fs::create_dir_all(&opts.out).map_err(|e| io_err(&opts.out, e))?;
+    let ckpt_path = opts.out.join("checkpoint.bin");
+    let metrics_path = opts.out.join("metrics.csv");
+    let (adam, lr) = exp.optimizer();
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let mut model = exp.init_model(&mut rng, device);
+    let mut optim: ModuleOptimizer = adam.init();
+    let mut start_episode = 0;
+    let mut seconds_before = 0.0;
+    if opts.resume {
+        let ck = read_checkpoint(&ckpt_path)?;
+        if ck.header.experiment != exp.name() {
+            return Err(TrainError::Usage(format!(
+                "{}: checkpoint is from experiment '{}', not '{}'",
+                ckpt_path.display(),
+                ck.header.experiment,
+                exp.name()
+            )));
+        }
+        let record =
+            burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(ck.model))
+                .map_err(|e| {
+                    TrainError::Usage(format!("{}: model record: {e:?}", ckpt_path.display()))
+                })?;
+        model = model.load_record(record);
+        let orecord =
+            burn::optim::OptimizerRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(ck.optim))
+                .map_err(|e| {
+                    TrainError::Usage(format!("{}: optimizer record: {e:?}", ckpt_path.display()))
+                })?;
+        optim = optim.load_record(orecord);
+        rng = ck.header.rng.restore();
+        start_episode = ck.header.episode;
+        seconds_before = ck.header.seconds;
+        if metrics_path.exists() {
+            truncate_metrics(&metrics_path, start_episode)?;
+        }
+    } else {
+        let header = format!("episode,loss,{},seconds\n", exp.metric_names().join(","));
+        write_atomic(&metrics_path, header.as_bytes())?;
+    }
+    let config_text =
+        serde_json::to_string_pretty(config_json).map_err(|e| TrainError::Other(e.to_string()))?;
+    write_atomic(&opts.out.join("config.json"), config_text.as_bytes())?;
+    let mut metrics_file = fs::OpenOptions::new()
+        .append(true)
+        .open(&metrics_path)
+        .map_err(|e| io_err(&metrics_path, e))?;
+    let started = Instant::now();
+    let mut window: std::collections::VecDeque<(f64, Vec<f64>)> = Default::default();
+    let mut last_checkpoint = start_episode;
+    let mut episode = start_episode;
+    let elapsed = |started: &Instant| seconds_before + started.elapsed().as_secs_f64();
+    while episode < opts.episodes {
+        let (loss, metrics) = exp
+            .train_episode(&model, &mut rng, device)
+            .map_err(TrainError::Usage)?;
+        let loss_value = loss.clone().into_scalar::<f32>() as f64;
+        if !loss_value.is_finite() {
+            return Err(TrainError::NonFinite {
+                episode: episode + 1,
+                checkpoint: last_checkpoint,
+            });
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(lr, model, grads);
+        episode += 1;
+        let row: Vec<String> = std::iter::once(episode.to_string())
+            .chain(std::iter::once(format!("{loss_value:.6}")))
+            .chain(metrics.iter().map(|m| format!("{m:.6}")))
+            .chain(std::iter::once(format!("{:.3}", elapsed(&started))))
+            .collect();
+        writeln!(metrics_file, "{}", row.join(",")).map_err(|e| io_err(&metrics_path, e))?;
+        window.push_back((loss_value, metrics));
+        if window.len() > 50 {
+            window.pop_front();
+        }
+        let running = mean_columns(
+            window.iter().map(|(_, m)| m.as_slice()),
+            exp.metric_names().len(),
+        );
+        progress(&Progress {
+            episode,
+            total: opts.episodes,
+            loss: loss_value,
+            running,
+        });
+        if episode % opts.checkpoint_every.max(1) == 0 || episode == opts.episodes {
+            metrics_file.flush().map_err(|e| io_err(&metrics_path, e))?;
+            let header = CheckpointHeader {
+                experiment: exp.name().into(),
+                episode,
+                seconds: elapsed(&started),
+                rng: RngState::of(&rng),
+            };
+            save_checkpoint(&ckpt_path, &header, &model, &optim)?;
+            last_checkpoint = episode;
+        }
+    }
+    let n = window.len().max(1) as f64;
+    Ok(Summary {
+        episodes: episode,
+        final_loss: window.iter().map(|(l, _)| l).sum::<f64>() / n,
+        final_metrics: mean_columns(
+            window.iter().map(|(_, m)| m.as_slice()),
+            exp.metric_names().len(),
+        ),
+        seconds: elapsed(&started),
+    })
+}
+
+fn mean_columns<'a>(rows: impl Iterator<Item = &'a [f64]>, k: usize) -> Vec<f64> {
+    let mut sum = vec![0.0; k];
+    let mut count = 0.0;
+    for r in rows {
+        for (s, v) in sum.iter_mut().zip(r) {
+            *s += v;
+        }
+        count += 1.0;
+    }
+    sum.iter().map(|s| s / f64::max(count, 1.0)).collect()
+}
+
+/// Evaluates `model` on `episodes` fresh evaluation batches; returns each metric's mean and
+/// the per-batch values.
+pub fn evaluate<E: Experiment>(
+    exp: &E,
+    model: &E::Model,
+    episodes: u64,
+    seed: u64,
+    device: &Device,
+) -> Result<(Vec<f64>, Vec<Vec<f64>>), TrainError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut all = Vec::new();
+    for _ in 0..episodes {
+        all.push(
+            exp.eval_episode(model, &mut rng, device)
+                .map_err(TrainError::Usage)?,
+        );
+    }
+    Ok((
+        mean_columns(all.iter().map(Vec::as_slice), exp.metric_names().len()),
+        all,
+    ))
+}

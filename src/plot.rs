@@ -1,0 +1,230 @@
+//! Learning curves as SVG, from `metrics.csv` files (no plotting dependency).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// One curve: a label and `(episode, value)` points.
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Reads column `column` of a run's `metrics.csv` against the episode column.
+pub fn read_metric(run: &Path, column: &str) -> Result<Vec<(f64, f64)>, String> {
+    let path = run.join("metrics.csv");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or_else(|| format!("{}: empty file", path.display()))?
+        .split(',')
+        .collect();
+    let col = header.iter().position(|h| *h == column).ok_or_else(|| {
+        format!(
+            "{}: no column '{column}' (columns: {})",
+            path.display(),
+            header.join(",")
+        )
+    })?;
+    let mut out = Vec::new();
+    for (k, line) in lines.enumerate() {
+        let fields: Vec<&str> = line.split(',').collect();
+        let parse = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+        match (parse(0), parse(col)) {
+            (Some(e), Some(v)) => out.push((e, v)),
+            _ => {
+                return Err(format!(
+                    "{}: line {}: cannot read episode and {column}",
+                    path.display(),
+                    k + 2
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Moving average over `window` points.
+pub fn smooth(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
+    let w = window.max(1);
+    (0..points.len())
+        .map(|i| {
+            let lo = (i + 1).saturating_sub(w);
+            let slice = &points[lo..=i];
+            (
+                points[i].0,
+                slice.iter().map(|p| p.1).sum::<f64>() / slice.len() as f64,
+            )
+        })
+        .collect()
+}
+
+const COLORS: [&str; 6] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+];
+
+/// Draws the curves on one chart and returns the SVG text.
+pub fn svg_chart(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    log_y: bool,
+) -> String {
+    let (w, h, left, right, top, bottom) = (720.0, 420.0, 70.0, 20.0, 40.0, 50.0);
+    let ty = |v: f64| if log_y { v.max(1e-6).log10() } else { v };
+    let all = series.iter().flat_map(|s| s.points.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in all {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(ty(y));
+        y1 = y1.max(ty(y));
+    }
+    if x0 >= x1 {
+        x1 = x0 + 1.0;
+    }
+    if y0 >= y1 {
+        y1 = y0 + 1.0;
+    }
+    let px = |x: f64| left + (x - x0) / (x1 - x0) * (w - left - right);
+    let py = |y: f64| top + (1.0 - (ty(y) - y0) / (y1 - y0)) * (h - top - bottom);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{title}</text>"#,
+        w / 2.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<rect x="{left}" y="{top}" width="{}" height="{}" fill="none" stroke="black"/>"#,
+        w - left - right,
+        h - top - bottom
+    );
+    for k in 0..=4 {
+        let f = k as f64 / 4.0;
+        let xv = x0 + f * (x1 - x0);
+        let yv_t = y0 + f * (y1 - y0);
+        let yv = if log_y { 10f64.powf(yv_t) } else { yv_t };
+        let (gx, gy) = (px(xv), top + (1.0 - f) * (h - top - bottom));
+        let _ = writeln!(
+            s,
+            r##"<line x1="{gx}" y1="{top}" x2="{gx}" y2="{}" stroke="#ddd"/>"##,
+            h - bottom
+        );
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" y1="{gy}" x2="{}" y2="{gy}" stroke="#ddd"/>"##,
+            w - right
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{gx}" y="{}" text-anchor="middle">{}</text>"#,
+            h - bottom + 16.0,
+            fmt_num(xv)
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
+            left - 6.0,
+            gy + 4.0,
+            fmt_num(yv)
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">{x_label}</text>"#,
+        (left + w - right) / 2.0,
+        h - 12.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">{y_label}</text>"#,
+        (top + h - bottom) / 2.0,
+        (top + h - bottom) / 2.0
+    );
+    for (k, ser) in series.iter().enumerate() {
+        let color = COLORS[k % COLORS.len()];
+        let pts: Vec<String> = ser
+            .points
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{}"/>"#,
+            pts.join(" ")
+        );
+        let ly = top + 16.0 + 16.0 * k as f64;
+        let _ = writeln!(
+            s,
+            r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/>"#,
+            w - right - 170.0,
+            w - right - 150.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}">{}</text>"#,
+            w - right - 145.0,
+            ly + 4.0,
+            ser.label
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn fmt_num(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v.abs() >= 1000.0 || v.abs() < 0.01 {
+        format!("{v:.1e}")
+    } else {
+        format!("{}", (v * 1000.0).round() / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_smooths_and_draws_a_metric() {
+        let dir = std::env::temp_dir().join(format!("plasticity-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("metrics.csv"),
+            "episode,loss,error,seconds\n1,4.0,0.5,0.1\n2,2.0,0.25,0.2\n3,0.0,0.0,0.3\n",
+        )
+        .unwrap();
+        let pts = read_metric(&dir, "error").unwrap();
+        assert_eq!(pts, vec![(1.0, 0.5), (2.0, 0.25), (3.0, 0.0)]);
+        assert_eq!(smooth(&pts, 2)[2], (3.0, 0.125));
+        assert!(read_metric(&dir, "reward")
+            .unwrap_err()
+            .contains("no column 'reward'"));
+        let svg = svg_chart(
+            "t",
+            "episode",
+            "error",
+            &[Series {
+                label: "a".into(),
+                points: pts,
+            }],
+            false,
+        );
+        assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
+        std::fs::write(
+            dir.join("metrics.csv"),
+            "episode,loss,error,seconds\n1,x,0.5,0.1\n",
+        )
+        .unwrap();
+        assert!(read_metric(&dir, "error").unwrap_err().contains("line 2"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
