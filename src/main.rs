@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Binary pattern memorisation and completion (ICML 2018, section 4.1).
-    Pattern(PatternArgs),
+    Pattern(Box<PatternArgs>),
     /// Evaluate the last checkpoint of a run on fresh episodes.
     Eval {
         /// Experiment of the run (pattern).
@@ -185,7 +185,7 @@ fn set_threads(threads: Option<usize>) -> Result<usize, Failure> {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Pattern(args) => train_pattern(args),
+        Command::Pattern(args) => train_pattern(*args),
         Command::Eval {
             experiment,
             run,

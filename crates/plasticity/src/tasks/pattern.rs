@@ -14,7 +14,7 @@ use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
 use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor};
-use plasticity_kernels::{AlphaShape, TraceRule};
+use plasticity_kernels::{AlphaShape, BackwardStrategy, TraceRule};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -85,6 +85,8 @@ pub struct PatternConfig {
     pub learn_eta: bool,
     /// Standard deviation of the initial `w` and `alpha`.
     pub init_std: f64,
+    /// How the plastic network's backward recovers the traces.
+    pub backward: BackwardStrategy,
     /// Neurons of the non-plastic RNN (`0`: `bits + 1`).
     pub rnn_neurons: usize,
     /// Cells of the LSTM.
@@ -111,6 +113,7 @@ impl Default for PatternConfig {
             eta: 0.01,
             learn_eta: true,
             init_std: 0.01,
+            backward: BackwardStrategy::Auto,
             rnn_neurons: 0,
             lstm_cells: 2000,
         }
@@ -162,7 +165,7 @@ impl PatternConfig {
                 return Err(format!("{name}: must be positive"));
             }
         }
-        if self.bits % 2 != 0 {
+        if !self.bits.is_multiple_of(2) {
             return Err(format!(
                 "bits: must be even (half +1, half -1), got {}",
                 self.bits
@@ -209,6 +212,7 @@ impl PatternConfig {
             eta: self.eta,
             learn_eta: self.learn_eta,
             init_std: self.init_std,
+            backward: self.backward,
             ..PlasticNetConfig::default()
         }
     }
@@ -291,6 +295,7 @@ pub struct LstmNet {
 
 /// The model of a pattern run.
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)] // one model per run: size does not matter
 pub enum PatternModel {
     /// Plastic network.
     Plastic(PlasticNet),

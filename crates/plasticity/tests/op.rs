@@ -1,0 +1,275 @@
+//! The burn operation against the same recurrence written with plain burn tensor ops (whose
+//! gradients burn's autodiff computes), including a burn layer before and after it.
+
+use burn::module::Param;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::{Device, Tensor, TensorData};
+use plasticity::tensors::{from_vec, to_vec};
+use plasticity::{
+    plastic_episode, AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, TraceRule,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn random(rng: &mut ChaCha8Rng, len: usize, scale: f32) -> Vec<f32> {
+    (0..len)
+        .map(|_| scale * (rng.gen::<f32>() * 2.0 - 1.0))
+        .collect()
+}
+
+/// The episode as the paper writes it, with burn ops: `y = tanh(y (w + alpha Hebb) + x)`, then
+/// the trace rule, then clipping. `x: [B, T, N]`. Returns `ys: [B, T, N]`.
+#[allow(clippy::too_many_arguments)]
+fn reference(
+    spec: &EpisodeSpec,
+    w: Tensor<2>,
+    alpha: Tensor<2>,
+    eta: Tensor<1>,
+    x: Tensor<3>,
+    y0: Tensor<2>,
+    hebb0: Tensor<3>,
+) -> Tensor<3> {
+    let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
+    let alpha3: Tensor<3> = alpha.unsqueeze_dim(0); // [1, N|1, N|1] broadcasts
+    let eta3: Tensor<3> = eta.reshape([1, 1, 1]);
+    let mut y = y0;
+    let mut hebb = hebb0;
+    let mut ys = Vec::new();
+    for s in 0..t {
+        let xs = x.clone().slice([0..b, s..s + 1, 0..n]).reshape([b, n]);
+        let weights = w.clone().unsqueeze_dim::<3>(0) + alpha3.clone() * hebb.clone(); // [B, N, N]
+        let pre = y
+            .clone()
+            .unsqueeze_dim::<3>(1)
+            .matmul(weights)
+            .reshape([b, n]); // [B, N]
+        let y_new = (pre + xs).tanh();
+        let outer = y.clone().unsqueeze_dim::<3>(2) * y_new.clone().unsqueeze_dim::<3>(1); // [B, N, N]
+        hebb = match spec.rule {
+            TraceRule::Hebb => hebb.clone() - eta3.clone() * hebb + eta3.clone() * outer,
+            TraceRule::Oja => {
+                let post = y_new.clone().unsqueeze_dim::<3>(1);
+                hebb.clone() + eta3.clone() * (outer - hebb * post.clone() * post)
+            }
+        };
+        if let Some(c) = spec.clip {
+            hebb = hebb.clamp(-c as f32, c as f32);
+        }
+        y = y_new;
+        ys.push(y.clone().unsqueeze_dim::<3>(1));
+    }
+    Tensor::cat(ys, 1)
+}
+
+struct Leaves {
+    w: Tensor<2>,
+    alpha: Tensor<2>,
+    eta: Tensor<1>,
+    x: Tensor<3>,
+    y0: Tensor<2>,
+    hebb0: Tensor<3>,
+}
+
+fn leaves(spec: &EpisodeSpec, seed: u64, device: &Device) -> (Leaves, Tensor<3>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
+    let alpha_dims = match spec.alpha {
+        AlphaShape::PerConnection => [n, n],
+        AlphaShape::PerNeuron => [1, n],
+        AlphaShape::Scalar => [1, 1],
+    };
+    let leaf = |v: Vec<f32>, shape: &[usize]| TensorData::new(v, shape.to_vec());
+    let w =
+        Tensor::<2>::from_data(leaf(random(&mut rng, n * n, 0.4), &[n, n]), device).require_grad();
+    let alpha = Tensor::<2>::from_data(
+        leaf(
+            random(&mut rng, alpha_dims[0] * alpha_dims[1], 0.5),
+            &alpha_dims,
+        ),
+        device,
+    )
+    .require_grad();
+    let eta = Tensor::<1>::from_data(leaf(vec![0.2], &[1]), device).require_grad();
+    let x = Tensor::<3>::from_data(leaf(random(&mut rng, b * t * n, 1.0), &[b, t, n]), device)
+        .require_grad();
+    let y0 =
+        Tensor::<2>::from_data(leaf(random(&mut rng, b * n, 0.5), &[b, n]), device).require_grad();
+    let hebb0 = Tensor::<3>::from_data(leaf(random(&mut rng, b * n * n, 0.1), &[b, n, n]), device)
+        .require_grad();
+    let weights = from_vec(random(&mut rng, b * t * n, 1.0), [b, t, n], device);
+    (
+        Leaves {
+            w,
+            alpha,
+            eta,
+            x,
+            y0,
+            hebb0,
+        },
+        weights,
+    )
+}
+
+fn max_rel(a: &[f32], b: &[f32]) -> f32 {
+    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    a.iter()
+        .zip(b)
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
+#[test]
+fn gradients_of_the_op_equal_burn_autodiff_of_the_plain_recurrence() {
+    let device = Device::flex().autodiff();
+    for rule in [TraceRule::Hebb, TraceRule::Oja] {
+        for alpha in [
+            AlphaShape::PerConnection,
+            AlphaShape::PerNeuron,
+            AlphaShape::Scalar,
+        ] {
+            for clip in [None, Some(0.15)] {
+                let spec = EpisodeSpec {
+                    rule,
+                    alpha,
+                    clip,
+                    ..EpisodeSpec::new(6, 3, 8)
+                };
+                let run = |fused: bool| {
+                    let (l, weights) = leaves(&spec, 42, &device);
+                    let ys = if fused {
+                        plastic_episode(
+                            l.w.clone(),
+                            l.alpha.clone(),
+                            l.eta.clone(),
+                            l.x.clone(),
+                            l.y0.clone(),
+                            l.hebb0.clone(),
+                            spec,
+                        )
+                        .unwrap()
+                        .0
+                    } else {
+                        reference(
+                            &spec,
+                            l.w.clone(),
+                            l.alpha.clone(),
+                            l.eta.clone(),
+                            l.x.clone(),
+                            l.y0.clone(),
+                            l.hebb0.clone(),
+                        )
+                    };
+                    let grads = (ys.clone() * weights).sum().backward();
+                    let g = |t: Option<Vec<f32>>| t.expect("gradient present");
+                    (
+                        to_vec(ys),
+                        [
+                            g(l.w.grad(&grads).map(to_vec)),
+                            g(l.alpha.grad(&grads).map(to_vec)),
+                            g(l.eta.grad(&grads).map(to_vec)),
+                            g(l.x.grad(&grads).map(to_vec)),
+                            g(l.y0.grad(&grads).map(to_vec)),
+                            g(l.hebb0.grad(&grads).map(to_vec)),
+                        ],
+                    )
+                };
+                let (ys_f, g_f) = run(true);
+                let (ys_r, g_r) = run(false);
+                assert!(max_rel(&ys_f, &ys_r) < 1e-5, "{spec:?}: outputs differ");
+                for (name, (a, b)) in ["w", "alpha", "eta", "x", "y0", "hebb0"]
+                    .iter()
+                    .zip(g_f.iter().zip(&g_r))
+                {
+                    let d = max_rel(a, b);
+                    assert!(
+                        d < 1e-4,
+                        "{spec:?}: d/d{name} differs from burn autodiff by {d:e}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn burn_layers_before_and_after_the_op_receive_gradients() {
+    let device = Device::flex().autodiff();
+    let (n, b, t, d_in) = (5, 2, 4, 3);
+    let spec = EpisodeSpec {
+        input: InputMode::Additive,
+        backward: BackwardStrategy::Auto,
+        ..EpisodeSpec::new(n, b, t)
+    };
+    let encoder: Linear = LinearConfig::new(d_in, n).init(&device);
+    let decoder: Linear = LinearConfig::new(n, 1).init(&device);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let input = from_vec(random(&mut rng, b * t * d_in, 1.0), [b, t, d_in], &device);
+    let w = Param::from_tensor(from_vec(random(&mut rng, n * n, 0.3), [n, n], &device));
+    let alpha = Param::from_tensor(from_vec(random(&mut rng, n * n, 0.3), [n, n], &device));
+    let eta = Param::from_tensor(from_vec(vec![0.1], [1], &device));
+    let x = encoder.forward(input);
+    let (ys, hebb) = plastic_episode(
+        w.val(),
+        alpha.val(),
+        eta.val(),
+        x,
+        Tensor::zeros([b, n], &device),
+        Tensor::zeros([b, n, n], &device),
+        spec,
+    )
+    .unwrap();
+    assert!(!hebb.is_require_grad(), "the final trace is detached");
+    let loss = decoder.forward(ys).sum();
+    let grads = loss.backward();
+    for (name, g) in [
+        (
+            "encoder weight",
+            encoder.weight.val().grad(&grads).map(to_vec),
+        ),
+        (
+            "decoder weight",
+            decoder.weight.val().grad(&grads).map(to_vec),
+        ),
+        ("w", w.val().grad(&grads).map(to_vec)),
+        ("alpha", alpha.val().grad(&grads).map(to_vec)),
+        ("eta", eta.val().grad(&grads).map(to_vec)),
+    ] {
+        let g = g.unwrap_or_else(|| panic!("{name}: no gradient"));
+        assert!(
+            g.iter().any(|v| *v != 0.0) && g.iter().all(|v| v.is_finite()),
+            "{name}: {g:?}"
+        );
+    }
+}
+
+#[test]
+fn the_op_runs_without_autodiff_and_rejects_wrong_shapes() {
+    let device = Device::flex();
+    let spec = EpisodeSpec::new(4, 1, 3);
+    let z2 = |r, c| Tensor::<2>::zeros([r, c], &device);
+    let (ys, hebb) = plastic_episode(
+        z2(4, 4),
+        z2(4, 4),
+        Tensor::zeros([1], &device),
+        Tensor::ones([1, 3, 4], &device),
+        z2(1, 4),
+        Tensor::zeros([1, 4, 4], &device),
+        spec,
+    )
+    .unwrap();
+    assert_eq!(ys.dims(), [1, 3, 4]);
+    assert_eq!(hebb.dims(), [1, 4, 4]);
+    // tanh(1) with zero weights at every step.
+    assert!(to_vec(ys).iter().all(|v| (v - 1f32.tanh()).abs() < 1e-6));
+    let err = plastic_episode(
+        z2(4, 4),
+        z2(1, 4),
+        Tensor::zeros([1], &device),
+        Tensor::ones([1, 3, 4], &device),
+        z2(1, 4),
+        Tensor::zeros([1, 4, 4], &device),
+        spec,
+    )
+    .unwrap_err();
+    assert_eq!(err.0, "alpha: expected shape [4, 4], got [1, 4]");
+}
