@@ -128,7 +128,7 @@ struct PatternArgs {
     #[arg(long)]
     patterns: Option<usize>,
     /// Adam learning rate [paper: 3e-4].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// Episodes per update [paper: 1].
     #[arg(long)]

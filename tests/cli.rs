@@ -1,0 +1,219 @@
+//! The `plasticity` command as a user runs it: outputs, exit codes, error messages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn plasticity(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_plasticity"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("plasticity-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn small_config(dir: &Path) -> String {
+    let path = dir.join("small.json");
+    std::fs::write(
+        &path,
+        r#"{"bits": 16, "patterns": 2, "cycles": 1, "present_steps": 2, "gap_steps": 1, "test_steps": 2}"#,
+    )
+    .unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn bad_options_and_configs_exit_2_with_a_message_naming_the_problem() {
+    let dir = temp_dir("bad");
+    let out = dir.join("run").to_string_lossy().into_owned();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["pattern", "--bits", "0", "--out", &out],
+            "bits: must be positive",
+        ),
+        (
+            vec!["pattern", "--lr", "-0.1", "--out", &out],
+            "learning_rate: must be positive",
+        ),
+        (
+            vec!["pattern", "--model", "mlp", "--out", &out],
+            "--model: unknown model 'mlp'",
+        ),
+        (
+            vec!["pattern", "--rule", "stdp", "--out", &out],
+            "--rule: invalid value 'stdp'",
+        ),
+        (
+            vec!["pattern", "--preset", "huge", "--out", &out],
+            "--preset: unknown preset 'huge'",
+        ),
+        (
+            vec!["pattern", "--threads", "0", "--out", &out],
+            "--threads: must be positive",
+        ),
+        (
+            vec!["eval", "maze", "--run", &out],
+            "unknown experiment 'maze'",
+        ),
+        (vec!["bench", "images"], "unknown workload 'images'"),
+    ];
+    for (args, message) in cases {
+        let o = plasticity(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(message),
+            "{args:?}: expected '{message}' in '{}'",
+            stderr(&o)
+        );
+        assert!(!stderr(&o).contains("panicked"), "{args:?}");
+    }
+    let bad_json = dir.join("bad.json");
+    std::fs::write(&bad_json, "{ bits: ").unwrap();
+    let o = plasticity(&[
+        "pattern",
+        "--config",
+        bad_json.to_str().unwrap(),
+        "--out",
+        &out,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("bad.json: invalid JSON"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(&bad_json, r#"{"bitz": 8}"#).unwrap();
+    let o = plasticity(&[
+        "pattern",
+        "--config",
+        bad_json.to_str().unwrap(),
+        "--out",
+        &out,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("unknown field `bitz`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = plasticity(&[
+        "eval",
+        "pattern",
+        "--run",
+        dir.join("missing").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("config.json"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn train_writes_the_run_directory_then_eval_and_resume_use_it() {
+    let dir = temp_dir("run");
+    let config = small_config(&dir);
+    let run = dir.join("run");
+    let run_s = run.to_str().unwrap();
+    let o = plasticity(&[
+        "pattern",
+        "--config",
+        &config,
+        "--episodes",
+        "20",
+        "--seed",
+        "3",
+        "--out",
+        run_s,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for file in [
+        "config.json",
+        "metrics.csv",
+        "checkpoint.bin",
+        "learning_curve_error.svg",
+        "learning_curve_loss.svg",
+    ] {
+        assert!(run.join(file).exists(), "{file} missing");
+    }
+    let config_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config_json["seed"], 3);
+    assert_eq!(config_json["task"]["bits"], 16);
+    assert_eq!(config_json["task"]["learning_rate"], 3e-4);
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().next(), Some("episode,loss,error,seconds"));
+    assert_eq!(metrics.lines().count(), 21);
+
+    let o = plasticity(&[
+        "eval",
+        "pattern",
+        "--run",
+        run_s,
+        "--episodes",
+        "5",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(
+        stdout.trim().lines().count(),
+        1,
+        "exactly one JSON object: {stdout}"
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["experiment"], "pattern");
+    assert_eq!(v["episodes"], 5);
+    let error = v["error"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&error));
+
+    let o = plasticity(&["pattern", "--resume", run_s, "--episodes", "30"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 31);
+
+    // A corrupt checkpoint: clear error, exit 2, for eval and for resume.
+    std::fs::write(run.join("checkpoint.bin"), b"PLSTCKP1garbage").unwrap();
+    for args in [
+        vec!["eval", "pattern", "--run", run_s],
+        vec!["pattern", "--resume", run_s, "--episodes", "40"],
+    ] {
+        let o = plasticity(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&o).contains("checkpoint.bin: corrupt or truncated checkpoint"),
+            "{}",
+            stderr(&o)
+        );
+    }
+
+    let svg = dir.join("curves.svg");
+    let o = plasticity(&["plot", run_s, run_s, "--out", svg.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        std::fs::read_to_string(&svg)
+            .unwrap()
+            .matches("<polyline")
+            .count()
+            == 2
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bench_json_reports_time_and_memory() {
+    let o = plasticity(&["bench", "pattern", "--json", "--episodes", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["workload"], "pattern");
+    assert!(v["ms_per_episode"].as_f64().unwrap() > 0.0);
+    assert!(v["peak_rss_mb"].as_f64().unwrap() > 0.0);
+    assert!(v["threads"].as_u64().unwrap() >= 1);
+}
