@@ -323,6 +323,22 @@ fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
     let common = &args.common;
     let (base, resume) = match &common.resume {
         Some(dir) => {
+            let changed = [
+                ("--config", common.config.is_some()),
+                ("--model", args.model.is_some()),
+                ("--preset", args.preset.is_some()),
+                ("--bits", args.bits.is_some()),
+                ("--patterns", args.patterns.is_some()),
+                ("--lr", args.lr.is_some()),
+                ("--batch", args.batch.is_some()),
+                ("--rule", args.rule.is_some()),
+                ("--alpha", args.alpha.is_some()),
+            ];
+            if let Some((name, _)) = changed.iter().find(|(_, given)| *given) {
+                return Err(usage(format!(
+                    "{name}: --resume continues a run with its saved config.json; start a new run to change it"
+                )));
+            }
             let saved = read_json(&dir.join("config.json"))?;
             (Some(saved), Some(dir.clone()))
         }

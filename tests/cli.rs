@@ -174,6 +174,9 @@ fn train_writes_the_run_directory_then_eval_and_resume_use_it() {
     let error = v["error"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&error));
 
+    let o = plasticity(&["pattern", "--resume", run_s, "--bits", "8"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--bits: --resume continues a run with its saved config.json"), "{}", stderr(&o));
     let o = plasticity(&["pattern", "--resume", run_s, "--episodes", "30"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();

@@ -379,17 +379,58 @@ fn split_rows<'a, F>(buf: &'a mut [F], blocks: &[Range<usize>], n: usize) -> Vec
     out
 }
 
-/// Sum in 8 independent lanes (vectorizes; the order is fixed, so results are reproducible).
-fn lane_sum<F: Real>(v: &[F]) -> F {
-    let mut lanes = [F::zero(); 8];
-    let chunks = v.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for (l, &x) in lanes.iter_mut().zip(c) {
-            *l += x;
+/// Lanes of the vectorized row loops: sums are kept in `LANES` independent accumulators (a
+/// single running float sum would not vectorize), in a fixed order, so results are reproducible.
+const LANES: usize = 8;
+
+/// Pass B over one row `i` of one episode: updates `g` (to `dL/dHebb_t`) and `ga`
+/// (`dL/dalpha`), returns the two row sums `(sum_j G_ij y'_j, sum_j (w_ij + alpha_ij Hebb_ij) P_j)`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn pass_b_row<F: Real, const CLIP: bool>(
+    g: &mut [F],
+    h: &[F],
+    w: &[F],
+    alpha: &[F],
+    a: &[F],
+    v: &[F],
+    ypost: &[F],
+    p: &[F],
+    ga: &mut [F],
+    yi: F,
+    ui: F,
+    clip_c: F,
+) -> (F, F) {
+    let n = g.len();
+    let (h, w, alpha, a, v, ypost, p, ga) =
+        (&h[..n], &w[..n], &alpha[..n], &a[..n], &v[..n], &ypost[..n], &p[..n], &mut ga[..n]);
+    let mut acc_rule = [F::zero(); LANES];
+    let mut acc_matvec = [F::zero(); LANES];
+    let main = n - n % LANES;
+    for j in (0..main).step_by(LANES) {
+        let r = j..j + LANES;
+        let gc: &mut [F; LANES] = (&mut g[r.clone()]).try_into().expect("LANES values");
+        let gac: &mut [F; LANES] = (&mut ga[r.clone()]).try_into().expect("LANES values");
+        let lane = |x: &[F]| -> [F; LANES] { x[r.clone()].try_into().expect("LANES values") };
+        let (hc, wc, alc, ac, vc, yc, pc) = (lane(h), lane(w), lane(alpha), lane(a), lane(v), lane(ypost), lane(p));
+        for l in 0..LANES {
+            let g1 = if CLIP && (ac[l] * hc[l] + ui * vc[l]).abs() >= clip_c { F::zero() } else { gc[l] };
+            let q = yi * pc[l];
+            acc_rule[l] += g1 * yc[l];
+            acc_matvec[l] += (wc[l] + alc[l] * hc[l]) * pc[l];
+            gc[l] = ac[l] * g1 + alc[l] * q;
+            gac[l] += q * hc[l];
         }
     }
-    lanes.iter().copied().sum::<F>() + rest.iter().copied().sum::<F>()
+    for k in main..n {
+        let g1 = if CLIP && (a[k] * h[k] + ui * v[k]).abs() >= clip_c { F::zero() } else { g[k] };
+        let q = yi * p[k];
+        acc_rule[0] += g1 * ypost[k];
+        acc_matvec[0] += (w[k] + alpha[k] * h[k]) * p[k];
+        g[k] = a[k] * g1 + alpha[k] * q;
+        ga[k] += q * h[k];
+    }
+    (acc_rule.iter().copied().sum(), acc_matvec.iter().copied().sum())
 }
 
 #[inline(always)]
@@ -782,7 +823,6 @@ fn pass_b<F: Real>(
             } else {
                 vec![F::zero(); n]
             };
-            let (mut tmp_rule, mut tmp_matvec) = (vec![F::zero(); n], vec![F::zero(); n]);
             let clip_c = clip.unwrap_or_else(F::infinity);
             for (r, i) in rows.clone().enumerate() {
                 let wrow = &w[i * n..(i + 1) * n];
@@ -802,33 +842,11 @@ fn pass_b<F: Real>(
                         Some(rows_ga) => &mut rows_ga[r * n..(r + 1) * n],
                         None => &mut ga_local,
                     };
-                    // The two row sums are written out per column and summed in lanes after,
-                    // so that this loop vectorizes (a running float sum would not).
-                    for ((((((gv, &hv), &wj), &aj), &aa), (&vj, &ypj)), ((&pj, ga), (t1, t2))) in
-                        grow.iter_mut()
-                            .zip(hrow)
-                            .zip(wrow)
-                            .zip(arow)
-                            .zip(aa)
-                            .zip(vv.iter().zip(yp))
-                            .zip(
-                                ph.iter()
-                                    .zip(garow.iter_mut())
-                                    .zip(tmp_rule.iter_mut().zip(tmp_matvec.iter_mut())),
-                            )
-                    {
-                        let g1 = if (aa * hv + ui * vj).abs() >= clip_c {
-                            F::zero()
-                        } else {
-                            *gv
-                        };
-                        let q = yi * pj;
-                        *t1 = g1 * ypj;
-                        *t2 = (wj + aj * hv) * pj;
-                        *gv = aa * g1 + aj * q;
-                        *ga += q * hv;
-                    }
-                    let (rule_part, matvec_part) = (lane_sum(&tmp_rule), lane_sum(&tmp_matvec));
+                    let (rule_part, matvec_part) = if clip.is_some() {
+                        pass_b_row::<F, true>(grow, hrow, wrow, arow, aa, vv, yp, ph, garow, yi, ui, clip_c)
+                    } else {
+                        pass_b_row::<F, false>(grow, hrow, wrow, arow, aa, vv, yp, ph, garow, yi, ui, clip_c)
+                    };
                     dy[r * batch + bi] = eta * rule_part + matvec_part;
                 }
             }
