@@ -176,7 +176,11 @@ fn train_writes_the_run_directory_then_eval_and_resume_use_it() {
 
     let o = plasticity(&["pattern", "--resume", run_s, "--bits", "8"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("--bits: --resume continues a run with its saved config.json"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--bits: --resume continues a run with its saved config.json"),
+        "{}",
+        stderr(&o)
+    );
     let o = plasticity(&["pattern", "--resume", run_s, "--episodes", "30"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();

@@ -402,8 +402,16 @@ fn pass_b_row<F: Real, const CLIP: bool>(
     clip_c: F,
 ) -> (F, F) {
     let n = g.len();
-    let (h, w, alpha, a, v, ypost, p, ga) =
-        (&h[..n], &w[..n], &alpha[..n], &a[..n], &v[..n], &ypost[..n], &p[..n], &mut ga[..n]);
+    let (h, w, alpha, a, v, ypost, p, ga) = (
+        &h[..n],
+        &w[..n],
+        &alpha[..n],
+        &a[..n],
+        &v[..n],
+        &ypost[..n],
+        &p[..n],
+        &mut ga[..n],
+    );
     let mut acc_rule = [F::zero(); LANES];
     let mut acc_matvec = [F::zero(); LANES];
     let main = n - n % LANES;
@@ -412,9 +420,21 @@ fn pass_b_row<F: Real, const CLIP: bool>(
         let gc: &mut [F; LANES] = (&mut g[r.clone()]).try_into().expect("LANES values");
         let gac: &mut [F; LANES] = (&mut ga[r.clone()]).try_into().expect("LANES values");
         let lane = |x: &[F]| -> [F; LANES] { x[r.clone()].try_into().expect("LANES values") };
-        let (hc, wc, alc, ac, vc, yc, pc) = (lane(h), lane(w), lane(alpha), lane(a), lane(v), lane(ypost), lane(p));
+        let (hc, wc, alc, ac, vc, yc, pc) = (
+            lane(h),
+            lane(w),
+            lane(alpha),
+            lane(a),
+            lane(v),
+            lane(ypost),
+            lane(p),
+        );
         for l in 0..LANES {
-            let g1 = if CLIP && (ac[l] * hc[l] + ui * vc[l]).abs() >= clip_c { F::zero() } else { gc[l] };
+            let g1 = if CLIP && (ac[l] * hc[l] + ui * vc[l]).abs() >= clip_c {
+                F::zero()
+            } else {
+                gc[l]
+            };
             let q = yi * pc[l];
             acc_rule[l] += g1 * yc[l];
             acc_matvec[l] += (wc[l] + alc[l] * hc[l]) * pc[l];
@@ -423,14 +443,21 @@ fn pass_b_row<F: Real, const CLIP: bool>(
         }
     }
     for k in main..n {
-        let g1 = if CLIP && (a[k] * h[k] + ui * v[k]).abs() >= clip_c { F::zero() } else { g[k] };
+        let g1 = if CLIP && (a[k] * h[k] + ui * v[k]).abs() >= clip_c {
+            F::zero()
+        } else {
+            g[k]
+        };
         let q = yi * p[k];
         acc_rule[0] += g1 * ypost[k];
         acc_matvec[0] += (w[k] + alpha[k] * h[k]) * p[k];
         g[k] = a[k] * g1 + alpha[k] * q;
         ga[k] += q * h[k];
     }
-    (acc_rule.iter().copied().sum(), acc_matvec.iter().copied().sum())
+    (
+        acc_rule.iter().copied().sum(),
+        acc_matvec.iter().copied().sum(),
+    )
 }
 
 #[inline(always)]
@@ -612,6 +639,7 @@ fn backward_core<F: Real>(
     let mut carry = vec![F::zero(); bn];
     let mut segment_traces: Vec<Vec<F>> = Vec::new();
     let mut segment_start = usize::MAX;
+    let mut pending_sums: Option<(Vec<F>, Vec<F>)> = None;
     for t in (0..t_len).rev() {
         let (ypre, ypost) = (ep.y_pre(t), ep.y_at(t));
         let vecs = RuleVecs::new(spec.rule, p.eta, ypre, ypost, n);
@@ -634,8 +662,12 @@ fn backward_core<F: Real>(
                 (segment_traces[t - start].as_mut_slice(), false)
             }
         };
-        // Pass A: column sums of G (= dL/dHebb_{t+1}, masked) against y_{t-1} and Hebb_t.
-        let (s1, s2) = pass_a(h, &g, &blocks, &vecs, ypre, clip, reverse, b, n);
+        // Pass A: column sums of G (= dL/dHebb_{t+1}, masked) against y_{t-1} and Hebb_t
+        // (already done by the previous step's fused pass when reversing).
+        let (s1, s2) = match pending_sums.take() {
+            Some(sums) => sums,
+            None => pass_a(h, &g, &blocks, &vecs, ypre, clip, reverse, b, n),
+        };
         // dL/dy_t and dL/dpre_t.
         let ext = &gy[t * bn..(t + 1) * bn];
         let phat = &mut phat_all[t * bn..(t + 1) * bn];
@@ -663,8 +695,15 @@ fn backward_core<F: Real>(
                 gxt[k] = ph;
             }
         }
-        // Pass B: dL/dy_{t-1}, dL/dalpha, and G <- dL/dHebb_t.
-        carry = pass_b(
+        // Pass B: dL/dy_{t-1}, dL/dalpha, and G <- dL/dHebb_t; when reversing, fused with
+        // pass A of step t-1.
+        let prev_vecs =
+            (reverse && t > 0).then(|| RuleVecs::new(spec.rule, p.eta, ep.y_pre(t - 1), ypre, n));
+        let prev = prev_vecs.as_ref().map(|vecs| PrevStep {
+            vecs,
+            ypre: ep.y_pre(t - 1),
+        });
+        let (dy_pre, sums) = pass_b(
             h,
             &mut g,
             &mut galpha,
@@ -679,7 +718,10 @@ fn backward_core<F: Real>(
             clip,
             b,
             n,
+            prev,
         );
+        carry = dy_pre;
+        pending_sums = sums;
     }
     // dL/dw = sum_t y_{t-1}^T P_t, one product over [T * B, N] matrices.
     let mut ypre_all = Vec::with_capacity(t_len * bn);
@@ -776,11 +818,23 @@ fn pass_a<F: Real>(
     (s1, s2)
 }
 
+/// The step before the current one, for a pass B that also runs pass A of step `t-1`.
+struct PrevStep<'a, F> {
+    /// Rule vectors of step `t-1`.
+    vecs: &'a RuleVecs<F>,
+    /// `y_{t-2}` (presynaptic activity of step `t-1`), `[B, N]`.
+    ypre: &'a [F],
+}
+
 /// Pass B of the backward of step `t`. `h` holds `Hebb_t`, `g` holds `dL/dHebb_{t+1}` on entry
 /// and `dL/dHebb_t` on exit. Returns `dL/dy_{t-1}` through this step, `[B, N]`.
+///
+/// With `prev` (trace reversal only), the same sweep also runs pass A of step `t-1`: it reverses
+/// `h` to `Hebb_{t-1}` and returns that step's column sums `(S1, S2)`, saving one pass over
+/// `Hebb` and `G` per step.
 #[allow(clippy::too_many_arguments)]
 fn pass_b<F: Real>(
-    h: &[F],
+    h: &mut [F],
     g: &mut [F],
     galpha: &mut [F],
     blocks: &[Range<usize>],
@@ -794,7 +848,13 @@ fn pass_b<F: Real>(
     clip: Option<F>,
     batch: usize,
     n: usize,
-) -> Vec<F> {
+    prev: Option<PrevStep<'_, F>>,
+) -> (Vec<F>, Option<(Vec<F>, Vec<F>)>) {
+    debug_assert!(
+        prev.is_none() || clip.is_none(),
+        "reversal never runs with clipping"
+    );
+    let hs = split_rows(h, blocks, n);
     let gs = split_rows(g, blocks, n);
     let per_connection = alpha.per_connection;
     // Per-connection dL/dalpha is cut by rows like the traces; otherwise each block sums its
@@ -812,49 +872,71 @@ fn pass_b<F: Real>(
     } else {
         blocks.iter().map(|_| None).collect()
     };
-    let results: Vec<(Vec<F>, Vec<F>)> = gs
+    type BlockOut<F> = (Vec<F>, Vec<F>, Vec<F>, Vec<F>);
+    let results: Vec<BlockOut<F>> = gs
         .into_par_iter()
+        .zip(hs)
         .zip(galpha_rows)
         .zip(blocks.par_iter())
-        .map(|((mut gs, mut ga_rows), rows)| {
+        .map(|(((mut gs, mut hs), mut ga_rows), rows)| {
             let mut dy = vec![F::zero(); rows.len() * batch];
             let mut ga_local = if per_connection {
                 Vec::new()
             } else {
                 vec![F::zero(); n]
             };
+            let sums_len = if prev.is_some() { batch * n } else { 0 };
+            let (mut s1, mut s2) = (vec![F::zero(); sums_len], vec![F::zero(); sums_len]);
             let clip_c = clip.unwrap_or_else(F::infinity);
             for (r, i) in rows.clone().enumerate() {
                 let wrow = &w[i * n..(i + 1) * n];
                 let arow = alpha.row(i);
-                for (bi, gb) in gs.iter_mut().enumerate() {
+                for (bi, (gb, hb)) in gs.iter_mut().zip(hs.iter_mut()).enumerate() {
                     let grow = &mut gb[r * n..(r + 1) * n];
-                    let hrow = &h[(bi * n + i) * n..(bi * n + i + 1) * n];
+                    let hrow = &mut hb[r * n..(r + 1) * n];
                     let range = bi * n..(bi + 1) * n;
                     let (aa, vv, yp, ph) = (
                         &u.a[range.clone()],
                         &u.v[range.clone()],
                         &ypost[range.clone()],
-                        &phat[range],
+                        &phat[range.clone()],
                     );
                     let (yi, ui) = (ypre[bi * n + i], u.u[bi * n + i]);
                     let garow: &mut [F] = match ga_rows.as_deref_mut() {
                         Some(rows_ga) => &mut rows_ga[r * n..(r + 1) * n],
                         None => &mut ga_local,
                     };
-                    let (rule_part, matvec_part) = if clip.is_some() {
-                        pass_b_row::<F, true>(grow, hrow, wrow, arow, aa, vv, yp, ph, garow, yi, ui, clip_c)
-                    } else {
-                        pass_b_row::<F, false>(grow, hrow, wrow, arow, aa, vv, yp, ph, garow, yi, ui, clip_c)
+                    let (rule_part, matvec_part) = match &prev {
+                        Some(pv) => {
+                            let row = PrevRow {
+                                a: &pv.vecs.a[range.clone()],
+                                v: &pv.vecs.v[range.clone()],
+                                ui: pv.vecs.u[bi * n + i],
+                                yi: pv.ypre[bi * n + i],
+                            };
+                            let (s1b, s2b) = (&mut s1[range.clone()], &mut s2[range]);
+                            pass_ba_row(
+                                grow, hrow, wrow, arow, aa, yp, ph, garow, yi, &row, s1b, s2b,
+                            )
+                        }
+                        None if clip.is_some() => pass_b_row::<F, true>(
+                            grow, hrow, wrow, arow, aa, vv, yp, ph, garow, yi, ui, clip_c,
+                        ),
+                        None => pass_b_row::<F, false>(
+                            grow, hrow, wrow, arow, aa, vv, yp, ph, garow, yi, ui, clip_c,
+                        ),
                     };
                     dy[r * batch + bi] = eta * rule_part + matvec_part;
                 }
             }
-            (dy, ga_local)
+            (dy, ga_local, s1, s2)
         })
         .collect();
     let mut gy_pre = vec![F::zero(); batch * n];
-    for ((dy, ga_local), rows) in results.into_iter().zip(blocks) {
+    let mut sums = prev
+        .as_ref()
+        .map(|_| (vec![F::zero(); batch * n], vec![F::zero(); batch * n]));
+    for ((dy, ga_local, s1, s2), rows) in results.into_iter().zip(blocks) {
         for (r, i) in rows.clone().enumerate() {
             for bi in 0..batch {
                 gy_pre[bi * n + i] = dy[r * batch + bi];
@@ -863,6 +945,82 @@ fn pass_b<F: Real>(
         if !per_connection {
             galpha.iter_mut().zip(ga_local).for_each(|(a, b)| *a += b);
         }
+        if let Some((t1, t2)) = sums.as_mut() {
+            t1.iter_mut().zip(s1).for_each(|(a, b)| *a += b);
+            t2.iter_mut().zip(s2).for_each(|(a, b)| *a += b);
+        }
     }
-    gy_pre
+    (gy_pre, sums)
+}
+
+/// What pass A of step `t-1` needs of one row `i` of one episode.
+struct PrevRow<'a, F> {
+    /// `A_j` of step `t-1`.
+    a: &'a [F],
+    /// `v_j` of step `t-1`.
+    v: &'a [F],
+    /// `u_i` of step `t-1`.
+    ui: F,
+    /// `y_{t-2, i}`.
+    yi: F,
+}
+
+/// Pass B of step `t` fused with pass A of step `t-1` over one row (trace reversal, no clip).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn pass_ba_row<F: Real>(
+    g: &mut [F],
+    h: &mut [F],
+    w: &[F],
+    alpha: &[F],
+    a: &[F],
+    ypost: &[F],
+    p: &[F],
+    ga: &mut [F],
+    yi: F,
+    prev: &PrevRow<'_, F>,
+    s1: &mut [F],
+    s2: &mut [F],
+) -> (F, F) {
+    let n = g.len();
+    let (h, w, alpha, a, ypost, p, ga) = (
+        &mut h[..n],
+        &w[..n],
+        &alpha[..n],
+        &a[..n],
+        &ypost[..n],
+        &p[..n],
+        &mut ga[..n],
+    );
+    let (pa, pv, s1, s2) = (&prev.a[..n], &prev.v[..n], &mut s1[..n], &mut s2[..n]);
+    let mut acc_rule = [F::zero(); LANES];
+    let mut acc_matvec = [F::zero(); LANES];
+    let main = n - n % LANES;
+    let mut element = |k: usize, lane: usize| {
+        let hv = h[k];
+        let g1 = g[k];
+        let q = yi * p[k];
+        acc_rule[lane] += g1 * ypost[k];
+        acc_matvec[lane] += (w[k] + alpha[k] * hv) * p[k];
+        let g0 = a[k] * g1 + alpha[k] * q;
+        g[k] = g0;
+        ga[k] += q * hv;
+        // Pass A of step t-1: Hebb_{t-1} = (Hebb_t - u_i v_j) / A_j, column sums against dL/dHebb_t.
+        let hp = (hv - prev.ui * pv[k]) / pa[k];
+        h[k] = hp;
+        s1[k] += g0 * prev.yi;
+        s2[k] += g0 * hp;
+    };
+    for j in (0..main).step_by(LANES) {
+        for lane in 0..LANES {
+            element(j + lane, lane);
+        }
+    }
+    for k in main..n {
+        element(k, 0);
+    }
+    (
+        acc_rule.iter().copied().sum(),
+        acc_matvec.iter().copied().sum(),
+    )
 }

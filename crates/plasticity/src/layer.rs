@@ -148,13 +148,17 @@ impl PlasticNet {
     }
 
     /// Runs `T` steps. `x: [B, T, N]`; returns `ys: [B, T, N]` and the state after the last step.
+    /// `state: None` starts from `y = 0`, `Hebb = 0` (without allocating the zero trace).
     pub fn forward(
         &self,
         x: Tensor<3>,
         state: Option<PlasticState>,
     ) -> Result<(Tensor<3>, PlasticState), SpecError> {
         let [b, t, n] = x.dims();
-        let state = state.unwrap_or_else(|| self.zero_state(b, &x.device()));
+        let (y0, hebb0) = match state {
+            Some(s) => (s.y, Some(s.hebb)),
+            None => (Tensor::zeros([b, n], &x.device()), None),
+        };
         let c = &self.config;
         let spec = EpisodeSpec {
             neurons: n,
@@ -171,8 +175,8 @@ impl PlasticNet {
             self.alpha.val(),
             self.eta.val(),
             x,
-            state.y,
-            state.hebb,
+            y0,
+            hebb0,
             spec,
         )?;
         let y = ys.clone().slice([0..b, t - 1..t, 0..n]).reshape([b, n]);

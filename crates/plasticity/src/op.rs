@@ -64,8 +64,10 @@ fn run_forward(
     hebb0: &[f32],
 ) -> Episode<f32> {
     let x = swap_bt(x_btn, spec.batch, spec.steps, spec.neurons);
+    // An empty `hebb0` stands for zeros (see `plastic_episode`).
+    let hebb0 = (!hebb0.is_empty()).then_some(hebb0);
     // Shapes were checked by `plastic_episode` before dispatch.
-    kernels::forward(spec, &Params { w, alpha, eta }, &x, y0, Some(hebb0))
+    kernels::forward(spec, &Params { w, alpha, eta }, &x, y0, hebb0)
         .expect("shapes checked before dispatch")
 }
 
@@ -202,15 +204,16 @@ impl<B: Backend, C: CheckpointStrategy> PlasticOps for Autodiff<B, C> {
 /// Runs a plastic episode on any supported device, with gradients on autodiff devices.
 ///
 /// Shapes: `w: [N, N]`, `alpha: [N, N] | [1, N] | [1, 1]` (as `spec.alpha`), `eta: [1]`,
-/// `x: [B, T, N]`, `y0: [B, N]`, `hebb0: [B, N, N]`. Returns `(ys: [B, T, N], hebb_T: [B, N, N])`.
-/// `hebb_T` is detached (no gradient flows back through it).
+/// `x: [B, T, N]`, `y0: [B, N]`, `hebb0: [B, N, N]` (`None`: zeros, without allocating them).
+/// Returns `(ys: [B, T, N], hebb_T: [B, N, N])`; `hebb_T` is detached (no gradient flows back
+/// through it).
 pub fn plastic_episode(
     w: Tensor<2>,
     alpha: Tensor<2>,
     eta: Tensor<1>,
     x: Tensor<3>,
     y0: Tensor<2>,
-    hebb0: Tensor<3>,
+    hebb0: Option<Tensor<3>>,
     spec: EpisodeSpec,
 ) -> Result<(Tensor<3>, Tensor<3>), SpecError> {
     spec.validate()?;
@@ -234,7 +237,11 @@ pub fn plastic_episode(
     check("eta", eta.dims().to_vec(), vec![1])?;
     check("x", x.dims().to_vec(), vec![b, t, n])?;
     check("y0", y0.dims().to_vec(), vec![b, n])?;
-    check("hebb0", hebb0.dims().to_vec(), vec![b, n, n])?;
+    if let Some(h) = &hebb0 {
+        check("hebb0", h.dims().to_vec(), vec![b, n, n])?;
+    }
+    // The operation needs a tensor: an empty one (never requiring grad) stands for zeros.
+    let hebb0 = hebb0.unwrap_or_else(|| Tensor::zeros([0, 0, 0], &w.device()));
     let (ys, hebb) = Dispatch::plastic_episode(
         w.into_dispatch(),
         alpha.into_dispatch(),
