@@ -639,7 +639,7 @@ fn backward_core<F: Real>(
     let mut carry = vec![F::zero(); bn];
     let mut segment_traces: Vec<Vec<F>> = Vec::new();
     let mut segment_start = usize::MAX;
-    let mut pending_sums: Option<(Vec<F>, Vec<F>)> = None;
+    let mut pending_sums: Option<ColumnSums<F>> = None;
     for t in (0..t_len).rev() {
         let (ypre, ypost) = (ep.y_pre(t), ep.y_at(t));
         let vecs = RuleVecs::new(spec.rule, p.eta, ypre, ypost, n);
@@ -818,6 +818,9 @@ fn pass_a<F: Real>(
     (s1, s2)
 }
 
+/// Pass A's column sums `(S1, S2)`, each `[B, N]`.
+type ColumnSums<F> = (Vec<F>, Vec<F>);
+
 /// The step before the current one, for a pass B that also runs pass A of step `t-1`.
 struct PrevStep<'a, F> {
     /// Rule vectors of step `t-1`.
@@ -849,7 +852,7 @@ fn pass_b<F: Real>(
     batch: usize,
     n: usize,
     prev: Option<PrevStep<'_, F>>,
-) -> (Vec<F>, Option<(Vec<F>, Vec<F>)>) {
+) -> (Vec<F>, Option<ColumnSums<F>>) {
     debug_assert!(
         prev.is_none() || clip.is_none(),
         "reversal never runs with clipping"
