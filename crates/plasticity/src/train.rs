@@ -241,18 +241,22 @@ fn read_checkpoint(path: &Path) -> Result<Checkpoint, TrainError> {
     })
 }
 
+/// Loads model parameters saved in checkpoint `path` (for the error message) into `model`.
+fn load_record_bytes<M: Module>(path: &Path, model: M, bytes: Vec<u8>) -> Result<M, TrainError> {
+    let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        .map_err(|e| TrainError::Usage(format!("{}: model record: {e:?}", path.display())))?;
+    Ok(model.load_record(record))
+}
+
 /// Loads the model of a run's checkpoint into `model` (built with the run's configuration).
+/// Returns it with the episode it was saved at.
 pub fn load_model<M: Module>(run: &Path, model: M) -> Result<(M, u64), TrainError> {
-    let ck = read_checkpoint(&run.join("checkpoint.bin"))?;
-    let record =
-        burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(ck.model))
-            .map_err(|e| {
-                TrainError::Usage(format!(
-                    "{}: model record: {e:?}",
-                    run.join("checkpoint.bin").display()
-                ))
-            })?;
-    Ok((model.load_record(record), ck.header.episode))
+    let path = run.join("checkpoint.bin");
+    let ck = read_checkpoint(&path)?;
+    Ok((
+        load_record_bytes(&path, model, ck.model)?,
+        ck.header.episode,
+    ))
 }
 
 /// Keeps the rows of `metrics.csv` up to `episode` (a resumed run rewrites what came after).
@@ -315,12 +319,7 @@ pub fn train<E: Experiment>(
                 exp.name()
             )));
         }
-        let record =
-            burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(ck.model))
-                .map_err(|e| {
-                    TrainError::Usage(format!("{}: model record: {e:?}", ckpt_path.display()))
-                })?;
-        model = model.load_record(record);
+        model = load_record_bytes(&ckpt_path, model, ck.model)?;
         let orecord =
             burn::optim::OptimizerRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(ck.optim))
                 .map_err(|e| {
