@@ -182,8 +182,10 @@ pub fn svg_chart(
 fn fmt_num(v: f64) -> String {
     if v == 0.0 {
         "0".into()
-    } else if v.abs() >= 1000.0 || v.abs() < 0.01 {
+    } else if v.abs() >= 10000.0 || v.abs() < 0.01 {
         format!("{v:.1e}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.0}")
     } else {
         format!("{}", (v * 1000.0).round() / 1000.0)
     }

@@ -379,9 +379,25 @@ fn split_rows<'a, F>(buf: &'a mut [F], blocks: &[Range<usize>], n: usize) -> Vec
     out
 }
 
-/// Lanes of the vectorized row loops: sums are kept in `LANES` independent accumulators (a
-/// single running float sum would not vectorize), in a fixed order, so results are reproducible.
-const LANES: usize = 8;
+/// Sum in 8 independent lanes (vectorizes; the order is fixed, so results are reproducible).
+fn lane_sum<F: Real>(v: &[F]) -> F {
+    let mut lanes = [F::zero(); 8];
+    let chunks = v.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += x;
+        }
+    }
+    lanes.iter().copied().sum::<F>() + rest.iter().copied().sum::<F>()
+}
+
+/// Per-thread scratch rows for the row sums of pass B (a running float sum would not
+/// vectorize: the terms are written out per column and summed in lanes after).
+struct RowScratch<F> {
+    rule: Vec<F>,
+    matvec: Vec<F>,
+}
 
 /// Pass B over one row `i` of one episode: updates `g` (to `dL/dHebb_t`) and `ga`
 /// (`dL/dalpha`), returns the two row sums `(sum_j G_ij y'_j, sum_j (w_ij + alpha_ij Hebb_ij) P_j)`.
@@ -400,64 +416,22 @@ fn pass_b_row<F: Real, const CLIP: bool>(
     yi: F,
     ui: F,
     clip_c: F,
+    scratch: &mut RowScratch<F>,
 ) -> (F, F) {
     let n = g.len();
-    let (h, w, alpha, a, v, ypost, p, ga) = (
-        &h[..n],
-        &w[..n],
-        &alpha[..n],
-        &a[..n],
-        &v[..n],
-        &ypost[..n],
-        &p[..n],
-        &mut ga[..n],
-    );
-    let mut acc_rule = [F::zero(); LANES];
-    let mut acc_matvec = [F::zero(); LANES];
-    let main = n - n % LANES;
-    for j in (0..main).step_by(LANES) {
-        let r = j..j + LANES;
-        let gc: &mut [F; LANES] = (&mut g[r.clone()]).try_into().expect("LANES values");
-        let gac: &mut [F; LANES] = (&mut ga[r.clone()]).try_into().expect("LANES values");
-        let lane = |x: &[F]| -> [F; LANES] { x[r.clone()].try_into().expect("LANES values") };
-        let (hc, wc, alc, ac, vc, yc, pc) = (
-            lane(h),
-            lane(w),
-            lane(alpha),
-            lane(a),
-            lane(v),
-            lane(ypost),
-            lane(p),
-        );
-        for l in 0..LANES {
-            let g1 = if CLIP && (ac[l] * hc[l] + ui * vc[l]).abs() >= clip_c {
-                F::zero()
-            } else {
-                gc[l]
-            };
-            let q = yi * pc[l];
-            acc_rule[l] += g1 * yc[l];
-            acc_matvec[l] += (wc[l] + alc[l] * hc[l]) * pc[l];
-            gc[l] = ac[l] * g1 + alc[l] * q;
-            gac[l] += q * hc[l];
-        }
-    }
-    for k in main..n {
-        let g1 = if CLIP && (a[k] * h[k] + ui * v[k]).abs() >= clip_c {
-            F::zero()
-        } else {
-            g[k]
-        };
+    let (h, w, alpha, a, v, ypost, p, ga) =
+        (&h[..n], &w[..n], &alpha[..n], &a[..n], &v[..n], &ypost[..n], &p[..n], &mut ga[..n]);
+    let (t1, t2) = (&mut scratch.rule[..n], &mut scratch.matvec[..n]);
+    for k in 0..n {
+        let hv = h[k];
+        let g1 = if CLIP && (a[k] * hv + ui * v[k]).abs() >= clip_c { F::zero() } else { g[k] };
         let q = yi * p[k];
-        acc_rule[0] += g1 * ypost[k];
-        acc_matvec[0] += (w[k] + alpha[k] * h[k]) * p[k];
+        t1[k] = g1 * ypost[k];
+        t2[k] = (w[k] + alpha[k] * hv) * p[k];
         g[k] = a[k] * g1 + alpha[k] * q;
-        ga[k] += q * h[k];
+        ga[k] += q * hv;
     }
-    (
-        acc_rule.iter().copied().sum(),
-        acc_matvec.iter().copied().sum(),
-    )
+    (lane_sum(t1), lane_sum(t2))
 }
 
 #[inline(always)]
@@ -891,6 +865,7 @@ fn pass_b<F: Real>(
             let sums_len = if prev.is_some() { batch * n } else { 0 };
             let (mut s1, mut s2) = (vec![F::zero(); sums_len], vec![F::zero(); sums_len]);
             let clip_c = clip.unwrap_or_else(F::infinity);
+            let mut scratch = RowScratch { rule: vec![F::zero(); n], matvec: vec![F::zero(); n] };
             for (r, i) in rows.clone().enumerate() {
                 let wrow = &w[i * n..(i + 1) * n];
                 let arow = alpha.row(i);
@@ -918,16 +893,12 @@ fn pass_b<F: Real>(
                                 yi: pv.ypre[bi * n + i],
                             };
                             let (s1b, s2b) = (&mut s1[range.clone()], &mut s2[range]);
-                            pass_ba_row(
-                                grow, hrow, wrow, arow, aa, yp, ph, garow, yi, &row, s1b, s2b,
-                            )
+                            pass_ba_row(grow, hrow, wrow, arow, aa, yp, ph, garow, yi, &row, s1b, s2b, &mut scratch)
                         }
                         None if clip.is_some() => pass_b_row::<F, true>(
-                            grow, hrow, wrow, arow, aa, vv, yp, ph, garow, yi, ui, clip_c,
-                        ),
+                            grow, hrow, wrow, arow, aa, vv, yp, ph, garow, yi, ui, clip_c, &mut scratch),
                         None => pass_b_row::<F, false>(
-                            grow, hrow, wrow, arow, aa, vv, yp, ph, garow, yi, ui, clip_c,
-                        ),
+                            grow, hrow, wrow, arow, aa, vv, yp, ph, garow, yi, ui, clip_c, &mut scratch),
                     };
                     dy[r * batch + bi] = eta * rule_part + matvec_part;
                 }
@@ -984,46 +955,28 @@ fn pass_ba_row<F: Real>(
     prev: &PrevRow<'_, F>,
     s1: &mut [F],
     s2: &mut [F],
+    scratch: &mut RowScratch<F>,
 ) -> (F, F) {
     let n = g.len();
-    let (h, w, alpha, a, ypost, p, ga) = (
-        &mut h[..n],
-        &w[..n],
-        &alpha[..n],
-        &a[..n],
-        &ypost[..n],
-        &p[..n],
-        &mut ga[..n],
-    );
+    let (h, w, alpha, a, ypost, p, ga) =
+        (&mut h[..n], &w[..n], &alpha[..n], &a[..n], &ypost[..n], &p[..n], &mut ga[..n]);
     let (pa, pv, s1, s2) = (&prev.a[..n], &prev.v[..n], &mut s1[..n], &mut s2[..n]);
-    let mut acc_rule = [F::zero(); LANES];
-    let mut acc_matvec = [F::zero(); LANES];
-    let main = n - n % LANES;
-    let mut element = |k: usize, lane: usize| {
+    let (t1, t2) = (&mut scratch.rule[..n], &mut scratch.matvec[..n]);
+    let (pui, pyi) = (prev.ui, prev.yi);
+    for k in 0..n {
         let hv = h[k];
         let g1 = g[k];
         let q = yi * p[k];
-        acc_rule[lane] += g1 * ypost[k];
-        acc_matvec[lane] += (w[k] + alpha[k] * hv) * p[k];
+        t1[k] = g1 * ypost[k];
+        t2[k] = (w[k] + alpha[k] * hv) * p[k];
         let g0 = a[k] * g1 + alpha[k] * q;
         g[k] = g0;
         ga[k] += q * hv;
         // Pass A of step t-1: Hebb_{t-1} = (Hebb_t - u_i v_j) / A_j, column sums against dL/dHebb_t.
-        let hp = (hv - prev.ui * pv[k]) / pa[k];
+        let hp = (hv - pui * pv[k]) / pa[k];
         h[k] = hp;
-        s1[k] += g0 * prev.yi;
+        s1[k] += g0 * pyi;
         s2[k] += g0 * hp;
-    };
-    for j in (0..main).step_by(LANES) {
-        for lane in 0..LANES {
-            element(j + lane, lane);
-        }
     }
-    for k in main..n {
-        element(k, 0);
-    }
-    (
-        acc_rule.iter().copied().sum(),
-        acc_matvec.iter().copied().sum(),
-    )
+    (lane_sum(t1), lane_sum(t2))
 }
