@@ -499,18 +499,31 @@ fn bench(
     let mut model = task.init_model(&mut rng, &device);
     let (adam, lr) = task.optimizer();
     let mut optim = adam.init();
+    // Per episode: total, then its parts (episode generation + forward, backward, Adam step).
     let mut times = Vec::new();
+    let mut parts: [Vec<f64>; 3] = Default::default();
     for k in 0..episodes + 2 {
         let t0 = Instant::now();
         let (loss, _) = task
             .train_episode(&model, &mut rng, &device)
             .map_err(usage)?;
+        let t1 = Instant::now();
         let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
+        let t2 = Instant::now();
         model = optim.step(lr, model, grads);
+        let t3 = Instant::now();
         if k >= 2 {
-            times.push(t0.elapsed().as_secs_f64() * 1e3);
+            times.push((t3 - t0).as_secs_f64() * 1e3);
+            for (part, (a, b)) in parts.iter_mut().zip([(t0, t1), (t1, t2), (t2, t3)]) {
+                part.push((b - a).as_secs_f64() * 1e3);
+            }
         }
     }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let [forward_ms, backward_ms, optimizer_ms] = parts.map(|mut p| median(&mut p));
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     let rss = peak_rss_mb();
@@ -520,13 +533,16 @@ fn bench(
             "{}",
             json!({"workload": "pattern", "ms_per_episode": median, "peak_rss_mb": rss, "threads": threads,
                    "batch": batch, "neurons": n, "steps": config.steps(), "episodes_timed": episodes,
-                   "min_ms": times[0], "max_ms": times[times.len() - 1]})
+                   "min_ms": times[0], "max_ms": times[times.len() - 1],
+                   "forward_ms": forward_ms, "backward_ms": backward_ms, "optimizer_ms": optimizer_ms})
         );
     } else {
-        println!("| workload | N | T | B | threads | ms/episode (median of {episodes}) | min | max | peak RSS MB |");
-        println!("|---|---|---|---|---|---|---|---|---|");
         println!(
-            "| pattern | {n} | {} | {batch} | {threads} | {median:.1} | {:.1} | {:.1} | {rss:.0} |",
+            "| workload | N | T | B | threads | ms/episode (median of {episodes}) | min | max | forward | backward | Adam | peak RSS MB |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        println!(
+            "| pattern | {n} | {} | {batch} | {threads} | {median:.1} | {:.1} | {:.1} | {forward_ms:.1} | {backward_ms:.1} | {optimizer_ms:.1} | {rss:.0} |",
             config.steps(),
             times[0],
             times[times.len() - 1]

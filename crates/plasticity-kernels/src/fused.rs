@@ -419,12 +419,24 @@ fn pass_b_row<F: Real, const CLIP: bool>(
     scratch: &mut RowScratch<F>,
 ) -> (F, F) {
     let n = g.len();
-    let (h, w, alpha, a, v, ypost, p, ga) =
-        (&h[..n], &w[..n], &alpha[..n], &a[..n], &v[..n], &ypost[..n], &p[..n], &mut ga[..n]);
+    let (h, w, alpha, a, v, ypost, p, ga) = (
+        &h[..n],
+        &w[..n],
+        &alpha[..n],
+        &a[..n],
+        &v[..n],
+        &ypost[..n],
+        &p[..n],
+        &mut ga[..n],
+    );
     let (t1, t2) = (&mut scratch.rule[..n], &mut scratch.matvec[..n]);
     for k in 0..n {
         let hv = h[k];
-        let g1 = if CLIP && (a[k] * hv + ui * v[k]).abs() >= clip_c { F::zero() } else { g[k] };
+        let g1 = if CLIP && (a[k] * hv + ui * v[k]).abs() >= clip_c {
+            F::zero()
+        } else {
+            g[k]
+        };
         let q = yi * p[k];
         t1[k] = g1 * ypost[k];
         t2[k] = (w[k] + alpha[k] * hv) * p[k];
@@ -865,7 +877,10 @@ fn pass_b<F: Real>(
             let sums_len = if prev.is_some() { batch * n } else { 0 };
             let (mut s1, mut s2) = (vec![F::zero(); sums_len], vec![F::zero(); sums_len]);
             let clip_c = clip.unwrap_or_else(F::infinity);
-            let mut scratch = RowScratch { rule: vec![F::zero(); n], matvec: vec![F::zero(); n] };
+            let mut scratch = RowScratch {
+                rule: vec![F::zero(); n],
+                matvec: vec![F::zero(); n],
+            };
             for (r, i) in rows.clone().enumerate() {
                 let wrow = &w[i * n..(i + 1) * n];
                 let arow = alpha.row(i);
@@ -893,12 +908,52 @@ fn pass_b<F: Real>(
                                 yi: pv.ypre[bi * n + i],
                             };
                             let (s1b, s2b) = (&mut s1[range.clone()], &mut s2[range]);
-                            pass_ba_row(grow, hrow, wrow, arow, aa, yp, ph, garow, yi, &row, s1b, s2b, &mut scratch)
+                            pass_ba_row(
+                                grow,
+                                hrow,
+                                wrow,
+                                arow,
+                                aa,
+                                yp,
+                                ph,
+                                garow,
+                                yi,
+                                &row,
+                                s1b,
+                                s2b,
+                                &mut scratch,
+                            )
                         }
                         None if clip.is_some() => pass_b_row::<F, true>(
-                            grow, hrow, wrow, arow, aa, vv, yp, ph, garow, yi, ui, clip_c, &mut scratch),
+                            grow,
+                            hrow,
+                            wrow,
+                            arow,
+                            aa,
+                            vv,
+                            yp,
+                            ph,
+                            garow,
+                            yi,
+                            ui,
+                            clip_c,
+                            &mut scratch,
+                        ),
                         None => pass_b_row::<F, false>(
-                            grow, hrow, wrow, arow, aa, vv, yp, ph, garow, yi, ui, clip_c, &mut scratch),
+                            grow,
+                            hrow,
+                            wrow,
+                            arow,
+                            aa,
+                            vv,
+                            yp,
+                            ph,
+                            garow,
+                            yi,
+                            ui,
+                            clip_c,
+                            &mut scratch,
+                        ),
                     };
                     dy[r * batch + bi] = eta * rule_part + matvec_part;
                 }
@@ -958,8 +1013,15 @@ fn pass_ba_row<F: Real>(
     scratch: &mut RowScratch<F>,
 ) -> (F, F) {
     let n = g.len();
-    let (h, w, alpha, a, ypost, p, ga) =
-        (&mut h[..n], &w[..n], &alpha[..n], &a[..n], &ypost[..n], &p[..n], &mut ga[..n]);
+    let (h, w, alpha, a, ypost, p, ga) = (
+        &mut h[..n],
+        &w[..n],
+        &alpha[..n],
+        &a[..n],
+        &ypost[..n],
+        &p[..n],
+        &mut ga[..n],
+    );
     let (pa, pv, s1, s2) = (&prev.a[..n], &prev.v[..n], &mut s1[..n], &mut s2[..n]);
     let (t1, t2) = (&mut scratch.rule[..n], &mut scratch.matvec[..n]);
     let (pui, pyi) = (prev.ui, prev.yi);
