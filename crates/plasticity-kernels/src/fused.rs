@@ -124,6 +124,27 @@ pub fn forward<F: Real>(
     y0: &[F],
     h0: Option<&[F]>,
 ) -> Result<Episode<F>, SpecError> {
+    in_pool(|| forward_impl(spec, p, x, y0, h0))
+}
+
+/// Runs `f` on a thread of rayon's pool. The kernels make one parallel section per step;
+/// called from outside the pool, each would park the caller and wake a worker (tens of
+/// microseconds each, hundreds per episode); inside it, the caller takes part in the work.
+fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        f()
+    } else {
+        rayon::scope(|_| f())
+    }
+}
+
+fn forward_impl<F: Real>(
+    spec: &EpisodeSpec,
+    p: &Params<'_, F>,
+    x: &[F],
+    y0: &[F],
+    h0: Option<&[F]>,
+) -> Result<Episode<F>, SpecError> {
     spec.validate()?;
     let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
     let bn = b * n;
@@ -222,6 +243,15 @@ pub fn forward<F: Real>(
 /// loss does not look), `gh: [B, N, N]` is `dL/dHebb_T` (`None`: zero). `p` must be the
 /// parameters the forward ran with.
 pub fn backward<F: Real>(
+    p: &Params<'_, F>,
+    ep: Episode<F>,
+    gy: &[F],
+    gh: Option<&[F]>,
+) -> Result<Grads<F>, SpecError> {
+    in_pool(|| backward_impl(p, ep, gy, gh))
+}
+
+fn backward_impl<F: Real>(
     p: &Params<'_, F>,
     mut ep: Episode<F>,
     gy: &[F],
