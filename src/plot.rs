@@ -223,7 +223,7 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
         std::fs::write(
             dir.join("metrics.csv"),
-            "episode,loss,error,seconds\n1,x,0.5,0.1\n",
+            "episode,loss,error,seconds\n1,0.3,x,0.1\n",
         )
         .unwrap();
         assert!(read_metric(&dir, "error").unwrap_err().contains("line 2"));
