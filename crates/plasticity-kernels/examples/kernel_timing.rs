@@ -1,6 +1,6 @@
 //! Times the fused forward and backward alone at the pattern task's size:
 //! `cargo run --release -p plasticity-kernels --example kernel_timing -- [N] [B] [T]`.
-use plasticity_kernels::{backward, forward, EpisodeSpec, Params};
+use plasticity_kernels::{backward, forward, AlphaShape, EpisodeSpec, Params};
 use std::time::Instant;
 
 fn main() {
@@ -13,11 +13,16 @@ fn main() {
         *args.get(1).unwrap_or(&1),
         *args.get(2).unwrap_or(&106),
     );
-    let spec = EpisodeSpec::new(n, b, t);
+    // ALPHA=per-neuron times the kernels without the per-connection alpha streams.
+    let per_neuron = std::env::var("ALPHA").is_ok_and(|a| a == "per-neuron");
+    let spec = EpisodeSpec {
+        alpha: if per_neuron { AlphaShape::PerNeuron } else { AlphaShape::PerConnection },
+        ..EpisodeSpec::new(n, b, t)
+    };
     let w: Vec<f32> = (0..n * n)
         .map(|k| ((k * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.02)
         .collect();
-    let alpha = w.clone();
+    let alpha = w[..spec.alpha.len(n)].to_vec();
     let x: Vec<f32> = (0..t * b * n)
         .map(|k| if k % 3 == 0 { 1.0 } else { -1.0 })
         .collect();
