@@ -283,7 +283,11 @@ fn pattern_config(
     };
     if let Some(path) = &args.common.config {
         let mut merged = serde_json::to_value(&c).expect("config serializes");
-        let file = read_json(path)?;
+        let mut file = read_json(path)?;
+        // A run's config.json holds the configuration under "task": accept it as it is.
+        if let Some(task) = file.get("task").filter(|t| t.is_object()) {
+            file = task.clone();
+        }
         let obj = file
             .as_object()
             .ok_or_else(|| usage(format!("{}: expected a JSON object", path.display())))?;

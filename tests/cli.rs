@@ -202,6 +202,7 @@ fn train_writes_the_run_directory_then_eval_and_resume_use_it() {
     }
 
     let svg = dir.join("curves.svg");
+
     let o = plasticity(&["plot", run_s, run_s, "--out", svg.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(

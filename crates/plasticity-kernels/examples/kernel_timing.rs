@@ -16,7 +16,11 @@ fn main() {
     // ALPHA=per-neuron times the kernels without the per-connection alpha streams.
     let per_neuron = std::env::var("ALPHA").is_ok_and(|a| a == "per-neuron");
     let spec = EpisodeSpec {
-        alpha: if per_neuron { AlphaShape::PerNeuron } else { AlphaShape::PerConnection },
+        alpha: if per_neuron {
+            AlphaShape::PerNeuron
+        } else {
+            AlphaShape::PerConnection
+        },
         ..EpisodeSpec::new(n, b, t)
     };
     let w: Vec<f32> = (0..n * n)
