@@ -25,11 +25,15 @@
 //! `pre_j += (w_ij + alpha_ij Hebb_t,ij) y_{t-1,i}`: `Hebb` is read and written once, `w` and
 //! `alpha` read once, for all `B` episodes together.
 //!
-//! # Backward, two passes per step
+//! # Backward, one or two passes per step
 //! With `G = dL/dHebb_{t+1}` (masked where the clip was active) and `P_j = dL/dpre_t,j`:
 //! - pass A (column sums): `S1_j = sum_i G_ij y_i`, `S2_j = sum_i G_ij Hebb_t,ij`, which give
 //!   the trace rule's share of `dL/dy'_j` and of `dL/deta` (reversing `Hebb` in place first);
 //! - pass B: `dL/dy_i`, `dL/dalpha`, and `G <- A_j G_ij + alpha_ij y_i P_j` (= `dL/dHebb_t`).
+//!
+//! `P_t` needs the complete column sums of step `t`, so each step ends at a barrier; when the
+//! trace is reversed, pass A of step `t-1` runs in the same sweep as pass B of step `t` (one
+//! pass over `Hebb`, `G`, `w`, `alpha`, `dL/dalpha` per step).
 //!
 //! `dL/dw = sum_t y_{t-1}^T P_t` is one matrix product at the end.
 
