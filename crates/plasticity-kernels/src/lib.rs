@@ -3,7 +3,7 @@
 //!
 //! A plastic recurrent network of `N` neurons keeps, for each of `B` episodes, its activity
 //! `y: [B, N]` and a Hebbian trace `Hebb: [B, N, N]` (row `i` presynaptic, column `j`
-//! postsynaptic). Each step (eq. 1-3 of the paper; [`reference`] has it on one screen):
+//! postsynaptic). Each step (eq. 1-3 of the paper; [`reference`](mod@reference) has it on one screen):
 //!
 //! ```text
 //! y'    = tanh( y (w + alpha * Hebb) + x )
@@ -15,6 +15,8 @@
 //! [`fused::forward`] runs a whole episode and [`fused::backward`] its backpropagation through
 //! time, with gradients for `w`, `alpha`, `eta`, the inputs and the initial state, in memory
 //! `O(B N^2 + T B N)` (see [`fused`] for how).
+
+#![warn(missing_docs)]
 
 pub mod fused;
 mod real;

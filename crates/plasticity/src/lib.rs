@@ -8,6 +8,8 @@
 //! - [`train`]: the one training loop every experiment shares: Adam, metrics, checkpoints,
 //!   resume.
 
+#![warn(missing_docs)]
+
 pub mod layer;
 pub mod op;
 pub mod tasks;
