@@ -93,7 +93,7 @@ struct CommonArgs {
     /// Seed of the run (initialisation and episodes) [default: 0].
     #[arg(long)]
     seed: Option<u64>,
-    /// Run directory [default: runs/<experiment>-<model>-seed<S>].
+    /// Run directory [default: `runs/<experiment>-<model>-seed<S>`].
     #[arg(long)]
     out: Option<PathBuf>,
     /// JSON configuration file (fields of the experiment's configuration); options override it.
