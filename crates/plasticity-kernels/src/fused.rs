@@ -911,6 +911,12 @@ fn pass_b<F: Real>(
             let sums_len = if prev.is_some() { batch * n } else { 0 };
             let (mut s1, mut s2) = (vec![F::zero(); sums_len], vec![F::zero(); sums_len]);
             let clip_c = clip.unwrap_or_else(F::infinity);
+            // One row kernel per clip setting (the clip test compiles away without clipping).
+            let row_b = if clip.is_some() {
+                pass_b_row::<F, true>
+            } else {
+                pass_b_row::<F, false>
+            };
             let mut scratch = RowScratch {
                 rule: vec![F::zero(); n],
                 matvec: vec![F::zero(); n],
@@ -958,22 +964,7 @@ fn pass_b<F: Real>(
                                 &mut scratch,
                             )
                         }
-                        None if clip.is_some() => pass_b_row::<F, true>(
-                            grow,
-                            hrow,
-                            wrow,
-                            arow,
-                            aa,
-                            vv,
-                            yp,
-                            ph,
-                            garow,
-                            yi,
-                            ui,
-                            clip_c,
-                            &mut scratch,
-                        ),
-                        None => pass_b_row::<F, false>(
+                        None => row_b(
                             grow,
                             hrow,
                             wrow,
