@@ -229,7 +229,7 @@ fn forward_impl<F: Real>(
         &ys[(t_len - 2) * bn..(t_len - 1) * bn]
     };
     let vecs = RuleVecs::new(spec.rule, p.eta, ylast_pre, &ys[(t_len - 1) * bn..], n);
-    update_pass(&mut hebb, &blocks, &vecs, clip, b, n);
+    update_pass(&mut hebb, &blocks, &vecs, clip, n);
     Ok(Episode {
         spec: *spec,
         ys,
@@ -560,7 +560,6 @@ fn update_pass<F: Real>(
     blocks: &[Range<usize>],
     u: &RuleVecs<F>,
     clip: Option<F>,
-    _batch: usize,
     n: usize,
 ) {
     let jobs = split_rows(hebb, blocks, n);
@@ -607,7 +606,6 @@ fn recompute_checkpoints<F: Real>(
             &blocks,
             &RuleVecs::new(spec.rule, p.eta, ypre, ypost, n),
             clip,
-            b,
             n,
         );
         if t % segment == 0 {
@@ -675,7 +673,7 @@ fn backward_core<F: Real>(
                     for s in start..t {
                         segment_traces.push(hcur.clone());
                         let rv = RuleVecs::new(spec.rule, p.eta, ep.y_pre(s), ep.y_at(s), n);
-                        update_pass(&mut hcur, &blocks, &rv, clip, b, n);
+                        update_pass(&mut hcur, &blocks, &rv, clip, n);
                     }
                     segment_traces.push(hcur);
                 }

@@ -39,13 +39,19 @@ pub enum AlphaShape {
 }
 
 impl AlphaShape {
+    /// Shape of `alpha` for `n` neurons: `[N, N]`, `[1, N]` or `[1, 1]`.
+    pub fn dims(self, n: usize) -> [usize; 2] {
+        match self {
+            AlphaShape::PerConnection => [n, n],
+            AlphaShape::PerNeuron => [1, n],
+            AlphaShape::Scalar => [1, 1],
+        }
+    }
+
     /// Number of values `alpha` holds for `n` neurons.
     pub fn len(self, n: usize) -> usize {
-        match self {
-            AlphaShape::PerConnection => n * n,
-            AlphaShape::PerNeuron => n,
-            AlphaShape::Scalar => 1,
-        }
+        let [rows, cols] = self.dims(n);
+        rows * cols
     }
 }
 

@@ -112,11 +112,7 @@ impl PlasticNetConfig {
                 .collect()
         };
         let w = from_vec(normal(n * n), [n, n], device);
-        let alpha_dims = match self.alpha {
-            AlphaShape::PerConnection => [n, n],
-            AlphaShape::PerNeuron => [1, n],
-            AlphaShape::Scalar => [1, 1],
-        };
+        let alpha_dims = self.alpha.dims(n);
         let alpha = from_vec(normal(alpha_dims[0] * alpha_dims[1]), alpha_dims, device);
         let eta = Param::from_tensor(from_vec(vec![self.eta as f32], [1], device));
         PlasticNet {

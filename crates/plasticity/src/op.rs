@@ -132,14 +132,9 @@ impl<B: Backend> Backward<B, 6> for PlasticBackward {
             eta: state.eta,
         };
         let g = kernels::backward(&p, episode, &gy, None).expect("shapes checked before dispatch");
-        let alpha_shape = match spec.alpha {
-            kernels::AlphaShape::PerConnection => vec![n, n],
-            kernels::AlphaShape::PerNeuron => vec![1, n],
-            kernels::AlphaShape::Scalar => vec![1, 1],
-        };
         let results = [
             (node_w, g.w, vec![n, n]),
-            (node_alpha, g.alpha, alpha_shape),
+            (node_alpha, g.alpha, spec.alpha.dims(n).to_vec()),
             (node_eta, vec![g.eta], vec![1]),
             (node_x, swap_bt(&g.x, t, b, n), vec![b, t, n]),
             (node_y0, g.y0, vec![b, n]),
@@ -218,11 +213,6 @@ pub fn plastic_episode(
 ) -> Result<(Tensor<3>, Tensor<3>), SpecError> {
     spec.validate()?;
     let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
-    let alpha_dims = match spec.alpha {
-        kernels::AlphaShape::PerConnection => [n, n],
-        kernels::AlphaShape::PerNeuron => [1, n],
-        kernels::AlphaShape::Scalar => [1, 1],
-    };
     let check = |what: &str, got: Vec<usize>, want: Vec<usize>| {
         if got == want {
             Ok(())
@@ -233,7 +223,7 @@ pub fn plastic_episode(
         }
     };
     check("w", w.dims().to_vec(), vec![n, n])?;
-    check("alpha", alpha.dims().to_vec(), alpha_dims.to_vec())?;
+    check("alpha", alpha.dims().to_vec(), spec.alpha.dims(n).to_vec())?;
     check("eta", eta.dims().to_vec(), vec![1])?;
     check("x", x.dims().to_vec(), vec![b, t, n])?;
     check("y0", y0.dims().to_vec(), vec![b, n])?;

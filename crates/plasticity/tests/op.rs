@@ -73,11 +73,7 @@ struct Leaves {
 fn leaves(spec: &EpisodeSpec, seed: u64, device: &Device) -> (Leaves, Tensor<3>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
-    let alpha_dims = match spec.alpha {
-        AlphaShape::PerConnection => [n, n],
-        AlphaShape::PerNeuron => [1, n],
-        AlphaShape::Scalar => [1, 1],
-    };
+    let alpha_dims = spec.alpha.dims(n);
     let leaf = |v: Vec<f32>, shape: &[usize]| TensorData::new(v, shape.to_vec());
     let w =
         Tensor::<2>::from_data(leaf(random(&mut rng, n * n, 0.4), &[n, n]), device).require_grad();
