@@ -13,6 +13,7 @@
 pub mod layer;
 pub mod op;
 pub mod tasks;
+pub mod tensor_episode;
 pub mod tensors;
 pub mod train;
 

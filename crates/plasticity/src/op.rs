@@ -2,12 +2,14 @@
 //!
 //! This file is the only place that knows burn's backend-extension and autodiff internals
 //! (`#[backend_extension]`, `Backward`, `Ops`, node guards): an upgrade of burn touches it alone.
-//! The backends listed in the macro get an implementation; a GPU kernel goes behind a cargo
-//! feature as one more `impl PlasticOps for <backend>` (and the selector in the macro).
+//! The autodiff operation is written once, over [`EpisodeKernels`] (a forward that can save
+//! what its backward needs, and that backward); each backend implements it:
 //!
-//! Inside, tensors are copied to flat `f32` buffers, the kernels of `plasticity-kernels` run,
-//! and the results are copied back. The copies are `O(T B N + N^2)` per episode, small next to
-//! the `O(T B N^2)` work of the kernels.
+//! - `Flex` (CPU): tensors are copied to flat `f32` buffers, the fused kernels of
+//!   `plasticity-kernels` run, and the results are copied back. The copies are
+//!   `O(T B N + N^2)` per episode, small next to the `O(T B N^2)` work of the kernels.
+//! - `Cube` (GPU, cargo feature `cuda`): [`tensor_episode`](crate::tensor_episode), the same
+//!   maths as burn backend tensor operations, so the data stays on the device.
 
 use crate::tensors::prim_to_vec;
 use burn::backend::autodiff::{
@@ -18,14 +20,14 @@ use burn::backend::autodiff::{
 use burn::backend::flex::FlexTensor;
 use burn::backend::{
     backend_extension, tensor::FloatTensor, Autodiff, AutodiffBackend, Backend, Dispatch, Flex,
-    TensorMetadata,
 };
 use burn::tensor::{Tensor, TensorData};
 use plasticity_kernels::{self as kernels, Episode, EpisodeSpec, Params, SpecError};
+use std::fmt;
 use std::sync::{Arc, Mutex};
 
 /// Backends that can run a plastic episode.
-#[backend_extension(Flex, Autodiff)]
+#[backend_extension(Flex, Cube: cfg(feature = "cuda"), Autodiff)]
 pub trait PlasticOps: Backend {
     /// Runs a whole episode. `w: [N, N]`, `alpha: [N, N] | [1, N] | [1, 1]`, `eta: [1]`,
     /// `x: [B, T, N]`, `y0: [B, N]`, `hebb0: [B, N, N]`. Returns `(ys: [B, T, N], hebb_T: [B, N, N])`;
@@ -39,6 +41,31 @@ pub trait PlasticOps: Backend {
         hebb0: FloatTensor<Self>,
         spec: EpisodeSpec,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// The forward and hand-written backward of an episode on one (non-autodiff) backend: the CPU
+/// kernels on `Flex`, [`tensor_episode`](crate::tensor_episode) on GPU backends. The autodiff
+/// operation is written once over this trait.
+pub trait EpisodeKernels: Backend {
+    /// What the backward keeps from the forward.
+    type Saved: Send + fmt::Debug + 'static;
+
+    /// Runs the episode (shapes as [`PlasticOps::plastic_episode`]); with `save`, also returns
+    /// what [`EpisodeKernels::episode_backward`] needs.
+    #[allow(clippy::too_many_arguments)]
+    fn episode_forward(
+        w: FloatTensor<Self>,
+        alpha: FloatTensor<Self>,
+        eta: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        y0: FloatTensor<Self>,
+        hebb0: FloatTensor<Self>,
+        spec: EpisodeSpec,
+        save: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, Option<Self::Saved>);
+
+    /// Gradients for `[w, alpha, eta, x, y0, hebb0]` from `gy = dL/dys: [B, T, N]`.
+    fn episode_backward(saved: Self::Saved, gy: FloatTensor<Self>) -> [FloatTensor<Self>; 6];
 }
 
 /// `[B, T, N] <-> [T, B, N]` (the kernels are time-major).
@@ -79,6 +106,94 @@ fn outputs(spec: &EpisodeSpec, ep: &Episode<f32>) -> (TensorData, TensorData) {
     )
 }
 
+/// What the CPU backward needs: the kernels' episode record and the parameters it ran with.
+#[derive(Debug)]
+pub struct CpuSaved {
+    episode: Episode<f32>,
+    w: Vec<f32>,
+    alpha: Vec<f32>,
+    eta: f32,
+}
+
+impl EpisodeKernels for Flex {
+    type Saved = CpuSaved;
+
+    fn episode_forward(
+        w: FlexTensor,
+        alpha: FlexTensor,
+        eta: FlexTensor,
+        x: FlexTensor,
+        y0: FlexTensor,
+        hebb0: FlexTensor,
+        spec: EpisodeSpec,
+        save: bool,
+    ) -> (FlexTensor, FlexTensor, Option<CpuSaved>) {
+        let v = |t: FlexTensor| prim_to_vec::<Flex>(t);
+        let (w, alpha, eta) = (v(w), v(alpha), v(eta)[0]);
+        let episode = run_forward(&spec, &w, &alpha, eta, &v(x), &v(y0), &v(hebb0));
+        let (ys, hebb) = outputs(&spec, &episode);
+        let saved = save.then_some(CpuSaved {
+            episode,
+            w,
+            alpha,
+            eta,
+        });
+        (
+            FlexTensor::from_data(ys),
+            FlexTensor::from_data(hebb),
+            saved,
+        )
+    }
+
+    fn episode_backward(saved: CpuSaved, gy: FlexTensor) -> [FlexTensor; 6] {
+        let spec = *saved.episode.spec();
+        let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
+        let gy = swap_bt(&prim_to_vec::<Flex>(gy), b, t, n);
+        let p = Params {
+            w: &saved.w,
+            alpha: &saved.alpha,
+            eta: saved.eta,
+        };
+        let g = kernels::backward(&p, saved.episode, &gy, None)
+            .expect("shapes checked before dispatch");
+        let mk =
+            |data: Vec<f32>, shape: Vec<usize>| FlexTensor::from_data(TensorData::new(data, shape));
+        [
+            mk(g.w, vec![n, n]),
+            mk(g.alpha, spec.alpha.dims(n).to_vec()),
+            mk(vec![g.eta], vec![1]),
+            mk(swap_bt(&g.x, t, b, n), vec![b, t, n]),
+            mk(g.y0, vec![b, n]),
+            mk(g.hebb0, vec![b, n, n]),
+        ]
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl EpisodeKernels for burn::backend::Cube {
+    type Saved = crate::tensor_episode::Saved<Self>;
+
+    fn episode_forward(
+        w: FloatTensor<Self>,
+        alpha: FloatTensor<Self>,
+        eta: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        y0: FloatTensor<Self>,
+        hebb0: FloatTensor<Self>,
+        spec: EpisodeSpec,
+        save: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, Option<Self::Saved>) {
+        // `eta` is one number: read it once per episode rather than broadcasting a tensor.
+        let eta = prim_to_vec::<Self>(eta)[0];
+        crate::tensor_episode::forward::<Self>(w, alpha, eta, x, y0, hebb0, spec, save)
+    }
+
+    fn episode_backward(saved: Self::Saved, gy: FloatTensor<Self>) -> [FloatTensor<Self>; 6] {
+        let g = crate::tensor_episode::backward::<Self>(saved, gy);
+        [g.w, g.alpha, g.eta, g.x, g.y0, g.hebb0]
+    }
+}
+
 impl PlasticOps for Flex {
     fn plastic_episode(
         w: FlexTensor,
@@ -89,69 +204,67 @@ impl PlasticOps for Flex {
         hebb0: FlexTensor,
         spec: EpisodeSpec,
     ) -> (FlexTensor, FlexTensor) {
-        let v = |t: FlexTensor| prim_to_vec::<Flex>(t);
-        let ep = run_forward(&spec, &v(w), &v(alpha), v(eta)[0], &v(x), &v(y0), &v(hebb0));
-        let (ys, hebb) = outputs(&spec, &ep);
-        (FlexTensor::from_data(ys), FlexTensor::from_data(hebb))
+        let (ys, hebb, _) = Self::episode_forward(w, alpha, eta, x, y0, hebb0, spec, false);
+        (ys, hebb)
     }
 }
 
-/// What the backward needs: the kernels' episode record and the parameters it ran with.
-#[derive(Clone, Debug)]
-struct PlasticState {
-    episode: Arc<Mutex<Option<Episode<f32>>>>,
-    w: Arc<Vec<f32>>,
-    alpha: Arc<Vec<f32>>,
-    eta: f32,
+#[cfg(feature = "cuda")]
+impl PlasticOps for burn::backend::Cube {
+    fn plastic_episode(
+        w: FloatTensor<Self>,
+        alpha: FloatTensor<Self>,
+        eta: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        y0: FloatTensor<Self>,
+        hebb0: FloatTensor<Self>,
+        spec: EpisodeSpec,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (ys, hebb, _) = Self::episode_forward(w, alpha, eta, x, y0, hebb0, spec, false);
+        (ys, hebb)
+    }
+}
+
+/// The backward's state: taken (once) by the backward.
+struct SavedCell<S>(Arc<Mutex<Option<S>>>);
+
+impl<S> Clone for SavedCell<S> {
+    fn clone(&self) -> Self {
+        SavedCell(self.0.clone())
+    }
+}
+
+impl<S> fmt::Debug for SavedCell<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SavedCell")
+    }
 }
 
 #[derive(Debug)]
 struct PlasticBackward;
 
-impl<B: Backend> Backward<B, 6> for PlasticBackward {
-    type State = PlasticState;
+impl<B: EpisodeKernels> Backward<B, 6> for PlasticBackward {
+    type State = SavedCell<B::Saved>;
 
-    fn backward(self, ops: Ops<PlasticState, 6>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_w, node_alpha, node_eta, node_x, node_y0, node_hebb0] = ops.parents;
+    fn backward(self, ops: Ops<Self::State, 6>, grads: &mut Gradients, _: &mut Checkpointer) {
         let upstream = grads.consume::<B>(&ops.node);
-        let device = TensorMetadata::device(&upstream);
-        let gy_btn = prim_to_vec::<B>(upstream);
-        let state = ops.state;
-        let episode = state
-            .episode
+        let saved = ops
+            .state
+            .0
             .lock()
             .expect("episode lock")
             .take()
             .expect("backward runs once");
-        let spec = *episode.spec();
-        let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
-        let gy = swap_bt(&gy_btn, b, t, n);
-        let p = Params {
-            w: &state.w,
-            alpha: &state.alpha,
-            eta: state.eta,
-        };
-        let g = kernels::backward(&p, episode, &gy, None).expect("shapes checked before dispatch");
-        let results = [
-            (node_w, g.w, vec![n, n]),
-            (node_alpha, g.alpha, spec.alpha.dims(n).to_vec()),
-            (node_eta, vec![g.eta], vec![1]),
-            (node_x, swap_bt(&g.x, t, b, n), vec![b, t, n]),
-            (node_y0, g.y0, vec![b, n]),
-            (node_hebb0, g.hebb0, vec![b, n, n]),
-        ];
-        for (node, data, shape) in results {
+        let g = B::episode_backward(saved, upstream);
+        for (node, grad) in ops.parents.into_iter().zip(g) {
             if let Some(node) = node {
-                grads.register::<B>(
-                    node.id,
-                    B::float_from_data(TensorData::new(data, shape), &device),
-                );
+                grads.register::<B>(node.id, grad);
             }
         }
     }
 }
 
-impl<B: Backend, C: CheckpointStrategy> PlasticOps for Autodiff<B, C> {
+impl<B: EpisodeKernels, C: CheckpointStrategy> PlasticOps for Autodiff<B, C> {
     fn plastic_episode(
         w: FloatTensor<Self>,
         alpha: FloatTensor<Self>,
@@ -169,26 +282,18 @@ impl<B: Backend, C: CheckpointStrategy> PlasticOps for Autodiff<B, C> {
             y0.node(),
             hebb0.node(),
         ];
-        let device = TensorMetadata::device(w.primitive());
-        let v = |t: FloatTensor<Self>| prim_to_vec::<B>(t.into_primitive());
-        let (w, alpha, eta) = (Arc::new(v(w)), Arc::new(v(alpha)), v(eta)[0]);
-        let ep = run_forward(&spec, &w, &alpha, eta, &v(x), &v(y0), &v(hebb0));
-        let (ys, hebb) = outputs(&spec, &ep);
-        let ys = B::float_from_data(ys, &device);
-        let hebb = <Self as AutodiffBackend>::from_inner(B::float_from_data(hebb, &device));
+        let p = |t: FloatTensor<Self>| t.into_primitive();
+        let (ys, hebb, saved) =
+            B::episode_forward(p(w), p(alpha), p(eta), p(x), p(y0), p(hebb0), spec, true);
+        let hebb = <Self as AutodiffBackend>::from_inner(hebb);
         let ys = match PlasticBackward
             .prepare::<C>(guards)
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let state = PlasticState {
-                    episode: Arc::new(Mutex::new(Some(ep))),
-                    w,
-                    alpha,
-                    eta,
-                };
-                prep.finish(state, ys)
+                let saved = saved.expect("the forward saved its state");
+                prep.finish(SavedCell(Arc::new(Mutex::new(Some(saved)))), ys)
             }
             OpsKind::UnTracked(prep) => prep.finish(ys),
         };

@@ -3,10 +3,10 @@
 use burn::backend::{tensor::FloatTensor, Backend};
 use burn::tensor::{read_sync, Device, Tensor, TensorData};
 
-/// Copies a backend primitive into a `Vec<f32>`.
-pub(crate) fn prim_to_vec<B: Backend>(t: FloatTensor<B>) -> Vec<f32> {
+/// Copies a backend primitive into a `Vec<f32>` (waits for a GPU device to finish).
+pub fn prim_to_vec<B: Backend>(t: FloatTensor<B>) -> Vec<f32> {
     read_sync(B::float_into_data(t))
-        .expect("reading a CPU tensor cannot fail")
+        .expect("reading a tensor back from its device")
         .try_into_vec::<f32>()
         .expect("plastic tensors are f32")
 }
