@@ -6,6 +6,7 @@ mod plot;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use plasticity::tasks::pattern::{ModelKind, PatternConfig, PatternTask};
+use plasticity::tasks::synthetic::{SyntheticConfig, SyntheticTask};
 use plasticity::train::{self, Experiment, RunOptions, TrainError};
 use plasticity::{AlphaShape, TraceRule};
 use serde_json::json;
@@ -47,14 +48,18 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Device: cpu | cuda[:INDEX].
+        #[arg(long, default_value = "cpu")]
+        device: String,
     },
     /// Time full training episodes (forward, backward, optimizer step).
     Bench {
-        /// Workload (pattern).
+        /// Workload: pattern (N=1001, T=106, B=1) | oja (pattern with Oja's rule) | images
+        /// (N=1025, T=201, B=1, clamped input) | maze (N=100, T=200, B=30, clipped trace).
         workload: String,
-        /// Episodes per update.
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
+        /// Episodes per update [default: the workload's].
+        #[arg(long)]
+        batch: Option<usize>,
         /// Timed episodes (after 2 warm-up episodes).
         #[arg(long, default_value_t = 10)]
         episodes: usize,
@@ -64,6 +69,9 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Device: cpu | cuda[:INDEX].
+        #[arg(long, default_value = "cpu")]
+        device: String,
     },
     /// Draw the smoothed learning curves of several runs into one SVG.
     Plot {
@@ -108,6 +116,9 @@ struct CommonArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Device: cpu | cuda[:INDEX] (cuda needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 #[derive(Args)]
@@ -197,6 +208,32 @@ fn set_threads(threads: Option<usize>) -> Result<usize, Failure> {
     Ok(rayon::current_num_threads())
 }
 
+/// The autodiff device named by `--device`: `cpu` (burn's Flex backend with the fused
+/// kernels) or `cuda[:INDEX]` (burn's CubeCL CUDA runtime; needs `--features cuda`).
+fn parse_device(name: &str) -> Result<burn::tensor::Device, Failure> {
+    let (kind, index) = name.split_once(':').unwrap_or((name, "0"));
+    let index: usize = index.parse().map_err(|_| {
+        usage(format!(
+            "--device {name}: the index after ':' must be a number"
+        ))
+    })?;
+    match kind {
+        "cpu" => Ok(burn::tensor::Device::flex().autodiff()),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(burn::tensor::Device::cuda(index).autodiff()),
+        #[cfg(not(feature = "cuda"))]
+        "cuda" => {
+            let _ = index;
+            Err(usage(
+                "--device cuda: this binary was built without GPU support; build it with `cargo build --release --features cuda`",
+            ))
+        }
+        _ => Err(usage(format!(
+            "--device {name}: unknown device (expected cpu or cuda[:INDEX])"
+        ))),
+    }
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Pattern(args) => train_pattern(*args),
@@ -207,9 +244,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
             seed,
             json,
             threads,
+            device,
         } => {
             set_threads(threads)?;
-            eval(&experiment, &run, episodes, seed, json)
+            eval(
+                &experiment,
+                &run,
+                episodes,
+                seed,
+                json,
+                &parse_device(&device)?,
+            )
         }
         Command::Bench {
             workload,
@@ -217,9 +262,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             episodes,
             json,
             threads,
+            device,
         } => {
             let threads = set_threads(threads)?;
-            bench(&workload, batch, episodes, json, threads)
+            bench(&workload, batch, episodes, json, threads, &device)
         }
         Command::Plot {
             runs,
@@ -398,7 +444,7 @@ fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
         resume: resume.is_some(),
         checkpoint_every: common.checkpoint_every,
     };
-    let device = burn::tensor::Device::flex().autodiff();
+    let device = parse_device(&common.device)?;
     let bar = progress_bar(episodes, 0);
     let mut first = true;
     let summary = train::train(&task, &resolved, &opts, &device, &mut |p| {
@@ -449,6 +495,7 @@ fn eval(
     episodes: u64,
     seed: u64,
     json_out: bool,
+    device: &burn::tensor::Device,
 ) -> Result<(), Failure> {
     if experiment != "pattern" {
         return Err(usage(format!(
@@ -460,7 +507,7 @@ fn eval(
         .map_err(|e| usage(format!("{}: task: {e}", run.join("config.json").display())))?;
     let task = PatternTask::new(config)
         .map_err(|e| usage(format!("{}: {e}", run.join("config.json").display())))?;
-    let device = burn::tensor::Device::flex().autodiff();
+    let device = device.clone();
     let mut init_rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
     let model = task.init_model(&mut init_rng, &device);
     let (model, trained) = train::load_model(run, model)?;
@@ -492,78 +539,196 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-fn bench(
-    workload: &str,
-    batch: usize,
+/// Timings of full training steps of one workload.
+struct StepTimes {
+    /// Per step, after 2 warm-up steps: total, and its parts (episode generation + forward,
+    /// backward, Adam step), in ms.
+    total: Vec<f64>,
+    parts: [Vec<f64>; 3],
+    /// Most device memory the allocator held (GPU only), MB.
+    device_mb: Option<f64>,
+}
+
+fn time_steps<E: Experiment>(
+    task: &E,
     episodes: usize,
-    json_out: bool,
-    threads: usize,
-) -> Result<(), Failure> {
-    if workload != "pattern" {
-        return Err(usage(format!(
-            "bench: unknown workload '{workload}' (available: pattern)"
-        )));
-    }
-    if episodes == 0 || batch == 0 {
-        return Err(usage("bench: --episodes and --batch must be positive"));
-    }
-    let config = PatternConfig {
-        batch,
-        ..PatternConfig::default()
-    };
-    let task = PatternTask::new(config.clone()).map_err(usage)?;
-    let device = burn::tensor::Device::flex().autodiff();
+    device: &burn::tensor::Device,
+) -> Result<StepTimes, Failure> {
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
-    let mut model = task.init_model(&mut rng, &device);
+    let mut model = task.init_model(&mut rng, device);
     let (adam, lr) = task.optimizer();
     let mut optim = adam.init();
-    // Per episode: total, then its parts (episode generation + forward, backward, Adam step).
-    let mut times = Vec::new();
-    let mut parts: [Vec<f64>; 3] = Default::default();
+    let mut times = StepTimes {
+        total: Vec::new(),
+        parts: Default::default(),
+        device_mb: None,
+    };
+    // On a GPU the work is asynchronous: wait for it at the end of each part.
+    let sync = || {
+        device
+            .sync()
+            .map_err(|e| Failure(1, format!("device: {e:?}")))
+    };
+    let note_memory = |times: &mut StepTimes| {
+        if let Some(u) = device.memory_pool_usage() {
+            let mb = u.bytes_reserved as f64 / 1e6;
+            times.device_mb = Some(times.device_mb.map_or(mb, |m: f64| m.max(mb)));
+        }
+    };
     for k in 0..episodes + 2 {
         let t0 = Instant::now();
         let (loss, _) = task
-            .train_episode(&model, &mut rng, &device)
+            .train_episode(&model, &mut rng, device)
             .map_err(usage)?;
+        sync()?;
+        note_memory(&mut times);
         let t1 = Instant::now();
         let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
+        sync()?;
+        note_memory(&mut times);
         let t2 = Instant::now();
         model = optim.step(lr, model, grads);
+        sync()?;
         let t3 = Instant::now();
         if k >= 2 {
-            times.push((t3 - t0).as_secs_f64() * 1e3);
-            for (part, (a, b)) in parts.iter_mut().zip([(t0, t1), (t1, t2), (t2, t3)]) {
+            times.total.push((t3 - t0).as_secs_f64() * 1e3);
+            for (part, (a, b)) in times.parts.iter_mut().zip([(t0, t1), (t1, t2), (t2, t3)]) {
                 part.push((b - a).as_secs_f64() * 1e3);
             }
         }
     }
-    let median = |v: &mut Vec<f64>| {
+    Ok(times)
+}
+
+/// Streaming bandwidth of this machine in GB/s: the triad `a = b + s c` over three arrays of
+/// `floats / 3` values each (the workload's working set in all), on all rayon threads; best of 5.
+/// Bytes counted: two reads and one write per element.
+fn triad_gbs(floats: usize) -> f64 {
+    use rayon::prelude::*;
+    let len = (floats / 3).max(1 << 16);
+    let b = vec![1.0f32; len];
+    let c = vec![2.0f32; len];
+    let mut a = vec![0.0f32; len];
+    let chunk = len.div_ceil(4 * rayon::current_num_threads()).max(1 << 12);
+    let mut best = f64::INFINITY;
+    for rep in 0..6 {
+        let t0 = Instant::now();
+        a.par_chunks_mut(chunk)
+            .zip(b.par_chunks(chunk).zip(c.par_chunks(chunk)))
+            .for_each(|(a, (b, c))| {
+                for ((a, b), c) in a.iter_mut().zip(b).zip(c) {
+                    *a = b + 0.5 * c;
+                }
+            });
+        let s = t0.elapsed().as_secs_f64();
+        if rep > 0 {
+            best = best.min(s);
+        }
+    }
+    std::hint::black_box(&a);
+    (3 * len * 4) as f64 / best / 1e9
+}
+
+/// Bytes the fused kernels must stream per training step at least: each step reads `w` and
+/// `alpha` once (shared by the batch) and reads and writes each episode's `Hebb` (forward), then
+/// reads `w`, `alpha` and reads and writes `Hebb` and its gradient (reversed backward):
+/// `T (2 + 2B + 2 + 4B) N^2` f32 values. A lower bound: recomputation (clipping, Oja) streams more.
+fn model_bytes(n: usize, t: usize, b: usize) -> f64 {
+    (t * (4 + 6 * b) * n * n * 4) as f64
+}
+
+/// The benchmark workloads (issue 3): the papers' sizes, full training steps.
+const WORKLOADS: &str = "pattern (N=1001, T=106, B=1), oja (pattern with Oja's rule), \
+images (N=1025, T=201, B=1, clamped), maze (N=100, T=200, B=30, clipped trace)";
+
+fn bench(
+    workload: &str,
+    batch: Option<usize>,
+    episodes: usize,
+    json_out: bool,
+    threads: usize,
+    device_name: &str,
+) -> Result<(), Failure> {
+    if episodes == 0 || batch == Some(0) {
+        return Err(usage("bench: --episodes and --batch must be positive"));
+    }
+    let device = parse_device(device_name)?;
+    let pattern = |rule| PatternConfig {
+        batch: batch.unwrap_or(1),
+        rule,
+        ..PatternConfig::default()
+    };
+    let synthetic = |mut c: SyntheticConfig| {
+        c.batch = batch.unwrap_or(c.batch);
+        c
+    };
+    // (N, T, B, rule and options) and the timings.
+    let (shape, times) = match workload {
+        "pattern" | "oja" => {
+            let rule = if workload == "oja" {
+                TraceRule::Oja
+            } else {
+                TraceRule::Hebb
+            };
+            let c = pattern(rule);
+            let shape = (c.neurons(), c.steps(), c.batch);
+            let task = PatternTask::new(c).map_err(usage)?;
+            (shape, time_steps(&task, episodes, &device)?)
+        }
+        "images" | "maze" => {
+            let c = synthetic(if workload == "images" {
+                SyntheticConfig::images()
+            } else {
+                SyntheticConfig::maze()
+            });
+            let shape = (c.net.neurons, c.steps, c.batch);
+            let task = SyntheticTask::new(c).map_err(usage)?;
+            (shape, time_steps(&task, episodes, &device)?)
+        }
+        _ => {
+            return Err(usage(format!(
+                "bench: unknown workload '{workload}' (available: {WORKLOADS})"
+            )))
+        }
+    };
+    let (n, t, b) = shape;
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let [forward_ms, backward_ms, optimizer_ms] = parts.map(|mut p| median(&mut p));
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
+    let [forward_ms, backward_ms, optimizer_ms] = times.parts.clone().map(|p| median(&p));
+    let ms = median(&times.total);
+    let min = times.total.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = times.total.iter().copied().fold(0.0, f64::max);
     let rss = peak_rss_mb();
-    let n = config.neurons();
+    // Roofline (CPU): the kernels' minimal traffic over the step's time, against the triad over
+    // a working set of the same size (w, alpha, each episode's Hebb and its gradient).
+    let achieved_gbs = model_bytes(n, t, b) / (ms / 1e3) / 1e9;
+    let stream_gbs = (device_name == "cpu").then(|| triad_gbs((2 + 2 * b) * n * n));
+    let fraction = stream_gbs.map(|s| achieved_gbs / s);
     if json_out {
         println!(
             "{}",
-            json!({"workload": "pattern", "ms_per_episode": median, "peak_rss_mb": rss, "threads": threads,
-                   "batch": batch, "neurons": n, "steps": config.steps(), "episodes_timed": episodes,
-                   "min_ms": times[0], "max_ms": times[times.len() - 1],
+            json!({"workload": workload, "ms_per_episode": ms, "peak_rss_mb": rss, "threads": threads,
+                   "device": device_name, "device_memory_mb": times.device_mb,
+                   "model_bytes_per_step": model_bytes(n, t, b), "achieved_gbs": achieved_gbs,
+                   "stream_gbs": stream_gbs, "roofline_fraction": fraction,
+                   "batch": b, "neurons": n, "steps": t, "episodes_timed": episodes,
+                   "min_ms": min, "max_ms": max,
                    "forward_ms": forward_ms, "backward_ms": backward_ms, "optimizer_ms": optimizer_ms})
         );
     } else {
         println!(
-            "| workload | N | T | B | threads | ms/episode (median of {episodes}) | min | max | forward | backward | Adam | peak RSS MB |"
+            "| workload | device | N | T | B | threads | ms/step (median of {episodes}) | min | max | forward | backward | Adam | peak RSS MB | device MB | GB/s | triad GB/s | of roofline |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_string(), f);
         println!(
-            "| pattern | {n} | {} | {batch} | {threads} | {median:.1} | {:.1} | {:.1} | {forward_ms:.1} | {backward_ms:.1} | {optimizer_ms:.1} | {rss:.0} |",
-            config.steps(),
-            times[0],
-            times[times.len() - 1]
+            "| {workload} | {device_name} | {n} | {t} | {b} | {threads} | {ms:.1} | {min:.1} | {max:.1} | {forward_ms:.1} | {backward_ms:.1} | {optimizer_ms:.1} | {rss:.0} | {} | {achieved_gbs:.1} | {} | {} |",
+            opt(times.device_mb, &|m| format!("{m:.0}")),
+            opt(stream_gbs, &|g| format!("{g:.1}")),
+            opt(fraction, &|f| format!("{:.0}%", 100.0 * f)),
         );
     }
     Ok(())

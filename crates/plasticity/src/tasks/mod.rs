@@ -2,3 +2,4 @@
 //! generator, a metric and its models, plugged into [`crate::train`].
 
 pub mod pattern;
+pub mod synthetic;
