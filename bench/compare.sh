@@ -8,7 +8,8 @@
 #   bench/compare.sh [THREADS] [ROUNDS] [WORKLOAD[:BATCH]...]
 # Workloads: pattern pattern:16 images maze oja (the default: all five).
 # Environment: PYTHON (default bench/.venv/bin/python), PLASTICITY (default: cargo build
-# --release, then target/release/plasticity), DEVICE (cpu | cuda; default cpu).
+# --release, then target/release/plasticity), DEVICE (cpu | wgpu; default cpu: wgpu needs a
+# build with --features wgpu), TORCH_DEVICE (default: cpu for cpu, cuda for wgpu).
 set -euo pipefail
 threads=${1:-2}
 rounds=${2:-3}
@@ -17,6 +18,7 @@ workloads=("$@")
 [ ${#workloads[@]} -eq 0 ] && workloads=(pattern pattern:16 images maze oja)
 py=${PYTHON:-bench/.venv/bin/python}
 device=${DEVICE:-cpu}
+torch_device=${TORCH_DEVICE:-$([ "$device" = cpu ] && echo cpu || echo cuda)}
 if [ -z "${PLASTICITY:-}" ]; then
   cargo build --release --quiet
   PLASTICITY=target/release/plasticity
@@ -27,7 +29,7 @@ for r in $(seq "$rounds"); do
     w=${spec%%:*}; b=""
     [ "$spec" != "$w" ] && b=${spec#*:}
     ours=("$PLASTICITY" bench "$w" --json --episodes 10 --threads "$threads" --device "$device")
-    theirs=("$py" bench/pytorch_reference.py --workload "$w" --episodes 5 --threads "$threads" --device "$device")
+    theirs=("$py" bench/pytorch_reference.py --workload "$w" --episodes 5 --threads "$threads" --device "$torch_device")
     [ -n "$b" ] && ours+=(--batch "$b") && theirs+=(--batch "$b")
     echo "{\"spec\": \"$spec\", \"ours\": $("${ours[@]}"), \"theirs\": $("${theirs[@]}" | tail -1)}" >> "$log"
     echo "round $r: $spec done" >&2

@@ -67,11 +67,9 @@ def main():
     eta = (0.01 * torch.ones(1, device=dev)).requires_grad_()
     opt = torch.optim.Adam([w, alpha, eta], lr=1e-4)
     times = []
-    for k in range(args.episodes + 2):
-        t0 = time.time()
-        x, target, bits = batch_inputs(args.workload, rng, n, steps, batch, density)
-        x, target = x.to(dev), target.to(dev)
-        opt.zero_grad()
+
+    def run(x, target, bits, batch):
+        """Forward and backward of `batch` episodes run together (x: [T, B, N])."""
         y = torch.zeros(batch, n, device=dev)
         hebb = torch.zeros(batch, n, n, device=dev)
         loss = 0.0
@@ -94,6 +92,22 @@ def main():
         if not all_steps:
             loss = (y[:, :bits] - target).pow(2).sum() / batch
         loss.backward()
+
+    for k in range(args.episodes + 2):
+        t0 = time.time()
+        x, target, bits = batch_inputs(args.workload, rng, n, steps, batch, density)
+        x, target = x.to(dev), target.to(dev)
+        opt.zero_grad()
+        if args.workload == "maze":
+            # The Backpropamine maze code runs its batch of episodes together.
+            run(x, target, bits, batch)
+        else:
+            # The ICML 2018 code runs one episode at a time: a batch of B is B episodes whose
+            # gradients add up before the Adam step (memory stays one episode's).
+            for e in range(batch):
+                run(x[:, e:e + 1] * 1.0, target[e:e + 1], bits, 1)
+            for p in (w, alpha, eta):
+                p.grad /= batch
         opt.step()
         if dev.type == "cuda":
             torch.cuda.synchronize()

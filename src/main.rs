@@ -48,7 +48,7 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
-        /// Device: cpu | cuda[:INDEX].
+        /// Device: cpu | wgpu[:INDEX] (a GPU; needs a build with `--features wgpu`).
         #[arg(long, default_value = "cpu")]
         device: String,
     },
@@ -69,7 +69,7 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
-        /// Device: cpu | cuda[:INDEX].
+        /// Device: cpu | wgpu[:INDEX] (a GPU; needs a build with `--features wgpu`).
         #[arg(long, default_value = "cpu")]
         device: String,
     },
@@ -116,7 +116,7 @@ struct CommonArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Device: cpu | cuda[:INDEX] (cuda needs a build with `--features cuda`).
+    /// Device: cpu | wgpu[:INDEX] (a GPU; needs a build with `--features wgpu`).
     #[arg(long, default_value = "cpu")]
     device: String,
 }
@@ -209,27 +209,37 @@ fn set_threads(threads: Option<usize>) -> Result<usize, Failure> {
 }
 
 /// The autodiff device named by `--device`: `cpu` (burn's Flex backend with the fused
-/// kernels) or `cuda[:INDEX]` (burn's CubeCL CUDA runtime; needs `--features cuda`).
+/// kernels) or `wgpu[:INDEX]` (a GPU through burn's wgpu / CubeCL runtime: the default adapter,
+/// or the INDEX-th discrete GPU; needs a build with `--features wgpu`).
 fn parse_device(name: &str) -> Result<burn::tensor::Device, Failure> {
-    let (kind, index) = name.split_once(':').unwrap_or((name, "0"));
-    let index: usize = index.parse().map_err(|_| {
-        usage(format!(
-            "--device {name}: the index after ':' must be a number"
-        ))
-    })?;
+    let (kind, index) = match name.split_once(':') {
+        Some((kind, i)) => (
+            kind,
+            Some(i.parse::<usize>().map_err(|_| {
+                usage(format!(
+                    "--device {name}: the index after ':' must be a number"
+                ))
+            })?),
+        ),
+        None => (name, None),
+    };
     match kind {
         "cpu" => Ok(burn::tensor::Device::flex().autodiff()),
-        #[cfg(feature = "cuda")]
-        "cuda" => Ok(burn::tensor::Device::cuda(index).autodiff()),
-        #[cfg(not(feature = "cuda"))]
-        "cuda" => {
+        #[cfg(feature = "wgpu")]
+        "wgpu" | "gpu" => {
+            use burn::tensor::DeviceKind;
+            let kind = index.map_or(DeviceKind::DefaultDevice, DeviceKind::DiscreteGpu);
+            Ok(burn::tensor::Device::wgpu(kind).autodiff())
+        }
+        #[cfg(not(feature = "wgpu"))]
+        "wgpu" | "gpu" => {
             let _ = index;
-            Err(usage(
-                "--device cuda: this binary was built without GPU support; build it with `cargo build --release --features cuda`",
-            ))
+            Err(usage(format!(
+                "--device {name}: this binary was built without GPU support; build it with `cargo build --release --features wgpu`"
+            )))
         }
         _ => Err(usage(format!(
-            "--device {name}: unknown device (expected cpu or cuda[:INDEX])"
+            "--device {name}: unknown device (expected cpu or wgpu[:INDEX])"
         ))),
     }
 }

@@ -8,7 +8,7 @@
 //! - `Flex` (CPU): tensors are copied to flat `f32` buffers, the fused kernels of
 //!   `plasticity-kernels` run, and the results are copied back. The copies are
 //!   `O(T B N + N^2)` per episode, small next to the `O(T B N^2)` work of the kernels.
-//! - `Cube` (GPU, cargo feature `cuda`): [`tensor_episode`](crate::tensor_episode), the same
+//! - `Cube` (GPU, cargo feature `wgpu`): [`tensor_episode`](crate::tensor_episode), the same
 //!   maths as burn backend tensor operations, so the data stays on the device.
 
 use crate::tensors::prim_to_vec;
@@ -27,7 +27,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 /// Backends that can run a plastic episode.
-#[backend_extension(Flex, Cube: cfg(feature = "cuda"), Autodiff)]
+#[backend_extension(Flex, Cube: cfg(feature = "wgpu"), Autodiff)]
 pub trait PlasticOps: Backend {
     /// Runs a whole episode. `w: [N, N]`, `alpha: [N, N] | [1, N] | [1, 1]`, `eta: [1]`,
     /// `x: [B, T, N]`, `y0: [B, N]`, `hebb0: [B, N, N]`. Returns `(ys: [B, T, N], hebb_T: [B, N, N])`;
@@ -169,7 +169,7 @@ impl EpisodeKernels for Flex {
     }
 }
 
-#[cfg(feature = "cuda")]
+#[cfg(feature = "wgpu")]
 impl EpisodeKernels for burn::backend::Cube {
     type Saved = crate::tensor_episode::Saved<Self>;
 
@@ -209,7 +209,7 @@ impl PlasticOps for Flex {
     }
 }
 
-#[cfg(feature = "cuda")]
+#[cfg(feature = "wgpu")]
 impl PlasticOps for burn::backend::Cube {
     fn plastic_episode(
         w: FloatTensor<Self>,

@@ -1,5 +1,5 @@
 //! The plastic episode written with burn's backend tensor operations: the path for GPU
-//! backends (cargo feature `cuda`, `--device cuda`).
+//! backends (cargo feature `wgpu`, `--device wgpu`).
 //!
 //! The maths is the one of `plasticity_kernels` (ICML 2018 eq. 1-3; see `reference.rs` there):
 //!
