@@ -73,6 +73,13 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Compare the plastic episode on a device (a GPU) with the CPU kernels: outputs and every
+    /// gradient, for every trace rule, input mode, alpha shape and clipping setting.
+    Check {
+        /// Device to check: wgpu[:INDEX] (or cpu, which compares the CPU with itself).
+        #[arg(long, default_value = "wgpu")]
+        device: String,
+    },
     /// Draw the smoothed learning curves of several runs into one SVG.
     Plot {
         /// Run directories.
@@ -277,6 +284,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let threads = set_threads(threads)?;
             bench(&workload, batch, episodes, json, threads, &device)
         }
+        Command::Check { device } => check_device(&device),
         Command::Plot {
             runs,
             metric,
@@ -307,6 +315,45 @@ fn run(cli: Cli) -> Result<(), Failure> {
             .map_err(|e| Failure(1, format!("{}: {e}", out.display())))
         }
     }
+}
+
+fn check_device(name: &str) -> Result<(), Failure> {
+    use plasticity::device_check::{compare_with_cpu, TOLERANCES};
+    let device = parse_device(name)?;
+    let (tol_out, tol_grad) = TOLERANCES;
+    let diffs = compare_with_cpu(&device);
+    println!("| rule | input | alpha | clip | N | B | T | outputs | worst gradient | ok |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut failed = 0;
+    for d in &diffs {
+        let s = &d.spec;
+        let worst = d.gradients.iter().copied().fold(0.0, f32::max);
+        let ok = d.outputs < tol_out && worst < tol_grad;
+        failed += usize::from(!ok);
+        println!(
+            "| {:?} | {:?} | {:?} | {:?} | {} | {} | {} | {:.1e} | {worst:.1e} | {} |",
+            s.rule,
+            s.input,
+            s.alpha,
+            s.clip,
+            s.neurons,
+            s.batch,
+            s.steps,
+            d.outputs,
+            if ok { "yes" } else { "NO" }
+        );
+    }
+    if failed > 0 {
+        return Err(Failure(
+            1,
+            format!("{failed} of {} settings differ from the CPU beyond the tolerances ({tol_out:e} outputs, {tol_grad:e} gradients)", diffs.len()),
+        ));
+    }
+    eprintln!(
+        "{name}: all {} settings agree with the CPU kernels",
+        diffs.len()
+    );
+    Ok(())
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value, Failure> {

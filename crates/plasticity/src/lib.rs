@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod device_check;
 pub mod layer;
 pub mod op;
 pub mod tasks;
