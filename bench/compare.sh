@@ -23,7 +23,7 @@ if [ -z "${PLASTICITY:-}" ]; then
   cargo build --release --quiet
   PLASTICITY=target/release/plasticity
 fi
-log=$(mktemp)
+log=${LOG:-$(mktemp)}  # LOG=FILE keeps the raw JSON lines
 for r in $(seq "$rounds"); do
   for spec in "${workloads[@]}"; do
     w=${spec%%:*}; b=""
@@ -61,4 +61,5 @@ mem = "GPU memory (allocator peak)" if rows[0]["ours"]["device"] != "cpu" else "
 print(f"(medians over {len(rows) // len(specs)} interleaved rounds; plasticity: median of 10 steps, "
       f"PyTorch: median of 5, each after 2 warm-up steps; memory: {mem}; PyTorch {rows[0]['theirs']['torch']})")
 PY
-rm -f "$log"
+[ -z "${LOG:-}" ] && rm -f "$log"
+true
