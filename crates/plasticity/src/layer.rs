@@ -165,6 +165,7 @@ impl PlasticNet {
             input: c.input,
             alpha: c.alpha,
             backward: c.backward,
+            modulation: plasticity_kernels::Modulation::None,
         };
         let (ys, hebb) = plastic_episode(
             self.w.val(),
