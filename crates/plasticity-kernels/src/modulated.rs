@@ -35,7 +35,9 @@
 //!
 //! `dL/dw = sum_t y_{t-1}^T P_t` is one matrix product at the end.
 
-use crate::fused::{clip_to, default_segment, in_pool, row_blocks, split_rows, AlphaRows};
+use crate::fused::{
+    clip_to, default_segment, in_pool, lane_sum, row_blocks, split_rows, AlphaRows,
+};
 use crate::real::Real;
 use crate::spec::{AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, Modulation, SpecError};
 use crate::TraceRule;
@@ -773,6 +775,7 @@ fn pass_b<F: Real>(
         .zip(blocks.par_iter())
         .map(|(((mut gs, mut ges), mut ga_rows), rows)| {
             let mut dy = vec![F::zero(); rows.len() * batch];
+            let (mut t1, mut t2) = (vec![F::zero(); n], vec![F::zero(); n]);
             let mut ga_local = if per_connection {
                 Vec::new()
             } else {
@@ -792,12 +795,21 @@ fn pass_b<F: Real>(
                         Some(rows_ga) => &mut rows_ga[r * n..(r + 1) * n],
                         None => &mut ga_local,
                     };
-                    let mut rule = F::zero();
-                    let mut matvec = F::zero();
+                    // Row sums go through per-column scratch rows and 8-lane sums (a running
+                    // float sum would not vectorize).
+                    let (t1, t2) = (&mut t1[..n], &mut t2[..n]);
+                    let (grow, hrow, wrow, arow, ph, garow) = (
+                        &mut grow[..n],
+                        &hrow[..n],
+                        &wrow[..n],
+                        &arow[..n],
+                        &ph[..n],
+                        &mut garow[..n],
+                    );
                     if retro {
-                        let erow = &e[row];
+                        let erow = &e[row][..n];
                         let gerow = &mut ges[bi][r * n..(r + 1) * n];
-                        let (eta, v) = (&sv.eta[rb.clone()], &sv.v[rb]);
+                        let (eta, v) = (&sv.eta[rb.clone()][..n], &sv.v[rb][..n]);
                         for j in 0..n {
                             let z = hrow[j] + eta[j] * erow[j];
                             let gv = if clipped(z, clip_c) {
@@ -806,15 +818,15 @@ fn pass_b<F: Real>(
                                 grow[j]
                             };
                             // d/dy_i of E'_ij = ... + y_i eta_E y'_j.
-                            rule += gerow[j] * v[j];
+                            t1[j] = gerow[j] * v[j];
                             gerow[j] = eta[j] * gv + sv.decay * gerow[j];
                             let q = yi * ph[j];
-                            matvec += (wrow[j] + arow[j] * hrow[j]) * ph[j];
+                            t2[j] = (wrow[j] + arow[j] * hrow[j]) * ph[j];
                             garow[j] += q * hrow[j];
                             grow[j] = gv + arow[j] * q;
                         }
                     } else {
-                        let v = &sv.v[rb];
+                        let v = &sv.v[rb][..n];
                         for j in 0..n {
                             let z = hrow[j] + yi * v[j];
                             let gv = if clipped(z, clip_c) {
@@ -823,14 +835,14 @@ fn pass_b<F: Real>(
                                 grow[j]
                             };
                             // d/dy_i of Hebb'_ij = ... + y_i eta_j y'_j.
-                            rule += gv * v[j];
+                            t1[j] = gv * v[j];
                             let q = yi * ph[j];
-                            matvec += (wrow[j] + arow[j] * hrow[j]) * ph[j];
+                            t2[j] = (wrow[j] + arow[j] * hrow[j]) * ph[j];
                             garow[j] += q * hrow[j];
                             grow[j] = gv + arow[j] * q;
                         }
                     }
-                    dy[r * batch + bi] = rule + matvec;
+                    dy[r * batch + bi] = lane_sum(t1) + lane_sum(t2);
                 }
             }
             (dy, ga_local)
