@@ -192,6 +192,22 @@ impl PlasticNet {
         &self.config
     }
 
+    /// The kernels' description of an episode of `batch` x `steps` for this network.
+    pub fn spec(&self, batch: usize, steps: usize) -> EpisodeSpec {
+        let c = &self.config;
+        EpisodeSpec {
+            neurons: c.neurons,
+            batch,
+            steps,
+            rule: c.rule,
+            clip: c.clip,
+            input: c.input,
+            alpha: c.alpha,
+            backward: c.backward,
+            modulation: c.modulation,
+        }
+    }
+
     /// A zero state (`y = 0`, `Hebb = 0`) for `batch` episodes.
     pub fn zero_state(&self, batch: usize, device: &Device) -> PlasticState {
         let n = self.config.neurons;
@@ -229,17 +245,9 @@ impl PlasticNet {
             Some(s) => (s.y, Some(s.hebb), s.elig),
             None => (Tensor::zeros([b, n], &x.device()), None, None),
         };
-        let c = &self.config;
         let spec = EpisodeSpec {
             neurons: n,
-            batch: b,
-            steps: t,
-            rule: c.rule,
-            clip: c.clip,
-            input: c.input,
-            alpha: c.alpha,
-            backward: c.backward,
-            modulation: c.modulation,
+            ..self.spec(b, t)
         };
         if let Some(md) = &self.modulator {
             let fan_out = match (&md.fan_w, &md.fan_b) {
