@@ -152,7 +152,7 @@ impl MazeConfig {
 
     /// Checks every field; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
-        if self.size < 5 || self.size % 2 == 0 {
+        if self.size < 5 || self.size.is_multiple_of(2) {
             return Err(format!(
                 "size: must be odd and at least 5 (got {})",
                 self.size
@@ -234,7 +234,7 @@ impl Maze {
         let c = size / 2;
         let wall = |r: usize, col: usize| {
             let border = r == 0 || col == 0 || r == size - 1 || col == size - 1;
-            border || (r % 2 == 0 && col % 2 == 0 && (r, col) != (c, c))
+            border || (r.is_multiple_of(2) && col.is_multiple_of(2) && (r, col) != (c, c))
         };
         let walls: Vec<bool> = (0..size * size).map(|k| wall(k / size, k % size)).collect();
         let free = (0..size * size)
