@@ -651,7 +651,7 @@ fn eval(
 ) -> Result<(), Failure> {
     if experiment != "pattern" {
         return Err(usage(format!(
-            "eval: unknown experiment '{experiment}' (available: pattern)"
+            "eval: unknown experiment '{experiment}' (available: pattern, maze)"
         )));
     }
     let saved = read_json(&run.join("config.json"))?;
