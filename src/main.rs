@@ -5,6 +5,7 @@ mod plot;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use plasticity::tasks::maze::{MazeConfig, MazeModel, MazeTask};
 use plasticity::tasks::pattern::{ModelKind, PatternConfig, PatternTask};
 use plasticity::tasks::synthetic::{SyntheticConfig, SyntheticTask};
 use plasticity::train::{self, Experiment, RunOptions, TrainError};
@@ -29,9 +30,12 @@ struct Cli {
 enum Command {
     /// Binary pattern memorisation and completion (ICML 2018, section 4.1).
     Pattern(Box<PatternArgs>),
+    /// Grid maze exploration with reinforcement learning (A2C), plastic and neuromodulated
+    /// agents (ICLR 2019, section 4.2).
+    Maze(Box<MazeArgs>),
     /// Evaluate the last checkpoint of a run on fresh episodes.
     Eval {
-        /// Experiment of the run (pattern).
+        /// Experiment of the run (pattern, maze).
         experiment: String,
         /// Run directory.
         #[arg(long)]
@@ -159,6 +163,34 @@ struct PatternArgs {
     alpha: Option<String>,
 }
 
+#[derive(Args)]
+struct MazeArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// rnn | plastic | modplast (simple neuromodulation) | modul (retroactive neuromodulation)
+    /// [default: modul].
+    #[arg(long)]
+    model: Option<String>,
+    /// Neurons (0: the paper's parameter-matched size, 100 or 101 for plastic) [default: 0].
+    #[arg(long)]
+    neurons: Option<usize>,
+    /// Side of the maze (odd) [paper: 13].
+    #[arg(long)]
+    size: Option<usize>,
+    /// Steps per episode [paper: 200].
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Episodes in parallel per update [paper: 30].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Adam learning rate [paper: 1e-4].
+    #[arg(long, allow_negative_numbers = true)]
+    lr: Option<f64>,
+    /// Fan the modulator out to one plasticity rate per neuron.
+    #[arg(long)]
+    fan_out: bool,
+}
+
 /// An error with its exit code (2: usage, configuration or data; 1: other).
 struct Failure(u8, String);
 
@@ -254,6 +286,7 @@ fn parse_device(name: &str) -> Result<burn::tensor::Device, Failure> {
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Pattern(args) => train_pattern(*args),
+        Command::Maze(args) => train_maze(*args),
         Command::Eval {
             experiment,
             run,
@@ -264,14 +297,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
             device,
         } => {
             set_threads(threads)?;
-            eval(
-                &experiment,
-                &run,
-                episodes,
-                seed,
-                json,
-                &parse_device(&device)?,
-            )
+            if experiment == "maze" && device != "cpu" {
+                return Err(usage(MAZE_CPU_ONLY));
+            }
+            let device = parse_device(&device)?;
+            if experiment == "maze" {
+                return eval_maze(&run, episodes, seed, json, &device);
+            }
+            eval(&experiment, &run, episodes, seed, json, &device)
         }
         Command::Bench {
             workload,
@@ -526,6 +559,182 @@ fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Resolves the maze configuration: defaults (or the resumed run's), config file, options.
+fn maze_config(args: &MazeArgs, base: Option<serde_json::Value>) -> Result<MazeConfig, Failure> {
+    let mut c: MazeConfig = match base {
+        Some(v) => serde_json::from_value(v).map_err(|e| usage(format!("config: {e}")))?,
+        None => MazeConfig::default(),
+    };
+    if let Some(path) = &args.common.config {
+        let mut merged = serde_json::to_value(&c).expect("config serializes");
+        let mut file = read_json(path)?;
+        if let Some(task) = file.get("task").filter(|t| t.is_object()) {
+            file = task.clone();
+        }
+        let obj = file
+            .as_object()
+            .ok_or_else(|| usage(format!("{}: expected a JSON object", path.display())))?;
+        for (k, v) in obj {
+            merged[k] = v.clone();
+        }
+        c = serde_json::from_value(merged)
+            .map_err(|e| usage(format!("{}: {e}", path.display())))?;
+    }
+    if let Some(m) = &args.model {
+        c.model = m
+            .parse::<MazeModel>()
+            .map_err(|e| usage(format!("--model: {e}")))?;
+    }
+    if let Some(v) = args.neurons {
+        c.neurons = v;
+    }
+    if let Some(v) = args.size {
+        c.size = v;
+    }
+    if let Some(v) = args.steps {
+        c.steps = v;
+    }
+    if let Some(v) = args.batch {
+        c.batch = v;
+    }
+    if let Some(v) = args.lr {
+        c.learning_rate = v;
+    }
+    if args.fan_out {
+        c.fan_out = true;
+    }
+    c.validate().map_err(|e| usage(format!("config: {e}")))?;
+    Ok(c)
+}
+
+/// The modulated episode operation has a CPU implementation only.
+const MAZE_CPU_ONLY: &str =
+    "--device: maze runs on the CPU (the neuromodulated operation has no GPU path yet)";
+
+fn train_maze(args: MazeArgs) -> Result<(), Failure> {
+    if args.common.device != "cpu" {
+        return Err(usage(MAZE_CPU_ONLY));
+    }
+    let threads = set_threads(args.common.threads)?;
+    let common = &args.common;
+    let (base, resume) = match &common.resume {
+        Some(dir) => {
+            let changed = [
+                ("--config", common.config.is_some()),
+                ("--model", args.model.is_some()),
+                ("--neurons", args.neurons.is_some()),
+                ("--size", args.size.is_some()),
+                ("--steps", args.steps.is_some()),
+                ("--batch", args.batch.is_some()),
+                ("--lr", args.lr.is_some()),
+                ("--fan-out", args.fan_out),
+            ];
+            if let Some((name, _)) = changed.iter().find(|(_, given)| *given) {
+                return Err(usage(format!(
+                    "{name}: --resume continues a run with its saved config.json; start a new run to change it"
+                )));
+            }
+            let saved = read_json(&dir.join("config.json"))?;
+            (Some(saved), Some(dir.clone()))
+        }
+        None => (None, None),
+    };
+    let config = maze_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
+    let seed = common
+        .seed
+        .or_else(|| base.as_ref().and_then(|b| b["seed"].as_u64()))
+        .unwrap_or(0);
+    let episodes = common
+        .episodes
+        .or_else(|| base.as_ref().and_then(|b| b["episodes"].as_u64()))
+        .unwrap_or(1000);
+    let model_name = serde_json::to_value(config.model).expect("serializes");
+    let out = resume
+        .clone()
+        .or_else(|| common.out.clone())
+        .unwrap_or_else(|| {
+            PathBuf::from(format!(
+                "runs/maze-{}-seed{seed}",
+                model_name.as_str().unwrap_or("model")
+            ))
+        });
+    let task = MazeTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
+    let resolved = json!({
+        "experiment": "maze",
+        "seed": seed,
+        "episodes": episodes,
+        "threads": threads,
+        "neurons": config.neurons(),
+        "task": config,
+    });
+    let opts = RunOptions {
+        episodes,
+        seed,
+        out: out.clone(),
+        resume: resume.is_some(),
+        checkpoint_every: common.checkpoint_every,
+    };
+    let device = parse_device(&common.device)?;
+    let bar = progress_bar(episodes, 0);
+    let mut first = true;
+    let summary = train::train(&task, &resolved, &opts, &device, &mut |p| {
+        if first {
+            bar.set_position(p.episode.saturating_sub(1));
+            first = false;
+        }
+        bar.set_position(p.episode);
+        bar.set_message(format!(
+            "loss {:.3}  reward(50) {:.2}",
+            p.loss, p.running[0]
+        ));
+    });
+    bar.finish_and_clear();
+    let summary = summary?;
+    write_learning_curve(&out, "maze", &["loss", "reward"])?;
+    eprintln!(
+        "maze: {} episodes in {:.1} s; last 50 episodes: loss {:.4}, reward {:.3}. Run directory: {}",
+        summary.episodes,
+        summary.seconds,
+        summary.final_loss,
+        summary.final_metrics[0],
+        out.display()
+    );
+    Ok(())
+}
+
+fn eval_maze(
+    run: &Path,
+    episodes: u64,
+    seed: u64,
+    json_out: bool,
+    device: &burn::tensor::Device,
+) -> Result<(), Failure> {
+    let path = run.join("config.json");
+    let saved = read_json(&path)?;
+    let config: MazeConfig = serde_json::from_value(saved["task"].clone())
+        .map_err(|e| usage(format!("{}: task: {e}", path.display())))?;
+    let task = MazeTask::new(config).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+    let device = device.clone();
+    let mut init_rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let model = task.init_model(&mut init_rng, &device);
+    let (model, trained) = train::load_model(run, model)?;
+    let started = Instant::now();
+    let (means, _) = train::evaluate(&task, &model, episodes, seed, &device)?;
+    if json_out {
+        println!(
+            "{}",
+            json!({"experiment": "maze", "episodes": episodes, "reward": means[0], "trained_episodes": trained, "seed": seed})
+        );
+    } else {
+        println!(
+            "maze: reward {:.3} per episode over {episodes} fresh batches (model trained {trained} episodes; {:.1} s)",
+            means[0],
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
 fn write_learning_curve(run: &Path, experiment: &str, metrics: &[&str]) -> Result<(), Failure> {
     for m in metrics {
         let pts = plot::read_metric(run, m).map_err(|e| Failure(1, e))?;
@@ -556,7 +765,7 @@ fn eval(
 ) -> Result<(), Failure> {
     if experiment != "pattern" {
         return Err(usage(format!(
-            "eval: unknown experiment '{experiment}' (available: pattern)"
+            "eval: unknown experiment '{experiment}' (available: pattern, maze)"
         )));
     }
     let saved = read_json(&run.join("config.json"))?;

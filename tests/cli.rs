@@ -61,8 +61,8 @@ fn bad_options_and_configs_exit_2_with_a_message_naming_the_problem() {
             "--threads: must be positive",
         ),
         (
-            vec!["eval", "maze", "--run", &out],
-            "unknown experiment 'maze'",
+            vec!["eval", "no-such-task", "--run", &out],
+            "unknown experiment 'no-such-task'",
         ),
         (vec!["bench", "images"], "unknown workload 'images'"),
     ];
@@ -224,4 +224,73 @@ fn bench_json_reports_time_and_memory() {
     assert!(v["ms_per_episode"].as_f64().unwrap() > 0.0);
     assert!(v["peak_rss_mb"].as_f64().unwrap() > 0.0);
     assert!(v["threads"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn maze_trains_resumes_and_evaluates() {
+    let dir = temp_dir("maze");
+    let out = dir.join("run").to_string_lossy().into_owned();
+    let tiny = [
+        "--size",
+        "7",
+        "--steps",
+        "10",
+        "--batch",
+        "2",
+        "--neurons",
+        "8",
+        "--threads",
+        "1",
+    ];
+    let mut args = vec![
+        "maze",
+        "--model",
+        "modplast",
+        "--episodes",
+        "2",
+        "--out",
+        &out,
+    ];
+    args.extend(tiny);
+    let o = plasticity(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let metrics = std::fs::read_to_string(dir.join("run/metrics.csv")).unwrap();
+    assert!(
+        metrics.starts_with("episode,loss,reward,seconds\n"),
+        "{metrics}"
+    );
+    assert_eq!(metrics.lines().count(), 3);
+    let config = std::fs::read_to_string(dir.join("run/config.json")).unwrap();
+    assert!(config.contains(r#""model": "modplast""#), "{config}");
+    let o = plasticity(&[
+        "maze",
+        "--resume",
+        &out,
+        "--episodes",
+        "3",
+        "--threads",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let metrics = std::fs::read_to_string(dir.join("run/metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 4);
+    let o = plasticity(&["eval", "maze", "--run", &out, "--episodes", "1", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["experiment"], "maze");
+    assert!(v["reward"].as_f64().is_some_and(f64::is_finite), "{v}");
+    for (bad, message) in [
+        (
+            vec!["maze", "--size", "8", "--out", &out],
+            "size: must be odd",
+        ),
+        (
+            vec!["maze", "--model", "lstm", "--out", &out],
+            "--model: unknown model",
+        ),
+    ] {
+        let o = plasticity(&bad);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}");
+        assert!(stderr(&o).contains(message), "{bad:?}: {}", stderr(&o));
+    }
 }

@@ -1,6 +1,9 @@
 //! Times the fused forward and backward alone at the pattern task's size:
 //! `cargo run --release -p plasticity-kernels --example kernel_timing -- [N] [B] [T]`.
-use plasticity_kernels::{backward, forward, AlphaShape, EpisodeSpec, Params};
+//! `MODULATION=simple|retroactive` times the neuromodulated kernels instead (clip 1, fan-out).
+use plasticity_kernels::{
+    backward, forward, modulated, AlphaShape, EpisodeSpec, ModulatedParams, Modulation, Params,
+};
 use std::time::Instant;
 
 fn main() {
@@ -36,6 +39,43 @@ fn main() {
         alpha: &alpha,
         eta: 0.01,
     };
+    let modulation = match std::env::var("MODULATION").as_deref() {
+        Ok("simple") => Modulation::Simple { fan_out: true },
+        Ok("retroactive") => Modulation::Retroactive { fan_out: true },
+        _ => Modulation::None,
+    };
+    if modulation != Modulation::None {
+        let spec = EpisodeSpec {
+            modulation,
+            clip: Some(1.0),
+            ..spec
+        };
+        let m: Vec<f32> = w[..n].iter().map(|v| v * 10.0).collect();
+        let mp = ModulatedParams {
+            w: &w,
+            alpha: &alpha,
+            m: &m,
+            m_bias: 0.1,
+            fan_w: &m,
+            fan_b: &m,
+            eta_e: 0.1,
+        };
+        for round in 0..8 {
+            let t0 = Instant::now();
+            let ep = modulated::forward(&spec, &mp, &x, &y0, None, None).unwrap();
+            let t1 = Instant::now();
+            let saved = ep.saved_bytes();
+            modulated::backward(&mp, ep, &gy, None, None).unwrap();
+            let t2 = Instant::now();
+            println!(
+                "round {round}: forward {:.1} ms, backward {:.1} ms ({modulation:?}, checkpoints {:.1} MB)",
+                (t1 - t0).as_secs_f64() * 1e3,
+                (t2 - t1).as_secs_f64() * 1e3,
+                saved as f64 / 1e6
+            );
+        }
+        return;
+    }
     for round in 0..8 {
         let t0 = Instant::now();
         let ep = forward(&spec, &p, &x, &y0, None).unwrap();

@@ -38,7 +38,9 @@
 //! `dL/dw = sum_t y_{t-1}^T P_t` is one matrix product at the end.
 
 use crate::real::Real;
-use crate::spec::{AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, SpecError, TraceRule};
+use crate::spec::{
+    AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, Modulation, SpecError, TraceRule,
+};
 use core::ops::Range;
 use rayon::prelude::*;
 
@@ -134,7 +136,7 @@ pub fn forward<F: Real>(
 /// Runs `f` on a thread of rayon's pool. The kernels make one parallel section per step;
 /// called from outside the pool, each would park the caller and wake a worker (tens of
 /// microseconds each, hundreds per episode); inside it, the caller takes part in the work.
-fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+pub(crate) fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
         f()
     } else {
@@ -150,6 +152,12 @@ fn forward_impl<F: Real>(
     h0: Option<&[F]>,
 ) -> Result<Episode<F>, SpecError> {
     spec.validate()?;
+    if spec.modulation != Modulation::None {
+        return Err(SpecError(format!(
+            "modulation: {:?} episodes run through modulated::forward, not fused::forward",
+            spec.modulation
+        )));
+    }
     let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
     let bn = b * n;
     spec.check_len("w", p.w.len(), n * n)?;
@@ -317,7 +325,7 @@ fn reversible<F: Real>(spec: &EpisodeSpec, eta: F) -> bool {
         && (eta <= 0.0 || -(spec.steps as f64) * (1.0 - eta).ln() < MAX_REVERSAL_AMPLIFICATION.ln())
 }
 
-fn default_segment(steps: usize) -> usize {
+pub(crate) fn default_segment(steps: usize) -> usize {
     ((steps as f64).sqrt().ceil() as usize).max(1)
 }
 
@@ -355,15 +363,15 @@ impl<F: Real> RuleVecs<F> {
 }
 
 /// Rows of `alpha`: the row of a per-connection matrix, or one broadcast row of `N` values.
-struct AlphaRows<'a, F> {
+pub(crate) struct AlphaRows<'a, F> {
     data: &'a [F],
     broadcast: Vec<F>,
-    per_connection: bool,
+    pub(crate) per_connection: bool,
     n: usize,
 }
 
 impl<'a, F: Real> AlphaRows<'a, F> {
-    fn new(shape: AlphaShape, alpha: &'a [F], n: usize) -> Self {
+    pub(crate) fn new(shape: AlphaShape, alpha: &'a [F], n: usize) -> Self {
         let broadcast = match shape {
             AlphaShape::PerConnection => Vec::new(),
             AlphaShape::PerNeuron => alpha.to_vec(),
@@ -378,7 +386,7 @@ impl<'a, F: Real> AlphaRows<'a, F> {
     }
 
     #[inline]
-    fn row(&self, i: usize) -> &[F] {
+    pub(crate) fn row(&self, i: usize) -> &[F] {
         if self.per_connection {
             &self.data[i * self.n..(i + 1) * self.n]
         } else {
@@ -388,7 +396,7 @@ impl<'a, F: Real> AlphaRows<'a, F> {
 }
 
 /// Splits the rows `0..n` into one block per worker thread (one block for small problems).
-fn row_blocks(n: usize, batch: usize) -> Vec<Range<usize>> {
+pub(crate) fn row_blocks(n: usize, batch: usize) -> Vec<Range<usize>> {
     let threads = if n * n * batch < PARALLEL_MIN_VALUES {
         1
     } else {
@@ -399,7 +407,11 @@ fn row_blocks(n: usize, batch: usize) -> Vec<Range<usize>> {
 }
 
 /// Cuts a `[B, N, N]` buffer into, for each row block, the `B` slices of its rows.
-fn split_rows<'a, F>(buf: &'a mut [F], blocks: &[Range<usize>], n: usize) -> Vec<Vec<&'a mut [F]>> {
+pub(crate) fn split_rows<'a, F>(
+    buf: &'a mut [F],
+    blocks: &[Range<usize>],
+    n: usize,
+) -> Vec<Vec<&'a mut [F]>> {
     let batch = buf.len() / (n * n);
     let mut out: Vec<Vec<&mut [F]>> = blocks.iter().map(|_| Vec::with_capacity(batch)).collect();
     for hb in buf.chunks_mut(n * n) {
@@ -414,7 +426,7 @@ fn split_rows<'a, F>(buf: &'a mut [F], blocks: &[Range<usize>], n: usize) -> Vec
 }
 
 /// Sum in 8 independent lanes (vectorizes; the order is fixed, so results are reproducible).
-fn lane_sum<F: Real>(v: &[F]) -> F {
+pub(crate) fn lane_sum<F: Real>(v: &[F]) -> F {
     let mut lanes = [F::zero(); 8];
     let chunks = v.chunks_exact(8);
     let rest = chunks.remainder();
@@ -481,7 +493,7 @@ fn pass_b_row<F: Real, const CLIP: bool>(
 }
 
 #[inline(always)]
-fn clip_to<F: Real>(h: F, clip: Option<F>) -> F {
+pub(crate) fn clip_to<F: Real>(h: F, clip: Option<F>) -> F {
     match clip {
         Some(c) => h.max(-c).min(c),
         None => h,

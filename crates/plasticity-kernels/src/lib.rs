@@ -15,14 +15,22 @@
 //! [`fused::forward`] runs a whole episode and [`fused::backward`] its backpropagation through
 //! time, with gradients for `w`, `alpha`, `eta`, the inputs and the initial state, in memory
 //! `O(B N^2 + T B N)` (see [`fused`] for how).
+//!
+//! Neuromodulated plasticity (ICLR 2019, "Backpropamine"; [`Modulation`]), where the network
+//! sets its own plasticity rate at each step, runs in [`modulated::forward`] and
+//! [`modulated::backward`] (checkpointed backward, memory `O(sqrt(T) B N^2 + T B N)`).
 
 #![warn(missing_docs)]
 
 pub mod fused;
+pub mod modulated;
 mod real;
 pub mod reference;
 mod spec;
 
 pub use fused::{backward, forward, Episode, Grads, Params};
+pub use modulated::{ModulatedEpisode, ModulatedGrads, ModulatedParams};
 pub use real::Real;
-pub use spec::{AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, SpecError, TraceRule};
+pub use spec::{
+    AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, Modulation, SpecError, TraceRule,
+};

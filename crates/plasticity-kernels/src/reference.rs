@@ -69,3 +69,81 @@ pub fn step<F: Real>(
     }
     (y_new, hebb_new)
 }
+
+/// One neuromodulated plastic step of one episode (ICLR 2019 section 3; see
+/// [`Modulation`](crate::Modulation)): returns `(y', Hebb', E', M)` from `y: [N]`,
+/// `hebb, elig: [N, N]` (`elig` unused and returned unchanged by simple modulation), `x: [N]`.
+///
+/// ```text
+/// y'_j       = tanh( sum_i (w_ij + alpha_ij Hebb_ij) y_i + x_j )          eq. 1
+/// M          = tanh( sum_j m_j y'_j + m_b )
+/// eta_j      = M, or v_j M + b_j with fan-out
+/// Simple:       Hebb'_ij = clip(Hebb_ij + eta_j y_i y'_j)                 eq. 3
+/// Retroactive:  Hebb'_ij = clip(Hebb_ij + eta_j E_ij)                     eq. 4
+///               E'_ij    = (1 - eta_E) E_ij + eta_E y_i y'_j              eq. 5
+/// ```
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+pub fn modulated_step<F: Real>(
+    modulation: crate::Modulation,
+    input: InputMode,
+    clip: Option<F>,
+    alpha_shape: AlphaShape,
+    w: &[F],
+    alpha: &[F],
+    m: &[F],
+    m_bias: F,
+    fan_w: &[F],
+    fan_b: &[F],
+    eta_e: F,
+    y: &[F],
+    hebb: &[F],
+    elig: &[F],
+    x: &[F],
+) -> (Vec<F>, Vec<F>, Vec<F>, F) {
+    let n = y.len();
+    // The activity step does not depend on the modulation.
+    let (y_new, _) = step(
+        TraceRule::Hebb,
+        input,
+        None,
+        alpha_shape,
+        w,
+        alpha,
+        F::zero(),
+        y,
+        hebb,
+        x,
+    );
+    let modulator = ((0..n).map(|j| m[j] * y_new[j]).sum::<F>() + m_bias).tanh();
+    let eta: Vec<F> = (0..n)
+        .map(|j| {
+            if modulation.fan_out() {
+                fan_w[j] * modulator + fan_b[j]
+            } else {
+                modulator
+            }
+        })
+        .collect();
+    let clip_to = |h: F| match clip {
+        Some(c) => h.max(-c).min(c),
+        None => h,
+    };
+    let mut hebb_new = hebb.to_vec();
+    let mut elig_new = elig.to_vec();
+    for i in 0..n {
+        for j in 0..n {
+            let k = i * n + j;
+            match modulation {
+                crate::Modulation::None => unreachable!("modulated_step needs a modulation"),
+                crate::Modulation::Simple { .. } => {
+                    hebb_new[k] = clip_to(hebb[k] + eta[j] * y[i] * y_new[j]);
+                }
+                crate::Modulation::Retroactive { .. } => {
+                    hebb_new[k] = clip_to(hebb[k] + eta[j] * elig[k]);
+                    elig_new[k] = (F::one() - eta_e) * elig[k] + eta_e * y[i] * y_new[j];
+                }
+            }
+        }
+    }
+    (y_new, hebb_new, elig_new, modulator)
+}

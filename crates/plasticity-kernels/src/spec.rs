@@ -72,6 +72,70 @@ pub enum BackwardStrategy {
     StoreAll,
 }
 
+/// Neuromodulation of plasticity (Miconi, Rawal, Clune & Stanley, "Backpropamine", ICLR 2019,
+/// arXiv 2002.10585, section 3). The network computes its own plasticity rate at every step
+/// from its new activity `y(t)`, with one modulator per episode and step:
+///
+/// ```text
+/// y(t)       = tanh( y(t-1) (w + alpha * Hebb(t)) + x(t) )                  eq. 1
+/// M(t)       = tanh( sum_j m_j y_j(t) + m_b )                               the modulator
+/// eta_j(t)   = M(t)                  (fan_out: false)
+/// eta_j(t)   = v_j M(t) + b_j        (fan_out: true, one rate per postsynaptic neuron)
+/// ```
+///
+/// then, for [`Modulation::Simple`] (section 3.1, eq. 3, `M(t)` in place of eq. 2's `eta`):
+///
+/// ```text
+/// Hebb_ij(t+1) = clip( Hebb_ij(t) + eta_j(t) y_i(t-1) y_j(t), -c, c )
+/// ```
+///
+/// and for [`Modulation::Retroactive`] (section 3.2, eq. 4-5), an eligibility trace `E` of past
+/// coincidences that the modulator turns into plastic change; eq. 4 uses `E(t)`, the trace
+/// *before* this step's coincidence is added (eq. 5), so a coincidence reaches `Hebb` one step
+/// later, through the next steps' modulator:
+///
+/// ```text
+/// Hebb_ij(t+1) = clip( Hebb_ij(t) + eta_j(t) E_ij(t), -c, c )                eq. 4
+/// E_ij(t+1)    = (1 - eta_E) E_ij(t) + eta_E y_i(t-1) y_j(t)                 eq. 5
+/// ```
+///
+/// `m: [N]`, `m_b`, `v, b: [N]` and `eta_E` are learned with `w` and `alpha`; the kernels are in
+/// [`crate::modulated`], the readable step in [`crate::reference::modulated_step`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Modulation {
+    /// No modulation: the fixed rate `eta` of [`TraceRule`] (ICML 2018).
+    #[default]
+    None,
+    /// Simple neuromodulation (ICLR 2019 eq. 3): `M(t)` is the rate of the Hebbian update.
+    Simple {
+        /// One rate per postsynaptic neuron `eta_j = v_j M + b_j` instead of `M` itself.
+        #[serde(default)]
+        fan_out: bool,
+    },
+    /// Retroactive neuromodulation (ICLR 2019 eq. 4-5): `M(t)` gates an eligibility trace.
+    Retroactive {
+        /// One rate per postsynaptic neuron `eta_j = v_j M + b_j` instead of `M` itself.
+        #[serde(default)]
+        fan_out: bool,
+    },
+}
+
+impl Modulation {
+    /// Whether the modulator fans out to one rate per postsynaptic neuron.
+    pub fn fan_out(self) -> bool {
+        match self {
+            Modulation::None => false,
+            Modulation::Simple { fan_out } | Modulation::Retroactive { fan_out } => fan_out,
+        }
+    }
+
+    /// Whether the episode keeps an eligibility trace `E`.
+    pub fn has_eligibility(self) -> bool {
+        matches!(self, Modulation::Retroactive { .. })
+    }
+}
+
 /// The static description of a plastic episode.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EpisodeSpec {
@@ -91,6 +155,9 @@ pub struct EpisodeSpec {
     pub alpha: AlphaShape,
     /// Backward strategy.
     pub backward: BackwardStrategy,
+    /// Neuromodulation ([`Modulation::None`]: the ICML 2018 network, run by
+    /// [`crate::fused`]; otherwise run by [`crate::modulated`]).
+    pub modulation: Modulation,
 }
 
 /// A shape or value that does not fit the spec.
@@ -107,7 +174,7 @@ impl std::error::Error for SpecError {}
 
 impl EpisodeSpec {
     /// A spec with the paper's defaults: decaying Hebb, no clipping, additive input,
-    /// per-connection `alpha`, automatic backward.
+    /// per-connection `alpha`, automatic backward, no modulation.
     pub fn new(neurons: usize, batch: usize, steps: usize) -> Self {
         EpisodeSpec {
             neurons,
@@ -118,6 +185,7 @@ impl EpisodeSpec {
             input: InputMode::Additive,
             alpha: AlphaShape::PerConnection,
             backward: BackwardStrategy::Auto,
+            modulation: Modulation::None,
         }
     }
 

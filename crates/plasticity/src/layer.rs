@@ -6,13 +6,20 @@
 //! ```
 //! `w`, `alpha` and `eta` are parameters; `Hebb` lives in [`PlasticState`] and is reset for
 //! each episode. A whole episode is one fused operation ([`crate::op::plastic_episode`]).
+//!
+//! With [`PlasticNetConfig::modulation`] set, the network controls its own plasticity through a
+//! neuromodulator (ICLR 2019 "Backpropamine", section 3; equations in [`Modulation`]): the
+//! [`Modulator`] computes `M(t) = tanh(m . y(t) + m_b)` (optionally fanned out to
+//! `eta_j = v_j M + b_j`), which replaces `eta` in the Hebbian update (simple) or gates an
+//! eligibility trace whose rate is `eta` (retroactive). The episode then runs as
+//! [`crate::op::modulated_episode`].
 
-use crate::op::plastic_episode;
+use crate::op::{modulated_episode, plastic_episode, ModulatedTensors};
 use crate::tensors::from_vec;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 use plasticity_kernels::{
-    AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, SpecError, TraceRule,
+    AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, Modulation, SpecError, TraceRule,
 };
 use rand::Rng;
 use rand_distr::StandardNormal;
@@ -40,6 +47,10 @@ pub struct PlasticNetConfig {
     pub init_std: f64,
     /// How the backward recovers the traces.
     pub backward: BackwardStrategy,
+    /// Neuromodulation of the plasticity (ICLR 2019); `none` by default. With retroactive
+    /// modulation, `eta` is the rate of the eligibility trace; simple modulation does not use it.
+    /// Modulated networks need `rule: hebb`.
+    pub modulation: Modulation,
 }
 
 impl Default for PlasticNetConfig {
@@ -54,6 +65,7 @@ impl Default for PlasticNetConfig {
             learn_eta: true,
             init_std: 0.01,
             backward: BackwardStrategy::Auto,
+            modulation: Modulation::None,
         }
     }
 }
@@ -65,6 +77,23 @@ pub struct PlasticState {
     pub y: Tensor<2>,
     /// `hebb: [B, N, N]` (detached: gradients do not cross episodes).
     pub hebb: Tensor<3>,
+    /// The eligibility trace `E: [B, N, N]` of retroactive modulation (detached; `None`
+    /// otherwise, and zeros at the start of an episode).
+    pub elig: Option<Tensor<3>>,
+}
+
+/// The neuromodulator of a [`PlasticNet`]: `M(t) = tanh(sum_j m_j y_j(t) + m_b)`, and with
+/// fan-out `eta_j(t) = v_j M(t) + b_j` (ICLR 2019 section 3).
+#[derive(Module, Debug)]
+pub struct Modulator {
+    /// `m: [N]`, drawn from `U(-1/sqrt(N), 1/sqrt(N))` (a linear layer's initialisation).
+    pub m: Param<Tensor<1>>,
+    /// `m_b: [1]`, initially 0.
+    pub m_bias: Param<Tensor<1>>,
+    /// Fan-out weights `v: [N]`, drawn from `U(-1, 1)` (`None` without fan-out).
+    pub fan_w: Option<Param<Tensor<1>>>,
+    /// Fan-out biases `b: [N]`, initially 0 (`None` without fan-out).
+    pub fan_b: Option<Param<Tensor<1>>>,
 }
 
 /// A fully recurrent plastic network.
@@ -74,8 +103,10 @@ pub struct PlasticNet {
     pub w: Param<Tensor<2>>,
     /// Plasticity coefficients `alpha: [N, N] | [1, N] | [1, 1]`.
     pub alpha: Param<Tensor<2>>,
-    /// Plasticity rate `eta: [1]`.
+    /// Plasticity rate `eta: [1]` (with retroactive modulation: the eligibility trace's rate).
     pub eta: Param<Tensor<1>>,
+    /// The neuromodulator (`None` without modulation).
+    pub modulator: Option<Modulator>,
     #[module(skip)]
     config: PlasticNetConfig,
 }
@@ -100,6 +131,12 @@ impl PlasticNetConfig {
                 return Err(format!("clip: must be positive (got {c})"));
             }
         }
+        if self.modulation != Modulation::None && self.rule != TraceRule::Hebb {
+            return Err(format!(
+                "modulation: {:?} needs rule hebb (the modulator replaces its rate), got {:?}",
+                self.modulation, self.rule
+            ));
+        }
         Ok(())
     }
 
@@ -115,6 +152,26 @@ impl PlasticNetConfig {
         let alpha_dims = self.alpha.dims(n);
         let alpha = from_vec(normal(alpha_dims[0] * alpha_dims[1]), alpha_dims, device);
         let eta = Param::from_tensor(from_vec(vec![self.eta as f32], [1], device));
+        // Drawn after w and alpha, so unmodulated networks keep their initialisation.
+        let modulator = (self.modulation != Modulation::None).then(|| {
+            let mut uniform = |len: usize, bound: f64| -> Vec<f32> {
+                (0..len)
+                    .map(|_| (bound * (rng.gen::<f64>() * 2.0 - 1.0)) as f32)
+                    .collect()
+            };
+            let m = uniform(n, 1.0 / (n as f64).sqrt());
+            let fan_w = self.modulation.fan_out().then(|| uniform(n, 1.0));
+            let param = |v: Vec<f32>| {
+                let len = v.len();
+                Param::from_tensor(from_vec(v, [len], device))
+            };
+            Modulator {
+                m: param(m),
+                m_bias: param(vec![0.0]),
+                fan_w: fan_w.map(param),
+                fan_b: self.modulation.fan_out().then(|| param(vec![0.0; n])),
+            }
+        });
         PlasticNet {
             w: Param::from_tensor(w),
             alpha: Param::from_tensor(alpha),
@@ -123,6 +180,7 @@ impl PlasticNetConfig {
             } else {
                 eta.set_require_grad(false)
             },
+            modulator,
             config: self.clone(),
         }
     }
@@ -134,12 +192,33 @@ impl PlasticNet {
         &self.config
     }
 
+    /// The kernels' description of an episode of `batch` x `steps` for this network.
+    pub fn spec(&self, batch: usize, steps: usize) -> EpisodeSpec {
+        let c = &self.config;
+        EpisodeSpec {
+            neurons: c.neurons,
+            batch,
+            steps,
+            rule: c.rule,
+            clip: c.clip,
+            input: c.input,
+            alpha: c.alpha,
+            backward: c.backward,
+            modulation: c.modulation,
+        }
+    }
+
     /// A zero state (`y = 0`, `Hebb = 0`) for `batch` episodes.
     pub fn zero_state(&self, batch: usize, device: &Device) -> PlasticState {
         let n = self.config.neurons;
         PlasticState {
             y: Tensor::zeros([batch, n], device),
             hebb: Tensor::zeros([batch, n, n], device),
+            elig: self
+                .config
+                .modulation
+                .has_eligibility()
+                .then(|| Tensor::zeros([batch, n, n], device)),
         }
     }
 
@@ -150,22 +229,54 @@ impl PlasticNet {
         x: Tensor<3>,
         state: Option<PlasticState>,
     ) -> Result<(Tensor<3>, PlasticState), SpecError> {
+        self.forward_with_modulator(x, state)
+            .map(|(ys, state, _)| (ys, state))
+    }
+
+    /// [`PlasticNet::forward`], also returning the modulator `M(t)` of every step, `[B, T]`
+    /// (`None` without modulation), e.g. to plot it.
+    pub fn forward_with_modulator(
+        &self,
+        x: Tensor<3>,
+        state: Option<PlasticState>,
+    ) -> Result<(Tensor<3>, PlasticState, Option<Tensor<2>>), SpecError> {
         let [b, t, n] = x.dims();
-        let (y0, hebb0) = match state {
-            Some(s) => (s.y, Some(s.hebb)),
-            None => (Tensor::zeros([b, n], &x.device()), None),
+        let (y0, hebb0, elig0) = match state {
+            Some(s) => (s.y, Some(s.hebb), s.elig),
+            None => (Tensor::zeros([b, n], &x.device()), None, None),
         };
-        let c = &self.config;
         let spec = EpisodeSpec {
             neurons: n,
-            batch: b,
-            steps: t,
-            rule: c.rule,
-            clip: c.clip,
-            input: c.input,
-            alpha: c.alpha,
-            backward: c.backward,
+            ..self.spec(b, t)
         };
+        if let Some(md) = &self.modulator {
+            let fan_out = match (&md.fan_w, &md.fan_b) {
+                (Some(v), Some(bias)) => Some((v.val(), bias.val())),
+                _ => None,
+            };
+            let out = modulated_episode(
+                ModulatedTensors {
+                    w: self.w.val(),
+                    alpha: self.alpha.val(),
+                    m: md.m.val(),
+                    m_bias: md.m_bias.val(),
+                    fan_out,
+                    eta_e: self.eta.val(),
+                },
+                x,
+                y0,
+                hebb0,
+                elig0,
+                spec,
+            )?;
+            let y = out.ys.clone().slice([0..b, t - 1..t, 0..n]).reshape([b, n]);
+            let state = PlasticState {
+                y,
+                hebb: out.hebb,
+                elig: out.elig,
+            };
+            return Ok((out.ys, state, Some(out.modulator)));
+        }
         let (ys, hebb) = plastic_episode(
             self.w.val(),
             self.alpha.val(),
@@ -176,6 +287,14 @@ impl PlasticNet {
             spec,
         )?;
         let y = ys.clone().slice([0..b, t - 1..t, 0..n]).reshape([b, n]);
-        Ok((ys, PlasticState { y, hebb }))
+        Ok((
+            ys,
+            PlasticState {
+                y,
+                hebb,
+                elig: None,
+            },
+            None,
+        ))
     }
 }

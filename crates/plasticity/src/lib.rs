@@ -1,7 +1,8 @@
-//! Differentiable plasticity on burn 0.22 (Miconi, Clune & Stanley, ICML 2018).
+//! Differentiable plasticity on burn 0.22 (Miconi, Clune & Stanley, ICML 2018), and its
+//! neuromodulation (Miconi et al., ICLR 2019, "Backpropamine").
 //!
-//! - [`op`]: the fused plastic episode as a burn operation with a hand-written backward
-//!   (kernels in `plasticity-kernels`).
+//! - [`op`]: the fused plastic episode (and its neuromodulated variant) as burn operations with
+//!   hand-written backwards (kernels in `plasticity-kernels`).
 //! - [`layer`]: [`PlasticNet`], a fully recurrent plastic network as a burn module.
 //! - [`tasks`]: the papers' experiments (configuration with the paper's defaults, episodes,
 //!   metrics, models).
@@ -18,8 +19,8 @@ pub mod tensor_episode;
 pub mod tensors;
 pub mod train;
 
-pub use layer::{PlasticNet, PlasticNetConfig};
-pub use op::plastic_episode;
+pub use layer::{Modulator, PlasticNet, PlasticNetConfig, PlasticState};
+pub use op::{modulated_episode, plastic_episode, ModulatedOutput, ModulatedTensors};
 pub use plasticity_kernels::{
-    AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, SpecError, TraceRule,
+    AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, Modulation, SpecError, TraceRule,
 };

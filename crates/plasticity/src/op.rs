@@ -20,6 +20,7 @@ use burn::backend::autodiff::{
 use burn::backend::flex::FlexTensor;
 use burn::backend::{
     backend_extension, tensor::FloatTensor, Autodiff, AutodiffBackend, Backend, Dispatch, Flex,
+    TensorMetadata,
 };
 use burn::tensor::{Tensor, TensorData};
 use plasticity_kernels::{self as kernels, Episode, EpisodeSpec, Params, SpecError};
@@ -317,6 +318,11 @@ pub fn plastic_episode(
     spec: EpisodeSpec,
 ) -> Result<(Tensor<3>, Tensor<3>), SpecError> {
     spec.validate()?;
+    if spec.modulation != kernels::Modulation::None {
+        return Err(SpecError(
+            "modulation: modulated episodes run through modulated_episode".into(),
+        ));
+    }
     let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
     let check = |what: &str, got: Vec<usize>, want: Vec<usize>| {
         if got == want {
@@ -347,4 +353,391 @@ pub fn plastic_episode(
         spec,
     );
     Ok((Tensor::from_dispatch(ys), Tensor::from_dispatch(hebb)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Neuromodulated plasticity (ICLR 2019, "Backpropamine"): a second operation over the kernels of
+// `plasticity_kernels::modulated`, with the same copy-in, copy-out pattern.
+// ---------------------------------------------------------------------------------------------
+
+/// Backends that can run a neuromodulated plastic episode.
+#[backend_extension(Flex, Autodiff)]
+pub trait ModulatedOps: Backend {
+    /// Runs a whole modulated episode. `w: [N, N]`, `alpha: [N, N] | [1, N] | [1, 1]`,
+    /// `m: [N]`, `m_bias: [1]`, `fan_w, fan_b: [N]` (`[0]` without fan-out), `eta_e: [1]`,
+    /// `x: [B, T, N]`, `y0: [B, N]`, `hebb0, elig0: [B, N, N]` (`[0, 0, 0]`: zeros).
+    /// Returns `(ys: [B, T, N], hebb_T: [B, N, N], elig_T: [B, N, N] | [0, 0, 0],
+    /// modulator: [B, T])`; only `ys` carries gradients.
+    #[allow(clippy::too_many_arguments)]
+    fn modulated_episode(
+        w: FloatTensor<Self>,
+        alpha: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        m_bias: FloatTensor<Self>,
+        fan_w: FloatTensor<Self>,
+        fan_b: FloatTensor<Self>,
+        eta_e: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        y0: FloatTensor<Self>,
+        hebb0: FloatTensor<Self>,
+        elig0: FloatTensor<Self>,
+        spec: EpisodeSpec,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    );
+}
+
+/// The parameters of a modulated episode as flat buffers (what the backward needs again).
+#[derive(Clone, Debug)]
+struct ModulatedBuffers {
+    w: Vec<f32>,
+    alpha: Vec<f32>,
+    m: Vec<f32>,
+    m_bias: f32,
+    fan_w: Vec<f32>,
+    fan_b: Vec<f32>,
+    eta_e: f32,
+}
+
+impl ModulatedBuffers {
+    fn params(&self) -> kernels::ModulatedParams<'_, f32> {
+        kernels::ModulatedParams {
+            w: &self.w,
+            alpha: &self.alpha,
+            m: &self.m,
+            m_bias: self.m_bias,
+            fan_w: &self.fan_w,
+            fan_b: &self.fan_b,
+            eta_e: self.eta_e,
+        }
+    }
+}
+
+/// Runs the kernels' modulated forward on flat buffers laid out as the op's tensors.
+fn run_modulated_forward(
+    spec: &EpisodeSpec,
+    p: &ModulatedBuffers,
+    x_btn: &[f32],
+    y0: &[f32],
+    hebb0: &[f32],
+    elig0: &[f32],
+) -> kernels::ModulatedEpisode<f32> {
+    let x = swap_bt(x_btn, spec.batch, spec.steps, spec.neurons);
+    let hebb0 = (!hebb0.is_empty()).then_some(hebb0);
+    let elig0 = (!elig0.is_empty()).then_some(elig0);
+    // Shapes were checked by `modulated_episode` before dispatch.
+    kernels::modulated::forward(spec, &p.params(), &x, y0, hebb0, elig0)
+        .expect("shapes checked before dispatch")
+}
+
+/// `(ys: [B, T, N], hebb_T, elig_T, modulator: [B, T])` as tensor data.
+fn modulated_outputs(spec: &EpisodeSpec, ep: &kernels::ModulatedEpisode<f32>) -> [TensorData; 4] {
+    let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
+    let elig_dims = if ep.elig.is_empty() {
+        [0, 0, 0]
+    } else {
+        [b, n, n]
+    };
+    [
+        TensorData::new(swap_bt(&ep.ys, t, b, n), [b, t, n]),
+        TensorData::new(ep.hebb.clone(), [b, n, n]),
+        TensorData::new(ep.elig.clone(), elig_dims),
+        TensorData::new(swap_bt(&ep.modulator, t, b, 1), [b, t]),
+    ]
+}
+
+impl ModulatedOps for Flex {
+    fn modulated_episode(
+        w: FlexTensor,
+        alpha: FlexTensor,
+        m: FlexTensor,
+        m_bias: FlexTensor,
+        fan_w: FlexTensor,
+        fan_b: FlexTensor,
+        eta_e: FlexTensor,
+        x: FlexTensor,
+        y0: FlexTensor,
+        hebb0: FlexTensor,
+        elig0: FlexTensor,
+        spec: EpisodeSpec,
+    ) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
+        let v = |t: FlexTensor| prim_to_vec::<Flex>(t);
+        let p = ModulatedBuffers {
+            w: v(w),
+            alpha: v(alpha),
+            m: v(m),
+            m_bias: v(m_bias)[0],
+            fan_w: v(fan_w),
+            fan_b: v(fan_b),
+            eta_e: v(eta_e)[0],
+        };
+        let ep = run_modulated_forward(&spec, &p, &v(x), &v(y0), &v(hebb0), &v(elig0));
+        let [ys, hebb, elig, modulator] = modulated_outputs(&spec, &ep);
+        (
+            FlexTensor::from_data(ys),
+            FlexTensor::from_data(hebb),
+            FlexTensor::from_data(elig),
+            FlexTensor::from_data(modulator),
+        )
+    }
+}
+
+/// What the modulated backward needs: the kernels' episode record and the parameters.
+#[derive(Clone, Debug)]
+struct ModulatedState {
+    episode: Arc<Mutex<Option<kernels::ModulatedEpisode<f32>>>>,
+    params: Arc<ModulatedBuffers>,
+}
+
+#[derive(Debug)]
+struct ModulatedBackward;
+
+impl<B: Backend> Backward<B, 11> for ModulatedBackward {
+    type State = ModulatedState;
+
+    fn backward(self, ops: Ops<ModulatedState, 11>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_w, node_alpha, node_m, node_m_bias, node_fan_w, node_fan_b, node_eta_e, node_x, node_y0, node_hebb0, node_elig0] =
+            ops.parents;
+        let upstream = grads.consume::<B>(&ops.node);
+        let device = TensorMetadata::device(&upstream);
+        let gy_btn = prim_to_vec::<B>(upstream);
+        let episode = ops
+            .state
+            .episode
+            .lock()
+            .expect("episode lock")
+            .take()
+            .expect("backward runs once");
+        let spec = *episode.spec();
+        let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
+        let gy = swap_bt(&gy_btn, b, t, n);
+        let g = kernels::modulated::backward(&ops.state.params.params(), episode, &gy, None, None)
+            .expect("shapes checked before dispatch");
+        let (fan_len, elig_dims) = (
+            g.fan_w.len(),
+            if g.elig0.is_empty() {
+                vec![0, 0, 0]
+            } else {
+                vec![b, n, n]
+            },
+        );
+        let results = [
+            (node_w, g.w, vec![n, n]),
+            (node_alpha, g.alpha, spec.alpha.dims(n).to_vec()),
+            (node_m, g.m, vec![n]),
+            (node_m_bias, vec![g.m_bias], vec![1]),
+            (node_fan_w, g.fan_w, vec![fan_len]),
+            (node_fan_b, g.fan_b, vec![fan_len]),
+            (node_eta_e, vec![g.eta_e], vec![1]),
+            (node_x, swap_bt(&g.x, t, b, n), vec![b, t, n]),
+            (node_y0, g.y0, vec![b, n]),
+            (node_hebb0, g.hebb0, vec![b, n, n]),
+            (node_elig0, g.elig0, elig_dims),
+        ];
+        for (node, data, shape) in results {
+            if let Some(node) = node {
+                grads.register::<B>(
+                    node.id,
+                    B::float_from_data(TensorData::new(data, shape), &device),
+                );
+            }
+        }
+    }
+}
+
+impl<B: Backend, C: CheckpointStrategy> ModulatedOps for Autodiff<B, C> {
+    fn modulated_episode(
+        w: FloatTensor<Self>,
+        alpha: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        m_bias: FloatTensor<Self>,
+        fan_w: FloatTensor<Self>,
+        fan_b: FloatTensor<Self>,
+        eta_e: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        y0: FloatTensor<Self>,
+        hebb0: FloatTensor<Self>,
+        elig0: FloatTensor<Self>,
+        spec: EpisodeSpec,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    ) {
+        let guards = [
+            w.node(),
+            alpha.node(),
+            m.node(),
+            m_bias.node(),
+            fan_w.node(),
+            fan_b.node(),
+            eta_e.node(),
+            x.node(),
+            y0.node(),
+            hebb0.node(),
+            elig0.node(),
+        ];
+        let device = TensorMetadata::device(w.primitive());
+        let v = |t: FloatTensor<Self>| prim_to_vec::<B>(t.into_primitive());
+        let params = Arc::new(ModulatedBuffers {
+            w: v(w),
+            alpha: v(alpha),
+            m: v(m),
+            m_bias: v(m_bias)[0],
+            fan_w: v(fan_w),
+            fan_b: v(fan_b),
+            eta_e: v(eta_e)[0],
+        });
+        let ep = run_modulated_forward(&spec, &params, &v(x), &v(y0), &v(hebb0), &v(elig0));
+        let [ys, hebb, elig, modulator] = modulated_outputs(&spec, &ep);
+        let detached =
+            |d: TensorData| <Self as AutodiffBackend>::from_inner(B::float_from_data(d, &device));
+        let (hebb, elig, modulator) = (detached(hebb), detached(elig), detached(modulator));
+        let ys = B::float_from_data(ys, &device);
+        let ys = match ModulatedBackward
+            .prepare::<C>(guards)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(
+                ModulatedState {
+                    episode: Arc::new(Mutex::new(Some(ep))),
+                    params,
+                },
+                ys,
+            ),
+            OpsKind::UnTracked(prep) => prep.finish(ys),
+        };
+        (ys, hebb, elig, modulator)
+    }
+}
+
+/// The learned tensors of a neuromodulated plastic layer (ICLR 2019 section 3; see
+/// [`plasticity_kernels::Modulation`] for the equations).
+#[derive(Clone, Debug)]
+pub struct ModulatedTensors {
+    /// Fixed weights `w: [N, N]`.
+    pub w: Tensor<2>,
+    /// Plasticity coefficients `alpha: [N, N] | [1, N] | [1, 1]` (as `spec.alpha`).
+    pub alpha: Tensor<2>,
+    /// Modulator weights `m: [N]`: `M(t) = tanh(sum_j m_j y_j(t) + m_b)`.
+    pub m: Tensor<1>,
+    /// Modulator bias `m_b: [1]`.
+    pub m_bias: Tensor<1>,
+    /// Fan-out `(v, b)`, each `[N]`: `eta_j = v_j M + b_j` (required with fan-out, ignored
+    /// without).
+    pub fan_out: Option<(Tensor<1>, Tensor<1>)>,
+    /// Eligibility-trace rate `eta_E: [1]` (retroactive modulation; simple modulation ignores it
+    /// and gives it a zero gradient).
+    pub eta_e: Tensor<1>,
+}
+
+/// What a modulated episode returns.
+#[derive(Clone, Debug)]
+pub struct ModulatedOutput {
+    /// Activity of every step, `ys: [B, T, N]` (carries the gradients).
+    pub ys: Tensor<3>,
+    /// The Hebbian trace after the last step, `[B, N, N]` (detached).
+    pub hebb: Tensor<3>,
+    /// The eligibility trace after the last step, `[B, N, N]` (retroactive; detached).
+    pub elig: Option<Tensor<3>>,
+    /// The modulator `M(t)` of every step, `[B, T]` (detached).
+    pub modulator: Tensor<2>,
+}
+
+/// Runs a neuromodulated plastic episode (`spec.modulation` must not be
+/// [`Modulation::None`](plasticity_kernels::Modulation::None)) on any supported device, with
+/// gradients on autodiff devices for every parameter, `x`, `y0`, `hebb0` and `elig0`.
+///
+/// Shapes: as [`ModulatedTensors`], `x: [B, T, N]`, `y0: [B, N]`, `hebb0, elig0: [B, N, N]`
+/// (`None`: zeros, without allocating them; `elig0` is ignored by simple modulation).
+pub fn modulated_episode(
+    p: ModulatedTensors,
+    x: Tensor<3>,
+    y0: Tensor<2>,
+    hebb0: Option<Tensor<3>>,
+    elig0: Option<Tensor<3>>,
+    spec: EpisodeSpec,
+) -> Result<ModulatedOutput, SpecError> {
+    spec.validate()?;
+    let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
+    let modulation = spec.modulation;
+    if modulation == kernels::Modulation::None {
+        return Err(SpecError(
+            "modulation: None episodes run through plastic_episode".into(),
+        ));
+    }
+    let check = |what: &str, got: Vec<usize>, want: Vec<usize>| {
+        if got == want {
+            Ok(())
+        } else {
+            Err(SpecError(format!(
+                "{what}: expected shape {want:?}, got {got:?}"
+            )))
+        }
+    };
+    check("w", p.w.dims().to_vec(), vec![n, n])?;
+    check(
+        "alpha",
+        p.alpha.dims().to_vec(),
+        spec.alpha.dims(n).to_vec(),
+    )?;
+    check("m", p.m.dims().to_vec(), vec![n])?;
+    check("m_bias", p.m_bias.dims().to_vec(), vec![1])?;
+    check("eta_e", p.eta_e.dims().to_vec(), vec![1])?;
+    check("x", x.dims().to_vec(), vec![b, t, n])?;
+    check("y0", y0.dims().to_vec(), vec![b, n])?;
+    if let Some(h) = &hebb0 {
+        check("hebb0", h.dims().to_vec(), vec![b, n, n])?;
+    }
+    let retro = modulation.has_eligibility();
+    if let (Some(e), true) = (&elig0, retro) {
+        check("elig0", e.dims().to_vec(), vec![b, n, n])?;
+    }
+    let device = p.w.device();
+    let empty1 = || Tensor::<1>::zeros([0], &device);
+    let (fan_w, fan_b) = match (modulation.fan_out(), p.fan_out) {
+        (true, Some((v, bias))) => {
+            check("fan_out weights", v.dims().to_vec(), vec![n])?;
+            check("fan_out biases", bias.dims().to_vec(), vec![n])?;
+            (v, bias)
+        }
+        (true, None) => {
+            return Err(SpecError(
+                "fan_out: the modulation fans out but no (v, b) tensors were given".into(),
+            ))
+        }
+        (false, _) => (empty1(), empty1()),
+    };
+    // Empty tensors (never requiring grad) stand for zero initial traces.
+    let empty3 = || Tensor::<3>::zeros([0, 0, 0], &device);
+    let hebb0 = hebb0.unwrap_or_else(empty3);
+    let elig0 = match elig0 {
+        Some(e) if retro => e,
+        _ => empty3(),
+    };
+    let (ys, hebb, elig, modulator) = Dispatch::modulated_episode(
+        p.w.into_dispatch(),
+        p.alpha.into_dispatch(),
+        p.m.into_dispatch(),
+        p.m_bias.into_dispatch(),
+        fan_w.into_dispatch(),
+        fan_b.into_dispatch(),
+        p.eta_e.into_dispatch(),
+        x.into_dispatch(),
+        y0.into_dispatch(),
+        hebb0.into_dispatch(),
+        elig0.into_dispatch(),
+        spec,
+    );
+    Ok(ModulatedOutput {
+        ys: Tensor::from_dispatch(ys),
+        hebb: Tensor::from_dispatch(hebb),
+        elig: retro.then(|| Tensor::from_dispatch(elig)),
+        modulator: Tensor::from_dispatch(modulator),
+    })
 }

@@ -35,6 +35,11 @@ pub trait Experiment {
         rng: &mut ChaCha8Rng,
         device: &Device,
     ) -> Result<(Tensor<1>, Vec<f64>), String>;
+    /// Largest global L2 norm of the gradients (all parameters together); larger gradients are
+    /// scaled down to it before the optimizer step. `None` (the default): no clipping.
+    fn max_grad_norm(&self) -> Option<f64> {
+        None
+    }
     /// Runs one evaluation batch (held-out data where the task has it); returns the metrics.
     fn eval_episode(
         &self,
@@ -359,7 +364,10 @@ pub fn train<E: Experiment>(
                 checkpoint: last_checkpoint,
             });
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        if let Some(max_norm) = exp.max_grad_norm() {
+            clip_global_norm(&model, &mut grads, max_norm);
+        }
         model = optim.step(lr, model, grads);
         episode += 1;
         let row: Vec<String> = std::iter::once(episode.to_string())
@@ -404,6 +412,44 @@ pub fn train<E: Experiment>(
         ),
         seconds: elapsed(&started),
     })
+}
+
+/// Scales every gradient by `min(1, max_norm / |g|)`, `|g|` the L2 norm of all of the model's
+/// gradients together (burn's own clipping is per parameter). Returns `|g|` before scaling.
+pub fn clip_global_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_norm: f64) -> f64 {
+    use burn::module::{ModuleVisitor, Param};
+    struct SumSquares<'a> {
+        grads: &'a GradientsParams,
+        total: f64,
+    }
+    impl ModuleVisitor for SumSquares<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                self.total += g.powf_scalar(2.0).sum().into_scalar::<f32>() as f64;
+            }
+        }
+    }
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        factor: f32,
+    }
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.remove::<D>(param.id) {
+                self.grads.register(param.id, g.mul_scalar(self.factor));
+            }
+        }
+    }
+    let mut sum = SumSquares { grads, total: 0.0 };
+    model.visit(&mut sum);
+    let norm = sum.total.sqrt();
+    if norm > max_norm {
+        model.visit(&mut Scale {
+            grads,
+            factor: (max_norm / norm) as f32,
+        });
+    }
+    norm
 }
 
 fn mean_columns<'a>(rows: impl Iterator<Item = &'a [f64]>, k: usize) -> Vec<f64> {
