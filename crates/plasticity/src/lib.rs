@@ -3,6 +3,7 @@
 //! - [`op`]: the fused plastic episode as a burn operation with a hand-written backward
 //!   (kernels in `plasticity-kernels`).
 //! - [`layer`]: [`PlasticNet`], a fully recurrent plastic network as a burn module.
+//! - [`data`]: grey image sets (CIFAR-10 binary files, embedded default patches).
 //! - [`tasks`]: the papers' experiments (configuration with the paper's defaults, episodes,
 //!   metrics, models).
 //! - [`train`]: the one training loop every experiment shares: Adam, metrics, checkpoints,
@@ -10,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod data;
 pub mod layer;
 pub mod op;
 pub mod tasks;
