@@ -2,12 +2,17 @@
 //! Commands and outputs follow `CONVENTIONS.md` (run directory, `eval --json`, exit codes).
 
 mod plot;
+mod png;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use plasticity::tasks::pattern::{ModelKind, PatternConfig, PatternTask};
-use plasticity::train::{self, Experiment, RunOptions, TrainError};
+use plasticity::data::{cifar, embedded, ImageSet, Split};
+use plasticity::tasks::images::{ImageConfig, ImageTask};
+use plasticity::tasks::pattern::{PatternConfig, PatternTask};
+use plasticity::tasks::ModelKind;
+use plasticity::train::{self, Experiment, Progress, RunOptions, Summary, TrainError};
 use plasticity::{AlphaShape, TraceRule};
+use serde::{de::DeserializeOwned, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,9 +33,11 @@ struct Cli {
 enum Command {
     /// Binary pattern memorisation and completion (ICML 2018, section 4.1).
     Pattern(Box<PatternArgs>),
+    /// Natural-image memorisation and half-image completion (ICML 2018, section 4.2).
+    Images(Box<ImagesArgs>),
     /// Evaluate the last checkpoint of a run on fresh episodes.
     Eval {
-        /// Experiment of the run (pattern).
+        /// Experiment of the run (pattern, images).
         experiment: String,
         /// Run directory.
         #[arg(long)]
@@ -47,11 +54,17 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Data directory for experiments that read data (default: the run's).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Time full training episodes (forward, backward, optimizer step).
     Bench {
-        /// Workload (pattern).
+        /// Workload (pattern, images).
         workload: String,
+        /// plastic | rnn | lstm.
+        #[arg(long, default_value = "plastic")]
+        model: String,
         /// Episodes per update.
         #[arg(long, default_value_t = 1)]
         batch: usize,
@@ -141,6 +154,31 @@ struct PatternArgs {
     alpha: Option<String>,
 }
 
+#[derive(Args)]
+struct ImagesArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// plastic | rnn | lstm [default: plastic].
+    #[arg(long)]
+    model: Option<String>,
+    /// Directory of CIFAR-10 binary files (data_batch_*.bin for training, test_batch.bin for
+    /// evaluation) [default: the embedded public-domain/CC0 patches].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Adam learning rate [paper: 1e-4].
+    #[arg(long, allow_negative_numbers = true)]
+    lr: Option<f64>,
+    /// Episodes per update [paper: 1].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Trace rule: hebb | oja [paper: hebb].
+    #[arg(long)]
+    rule: Option<String>,
+    /// Shape of alpha: per-connection | per-neuron | scalar [paper: per-connection].
+    #[arg(long)]
+    alpha: Option<String>,
+}
+
 /// An error with its exit code (2: usage, configuration or data; 1: other).
 struct Failure(u8, String);
 
@@ -200,6 +238,7 @@ fn set_threads(threads: Option<usize>) -> Result<usize, Failure> {
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Pattern(args) => train_pattern(*args),
+        Command::Images(args) => train_images(*args),
         Command::Eval {
             experiment,
             run,
@@ -207,19 +246,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
             seed,
             json,
             threads,
+            data_dir,
         } => {
             set_threads(threads)?;
-            eval(&experiment, &run, episodes, seed, json)
+            eval(&experiment, &run, episodes, seed, json, data_dir)
         }
         Command::Bench {
             workload,
+            model,
             batch,
             episodes,
             json,
             threads,
         } => {
             let threads = set_threads(threads)?;
-            bench(&workload, batch, episodes, json, threads)
+            bench(&workload, &model, batch, episodes, json, threads)
         }
         Command::Plot {
             runs,
@@ -264,6 +305,44 @@ fn parse_enum<T: serde::de::DeserializeOwned>(option: &str, value: &str) -> Resu
         .map_err(|_| usage(format!("{option}: invalid value '{value}'")))
 }
 
+/// Overrides the fields of `c` with those of the JSON file `path` (a run's config.json is
+/// accepted as it is: its configuration is under "task").
+fn apply_config_file<C: Serialize + DeserializeOwned>(c: C, path: &Path) -> Result<C, Failure> {
+    let mut merged = serde_json::to_value(&c).expect("config serializes");
+    let mut file = read_json(path)?;
+    if let Some(task) = file.get("task").filter(|t| t.is_object()) {
+        file = task.clone();
+    }
+    let obj = file
+        .as_object()
+        .ok_or_else(|| usage(format!("{}: expected a JSON object", path.display())))?;
+    for (k, v) in obj {
+        merged[k] = v.clone();
+    }
+    serde_json::from_value(merged).map_err(|e| usage(format!("{}: {e}", path.display())))
+}
+
+/// The saved config.json of the run to resume (`None` for a new run). A resumed run keeps its
+/// configuration: any option in `changed` that was given is an error.
+fn resumed_config(
+    common: &CommonArgs,
+    changed: &[(&str, bool)],
+) -> Result<Option<serde_json::Value>, Failure> {
+    let Some(dir) = &common.resume else {
+        return Ok(None);
+    };
+    let given =
+        std::iter::once(("--config", common.config.is_some())).chain(changed.iter().copied());
+    for (name, given) in given {
+        if given {
+            return Err(usage(format!(
+                "{name}: --resume continues a run with its saved config.json; start a new run to change it"
+            )));
+        }
+    }
+    read_json(&dir.join("config.json")).map(Some)
+}
+
 /// Resolves the pattern configuration: preset, then config file, then options.
 fn pattern_config(
     args: &PatternArgs,
@@ -282,20 +361,7 @@ fn pattern_config(
         },
     };
     if let Some(path) = &args.common.config {
-        let mut merged = serde_json::to_value(&c).expect("config serializes");
-        let mut file = read_json(path)?;
-        // A run's config.json holds the configuration under "task": accept it as it is.
-        if let Some(task) = file.get("task").filter(|t| t.is_object()) {
-            file = task.clone();
-        }
-        let obj = file
-            .as_object()
-            .ok_or_else(|| usage(format!("{}: expected a JSON object", path.display())))?;
-        for (k, v) in obj {
-            merged[k] = v.clone();
-        }
-        c = serde_json::from_value(merged)
-            .map_err(|e| usage(format!("{}: {e}", path.display())))?;
+        c = apply_config_file(c, path)?;
     }
     if let Some(m) = &args.model {
         c.model = m
@@ -336,82 +402,114 @@ fn progress_bar(total: u64, done: u64) -> ProgressBar {
     bar
 }
 
-fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
-    let threads = set_threads(args.common.threads)?;
-    let common = &args.common;
-    let (base, resume) = match &common.resume {
-        Some(dir) => {
-            let changed = [
-                ("--config", common.config.is_some()),
-                ("--model", args.model.is_some()),
-                ("--preset", args.preset.is_some()),
-                ("--bits", args.bits.is_some()),
-                ("--patterns", args.patterns.is_some()),
-                ("--lr", args.lr.is_some()),
-                ("--batch", args.batch.is_some()),
-                ("--rule", args.rule.is_some()),
-                ("--alpha", args.alpha.is_some()),
-            ];
-            if let Some((name, _)) = changed.iter().find(|(_, given)| *given) {
-                return Err(usage(format!(
-                    "{name}: --resume continues a run with its saved config.json; start a new run to change it"
-                )));
-            }
-            let saved = read_json(&dir.join("config.json"))?;
-            (Some(saved), Some(dir.clone()))
-        }
-        None => (None, None),
-    };
-    let saved_task = base.as_ref().map(|b| b["task"].clone());
-    let config = pattern_config(&args, saved_task)?;
+/// A training command's run: the experiment, its resolved configuration (`task`) and the
+/// run-level fields of config.json besides seed, episodes and threads.
+struct TrainCommand<'a, E: Experiment> {
+    task: &'a E,
+    model: ModelKind,
+    task_json: serde_json::Value,
+    extra: serde_json::Value,
+}
+
+/// Trains with a progress bar, the run directory of `CONVENTIONS.md` and learning curves of
+/// `curves`; `message` formats the bar's running metrics. Returns the summary and the run
+/// directory.
+fn train_command<E: Experiment>(
+    cmd: TrainCommand<'_, E>,
+    common: &CommonArgs,
+    base: Option<&serde_json::Value>,
+    threads: usize,
+    curves: &[&str],
+    message: impl Fn(&Progress) -> String,
+) -> Result<(Summary, PathBuf), Failure> {
+    let name = cmd.task.name();
     let seed = common
         .seed
-        .or_else(|| base.as_ref().and_then(|b| b["seed"].as_u64()))
+        .or_else(|| base.and_then(|b| b["seed"].as_u64()))
         .unwrap_or(0);
     let episodes = common
         .episodes
-        .or_else(|| base.as_ref().and_then(|b| b["episodes"].as_u64()))
+        .or_else(|| base.and_then(|b| b["episodes"].as_u64()))
         .unwrap_or(1000);
-    let model_name = serde_json::to_value(config.model).expect("serializes");
-    let out = resume
+    let model_name = serde_json::to_value(cmd.model).expect("serializes");
+    let out = common
+        .resume
         .clone()
         .or_else(|| common.out.clone())
         .unwrap_or_else(|| {
             PathBuf::from(format!(
-                "runs/pattern-{}-seed{seed}",
+                "runs/{name}-{}-seed{seed}",
                 model_name.as_str().unwrap_or("model")
             ))
         });
-    let task = PatternTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
-    let resolved = json!({
-        "experiment": "pattern",
+    let mut resolved = json!({
+        "experiment": name,
         "seed": seed,
         "episodes": episodes,
         "threads": threads,
-        "steps_per_episode": config.steps(),
-        "task": config,
+        "task": cmd.task_json,
     });
+    if let Some(extra) = cmd.extra.as_object() {
+        for (k, v) in extra {
+            resolved[k] = v.clone();
+        }
+    }
     let opts = RunOptions {
         episodes,
         seed,
         out: out.clone(),
-        resume: resume.is_some(),
+        resume: common.resume.is_some(),
         checkpoint_every: common.checkpoint_every,
     };
     let device = burn::tensor::Device::flex().autodiff();
     let bar = progress_bar(episodes, 0);
     let mut first = true;
-    let summary = train::train(&task, &resolved, &opts, &device, &mut |p| {
+    let summary = train::train(cmd.task, &resolved, &opts, &device, &mut |p| {
         if first {
             bar.set_position(p.episode.saturating_sub(1));
             first = false;
         }
         bar.set_position(p.episode);
-        bar.set_message(format!("loss {:.3}  error(50) {:.4}", p.loss, p.running[0]));
+        bar.set_message(message(p));
     });
     bar.finish_and_clear();
     let summary = summary?;
-    write_learning_curve(&out, "pattern", &["loss", "error"])?;
+    write_learning_curve(&out, name, curves)?;
+    Ok((summary, out))
+}
+
+fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
+    let threads = set_threads(args.common.threads)?;
+    let common = &args.common;
+    let base = resumed_config(
+        common,
+        &[
+            ("--model", args.model.is_some()),
+            ("--preset", args.preset.is_some()),
+            ("--bits", args.bits.is_some()),
+            ("--patterns", args.patterns.is_some()),
+            ("--lr", args.lr.is_some()),
+            ("--batch", args.batch.is_some()),
+            ("--rule", args.rule.is_some()),
+            ("--alpha", args.alpha.is_some()),
+        ],
+    )?;
+    let config = pattern_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
+    let task = PatternTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
+    let cmd = TrainCommand {
+        task: &task,
+        model: config.model,
+        task_json: serde_json::to_value(&config).expect("serializes"),
+        extra: json!({"steps_per_episode": config.steps()}),
+    };
+    let (summary, out) = train_command(
+        cmd,
+        common,
+        base.as_ref(),
+        threads,
+        &["loss", "error"],
+        |p| format!("loss {:.3}  error(50) {:.4}", p.loss, p.running[0]),
+    )?;
     eprintln!(
         "pattern: {} episodes in {:.1} s; last 50 episodes: loss {:.4}, error {:.4}. Run directory: {}",
         summary.episodes,
@@ -421,6 +519,162 @@ fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
         out.display()
     );
     Ok(())
+}
+
+/// Training and test images: CIFAR-10 binary files in `data_dir`, or the embedded patches.
+fn image_sets(data_dir: Option<&Path>) -> Result<(ImageSet, ImageSet), Failure> {
+    match data_dir {
+        Some(dir) => Ok((
+            cifar::read_dir(dir, Split::Train).map_err(usage)?,
+            cifar::read_dir(dir, Split::Test).map_err(usage)?,
+        )),
+        None => Ok((
+            embedded::images(Split::Train),
+            embedded::images(Split::Test),
+        )),
+    }
+}
+
+/// Resolves the image configuration: defaults (or the resumed run's), config file, options.
+fn images_config(
+    args: &ImagesArgs,
+    base: Option<serde_json::Value>,
+) -> Result<ImageConfig, Failure> {
+    let mut c = match base {
+        Some(v) => serde_json::from_value(v).map_err(|e| usage(format!("config: {e}")))?,
+        None => ImageConfig::default(),
+    };
+    if let Some(path) = &args.common.config {
+        c = apply_config_file(c, path)?;
+    }
+    if let Some(m) = &args.model {
+        c.model = m
+            .parse::<ModelKind>()
+            .map_err(|e| usage(format!("--model: {e}")))?;
+    }
+    if let Some(v) = args.lr {
+        c.learning_rate = v;
+    }
+    if let Some(v) = args.batch {
+        c.batch = v;
+    }
+    if let Some(v) = &args.rule {
+        c.rule = parse_enum::<TraceRule>("--rule", v)?;
+    }
+    if let Some(v) = &args.alpha {
+        c.alpha = parse_enum::<AlphaShape>("--alpha", v)?;
+    }
+    c.validate().map_err(|e| usage(format!("config: {e}")))?;
+    Ok(c)
+}
+
+/// The data directory recorded in a run's config.json (`None`: embedded images).
+fn saved_data_dir(saved: &serde_json::Value) -> Option<PathBuf> {
+    saved["data_dir"].as_str().map(PathBuf::from)
+}
+
+fn train_images(args: ImagesArgs) -> Result<(), Failure> {
+    let threads = set_threads(args.common.threads)?;
+    let common = &args.common;
+    let base = resumed_config(
+        common,
+        &[
+            ("--model", args.model.is_some()),
+            ("--data-dir", args.data_dir.is_some()),
+            ("--lr", args.lr.is_some()),
+            ("--batch", args.batch.is_some()),
+            ("--rule", args.rule.is_some()),
+            ("--alpha", args.alpha.is_some()),
+        ],
+    )?;
+    let config = images_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
+    let data_dir = match &base {
+        Some(b) => saved_data_dir(b),
+        None => args.data_dir.clone(),
+    };
+    let (train_set, test_set) = image_sets(data_dir.as_deref())?;
+    let (n_train, n_test) = (train_set.len(), test_set.len());
+    let task = ImageTask::new(config.clone(), train_set, test_set).map_err(usage)?;
+    let data_json = data_dir.as_ref().map(|d| d.display().to_string());
+    let cmd = TrainCommand {
+        task: &task,
+        model: config.model,
+        task_json: serde_json::to_value(&config).expect("serializes"),
+        extra: json!({
+            "steps_per_episode": config.steps(),
+            "data_dir": data_json,
+            "train_images": n_train,
+            "test_images": n_test,
+        }),
+    };
+    let (summary, out) = train_command(
+        cmd,
+        common,
+        base.as_ref(),
+        threads,
+        &["loss", "erased_loss"],
+        |p| format!("loss {:.2}  erased_loss(50) {:.2}", p.loss, p.running[0]),
+    )?;
+    let device = burn::tensor::Device::flex().autodiff();
+    let (model, _) = load_run_model(&task, &out, &device)?;
+    write_reconstructions(&task, &model, &out.join("reconstructions.png"), 6, &device)?;
+    eprintln!(
+        "images: {} episodes in {:.1} s; last 50 episodes: loss {:.3}, erased_loss {:.3} (training images). Run directory: {}",
+        summary.episodes,
+        summary.seconds,
+        summary.final_loss,
+        summary.final_metrics[0],
+        out.display()
+    );
+    Ok(())
+}
+
+/// Draws `rows` test episodes into a PNG: the three shown images, the test image with its
+/// erased half (grey), the reconstruction, the truth.
+fn write_reconstructions(
+    task: &ImageTask,
+    model: &<ImageTask as Experiment>::Model,
+    path: &Path,
+    rows: usize,
+    device: &burn::tensor::Device,
+) -> Result<(), Failure> {
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(2018);
+    let mut cells: Vec<Vec<f32>> = Vec::new();
+    let columns = task.config.images + 3;
+    for _ in 0..rows {
+        let (ep, _, recon, _) = task
+            .run_episodes(model, Split::Test, 1, &mut rng, device)
+            .map_err(usage)?;
+        let p = ep.dims[2];
+        cells.extend(ep.shown.chunks(p).map(<[f32]>::to_vec));
+        cells.push(
+            ep.targets
+                .iter()
+                .zip(&ep.erased)
+                .map(|(&v, &e)| if e { 0.0 } else { v })
+                .collect(),
+        );
+        cells.push(recon);
+        cells.push(ep.targets.clone());
+    }
+    let side = task.config.side;
+    let (scale, gap) = (3, 4);
+    let cell = side * scale;
+    let width = columns * cell + (columns + 1) * gap;
+    let height = rows * cell + (rows + 1) * gap;
+    let mut img = vec![255u8; width * height];
+    for (k, pixels) in cells.iter().enumerate() {
+        let (r, c) = (k / columns, k % columns);
+        let (x0, y0) = (gap + c * (cell + gap), gap + r * (cell + gap));
+        for y in 0..cell {
+            for x in 0..cell {
+                let v = pixels[(y / scale) * side + x / scale].clamp(-1.0, 1.0);
+                img[(y0 + y) * width + x0 + x] = ((v + 1.0) * 127.5).round() as u8;
+            }
+        }
+    }
+    std::fs::write(path, png::grey(width, height, &img))
+        .map_err(|e| Failure(1, format!("{}: {e}", path.display())))
 }
 
 fn write_learning_curve(run: &Path, experiment: &str, metrics: &[&str]) -> Result<(), Failure> {
@@ -443,40 +697,91 @@ fn write_learning_curve(run: &Path, experiment: &str, metrics: &[&str]) -> Resul
     Ok(())
 }
 
+/// Builds the model of `task` and loads the last checkpoint of `run` into it.
+fn load_run_model<E: Experiment>(
+    task: &E,
+    run: &Path,
+    device: &burn::tensor::Device,
+) -> Result<(E::Model, u64), Failure> {
+    let mut init_rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let model = task.init_model(&mut init_rng, device);
+    Ok(train::load_model(run, model)?)
+}
+
+/// A run's config.json and its "task" configuration.
+fn saved_run<C: DeserializeOwned>(run: &Path) -> Result<(serde_json::Value, C), Failure> {
+    let path = run.join("config.json");
+    let saved = read_json(&path)?;
+    let config = serde_json::from_value(saved["task"].clone())
+        .map_err(|e| usage(format!("{}: task: {e}", path.display())))?;
+    Ok((saved, config))
+}
+
+/// Evaluates the last checkpoint of `run`: the metric means over `episodes` evaluation
+/// batches, the episodes the model was trained for, and the seconds it took.
+fn eval_run<E: Experiment>(
+    task: &E,
+    run: &Path,
+    episodes: u64,
+    seed: u64,
+) -> Result<(Vec<f64>, u64, f64), Failure> {
+    let device = burn::tensor::Device::flex().autodiff();
+    let (model, trained) = load_run_model(task, run, &device)?;
+    let started = Instant::now();
+    let (means, _) = train::evaluate(task, &model, episodes, seed, &device)?;
+    Ok((means, trained, started.elapsed().as_secs_f64()))
+}
+
 fn eval(
     experiment: &str,
     run: &Path,
     episodes: u64,
     seed: u64,
     json_out: bool,
+    data_dir: Option<PathBuf>,
 ) -> Result<(), Failure> {
-    if experiment != "pattern" {
-        return Err(usage(format!(
-            "eval: unknown experiment '{experiment}' (available: pattern)"
-        )));
-    }
-    let saved = read_json(&run.join("config.json"))?;
-    let config: PatternConfig = serde_json::from_value(saved["task"].clone())
-        .map_err(|e| usage(format!("{}: task: {e}", run.join("config.json").display())))?;
-    let task = PatternTask::new(config)
-        .map_err(|e| usage(format!("{}: {e}", run.join("config.json").display())))?;
-    let device = burn::tensor::Device::flex().autodiff();
-    let mut init_rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
-    let model = task.init_model(&mut init_rng, &device);
-    let (model, trained) = train::load_model(run, model)?;
-    let started = Instant::now();
-    let (means, _) = train::evaluate(&task, &model, episodes, seed, &device)?;
-    if json_out {
-        println!(
-            "{}",
-            json!({"experiment": "pattern", "episodes": episodes, "error": means[0], "trained_episodes": trained, "seed": seed})
-        );
-    } else {
-        println!(
-            "pattern: error {:.5} over {episodes} fresh episodes (model trained {trained} episodes; {:.1} s)",
-            means[0],
-            started.elapsed().as_secs_f64()
-        );
+    let bad_config = |e: String| usage(format!("{}: {e}", run.join("config.json").display()));
+    match experiment {
+        "pattern" => {
+            let (_, config): (_, PatternConfig) = saved_run(run)?;
+            let task = PatternTask::new(config).map_err(bad_config)?;
+            let (means, trained, secs) = eval_run(&task, run, episodes, seed)?;
+            if json_out {
+                println!(
+                    "{}",
+                    json!({"experiment": "pattern", "episodes": episodes, "error": means[0], "trained_episodes": trained, "seed": seed})
+                );
+            } else {
+                println!(
+                    "pattern: error {:.5} over {episodes} fresh episodes (model trained {trained} episodes; {secs:.1} s)",
+                    means[0],
+                );
+            }
+        }
+        "images" => {
+            let (saved, config): (_, ImageConfig) = saved_run(run)?;
+            let data_dir = data_dir.or_else(|| saved_data_dir(&saved));
+            let (train_set, test_set) = image_sets(data_dir.as_deref())?;
+            let task = ImageTask::new(config, train_set, test_set).map_err(bad_config)?;
+            let (means, trained, secs) = eval_run(&task, run, episodes, seed)?;
+            let data = data_dir.map_or("embedded".into(), |d| d.display().to_string());
+            if json_out {
+                println!(
+                    "{}",
+                    json!({"experiment": "images", "episodes": episodes, "loss": means[0], "trained_episodes": trained, "seed": seed, "data": data})
+                );
+            } else {
+                println!(
+                    "images: held-out erased-half loss {:.3} over {episodes} episodes on test images ({data}; model trained {trained} episodes; {secs:.1} s)",
+                    means[0],
+                );
+            }
+        }
+        _ => {
+            return Err(usage(format!(
+                "eval: unknown experiment '{experiment}' (available: pattern, images)"
+            )))
+        }
     }
     Ok(())
 }
@@ -492,32 +797,24 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-fn bench(
-    workload: &str,
-    batch: usize,
-    episodes: usize,
-    json_out: bool,
-    threads: usize,
-) -> Result<(), Failure> {
-    if workload != "pattern" {
-        return Err(usage(format!(
-            "bench: unknown workload '{workload}' (available: pattern)"
-        )));
-    }
-    if episodes == 0 || batch == 0 {
-        return Err(usage("bench: --episodes and --batch must be positive"));
-    }
-    let config = PatternConfig {
-        batch,
-        ..PatternConfig::default()
-    };
-    let task = PatternTask::new(config.clone()).map_err(usage)?;
+/// Median, min and max milliseconds of full training episodes, and the medians of their
+/// parts (episode generation + forward, backward, Adam step).
+struct Timing {
+    median: f64,
+    min: f64,
+    max: f64,
+    forward: f64,
+    backward: f64,
+    optimizer: f64,
+}
+
+/// Times `episodes` training episodes of `task` after 2 warm-up episodes.
+fn time_training<E: Experiment>(task: &E, episodes: usize) -> Result<Timing, Failure> {
     let device = burn::tensor::Device::flex().autodiff();
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
     let mut model = task.init_model(&mut rng, &device);
     let (adam, lr) = task.optimizer();
     let mut optim = adam.init();
-    // Per episode: total, then its parts (episode generation + forward, backward, Adam step).
     let mut times = Vec::new();
     let mut parts: [Vec<f64>; 3] = Default::default();
     for k in 0..episodes + 2 {
@@ -541,29 +838,91 @@ fn bench(
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let [forward_ms, backward_ms, optimizer_ms] = parts.map(|mut p| median(&mut p));
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
+    let [forward, backward, optimizer] = parts.map(|mut p| median(&mut p));
+    Ok(Timing {
+        median: median(&mut times),
+        min: times[0],
+        max: times[times.len() - 1],
+        forward,
+        backward,
+        optimizer,
+    })
+}
+
+fn bench(
+    workload: &str,
+    model: &str,
+    batch: usize,
+    episodes: usize,
+    json_out: bool,
+    threads: usize,
+) -> Result<(), Failure> {
+    if episodes == 0 || batch == 0 {
+        return Err(usage("bench: --episodes and --batch must be positive"));
+    }
+    let model = model
+        .parse::<ModelKind>()
+        .map_err(|e| usage(format!("--model: {e}")))?;
+    let (timing, n, steps) = match workload {
+        "pattern" => {
+            let config = PatternConfig {
+                batch,
+                model,
+                ..PatternConfig::default()
+            };
+            let task = PatternTask::new(config.clone()).map_err(usage)?;
+            (
+                time_training(&task, episodes)?,
+                config.neurons(),
+                config.steps(),
+            )
+        }
+        "images" => {
+            // The embedded images: the timing does not depend on the pictures.
+            let config = ImageConfig {
+                batch,
+                model,
+                ..ImageConfig::default()
+            };
+            let (train_set, test_set) = image_sets(None)?;
+            let task = ImageTask::new(config.clone(), train_set, test_set).map_err(usage)?;
+            (
+                time_training(&task, episodes)?,
+                config.neurons(),
+                config.steps(),
+            )
+        }
+        _ => {
+            return Err(usage(format!(
+                "bench: unknown workload '{workload}' (available: pattern, images)"
+            )))
+        }
+    };
+    let t = timing;
     let rss = peak_rss_mb();
-    let n = config.neurons();
+    let model_name = serde_json::to_value(model).expect("serializes");
     if json_out {
         println!(
             "{}",
-            json!({"workload": "pattern", "ms_per_episode": median, "peak_rss_mb": rss, "threads": threads,
-                   "batch": batch, "neurons": n, "steps": config.steps(), "episodes_timed": episodes,
-                   "min_ms": times[0], "max_ms": times[times.len() - 1],
-                   "forward_ms": forward_ms, "backward_ms": backward_ms, "optimizer_ms": optimizer_ms})
+            json!({"workload": workload, "model": model_name, "ms_per_episode": t.median, "peak_rss_mb": rss, "threads": threads,
+                   "batch": batch, "neurons": n, "steps": steps, "episodes_timed": episodes,
+                   "min_ms": t.min, "max_ms": t.max,
+                   "forward_ms": t.forward, "backward_ms": t.backward, "optimizer_ms": t.optimizer})
         );
     } else {
         println!(
-            "| workload | N | T | B | threads | ms/episode (median of {episodes}) | min | max | forward | backward | Adam | peak RSS MB |"
+            "| workload | model | N | T | B | threads | ms/episode (median of {episodes}) | min | max | forward | backward | Adam | peak RSS MB |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         println!(
-            "| pattern | {n} | {} | {batch} | {threads} | {median:.1} | {:.1} | {:.1} | {forward_ms:.1} | {backward_ms:.1} | {optimizer_ms:.1} | {rss:.0} |",
-            config.steps(),
-            times[0],
-            times[times.len() - 1]
+            "| {workload} | {} | {n} | {steps} | {batch} | {threads} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {rss:.0} |",
+            model_name.as_str().unwrap_or("model"),
+            t.median,
+            t.min,
+            t.max,
+            t.forward,
+            t.backward,
+            t.optimizer
         );
     }
     Ok(())

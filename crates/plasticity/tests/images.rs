@@ -103,12 +103,18 @@ fn cifar_reader_reads_directories_by_split_and_rejects_bad_files() {
     // Empty file, bad label, missing files.
     std::fs::write(dir.join("data_batch_3.bin"), b"").unwrap();
     let err = cifar::read_dir(&dir, Split::Train).unwrap_err();
-    assert!(err.contains("data_batch_3.bin") && err.contains("empty"), "{err}");
+    assert!(
+        err.contains("data_batch_3.bin") && err.contains("empty"),
+        "{err}"
+    );
     let mut bad = cifar_bytes(1, &mut rng);
     bad[0] = 200;
     std::fs::write(dir.join("data_batch_3.bin"), &bad).unwrap();
     let err = cifar::read_dir(&dir, Split::Train).unwrap_err();
-    assert!(err.contains("data_batch_3.bin") && err.contains("label"), "{err}");
+    assert!(
+        err.contains("data_batch_3.bin") && err.contains("label"),
+        "{err}"
+    );
     let empty = temp_dir("cifar-empty");
     let err = cifar::read_dir(&empty, Split::Test).unwrap_err();
     assert!(err.contains("test_batch.bin"), "{err}");
@@ -121,11 +127,22 @@ fn shared_cifar_copy_reads_when_present() {
     let Some(dir) = shared_cifar() else { return };
     let train = cifar::read_dir(&dir, Split::Train).unwrap();
     let test = cifar::read_dir(&dir, Split::Test).unwrap();
-    assert!(train.len() >= 1000 && test.len() >= 1000, "{} {}", train.len(), test.len());
+    assert!(
+        train.len() >= 1000 && test.len() >= 1000,
+        "{} {}",
+        train.len(),
+        test.len()
+    );
     // Predicting 0 for the erased half costs about 71 (issue 4): mean over images of the sum
     // of squares of half an image (both halves, averaged).
     let zero_loss: f64 = (0..test.len())
-        .map(|k| test.image(k).iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / 2.0)
+        .map(|k| {
+            test.image(k)
+                .iter()
+                .map(|&v| (v as f64).powi(2))
+                .sum::<f64>()
+                / 2.0
+        })
         .sum::<f64>()
         / test.len() as f64;
     assert!((50.0..95.0).contains(&zero_loss), "{zero_loss}");
@@ -247,7 +264,10 @@ fn clamped_outputs_keep_the_visible_half_and_the_bias() {
             }
         }
         let full = loss.into_scalar::<f32>() as f64;
-        assert!((full - erased).abs() < 1e-4 * full.max(1.0), "{full} {erased}");
+        assert!(
+            (full - erased).abs() < 1e-4 * full.max(1.0),
+            "{full} {erased}"
+        );
     }
     // The bias neuron (index P) of the plastic network outputs 1 at every step.
     let task = small_task(ModelKind::Plastic);
@@ -263,7 +283,10 @@ fn clamped_outputs_keep_the_visible_half_and_the_bias() {
         row[p] = 1.0;
     }
     let (ys, _) = net
-        .forward(plasticity::tensors::from_vec(x, [b, t, p + 1], &device), None)
+        .forward(
+            plasticity::tensors::from_vec(x, [b, t, p + 1], &device),
+            None,
+        )
         .unwrap();
     let ys = plasticity::tensors::to_vec(ys);
     for s in 0..t {
@@ -294,14 +317,23 @@ fn lstm_has_at_least_as_many_parameters_as_the_plastic_network() {
     assert_eq!(count(ModelKind::Rnn), 1025 * 1025);
     // 4 gates x (1025 x 330 + 330 x 330 + 2 x 330 biases) + read-out 330 x 1024 + 1024.
     let lstm = count(ModelKind::Lstm);
-    assert_eq!(lstm, 4 * (1025 * 330 + 330 * 330 + 2 * 330) + 330 * 1024 + 1024);
+    assert_eq!(
+        lstm,
+        4 * (1025 * 330 + 330 * 330 + 2 * 330) + 330 * 1024 + 1024
+    );
     assert!(lstm >= plastic, "{lstm} < {plastic}");
 }
 
 #[test]
 fn invalid_configurations_and_sets_are_rejected() {
     let bad = [
-        (ImageConfig { images: 0, ..small() }, "images"),
+        (
+            ImageConfig {
+                images: 0,
+                ..small()
+            },
+            "images",
+        ),
         (ImageConfig { side: 3, ..small() }, "side"),
         (
             ImageConfig {

@@ -20,7 +20,9 @@ pub const RECORD: usize = 1 + 3 * SIDE * SIDE;
 /// Decodes the bytes of one file (`name` is used in error messages).
 pub fn decode(bytes: &[u8], name: &str) -> Result<ImageSet, String> {
     if bytes.is_empty() {
-        return Err(format!("{name}: empty file (expected CIFAR-10 records of {RECORD} bytes)"));
+        return Err(format!(
+            "{name}: empty file (expected CIFAR-10 records of {RECORD} bytes)"
+        ));
     }
     if !bytes.len().is_multiple_of(RECORD) {
         return Err(format!(

@@ -50,10 +50,7 @@ impl ImageSet {
         for img in grey.chunks_mut(side * side) {
             normalise(img);
         }
-        ImageSet {
-            side,
-            pixels: grey,
-        }
+        ImageSet { side, pixels: grey }
     }
 }
 

@@ -31,4 +31,3 @@ impl std::str::FromStr for ModelKind {
         }
     }
 }
-

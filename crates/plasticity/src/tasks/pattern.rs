@@ -7,10 +7,10 @@
 //! loss is the sum of squared errors between the last step's activity of the pattern neurons
 //! and the full test pattern; the metric `error` is the fraction of bits whose sign is wrong.
 
+pub use super::ModelKind;
 use crate::layer::{PlasticNet, PlasticNetConfig};
 use crate::tensors::{from_vec, to_vec};
 use crate::train::Experiment;
-pub use super::ModelKind;
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
 use burn::optim::AdamConfig;
