@@ -2,14 +2,19 @@
 //! Commands and outputs follow `CONVENTIONS.md` (run directory, `eval --json`, exit codes).
 
 mod plot;
+mod png;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use plasticity::data::{cifar, embedded, ImageSet, Split};
+use plasticity::tasks::images::{ImageConfig, ImageTask};
 use plasticity::tasks::maze::{MazeConfig, MazeModel, MazeTask};
-use plasticity::tasks::pattern::{ModelKind, PatternConfig, PatternTask};
+use plasticity::tasks::pattern::{PatternConfig, PatternTask};
 use plasticity::tasks::synthetic::{SyntheticConfig, SyntheticTask};
-use plasticity::train::{self, Experiment, RunOptions, TrainError};
+use plasticity::tasks::ModelKind;
+use plasticity::train::{self, Experiment, Progress, RunOptions, Summary, TrainError};
 use plasticity::{AlphaShape, TraceRule};
+use serde::{de::DeserializeOwned, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,12 +35,14 @@ struct Cli {
 enum Command {
     /// Binary pattern memorisation and completion (ICML 2018, section 4.1).
     Pattern(Box<PatternArgs>),
-    /// Grid maze exploration with reinforcement learning (A2C), plastic and neuromodulated
-    /// agents (ICLR 2019, section 4.2).
+    /// Natural-image memorisation and half-image completion (ICML 2018, section 4.2).
+    Images(Box<ImagesArgs>),
+    /// Grid-maze exploration with neuromodulated plasticity, advantage actor-critic (ICLR 2019,
+    /// section 4.2; ICML 2018, section 4.4).
     Maze(Box<MazeArgs>),
     /// Evaluate the last checkpoint of a run on fresh episodes.
     Eval {
-        /// Experiment of the run (pattern, maze).
+        /// Experiment of the run (pattern, images, maze).
         experiment: String,
         /// Run directory.
         #[arg(long)]
@@ -52,6 +59,9 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Data directory for experiments that read data (default: the run's).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
         /// Device: cpu | wgpu[:INDEX] (a GPU; needs a build with `--features wgpu`).
         #[arg(long, default_value = "cpu")]
         device: String,
@@ -61,6 +71,9 @@ enum Command {
         /// Workload: pattern (N=1001, T=106, B=1) | oja (pattern with Oja's rule) | images
         /// (N=1025, T=201, B=1, clamped input) | maze (N=100, T=200, B=30, clipped trace).
         workload: String,
+        /// plastic | rnn | lstm (pattern, oja, images).
+        #[arg(long, default_value = "plastic")]
+        model: String,
         /// Episodes per update [default: the workload's].
         #[arg(long)]
         batch: Option<usize>,
@@ -150,6 +163,31 @@ struct PatternArgs {
     #[arg(long)]
     patterns: Option<usize>,
     /// Adam learning rate [paper: 3e-4].
+    #[arg(long, allow_negative_numbers = true)]
+    lr: Option<f64>,
+    /// Episodes per update [paper: 1].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Trace rule: hebb | oja [paper: hebb].
+    #[arg(long)]
+    rule: Option<String>,
+    /// Shape of alpha: per-connection | per-neuron | scalar [paper: per-connection].
+    #[arg(long)]
+    alpha: Option<String>,
+}
+
+#[derive(Args)]
+struct ImagesArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// plastic | rnn | lstm [default: plastic].
+    #[arg(long)]
+    model: Option<String>,
+    /// Directory of CIFAR-10 binary files (data_batch_*.bin for training, test_batch.bin for
+    /// evaluation) [default: the embedded public-domain/CC0 patches].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Adam learning rate [paper: 1e-4].
     #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// Episodes per update [paper: 1].
@@ -286,6 +324,7 @@ fn parse_device(name: &str) -> Result<burn::tensor::Device, Failure> {
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Pattern(args) => train_pattern(*args),
+        Command::Images(args) => train_images(*args),
         Command::Maze(args) => train_maze(*args),
         Command::Eval {
             experiment,
@@ -294,6 +333,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             seed,
             json,
             threads,
+            data_dir,
             device,
         } => {
             set_threads(threads)?;
@@ -301,13 +341,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 return Err(usage(MAZE_CPU_ONLY));
             }
             let device = parse_device(&device)?;
-            if experiment == "maze" {
-                return eval_maze(&run, episodes, seed, json, &device);
-            }
-            eval(&experiment, &run, episodes, seed, json, &device)
+            eval(&experiment, &run, episodes, seed, json, data_dir, &device)
         }
         Command::Bench {
             workload,
+            model,
             batch,
             episodes,
             json,
@@ -315,7 +353,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             device,
         } => {
             let threads = set_threads(threads)?;
-            bench(&workload, batch, episodes, json, threads, &device)
+            bench(&workload, &model, batch, episodes, json, threads, &device)
         }
         Command::Check { device } => check_device(&device),
         Command::Plot {
@@ -400,6 +438,44 @@ fn parse_enum<T: serde::de::DeserializeOwned>(option: &str, value: &str) -> Resu
         .map_err(|_| usage(format!("{option}: invalid value '{value}'")))
 }
 
+/// Overrides the fields of `c` with those of the JSON file `path` (a run's config.json is
+/// accepted as it is: its configuration is under "task").
+fn apply_config_file<C: Serialize + DeserializeOwned>(c: C, path: &Path) -> Result<C, Failure> {
+    let mut merged = serde_json::to_value(&c).expect("config serializes");
+    let mut file = read_json(path)?;
+    if let Some(task) = file.get("task").filter(|t| t.is_object()) {
+        file = task.clone();
+    }
+    let obj = file
+        .as_object()
+        .ok_or_else(|| usage(format!("{}: expected a JSON object", path.display())))?;
+    for (k, v) in obj {
+        merged[k] = v.clone();
+    }
+    serde_json::from_value(merged).map_err(|e| usage(format!("{}: {e}", path.display())))
+}
+
+/// The saved config.json of the run to resume (`None` for a new run). A resumed run keeps its
+/// configuration: any option in `changed` that was given is an error.
+fn resumed_config(
+    common: &CommonArgs,
+    changed: &[(&str, bool)],
+) -> Result<Option<serde_json::Value>, Failure> {
+    let Some(dir) = &common.resume else {
+        return Ok(None);
+    };
+    let given =
+        std::iter::once(("--config", common.config.is_some())).chain(changed.iter().copied());
+    for (name, given) in given {
+        if given {
+            return Err(usage(format!(
+                "{name}: --resume continues a run with its saved config.json; start a new run to change it"
+            )));
+        }
+    }
+    read_json(&dir.join("config.json")).map(Some)
+}
+
 /// Resolves the pattern configuration: preset, then config file, then options.
 fn pattern_config(
     args: &PatternArgs,
@@ -418,20 +494,7 @@ fn pattern_config(
         },
     };
     if let Some(path) = &args.common.config {
-        let mut merged = serde_json::to_value(&c).expect("config serializes");
-        let mut file = read_json(path)?;
-        // A run's config.json holds the configuration under "task": accept it as it is.
-        if let Some(task) = file.get("task").filter(|t| t.is_object()) {
-            file = task.clone();
-        }
-        let obj = file
-            .as_object()
-            .ok_or_else(|| usage(format!("{}: expected a JSON object", path.display())))?;
-        for (k, v) in obj {
-            merged[k] = v.clone();
-        }
-        c = serde_json::from_value(merged)
-            .map_err(|e| usage(format!("{}: {e}", path.display())))?;
+        c = apply_config_file(c, path)?;
     }
     if let Some(m) = &args.model {
         c.model = m
@@ -472,82 +535,115 @@ fn progress_bar(total: u64, done: u64) -> ProgressBar {
     bar
 }
 
-fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
-    let threads = set_threads(args.common.threads)?;
-    let common = &args.common;
-    let (base, resume) = match &common.resume {
-        Some(dir) => {
-            let changed = [
-                ("--config", common.config.is_some()),
-                ("--model", args.model.is_some()),
-                ("--preset", args.preset.is_some()),
-                ("--bits", args.bits.is_some()),
-                ("--patterns", args.patterns.is_some()),
-                ("--lr", args.lr.is_some()),
-                ("--batch", args.batch.is_some()),
-                ("--rule", args.rule.is_some()),
-                ("--alpha", args.alpha.is_some()),
-            ];
-            if let Some((name, _)) = changed.iter().find(|(_, given)| *given) {
-                return Err(usage(format!(
-                    "{name}: --resume continues a run with its saved config.json; start a new run to change it"
-                )));
-            }
-            let saved = read_json(&dir.join("config.json"))?;
-            (Some(saved), Some(dir.clone()))
-        }
-        None => (None, None),
-    };
-    let saved_task = base.as_ref().map(|b| b["task"].clone());
-    let config = pattern_config(&args, saved_task)?;
+/// A training command's run: the experiment, its resolved configuration (`task`) and the
+/// run-level fields of config.json besides seed, episodes and threads.
+struct TrainCommand<'a, E: Experiment> {
+    task: &'a E,
+    /// Model name, for the default run directory (`plastic`, `rnn`, `modul`...).
+    model: serde_json::Value,
+    task_json: serde_json::Value,
+    extra: serde_json::Value,
+}
+
+/// Trains with a progress bar, the run directory of `CONVENTIONS.md` and learning curves of
+/// `curves`; `message` formats the bar's running metrics. Returns the summary and the run
+/// directory.
+fn train_command<E: Experiment>(
+    cmd: TrainCommand<'_, E>,
+    common: &CommonArgs,
+    base: Option<&serde_json::Value>,
+    threads: usize,
+    curves: &[&str],
+    message: impl Fn(&Progress) -> String,
+) -> Result<(Summary, PathBuf), Failure> {
+    let name = cmd.task.name();
     let seed = common
         .seed
-        .or_else(|| base.as_ref().and_then(|b| b["seed"].as_u64()))
+        .or_else(|| base.and_then(|b| b["seed"].as_u64()))
         .unwrap_or(0);
     let episodes = common
         .episodes
-        .or_else(|| base.as_ref().and_then(|b| b["episodes"].as_u64()))
+        .or_else(|| base.and_then(|b| b["episodes"].as_u64()))
         .unwrap_or(1000);
-    let model_name = serde_json::to_value(config.model).expect("serializes");
-    let out = resume
+    let model_name = cmd.model;
+    let out = common
+        .resume
         .clone()
         .or_else(|| common.out.clone())
         .unwrap_or_else(|| {
             PathBuf::from(format!(
-                "runs/pattern-{}-seed{seed}",
+                "runs/{name}-{}-seed{seed}",
                 model_name.as_str().unwrap_or("model")
             ))
         });
-    let task = PatternTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
-    let resolved = json!({
-        "experiment": "pattern",
+    let mut resolved = json!({
+        "experiment": name,
         "seed": seed,
         "episodes": episodes,
         "threads": threads,
-        "steps_per_episode": config.steps(),
-        "task": config,
+        "task": cmd.task_json,
     });
+    if let Some(extra) = cmd.extra.as_object() {
+        for (k, v) in extra {
+            resolved[k] = v.clone();
+        }
+    }
     let opts = RunOptions {
         episodes,
         seed,
         out: out.clone(),
-        resume: resume.is_some(),
+        resume: common.resume.is_some(),
         checkpoint_every: common.checkpoint_every,
     };
     let device = parse_device(&common.device)?;
     let bar = progress_bar(episodes, 0);
     let mut first = true;
-    let summary = train::train(&task, &resolved, &opts, &device, &mut |p| {
+    let summary = train::train(cmd.task, &resolved, &opts, &device, &mut |p| {
         if first {
             bar.set_position(p.episode.saturating_sub(1));
             first = false;
         }
         bar.set_position(p.episode);
-        bar.set_message(format!("loss {:.3}  error(50) {:.4}", p.loss, p.running[0]));
+        bar.set_message(message(p));
     });
     bar.finish_and_clear();
     let summary = summary?;
-    write_learning_curve(&out, "pattern", &["loss", "error"])?;
+    write_learning_curve(&out, name, curves)?;
+    Ok((summary, out))
+}
+
+fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
+    let threads = set_threads(args.common.threads)?;
+    let common = &args.common;
+    let base = resumed_config(
+        common,
+        &[
+            ("--model", args.model.is_some()),
+            ("--preset", args.preset.is_some()),
+            ("--bits", args.bits.is_some()),
+            ("--patterns", args.patterns.is_some()),
+            ("--lr", args.lr.is_some()),
+            ("--batch", args.batch.is_some()),
+            ("--rule", args.rule.is_some()),
+            ("--alpha", args.alpha.is_some()),
+        ],
+    )?;
+    let config = pattern_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
+    let task = PatternTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
+    let cmd = TrainCommand {
+        task: &task,
+        model: serde_json::to_value(config.model).expect("serializes"),
+        task_json: serde_json::to_value(&config).expect("serializes"),
+        extra: json!({"steps_per_episode": config.steps()}),
+    };
+    let (summary, out) = train_command(
+        cmd,
+        common,
+        base.as_ref(),
+        threads,
+        &["loss", "error"],
+        |p| format!("loss {:.3}  error(50) {:.4}", p.loss, p.running[0]),
+    )?;
     eprintln!(
         "pattern: {} episodes in {:.1} s; last 50 episodes: loss {:.4}, error {:.4}. Run directory: {}",
         summary.episodes,
@@ -559,26 +655,13 @@ fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Resolves the maze configuration: defaults (or the resumed run's), config file, options.
 fn maze_config(args: &MazeArgs, base: Option<serde_json::Value>) -> Result<MazeConfig, Failure> {
     let mut c: MazeConfig = match base {
         Some(v) => serde_json::from_value(v).map_err(|e| usage(format!("config: {e}")))?,
         None => MazeConfig::default(),
     };
     if let Some(path) = &args.common.config {
-        let mut merged = serde_json::to_value(&c).expect("config serializes");
-        let mut file = read_json(path)?;
-        if let Some(task) = file.get("task").filter(|t| t.is_object()) {
-            file = task.clone();
-        }
-        let obj = file
-            .as_object()
-            .ok_or_else(|| usage(format!("{}: expected a JSON object", path.display())))?;
-        for (k, v) in obj {
-            merged[k] = v.clone();
-        }
-        c = serde_json::from_value(merged)
-            .map_err(|e| usage(format!("{}: {e}", path.display())))?;
+        c = apply_config_file(c, path)?;
     }
     if let Some(m) = &args.model {
         c.model = m
@@ -617,80 +700,34 @@ fn train_maze(args: MazeArgs) -> Result<(), Failure> {
     }
     let threads = set_threads(args.common.threads)?;
     let common = &args.common;
-    let (base, resume) = match &common.resume {
-        Some(dir) => {
-            let changed = [
-                ("--config", common.config.is_some()),
-                ("--model", args.model.is_some()),
-                ("--neurons", args.neurons.is_some()),
-                ("--size", args.size.is_some()),
-                ("--steps", args.steps.is_some()),
-                ("--batch", args.batch.is_some()),
-                ("--lr", args.lr.is_some()),
-                ("--fan-out", args.fan_out),
-            ];
-            if let Some((name, _)) = changed.iter().find(|(_, given)| *given) {
-                return Err(usage(format!(
-                    "{name}: --resume continues a run with its saved config.json; start a new run to change it"
-                )));
-            }
-            let saved = read_json(&dir.join("config.json"))?;
-            (Some(saved), Some(dir.clone()))
-        }
-        None => (None, None),
-    };
+    let base = resumed_config(
+        common,
+        &[
+            ("--model", args.model.is_some()),
+            ("--neurons", args.neurons.is_some()),
+            ("--size", args.size.is_some()),
+            ("--steps", args.steps.is_some()),
+            ("--batch", args.batch.is_some()),
+            ("--lr", args.lr.is_some()),
+            ("--fan-out", args.fan_out),
+        ],
+    )?;
     let config = maze_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
-    let seed = common
-        .seed
-        .or_else(|| base.as_ref().and_then(|b| b["seed"].as_u64()))
-        .unwrap_or(0);
-    let episodes = common
-        .episodes
-        .or_else(|| base.as_ref().and_then(|b| b["episodes"].as_u64()))
-        .unwrap_or(1000);
-    let model_name = serde_json::to_value(config.model).expect("serializes");
-    let out = resume
-        .clone()
-        .or_else(|| common.out.clone())
-        .unwrap_or_else(|| {
-            PathBuf::from(format!(
-                "runs/maze-{}-seed{seed}",
-                model_name.as_str().unwrap_or("model")
-            ))
-        });
     let task = MazeTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
-    let resolved = json!({
-        "experiment": "maze",
-        "seed": seed,
-        "episodes": episodes,
-        "threads": threads,
-        "neurons": config.neurons(),
-        "task": config,
-    });
-    let opts = RunOptions {
-        episodes,
-        seed,
-        out: out.clone(),
-        resume: resume.is_some(),
-        checkpoint_every: common.checkpoint_every,
+    let cmd = TrainCommand {
+        task: &task,
+        model: serde_json::to_value(config.model).expect("serializes"),
+        task_json: serde_json::to_value(&config).expect("serializes"),
+        extra: json!({"neurons": config.neurons()}),
     };
-    let device = parse_device(&common.device)?;
-    let bar = progress_bar(episodes, 0);
-    let mut first = true;
-    let summary = train::train(&task, &resolved, &opts, &device, &mut |p| {
-        if first {
-            bar.set_position(p.episode.saturating_sub(1));
-            first = false;
-        }
-        bar.set_position(p.episode);
-        bar.set_message(format!(
-            "loss {:.3}  reward(50) {:.2}",
-            p.loss, p.running[0]
-        ));
-    });
-    bar.finish_and_clear();
-    let summary = summary?;
-    write_learning_curve(&out, "maze", &["loss", "reward"])?;
+    let (summary, out) = train_command(
+        cmd,
+        common,
+        base.as_ref(),
+        threads,
+        &["loss", "reward"],
+        |p| format!("loss {:.3}  reward(50) {:.2}", p.loss, p.running[0]),
+    )?;
     eprintln!(
         "maze: {} episodes in {:.1} s; last 50 episodes: loss {:.4}, reward {:.3}. Run directory: {}",
         summary.episodes,
@@ -702,37 +739,160 @@ fn train_maze(args: MazeArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn eval_maze(
-    run: &Path,
-    episodes: u64,
-    seed: u64,
-    json_out: bool,
+/// Training and test images: CIFAR-10 binary files in `data_dir`, or the embedded patches.
+fn image_sets(data_dir: Option<&Path>) -> Result<(ImageSet, ImageSet), Failure> {
+    match data_dir {
+        Some(dir) => Ok((
+            cifar::read_dir(dir, Split::Train).map_err(usage)?,
+            cifar::read_dir(dir, Split::Test).map_err(usage)?,
+        )),
+        None => Ok((
+            embedded::images(Split::Train),
+            embedded::images(Split::Test),
+        )),
+    }
+}
+
+/// Resolves the image configuration: defaults (or the resumed run's), config file, options.
+fn images_config(
+    args: &ImagesArgs,
+    base: Option<serde_json::Value>,
+) -> Result<ImageConfig, Failure> {
+    let mut c = match base {
+        Some(v) => serde_json::from_value(v).map_err(|e| usage(format!("config: {e}")))?,
+        None => ImageConfig::default(),
+    };
+    if let Some(path) = &args.common.config {
+        c = apply_config_file(c, path)?;
+    }
+    if let Some(m) = &args.model {
+        c.model = m
+            .parse::<ModelKind>()
+            .map_err(|e| usage(format!("--model: {e}")))?;
+    }
+    if let Some(v) = args.lr {
+        c.learning_rate = v;
+    }
+    if let Some(v) = args.batch {
+        c.batch = v;
+    }
+    if let Some(v) = &args.rule {
+        c.rule = parse_enum::<TraceRule>("--rule", v)?;
+    }
+    if let Some(v) = &args.alpha {
+        c.alpha = parse_enum::<AlphaShape>("--alpha", v)?;
+    }
+    c.validate().map_err(|e| usage(format!("config: {e}")))?;
+    Ok(c)
+}
+
+/// The data directory recorded in a run's config.json (`None`: embedded images).
+fn saved_data_dir(saved: &serde_json::Value) -> Option<PathBuf> {
+    saved["data_dir"].as_str().map(PathBuf::from)
+}
+
+fn train_images(args: ImagesArgs) -> Result<(), Failure> {
+    let threads = set_threads(args.common.threads)?;
+    let common = &args.common;
+    let base = resumed_config(
+        common,
+        &[
+            ("--model", args.model.is_some()),
+            ("--data-dir", args.data_dir.is_some()),
+            ("--lr", args.lr.is_some()),
+            ("--batch", args.batch.is_some()),
+            ("--rule", args.rule.is_some()),
+            ("--alpha", args.alpha.is_some()),
+        ],
+    )?;
+    let config = images_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
+    let data_dir = match &base {
+        Some(b) => saved_data_dir(b),
+        None => args.data_dir.clone(),
+    };
+    let (train_set, test_set) = image_sets(data_dir.as_deref())?;
+    let (n_train, n_test) = (train_set.len(), test_set.len());
+    let task = ImageTask::new(config.clone(), train_set, test_set).map_err(usage)?;
+    let data_json = data_dir.as_ref().map(|d| d.display().to_string());
+    let cmd = TrainCommand {
+        task: &task,
+        model: serde_json::to_value(config.model).expect("serializes"),
+        task_json: serde_json::to_value(&config).expect("serializes"),
+        extra: json!({
+            "steps_per_episode": config.steps(),
+            "data_dir": data_json,
+            "train_images": n_train,
+            "test_images": n_test,
+        }),
+    };
+    let (summary, out) = train_command(
+        cmd,
+        common,
+        base.as_ref(),
+        threads,
+        &["loss", "erased_loss"],
+        |p| format!("loss {:.2}  erased_loss(50) {:.2}", p.loss, p.running[0]),
+    )?;
+    let device = parse_device(&common.device)?;
+    let (model, _) = load_run_model(&task, &out, &device)?;
+    write_reconstructions(&task, &model, &out.join("reconstructions.png"), 6, &device)?;
+    eprintln!(
+        "images: {} episodes in {:.1} s; last 50 episodes: loss {:.3}, erased_loss {:.3} (training images). Run directory: {}",
+        summary.episodes,
+        summary.seconds,
+        summary.final_loss,
+        summary.final_metrics[0],
+        out.display()
+    );
+    Ok(())
+}
+
+/// Draws `rows` test episodes into a PNG: the three shown images, the test image with its
+/// erased half (grey), the reconstruction, the truth.
+fn write_reconstructions(
+    task: &ImageTask,
+    model: &<ImageTask as Experiment>::Model,
+    path: &Path,
+    rows: usize,
     device: &burn::tensor::Device,
 ) -> Result<(), Failure> {
-    let path = run.join("config.json");
-    let saved = read_json(&path)?;
-    let config: MazeConfig = serde_json::from_value(saved["task"].clone())
-        .map_err(|e| usage(format!("{}: task: {e}", path.display())))?;
-    let task = MazeTask::new(config).map_err(|e| usage(format!("{}: {e}", path.display())))?;
-    let device = device.clone();
-    let mut init_rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
-    let model = task.init_model(&mut init_rng, &device);
-    let (model, trained) = train::load_model(run, model)?;
-    let started = Instant::now();
-    let (means, _) = train::evaluate(&task, &model, episodes, seed, &device)?;
-    if json_out {
-        println!(
-            "{}",
-            json!({"experiment": "maze", "episodes": episodes, "reward": means[0], "trained_episodes": trained, "seed": seed})
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(2018);
+    let mut cells: Vec<Vec<f32>> = Vec::new();
+    let columns = task.config.images + 3;
+    for _ in 0..rows {
+        let (ep, _, recon, _) = task
+            .run_episodes(model, Split::Test, 1, &mut rng, device)
+            .map_err(usage)?;
+        let p = ep.dims[2];
+        cells.extend(ep.shown.chunks(p).map(<[f32]>::to_vec));
+        cells.push(
+            ep.targets
+                .iter()
+                .zip(&ep.erased)
+                .map(|(&v, &e)| if e { 0.0 } else { v })
+                .collect(),
         );
-    } else {
-        println!(
-            "maze: reward {:.3} per episode over {episodes} fresh batches (model trained {trained} episodes; {:.1} s)",
-            means[0],
-            started.elapsed().as_secs_f64()
-        );
+        cells.push(recon);
+        cells.push(ep.targets.clone());
     }
-    Ok(())
+    let side = task.config.side;
+    let (scale, gap) = (3, 4);
+    let cell = side * scale;
+    let width = columns * cell + (columns + 1) * gap;
+    let height = rows * cell + (rows + 1) * gap;
+    let mut img = vec![255u8; width * height];
+    for (k, pixels) in cells.iter().enumerate() {
+        let (r, c) = (k / columns, k % columns);
+        let (x0, y0) = (gap + c * (cell + gap), gap + r * (cell + gap));
+        for y in 0..cell {
+            for x in 0..cell {
+                let v = pixels[(y / scale) * side + x / scale].clamp(-1.0, 1.0);
+                img[(y0 + y) * width + x0 + x] = ((v + 1.0) * 127.5).round() as u8;
+            }
+        }
+    }
+    std::fs::write(path, png::grey(width, height, &img))
+        .map_err(|e| Failure(1, format!("{}: {e}", path.display())))
 }
 
 fn write_learning_curve(run: &Path, experiment: &str, metrics: &[&str]) -> Result<(), Failure> {
@@ -755,41 +915,108 @@ fn write_learning_curve(run: &Path, experiment: &str, metrics: &[&str]) -> Resul
     Ok(())
 }
 
+/// Builds the model of `task` and loads the last checkpoint of `run` into it.
+fn load_run_model<E: Experiment>(
+    task: &E,
+    run: &Path,
+    device: &burn::tensor::Device,
+) -> Result<(E::Model, u64), Failure> {
+    let mut init_rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let model = task.init_model(&mut init_rng, device);
+    Ok(train::load_model(run, model)?)
+}
+
+/// A run's config.json and its "task" configuration.
+fn saved_run<C: DeserializeOwned>(run: &Path) -> Result<(serde_json::Value, C), Failure> {
+    let path = run.join("config.json");
+    let saved = read_json(&path)?;
+    let config = serde_json::from_value(saved["task"].clone())
+        .map_err(|e| usage(format!("{}: task: {e}", path.display())))?;
+    Ok((saved, config))
+}
+
+/// Evaluates the last checkpoint of `run`: the metric means over `episodes` evaluation
+/// batches, the episodes the model was trained for, and the seconds it took.
+fn eval_run<E: Experiment>(
+    task: &E,
+    run: &Path,
+    episodes: u64,
+    seed: u64,
+    device: &burn::tensor::Device,
+) -> Result<(Vec<f64>, u64, f64), Failure> {
+    let (model, trained) = load_run_model(task, run, device)?;
+    let started = Instant::now();
+    let (means, _) = train::evaluate(task, &model, episodes, seed, device)?;
+    Ok((means, trained, started.elapsed().as_secs_f64()))
+}
+
 fn eval(
     experiment: &str,
     run: &Path,
     episodes: u64,
     seed: u64,
     json_out: bool,
+    data_dir: Option<PathBuf>,
     device: &burn::tensor::Device,
 ) -> Result<(), Failure> {
-    if experiment != "pattern" {
-        return Err(usage(format!(
-            "eval: unknown experiment '{experiment}' (available: pattern, maze)"
-        )));
-    }
-    let saved = read_json(&run.join("config.json"))?;
-    let config: PatternConfig = serde_json::from_value(saved["task"].clone())
-        .map_err(|e| usage(format!("{}: task: {e}", run.join("config.json").display())))?;
-    let task = PatternTask::new(config)
-        .map_err(|e| usage(format!("{}: {e}", run.join("config.json").display())))?;
-    let device = device.clone();
-    let mut init_rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
-    let model = task.init_model(&mut init_rng, &device);
-    let (model, trained) = train::load_model(run, model)?;
-    let started = Instant::now();
-    let (means, _) = train::evaluate(&task, &model, episodes, seed, &device)?;
-    if json_out {
-        println!(
-            "{}",
-            json!({"experiment": "pattern", "episodes": episodes, "error": means[0], "trained_episodes": trained, "seed": seed})
-        );
-    } else {
-        println!(
-            "pattern: error {:.5} over {episodes} fresh episodes (model trained {trained} episodes; {:.1} s)",
-            means[0],
-            started.elapsed().as_secs_f64()
-        );
+    let bad_config = |e: String| usage(format!("{}: {e}", run.join("config.json").display()));
+    match experiment {
+        "pattern" => {
+            let (_, config): (_, PatternConfig) = saved_run(run)?;
+            let task = PatternTask::new(config).map_err(bad_config)?;
+            let (means, trained, secs) = eval_run(&task, run, episodes, seed, device)?;
+            if json_out {
+                println!(
+                    "{}",
+                    json!({"experiment": "pattern", "episodes": episodes, "error": means[0], "trained_episodes": trained, "seed": seed})
+                );
+            } else {
+                println!(
+                    "pattern: error {:.5} over {episodes} fresh episodes (model trained {trained} episodes; {secs:.1} s)",
+                    means[0],
+                );
+            }
+        }
+        "images" => {
+            let (saved, config): (_, ImageConfig) = saved_run(run)?;
+            let data_dir = data_dir.or_else(|| saved_data_dir(&saved));
+            let (train_set, test_set) = image_sets(data_dir.as_deref())?;
+            let task = ImageTask::new(config, train_set, test_set).map_err(bad_config)?;
+            let (means, trained, secs) = eval_run(&task, run, episodes, seed, device)?;
+            let data = data_dir.map_or("embedded".into(), |d| d.display().to_string());
+            if json_out {
+                println!(
+                    "{}",
+                    json!({"experiment": "images", "episodes": episodes, "loss": means[0], "trained_episodes": trained, "seed": seed, "data": data})
+                );
+            } else {
+                println!(
+                    "images: held-out erased-half loss {:.3} over {episodes} episodes on test images ({data}; model trained {trained} episodes; {secs:.1} s)",
+                    means[0],
+                );
+            }
+        }
+        "maze" => {
+            let (_, config): (_, MazeConfig) = saved_run(run)?;
+            let task = MazeTask::new(config).map_err(bad_config)?;
+            let (means, trained, secs) = eval_run(&task, run, episodes, seed, device)?;
+            if json_out {
+                println!(
+                    "{}",
+                    json!({"experiment": "maze", "episodes": episodes, "reward": means[0], "trained_episodes": trained, "seed": seed})
+                );
+            } else {
+                println!(
+                    "maze: reward {:.3} per episode over {episodes} fresh batches (model trained {trained} episodes; {secs:.1} s)",
+                    means[0],
+                );
+            }
+        }
+        _ => {
+            return Err(usage(format!(
+                "eval: unknown experiment '{experiment}' (available: pattern, images, maze)"
+            )))
+        }
     }
     Ok(())
 }
@@ -909,6 +1136,7 @@ images (N=1025, T=201, B=1, clamped), maze (N=100, T=200, B=30, clipped trace)";
 
 fn bench(
     workload: &str,
+    model: &str,
     batch: Option<usize>,
     episodes: usize,
     json_out: bool,
@@ -919,9 +1147,13 @@ fn bench(
         return Err(usage("bench: --episodes and --batch must be positive"));
     }
     let device = parse_device(device_name)?;
+    let model = model
+        .parse::<ModelKind>()
+        .map_err(|e| usage(format!("--model: {e}")))?;
     let pattern = |rule| PatternConfig {
         batch: batch.unwrap_or(1),
         rule,
+        model,
         ..PatternConfig::default()
     };
     let synthetic = |mut c: SyntheticConfig| {
@@ -941,12 +1173,20 @@ fn bench(
             let task = PatternTask::new(c).map_err(usage)?;
             (shape, time_steps(&task, episodes, &device)?)
         }
-        "images" | "maze" => {
-            let c = synthetic(if workload == "images" {
-                SyntheticConfig::images()
-            } else {
-                SyntheticConfig::maze()
-            });
+        "images" => {
+            // The embedded images: the timing does not depend on the pictures.
+            let c = ImageConfig {
+                batch: batch.unwrap_or(1),
+                model,
+                ..ImageConfig::default()
+            };
+            let shape = (c.neurons(), c.steps(), c.batch);
+            let (train_set, test_set) = image_sets(None)?;
+            let task = ImageTask::new(c, train_set, test_set).map_err(usage)?;
+            (shape, time_steps(&task, episodes, &device)?)
+        }
+        "maze" => {
+            let c = synthetic(SyntheticConfig::maze());
             let shape = (c.net.neurons, c.steps, c.batch);
             let task = SyntheticTask::new(c).map_err(usage)?;
             (shape, time_steps(&task, episodes, &device)?)
@@ -976,7 +1216,7 @@ fn bench(
     if json_out {
         println!(
             "{}",
-            json!({"workload": workload, "ms_per_episode": ms, "peak_rss_mb": rss, "threads": threads,
+            json!({"workload": workload, "model": model, "ms_per_episode": ms, "peak_rss_mb": rss, "threads": threads,
                    "device": device_name, "device_memory_mb": times.device_mb,
                    "model_bytes_per_step": model_bytes(n, t, b), "achieved_gbs": achieved_gbs,
                    "stream_gbs": stream_gbs, "roofline_fraction": fraction,

@@ -64,7 +64,7 @@ fn bad_options_and_configs_exit_2_with_a_message_naming_the_problem() {
             vec!["eval", "no-such-task", "--run", &out],
             "unknown experiment 'no-such-task'",
         ),
-        (vec!["bench", "images"], "unknown workload 'images'"),
+        (vec!["bench", "maze"], "unknown workload 'maze'"),
     ];
     for (args, message) in cases {
         let o = plasticity(&args);
@@ -293,4 +293,99 @@ fn maze_trains_resumes_and_evaluates() {
         assert_eq!(o.status.code(), Some(2), "{bad:?}");
         assert!(stderr(&o).contains(message), "{bad:?}: {}", stderr(&o));
     }
+}
+
+#[test]
+fn images_runs_on_the_embedded_default_then_eval_and_resume_use_it() {
+    let dir = temp_dir("images");
+    let config = dir.join("small.json");
+    std::fs::write(
+        &config,
+        r#"{"cycles": 1, "present_steps": 2, "gap_steps": 1, "test_steps": 1}"#,
+    )
+    .unwrap();
+    let run = dir.join("run");
+    let run_s = run.to_str().unwrap();
+    let config_s = config.to_str().unwrap();
+    let o = plasticity(&[
+        "images",
+        "--config",
+        config_s,
+        "--episodes",
+        "4",
+        "--out",
+        run_s,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for file in [
+        "config.json",
+        "metrics.csv",
+        "checkpoint.bin",
+        "learning_curve_loss.svg",
+        "learning_curve_erased_loss.svg",
+        "reconstructions.png",
+    ] {
+        assert!(run.join(file).exists(), "{file} missing");
+    }
+    let png = std::fs::read(run.join("reconstructions.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let config_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config_json["data_dir"], serde_json::Value::Null);
+    assert_eq!(config_json["task"]["learning_rate"], 1e-4);
+    assert_eq!(config_json["steps_per_episode"], 10);
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(
+        metrics.lines().next(),
+        Some("episode,loss,erased_loss,seconds")
+    );
+
+    let o = plasticity(&[
+        "eval",
+        "images",
+        "--run",
+        run_s,
+        "--episodes",
+        "3",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["experiment"], "images");
+    assert_eq!(v["episodes"], 3);
+    assert!(v["loss"].as_f64().unwrap() > 0.0);
+
+    let o = plasticity(&["images", "--resume", run_s, "--data-dir", "/tmp"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--data-dir: --resume"),
+        "{}",
+        stderr(&o)
+    );
+    let o = plasticity(&["images", "--resume", run_s, "--episodes", "6"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 7);
+
+    // Bad data: a truncated CIFAR-10 file is named in the error, exit 2.
+    let data = dir.join("cifar");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("data_batch_1.bin"), vec![0u8; 3073 * 3 + 5]).unwrap();
+    std::fs::write(data.join("test_batch.bin"), vec![0u8; 3073 * 3]).unwrap();
+    let o = plasticity(&[
+        "images",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--out",
+        dir.join("run2").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("data_batch_1.bin") && stderr(&o).contains("3073"),
+        "{}",
+        stderr(&o)
+    );
+    let o = plasticity(&["images", "--model", "gru", "--out", run_s]);
+    assert_eq!(o.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

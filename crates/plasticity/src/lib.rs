@@ -4,6 +4,7 @@
 //! - [`op`]: the fused plastic episode (and its neuromodulated variant) as burn operations with
 //!   hand-written backwards (kernels in `plasticity-kernels`).
 //! - [`layer`]: [`PlasticNet`], a fully recurrent plastic network as a burn module.
+//! - [`data`]: grey image sets (CIFAR-10 binary files, embedded default patches).
 //! - [`tasks`]: the papers' experiments (configuration with the paper's defaults, episodes,
 //!   metrics, models).
 //! - [`train`]: the one training loop every experiment shares: Adam, metrics, checkpoints,
@@ -11,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod data;
 pub mod device_check;
 pub mod layer;
 pub mod op;

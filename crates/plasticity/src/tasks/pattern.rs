@@ -7,6 +7,7 @@
 //! loss is the sum of squared errors between the last step's activity of the pattern neurons
 //! and the full test pattern; the metric `error` is the fraction of bits whose sign is wrong.
 
+pub use super::ModelKind;
 use crate::layer::{PlasticNet, PlasticNetConfig};
 use crate::tensors::{from_vec, to_vec};
 use crate::train::Experiment;
@@ -20,32 +21,6 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
-
-/// Which network learns the task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelKind {
-    /// Plastic recurrent network, `bits + 1` neurons.
-    Plastic,
-    /// Non-plastic recurrent network (`rnn_neurons` neurons).
-    Rnn,
-    /// LSTM (`lstm_cells` cells) with a linear read-out.
-    Lstm,
-}
-
-impl std::str::FromStr for ModelKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "plastic" => Ok(ModelKind::Plastic),
-            "rnn" => Ok(ModelKind::Rnn),
-            "lstm" => Ok(ModelKind::Lstm),
-            _ => Err(format!(
-                "unknown model '{s}' (expected plastic, rnn or lstm)"
-            )),
-        }
-    }
-}
 
 /// Configuration of the pattern task; the defaults are the paper's (section 4.1).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,513 @@
+//! Natural-image memorisation and half-image completion (ICML 2018, section 4.2).
+//!
+//! Each episode shows `images` grey images (`side x side` pixels, normalised to `[-1, 1]`,
+//! see [`crate::data::normalise`]) `cycles` times in an order shuffled each cycle, each for
+//! `present_steps` steps followed by `gap_steps` steps of zero input; then one of them, with its
+//! bottom half (pixels `P/2..P`, `P = side^2`) zeroed, or its top half (pixels `0..P/2`) with
+//! probability `top_half_probability`, for `test_steps` steps. Paper defaults: 3 images, 3
+//! cycles, 20 + 2 steps, 3 test steps: 201 steps.
+//!
+//! The plastic network has `N = P + 1` neurons: one per pixel plus a bias neuron whose input is
+//! 1 at every step. Inputs are clamped ([`InputMode::Clamped`]): a neuron whose input is
+//! non-zero outputs its input; the others (gap steps, the erased half, and any pixel whose
+//! normalised value is exactly 0) run freely, `y_j = tanh(sum_i (w_ij + alpha_ij Hebb_ij) y_i)`.
+//!
+//! Loss and metric (per episode, averaged over the batch):
+//! - the training loss is the paper's: the sum over all `P` pixels of the squared difference
+//!   between the last step's output and the full test image. Clamped pixels output their own
+//!   (correct) value, so they add 0 and the loss is, up to visible pixels that are exactly 0,
+//!   the error on the erased half;
+//! - the metric `erased_loss` (reported as `loss` by `eval`) is the same sum restricted to the
+//!   `P/2` erased pixels. Predicting 0 for the erased half scores the sum of their squares
+//!   (about 71 on CIFAR-10 images).
+//!
+//! Baselines use the same inputs and the same loss. `rnn`: the same clamped network with
+//! `alpha = 0` (not plastic), `N^2` weights. `lstm`: an LSTM of `lstm_cells` cells fed the
+//! `P` pixels and a constant 1, with a linear read-out to the `P` pixels and `tanh`; its output
+//! is clamped like the plastic network's (visible pixels of the last step output their input),
+//! so only the erased half is predicted.
+
+use crate::data::ImageSet;
+use crate::layer::{PlasticNet, PlasticNetConfig};
+use crate::op::plastic_episode;
+use crate::tensors::{from_vec, to_vec};
+use crate::train::Experiment;
+use burn::module::{Module, Param};
+use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
+use burn::optim::AdamConfig;
+use burn::tensor::{Device, Tensor};
+use plasticity_kernels::{
+    AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, Modulation, TraceRule,
+};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+
+pub use super::ModelKind;
+
+/// Configuration of the image task; the defaults are the paper's (section 4.2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImageConfig {
+    /// Side of the (square) images in pixels.
+    pub side: usize,
+    /// Images per episode.
+    pub images: usize,
+    /// Presentation cycles (the order is shuffled each cycle).
+    pub cycles: usize,
+    /// Steps each image is shown.
+    pub present_steps: usize,
+    /// Steps of zero input after each image.
+    pub gap_steps: usize,
+    /// Steps the half-erased test image is shown.
+    pub test_steps: usize,
+    /// Probability that the top half is erased (otherwise the bottom half).
+    pub top_half_probability: f64,
+    /// Episodes per update (the paper: 1).
+    pub batch: usize,
+    /// Adam learning rate.
+    pub learning_rate: f64,
+    /// Adam epsilon.
+    pub adam_epsilon: f64,
+    /// Model.
+    pub model: ModelKind,
+    /// Trace rule of the plastic network.
+    pub rule: TraceRule,
+    /// Shape of `alpha`.
+    pub alpha: AlphaShape,
+    /// Initial `eta`.
+    pub eta: f64,
+    /// Learn `eta`.
+    pub learn_eta: bool,
+    /// Standard deviation of the initial `w` and `alpha` (and of the RNN's `w`).
+    pub init_std: f64,
+    /// How the plastic network's backward recovers the traces.
+    pub backward: BackwardStrategy,
+    /// Cells of the LSTM (330: 2,130,184 parameters, more than the plastic network's
+    /// 2,101,251).
+    pub lstm_cells: usize,
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        ImageConfig {
+            side: 32,
+            images: 3,
+            cycles: 3,
+            present_steps: 20,
+            gap_steps: 2,
+            test_steps: 3,
+            top_half_probability: 0.5,
+            batch: 1,
+            learning_rate: 1e-4,
+            adam_epsilon: 1e-8,
+            model: ModelKind::Plastic,
+            rule: TraceRule::Hebb,
+            alpha: AlphaShape::PerConnection,
+            eta: 0.01,
+            learn_eta: true,
+            init_std: 0.01,
+            backward: BackwardStrategy::Auto,
+            lstm_cells: 330,
+        }
+    }
+}
+
+impl ImageConfig {
+    /// Steps of an episode (201 with the paper's defaults).
+    pub fn steps(&self) -> usize {
+        self.cycles * self.images * (self.present_steps + self.gap_steps) + self.test_steps
+    }
+
+    /// Pixels per image, `P = side^2`.
+    pub fn pixels(&self) -> usize {
+        self.side * self.side
+    }
+
+    /// Neurons of the recurrent networks: one per pixel plus the bias neuron (`P + 1`).
+    pub fn neurons(&self) -> usize {
+        self.pixels() + 1
+    }
+
+    /// Checks every field; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("side", self.side),
+            ("images", self.images),
+            ("cycles", self.cycles),
+            ("present_steps", self.present_steps),
+            ("test_steps", self.test_steps),
+            ("batch", self.batch),
+            ("lstm_cells", self.lstm_cells),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(format!("{name}: must be positive"));
+            }
+        }
+        if !self.pixels().is_multiple_of(2) {
+            return Err(format!(
+                "side: side^2 must be even (two halves), got side {}",
+                self.side
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.top_half_probability) {
+            return Err(format!(
+                "top_half_probability: must be in [0, 1] (got {})",
+                self.top_half_probability
+            ));
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(format!(
+                "learning_rate: must be positive (got {})",
+                self.learning_rate
+            ));
+        }
+        if !(self.adam_epsilon.is_finite() && self.adam_epsilon > 0.0) {
+            return Err(format!(
+                "adam_epsilon: must be positive (got {})",
+                self.adam_epsilon
+            ));
+        }
+        self.plastic_config().validate()
+    }
+
+    fn plastic_config(&self) -> PlasticNetConfig {
+        PlasticNetConfig {
+            neurons: self.neurons(),
+            rule: self.rule,
+            input: InputMode::Clamped,
+            alpha: self.alpha,
+            eta: self.eta,
+            learn_eta: self.learn_eta,
+            init_std: self.init_std,
+            backward: self.backward,
+            ..PlasticNetConfig::default()
+        }
+    }
+}
+
+/// A batch of episodes.
+#[derive(Clone, Debug)]
+pub struct ImageEpisodes {
+    /// Pixel inputs `[B, T, P]` (the bias neuron's input is added by the models).
+    pub inputs: Vec<f32>,
+    /// The shown images `[B, images, P]`, in the order they were drawn.
+    pub shown: Vec<f32>,
+    /// The full test images `[B, P]`.
+    pub targets: Vec<f32>,
+    /// Whether each pixel of the test image is erased, `[B, P]`.
+    pub erased: Vec<bool>,
+    /// Batch size, steps, pixels.
+    pub dims: [usize; 3],
+}
+
+/// Generates `batch` episodes from the images of `set` (three distinct images per episode).
+/// `set` must hold at least `c.images` images of `c.side` pixels a side.
+pub fn generate(
+    c: &ImageConfig,
+    set: &ImageSet,
+    batch: usize,
+    rng: &mut impl Rng,
+) -> ImageEpisodes {
+    let (t_len, p) = (c.steps(), c.pixels());
+    let mut inputs = vec![0.0f32; batch * t_len * p];
+    let mut shown = Vec::with_capacity(batch * c.images * p);
+    let mut targets = Vec::with_capacity(batch * p);
+    let mut erased = Vec::with_capacity(batch * p);
+    for b in 0..batch {
+        let picked = rand::seq::index::sample(rng, set.len(), c.images).into_vec();
+        for &k in &picked {
+            shown.extend_from_slice(set.image(k));
+        }
+        let ep = &mut inputs[b * t_len * p..(b + 1) * t_len * p];
+        let mut t = 0;
+        for _ in 0..c.cycles {
+            let mut order = picked.clone();
+            order.shuffle(rng);
+            for k in order {
+                for _ in 0..c.present_steps {
+                    ep[t * p..(t + 1) * p].copy_from_slice(set.image(k));
+                    t += 1;
+                }
+                t += c.gap_steps;
+            }
+        }
+        let target = set.image(picked[rng.gen_range(0..c.images)]);
+        let erase_top = rng.gen_bool(c.top_half_probability);
+        let is_erased = |k: usize| (k < p / 2) == erase_top;
+        let degraded: Vec<f32> = (0..p)
+            .map(|k| if is_erased(k) { 0.0 } else { target[k] })
+            .collect();
+        for _ in 0..c.test_steps {
+            ep[t * p..(t + 1) * p].copy_from_slice(&degraded);
+            t += 1;
+        }
+        targets.extend_from_slice(target);
+        erased.extend((0..p).map(is_erased));
+    }
+    ImageEpisodes {
+        inputs,
+        shown,
+        targets,
+        erased,
+        dims: [batch, t_len, p],
+    }
+}
+
+/// Non-plastic recurrent network with the plastic network's clamped step and `alpha = 0`:
+/// `y_t = tanh(y_{t-1} w)` for free neurons, `y_t = x_t` for clamped ones.
+#[derive(Module, Debug)]
+pub struct Rnn {
+    /// `w: [N, N]`.
+    pub w: Param<Tensor<2>>,
+    #[module(skip)]
+    backward: BackwardStrategy,
+}
+
+/// LSTM with a linear read-out to the pixels.
+#[derive(Module, Debug)]
+pub struct LstmNet {
+    /// The LSTM (input: pixels + a constant 1).
+    pub lstm: Lstm,
+    /// Read-out to the pixels.
+    pub head: Linear,
+}
+
+/// The model of an image run.
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)] // one model per run: size does not matter
+pub enum ImageModel {
+    /// Plastic network.
+    Plastic(PlasticNet),
+    /// Non-plastic RNN.
+    Rnn(Rnn),
+    /// LSTM.
+    Lstm(LstmNet),
+}
+
+/// The image experiment: configuration, training and test images, and the shared-loop hooks.
+#[derive(Clone, Debug)]
+pub struct ImageTask {
+    /// Configuration.
+    pub config: ImageConfig,
+    /// Training images.
+    pub train: ImageSet,
+    /// Held-out test images (disjoint from the training images).
+    pub test: ImageSet,
+}
+
+impl ImageTask {
+    /// A task; fails with a message naming the field or the data set when the configuration
+    /// is invalid or a set is too small or has the wrong image size.
+    pub fn new(config: ImageConfig, train: ImageSet, test: ImageSet) -> Result<Self, String> {
+        config.validate()?;
+        for (name, set) in [("training", &train), ("test", &test)] {
+            if set.side != config.side {
+                return Err(format!(
+                    "{name} images are {0}x{0} but side is {1}",
+                    set.side, config.side
+                ));
+            }
+            if set.len() < config.images {
+                return Err(format!(
+                    "{name} images: {} image(s), an episode needs {} distinct ones",
+                    set.len(),
+                    config.images
+                ));
+            }
+        }
+        Ok(ImageTask {
+            config,
+            train,
+            test,
+        })
+    }
+
+    /// The network's input `[B, T, N]`: the pixels, then the bias neuron's constant 1.
+    fn network_input(&self, ep: &ImageEpisodes, device: &Device) -> Tensor<3> {
+        let [b, t, p] = ep.dims;
+        let n = p + 1;
+        let mut x = vec![0.0f32; b * t * n];
+        for (row, src) in x.chunks_mut(n).zip(ep.inputs.chunks(p)) {
+            row[..p].copy_from_slice(src);
+            row[p] = 1.0;
+        }
+        from_vec(x, [b, t, n], device)
+    }
+
+    /// The reconstructed test images: the last step's output of the pixel neurons, `[B, P]`.
+    pub fn outputs(
+        &self,
+        model: &ImageModel,
+        ep: &ImageEpisodes,
+        device: &Device,
+    ) -> Result<Tensor<2>, String> {
+        let [b, t, p] = ep.dims;
+        let n = p + 1;
+        let x = self.network_input(ep, device);
+        let last = |ys: Tensor<3>| ys.slice([0..b, t - 1..t, 0..p]).reshape([b, p]);
+        match model {
+            ImageModel::Plastic(net) => Ok(last(net.forward(x, None).map_err(|e| e.0)?.0)),
+            ImageModel::Rnn(rnn) => {
+                let spec = EpisodeSpec {
+                    neurons: n,
+                    batch: b,
+                    steps: t,
+                    rule: TraceRule::Hebb,
+                    clip: None,
+                    input: InputMode::Clamped,
+                    alpha: AlphaShape::Scalar,
+                    backward: rnn.backward,
+                    modulation: Modulation::None,
+                };
+                // alpha = 0 and eta = 0: the trace stays 0 and the network is not plastic.
+                let (ys, _) = plastic_episode(
+                    rnn.w.val(),
+                    Tensor::zeros([1, 1], device),
+                    Tensor::zeros([1], device),
+                    x,
+                    Tensor::zeros([b, n], device),
+                    None,
+                    spec,
+                )
+                .map_err(|e| e.0)?;
+                Ok(last(ys))
+            }
+            ImageModel::Lstm(net) => {
+                let (hs, _) = net.lstm.forward(x, None);
+                let cells = hs.dims()[2];
+                let h = hs.slice([0..b, t - 1..t, 0..cells]).reshape([b, cells]);
+                let predicted = net.head.forward(h).tanh();
+                // Clamp like the plastic network: visible pixels output their input.
+                let x_last: Vec<f32> = ep.inputs[..]
+                    .chunks(t * p)
+                    .flat_map(|e| e[(t - 1) * p..].iter().copied())
+                    .collect();
+                let free: Vec<f32> = x_last
+                    .iter()
+                    .map(|&v| if v != 0.0 { 0.0 } else { 1.0 })
+                    .collect();
+                let x_last = from_vec(x_last, [b, p], device);
+                let free = from_vec(free, [b, p], device);
+                Ok(predicted * free + x_last)
+            }
+        }
+    }
+
+    /// Runs `batch` episodes on the images of `split`; returns the episodes, the training loss
+    /// (sum over all pixels, mean over the batch) and the erased-half loss.
+    pub fn run_episodes(
+        &self,
+        model: &ImageModel,
+        split: crate::data::Split,
+        batch: usize,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<(ImageEpisodes, Tensor<1>, Vec<f32>, f64), String> {
+        let set = match split {
+            crate::data::Split::Train => &self.train,
+            crate::data::Split::Test => &self.test,
+        };
+        let ep = generate(&self.config, set, batch, rng);
+        let [b, _, p] = ep.dims;
+        let out = self.outputs(model, &ep, device)?;
+        let target = from_vec(ep.targets.clone(), [b, p], device);
+        let loss = (out.clone() - target)
+            .powf_scalar(2.0)
+            .sum()
+            .div_scalar(b as f32);
+        let recon = to_vec(out);
+        let erased_loss = erased_loss(&recon, &ep.targets, &ep.erased) / b as f64;
+        Ok((ep, loss, recon, erased_loss))
+    }
+}
+
+/// Sum of squared errors over the erased pixels.
+pub fn erased_loss(output: &[f32], target: &[f32], erased: &[bool]) -> f64 {
+    output
+        .iter()
+        .zip(target)
+        .zip(erased)
+        .filter(|(_, &e)| e)
+        .map(|((&o, &t), _)| ((o - t) as f64).powi(2))
+        .sum()
+}
+
+impl Experiment for ImageTask {
+    type Model = ImageModel;
+
+    fn name(&self) -> &'static str {
+        "images"
+    }
+
+    fn metric_names(&self) -> &'static [&'static str] {
+        &["erased_loss"]
+    }
+
+    fn init_model(&self, rng: &mut ChaCha8Rng, device: &Device) -> ImageModel {
+        let c = &self.config;
+        match c.model {
+            ModelKind::Plastic => ImageModel::Plastic(c.plastic_config().init(rng, device)),
+            ModelKind::Rnn => {
+                let n = c.neurons();
+                let w: Vec<f32> = (0..n * n)
+                    .map(|_| (c.init_std * rng.sample::<f64, _>(StandardNormal)) as f32)
+                    .collect();
+                ImageModel::Rnn(Rnn {
+                    w: Param::from_tensor(from_vec(w, [n, n], device)),
+                    backward: c.backward,
+                })
+            }
+            ModelKind::Lstm => {
+                // burn initialises these lazily from its own seeded RNG: seed it from ours.
+                device.seed(rng.gen());
+                ImageModel::Lstm(LstmNet {
+                    lstm: LstmConfig::new(c.neurons(), c.lstm_cells, true).init(device),
+                    head: LinearConfig::new(c.lstm_cells, c.pixels()).init(device),
+                })
+            }
+        }
+    }
+
+    fn optimizer(&self) -> (AdamConfig, f64) {
+        (
+            AdamConfig::new().with_epsilon(self.config.adam_epsilon as f32),
+            self.config.learning_rate,
+        )
+    }
+
+    fn train_episode(
+        &self,
+        model: &ImageModel,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<(Tensor<1>, Vec<f64>), String> {
+        let (_, loss, _, erased) = self.run_episodes(
+            model,
+            crate::data::Split::Train,
+            self.config.batch,
+            rng,
+            device,
+        )?;
+        Ok((loss.reshape([1]), vec![erased]))
+    }
+
+    fn eval_episode(
+        &self,
+        model: &ImageModel,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<Vec<f64>, String> {
+        let (_, _, _, erased) = self.run_episodes(
+            model,
+            crate::data::Split::Test,
+            self.config.batch,
+            rng,
+            device,
+        )?;
+        Ok(vec![erased])
+    }
+}
