@@ -1,6 +1,7 @@
 //! `plasticity`: the command line of the differentiable-plasticity experiments.
 //! Commands and outputs follow `CONVENTIONS.md` (run directory, `eval --json`, exit codes).
 
+mod omniglot;
 mod plot;
 
 use clap::{Args, Parser, Subcommand};
@@ -28,16 +29,18 @@ struct Cli {
 enum Command {
     /// Binary pattern memorisation and completion (ICML 2018, section 4.1).
     Pattern(Box<PatternArgs>),
+    /// One-shot classification of Omniglot characters with a plastic output layer (ICML 2018, section 4.3).
+    Omniglot(Box<omniglot::OmniglotArgs>),
     /// Evaluate the last checkpoint of a run on fresh episodes.
     Eval {
-        /// Experiment of the run (pattern).
+        /// Experiment of the run (pattern, omniglot).
         experiment: String,
         /// Run directory.
         #[arg(long)]
         run: PathBuf,
-        /// Evaluation episodes.
-        #[arg(long, default_value_t = 100)]
-        episodes: u64,
+        /// Evaluation episodes [default: pattern 100, omniglot 1000].
+        #[arg(long)]
+        episodes: Option<u64>,
         /// Seed of the evaluation episodes (distinct from training by default).
         #[arg(long, default_value_t = 1_000_003)]
         seed: u64,
@@ -47,12 +50,21 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// omniglot: classes per test episode [default: the run's].
+        #[arg(long)]
+        ways: Option<usize>,
+        /// omniglot: labelled drawings per class [default: the run's].
+        #[arg(long)]
+        shots: Option<usize>,
+        /// omniglot: data folder [default: the run's].
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Time full training episodes (forward, backward, optimizer step).
     Bench {
-        /// Workload (pattern).
+        /// Workload (pattern, omniglot).
         workload: String,
-        /// Episodes per update.
+        /// Episodes per update (omniglot: the meta-batch).
         #[arg(long, default_value_t = 1)]
         batch: usize,
         /// Timed episodes (after 2 warm-up episodes).
@@ -64,6 +76,9 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// omniglot: data folder [default: data/omniglot].
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Draw the smoothed learning curves of several runs into one SVG.
     Plot {
@@ -86,28 +101,28 @@ enum Command {
 
 /// Options every training command shares.
 #[derive(Args, Clone)]
-struct CommonArgs {
+pub(crate) struct CommonArgs {
     /// Training episodes (updates) [default: 1000].
     #[arg(long)]
-    episodes: Option<u64>,
+    pub(crate) episodes: Option<u64>,
     /// Seed of the run (initialisation and episodes) [default: 0].
     #[arg(long)]
-    seed: Option<u64>,
+    pub(crate) seed: Option<u64>,
     /// Run directory [default: `runs/<experiment>-<model>-seed<S>`].
     #[arg(long)]
-    out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
     /// JSON configuration file (fields of the experiment's configuration); options override it.
     #[arg(long)]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Continue the run in DIR from its last checkpoint (its config.json is used).
     #[arg(long, value_name = "DIR")]
-    resume: Option<PathBuf>,
+    pub(crate) resume: Option<PathBuf>,
     /// Episodes between checkpoints.
     #[arg(long, default_value_t = 50)]
-    checkpoint_every: u64,
+    pub(crate) checkpoint_every: u64,
     /// Worker threads (default: all cores).
     #[arg(long)]
-    threads: Option<usize>,
+    pub(crate) threads: Option<usize>,
 }
 
 #[derive(Args)]
@@ -142,7 +157,7 @@ struct PatternArgs {
 }
 
 /// An error with its exit code (2: usage, configuration or data; 1: other).
-struct Failure(u8, String);
+pub(crate) struct Failure(u8, String);
 
 impl From<TrainError> for Failure {
     fn from(e: TrainError) -> Self {
@@ -155,7 +170,7 @@ impl From<TrainError> for Failure {
     }
 }
 
-fn usage(msg: impl Into<String>) -> Failure {
+pub(crate) fn usage(msg: impl Into<String>) -> Failure {
     Failure(2, msg.into())
 }
 
@@ -184,7 +199,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn set_threads(threads: Option<usize>) -> Result<usize, Failure> {
+pub(crate) fn set_threads(threads: Option<usize>) -> Result<usize, Failure> {
     if let Some(t) = threads {
         if t == 0 {
             return Err(usage("--threads: must be positive"));
@@ -200,6 +215,7 @@ fn set_threads(threads: Option<usize>) -> Result<usize, Failure> {
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Pattern(args) => train_pattern(*args),
+        Command::Omniglot(args) => omniglot::train_omniglot(*args),
         Command::Eval {
             experiment,
             run,
@@ -207,9 +223,28 @@ fn run(cli: Cli) -> Result<(), Failure> {
             seed,
             json,
             threads,
+            ways,
+            shots,
+            data_dir,
         } => {
             set_threads(threads)?;
-            eval(&experiment, &run, episodes, seed, json)
+            if experiment == "omniglot" {
+                let o = omniglot::EvalOptions {
+                    episodes,
+                    seed,
+                    json,
+                    ways,
+                    shots,
+                    data_dir,
+                };
+                return omniglot::eval_omniglot(&run, o);
+            }
+            if ways.is_some() || shots.is_some() || data_dir.is_some() {
+                return Err(usage(format!(
+                    "--ways, --shots, --data-dir: not options of eval {experiment}"
+                )));
+            }
+            eval(&experiment, &run, episodes.unwrap_or(100), seed, json)
         }
         Command::Bench {
             workload,
@@ -217,8 +252,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             episodes,
             json,
             threads,
+            data_dir,
         } => {
             let threads = set_threads(threads)?;
+            if workload == "omniglot" {
+                return omniglot::bench_omniglot(batch, episodes, json, threads, data_dir);
+            }
             bench(&workload, batch, episodes, json, threads)
         }
         Command::Plot {
@@ -253,15 +292,38 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn read_json(path: &Path) -> Result<serde_json::Value, Failure> {
+pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value, Failure> {
     let text =
         std::fs::read_to_string(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| usage(format!("{}: invalid JSON: {e}", path.display())))
 }
 
-fn parse_enum<T: serde::de::DeserializeOwned>(option: &str, value: &str) -> Result<T, Failure> {
+pub(crate) fn parse_enum<T: serde::de::DeserializeOwned>(
+    option: &str,
+    value: &str,
+) -> Result<T, Failure> {
     serde_json::from_value(json!(value))
         .map_err(|_| usage(format!("{option}: invalid value '{value}'")))
+}
+
+/// Overrides the fields of configuration `c` with those of the JSON object in `path` (a
+/// run's config.json, which holds the configuration under "task", is accepted as it is).
+pub(crate) fn merge_config_file<T>(c: T, path: &Path) -> Result<T, Failure>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let mut merged = serde_json::to_value(&c).expect("config serializes");
+    let mut file = read_json(path)?;
+    if let Some(task) = file.get("task").filter(|t| t.is_object()) {
+        file = task.clone();
+    }
+    let obj = file
+        .as_object()
+        .ok_or_else(|| usage(format!("{}: expected a JSON object", path.display())))?;
+    for (k, v) in obj {
+        merged[k] = v.clone();
+    }
+    serde_json::from_value(merged).map_err(|e| usage(format!("{}: {e}", path.display())))
 }
 
 /// Resolves the pattern configuration: preset, then config file, then options.
@@ -282,20 +344,7 @@ fn pattern_config(
         },
     };
     if let Some(path) = &args.common.config {
-        let mut merged = serde_json::to_value(&c).expect("config serializes");
-        let mut file = read_json(path)?;
-        // A run's config.json holds the configuration under "task": accept it as it is.
-        if let Some(task) = file.get("task").filter(|t| t.is_object()) {
-            file = task.clone();
-        }
-        let obj = file
-            .as_object()
-            .ok_or_else(|| usage(format!("{}: expected a JSON object", path.display())))?;
-        for (k, v) in obj {
-            merged[k] = v.clone();
-        }
-        c = serde_json::from_value(merged)
-            .map_err(|e| usage(format!("{}: {e}", path.display())))?;
+        c = merge_config_file(c, path)?;
     }
     if let Some(m) = &args.model {
         c.model = m
@@ -324,7 +373,7 @@ fn pattern_config(
     Ok(c)
 }
 
-fn progress_bar(total: u64, done: u64) -> ProgressBar {
+pub(crate) fn progress_bar(total: u64, done: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template(
@@ -423,7 +472,11 @@ fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn write_learning_curve(run: &Path, experiment: &str, metrics: &[&str]) -> Result<(), Failure> {
+pub(crate) fn write_learning_curve(
+    run: &Path,
+    experiment: &str,
+    metrics: &[&str],
+) -> Result<(), Failure> {
     for m in metrics {
         let pts = plot::read_metric(run, m).map_err(|e| Failure(1, e))?;
         let series = [plot::Series {
@@ -452,7 +505,7 @@ fn eval(
 ) -> Result<(), Failure> {
     if experiment != "pattern" {
         return Err(usage(format!(
-            "eval: unknown experiment '{experiment}' (available: pattern)"
+            "eval: unknown experiment '{experiment}' (available: pattern, omniglot)"
         )));
     }
     let saved = read_json(&run.join("config.json"))?;
@@ -481,7 +534,7 @@ fn eval(
     Ok(())
 }
 
-fn peak_rss_mb() -> f64 {
+pub(crate) fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -501,7 +554,7 @@ fn bench(
 ) -> Result<(), Failure> {
     if workload != "pattern" {
         return Err(usage(format!(
-            "bench: unknown workload '{workload}' (available: pattern)"
+            "bench: unknown workload '{workload}' (available: pattern, omniglot)"
         )));
     }
     if episodes == 0 || batch == 0 {
