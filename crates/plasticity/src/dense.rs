@@ -60,8 +60,10 @@ pub struct PlasticDenseConfig {
     pub eta: f64,
     /// Whether `eta` is learned.
     pub learn_eta: bool,
-    /// `w` and `alpha` start as `init_std * N(0, 1)`.
+    /// `w` starts as `init_std * N(0, 1)`, `alpha` as `alpha_mean + init_std * N(0, 1)`.
     pub init_std: f64,
+    /// Mean of the initial `alpha` (0: centred on zero).
+    pub alpha_mean: f64,
 }
 
 impl Default for PlasticDenseConfig {
@@ -74,6 +76,7 @@ impl Default for PlasticDenseConfig {
             eta: 0.01,
             learn_eta: true,
             init_std: 0.01,
+            alpha_mean: 0.0,
         }
     }
 }
@@ -86,6 +89,12 @@ impl PlasticDenseConfig {
         }
         if !self.eta.is_finite() {
             return Err(format!("eta: must be finite (got {})", self.eta));
+        }
+        if !self.alpha_mean.is_finite() {
+            return Err(format!(
+                "alpha_mean: must be finite (got {})",
+                self.alpha_mean
+            ));
         }
         if !(self.init_std.is_finite() && self.init_std >= 0.0) {
             return Err(format!(
@@ -105,7 +114,10 @@ impl PlasticDenseConfig {
                 .collect()
         };
         let w = normal();
-        let alpha = normal();
+        let alpha = normal()
+            .into_iter()
+            .map(|a| a + self.alpha_mean as f32)
+            .collect();
         self.from_values(w, alpha, self.eta as f32, device)
     }
 

@@ -479,7 +479,7 @@ fn plastic_dense_gradients_match_finite_differences() {
 /// Synthetic characters: each a random 31x31 prototype of 3 strokes; its drawings are the
 /// prototype shifted by up to 1 pixel with 3% of the pixels flipped.
 fn synthetic(chars: usize, drawings: usize, seed: u64) -> Omniglot {
-    synthetic_noisy(chars, drawings, seed, 0.02, 0)
+    synthetic_noisy(chars, drawings, seed, 0.005, 1)
 }
 
 fn synthetic_noisy(chars: usize, drawings: usize, seed: u64, flip: f64, shift: i32) -> Omniglot {
@@ -746,9 +746,23 @@ fn options(out: PathBuf, episodes: u64, seed: u64) -> RunOptions {
 
 #[test]
 fn a_synthetic_one_shot_task_is_learned() {
-    let data = Arc::new(synthetic(60, 4, 5));
+    // Drawings shifted by up to 1 pixel with 0.5% of the pixels flipped.
+    let data = Arc::new(synthetic_noisy(60, 4, 5, 0.005, 1));
     let task = OmniglotTask::new(small_config(), data).unwrap();
     let device = Device::flex().autodiff();
+    let init = task.init_model(&mut ChaCha8Rng::seed_from_u64(1), &device);
+    let (c0, n0) = task
+        .test_accuracy(
+            &init,
+            400,
+            5,
+            1,
+            100,
+            &mut ChaCha8Rng::seed_from_u64(99),
+            &device,
+        )
+        .unwrap();
+    let acc0 = c0 as f64 / n0 as f64;
     let out = temp_dir("learn");
     let summary = train::train(
         &task,
@@ -769,10 +783,15 @@ fn a_synthetic_one_shot_task_is_learned() {
         .unwrap();
     let acc = correct as f64 / n as f64;
     eprintln!(
-        "synthetic 5-way 1-shot: train accuracy (last 50 updates) {:.3}, held-out {acc:.3} ({correct}/{n})",
+        "synthetic 5-way 1-shot: held-out {acc0:.3} at initialisation; after training: train accuracy (last 50 updates) {:.3}, held-out {acc:.3} ({correct}/{n})",
         summary.final_metrics[0]
     );
-    assert!(acc > 0.6, "held-out accuracy {acc} (chance 0.2)");
+    // Measured: 0.55 at initialisation (alpha starts at 0.5), 0.985 after 150 updates.
+    assert!(acc0 < 0.7, "held-out accuracy at initialisation {acc0}");
+    assert!(
+        acc > 0.9 && acc > acc0 + 0.2,
+        "held-out accuracy {acc} (chance 0.2)"
+    );
     std::fs::remove_dir_all(out).unwrap();
 }
 
@@ -824,96 +843,5 @@ fn same_seed_same_run_and_resume_continues_identically() {
     assert_eq!(metrics_without_time(&a), metrics_without_time(&c));
     for dir in [a, b, c] {
         std::fs::remove_dir_all(dir).unwrap();
-    }
-}
-
-#[test]
-#[ignore]
-fn scratch_lr_sweep() {
-    let data = Arc::new(synthetic(60, 4, 5));
-    let device = Device::flex().autodiff();
-    for lr in [1e-3, 3e-3] {
-        let task = OmniglotTask::new(
-            OmniglotConfig {
-                learning_rate: lr,
-                ..small_config()
-            },
-            data.clone(),
-        )
-        .unwrap();
-        let out = temp_dir("sweep");
-        let t0 = std::time::Instant::now();
-        let mut acc = Vec::new();
-        train::train(
-            &task,
-            &serde_json::json!({}),
-            &options(out.clone(), 300, 1),
-            &device,
-            &mut |p| {
-                acc.push(p.running[0]);
-            },
-        )
-        .unwrap();
-        let (model, _) = train::load_model(
-            &out,
-            task.init_model(&mut ChaCha8Rng::seed_from_u64(0), &device),
-        )
-        .unwrap();
-        eprintln!(
-            "lr {lr}: {:?} eta {:?} |alpha| {:?} {:.1}s",
-            acc.iter().step_by(50).collect::<Vec<_>>(),
-            to_vec(model.plastic.eta.val()),
-            to_vec(model.plastic.alpha.val())
-                .iter()
-                .map(|a| a.abs())
-                .sum::<f32>()
-                / 320.0,
-            t0.elapsed().as_secs_f64()
-        );
-    }
-}
-
-#[test]
-#[ignore]
-fn scratch_features() {
-    let data = Arc::new(synthetic_noisy(60, 4, 5, 0.02, 1));
-    let device = Device::flex().autodiff();
-    let task = OmniglotTask::new(small_config(), data.clone()).unwrap();
-    let model = task.init_model(&mut ChaCha8Rng::seed_from_u64(1), &device);
-    let mut imgs = Vec::new();
-    for c in 0..5 {
-        for d in 0..2 {
-            imgs.extend(
-                data.characters[c].drawings[d]
-                    .pixels
-                    .iter()
-                    .map(|&v| v as f32 / 255.0),
-            );
-        }
-    }
-    let mut x = Tensor::<4>::from_data(TensorData::new(imgs, [10, 1, 31, 31]), &device);
-    for conv in &model.convs {
-        x = conv.forward(x).tanh();
-        let v = to_vec(x.clone());
-        eprintln!(
-            "layer mean|x| {:.4}",
-            v.iter().map(|a| a.abs()).sum::<f32>() / v.len() as f32
-        );
-    }
-    let f = to_vec(x.reshape([10, 64]));
-    let mean: Vec<f32> = (0..64)
-        .map(|i| (0..10).map(|k| f[k * 64 + i]).sum::<f32>() / 10.0)
-        .collect();
-    for k in 0..10 {
-        let row: Vec<String> = (0..10)
-            .map(|l| {
-                let dot: f32 = (0..64)
-                    .map(|i| (f[k * 64 + i] - mean[i]) * (f[l * 64 + i] - mean[i]))
-                    .sum();
-                let raw: f32 = (0..64).map(|i| f[k * 64 + i] * f[l * 64 + i]).sum();
-                format!("{raw:.2}/{dot:.3}")
-            })
-            .collect();
-        eprintln!("{}", row.join(" "));
     }
 }
