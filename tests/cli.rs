@@ -245,7 +245,13 @@ fn omniglot_tree(root: &Path) {
                         let mut w = enc.write_header().unwrap();
                         let key = (s * 8 + a * 4 + c) as u32;
                         let px: Vec<u8> = (0..144u32)
-                            .map(|k| if (k * (key + 3) + d) % 7 == 0 { 0 } else { 255 })
+                            .map(|k| {
+                                if (k * (key + 3) + d).is_multiple_of(7) {
+                                    0
+                                } else {
+                                    255
+                                }
+                            })
                             .collect();
                         w.write_image_data(&px).unwrap();
                     }

@@ -94,7 +94,10 @@ fn write_zip(path: &Path, files: &[(String, Vec<u8>)], dirs: &[&str]) {
     z.finish().unwrap();
 }
 
-fn summary(o: &Omniglot) -> Vec<(OmniglotSet, String, String, Vec<String>, Vec<Vec<u8>>)> {
+/// Set, alphabet, character, file names and pixels of each character.
+type CharacterSummary = (OmniglotSet, String, String, Vec<String>, Vec<Vec<u8>>);
+
+fn summary(o: &Omniglot) -> Vec<CharacterSummary> {
     o.characters
         .iter()
         .map(|c| {
@@ -326,6 +329,7 @@ fn reference(
                 DenseActivation::Tanh => pre.iter_mut().for_each(|p| *p = p.tanh()),
                 DenseActivation::Identity => {}
             }
+            #[allow(clippy::needless_range_loop)] // the equation's indices
             for i in 0..i_n {
                 for j in 0..o_n {
                     let k = i * o_n + j;
