@@ -102,7 +102,7 @@ enum Command {
 /// Options every training command shares.
 #[derive(Args, Clone)]
 pub(crate) struct CommonArgs {
-    /// Training episodes (updates) [default: 1000].
+    /// Training episodes (updates) [default: pattern 1000, omniglot 100000].
     #[arg(long)]
     pub(crate) episodes: Option<u64>,
     /// Seed of the run (initialisation and episodes) [default: 0].
