@@ -180,6 +180,21 @@ impl PlasticDense {
         logit_offset: Option<Tensor<3>>,
         outputs: usize,
     ) -> Tensor<3> {
+        self.forward_with_logits(x, logit_offset, outputs).0
+    }
+
+    /// As [`Self::forward_outputs`], also returning the logits (before the activation, offset
+    /// included): `(y, logits)`, both `[B, T, outputs]`. A loss on the logits avoids taking the
+    /// log of a saturated softmax.
+    ///
+    /// # Panics
+    /// As [`Self::forward_outputs`].
+    pub fn forward_with_logits(
+        &self,
+        x: Tensor<3>,
+        logit_offset: Option<Tensor<3>>,
+        outputs: usize,
+    ) -> (Tensor<3>, Tensor<3>) {
         let [b, t, i] = x.dims();
         assert_eq!(i, self.config.inputs, "PlasticDense: input width");
         assert!(outputs <= self.config.outputs, "PlasticDense: outputs");
@@ -189,6 +204,7 @@ impl PlasticDense {
         let eta = self.eta.val().reshape([1, 1, 1]);
         let mut hebb: Option<Tensor<3>> = None; // [B, I, O]; None = 0
         let mut ys = Vec::with_capacity(t);
+        let mut logits = Vec::with_capacity(t);
         for s in 0..t {
             let xs = x.clone().slice([0..b, s..s + 1, 0..i]); // [B, 1, I]
             let weights = match &hebb {
@@ -199,6 +215,7 @@ impl PlasticDense {
             if let Some(c) = &logit_offset {
                 pre = pre + c.clone().slice([0..b, s..s + 1, 0..o]);
             }
+            logits.push(pre.clone());
             let y = match self.config.activation {
                 DenseActivation::Softmax => softmax(pre, 2),
                 DenseActivation::Tanh => pre.tanh(),
@@ -220,6 +237,6 @@ impl PlasticDense {
             }
             ys.push(y);
         }
-        Tensor::cat(ys, 1)
+        (Tensor::cat(ys, 1), Tensor::cat(logits, 1))
     }
 }

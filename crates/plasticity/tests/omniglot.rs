@@ -8,7 +8,7 @@ use plasticity::data::omniglot::{
 };
 use plasticity::dense::{DenseActivation, PlasticDenseConfig};
 use plasticity::tasks::omniglot::{
-    generate, split_classes, wilson_interval, OmniglotConfig, OmniglotTask, Split,
+    generate, softmax_bce, split_classes, wilson_interval, OmniglotConfig, OmniglotTask, Split,
 };
 use plasticity::tensors::to_vec;
 use plasticity::train::{self, Experiment, RunOptions};
@@ -848,4 +848,41 @@ fn same_seed_same_run_and_resume_continues_identically() {
     for dir in [a, b, c] {
         std::fs::remove_dir_all(dir).unwrap();
     }
+}
+
+#[test]
+fn softmax_bce_golden_values_and_no_dead_gradient() {
+    let device = Device::flex().autodiff();
+    // logits [0, ln 3] -> p = [0.25, 0.75], target [0, 1]:
+    // BCE = -(log(1 - 0.25) + log 0.75) / 2 = -log 0.75 = 0.2876821.
+    let l = Tensor::<2>::from_data(TensorData::new(vec![0.0f32, 3f32.ln()], [1, 2]), &device);
+    let t = Tensor::<2>::from_data(TensorData::new(vec![0.0f32, 1.0], [1, 2]), &device);
+    let v = to_vec(softmax_bce(l, t))[0];
+    assert!((v - 0.2876821).abs() < 1e-6, "{v}");
+    // Confidently wrong: logits [0, 40], target [1, 0]. log p_0 = -40 and log(1 - p_1) =
+    // log p_0 = -40, so BCE = 40 (a clamped p would give a constant and no gradient).
+    let l =
+        Tensor::<2>::from_data(TensorData::new(vec![0.0f32, 40.0], [1, 2]), &device).require_grad();
+    let t = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0.0], [1, 2]), &device);
+    let loss = softmax_bce(l.clone(), t);
+    assert!((to_vec(loss.clone())[0] - 40.0).abs() < 1e-4);
+    let g = to_vec(l.grad(&loss.backward()).unwrap());
+    // BCE = -(l_0 - LSE) = LSE - l_0 (both terms equal): dBCE/dl_0 = p_0 - 1 ~ -1, dl_1 = p_1 ~ 1.
+    assert!(
+        (g[0] + 1.0).abs() < 1e-4 && (g[1] - 1.0).abs() < 1e-4,
+        "{g:?}"
+    );
+    // 5 outputs: matches the direct formula on moderate logits.
+    let logits = [0.3f32, -1.2, 2.0, 0.0, 0.7];
+    let z: f32 = logits.iter().map(|v| v.exp()).sum();
+    let p: Vec<f32> = logits.iter().map(|v| v.exp() / z).collect();
+    let direct: f32 =
+        -(p[2].ln() + [0, 1, 3, 4].iter().map(|&k| (1.0 - p[k]).ln()).sum::<f32>()) / 5.0;
+    let l = Tensor::<2>::from_data(TensorData::new(logits.to_vec(), [1, 5]), &device);
+    let t = Tensor::<2>::from_data(
+        TensorData::new(vec![0.0f32, 0.0, 1.0, 0.0, 0.0], [1, 5]),
+        &device,
+    );
+    let v = to_vec(softmax_bce(l, t))[0];
+    assert!((v - direct).abs() < 1e-5, "{v} vs {direct}");
 }

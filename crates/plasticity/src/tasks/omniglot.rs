@@ -178,6 +178,9 @@ impl OmniglotConfig {
                 return Err(format!("{name}: must be positive"));
             }
         }
+        if self.ways < 2 {
+            return Err(format!("ways: must be at least 2 (got {})", self.ways));
+        }
         if self.side < 3 || !(self.side + 1).is_power_of_two() {
             return Err(format!(
                 "side: must be 2^k - 1 >= 3 so that stride-2 3x3 convolutions end at 1x1 (got {})",
@@ -377,6 +380,16 @@ impl OmniglotNet {
     /// Softmax outputs `[B, T, ways]` of `images: [B, T, side * side]` with logit offsets
     /// `clamp: [B, T, ways]`. `ways` may be smaller than the layer's outputs.
     pub fn forward(&self, images: Tensor<3>, clamp: Tensor<3>, side: usize) -> Tensor<3> {
+        self.forward_with_logits(images, clamp, side).0
+    }
+
+    /// As [`Self::forward`], also returning the logits `[B, T, ways]` (clamp included).
+    pub fn forward_with_logits(
+        &self,
+        images: Tensor<3>,
+        clamp: Tensor<3>,
+        side: usize,
+    ) -> (Tensor<3>, Tensor<3>) {
         let [b, t, _] = images.dims();
         let ways = clamp.dims()[2];
         let mut x = images.reshape([b * t, 1, side, side]); // [B*T, 1, side, side]
@@ -385,7 +398,8 @@ impl OmniglotNet {
         }
         let c = x.dims()[1];
         let features = x.reshape([b, t, c]); // [B, T, C]
-        self.plastic.forward_outputs(features, Some(clamp), ways)
+        self.plastic
+            .forward_with_logits(features, Some(clamp), ways)
     }
 }
 
@@ -459,6 +473,9 @@ impl OmniglotTask {
                 model.plastic.config().outputs
             ));
         }
+        if ways < 2 {
+            return Err(format!("ways: must be at least 2 (got {ways})"));
+        }
         if classes.len() < ways {
             return Err(format!(
                 "ways: {ways}-way episodes need {ways} classes, the split has {}",
@@ -490,19 +507,16 @@ impl OmniglotTask {
         let px = c.side * c.side;
         let images = from_vec(ep.images.clone(), [b, t, px], device);
         let clamp = from_vec(ep.clamp.clone(), [b, t, w], device);
-        let y = model.forward(images, clamp, c.side); // [B, T, ways]
+        let (y, logits) = model.forward_with_logits(images, clamp, c.side); // [B, T, ways]
         let query = y.slice([0..b, t - 1..t, 0..w]).reshape([b, w]); // [B, ways]
+        let query_logits = logits.slice([0..b, t - 1..t, 0..w]).reshape([b, w]); // [B, ways]
         let targets = ep.targets();
         let mut onehot = vec![0.0f32; b * w];
         for (k, &l) in targets.iter().enumerate() {
             onehot[k * w + l] = 1.0;
         }
         let target = from_vec(onehot, [b, w], device);
-        let p = query.clone().clamp(1e-7, 1.0 - 1e-7);
-        let ones = Tensor::<2>::ones([b, w], device);
-        let bce = (target.clone() * p.clone().log() + (ones.clone() - target) * (ones - p).log())
-            .mean()
-            .neg();
+        let bce = softmax_bce(query_logits, target);
         let out = to_vec(query);
         let correct = targets
             .iter()
@@ -516,7 +530,7 @@ impl OmniglotTask {
             })
             .count();
         Ok(BatchResult {
-            loss: bce.reshape([1]),
+            loss: bce,
             correct,
             episodes: b,
         })
@@ -566,6 +580,35 @@ impl OmniglotTask {
         )?;
         Ok((r.correct, r.episodes))
     }
+}
+
+/// Binary cross-entropy between `softmax(logits)` and `target` (both `[B, O]`), mean over
+/// all `B x O` entries: `-mean(t log p + (1 - t) log(1 - p))`, computed from the logits:
+/// `log p_j = l_j - LSE(l)`, `log(1 - p_j) = LSE_{k != j}(l_k) - LSE(l)` (LSE: log-sum-exp).
+/// No clamping, so a confidently wrong output still has a gradient. Needs `O >= 2`.
+pub fn softmax_bce(logits: Tensor<2>, target: Tensor<2>) -> Tensor<1> {
+    let [b, o] = logits.dims();
+    let device = logits.device();
+    let lse = |x: Tensor<3>| -> Tensor<3> {
+        // log-sum-exp over the last dimension, keeping it: [B, R, 1]
+        let m = x.clone().max_dim(2).detach();
+        (x - m.clone()).exp().sum_dim(2).log() + m
+    };
+    let l3 = logits.clone().unsqueeze_dim::<3>(1); // [B, 1, O]
+    let all = lse(l3.clone()).reshape([b, 1]); // [B, 1]
+    let mut mask = vec![0.0f32; o * o];
+    for j in 0..o {
+        mask[j * o + j] = -1e30; // row j leaves out output j
+    }
+    let mask = from_vec(mask, [1, o, o], &device);
+    let others = lse(l3.expand([b, o, o]) + mask).reshape([b, o]); // [B, O]
+    let log_p = logits - all.clone();
+    let log_not_p = others - all;
+    let ones = Tensor::<2>::ones([b, o], &device);
+    (target.clone() * log_p + (ones - target) * log_not_p)
+        .mean()
+        .neg()
+        .reshape([1])
 }
 
 /// Wilson score interval of a proportion `k / n` at 95% (`z = 1.96`): `(low, high)`.
