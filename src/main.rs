@@ -1,6 +1,7 @@
 //! `plasticity`: the command line of the differentiable-plasticity experiments.
 //! Commands and outputs follow `CONVENTIONS.md` (run directory, `eval --json`, exit codes).
 
+mod omniglot;
 mod plot;
 mod png;
 
@@ -14,7 +15,7 @@ use plasticity::tasks::synthetic::{SyntheticConfig, SyntheticTask};
 use plasticity::tasks::ModelKind;
 use plasticity::train::{self, Experiment, Progress, RunOptions, Summary, TrainError};
 use plasticity::{AlphaShape, TraceRule};
-use serde::{de::DeserializeOwned, Serialize};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,16 +41,19 @@ enum Command {
     /// Grid-maze exploration with neuromodulated plasticity, advantage actor-critic (ICLR 2019,
     /// section 4.2; ICML 2018, section 4.4).
     Maze(Box<MazeArgs>),
+    /// One-shot classification of Omniglot characters with a plastic output layer (ICML 2018,
+    /// section 4.3).
+    Omniglot(Box<omniglot::OmniglotArgs>),
     /// Evaluate the last checkpoint of a run on fresh episodes.
     Eval {
-        /// Experiment of the run (pattern, images, maze).
+        /// Experiment of the run (pattern, images, maze, omniglot).
         experiment: String,
         /// Run directory.
         #[arg(long)]
         run: PathBuf,
-        /// Evaluation episodes.
-        #[arg(long, default_value_t = 100)]
-        episodes: u64,
+        /// Evaluation episodes [default: pattern 100, omniglot 1000].
+        #[arg(long)]
+        episodes: Option<u64>,
         /// Seed of the evaluation episodes (distinct from training by default).
         #[arg(long, default_value_t = 1_000_003)]
         seed: u64,
@@ -59,6 +63,12 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// omniglot: classes per test episode [default: the run's].
+        #[arg(long)]
+        ways: Option<usize>,
+        /// omniglot: labelled drawings per class [default: the run's].
+        #[arg(long)]
+        shots: Option<usize>,
         /// Data directory for experiments that read data (default: the run's).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -69,12 +79,13 @@ enum Command {
     /// Time full training episodes (forward, backward, optimizer step).
     Bench {
         /// Workload: pattern (N=1001, T=106, B=1) | oja (pattern with Oja's rule) | images
-        /// (N=1025, T=201, B=1, clamped input) | maze (N=100, T=200, B=30, clipped trace).
+        /// (N=1025, T=201, B=1, clamped input) | maze (N=100, T=200, B=30, clipped trace) |
+        /// omniglot (5-way 1-shot, convolutions + plastic output layer).
         workload: String,
         /// plastic | rnn | lstm (pattern, oja, images).
         #[arg(long, default_value = "plastic")]
         model: String,
-        /// Episodes per update [default: the workload's].
+        /// Episodes per update [default: the workload's] (omniglot: the meta-batch).
         #[arg(long)]
         batch: Option<usize>,
         /// Timed episodes (after 2 warm-up episodes).
@@ -86,6 +97,9 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// omniglot: data folder [default: data/omniglot].
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
         /// Device: cpu | wgpu[:INDEX] (a GPU; needs a build with `--features wgpu`).
         #[arg(long, default_value = "cpu")]
         device: String,
@@ -118,31 +132,31 @@ enum Command {
 
 /// Options every training command shares.
 #[derive(Args, Clone)]
-struct CommonArgs {
-    /// Training episodes (updates) [default: 1000].
+pub(crate) struct CommonArgs {
+    /// Training episodes (updates) [default: pattern 1000, omniglot 100000].
     #[arg(long)]
-    episodes: Option<u64>,
+    pub(crate) episodes: Option<u64>,
     /// Seed of the run (initialisation and episodes) [default: 0].
     #[arg(long)]
-    seed: Option<u64>,
+    pub(crate) seed: Option<u64>,
     /// Run directory [default: `runs/<experiment>-<model>-seed<S>`].
     #[arg(long)]
-    out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
     /// JSON configuration file (fields of the experiment's configuration); options override it.
     #[arg(long)]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Continue the run in DIR from its last checkpoint (its config.json is used).
     #[arg(long, value_name = "DIR")]
-    resume: Option<PathBuf>,
+    pub(crate) resume: Option<PathBuf>,
     /// Episodes between checkpoints.
     #[arg(long, default_value_t = 50)]
-    checkpoint_every: u64,
+    pub(crate) checkpoint_every: u64,
     /// Worker threads (default: all cores).
     #[arg(long)]
-    threads: Option<usize>,
+    pub(crate) threads: Option<usize>,
     /// Device: cpu | wgpu[:INDEX] (a GPU; needs a build with `--features wgpu`).
     #[arg(long, default_value = "cpu")]
-    device: String,
+    pub(crate) device: String,
 }
 
 #[derive(Args)]
@@ -230,7 +244,7 @@ struct MazeArgs {
 }
 
 /// An error with its exit code (2: usage, configuration or data; 1: other).
-struct Failure(u8, String);
+pub(crate) struct Failure(u8, String);
 
 impl From<TrainError> for Failure {
     fn from(e: TrainError) -> Self {
@@ -243,7 +257,7 @@ impl From<TrainError> for Failure {
     }
 }
 
-fn usage(msg: impl Into<String>) -> Failure {
+pub(crate) fn usage(msg: impl Into<String>) -> Failure {
     Failure(2, msg.into())
 }
 
@@ -272,7 +286,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn set_threads(threads: Option<usize>) -> Result<usize, Failure> {
+pub(crate) fn set_threads(threads: Option<usize>) -> Result<usize, Failure> {
     if let Some(t) = threads {
         if t == 0 {
             return Err(usage("--threads: must be positive"));
@@ -326,6 +340,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Pattern(args) => train_pattern(*args),
         Command::Images(args) => train_images(*args),
         Command::Maze(args) => train_maze(*args),
+        Command::Omniglot(args) => {
+            if args.common.device != "cpu" {
+                return Err(usage("--device: omniglot runs on the CPU"));
+            }
+            omniglot::train_omniglot(*args)
+        }
         Command::Eval {
             experiment,
             run,
@@ -333,15 +353,44 @@ fn run(cli: Cli) -> Result<(), Failure> {
             seed,
             json,
             threads,
+            ways,
+            shots,
             data_dir,
             device,
         } => {
             set_threads(threads)?;
+            if experiment == "omniglot" {
+                if device != "cpu" {
+                    return Err(usage("--device: omniglot runs on the CPU"));
+                }
+                let o = omniglot::EvalOptions {
+                    episodes,
+                    seed,
+                    json,
+                    ways,
+                    shots,
+                    data_dir,
+                };
+                return omniglot::eval_omniglot(&run, o);
+            }
+            if ways.is_some() || shots.is_some() {
+                return Err(usage(format!(
+                    "--ways, --shots: not options of eval {experiment}"
+                )));
+            }
             if experiment == "maze" && device != "cpu" {
                 return Err(usage(MAZE_CPU_ONLY));
             }
             let device = parse_device(&device)?;
-            eval(&experiment, &run, episodes, seed, json, data_dir, &device)
+            eval(
+                &experiment,
+                &run,
+                episodes.unwrap_or(100),
+                seed,
+                json,
+                data_dir,
+                &device,
+            )
         }
         Command::Bench {
             workload,
@@ -351,8 +400,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
             json,
             threads,
             device,
+            data_dir,
         } => {
             let threads = set_threads(threads)?;
+            if workload == "omniglot" {
+                if device != "cpu" {
+                    return Err(usage("--device: omniglot runs on the CPU"));
+                }
+                return omniglot::bench_omniglot(
+                    batch.unwrap_or(1),
+                    episodes,
+                    json,
+                    threads,
+                    data_dir,
+                );
+            }
             bench(&workload, &model, batch, episodes, json, threads, &device)
         }
         Command::Check { device } => check_device(&device),
@@ -427,20 +489,26 @@ fn check_device(name: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-fn read_json(path: &Path) -> Result<serde_json::Value, Failure> {
+pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value, Failure> {
     let text =
         std::fs::read_to_string(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| usage(format!("{}: invalid JSON: {e}", path.display())))
 }
 
-fn parse_enum<T: serde::de::DeserializeOwned>(option: &str, value: &str) -> Result<T, Failure> {
+pub(crate) fn parse_enum<T: serde::de::DeserializeOwned>(
+    option: &str,
+    value: &str,
+) -> Result<T, Failure> {
     serde_json::from_value(json!(value))
         .map_err(|_| usage(format!("{option}: invalid value '{value}'")))
 }
 
-/// Overrides the fields of `c` with those of the JSON file `path` (a run's config.json is
-/// accepted as it is: its configuration is under "task").
-fn apply_config_file<C: Serialize + DeserializeOwned>(c: C, path: &Path) -> Result<C, Failure> {
+/// Overrides the fields of configuration `c` with those of the JSON object in `path` (a
+/// run's config.json, which holds the configuration under "task", is accepted as it is).
+pub(crate) fn merge_config_file<T>(c: T, path: &Path) -> Result<T, Failure>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
     let mut merged = serde_json::to_value(&c).expect("config serializes");
     let mut file = read_json(path)?;
     if let Some(task) = file.get("task").filter(|t| t.is_object()) {
@@ -494,7 +562,7 @@ fn pattern_config(
         },
     };
     if let Some(path) = &args.common.config {
-        c = apply_config_file(c, path)?;
+        c = merge_config_file(c, path)?;
     }
     if let Some(m) = &args.model {
         c.model = m
@@ -523,7 +591,7 @@ fn pattern_config(
     Ok(c)
 }
 
-fn progress_bar(total: u64, done: u64) -> ProgressBar {
+pub(crate) fn progress_bar(total: u64, done: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template(
@@ -661,7 +729,7 @@ fn maze_config(args: &MazeArgs, base: Option<serde_json::Value>) -> Result<MazeC
         None => MazeConfig::default(),
     };
     if let Some(path) = &args.common.config {
-        c = apply_config_file(c, path)?;
+        c = merge_config_file(c, path)?;
     }
     if let Some(m) = &args.model {
         c.model = m
@@ -763,7 +831,7 @@ fn images_config(
         None => ImageConfig::default(),
     };
     if let Some(path) = &args.common.config {
-        c = apply_config_file(c, path)?;
+        c = merge_config_file(c, path)?;
     }
     if let Some(m) = &args.model {
         c.model = m
@@ -895,7 +963,11 @@ fn write_reconstructions(
         .map_err(|e| Failure(1, format!("{}: {e}", path.display())))
 }
 
-fn write_learning_curve(run: &Path, experiment: &str, metrics: &[&str]) -> Result<(), Failure> {
+pub(crate) fn write_learning_curve(
+    run: &Path,
+    experiment: &str,
+    metrics: &[&str],
+) -> Result<(), Failure> {
     for m in metrics {
         let pts = plot::read_metric(run, m).map_err(|e| Failure(1, e))?;
         let series = [plot::Series {
@@ -1012,16 +1084,14 @@ fn eval(
                 );
             }
         }
-        _ => {
-            return Err(usage(format!(
-                "eval: unknown experiment '{experiment}' (available: pattern, images, maze)"
-            )))
-        }
+        _ => return Err(usage(format!(
+            "eval: unknown experiment '{experiment}' (available: pattern, images, maze, omniglot)"
+        ))),
     }
     Ok(())
 }
 
-fn peak_rss_mb() -> f64 {
+pub(crate) fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

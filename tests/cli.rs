@@ -295,6 +295,43 @@ fn maze_trains_resumes_and_evaluates() {
     }
 }
 
+/// A small Omniglot-like tree: both sets, 2 alphabets x 4 characters x 3 drawings of 12x12.
+fn omniglot_tree(root: &Path) {
+    for (s, set) in ["images_background", "images_evaluation"]
+        .iter()
+        .enumerate()
+    {
+        for a in 0..2 {
+            for c in 0..4 {
+                let dir = root.join(format!("{set}/Alpha{a}/character{:02}", c + 1));
+                std::fs::create_dir_all(&dir).unwrap();
+                for d in 0..3u32 {
+                    let mut bytes = Vec::new();
+                    {
+                        let mut enc = png::Encoder::new(&mut bytes, 12, 12);
+                        enc.set_color(png::ColorType::Grayscale);
+                        enc.set_depth(png::BitDepth::Eight);
+                        let mut w = enc.write_header().unwrap();
+                        let key = (s * 8 + a * 4 + c) as u32;
+                        let px: Vec<u8> = (0..144u32)
+                            .map(|k| {
+                                if (k * (key + 3) + d).is_multiple_of(7) {
+                                    0
+                                } else {
+                                    255
+                                }
+                            })
+                            .collect();
+                        w.write_image_data(&px).unwrap();
+                    }
+                    std::fs::write(dir.join(format!("{:04}_{:02}.png", c + 1, d + 1)), bytes)
+                        .unwrap();
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn images_runs_on_the_embedded_default_then_eval_and_resume_use_it() {
     let dir = temp_dir("images");
@@ -388,4 +425,159 @@ fn images_runs_on_the_embedded_default_then_eval_and_resume_use_it() {
     let o = plasticity(&["images", "--model", "gru", "--out", run_s]);
     assert_eq!(o.status.code(), Some(2));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn omniglot_trains_evaluates_resumes_and_rejects_bad_input() {
+    let dir = temp_dir("omniglot");
+    let data = dir.join("data");
+    omniglot_tree(&data);
+    let data_s = data.to_string_lossy().into_owned();
+    let run = dir.join("run");
+    let run_s = run.to_string_lossy().into_owned();
+    let common = [
+        "--data-dir",
+        &data_s,
+        "--split",
+        "standard",
+        "--meta-batch",
+        "2",
+        "--threads",
+        "1",
+        "--checkpoint-every",
+        "2",
+    ];
+    let mut args = vec!["omniglot", "--episodes", "4", "--out", &run_s];
+    args.extend(common);
+    let o = plasticity(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for f in [
+        "config.json",
+        "metrics.csv",
+        "checkpoint.bin",
+        "learning_curve_accuracy.svg",
+    ] {
+        assert!(run.join(f).exists(), "{f}");
+    }
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert!(
+        metrics.starts_with("episode,loss,accuracy,seconds\n"),
+        "{metrics}"
+    );
+    assert_eq!(metrics.lines().count(), 5);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["task"]["split"], "standard");
+    assert_eq!(config["task"]["ways"], 5);
+    assert_eq!(config["test_classes"], 8);
+    // Evaluation on held-out classes, one JSON object.
+    let o = plasticity(&[
+        "eval",
+        "omniglot",
+        "--run",
+        &run_s,
+        "--episodes",
+        "30",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["experiment"], "omniglot");
+    assert_eq!(v["episodes"], 30);
+    let acc = v["accuracy"].as_f64().unwrap();
+    let ci = v["ci95"].as_array().unwrap();
+    let (lo, hi) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
+    assert!(lo <= acc && acc <= hi && lo >= 0.0 && hi <= 1.0, "{v}");
+    // 3-way 2-shot episodes on the same model; 20-way needs 20 outputs.
+    let o = plasticity(&[
+        "eval",
+        "omniglot",
+        "--run",
+        &run_s,
+        "--episodes",
+        "10",
+        "--ways",
+        "3",
+        "--shots",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = plasticity(&["eval", "omniglot", "--run", &run_s, "--ways", "20"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("ways"), "{}", stderr(&o));
+    // Resume to 6 updates.
+    let o = plasticity(&[
+        "omniglot",
+        "--resume",
+        &run_s,
+        "--episodes",
+        "6",
+        "--threads",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 7);
+    // Bad input: exit 2, message naming the problem.
+    let out2 = dir.join("run2").to_string_lossy().into_owned();
+    let missing = dir.join("missing").to_string_lossy().into_owned();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["omniglot", "--data-dir", &missing, "--out", &out2],
+            "not found",
+        ),
+        (
+            vec![
+                "omniglot",
+                "--data-dir",
+                &data_s,
+                "--split",
+                "random",
+                "--out",
+                &out2,
+            ],
+            "--split: unknown split",
+        ),
+        (
+            vec!["omniglot", "--data-dir", &data_s, "--out", &out2],
+            "test_classes",
+        ),
+        (
+            vec![
+                "omniglot",
+                "--data-dir",
+                &data_s,
+                "--split",
+                "standard",
+                "--shots",
+                "3",
+                "--out",
+                &out2,
+            ],
+            "shots",
+        ),
+        (
+            vec![
+                "omniglot",
+                "--data-dir",
+                &data_s,
+                "--ways",
+                "0",
+                "--out",
+                &out2,
+            ],
+            "ways: must be positive",
+        ),
+    ];
+    for (args, message) in cases {
+        let o = plasticity(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(message),
+            "{args:?}: expected '{message}' in '{}'",
+            stderr(&o)
+        );
+    }
+    std::fs::remove_dir_all(dir).unwrap();
 }

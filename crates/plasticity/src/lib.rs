@@ -4,7 +4,8 @@
 //! - [`op`]: the fused plastic episode (and its neuromodulated variant) as burn operations with
 //!   hand-written backwards (kernels in `plasticity-kernels`).
 //! - [`layer`]: [`PlasticNet`], a fully recurrent plastic network as a burn module.
-//! - [`data`]: grey image sets (CIFAR-10 binary files, embedded default patches).
+//! - [`dense`]: [`PlasticDense`], a feed-forward layer with plastic connections.
+//! - [`data`]: data set readers (CIFAR-10 binary files, embedded image patches, Omniglot).
 //! - [`tasks`]: the papers' experiments (configuration with the paper's defaults, episodes,
 //!   metrics, models).
 //! - [`train`]: the one training loop every experiment shares: Adam, metrics, checkpoints,
@@ -13,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod dense;
 pub mod device_check;
 pub mod layer;
 pub mod op;
@@ -21,6 +23,7 @@ pub mod tensor_episode;
 pub mod tensors;
 pub mod train;
 
+pub use dense::{PlasticDense, PlasticDenseConfig};
 pub use layer::{Modulator, PlasticNet, PlasticNetConfig, PlasticState};
 pub use op::{modulated_episode, plastic_episode, ModulatedOutput, ModulatedTensors};
 pub use plasticity_kernels::{

@@ -28,6 +28,11 @@ pub trait Experiment {
     fn init_model(&self, rng: &mut ChaCha8Rng, device: &Device) -> Self::Model;
     /// Adam settings and learning rate.
     fn optimizer(&self) -> (AdamConfig, f64);
+    /// Learning rate of update `update` (0-based); default: constant, `optimizer().1`.
+    fn learning_rate(&self, update: u64) -> f64 {
+        let _ = update;
+        self.optimizer().1
+    }
     /// Samples one training batch of episodes and returns the loss `[1]` and the metrics.
     fn train_episode(
         &self,
@@ -308,7 +313,7 @@ pub fn train<E: Experiment>(
     fs::create_dir_all(&opts.out).map_err(|e| io_err(&opts.out, e))?;
     let ckpt_path = opts.out.join("checkpoint.bin");
     let metrics_path = opts.out.join("metrics.csv");
-    let (adam, lr) = exp.optimizer();
+    let (adam, _) = exp.optimizer();
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut model = exp.init_model(&mut rng, device);
     let mut optim: ModuleOptimizer = adam.init();
@@ -368,7 +373,7 @@ pub fn train<E: Experiment>(
         if let Some(max_norm) = exp.max_grad_norm() {
             clip_global_norm(&model, &mut grads, max_norm);
         }
-        model = optim.step(lr, model, grads);
+        model = optim.step(exp.learning_rate(episode), model, grads);
         episode += 1;
         let row: Vec<String> = std::iter::once(episode.to_string())
             .chain(std::iter::once(format!("{loss_value:.6}")))

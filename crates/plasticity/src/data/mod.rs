@@ -1,8 +1,10 @@
-//! Data sets the experiments read: grey images ([`ImageSet`]) from CIFAR-10 binary files
-//! ([`cifar`]) or from the embedded default patches ([`embedded`]).
+//! Data sets the experiments read, from a directory the caller names (the CLI's `--data-dir`);
+//! nothing downloads. Grey images ([`ImageSet`]) from CIFAR-10 binary files ([`cifar`]) or the
+//! embedded default patches ([`embedded`]); Omniglot drawings ([`omniglot`]).
 
 pub mod cifar;
 pub mod embedded;
+pub mod omniglot;
 
 /// Which part of a data set: training images or held-out test images.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 
 pub mod images;
 pub mod maze;
+pub mod omniglot;
 pub mod pattern;
 pub mod synthetic;
 

@@ -1,0 +1,728 @@
+//! One-shot classification of handwritten characters, Omniglot (ICML 2018, section 4.3).
+//!
+//! An episode draws `ways` characters from the training classes, each rotated by a random
+//! multiple of 90 degrees (a rotated character is a new class); shows `shots` drawings of
+//! each, with its label, in a random order (`ways x shots` support steps); then one *other*
+//! drawing of one of them without its label (the query step). The network must output the
+//! query's label.
+//!
+//! Model: 4 convolutions (3x3, stride 2, 64 channels, tanh: 31 -> 15 -> 7 -> 3 -> 1) give 64
+//! features per image; a plastic output layer ([`PlasticDense`], Oja's rule, softmax) maps
+//! them to `ways` outputs. At support steps the one-hot label times `label_clamp` (1000) is
+//! added to the logits, so the softmax output is the label and the trace stores the
+//! association between the image's features and its label. The loss is the binary
+//! cross-entropy between the query's softmax output and its one-hot label (mean over the
+//! outputs and the meta-batch); Adam.
+//!
+//! Splits ([`Split`]): the paper's (all 1,623 characters, `test_classes` = 100 random ones held
+//! out, fixed by `split_seed`) or the standard one (background set for training, evaluation
+//! set's unseen alphabets for testing).
+
+use crate::data::omniglot::{rotate90, Omniglot, OmniglotSet};
+use crate::dense::{DenseActivation, PlasticDense, PlasticDenseConfig};
+use crate::tensors::{from_vec, to_vec};
+use crate::train::Experiment;
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::optim::AdamConfig;
+use burn::tensor::{Device, Tensor};
+use plasticity_kernels::TraceRule;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Which characters train and which test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// ICML 2018: all 1,623 characters of both sets; `test_classes` of them, drawn with
+    /// `split_seed`, are held out for testing.
+    Paper,
+    /// Background set (30 alphabets) for training, evaluation set (20 other alphabets) for
+    /// testing.
+    Standard,
+}
+
+impl std::str::FromStr for Split {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "paper" => Ok(Split::Paper),
+            "standard" => Ok(Split::Standard),
+            _ => Err(format!("unknown split '{s}' (expected paper or standard)")),
+        }
+    }
+}
+
+/// Configuration of the Omniglot task; the defaults are the paper's (section 4.3).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OmniglotConfig {
+    /// Classes per episode (N-way).
+    pub ways: usize,
+    /// Labelled drawings per class per episode (K-shot).
+    pub shots: usize,
+    /// Train/test split.
+    pub split: Split,
+    /// Seed of the paper split's held-out classes (shared by training and evaluation).
+    pub split_seed: u64,
+    /// Held-out characters of the paper split.
+    pub test_classes: usize,
+    /// Rotate each class by a random multiple of 90 degrees per episode.
+    pub rotations: bool,
+    /// Side of the resized images (`2^k - 1`: `k` stride-2 convolutions reduce it to 1).
+    pub side: usize,
+    /// Channels of every convolution (= features into the plastic layer).
+    pub channels: usize,
+    /// Multiplier of the one-hot label added to the logits at support steps.
+    pub label_clamp: f64,
+    /// Trace rule of the plastic output layer.
+    pub rule: TraceRule,
+    /// Initial `eta` (learned).
+    pub eta: f64,
+    /// Learn `eta`.
+    pub learn_eta: bool,
+    /// Standard deviation of the initial plastic `w` and `alpha`.
+    pub init_std: f64,
+    /// Mean of the initial `alpha` (`alpha = alpha_init_mean + init_std N(0, 1)`). With
+    /// `alpha` centred on 0 and `eta = 0.01` the plastic term starts ~1e-4 of the logits
+    /// and a test run stayed at chance for its first 2,400 episodes; 0.5 (with `eta = 0.1`)
+    /// starts learning at once.
+    pub alpha_init_mean: f64,
+    /// Convolution weights and biases start `U(-b, b)` with `b = conv_init_gain x sqrt(3 /
+    /// fan_in)`. `1/sqrt(3)` (0.577) is PyTorch's default; with it the activations shrink by
+    /// about 1/sqrt(3) per tanh layer and the 64 features start nearly identical for all
+    /// images. The default 5/3 is the tanh gain of Kaiming/Xavier initialisation.
+    pub conv_init_gain: f64,
+    /// Episodes per update (the paper: 1). One metrics row and one Adam step per meta-batch.
+    pub meta_batch: usize,
+    /// Adam learning rate (the paper: 3e-5).
+    pub learning_rate: f64,
+    /// The learning rate is multiplied by this every `lr_decay_every` episodes (the paper:
+    /// 0.666 every 1,000,000).
+    pub lr_decay: f64,
+    /// Episodes (not updates) between learning-rate decays.
+    pub lr_decay_every: u64,
+    /// Adam epsilon.
+    pub adam_epsilon: f64,
+}
+
+impl Default for OmniglotConfig {
+    fn default() -> Self {
+        OmniglotConfig {
+            ways: 5,
+            shots: 1,
+            split: Split::Paper,
+            split_seed: 0,
+            test_classes: 100,
+            rotations: true,
+            side: 31,
+            channels: 64,
+            label_clamp: 1000.0,
+            rule: TraceRule::Oja,
+            eta: 0.1,
+            learn_eta: true,
+            init_std: 0.01,
+            alpha_init_mean: 0.5,
+            conv_init_gain: 5.0 / 3.0,
+            meta_batch: 1,
+            learning_rate: 3e-5,
+            lr_decay: 0.666,
+            lr_decay_every: 1_000_000,
+            adam_epsilon: 1e-8,
+        }
+    }
+}
+
+impl OmniglotConfig {
+    /// Steps per episode: `ways x shots` support steps and the query.
+    pub fn steps(&self) -> usize {
+        self.ways * self.shots + 1
+    }
+
+    /// Number of stride-2 3x3 convolutions that reduce `side` to 1.
+    pub fn conv_layers(&self) -> usize {
+        let (mut s, mut k) = (self.side, 0);
+        while s > 1 {
+            s = (s - 3) / 2 + 1;
+            k += 1;
+        }
+        k
+    }
+
+    /// The sets a split reads.
+    pub fn sets(&self) -> Vec<OmniglotSet> {
+        vec![OmniglotSet::Background, OmniglotSet::Evaluation]
+    }
+
+    /// Learning rate of update `update` (0-based): `learning_rate x lr_decay^floor(episodes
+    /// seen / lr_decay_every)`, episodes seen = `update x meta_batch`.
+    pub fn learning_rate_at(&self, update: u64) -> f64 {
+        let seen = update.saturating_mul(self.meta_batch as u64);
+        let k = seen / self.lr_decay_every.max(1);
+        self.learning_rate * self.lr_decay.powi(k.min(i32::MAX as u64) as i32)
+    }
+
+    /// Checks every field; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("ways", self.ways),
+            ("shots", self.shots),
+            ("channels", self.channels),
+            ("meta_batch", self.meta_batch),
+            ("test_classes", self.test_classes),
+        ] {
+            if v == 0 {
+                return Err(format!("{name}: must be positive"));
+            }
+        }
+        if self.ways < 2 {
+            return Err(format!("ways: must be at least 2 (got {})", self.ways));
+        }
+        if self.side < 3 || !(self.side + 1).is_power_of_two() {
+            return Err(format!(
+                "side: must be 2^k - 1 >= 3 so that stride-2 3x3 convolutions end at 1x1 (got {})",
+                self.side
+            ));
+        }
+        for (name, v) in [
+            ("learning_rate", self.learning_rate),
+            ("adam_epsilon", self.adam_epsilon),
+            ("lr_decay", self.lr_decay),
+            ("conv_init_gain", self.conv_init_gain),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{name}: must be positive (got {v})"));
+            }
+        }
+        if self.lr_decay_every == 0 {
+            return Err("lr_decay_every: must be positive".into());
+        }
+        if !(self.label_clamp.is_finite() && self.label_clamp >= 0.0) {
+            return Err(format!(
+                "label_clamp: must be finite and >= 0 (got {})",
+                self.label_clamp
+            ));
+        }
+        self.dense_config().validate()
+    }
+
+    fn dense_config(&self) -> PlasticDenseConfig {
+        PlasticDenseConfig {
+            inputs: self.channels,
+            outputs: self.ways,
+            rule: self.rule,
+            activation: DenseActivation::Softmax,
+            eta: self.eta,
+            learn_eta: self.learn_eta,
+            init_std: self.init_std,
+            alpha_mean: self.alpha_init_mean,
+        }
+    }
+}
+
+/// Character indices (into [`Omniglot::characters`]) for training and testing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClassSplit {
+    /// Training classes.
+    pub train: Vec<usize>,
+    /// Held-out classes.
+    pub test: Vec<usize>,
+}
+
+/// Splits the characters of `data` as `config.split` says. The paper split shuffles all
+/// character indices with a ChaCha8 RNG seeded by `split_seed` and holds out the first
+/// `test_classes`; both lists are returned sorted.
+pub fn split_classes(config: &OmniglotConfig, data: &Omniglot) -> Result<ClassSplit, String> {
+    let n = data.characters.len();
+    let (mut train, mut test): (Vec<usize>, Vec<usize>) = match config.split {
+        Split::Paper => {
+            if config.test_classes >= n {
+                return Err(format!(
+                    "test_classes: {} held-out classes leave none of the {n} characters for training",
+                    config.test_classes
+                ));
+            }
+            let mut all: Vec<usize> = (0..n).collect();
+            all.shuffle(&mut ChaCha8Rng::seed_from_u64(config.split_seed));
+            let test = all[..config.test_classes].to_vec();
+            (all[config.test_classes..].to_vec(), test)
+        }
+        Split::Standard => (0..n).partition(|&k| data.characters[k].set == OmniglotSet::Background),
+    };
+    train.sort_unstable();
+    test.sort_unstable();
+    for (name, list) in [("training", &train), ("test", &test)] {
+        if list.len() < config.ways {
+            return Err(format!(
+                "ways: {} classes per episode, but the {:?} split has only {} {name} classes",
+                config.ways,
+                config.split,
+                list.len()
+            ));
+        }
+    }
+    Ok(ClassSplit { train, test })
+}
+
+/// One step of an episode: which drawing is shown, rotated how, with which label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// Character index in [`Omniglot::characters`].
+    pub character: usize,
+    /// Drawing index in the character's drawings.
+    pub drawing: usize,
+    /// Quarter turns (counter-clockwise) applied to the image.
+    pub rotation: u8,
+    /// Label (`0..ways`): shown at support steps, the target at the query step.
+    pub label: usize,
+}
+
+/// A meta-batch of episodes.
+#[derive(Clone, Debug)]
+pub struct Episodes {
+    /// Images `[B, T, side * side]`, ink in `[0, 1]`.
+    pub images: Vec<f32>,
+    /// Logit offsets `[B, T, ways]`: `label_clamp x one-hot label` at support steps, 0 at the query.
+    pub clamp: Vec<f32>,
+    /// Steps `[B][T]`; the last step of each episode is the query.
+    pub steps: Vec<Vec<Step>>,
+    /// `[B, T, ways]`.
+    pub dims: [usize; 3],
+}
+
+impl Episodes {
+    /// Query labels `[B]`.
+    pub fn targets(&self) -> Vec<usize> {
+        self.steps.iter().map(|s| s[s.len() - 1].label).collect()
+    }
+}
+
+/// Draws `batch` episodes of `ways` classes from `classes` with `shots` support drawings each.
+/// Every class must have at least `shots + 1` drawings (checked by [`OmniglotTask::new`]).
+#[allow(clippy::too_many_arguments)]
+pub fn generate(
+    data: &Omniglot,
+    classes: &[usize],
+    ways: usize,
+    shots: usize,
+    rotations: bool,
+    label_clamp: f32,
+    batch: usize,
+    rng: &mut impl Rng,
+) -> Episodes {
+    let px = data.side * data.side;
+    let t_len = ways * shots + 1;
+    let mut images = Vec::with_capacity(batch * t_len * px);
+    let mut clamp = vec![0.0f32; batch * t_len * ways];
+    let mut all_steps = Vec::with_capacity(batch);
+    for b in 0..batch {
+        let chosen = rand::seq::index::sample(rng, classes.len(), ways);
+        let query_label = rng.gen_range(0..ways);
+        let mut steps = Vec::with_capacity(t_len);
+        let mut query = None;
+        for (label, k) in chosen.iter().enumerate() {
+            let character = classes[k];
+            let rotation = if rotations { rng.gen_range(0..4u8) } else { 0 };
+            let n_draw = data.characters[character].drawings.len();
+            let need = shots + usize::from(label == query_label);
+            let drawings = rand::seq::index::sample(rng, n_draw, need).into_vec();
+            for &drawing in &drawings[..shots] {
+                steps.push(Step {
+                    character,
+                    drawing,
+                    rotation,
+                    label,
+                });
+            }
+            if label == query_label {
+                // Sampled without replacement: differs from this class's support drawings.
+                query = Some(Step {
+                    character,
+                    drawing: drawings[shots],
+                    rotation,
+                    label,
+                });
+            }
+        }
+        steps.shuffle(rng);
+        steps.push(query.expect("query class is among the chosen"));
+        for (t, s) in steps.iter().enumerate() {
+            let img = &data.characters[s.character].drawings[s.drawing].pixels;
+            let rotated = rotate90(img, data.side, s.rotation);
+            images.extend(rotated.iter().map(|&v| v as f32 / 255.0));
+            if t + 1 < t_len {
+                clamp[(b * t_len + t) * ways + s.label] = label_clamp;
+            }
+        }
+        all_steps.push(steps);
+    }
+    Episodes {
+        images,
+        clamp,
+        steps: all_steps,
+        dims: [batch, t_len, ways],
+    }
+}
+
+/// The network of section 4.3: convolutions, then a plastic output layer.
+#[derive(Module, Debug)]
+pub struct OmniglotNet {
+    /// 3x3 stride-2 convolutions with tanh, `side -> 1`.
+    pub convs: Vec<Conv2d>,
+    /// Plastic output layer `channels -> ways`.
+    pub plastic: PlasticDense,
+}
+
+impl OmniglotNet {
+    /// Softmax outputs `[B, T, ways]` of `images: [B, T, side * side]` with logit offsets
+    /// `clamp: [B, T, ways]`. `ways` may be smaller than the layer's outputs.
+    pub fn forward(&self, images: Tensor<3>, clamp: Tensor<3>, side: usize) -> Tensor<3> {
+        self.forward_with_logits(images, clamp, side).0
+    }
+
+    /// As [`Self::forward`], also returning the logits `[B, T, ways]` (clamp included).
+    pub fn forward_with_logits(
+        &self,
+        images: Tensor<3>,
+        clamp: Tensor<3>,
+        side: usize,
+    ) -> (Tensor<3>, Tensor<3>) {
+        let [b, t, _] = images.dims();
+        let ways = clamp.dims()[2];
+        let mut x = images.reshape([b * t, 1, side, side]); // [B*T, 1, side, side]
+        for conv in &self.convs {
+            x = conv.forward(x).tanh(); // [B*T, C, s', s']
+        }
+        let c = x.dims()[1];
+        let features = x.reshape([b, t, c]); // [B, T, C]
+        self.plastic
+            .forward_with_logits(features, Some(clamp), ways)
+    }
+}
+
+/// The Omniglot experiment: configuration, data and class split.
+#[derive(Clone, Debug)]
+pub struct OmniglotTask {
+    /// Configuration.
+    pub config: OmniglotConfig,
+    /// The decoded characters.
+    pub data: Arc<Omniglot>,
+    /// Training and held-out classes.
+    pub split: ClassSplit,
+}
+
+/// Outcome of a batch of episodes: loss `[1]`, query outputs and correct count.
+struct BatchResult {
+    loss: Tensor<1>,
+    correct: usize,
+    episodes: usize,
+}
+
+impl OmniglotTask {
+    /// A task; fails with a message naming the field or character when the configuration
+    /// does not fit the data.
+    pub fn new(config: OmniglotConfig, data: Arc<Omniglot>) -> Result<Self, String> {
+        config.validate()?;
+        if data.side != config.side {
+            return Err(format!(
+                "side: images were resized to {}, configuration says {}",
+                data.side, config.side
+            ));
+        }
+        let split = split_classes(&config, &data)?;
+        for &k in split.train.iter().chain(&split.test) {
+            let ch = &data.characters[k];
+            if ch.drawings.len() < config.shots + 1 {
+                return Err(format!(
+                    "shots: {}/{}/{} has {} drawings, {}-shot episodes need {}",
+                    ch.set.dir_name(),
+                    ch.alphabet,
+                    ch.name,
+                    ch.drawings.len(),
+                    config.shots,
+                    config.shots + 1
+                ));
+            }
+        }
+        Ok(OmniglotTask {
+            config,
+            data,
+            split,
+        })
+    }
+
+    /// Runs `batch` episodes of `ways`-way `shots`-shot from `classes`.
+    #[allow(clippy::too_many_arguments)]
+    fn run_batch(
+        &self,
+        model: &OmniglotNet,
+        classes: &[usize],
+        ways: usize,
+        shots: usize,
+        batch: usize,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<BatchResult, String> {
+        let c = &self.config;
+        if ways > model.plastic.config().outputs {
+            return Err(format!(
+                "ways: the model has {} outputs, cannot run {ways}-way episodes",
+                model.plastic.config().outputs
+            ));
+        }
+        if ways < 2 {
+            return Err(format!("ways: must be at least 2 (got {ways})"));
+        }
+        if classes.len() < ways {
+            return Err(format!(
+                "ways: {ways}-way episodes need {ways} classes, the split has {}",
+                classes.len()
+            ));
+        }
+        let min_drawings = classes
+            .iter()
+            .map(|&k| self.data.characters[k].drawings.len())
+            .min()
+            .unwrap_or(0);
+        if min_drawings < shots + 1 {
+            return Err(format!(
+                "shots: {shots}-shot episodes need {} drawings per class, some have {min_drawings}",
+                shots + 1
+            ));
+        }
+        let ep = generate(
+            &self.data,
+            classes,
+            ways,
+            shots,
+            c.rotations,
+            c.label_clamp as f32,
+            batch,
+            rng,
+        );
+        let [b, t, w] = ep.dims;
+        let px = c.side * c.side;
+        let images = from_vec(ep.images.clone(), [b, t, px], device);
+        let clamp = from_vec(ep.clamp.clone(), [b, t, w], device);
+        let (y, logits) = model.forward_with_logits(images, clamp, c.side); // [B, T, ways]
+        let query = y.slice([0..b, t - 1..t, 0..w]).reshape([b, w]); // [B, ways]
+        let query_logits = logits.slice([0..b, t - 1..t, 0..w]).reshape([b, w]); // [B, ways]
+        let targets = ep.targets();
+        let mut onehot = vec![0.0f32; b * w];
+        for (k, &l) in targets.iter().enumerate() {
+            onehot[k * w + l] = 1.0;
+        }
+        let target = from_vec(onehot, [b, w], device);
+        let bce = softmax_bce(query_logits, target);
+        let out = to_vec(query);
+        let correct = targets
+            .iter()
+            .enumerate()
+            .filter(|(k, &l)| {
+                let row = &out[k * w..(k + 1) * w];
+                let best = (0..w)
+                    .max_by(|&a, &z| row[a].total_cmp(&row[z]))
+                    .expect("ways > 0");
+                best == l
+            })
+            .count();
+        Ok(BatchResult {
+            loss: bce,
+            correct,
+            episodes: b,
+        })
+    }
+
+    /// Accuracy on `episodes` fresh `ways`-way `shots`-shot episodes of the held-out classes,
+    /// run `batch` at a time. Returns `(correct, episodes)`.
+    #[allow(clippy::too_many_arguments)] // the episode shape and the RNG/device of the caller
+    pub fn test_accuracy(
+        &self,
+        model: &OmniglotNet,
+        episodes: u64,
+        ways: usize,
+        shots: usize,
+        batch: usize,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<(u64, u64), String> {
+        let mut done = 0u64;
+        let mut correct = 0u64;
+        while done < episodes {
+            let n = (episodes - done).min(batch.max(1) as u64) as usize;
+            let r = self.run_batch(model, &self.split.test, ways, shots, n, rng, device)?;
+            correct += r.correct as u64;
+            done += r.episodes as u64;
+        }
+        Ok((correct, done))
+    }
+
+    /// Training-class accuracy helper for tests: `(correct, episodes)` on one batch.
+    pub fn train_batch_accuracy(
+        &self,
+        model: &OmniglotNet,
+        batch: usize,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<(usize, usize), String> {
+        let c = &self.config;
+        let r = self.run_batch(
+            model,
+            &self.split.train,
+            c.ways,
+            c.shots,
+            batch,
+            rng,
+            device,
+        )?;
+        Ok((r.correct, r.episodes))
+    }
+}
+
+/// Binary cross-entropy between `softmax(logits)` and `target` (both `[B, O]`), mean over
+/// all `B x O` entries: `-mean(t log p + (1 - t) log(1 - p))`, computed from the logits:
+/// `log p_j = l_j - LSE(l)`, `log(1 - p_j) = LSE_{k != j}(l_k) - LSE(l)` (LSE: log-sum-exp).
+/// No clamping, so a confidently wrong output still has a gradient. Needs `O >= 2`.
+pub fn softmax_bce(logits: Tensor<2>, target: Tensor<2>) -> Tensor<1> {
+    let [b, o] = logits.dims();
+    let device = logits.device();
+    let lse = |x: Tensor<3>| -> Tensor<3> {
+        // log-sum-exp over the last dimension, keeping it: [B, R, 1]
+        let m = x.clone().max_dim(2).detach();
+        (x - m.clone()).exp().sum_dim(2).log() + m
+    };
+    let l3 = logits.clone().unsqueeze_dim::<3>(1); // [B, 1, O]
+    let all = lse(l3.clone()).reshape([b, 1]); // [B, 1]
+    let mut mask = vec![0.0f32; o * o];
+    for j in 0..o {
+        mask[j * o + j] = -1e30; // row j leaves out output j
+    }
+    let mask = from_vec(mask, [1, o, o], &device);
+    let others = lse(l3.expand([b, o, o]) + mask).reshape([b, o]); // [B, O]
+    let log_p = logits - all.clone();
+    let log_not_p = others - all;
+    let ones = Tensor::<2>::ones([b, o], &device);
+    (target.clone() * log_p + (ones - target) * log_not_p)
+        .mean()
+        .neg()
+        .reshape([1])
+}
+
+/// Wilson score interval of a proportion `k / n` at 95% (`z = 1.96`): `(low, high)`.
+///
+/// `p = k/n`, `centre = (p + z^2/2n) / (1 + z^2/n)`,
+/// `half = z / (1 + z^2/n) sqrt(p(1-p)/n + z^2/4n^2)`. Unlike the normal interval it stays
+/// inside `[0, 1]` and is not empty at `p = 1`.
+pub fn wilson_interval(k: u64, n: u64) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let (k, n) = (k as f64, n as f64);
+    let z = 1.959_963_984_540_054_f64;
+    let p = k / n;
+    let denom = 1.0 + z * z / n;
+    let centre = (p + z * z / (2.0 * n)) / denom;
+    let half = z / denom * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt();
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+/// Uniform `[-bound, bound]` values from `rng`.
+fn uniform(rng: &mut impl Rng, len: usize, bound: f64) -> Vec<f32> {
+    (0..len)
+        .map(|_| rng.gen_range(-bound..=bound) as f32)
+        .collect()
+}
+
+impl Experiment for OmniglotTask {
+    type Model = OmniglotNet;
+
+    fn name(&self) -> &'static str {
+        "omniglot"
+    }
+
+    fn metric_names(&self) -> &'static [&'static str] {
+        &["accuracy"]
+    }
+
+    /// Convolutions: weights and biases `U(-b, b)`, `b = conv_init_gain x sqrt(3 / fan_in)`,
+    /// fan_in = `in_channels x 9` (gain `1/sqrt(3)` is PyTorch's default), drawn from the
+    /// run's RNG; then the plastic layer's `w`, `alpha` (`init_std x N(0, 1)`).
+    fn init_model(&self, rng: &mut ChaCha8Rng, device: &Device) -> OmniglotNet {
+        let c = &self.config;
+        let mut convs = Vec::new();
+        for k in 0..c.conv_layers() {
+            let cin = if k == 0 { 1 } else { c.channels };
+            let bound = c.conv_init_gain * (3.0 / (cin * 9) as f64).sqrt();
+            let mut conv = Conv2dConfig::new([cin, c.channels], [3, 3])
+                .with_stride([2, 2])
+                .init(device);
+            conv.weight = Param::from_tensor(from_vec(
+                uniform(rng, c.channels * cin * 9, bound),
+                [c.channels, cin, 3, 3],
+                device,
+            ));
+            conv.bias = Some(Param::from_tensor(from_vec(
+                uniform(rng, c.channels, bound),
+                [c.channels],
+                device,
+            )));
+            convs.push(conv);
+        }
+        OmniglotNet {
+            convs,
+            plastic: c.dense_config().init(rng, device),
+        }
+    }
+
+    fn optimizer(&self) -> (AdamConfig, f64) {
+        (
+            AdamConfig::new().with_epsilon(self.config.adam_epsilon as f32),
+            self.config.learning_rate,
+        )
+    }
+
+    fn learning_rate(&self, update: u64) -> f64 {
+        self.config.learning_rate_at(update)
+    }
+
+    fn train_episode(
+        &self,
+        model: &OmniglotNet,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<(Tensor<1>, Vec<f64>), String> {
+        let c = &self.config;
+        let r = self.run_batch(
+            model,
+            &self.split.train,
+            c.ways,
+            c.shots,
+            c.meta_batch,
+            rng,
+            device,
+        )?;
+        Ok((r.loss, vec![r.correct as f64 / r.episodes as f64]))
+    }
+
+    fn eval_episode(
+        &self,
+        model: &OmniglotNet,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<Vec<f64>, String> {
+        let c = &self.config;
+        let r = self.run_batch(
+            model,
+            &self.split.test,
+            c.ways,
+            c.shots,
+            c.meta_batch,
+            rng,
+            device,
+        )?;
+        Ok(vec![r.correct as f64 / r.episodes as f64])
+    }
+}

@@ -1,0 +1,358 @@
+//! `plasticity omniglot`, `plasticity eval omniglot`, `plasticity bench omniglot`
+//! (ICML 2018, section 4.3).
+
+use crate::{
+    merge_config_file, parse_enum, peak_rss_mb, progress_bar, read_json, set_threads, usage,
+    write_learning_curve, CommonArgs, Failure,
+};
+use clap::Args;
+use plasticity::data::omniglot::Omniglot;
+use plasticity::tasks::omniglot::{wilson_interval, OmniglotConfig, OmniglotTask, Split};
+use plasticity::train::{self, Experiment, RunOptions};
+use plasticity::TraceRule;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Default location of the data (`--data-dir`).
+pub const DEFAULT_DATA_DIR: &str = "data/omniglot";
+/// Default training episodes (updates) of `plasticity omniglot`.
+const DEFAULT_EPISODES: u64 = 100_000;
+
+#[derive(Args)]
+pub struct OmniglotArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Folder with images_background.zip / images_evaluation.zip (or the extracted folders)
+    /// [default: data/omniglot].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// paper (all 1,623 characters, 100 random ones held out, section 4.3) | standard
+    /// (background set trains, evaluation set tests) [default: paper].
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Seed of the paper split's held-out characters (kept in config.json) [default: 0].
+    #[arg(long)]
+    pub split_seed: Option<u64>,
+    /// Classes per episode, N-way [paper: 5].
+    #[arg(long)]
+    pub ways: Option<usize>,
+    /// Labelled drawings per class, K-shot [paper: 1].
+    #[arg(long)]
+    pub shots: Option<usize>,
+    /// Episodes per update (meta-batch) [paper: 1].
+    #[arg(long)]
+    pub meta_batch: Option<usize>,
+    /// Adam learning rate [paper: 3e-5].
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f64>,
+    /// Episodes between learning-rate decays (x lr_decay) [paper: 1000000].
+    #[arg(long)]
+    pub lr_decay_every: Option<u64>,
+    /// Trace rule of the plastic output layer: oja | hebb [paper: oja].
+    #[arg(long)]
+    pub rule: Option<String>,
+}
+
+/// Resolves the configuration: defaults (or a resumed run's), then `--config`, then options.
+fn omniglot_config(
+    args: &OmniglotArgs,
+    base: Option<serde_json::Value>,
+) -> Result<OmniglotConfig, Failure> {
+    let mut c: OmniglotConfig = match base {
+        Some(v) => serde_json::from_value(v).map_err(|e| usage(format!("config: {e}")))?,
+        None => OmniglotConfig::default(),
+    };
+    if let Some(path) = &args.common.config {
+        c = merge_config_file(c, path)?;
+    }
+    if let Some(s) = &args.split {
+        c.split = s
+            .parse::<Split>()
+            .map_err(|e| usage(format!("--split: {e}")))?;
+    }
+    if let Some(v) = args.split_seed {
+        c.split_seed = v;
+    }
+    if let Some(v) = args.ways {
+        c.ways = v;
+    }
+    if let Some(v) = args.shots {
+        c.shots = v;
+    }
+    if let Some(v) = args.meta_batch {
+        c.meta_batch = v;
+    }
+    if let Some(v) = args.lr {
+        c.learning_rate = v;
+    }
+    if let Some(v) = args.lr_decay_every {
+        c.lr_decay_every = v;
+    }
+    if let Some(v) = &args.rule {
+        c.rule = parse_enum::<TraceRule>("--rule", v)?;
+    }
+    c.validate().map_err(|e| usage(format!("config: {e}")))?;
+    Ok(c)
+}
+
+/// Reads and resizes the data the configuration needs, reporting the time on stderr.
+fn load_data(dir: &Path, config: &OmniglotConfig, quiet: bool) -> Result<Arc<Omniglot>, Failure> {
+    let started = Instant::now();
+    let data = Omniglot::load(dir, &config.sets(), config.side).map_err(usage)?;
+    if !quiet {
+        eprintln!(
+            "omniglot: {} characters, {} drawings from {} ({:.1} s)",
+            data.characters.len(),
+            data.drawings(),
+            dir.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(Arc::new(data))
+}
+
+/// Held-out episodes run per forward pass in evaluation.
+const EVAL_BATCH: usize = 100;
+
+pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
+    let threads = set_threads(args.common.threads)?;
+    let common = &args.common;
+    let (base, resume) = match &common.resume {
+        Some(dir) => {
+            let changed = [
+                ("--config", common.config.is_some()),
+                ("--split", args.split.is_some()),
+                ("--split-seed", args.split_seed.is_some()),
+                ("--ways", args.ways.is_some()),
+                ("--shots", args.shots.is_some()),
+                ("--meta-batch", args.meta_batch.is_some()),
+                ("--lr", args.lr.is_some()),
+                ("--lr-decay-every", args.lr_decay_every.is_some()),
+                ("--rule", args.rule.is_some()),
+            ];
+            if let Some((name, _)) = changed.iter().find(|(_, given)| *given) {
+                return Err(usage(format!(
+                    "{name}: --resume continues a run with its saved config.json; start a new run to change it"
+                )));
+            }
+            (
+                Some(read_json(&dir.join("config.json"))?),
+                Some(dir.clone()),
+            )
+        }
+        None => (None, None),
+    };
+    let config = omniglot_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
+    let saved = |key: &str| base.as_ref().and_then(|b| b.get(key).cloned());
+    let seed = common
+        .seed
+        .or_else(|| saved("seed").and_then(|v| v.as_u64()))
+        .unwrap_or(0);
+    let episodes = common
+        .episodes
+        .or_else(|| saved("episodes").and_then(|v| v.as_u64()))
+        .unwrap_or(DEFAULT_EPISODES);
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| saved("data_dir").and_then(|v| v.as_str().map(PathBuf::from)))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let split_name = serde_json::to_value(config.split).expect("serializes");
+    let out = resume
+        .clone()
+        .or_else(|| common.out.clone())
+        .unwrap_or_else(|| {
+            PathBuf::from(format!(
+                "runs/omniglot-{}-{}way{}shot-seed{seed}",
+                split_name.as_str().unwrap_or("split"),
+                config.ways,
+                config.shots
+            ))
+        });
+    let data = load_data(&data_dir, &config, false)?;
+    let task =
+        OmniglotTask::new(config.clone(), data).map_err(|e| usage(format!("config: {e}")))?;
+    let resolved = json!({
+        "experiment": "omniglot",
+        "seed": seed,
+        "episodes": episodes,
+        "threads": threads,
+        "data_dir": data_dir,
+        "train_classes": task.split.train.len(),
+        "test_classes": task.split.test.len(),
+        "task": config,
+    });
+    let opts = RunOptions {
+        episodes,
+        seed,
+        out: out.clone(),
+        resume: resume.is_some(),
+        checkpoint_every: common.checkpoint_every,
+    };
+    let device = burn::tensor::Device::flex().autodiff();
+    let bar = progress_bar(episodes, 0);
+    let summary = train::train(&task, &resolved, &opts, &device, &mut |p| {
+        bar.set_position(p.episode);
+        bar.set_message(format!(
+            "loss {:.3}  accuracy(50) {:.3}",
+            p.loss, p.running[0]
+        ));
+    });
+    bar.finish_and_clear();
+    let summary = summary?;
+    write_learning_curve(&out, "omniglot", &["loss", "accuracy"])?;
+    eprintln!(
+        "omniglot: {} updates x {} episodes in {:.1} s; last 50 updates: loss {:.4}, training accuracy {:.4}. Run directory: {}",
+        summary.episodes,
+        config.meta_batch,
+        summary.seconds,
+        summary.final_loss,
+        summary.final_metrics[0],
+        out.display()
+    );
+    eprintln!(
+        "held-out accuracy: plasticity eval omniglot --run {}",
+        out.display()
+    );
+    Ok(())
+}
+
+/// Options of `plasticity eval omniglot` beyond the common ones.
+pub struct EvalOptions {
+    pub episodes: Option<u64>,
+    pub seed: u64,
+    pub json: bool,
+    pub ways: Option<usize>,
+    pub shots: Option<usize>,
+    pub data_dir: Option<PathBuf>,
+}
+
+pub fn eval_omniglot(run: &Path, o: EvalOptions) -> Result<(), Failure> {
+    let cfg_path = run.join("config.json");
+    let saved = read_json(&cfg_path)?;
+    let config: OmniglotConfig = serde_json::from_value(saved["task"].clone())
+        .map_err(|e| usage(format!("{}: task: {e}", cfg_path.display())))?;
+    let episodes = o.episodes.unwrap_or(1000);
+    if episodes == 0 {
+        return Err(usage("--episodes: must be positive"));
+    }
+    let ways = o.ways.unwrap_or(config.ways);
+    let shots = o.shots.unwrap_or(config.shots);
+    if ways == 0 || shots == 0 {
+        return Err(usage("--ways, --shots: must be positive"));
+    }
+    let data_dir = o
+        .data_dir
+        .clone()
+        .or_else(|| saved["data_dir"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let data = load_data(&data_dir, &config, o.json)?;
+    let task = OmniglotTask::new(config.clone(), data)
+        .map_err(|e| usage(format!("{}: {e}", cfg_path.display())))?;
+    let device = burn::tensor::Device::flex().autodiff();
+    let model = task.init_model(&mut ChaCha8Rng::seed_from_u64(0), &device);
+    let (model, trained) = train::load_model(run, model)?;
+    let started = Instant::now();
+    let mut rng = ChaCha8Rng::seed_from_u64(o.seed);
+    let (correct, n) = task
+        .test_accuracy(&model, episodes, ways, shots, EVAL_BATCH, &mut rng, &device)
+        .map_err(|e| usage(format!("eval omniglot: {e}")))?;
+    let accuracy = correct as f64 / n as f64;
+    let (lo, hi) = wilson_interval(correct, n);
+    let split = serde_json::to_value(config.split).expect("serializes");
+    if o.json {
+        println!(
+            "{}",
+            json!({"experiment": "omniglot", "episodes": n, "accuracy": accuracy, "ci95": [lo, hi],
+                   "ci95_method": "wilson", "correct": correct, "ways": ways, "shots": shots,
+                   "split": split, "test_classes": task.split.test.len(),
+                   "trained_episodes": trained, "seed": o.seed})
+        );
+    } else {
+        println!(
+            "omniglot: accuracy {accuracy:.4} (95% Wilson interval {lo:.4}-{hi:.4}) on {n} {ways}-way {shots}-shot episodes of the {} held-out classes ({} split; model trained {trained} updates; {:.1} s)",
+            task.split.test.len(),
+            split.as_str().unwrap_or("?"),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+pub fn bench_omniglot(
+    batch: usize,
+    episodes: usize,
+    json_out: bool,
+    threads: usize,
+    data_dir: Option<PathBuf>,
+) -> Result<(), Failure> {
+    if episodes == 0 || batch == 0 {
+        return Err(usage("bench: --episodes and --batch must be positive"));
+    }
+    let config = OmniglotConfig {
+        meta_batch: batch,
+        ..OmniglotConfig::default()
+    };
+    let dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let started = Instant::now();
+    let data = load_data(&dir, &config, true)?;
+    let load_s = started.elapsed().as_secs_f64();
+    let task = OmniglotTask::new(config.clone(), data).map_err(usage)?;
+    let device = burn::tensor::Device::flex().autodiff();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut model = task.init_model(&mut rng, &device);
+    let (adam, lr) = task.optimizer();
+    let mut optim = adam.init();
+    // Per update: total, then its parts (episodes + forward, backward, Adam step).
+    let mut times = Vec::new();
+    let mut parts: [Vec<f64>; 3] = Default::default();
+    for k in 0..episodes + 2 {
+        let t0 = Instant::now();
+        let (loss, _) = task
+            .train_episode(&model, &mut rng, &device)
+            .map_err(usage)?;
+        let t1 = Instant::now();
+        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
+        let t2 = Instant::now();
+        model = optim.step(lr, model, grads);
+        let t3 = Instant::now();
+        if k >= 2 {
+            times.push((t3 - t0).as_secs_f64() * 1e3);
+            for (part, (a, b)) in parts.iter_mut().zip([(t0, t1), (t1, t2), (t2, t3)]) {
+                part.push((b - a).as_secs_f64() * 1e3);
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let [forward_ms, backward_ms, optimizer_ms] = parts.map(|mut p| median(&mut p));
+    let update_ms = median(&mut times);
+    let per_episode = update_ms / batch as f64;
+    let rss = peak_rss_mb();
+    if json_out {
+        println!(
+            "{}",
+            json!({"workload": "omniglot", "ms_per_episode": per_episode, "ms_per_update": update_ms,
+                   "peak_rss_mb": rss, "threads": threads, "meta_batch": batch,
+                   "ways": config.ways, "shots": config.shots, "updates_timed": episodes,
+                   "forward_ms": forward_ms, "backward_ms": backward_ms, "optimizer_ms": optimizer_ms,
+                   "data_load_s": load_s})
+        );
+    } else {
+        println!(
+            "| workload | meta-batch | threads | ms/episode | ms/update (median of {episodes}) | forward | backward | Adam | data load s | peak RSS MB |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        println!(
+            "| omniglot {}-way {}-shot | {batch} | {threads} | {per_episode:.2} | {update_ms:.1} | {forward_ms:.1} | {backward_ms:.1} | {optimizer_ms:.1} | {load_s:.1} | {rss:.0} |",
+            config.ways, config.shots
+        );
+    }
+    Ok(())
+}
