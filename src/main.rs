@@ -1084,9 +1084,11 @@ fn eval(
                 );
             }
         }
-        _ => return Err(usage(format!(
+        _ => {
+            return Err(usage(format!(
             "eval: unknown experiment '{experiment}' (available: pattern, images, maze, omniglot)"
-        ))),
+        )))
+        }
     }
     Ok(())
 }

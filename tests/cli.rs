@@ -64,7 +64,18 @@ fn bad_options_and_configs_exit_2_with_a_message_naming_the_problem() {
             vec!["eval", "no-such-task", "--run", &out],
             "unknown experiment 'no-such-task'",
         ),
-        (vec!["bench", "maze"], "unknown workload 'maze'"),
+        (
+            vec!["bench", "no-such-workload"],
+            "unknown workload 'no-such-workload'",
+        ),
+        (
+            vec!["pattern", "--device", "tpu", "--out", &out],
+            "--device tpu: unknown device",
+        ),
+        (
+            vec!["bench", "pattern", "--device", "wgpu:x"],
+            "the index after ':' must be a number",
+        ),
     ];
     for (args, message) in cases {
         let o = plasticity(&args);
