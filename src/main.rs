@@ -320,7 +320,13 @@ fn parse_device(name: &str) -> Result<burn::tensor::Device, Failure> {
         "wgpu" | "gpu" => {
             use burn::tensor::DeviceKind;
             let kind = index.map_or(DeviceKind::DefaultDevice, DeviceKind::DiscreteGpu);
-            Ok(burn::tensor::Device::wgpu(kind).autodiff())
+            let device = burn::tensor::Device::wgpu(kind).autodiff();
+            probe_device(&device).map_err(|e| {
+                usage(format!(
+                    "--device {name}: the GPU could not be used ({e}); is a Vulkan, Metal or DX12 driver installed?"
+                ))
+            })?;
+            Ok(device)
         }
         #[cfg(not(feature = "wgpu"))]
         "wgpu" | "gpu" => {
@@ -332,6 +338,30 @@ fn parse_device(name: &str) -> Result<burn::tensor::Device, Failure> {
         _ => Err(usage(format!(
             "--device {name}: unknown device (expected cpu or wgpu[:INDEX])"
         ))),
+    }
+}
+
+/// Runs one tiny operation on `device`. burn's wgpu runtime panics (on its own thread, then on
+/// ours) when no adapter is found: turn that into an error, without the panic messages.
+#[cfg(feature = "wgpu")]
+fn probe_device(device: &burn::tensor::Device) -> Result<(), String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(|| {
+        burn::tensor::Tensor::<1>::zeros([1], device)
+            .into_data()
+            .try_to_vec::<f32>()
+            .map(|_| ())
+            .map_err(|e| format!("{e:?}"))
+    });
+    std::panic::set_hook(hook);
+    match result {
+        Ok(r) => r,
+        Err(panic) => Err(panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the device failed to start".into())),
     }
 }
 
