@@ -1,6 +1,7 @@
 //! Times the fused forward and backward alone at the pattern task's size:
 //! `cargo run --release -p plasticity-kernels --example kernel_timing -- [N] [B] [T]`.
-//! `MODULATION=simple|retroactive` times the neuromodulated kernels instead (clip 1, fan-out).
+//! `CLIP=c` clips the trace (the checkpointed backward). `MODULATION=simple|retroactive` times
+//! the neuromodulated kernels instead (clip 1, fan-out).
 use plasticity_kernels::{
     backward, forward, modulated, AlphaShape, EpisodeSpec, ModulatedParams, Modulation, Params,
 };
@@ -24,6 +25,7 @@ fn main() {
         } else {
             AlphaShape::PerConnection
         },
+        clip: std::env::var("CLIP").ok().and_then(|c| c.parse().ok()),
         ..EpisodeSpec::new(n, b, t)
     };
     let w: Vec<f32> = (0..n * n)
