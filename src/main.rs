@@ -1135,16 +1135,16 @@ pub(crate) fn peak_rss_mb() -> f64 {
 }
 
 /// Timings of full training steps of one workload.
-struct StepTimes {
+pub(crate) struct StepTimes {
     /// Per step, after 2 warm-up steps: total, and its parts (episode generation + forward,
     /// backward, Adam step), in ms.
-    total: Vec<f64>,
-    parts: [Vec<f64>; 3],
+    pub(crate) total: Vec<f64>,
+    pub(crate) parts: [Vec<f64>; 3],
     /// Most device memory the allocator held (GPU only), MB.
     device_mb: Option<f64>,
 }
 
-fn time_steps<E: Experiment>(
+pub(crate) fn time_steps<E: Experiment>(
     task: &E,
     episodes: usize,
     device: &burn::tensor::Device,
@@ -1193,6 +1193,13 @@ fn time_steps<E: Experiment>(
         }
     }
     Ok(times)
+}
+
+/// Median of a non-empty list of timings.
+pub(crate) fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// Streaming bandwidth of this machine in GB/s: the triad `a = b + s c` over three arrays of
@@ -1300,11 +1307,6 @@ fn bench(
         }
     };
     let (n, t, b) = shape;
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let [forward_ms, backward_ms, optimizer_ms] = times.parts.clone().map(|p| median(&p));
     let ms = median(&times.total);
     let min = times.total.iter().copied().fold(f64::INFINITY, f64::min);

@@ -303,36 +303,10 @@ pub fn bench_omniglot(
     let load_s = started.elapsed().as_secs_f64();
     let task = OmniglotTask::new(config.clone(), data).map_err(usage)?;
     let device = burn::tensor::Device::flex().autodiff();
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut model = task.init_model(&mut rng, &device);
-    let (adam, lr) = task.optimizer();
-    let mut optim = adam.init();
     // Per update: total, then its parts (episodes + forward, backward, Adam step).
-    let mut times = Vec::new();
-    let mut parts: [Vec<f64>; 3] = Default::default();
-    for k in 0..episodes + 2 {
-        let t0 = Instant::now();
-        let (loss, _) = task
-            .train_episode(&model, &mut rng, &device)
-            .map_err(usage)?;
-        let t1 = Instant::now();
-        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
-        let t2 = Instant::now();
-        model = optim.step(lr, model, grads);
-        let t3 = Instant::now();
-        if k >= 2 {
-            times.push((t3 - t0).as_secs_f64() * 1e3);
-            for (part, (a, b)) in parts.iter_mut().zip([(t0, t1), (t1, t2), (t2, t3)]) {
-                part.push((b - a).as_secs_f64() * 1e3);
-            }
-        }
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let [forward_ms, backward_ms, optimizer_ms] = parts.map(|mut p| median(&mut p));
-    let update_ms = median(&mut times);
+    let times = crate::time_steps(&task, episodes, &device)?;
+    let [forward_ms, backward_ms, optimizer_ms] = times.parts.clone().map(|p| crate::median(&p));
+    let update_ms = crate::median(&times.total);
     let per_episode = update_ms / batch as f64;
     let rss = peak_rss_mb();
     if json_out {
