@@ -11,7 +11,7 @@
 //! - `Cube` (GPU, cargo feature `wgpu`): [`tensor_episode`](crate::tensor_episode), the same
 //!   maths as burn backend tensor operations, so the data stays on the device.
 
-use crate::tensors::prim_to_vec;
+use crate::tensors::{prim_to_vec, swap_bt};
 use burn::backend::autodiff::{
     checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
     grads::Gradients,
@@ -67,18 +67,6 @@ pub trait EpisodeKernels: Backend {
 
     /// Gradients for `[w, alpha, eta, x, y0, hebb0]` from `gy = dL/dys: [B, T, N]`.
     fn episode_backward(saved: Self::Saved, gy: FloatTensor<Self>) -> [FloatTensor<Self>; 6];
-}
-
-/// `[B, T, N] <-> [T, B, N]` (the kernels are time-major).
-fn swap_bt(v: &[f32], first: usize, second: usize, n: usize) -> Vec<f32> {
-    let mut out = vec![0.0; v.len()];
-    for a in 0..first {
-        for b in 0..second {
-            out[(b * first + a) * n..(b * first + a + 1) * n]
-                .copy_from_slice(&v[(a * second + b) * n..(a * second + b + 1) * n]);
-        }
-    }
-    out
 }
 
 /// Runs the kernels' forward on flat buffers laid out as the op's tensors.

@@ -23,3 +23,16 @@ pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 pub fn from_vec<const D: usize>(v: Vec<f32>, shape: [usize; D], device: &Device) -> Tensor<D> {
     Tensor::from_data(TensorData::new(v, shape), device)
 }
+
+/// `[first, second, n] -> [second, first, n]`: `[B, T, N] <-> [T, B, N]` (the kernels are
+/// time-major, burn tensors batch-major).
+pub fn swap_bt(v: &[f32], first: usize, second: usize, n: usize) -> Vec<f32> {
+    let mut out = vec![0.0; v.len()];
+    for a in 0..first {
+        for b in 0..second {
+            out[(b * first + a) * n..(b * first + a + 1) * n]
+                .copy_from_slice(&v[(a * second + b) * n..(a * second + b + 1) * n]);
+        }
+    }
+    out
+}

@@ -8,7 +8,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
 use burn::tensor::TensorData;
 use plasticity::tensor_episode::{backward, forward};
-use plasticity::tensors::prim_to_vec;
+use plasticity::tensors::{prim_to_vec, swap_bt};
 use plasticity_kernels::{self as kernels, AlphaShape, EpisodeSpec, InputMode, Params, TraceRule};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -21,18 +21,6 @@ fn random(rng: &mut ChaCha8Rng, len: usize, scale: f32) -> Vec<f32> {
 
 fn flex(v: &[f32], shape: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(v.to_vec(), shape))
-}
-
-/// `[B, T, N] <-> [T, B, N]`.
-fn swap_bt(v: &[f32], first: usize, second: usize, n: usize) -> Vec<f32> {
-    let mut out = vec![0.0; v.len()];
-    for a in 0..first {
-        for b in 0..second {
-            out[(b * first + a) * n..(b * first + a + 1) * n]
-                .copy_from_slice(&v[(a * second + b) * n..(a * second + b + 1) * n]);
-        }
-    }
-    out
 }
 
 fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
