@@ -151,6 +151,10 @@ pub(crate) struct CommonArgs {
     /// Episodes between checkpoints.
     #[arg(long, default_value_t = 50)]
     pub(crate) checkpoint_every: u64,
+    /// Wall-clock budget in minutes (counting time before a resume): the run checkpoints and
+    /// stops after the episode that reaches it.
+    #[arg(long, value_name = "MINUTES")]
+    pub(crate) time_limit: Option<f64>,
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub(crate) threads: Option<usize>,
@@ -679,11 +683,19 @@ fn train_command<E: Experiment>(
         "seed": seed,
         "episodes": episodes,
         "threads": threads,
+        "time_limit_minutes": common.time_limit,
         "task": cmd.task_json,
     });
     if let Some(extra) = cmd.extra.as_object() {
         for (k, v) in extra {
             resolved[k] = v.clone();
+        }
+    }
+    if let Some(m) = common.time_limit {
+        if !(m.is_finite() && m > 0.0) {
+            return Err(usage(format!(
+                "--time-limit: must be a positive number of minutes (got {m})"
+            )));
         }
     }
     let opts = RunOptions {
@@ -692,6 +704,7 @@ fn train_command<E: Experiment>(
         out: out.clone(),
         resume: common.resume.is_some(),
         checkpoint_every: common.checkpoint_every,
+        time_limit: common.time_limit.map(|m| m * 60.0),
     };
     let device = parse_device(&common.device)?;
     let bar = progress_bar(episodes, 0);
@@ -707,6 +720,7 @@ fn train_command<E: Experiment>(
     bar.finish_and_clear();
     let summary = summary?;
     write_learning_curve(&out, name, curves)?;
+    report_time_limit(&summary, episodes, &out);
     Ok((summary, out))
 }
 
@@ -1342,4 +1356,16 @@ fn bench(
         );
     }
     Ok(())
+}
+
+/// Says on stderr that a run stopped at `--time-limit`, and how to continue it.
+pub(crate) fn report_time_limit(summary: &Summary, episodes: u64, out: &Path) {
+    if summary.stopped_by_time_limit {
+        eprintln!(
+            "stopped at the time limit after {} of {episodes} episodes ({:.1} min); the checkpoint is saved: continue with --resume {} --time-limit MINUTES (a larger total)",
+            summary.episodes,
+            summary.seconds / 60.0,
+            out.display()
+        );
+    }
 }

@@ -181,17 +181,26 @@ pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
         "seed": seed,
         "episodes": episodes,
         "threads": threads,
+        "time_limit_minutes": common.time_limit,
         "data_dir": data_dir,
         "train_classes": task.split.train.len(),
         "test_classes": task.split.test.len(),
         "task": config,
     });
+    if let Some(m) = common.time_limit {
+        if !(m.is_finite() && m > 0.0) {
+            return Err(usage(format!(
+                "--time-limit: must be a positive number of minutes (got {m})"
+            )));
+        }
+    }
     let opts = RunOptions {
         episodes,
         seed,
         out: out.clone(),
         resume: resume.is_some(),
         checkpoint_every: common.checkpoint_every,
+        time_limit: common.time_limit.map(|m| m * 60.0),
     };
     let device = burn::tensor::Device::flex().autodiff();
     let bar = progress_bar(episodes, 0);
@@ -214,6 +223,7 @@ pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
         summary.final_metrics[0],
         out.display()
     );
+    crate::report_time_limit(&summary, episodes, &out);
     eprintln!(
         "held-out accuracy: plasticity eval omniglot --run {}",
         out.display()

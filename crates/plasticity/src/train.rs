@@ -101,6 +101,9 @@ pub struct RunOptions {
     pub resume: bool,
     /// Episodes between checkpoints.
     pub checkpoint_every: u64,
+    /// Wall-clock budget in seconds, counting the time before a resume: the run checkpoints
+    /// and stops after the first episode that reaches it (`None`: no limit).
+    pub time_limit: Option<f64>,
 }
 
 /// What the progress callback sees after each episode.
@@ -299,6 +302,8 @@ pub struct Summary {
     pub final_metrics: Vec<f64>,
     /// Wall-clock seconds (including those before a resume).
     pub seconds: f64,
+    /// The run stopped at its time limit before `RunOptions::episodes`.
+    pub stopped_by_time_limit: bool,
 }
 
 /// Trains `exp` as `opts` says, writing metrics and checkpoints into `opts.out`.
@@ -358,7 +363,9 @@ pub fn train<E: Experiment>(
     let mut last_checkpoint = start_episode;
     let mut episode = start_episode;
     let elapsed = |started: &Instant| seconds_before + started.elapsed().as_secs_f64();
-    while episode < opts.episodes {
+    let out_of_time = |started: &Instant| opts.time_limit.is_some_and(|l| elapsed(started) >= l);
+    let mut stopped_by_time_limit = false;
+    while episode < opts.episodes && !stopped_by_time_limit {
         let (loss, metrics) = exp
             .train_episode(&model, &mut rng, device)
             .map_err(TrainError::Usage)?;
@@ -395,7 +402,11 @@ pub fn train<E: Experiment>(
             loss: loss_value,
             running,
         });
-        if episode % opts.checkpoint_every.max(1) == 0 || episode == opts.episodes {
+        stopped_by_time_limit = out_of_time(&started);
+        if episode % opts.checkpoint_every.max(1) == 0
+            || episode == opts.episodes
+            || stopped_by_time_limit
+        {
             metrics_file.flush().map_err(|e| io_err(&metrics_path, e))?;
             let header = CheckpointHeader {
                 experiment: exp.name().into(),
@@ -416,6 +427,7 @@ pub fn train<E: Experiment>(
             exp.metric_names().len(),
         ),
         seconds: elapsed(&started),
+        stopped_by_time_limit,
     })
 }
 

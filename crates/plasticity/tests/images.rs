@@ -368,6 +368,7 @@ fn run(task: &ImageTask, name: &str, episodes: u64, seed: u64) -> (PathBuf, trai
         out: out.clone(),
         resume: false,
         checkpoint_every: 50,
+        time_limit: None,
     };
     let device = Device::flex().autodiff();
     let s = train::train(task, &serde_json::json!({}), &opts, &device, &mut |_| {}).unwrap();

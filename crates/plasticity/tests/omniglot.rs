@@ -745,6 +745,7 @@ fn options(out: PathBuf, episodes: u64, seed: u64) -> RunOptions {
         out,
         resume: false,
         checkpoint_every: 10,
+        time_limit: None,
     }
 }
 

@@ -47,6 +47,7 @@ fn options(out: PathBuf, episodes: u64, seed: u64) -> RunOptions {
         out,
         resume: false,
         checkpoint_every: 10,
+        time_limit: None,
     }
 }
 
@@ -179,7 +180,40 @@ fn same_seed_same_losses_and_resume_continues_identically() {
     )
     .unwrap();
     assert_ne!(losses(&a)[..5], losses(&d)[..]);
-    for dir in [a, b, c, d] {
+    // A time limit stops the run after the episode that reaches it, with a checkpoint there;
+    // resuming without a limit continues identically.
+    let e = temp_dir("det-e");
+    let limited = RunOptions {
+        time_limit: Some(0.0),
+        ..options(e.clone(), 30, 4)
+    };
+    let s = train::train(
+        &task,
+        &serde_json::json!({}),
+        &limited,
+        &device,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(s.stopped_by_time_limit);
+    assert_eq!(s.episodes, 1);
+    assert_eq!(losses(&e).len(), 1);
+    let resumed = RunOptions {
+        resume: true,
+        ..options(e.clone(), 30, 4)
+    };
+    let s = train::train(
+        &task,
+        &serde_json::json!({}),
+        &resumed,
+        &device,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(!s.stopped_by_time_limit);
+    assert_eq!(s.episodes, 30);
+    assert_eq!(losses(&a), losses(&e));
+    for dir in [a, b, c, d, e] {
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
@@ -379,6 +413,7 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
         out: dir.clone(),
         resume: false,
         checkpoint_every: 5,
+        time_limit: None,
     };
     let err = train::train(
         &NanAtSeven,
