@@ -4,12 +4,15 @@
 mod omniglot;
 mod plot;
 mod png;
+mod rl;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use plasticity::data::{cifar, embedded, ImageSet, Split};
+use plasticity::tasks::a2c::AgentModel;
+use plasticity::tasks::cue_reward::{CueRewardConfig, CueRewardTask};
 use plasticity::tasks::images::{ImageConfig, ImageTask};
-use plasticity::tasks::maze::{MazeConfig, MazeModel, MazeTask};
+use plasticity::tasks::maze::{MazeConfig, MazeTask};
 use plasticity::tasks::pattern::{PatternConfig, PatternTask};
 use plasticity::tasks::synthetic::{SyntheticConfig, SyntheticTask};
 use plasticity::tasks::ModelKind;
@@ -40,13 +43,16 @@ enum Command {
     Images(Box<ImagesArgs>),
     /// Grid-maze exploration with neuromodulated plasticity, advantage actor-critic (ICLR 2019,
     /// section 4.2; ICML 2018, section 4.4).
-    Maze(Box<MazeArgs>),
+    Maze(Box<rl::MazeArgs>),
+    /// Cue-reward association with neuromodulated plasticity, advantage actor-critic (ICLR 2019,
+    /// section 4.1).
+    CueReward(Box<rl::CueRewardArgs>),
     /// One-shot classification of Omniglot characters with a plastic output layer (ICML 2018,
     /// section 4.3).
     Omniglot(Box<omniglot::OmniglotArgs>),
     /// Evaluate the last checkpoint of a run on fresh episodes.
     Eval {
-        /// Experiment of the run (pattern, images, maze, omniglot).
+        /// Experiment of the run (pattern, images, maze, cue-reward, omniglot).
         experiment: String,
         /// Run directory.
         #[arg(long)]
@@ -79,12 +85,15 @@ enum Command {
     /// Time full training episodes (forward, backward, optimizer step).
     Bench {
         /// Workload: pattern (N=1001, T=106, B=1) | oja (pattern with Oja's rule) | images
-        /// (N=1025, T=201, B=1, clamped input) | maze (N=100, T=200, B=30, clipped trace) |
-        /// omniglot (5-way 1-shot, convolutions + plastic output layer).
+        /// (N=1025, T=201, B=1, clamped input) | maze (N=100, T=200, B=30, clipped trace,
+        /// synthetic episodes) | maze-agent (the maze task itself: rollout, replay, A2C) |
+        /// cue-reward (N=200, T=120, B=30) | omniglot (5-way 1-shot, convolutions + plastic
+        /// output layer).
         workload: String,
-        /// plastic | rnn | lstm (pattern, oja, images).
-        #[arg(long, default_value = "plastic")]
-        model: String,
+        /// pattern, oja, images: plastic | rnn | lstm [default: plastic]; maze-agent, cue-reward:
+        /// rnn | plastic | modplast | modul [default: modul].
+        #[arg(long)]
+        model: Option<String>,
         /// Episodes per update [default: the workload's] (omniglot: the meta-batch).
         #[arg(long)]
         batch: Option<usize>,
@@ -219,34 +228,6 @@ struct ImagesArgs {
     alpha: Option<String>,
 }
 
-#[derive(Args)]
-struct MazeArgs {
-    #[command(flatten)]
-    common: CommonArgs,
-    /// rnn | plastic | modplast (simple neuromodulation) | modul (retroactive neuromodulation)
-    /// [default: modul].
-    #[arg(long)]
-    model: Option<String>,
-    /// Neurons (0: the paper's parameter-matched size, 100 or 101 for plastic) [default: 0].
-    #[arg(long)]
-    neurons: Option<usize>,
-    /// Side of the maze (odd) [paper: 13].
-    #[arg(long)]
-    size: Option<usize>,
-    /// Steps per episode [paper: 200].
-    #[arg(long)]
-    steps: Option<usize>,
-    /// Episodes in parallel per update [paper: 30].
-    #[arg(long)]
-    batch: Option<usize>,
-    /// Adam learning rate [paper: 1e-4].
-    #[arg(long, allow_negative_numbers = true)]
-    lr: Option<f64>,
-    /// Fan the modulator out to one plasticity rate per neuron.
-    #[arg(long)]
-    fan_out: bool,
-}
-
 /// An error with its exit code (2: usage, configuration or data; 1: other).
 pub(crate) struct Failure(u8, String);
 
@@ -373,7 +354,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Pattern(args) => train_pattern(*args),
         Command::Images(args) => train_images(*args),
-        Command::Maze(args) => train_maze(*args),
+        Command::Maze(args) => rl::train_maze(*args),
+        Command::CueReward(args) => rl::train_cue_reward(*args),
         Command::Omniglot(args) => {
             if args.common.device != "cpu" {
                 return Err(usage("--device: omniglot runs on the CPU"));
@@ -412,8 +394,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     "--ways, --shots: not options of eval {experiment}"
                 )));
             }
-            if experiment == "maze" && device != "cpu" {
-                return Err(usage(MAZE_CPU_ONLY));
+            if (experiment == "maze" || experiment == "cue-reward") && device != "cpu" {
+                return Err(usage(rl::RL_CPU_ONLY));
             }
             let device = parse_device(&device)?;
             eval(
@@ -449,7 +431,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     data_dir,
                 );
             }
-            bench(&workload, &model, batch, episodes, json, threads, &device)
+            bench(
+                &workload,
+                model.as_deref(),
+                batch,
+                episodes,
+                json,
+                threads,
+                &device,
+            )
         }
         Command::Check { device } => check_device(&device),
         Command::Plot {
@@ -559,7 +549,7 @@ where
 
 /// The saved config.json of the run to resume (`None` for a new run). A resumed run keeps its
 /// configuration: any option in `changed` that was given is an error.
-fn resumed_config(
+pub(crate) fn resumed_config(
     common: &CommonArgs,
     changed: &[(&str, bool)],
 ) -> Result<Option<serde_json::Value>, Failure> {
@@ -639,7 +629,7 @@ pub(crate) fn progress_bar(total: u64, done: u64) -> ProgressBar {
 
 /// A training command's run: the experiment, its resolved configuration (`task`) and the
 /// run-level fields of config.json besides seed, episodes and threads.
-struct TrainCommand<'a, E: Experiment> {
+pub(crate) struct TrainCommand<'a, E: Experiment> {
     task: &'a E,
     /// Model name, for the default run directory (`plastic`, `rnn`, `modul`...).
     model: serde_json::Value,
@@ -650,7 +640,7 @@ struct TrainCommand<'a, E: Experiment> {
 /// Trains with a progress bar, the run directory of `CONVENTIONS.md` and learning curves of
 /// `curves`; `message` formats the bar's running metrics. Returns the summary and the run
 /// directory.
-fn train_command<E: Experiment>(
+pub(crate) fn train_command<E: Experiment>(
     cmd: TrainCommand<'_, E>,
     common: &CommonArgs,
     base: Option<&serde_json::Value>,
@@ -758,90 +748,6 @@ fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
     )?;
     eprintln!(
         "pattern: {} episodes in {:.1} s; last 50 episodes: loss {:.4}, error {:.4}. Run directory: {}",
-        summary.episodes,
-        summary.seconds,
-        summary.final_loss,
-        summary.final_metrics[0],
-        out.display()
-    );
-    Ok(())
-}
-
-fn maze_config(args: &MazeArgs, base: Option<serde_json::Value>) -> Result<MazeConfig, Failure> {
-    let mut c: MazeConfig = match base {
-        Some(v) => serde_json::from_value(v).map_err(|e| usage(format!("config: {e}")))?,
-        None => MazeConfig::default(),
-    };
-    if let Some(path) = &args.common.config {
-        c = merge_config_file(c, path)?;
-    }
-    if let Some(m) = &args.model {
-        c.model = m
-            .parse::<MazeModel>()
-            .map_err(|e| usage(format!("--model: {e}")))?;
-    }
-    if let Some(v) = args.neurons {
-        c.neurons = v;
-    }
-    if let Some(v) = args.size {
-        c.size = v;
-    }
-    if let Some(v) = args.steps {
-        c.steps = v;
-    }
-    if let Some(v) = args.batch {
-        c.batch = v;
-    }
-    if let Some(v) = args.lr {
-        c.learning_rate = v;
-    }
-    if args.fan_out {
-        c.fan_out = true;
-    }
-    c.validate().map_err(|e| usage(format!("config: {e}")))?;
-    Ok(c)
-}
-
-/// The modulated episode operation has a CPU implementation only.
-const MAZE_CPU_ONLY: &str =
-    "--device: maze runs on the CPU (the neuromodulated operation has no GPU path yet)";
-
-fn train_maze(args: MazeArgs) -> Result<(), Failure> {
-    if args.common.device != "cpu" {
-        return Err(usage(MAZE_CPU_ONLY));
-    }
-    let threads = set_threads(args.common.threads)?;
-    let common = &args.common;
-    let base = resumed_config(
-        common,
-        &[
-            ("--model", args.model.is_some()),
-            ("--neurons", args.neurons.is_some()),
-            ("--size", args.size.is_some()),
-            ("--steps", args.steps.is_some()),
-            ("--batch", args.batch.is_some()),
-            ("--lr", args.lr.is_some()),
-            ("--fan-out", args.fan_out),
-        ],
-    )?;
-    let config = maze_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
-    let task = MazeTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
-    let cmd = TrainCommand {
-        task: &task,
-        model: serde_json::to_value(config.model).expect("serializes"),
-        task_json: serde_json::to_value(&config).expect("serializes"),
-        extra: json!({"neurons": config.neurons()}),
-    };
-    let (summary, out) = train_command(
-        cmd,
-        common,
-        base.as_ref(),
-        threads,
-        &["loss", "reward"],
-        |p| format!("loss {:.3}  reward(50) {:.2}", p.loss, p.running[0]),
-    )?;
-    eprintln!(
-        "maze: {} episodes in {:.1} s; last 50 episodes: loss {:.4}, reward {:.3}. Run directory: {}",
         summary.episodes,
         summary.seconds,
         summary.final_loss,
@@ -1032,7 +938,7 @@ pub(crate) fn write_learning_curve(
 }
 
 /// Builds the model of `task` and loads the last checkpoint of `run` into it.
-fn load_run_model<E: Experiment>(
+pub(crate) fn load_run_model<E: Experiment>(
     task: &E,
     run: &Path,
     device: &burn::tensor::Device,
@@ -1043,7 +949,9 @@ fn load_run_model<E: Experiment>(
 }
 
 /// A run's config.json and its "task" configuration.
-fn saved_run<C: DeserializeOwned>(run: &Path) -> Result<(serde_json::Value, C), Failure> {
+pub(crate) fn saved_run<C: DeserializeOwned>(
+    run: &Path,
+) -> Result<(serde_json::Value, C), Failure> {
     let path = run.join("config.json");
     let saved = read_json(&path)?;
     let config = serde_json::from_value(saved["task"].clone())
@@ -1112,25 +1020,10 @@ fn eval(
                 );
             }
         }
-        "maze" => {
-            let (_, config): (_, MazeConfig) = saved_run(run)?;
-            let task = MazeTask::new(config).map_err(bad_config)?;
-            let (means, trained, secs) = eval_run(&task, run, episodes, seed, device)?;
-            if json_out {
-                println!(
-                    "{}",
-                    json!({"experiment": "maze", "episodes": episodes, "reward": means[0], "trained_episodes": trained, "seed": seed})
-                );
-            } else {
-                println!(
-                    "maze: reward {:.3} per episode over {episodes} fresh batches (model trained {trained} episodes; {secs:.1} s)",
-                    means[0],
-                );
-            }
-        }
+        "maze" | "cue-reward" => rl::eval_rl(experiment, run, episodes, seed, json_out, device)?,
         _ => {
             return Err(usage(format!(
-            "eval: unknown experiment '{experiment}' (available: pattern, images, maze, omniglot)"
+            "eval: unknown experiment '{experiment}' (available: pattern, images, maze, cue-reward, omniglot)"
         )))
         }
     }
@@ -1255,11 +1148,12 @@ fn model_bytes(n: usize, t: usize, b: usize) -> f64 {
 
 /// The benchmark workloads (issue 3): the papers' sizes, full training steps.
 const WORKLOADS: &str = "pattern (N=1001, T=106, B=1), oja (pattern with Oja's rule), \
-images (N=1025, T=201, B=1, clamped), maze (N=100, T=200, B=30, clipped trace)";
+images (N=1025, T=201, B=1, clamped), maze (N=100, T=200, B=30, clipped trace, synthetic \
+episodes), maze-agent (the maze task: rollout, replay, A2C), cue-reward (N=200, T=120, B=30)";
 
 fn bench(
     workload: &str,
-    model: &str,
+    model_name: Option<&str>,
     batch: Option<usize>,
     episodes: usize,
     json_out: bool,
@@ -1270,9 +1164,23 @@ fn bench(
         return Err(usage("bench: --episodes and --batch must be positive"));
     }
     let device = parse_device(device_name)?;
-    let model = model
-        .parse::<ModelKind>()
-        .map_err(|e| usage(format!("--model: {e}")))?;
+    let rl = matches!(workload, "maze-agent" | "cue-reward");
+    if rl && device_name != "cpu" {
+        return Err(usage(rl::RL_CPU_ONLY));
+    }
+    let model_name = model_name.unwrap_or(if rl { "modul" } else { "plastic" });
+    let agent = || {
+        model_name
+            .parse::<AgentModel>()
+            .map_err(|e| usage(format!("--model: {e}")))
+    };
+    let model = if rl {
+        ModelKind::Plastic // unused by the actor-critic workloads
+    } else {
+        model_name
+            .parse::<ModelKind>()
+            .map_err(|e| usage(format!("--model: {e}")))?
+    };
     let pattern = |rule| PatternConfig {
         batch: batch.unwrap_or(1),
         rule,
@@ -1314,6 +1222,26 @@ fn bench(
             let task = SyntheticTask::new(c).map_err(usage)?;
             (shape, time_steps(&task, episodes, &device)?)
         }
+        "maze-agent" => {
+            let c = MazeConfig {
+                model: agent()?,
+                batch: batch.unwrap_or(MazeConfig::default().batch),
+                ..MazeConfig::default()
+            };
+            let shape = (c.neurons(), c.steps, c.batch);
+            let task = MazeTask::new(c).map_err(usage)?;
+            (shape, time_steps(&task, episodes, &device)?)
+        }
+        "cue-reward" => {
+            let c = CueRewardConfig {
+                model: agent()?,
+                batch: batch.unwrap_or(CueRewardConfig::default().batch),
+                ..CueRewardConfig::default()
+            };
+            let shape = (c.neurons, c.steps, c.batch);
+            let task = CueRewardTask::new(c).map_err(usage)?;
+            (shape, time_steps(&task, episodes, &device)?)
+        }
         _ => {
             return Err(usage(format!(
                 "bench: unknown workload '{workload}' (available: {WORKLOADS})"
@@ -1334,7 +1262,7 @@ fn bench(
     if json_out {
         println!(
             "{}",
-            json!({"workload": workload, "model": model, "ms_per_episode": ms, "peak_rss_mb": rss, "threads": threads,
+            json!({"workload": workload, "model": model_name, "ms_per_episode": ms, "peak_rss_mb": rss, "threads": threads,
                    "device": device_name, "device_memory_mb": times.device_mb,
                    "model_bytes_per_step": model_bytes(n, t, b), "achieved_gbs": achieved_gbs,
                    "stream_gbs": stream_gbs, "roofline_fraction": fraction,

@@ -1,4 +1,4 @@
-//! A minimal PNG encoder for 8-bit grey images (no compression dependency): the image data
+//! A minimal PNG encoder for 8-bit grey and RGB images (no compression dependency): the image data
 //! is a zlib stream of stored (uncompressed) deflate blocks (RFC 1950/1951), in the chunks of
 //! the PNG specification (IHDR, IDAT, IEND), each with its CRC-32.
 
@@ -57,16 +57,29 @@ fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
 
 /// Encodes a `width x height` grey image (`pixels`: row-major, one byte per pixel) as PNG.
 pub fn grey(width: usize, height: usize, pixels: &[u8]) -> Vec<u8> {
-    assert_eq!(pixels.len(), width * height, "pixel count");
-    let mut raw = Vec::with_capacity((width + 1) * height);
-    for row in pixels.chunks(width.max(1)) {
+    encode(width, height, pixels, 1)
+}
+
+/// Encodes a `width x height` colour image (`pixels`: row-major, R, G, B bytes per pixel) as
+/// PNG.
+pub fn rgb(width: usize, height: usize, pixels: &[u8]) -> Vec<u8> {
+    encode(width, height, pixels, 3)
+}
+
+/// `channels`: 1 (grey, PNG colour type 0) or 3 (RGB, colour type 2), 8 bits each.
+fn encode(width: usize, height: usize, pixels: &[u8], channels: usize) -> Vec<u8> {
+    assert_eq!(pixels.len(), width * height * channels, "pixel count");
+    let mut raw = Vec::with_capacity((width * channels + 1) * height);
+    for row in pixels.chunks((width * channels).max(1)) {
         raw.push(0); // filter type: none
         raw.extend_from_slice(row);
     }
+    let colour_type = if channels == 3 { 2 } else { 0 };
     let mut ihdr = Vec::new();
     ihdr.extend_from_slice(&(width as u32).to_be_bytes());
     ihdr.extend_from_slice(&(height as u32).to_be_bytes());
-    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]); // 8-bit grey, deflate, adaptive filter, no interlace
+    // 8 bits per channel, colour type, deflate, adaptive filter, no interlace.
+    ihdr.extend_from_slice(&[8, colour_type, 0, 0, 0]);
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
     chunk(&mut out, b"IHDR", &ihdr);
     chunk(&mut out, b"IDAT", &zlib_stored(&raw));
@@ -86,6 +99,16 @@ mod tests {
         assert_eq!(crc32(&[b"123456789"]), 0xcbf4_3926);
         // Adler-32 of "Wikipedia" (RFC 1950 example often quoted).
         assert_eq!(adler32(b"Wikipedia"), 0x11e6_0398);
+    }
+
+    #[test]
+    fn rgb_images_have_colour_type_2_and_three_bytes_per_pixel() {
+        let png = rgb(1, 2, &[255, 0, 0, 0, 0, 255]);
+        assert_eq!(&png[16..26], &[0, 0, 0, 1, 0, 0, 0, 2, 8, 2]);
+        let z = &png[8 + 25 + 8..];
+        // Two rows of filter byte + 3 bytes: one stored block of 8 bytes.
+        assert_eq!(&z[2..7], &[1, 8, 0, 0xf7, 0xff]);
+        assert_eq!(&z[7..15], &[0, 255, 0, 0, 0, 0, 0, 255]);
     }
 
     #[test]

@@ -273,6 +273,18 @@ fn maze_trains_resumes_and_evaluates() {
     assert_eq!(metrics.lines().count(), 3);
     let config = std::fs::read_to_string(dir.join("run/config.json")).unwrap();
     assert!(config.contains(r#""model": "modplast""#), "{config}");
+    // The trajectory strips (10 frames of a 7x7 maze in one row of 12) and the modulator plot.
+    for name in ["trajectory_before.png", "trajectory_after.png"] {
+        let file = std::fs::File::open(dir.join("run").join(name)).unwrap();
+        let reader = png::Decoder::new(std::io::BufReader::new(file))
+            .read_info()
+            .unwrap();
+        let info = reader.info();
+        assert_eq!(info.color_type, png::ColorType::Rgb, "{name}");
+        assert_eq!((info.width, info.height), (12 * 41, 41), "{name}");
+    }
+    let svg = std::fs::read_to_string(dir.join("run/modulator.svg")).unwrap();
+    assert!(svg.contains("M(t), episode 1"), "{svg}");
     let o = plasticity(&[
         "maze",
         "--resume",
@@ -298,6 +310,73 @@ fn maze_trains_resumes_and_evaluates() {
         (
             vec!["maze", "--model", "lstm", "--out", &out],
             "--model: unknown model",
+        ),
+    ] {
+        let o = plasticity(&bad);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}");
+        assert!(stderr(&o).contains(message), "{bad:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn cue_reward_trains_evaluates_and_checks_its_options() {
+    let dir = temp_dir("cue");
+    let out = dir.join("run").to_string_lossy().into_owned();
+    let o = plasticity(&[
+        "cue-reward",
+        "--model",
+        "modul",
+        "--episodes",
+        "2",
+        "--steps",
+        "8",
+        "--batch",
+        "2",
+        "--neurons",
+        "8",
+        "--threads",
+        "1",
+        "--out",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let metrics = std::fs::read_to_string(dir.join("run/metrics.csv")).unwrap();
+    assert!(
+        metrics.starts_with("episode,loss,reward,seconds\n"),
+        "{metrics}"
+    );
+    assert!(dir.join("run/modulator.svg").exists());
+    let o = plasticity(&[
+        "eval",
+        "cue-reward",
+        "--run",
+        &out,
+        "--episodes",
+        "2",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["experiment"], "cue-reward");
+    // Rewards are +-1 per trial, 2 trials per episode.
+    let r = v["reward"].as_f64().unwrap();
+    assert!((-2.0..=2.0).contains(&r), "{v}");
+    for (bad, message) in [
+        (vec!["cue-reward", "--steps", "3", "--out", &out], "steps"),
+        (
+            vec!["cue-reward", "--time-limit", "0", "--out", &out],
+            "--time-limit",
+        ),
+        (
+            vec!["cue-reward", "--device", "wgpu", "--out", &out],
+            "--device",
+        ),
+        (vec!["maze", "--preset", "icml", "--out", &out], "--preset"),
+        (
+            vec![
+                "maze", "--preset", "icml2018", "--model", "modul", "--rule", "oja",
+            ],
+            "rule",
         ),
     ] {
         let o = plasticity(&bad);

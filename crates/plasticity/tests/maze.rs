@@ -1,17 +1,20 @@
-//! The maze task: rules, observation, returns, replay consistency, gradient clipping.
+//! The maze task and the shared actor-critic: rules, observation, returns, replay
+//! consistency for every agent variant (maze, ICML 2018 Oja preset, cue-reward), gradient
+//! clipping.
 
 use burn::optim::GradientsParams;
 use burn::tensor::activation::softmax;
 use burn::tensor::Device;
-use plasticity::tasks::maze::{
-    returns, Maze, MazeConfig, MazeEpisode, MazeModel, MazeTask, ACTIONS, OBS,
-};
+use plasticity::tasks::a2c::{self, returns, A2cTask, AgentModel, Environment};
+use plasticity::tasks::cue_reward::{CueRewardConfig, CueRewardTask};
+use plasticity::tasks::maze::{Maze, MazeConfig, MazeEpisode, MazePreset, MazeTask, OBS};
 use plasticity::tensors::to_vec;
 use plasticity::train::{clip_global_norm, Experiment};
-use rand::SeedableRng;
+use plasticity::TraceRule;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn small(model: MazeModel) -> MazeConfig {
+fn small(model: AgentModel) -> MazeConfig {
     MazeConfig {
         size: 7,
         steps: 12,
@@ -120,72 +123,174 @@ fn returns_are_discounted_per_episode() {
     }
 }
 
+/// Rolls out `task` once, replays it, and checks the replayed policy, determinism, the loss,
+/// which parameters get gradients, and global clipping.
+fn check_replay<T: A2cTask>(task: &T, label: &str) {
+    let device = Device::flex().autodiff();
+    let spec = task.agent_spec();
+    let settings = task.settings();
+    let (b, t) = (settings.batch, task.steps());
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let agent = task.init_model(&mut rng, &device);
+    let ro = a2c::rollout(task, &agent, b, &mut rng).unwrap();
+    assert_eq!(ro.obs.len(), b * t * task.observation_size(), "{label}");
+    assert_eq!(ro.states.len(), b * t, "{label}");
+    assert_eq!(
+        ro.modulator.is_empty(),
+        matches!(spec.model, AgentModel::Rnn | AgentModel::Plastic),
+        "{label}"
+    );
+    let (logits, _) = a2c::replay(&agent, &ro, &device).unwrap();
+    let probs = to_vec(softmax(logits, 2));
+    let diff = probs
+        .iter()
+        .zip(&ro.probs)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff < 1e-4, "{label}: replayed policy differs by {diff}");
+    assert_eq!(probs.len(), b * t * task.actions());
+    // Same seed, same rollout.
+    let mut rng2 = ChaCha8Rng::seed_from_u64(7);
+    let agent2 = task.init_model(&mut rng2, &device);
+    let ro2 = a2c::rollout(task, &agent2, b, &mut rng2).unwrap();
+    assert_eq!(ro.actions, ro2.actions, "{label}");
+    // A training step's loss is finite and reaches every trained parameter.
+    let loss = a2c::loss(&agent, &ro, &settings, &device).unwrap();
+    let value = loss.clone().into_scalar::<f32>();
+    assert!(value.is_finite(), "{label}: loss {value}");
+    let mut grads = GradientsParams::from_grads(loss.backward(), &agent);
+    assert!(
+        grads.get::<2>(agent.net.w.id).is_some(),
+        "{label}: no gradient for w"
+    );
+    assert_eq!(
+        grads.get::<2>(agent.net.alpha.id).is_some(),
+        spec.model != AgentModel::Rnn,
+        "{label}: alpha is trained only by plastic models"
+    );
+    if let Some(md) = &agent.net.modulator {
+        assert!(
+            grads.get::<1>(md.m.id).is_some(),
+            "{label}: no gradient for m"
+        );
+    }
+    // Global clipping: afterwards the norm is the limit.
+    let norm = clip_global_norm(&agent, &mut grads, 1e-3);
+    assert!(norm > 1e-3, "{label}: gradient norm {norm}");
+    let after = clip_global_norm(&agent, &mut grads, f64::INFINITY);
+    assert!(
+        (after - 1e-3).abs() < 1e-6,
+        "{label}: norm after clipping {after}"
+    );
+}
+
 #[test]
 fn the_replay_reproduces_the_rollouts_policy_for_every_model() {
-    let device = Device::flex().autodiff();
     for model in [
-        MazeModel::Rnn,
-        MazeModel::Plastic,
-        MazeModel::Modplast,
-        MazeModel::Modul,
+        AgentModel::Rnn,
+        AgentModel::Plastic,
+        AgentModel::Modplast,
+        AgentModel::Modul,
     ] {
         let config = MazeConfig {
-            fan_out: model == MazeModel::Modplast,
+            fan_out: model == AgentModel::Modplast,
             // Large weights so that plasticity and modulation change the policy visibly.
             init_std: 0.6,
             ..small(model)
         };
-        let task = MazeTask::new(config.clone()).unwrap();
-        let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let agent = task.init_model(&mut rng, &device);
-        let ro = task.rollout(&agent, config.batch, &mut rng).unwrap();
-        assert_eq!(ro.obs.len(), 3 * 12 * OBS);
-        assert_eq!(
-            ro.modulator.is_empty(),
-            matches!(model, MazeModel::Rnn | MazeModel::Plastic)
-        );
-        let (logits, _) = task.replay(&agent, &ro, &device).unwrap();
-        let probs = to_vec(softmax(logits, 2));
-        let diff = probs
-            .iter()
-            .zip(&ro.probs)
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        assert!(diff < 1e-4, "{model:?}: replayed policy differs by {diff}");
-        assert_eq!(probs.len(), 3 * 12 * ACTIONS);
-        // Same seed, same rollout.
-        let mut rng2 = ChaCha8Rng::seed_from_u64(7);
-        let agent2 = task.init_model(&mut rng2, &device);
-        let ro2 = task.rollout(&agent2, config.batch, &mut rng2).unwrap();
-        assert_eq!(ro.actions, ro2.actions);
-        // A training step's loss is finite and reaches every trained parameter.
-        let loss = task.loss(&agent, &ro, &device).unwrap();
-        let value = loss.clone().into_scalar::<f32>();
-        assert!(value.is_finite(), "{model:?}: loss {value}");
-        let mut grads = GradientsParams::from_grads(loss.backward(), &agent);
-        assert!(
-            grads.get::<2>(agent.net.w.id).is_some(),
-            "{model:?}: no gradient for w"
-        );
-        assert_eq!(
-            grads.get::<2>(agent.net.alpha.id).is_some(),
-            model != MazeModel::Rnn,
-            "{model:?}: alpha is trained only by plastic models"
-        );
-        if let Some(md) = &agent.net.modulator {
-            assert!(
-                grads.get::<1>(md.m.id).is_some(),
-                "{model:?}: no gradient for m"
-            );
-        }
-        // Global clipping: afterwards the norm is the limit.
-        let norm = clip_global_norm(&agent, &mut grads, 1e-3);
-        assert!(norm > 1e-3, "{model:?}: gradient norm {norm}");
-        let after = clip_global_norm(&agent, &mut grads, f64::INFINITY);
-        assert!(
-            (after - 1e-3).abs() < 1e-6,
-            "{model:?}: norm after clipping {after}"
+        check_replay(&MazeTask::new(config).unwrap(), &format!("maze {model:?}"));
+        let config = CueRewardConfig {
+            cues: 3,
+            cue_bits: 6,
+            steps: 10,
+            batch: 3,
+            neurons: 10,
+            init_std: 0.6,
+            fan_out: model == AgentModel::Modul,
+            model,
+            ..CueRewardConfig::default()
+        };
+        check_replay(
+            &CueRewardTask::new(config).unwrap(),
+            &format!("cue-reward {model:?}"),
         );
     }
+    // The ICML 2018 preset: Oja's rule, unclipped, batch 1.
+    let icml = MazeConfig::preset(MazePreset::Icml2018);
+    assert_eq!(
+        (icml.size, icml.batch, icml.rule, icml.clip),
+        (9, 1, TraceRule::Oja, None)
+    );
+    let config = MazeConfig {
+        steps: 12,
+        neurons: 10,
+        init_std: 0.6,
+        ..icml
+    };
+    check_replay(&MazeTask::new(config).unwrap(), "maze icml2018 Oja");
+}
+
+#[test]
+fn cue_reward_trials_show_two_cues_then_ask_and_reward_the_right_answer() {
+    let task = CueRewardTask::new(CueRewardConfig::default()).unwrap();
+    let bits = 20;
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut shown = 0;
+    for _ in 0..200 {
+        let mut ep = task.reset(&mut rng);
+        assert_eq!(ep.cues.len(), 4);
+        for (i, a) in ep.cues.iter().enumerate() {
+            assert!(a.iter().all(|&v| v == 0.0 || v == 1.0));
+            assert!(ep.cues[i + 1..].iter().all(|b| b != a), "cues are distinct");
+        }
+        assert_ne!(ep.pair.0, ep.pair.1);
+        let mut obs = vec![0.0; task.observation_size()];
+        assert_eq!(obs.len(), 26);
+        // Steps 0 and 1 show the pair's cues; no response signal, no reward.
+        for t in 0..2 {
+            task.observe(&ep, t, &mut obs);
+            let cue = if t == 0 { ep.pair.0 } else { ep.pair.1 };
+            assert_eq!(&obs[..bits], &ep.cues[cue][..]);
+            assert_eq!(obs[bits], 0.0);
+            assert_eq!(obs[bits + 5], 1.0, "bias");
+            assert_eq!(
+                task.step(&mut ep, t, 1, &mut rng),
+                0.0,
+                "no reward at a cue"
+            );
+        }
+        // Step 2 asks: no cue, the response signal; responding pays +1 iff the target was shown.
+        task.observe(&ep, 2, &mut obs);
+        assert!(obs[..bits].iter().all(|&v| v == 0.0));
+        assert_eq!(obs[bits], 1.0);
+        assert_eq!(
+            &obs[bits + 2..bits + 4],
+            &[0.0, 1.0],
+            "previous action: respond"
+        );
+        let target_shown = ep.pair.0 == ep.target || ep.pair.1 == ep.target;
+        shown += target_shown as usize;
+        let action = rng.gen_range(0..2);
+        let r = task.step(&mut ep, 2, action, &mut rng);
+        assert_eq!(
+            r,
+            if (action == 1) == target_shown {
+                1.0
+            } else {
+                -1.0
+            }
+        );
+        // Step 3: the reward arrives as an input; the next trial draws a new pair.
+        task.observe(&ep, 3, &mut obs);
+        assert_eq!(obs[bits + 1], r);
+        assert!(obs[..=bits].iter().all(|&v| v == 0.0));
+        assert_eq!(task.step(&mut ep, 3, 0, &mut rng), 0.0);
+        assert_ne!(ep.pair.0, ep.pair.1);
+        task.observe(&ep, 4, &mut obs);
+        assert_eq!(&obs[..bits], &ep.cues[ep.pair.0][..]);
+        assert!((obs[bits + 4] - 4.0 / 120.0).abs() < 1e-7, "time input");
+    }
+    // The target is in the pair half the time (100 of 200 expected; 5 sigma = 35).
+    assert!((65..=135).contains(&shown), "target shown {shown} of 200");
 }
 
 #[test]
@@ -223,8 +328,55 @@ fn invalid_configurations_name_the_field() {
         let err = MazeTask::new(config).unwrap_err();
         assert!(err.starts_with(field), "{err}");
     }
+    let oja_modulated = MazeConfig {
+        rule: TraceRule::Oja,
+        ..MazeConfig::default()
+    };
+    assert!(MazeTask::new(oja_modulated)
+        .unwrap_err()
+        .starts_with("rule"));
+    for (config, field) in [
+        (
+            CueRewardConfig {
+                cues: 1,
+                ..CueRewardConfig::default()
+            },
+            "cues",
+        ),
+        (
+            CueRewardConfig {
+                cue_bits: 1,
+                ..CueRewardConfig::default()
+            },
+            "cue_bits",
+        ),
+        (
+            CueRewardConfig {
+                steps: 3,
+                ..CueRewardConfig::default()
+            },
+            "steps",
+        ),
+        (
+            CueRewardConfig {
+                clip: Some(-1.0),
+                ..CueRewardConfig::default()
+            },
+            "clip",
+        ),
+        (
+            CueRewardConfig {
+                learning_rate: f64::NAN,
+                ..CueRewardConfig::default()
+            },
+            "learning_rate",
+        ),
+    ] {
+        let err = CueRewardTask::new(config).unwrap_err();
+        assert!(err.starts_with(field), "{err}");
+    }
     assert!("lstm"
-        .parse::<MazeModel>()
+        .parse::<AgentModel>()
         .unwrap_err()
         .contains("modplast"));
 }

@@ -1,4 +1,4 @@
-//! Grid maze exploration (ICML 2018 section 4.5; ICLR 2019 section 4.2): an agent must find an
+//! Grid maze exploration (ICML 2018 section 4.4; ICLR 2019 section 4.2): an agent must find an
 //! invisible reward in a maze, remember where it is, and return to it again and again after
 //! being teleported.
 //!
@@ -15,29 +15,16 @@
 //! previous step's reward, `[10..14]` the previous action one-hot (zeros at the first step),
 //! `[14]` `step / steps`, `[15]` a bias of 1.
 //!
-//! # Agent and training (advantage actor-critic)
-//! `x(t) = W_in obs(t) + b_in` drives a recurrent network of `N` neurons ([`PlasticNet`]:
-//! non-plastic, plastic, or neuromodulated); linear heads give the policy (softmax over 4
-//! actions) and the value. Per episode `b`: returns `R_t = r_t + gamma R_{t+1}`; loss
-//! `sum_t [ -log pi(a_t) (R_t - V_t) + value_weight (R_t - V_t)^2 + prob_penalty sum_a pi(a)^2 ]`
-//! with `R_t - V_t` detached in the policy term (each episode's own value is its baseline), averaged
-//! over the batch; Adam, global gradient-norm clipping.
+//! # Agent and training
+//! The shared advantage actor-critic of [`super::a2c`], with the variants of [`AgentModel`].
 //!
-//! An episode is first rolled out without gradients, step by step, on plain buffers (the actions
-//! sampled at step `t` are inputs at step `t+1`); then the recorded observations are replayed
-//! through the fused episode operation in one call for the gradient.
+//! # Presets
+//! `paper` (the default): ICLR 2019 section 4.2, 13x13, batch 30, Hebbian trace clipped to
+//! [-1, 1]. `icml2018`: the ICML 2018 setting (section 4.4), a 9x9 maze, batch 1, Oja's rule
+//! (unclipped), to compare `--model plastic` with `--model rnn`.
 
-use crate::layer::{PlasticNet, PlasticNetConfig};
-use crate::tensors::{from_vec, to_vec};
-use crate::train::Experiment;
-use burn::module::{Module, Param};
-use burn::nn::{Linear, LinearConfig};
-use burn::optim::AdamConfig;
-use burn::tensor::activation::{log_softmax, softmax};
-use burn::tensor::{Device, Tensor};
-use plasticity_kernels::{
-    self as kernels, AlphaShape, BackwardStrategy, ModulatedParams, Modulation, Params, TraceRule,
-};
+use super::a2c::{A2cSettings, A2cTask, AgentModel, AgentSpec, Environment};
+use plasticity_kernels::TraceRule;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -47,31 +34,23 @@ pub const OBS: usize = 16;
 /// Actions: up, down, left, right.
 pub const ACTIONS: usize = 4;
 
-/// Which network drives the agent (ICLR 2019 section 4.2's variants).
+/// Named sets of defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum MazeModel {
-    /// Non-plastic recurrent network (`alpha = 0`, 100 neurons by default).
-    Rnn,
-    /// Plastic network without modulation (decaying Hebb, learned `eta`; 101 neurons).
-    Plastic,
-    /// Simple neuromodulation (ICLR 2019 eq. 3; 100 neurons).
-    Modplast,
-    /// Retroactive neuromodulation with an eligibility trace (eq. 4-5; 100 neurons).
-    Modul,
+pub enum MazePreset {
+    /// ICLR 2019 section 4.2 (the default).
+    Paper,
+    /// ICML 2018 section 4.4: 9x9, batch 1, Oja's rule.
+    Icml2018,
 }
 
-impl std::str::FromStr for MazeModel {
+impl std::str::FromStr for MazePreset {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "rnn" => Ok(MazeModel::Rnn),
-            "plastic" => Ok(MazeModel::Plastic),
-            "modplast" => Ok(MazeModel::Modplast),
-            "modul" => Ok(MazeModel::Modul),
-            _ => Err(format!(
-                "unknown model '{s}' (expected rnn, plastic, modplast or modul)"
-            )),
+            "paper" => Ok(MazePreset::Paper),
+            "icml2018" => Ok(MazePreset::Icml2018),
+            _ => Err(format!("unknown preset '{s}' (expected paper or icml2018)")),
         }
     }
 }
@@ -91,13 +70,15 @@ pub struct MazeConfig {
     /// Penalty for bumping into a wall.
     pub wall_penalty: f64,
     /// Network.
-    pub model: MazeModel,
+    pub model: AgentModel,
     /// Neurons (`0`: the paper's parameter-matched size: 100, or 101 for `plastic`).
     pub neurons: usize,
     /// Fan the modulator out to one rate per neuron (`modplast`, `modul`).
     pub fan_out: bool,
-    /// Clip the Hebbian trace to `[-clip, clip]`.
-    pub clip: f64,
+    /// Trace rule of the plastic network (`hebb`; `oja` for `plastic` only).
+    pub rule: TraceRule,
+    /// Clip the Hebbian trace to `[-clip, clip]` (`null`: no clipping).
+    pub clip: Option<f64>,
     /// Initial `eta` (plasticity rate, or the eligibility trace's rate for `modul`).
     pub eta: f64,
     /// Standard deviation of the initial recurrent `w` and `alpha` (`0`: `1 / sqrt(N)`).
@@ -124,10 +105,11 @@ impl Default for MazeConfig {
             batch: 30,
             reward: 10.0,
             wall_penalty: 0.0,
-            model: MazeModel::Modul,
+            model: AgentModel::Modul,
             neurons: 0,
             fan_out: false,
-            clip: 1.0,
+            rule: TraceRule::Hebb,
+            clip: Some(1.0),
             eta: 0.1,
             init_std: 0.0,
             gamma: 0.9,
@@ -141,10 +123,25 @@ impl Default for MazeConfig {
 }
 
 impl MazeConfig {
+    /// The defaults of `preset`.
+    pub fn preset(preset: MazePreset) -> Self {
+        match preset {
+            MazePreset::Paper => MazeConfig::default(),
+            MazePreset::Icml2018 => MazeConfig {
+                size: 9,
+                batch: 1,
+                model: AgentModel::Plastic,
+                rule: TraceRule::Oja,
+                clip: None,
+                ..MazeConfig::default()
+            },
+        }
+    }
+
     /// Neurons of the recurrent network.
     pub fn neurons(&self) -> usize {
         match (self.neurons, self.model) {
-            (0, MazeModel::Plastic) => 101,
+            (0, AgentModel::Plastic) => 101,
             (0, _) => 100,
             (n, _) => n,
         }
@@ -158,64 +155,41 @@ impl MazeConfig {
                 self.size
             ));
         }
-        for (name, v) in [("steps", self.steps), ("batch", self.batch)] {
-            if v == 0 {
-                return Err(format!("{name}: must be positive"));
-            }
+        if self.steps == 0 {
+            return Err("steps: must be positive".into());
         }
-        for (name, v) in [
-            ("reward", self.reward),
-            ("wall_penalty", self.wall_penalty),
-            ("value_weight", self.value_weight),
-            ("prob_penalty", self.prob_penalty),
-            ("init_std", self.init_std),
-        ] {
+        for (name, v) in [("reward", self.reward), ("wall_penalty", self.wall_penalty)] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!("{name}: must be finite and >= 0 (got {v})"));
             }
         }
-        for (name, v) in [
-            ("clip", self.clip),
-            ("learning_rate", self.learning_rate),
-            ("adam_epsilon", self.adam_epsilon),
-            ("max_grad_norm", self.max_grad_norm),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(format!("{name}: must be positive (got {v})"));
-            }
-        }
-        if !(self.gamma >= 0.0 && self.gamma <= 1.0) {
-            return Err(format!("gamma: must be in [0, 1] (got {})", self.gamma));
-        }
-        self.net_config().validate()
+        self.settings().validate()?;
+        self.agent_spec().validate()
     }
 
-    /// The recurrent network's configuration.
-    pub fn net_config(&self) -> PlasticNetConfig {
-        let n = self.neurons();
-        PlasticNetConfig {
-            neurons: n,
-            rule: TraceRule::Hebb,
-            clip: Some(self.clip),
-            alpha: AlphaShape::PerConnection,
+    /// The agent's network.
+    pub fn agent_spec(&self) -> AgentSpec {
+        AgentSpec {
+            model: self.model,
+            neurons: self.neurons(),
+            rule: self.rule,
+            fan_out: self.fan_out,
+            clip: self.clip,
             eta: self.eta,
-            learn_eta: self.model != MazeModel::Rnn,
-            init_std: if self.init_std > 0.0 {
-                self.init_std
-            } else {
-                1.0 / (n as f64).sqrt()
-            },
-            backward: BackwardStrategy::Auto,
-            modulation: match self.model {
-                MazeModel::Rnn | MazeModel::Plastic => Modulation::None,
-                MazeModel::Modplast => Modulation::Simple {
-                    fan_out: self.fan_out,
-                },
-                MazeModel::Modul => Modulation::Retroactive {
-                    fan_out: self.fan_out,
-                },
-            },
-            ..PlasticNetConfig::default()
+            init_std: self.init_std,
+        }
+    }
+
+    /// Training settings.
+    pub fn settings(&self) -> A2cSettings {
+        A2cSettings {
+            batch: self.batch,
+            gamma: self.gamma,
+            value_weight: self.value_weight,
+            prob_penalty: self.prob_penalty,
+            learning_rate: self.learning_rate,
+            adam_epsilon: self.adam_epsilon,
+            max_grad_norm: self.max_grad_norm,
         }
     }
 }
@@ -350,86 +324,12 @@ impl MazeEpisode {
     }
 }
 
-/// Discounted returns `R_t = r_t + gamma R_{t+1}` (`R_T = 0`) of each episode, `[B, T]`.
-pub fn returns(rewards: &[f32], steps: usize, gamma: f64) -> Vec<f32> {
-    let mut out = vec![0.0; rewards.len()];
-    for (ro, ri) in out.chunks_mut(steps).zip(rewards.chunks(steps)) {
-        let mut acc = 0.0f64;
-        for t in (0..steps).rev() {
-            acc = ri[t] as f64 + gamma * acc;
-            ro[t] = acc as f32;
-        }
-    }
-    out
-}
-
-/// The agent: input layer, recurrent (plastic) network, policy and value heads.
-#[derive(Module, Debug)]
-pub struct MazeAgent {
-    /// `OBS -> N`.
-    pub input: Linear,
-    /// The recurrent network.
-    pub net: PlasticNet,
-    /// `N -> ACTIONS` (logits).
-    pub policy: Linear,
-    /// `N -> 1`.
-    pub value: Linear,
-}
-
-/// What a rollout records, `B` episodes of `T` steps, batch-major.
-#[derive(Clone, Debug)]
-pub struct Rollout {
-    /// Observations `[B, T, OBS]`.
-    pub obs: Vec<f32>,
-    /// Actions `[B, T]`.
-    pub actions: Vec<usize>,
-    /// Rewards `[B, T]`.
-    pub rewards: Vec<f32>,
-    /// The policy's action probabilities `[B, T, ACTIONS]`.
-    pub probs: Vec<f32>,
-    /// The modulator `[B, T]` (empty without modulation).
-    pub modulator: Vec<f32>,
-    /// The agent's cell at each step before acting, `[B, T]`.
-    pub cells: Vec<(usize, usize)>,
-    /// Reward cell of each episode, `[B]`.
-    pub reward_cells: Vec<(usize, usize)>,
-}
-
-impl Rollout {
-    /// Mean total reward per episode.
-    pub fn mean_reward(&self, batch: usize) -> f64 {
-        self.rewards.iter().map(|&r| r as f64).sum::<f64>() / batch as f64
-    }
-}
-
 /// The maze experiment.
 #[derive(Clone, Debug)]
 pub struct MazeTask {
     /// Configuration.
     pub config: MazeConfig,
     maze: Maze,
-}
-
-/// `out[b, j] = sum_i x[b, i] w[i, j] + bias[j]` (burn's `Linear` layout, `w: [d_in, d_out]`).
-fn affine(x: &[f32], w: &[f32], bias: &[f32], d_in: usize, d_out: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(x.len() / d_in * d_out);
-    for row in x.chunks(d_in) {
-        let start = out.len();
-        out.extend_from_slice(bias);
-        let o = &mut out[start..start + d_out];
-        for (i, &xi) in row.iter().enumerate() {
-            for (oj, &wij) in o.iter_mut().zip(&w[i * d_out..(i + 1) * d_out]) {
-                *oj += xi * wij;
-            }
-        }
-    }
-    out
-}
-
-fn linear_buffers(l: &Linear) -> (Vec<f32>, Vec<f32>) {
-    let w = to_vec(l.weight.val());
-    let b = l.bias.as_ref().map(|b| to_vec(b.val())).unwrap_or_default();
-    (w, b)
 }
 
 impl MazeTask {
@@ -444,247 +344,52 @@ impl MazeTask {
     pub fn maze(&self) -> &Maze {
         &self.maze
     }
+}
 
-    /// Runs `batch` episodes without gradients, sampling actions from the policy.
-    pub fn rollout(
+impl Environment for MazeTask {
+    type Episode = MazeEpisode;
+
+    fn observation_size(&self) -> usize {
+        OBS
+    }
+
+    fn actions(&self) -> usize {
+        ACTIONS
+    }
+
+    fn steps(&self) -> usize {
+        self.config.steps
+    }
+
+    fn reset(&self, rng: &mut ChaCha8Rng) -> MazeEpisode {
+        MazeEpisode::new(&self.maze, rng)
+    }
+
+    fn observe(&self, episode: &MazeEpisode, t: usize, out: &mut [f32]) {
+        out.copy_from_slice(&episode.observation(&self.maze, t, self.config.steps));
+    }
+
+    fn step(
         &self,
-        agent: &MazeAgent,
-        batch: usize,
+        episode: &mut MazeEpisode,
+        _t: usize,
+        action: usize,
         rng: &mut ChaCha8Rng,
-    ) -> Result<Rollout, String> {
-        let c = &self.config;
-        let n = c.neurons();
-        let steps = c.steps;
-        let (w_in, b_in) = linear_buffers(&agent.input);
-        let (w_pol, b_pol) = linear_buffers(&agent.policy);
-        let net = &agent.net;
-        let (w, alpha, eta) = (
-            to_vec(net.w.val()),
-            to_vec(net.alpha.val()),
-            to_vec(net.eta.val())[0],
-        );
-        let md = net.modulator.as_ref().map(|md| {
-            (
-                to_vec(md.m.val()),
-                to_vec(md.m_bias.val())[0],
-                md.fan_w
-                    .as_ref()
-                    .map(|v| to_vec(v.val()))
-                    .unwrap_or_default(),
-                md.fan_b
-                    .as_ref()
-                    .map(|v| to_vec(v.val()))
-                    .unwrap_or_default(),
-            )
-        });
-        let spec = net.spec(batch, 1);
-        let mut episodes: Vec<MazeEpisode> = (0..batch)
-            .map(|_| MazeEpisode::new(&self.maze, rng))
-            .collect();
-        let mut y = vec![0.0f32; batch * n];
-        let mut hebb = vec![0.0f32; batch * n * n];
-        let mut elig = vec![
-            0.0f32;
-            if spec.modulation.has_eligibility() {
-                batch * n * n
-            } else {
-                0
-            }
-        ];
-        let mut out = Rollout {
-            obs: vec![0.0; batch * steps * OBS],
-            actions: vec![0; batch * steps],
-            rewards: vec![0.0; batch * steps],
-            probs: vec![0.0; batch * steps * ACTIONS],
-            modulator: Vec::new(),
-            cells: vec![(0, 0); batch * steps],
-            reward_cells: episodes.iter().map(|e| e.reward_cell).collect(),
-        };
-        if md.is_some() {
-            out.modulator = vec![0.0; batch * steps];
-        }
-        let mut obs_t = vec![0.0f32; batch * OBS];
-        for t in 0..steps {
-            for (b, ep) in episodes.iter().enumerate() {
-                let o = ep.observation(&self.maze, t, steps);
-                obs_t[b * OBS..(b + 1) * OBS].copy_from_slice(&o);
-                out.obs[(b * steps + t) * OBS..(b * steps + t + 1) * OBS].copy_from_slice(&o);
-                out.cells[b * steps + t] = ep.agent;
-            }
-            let x = affine(&obs_t, &w_in, &b_in, OBS, n);
-            match &md {
-                None => {
-                    let ep = kernels::forward(
-                        &spec,
-                        &Params {
-                            w: &w,
-                            alpha: &alpha,
-                            eta,
-                        },
-                        &x,
-                        &y,
-                        Some(&hebb),
-                    )
-                    .map_err(|e| e.0)?;
-                    y = ep.ys;
-                    hebb = ep.hebb;
-                }
-                Some((m, m_bias, fan_w, fan_b)) => {
-                    let p = ModulatedParams {
-                        w: &w,
-                        alpha: &alpha,
-                        m,
-                        m_bias: *m_bias,
-                        fan_w,
-                        fan_b,
-                        eta_e: eta,
-                    };
-                    let e0 = (!elig.is_empty()).then_some(elig.as_slice());
-                    let ep = kernels::modulated::forward(&spec, &p, &x, &y, Some(&hebb), e0)
-                        .map_err(|e| e.0)?;
-                    for (b, &mv) in ep.modulator.iter().enumerate() {
-                        out.modulator[b * steps + t] = mv;
-                    }
-                    y = ep.ys;
-                    hebb = ep.hebb;
-                    elig = ep.elig;
-                }
-            }
-            let logits = affine(&y, &w_pol, &b_pol, n, ACTIONS);
-            for (b, ep) in episodes.iter_mut().enumerate() {
-                let l = &logits[b * ACTIONS..(b + 1) * ACTIONS];
-                let top = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let e: Vec<f64> = l.iter().map(|&v| ((v - top) as f64).exp()).collect();
-                let total: f64 = e.iter().sum();
-                for (a, &p) in e.iter().enumerate() {
-                    out.probs[(b * steps + t) * ACTIONS + a] = (p / total) as f32;
-                }
-                let mut u = rng.gen::<f64>() * total;
-                let mut action = ACTIONS - 1;
-                for (a, &p) in e.iter().enumerate() {
-                    if u < p {
-                        action = a;
-                        break;
-                    }
-                    u -= p;
-                }
-                out.actions[b * steps + t] = action;
-                out.rewards[b * steps + t] = ep.step(&self.maze, c, action, rng);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Replays recorded observations `[B, T, OBS]` through the fused episode operation: returns
-    /// the policy's logits `[B, T, ACTIONS]` and the values `[B, T]`.
-    pub fn replay(
-        &self,
-        agent: &MazeAgent,
-        ro: &Rollout,
-        device: &Device,
-    ) -> Result<(Tensor<3>, Tensor<2>), String> {
-        let steps = self.config.steps;
-        let batch = ro.actions.len() / steps;
-        let obs = from_vec(ro.obs.clone(), [batch, steps, OBS], device);
-        let x = agent.input.forward(obs); // [B, T, N]
-        let (ys, _) = agent.net.forward(x, None).map_err(|e| e.0)?; // [B, T, N]
-        let logits = agent.policy.forward(ys.clone()); // [B, T, A]
-        let values = agent.value.forward(ys).reshape([batch, steps]); // [B, T]
-        Ok((logits, values))
-    }
-
-    /// The A2C loss of a recorded rollout, replayed through the fused episode operation.
-    pub fn loss(
-        &self,
-        agent: &MazeAgent,
-        ro: &Rollout,
-        device: &Device,
-    ) -> Result<Tensor<1>, String> {
-        let c = &self.config;
-        let steps = c.steps;
-        let batch = ro.actions.len() / steps;
-        let (logits, values) = self.replay(agent, ro, device)?;
-        let mut onehot = vec![0.0f32; batch * steps * ACTIONS];
-        for (k, &a) in ro.actions.iter().enumerate() {
-            onehot[k * ACTIONS + a] = 1.0;
-        }
-        let onehot = from_vec(onehot, [batch, steps, ACTIONS], device);
-        let logp = (log_softmax(logits.clone(), 2) * onehot)
-            .sum_dim(2)
-            .reshape([batch, steps]); // log pi(a_t)
-        let probs = softmax(logits, 2);
-        let rets = from_vec(returns(&ro.rewards, steps, c.gamma), [batch, steps], device);
-        let advantage = rets - values;
-        let policy_loss = -(logp * advantage.clone().detach()).sum();
-        let value_loss = advantage.powf_scalar(2.0).sum();
-        let penalty = probs.powf_scalar(2.0).sum();
-        let loss = (policy_loss
-            + value_loss.mul_scalar(c.value_weight as f32)
-            + penalty.mul_scalar(c.prob_penalty as f32))
-        .div_scalar(batch as f32);
-        Ok(loss.reshape([1]))
+    ) -> f32 {
+        episode.step(&self.maze, &self.config, action, rng)
     }
 }
 
-impl Experiment for MazeTask {
-    type Model = MazeAgent;
-
-    fn name(&self) -> &'static str {
+impl A2cTask for MazeTask {
+    fn task_name(&self) -> &'static str {
         "maze"
     }
 
-    fn metric_names(&self) -> &'static [&'static str] {
-        &["reward"]
+    fn agent_spec(&self) -> AgentSpec {
+        self.config.agent_spec()
     }
 
-    fn init_model(&self, rng: &mut ChaCha8Rng, device: &Device) -> MazeAgent {
-        let c = &self.config;
-        let n = c.neurons();
-        let mut net = c.net_config().init(rng, device);
-        if c.model == MazeModel::Rnn {
-            // Non-plastic: alpha = 0, fixed.
-            let dims = net.alpha.val().dims();
-            net.alpha = Param::from_tensor(Tensor::zeros(dims, device)).set_require_grad(false);
-        }
-        // burn initialises the linear layers from its own seeded RNG: seed it from ours.
-        device.seed(rng.gen());
-        MazeAgent {
-            input: LinearConfig::new(OBS, n).init(device),
-            net,
-            policy: LinearConfig::new(n, ACTIONS).init(device),
-            value: LinearConfig::new(n, 1).init(device),
-        }
-    }
-
-    fn optimizer(&self) -> (AdamConfig, f64) {
-        (
-            AdamConfig::new().with_epsilon(self.config.adam_epsilon as f32),
-            self.config.learning_rate,
-        )
-    }
-
-    fn max_grad_norm(&self) -> Option<f64> {
-        Some(self.config.max_grad_norm)
-    }
-
-    fn train_episode(
-        &self,
-        model: &MazeAgent,
-        rng: &mut ChaCha8Rng,
-        device: &Device,
-    ) -> Result<(Tensor<1>, Vec<f64>), String> {
-        let ro = self.rollout(model, self.config.batch, rng)?;
-        let loss = self.loss(model, &ro, device)?;
-        Ok((loss, vec![ro.mean_reward(self.config.batch)]))
-    }
-
-    fn eval_episode(
-        &self,
-        model: &MazeAgent,
-        rng: &mut ChaCha8Rng,
-        _device: &Device,
-    ) -> Result<Vec<f64>, String> {
-        let ro = self.rollout(model, self.config.batch, rng)?;
-        Ok(vec![ro.mean_reward(self.config.batch)])
+    fn settings(&self) -> A2cSettings {
+        self.config.settings()
     }
 }

@@ -1,6 +1,8 @@
 //! The papers' experiments, each a configuration with the paper's defaults, an episode
 //! generator, a metric and its models, plugged into [`crate::train`].
 
+pub mod a2c;
+pub mod cue_reward;
 pub mod images;
 pub mod maze;
 pub mod omniglot;

@@ -1,0 +1,551 @@
+//! Advantage actor-critic (A2C) for recurrent agents with plastic or neuromodulated connections:
+//! the engine that the reinforcement-learning tasks ([`super::maze`], [`super::cue_reward`])
+//! plug into through [`Environment`] and [`A2cTask`].
+//!
+//! # Agent
+//! `x(t) = W_in obs(t) + b_in` drives a recurrent network of `N` neurons ([`PlasticNet`]:
+//! non-plastic, plastic, or neuromodulated, [`AgentModel`]); linear heads read the policy
+//! (softmax over the actions) and the value from `y(t)`.
+//!
+//! # Loss (ICLR 2019, section 4.2)
+//! Per episode `b`: returns `R_t = r_t + gamma R_{t+1}`;
+//! `sum_t [ -log pi(a_t) (R_t - V_t) + value_weight (R_t - V_t)^2 + prob_penalty sum_a pi(a)^2 ]`
+//! with `R_t - V_t` detached in the policy term (each episode's own value is its baseline),
+//! averaged over the batch; Adam and global gradient-norm clipping.
+//!
+//! # How an update runs
+//! The batch is first rolled out without gradients, step by step, on plain buffers with the
+//! fused kernels (the action sampled at step `t` is part of the observation at `t+1`); then
+//! the recorded observations are replayed through the fused episode operation in one call,
+//! which gives the same activities, for the gradient.
+
+use crate::layer::{PlasticNet, PlasticNetConfig};
+use crate::tensors::{from_vec, to_vec};
+use crate::train::Experiment;
+use burn::module::{Module, Param};
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::AdamConfig;
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::{Device, Tensor};
+use plasticity_kernels::{
+    self as kernels, AlphaShape, BackwardStrategy, ModulatedParams, Modulation, Params, TraceRule,
+};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// A task an agent acts in: `B` independent episodes of [`Environment::steps`] steps.
+pub trait Environment {
+    /// The state of one episode.
+    type Episode: Clone;
+    /// Values in an observation.
+    fn observation_size(&self) -> usize;
+    /// Number of discrete actions.
+    fn actions(&self) -> usize;
+    /// Steps per episode.
+    fn steps(&self) -> usize;
+    /// A new episode.
+    fn reset(&self, rng: &mut ChaCha8Rng) -> Self::Episode;
+    /// Writes the observation at step `t` into `out` (`observation_size` values).
+    fn observe(&self, episode: &Self::Episode, t: usize, out: &mut [f32]);
+    /// Takes `action` at step `t`; returns the reward.
+    fn step(
+        &self,
+        episode: &mut Self::Episode,
+        t: usize,
+        action: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> f32;
+}
+
+/// Which network drives the agent (ICLR 2019, sections 4.1-4.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentModel {
+    /// Non-plastic recurrent network (`alpha = 0`, not trained).
+    Rnn,
+    /// Plastic network without modulation (decaying Hebb, learned `eta`; or Oja's rule).
+    Plastic,
+    /// Simple neuromodulation (ICLR 2019 eq. 3).
+    Modplast,
+    /// Retroactive neuromodulation with an eligibility trace (eq. 4-5).
+    Modul,
+}
+
+impl std::str::FromStr for AgentModel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "rnn" => Ok(AgentModel::Rnn),
+            "plastic" => Ok(AgentModel::Plastic),
+            "modplast" => Ok(AgentModel::Modplast),
+            "modul" => Ok(AgentModel::Modul),
+            _ => Err(format!(
+                "unknown model '{s}' (expected rnn, plastic, modplast or modul)"
+            )),
+        }
+    }
+}
+
+/// The recurrent network of an agent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentSpec {
+    /// Network variant.
+    pub model: AgentModel,
+    /// Neurons `N`.
+    pub neurons: usize,
+    /// Trace rule of the plastic variants (`Hebb` for the modulated ones).
+    pub rule: TraceRule,
+    /// Fan the modulator out to one rate per neuron (`modplast`, `modul`).
+    pub fan_out: bool,
+    /// Clip the Hebbian trace to `[-clip, clip]`.
+    pub clip: Option<f64>,
+    /// Initial `eta` (plasticity rate, or the eligibility trace's rate for `modul`).
+    pub eta: f64,
+    /// Standard deviation of the initial recurrent `w` and `alpha` (`0`: `1 / sqrt(N)`).
+    pub init_std: f64,
+}
+
+impl AgentSpec {
+    /// The recurrent network's configuration.
+    pub fn net_config(&self) -> PlasticNetConfig {
+        let n = self.neurons;
+        PlasticNetConfig {
+            neurons: n,
+            rule: self.rule,
+            clip: self.clip,
+            alpha: AlphaShape::PerConnection,
+            eta: self.eta,
+            learn_eta: self.model != AgentModel::Rnn,
+            init_std: if self.init_std > 0.0 {
+                self.init_std
+            } else {
+                1.0 / (n as f64).sqrt()
+            },
+            backward: BackwardStrategy::Auto,
+            modulation: match self.model {
+                AgentModel::Rnn | AgentModel::Plastic => Modulation::None,
+                AgentModel::Modplast => Modulation::Simple {
+                    fan_out: self.fan_out,
+                },
+                AgentModel::Modul => Modulation::Retroactive {
+                    fan_out: self.fan_out,
+                },
+            },
+            ..PlasticNetConfig::default()
+        }
+    }
+
+    /// Checks the fields; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.init_std.is_finite() && self.init_std >= 0.0) {
+            return Err(format!(
+                "init_std: must be finite and >= 0 (got {})",
+                self.init_std
+            ));
+        }
+        if let Some(c) = self.clip {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(format!("clip: must be positive or null (got {c})"));
+            }
+        }
+        if self.rule == TraceRule::Oja
+            && matches!(self.model, AgentModel::Modplast | AgentModel::Modul)
+        {
+            return Err("rule: the neuromodulated models (modplast, modul) use rule hebb".into());
+        }
+        self.net_config().validate()
+    }
+}
+
+/// Training settings of the actor-critic.
+#[derive(Clone, Debug, PartialEq)]
+pub struct A2cSettings {
+    /// Episodes run in parallel per update.
+    pub batch: usize,
+    /// Discount of the returns.
+    pub gamma: f64,
+    /// Weight of the value loss.
+    pub value_weight: f64,
+    /// Weight of the penalty on the summed squared action probabilities.
+    pub prob_penalty: f64,
+    /// Adam learning rate.
+    pub learning_rate: f64,
+    /// Adam epsilon.
+    pub adam_epsilon: f64,
+    /// Largest global gradient norm.
+    pub max_grad_norm: f64,
+}
+
+impl A2cSettings {
+    /// Checks the fields; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.batch == 0 {
+            return Err("batch: must be positive".into());
+        }
+        for (name, v) in [
+            ("value_weight", self.value_weight),
+            ("prob_penalty", self.prob_penalty),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{name}: must be finite and >= 0 (got {v})"));
+            }
+        }
+        for (name, v) in [
+            ("learning_rate", self.learning_rate),
+            ("adam_epsilon", self.adam_epsilon),
+            ("max_grad_norm", self.max_grad_norm),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{name}: must be positive (got {v})"));
+            }
+        }
+        if !(self.gamma >= 0.0 && self.gamma <= 1.0) {
+            return Err(format!("gamma: must be in [0, 1] (got {})", self.gamma));
+        }
+        Ok(())
+    }
+}
+
+/// The agent: input layer, recurrent (plastic) network, policy and value heads.
+#[derive(Module, Debug)]
+pub struct ActorCritic {
+    /// `obs -> N`.
+    pub input: Linear,
+    /// The recurrent network.
+    pub net: PlasticNet,
+    /// `N -> actions` (logits).
+    pub policy: Linear,
+    /// `N -> 1`.
+    pub value: Linear,
+}
+
+impl ActorCritic {
+    /// A fresh agent for `env` with the network `spec`, initialised from `rng`.
+    pub fn init<E: Environment>(
+        env: &E,
+        spec: &AgentSpec,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Self {
+        let n = spec.neurons;
+        let mut net = spec.net_config().init(rng, device);
+        if spec.model == AgentModel::Rnn {
+            // Non-plastic: alpha = 0, fixed.
+            let dims = net.alpha.val().dims();
+            net.alpha = Param::from_tensor(Tensor::zeros(dims, device)).set_require_grad(false);
+        }
+        // burn initialises the linear layers from its own seeded RNG: seed it from ours.
+        device.seed(rng.gen());
+        ActorCritic {
+            input: LinearConfig::new(env.observation_size(), n).init(device),
+            net,
+            policy: LinearConfig::new(n, env.actions()).init(device),
+            value: LinearConfig::new(n, 1).init(device),
+        }
+    }
+}
+
+/// What a rollout records, `B` episodes of `T` steps, batch-major.
+#[derive(Clone, Debug)]
+pub struct Rollout<S> {
+    /// Observations `[B, T, obs]`.
+    pub obs: Vec<f32>,
+    /// Actions `[B, T]`.
+    pub actions: Vec<usize>,
+    /// Rewards `[B, T]`.
+    pub rewards: Vec<f32>,
+    /// The policy's action probabilities `[B, T, actions]`.
+    pub probs: Vec<f32>,
+    /// The modulator `M(t)` `[B, T]` (empty without modulation).
+    pub modulator: Vec<f32>,
+    /// Each episode's state before acting at each step, `[B, T]`.
+    pub states: Vec<S>,
+    /// Episodes `B`.
+    pub batch: usize,
+    /// Steps `T`.
+    pub steps: usize,
+}
+
+impl<S> Rollout<S> {
+    /// Mean total reward per episode.
+    pub fn mean_reward(&self) -> f64 {
+        self.rewards.iter().map(|&r| r as f64).sum::<f64>() / self.batch as f64
+    }
+}
+
+/// Discounted returns `R_t = r_t + gamma R_{t+1}` (`R_T = 0`) of each episode, `[B, T]`.
+pub fn returns(rewards: &[f32], steps: usize, gamma: f64) -> Vec<f32> {
+    let mut out = vec![0.0; rewards.len()];
+    for (ro, ri) in out.chunks_mut(steps).zip(rewards.chunks(steps)) {
+        let mut acc = 0.0f64;
+        for t in (0..steps).rev() {
+            acc = ri[t] as f64 + gamma * acc;
+            ro[t] = acc as f32;
+        }
+    }
+    out
+}
+
+/// `out[b, j] = sum_i x[b, i] w[i, j] + bias[j]` (burn's `Linear` layout, `w: [d_in, d_out]`).
+fn affine(x: &[f32], w: &[f32], bias: &[f32], d_in: usize, d_out: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(x.len() / d_in * d_out);
+    for row in x.chunks(d_in) {
+        let start = out.len();
+        out.extend_from_slice(bias);
+        let o = &mut out[start..start + d_out];
+        for (i, &xi) in row.iter().enumerate() {
+            for (oj, &wij) in o.iter_mut().zip(&w[i * d_out..(i + 1) * d_out]) {
+                *oj += xi * wij;
+            }
+        }
+    }
+    out
+}
+
+fn linear_buffers(l: &Linear) -> (Vec<f32>, Vec<f32>) {
+    let w = to_vec(l.weight.val());
+    let b = l.bias.as_ref().map(|b| to_vec(b.val())).unwrap_or_default();
+    (w, b)
+}
+
+/// Runs `batch` episodes of `env` without gradients, sampling actions from the policy.
+pub fn rollout<E: Environment>(
+    env: &E,
+    agent: &ActorCritic,
+    batch: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<Rollout<E::Episode>, String> {
+    let (obs_n, act_n, steps) = (env.observation_size(), env.actions(), env.steps());
+    let net = &agent.net;
+    let n = net.config().neurons;
+    let (w_in, b_in) = linear_buffers(&agent.input);
+    let (w_pol, b_pol) = linear_buffers(&agent.policy);
+    let (w, alpha, eta) = (
+        to_vec(net.w.val()),
+        to_vec(net.alpha.val()),
+        to_vec(net.eta.val())[0],
+    );
+    let md = net.modulator.as_ref().map(|md| {
+        (
+            to_vec(md.m.val()),
+            to_vec(md.m_bias.val())[0],
+            md.fan_w
+                .as_ref()
+                .map(|v| to_vec(v.val()))
+                .unwrap_or_default(),
+            md.fan_b
+                .as_ref()
+                .map(|v| to_vec(v.val()))
+                .unwrap_or_default(),
+        )
+    });
+    let spec = net.spec(batch, 1);
+    let mut episodes: Vec<E::Episode> = (0..batch).map(|_| env.reset(rng)).collect();
+    let mut y = vec![0.0f32; batch * n];
+    let mut hebb = vec![0.0f32; batch * n * n];
+    let mut elig = vec![
+        0.0f32;
+        if spec.modulation.has_eligibility() {
+            batch * n * n
+        } else {
+            0
+        }
+    ];
+    let mut out = Rollout {
+        obs: vec![0.0; batch * steps * obs_n],
+        actions: vec![0; batch * steps],
+        rewards: vec![0.0; batch * steps],
+        probs: vec![0.0; batch * steps * act_n],
+        modulator: if md.is_some() {
+            vec![0.0; batch * steps]
+        } else {
+            Vec::new()
+        },
+        states: Vec::with_capacity(batch * steps),
+        batch,
+        steps,
+    };
+    let mut states: Vec<Vec<E::Episode>> = vec![Vec::with_capacity(steps); batch];
+    let mut obs_t = vec![0.0f32; batch * obs_n];
+    let mut e = vec![0.0f64; act_n];
+    for t in 0..steps {
+        for (b, ep) in episodes.iter().enumerate() {
+            let o = &mut obs_t[b * obs_n..(b + 1) * obs_n];
+            env.observe(ep, t, o);
+            out.obs[(b * steps + t) * obs_n..(b * steps + t + 1) * obs_n].copy_from_slice(o);
+            states[b].push(ep.clone());
+        }
+        let x = affine(&obs_t, &w_in, &b_in, obs_n, n);
+        match &md {
+            None => {
+                let p = Params {
+                    w: &w,
+                    alpha: &alpha,
+                    eta,
+                };
+                let ep = kernels::forward(&spec, &p, &x, &y, Some(&hebb)).map_err(|e| e.0)?;
+                y = ep.ys;
+                hebb = ep.hebb;
+            }
+            Some((m, m_bias, fan_w, fan_b)) => {
+                let p = ModulatedParams {
+                    w: &w,
+                    alpha: &alpha,
+                    m,
+                    m_bias: *m_bias,
+                    fan_w,
+                    fan_b,
+                    eta_e: eta,
+                };
+                let e0 = (!elig.is_empty()).then_some(elig.as_slice());
+                let ep = kernels::modulated::forward(&spec, &p, &x, &y, Some(&hebb), e0)
+                    .map_err(|e| e.0)?;
+                for (b, &mv) in ep.modulator.iter().enumerate() {
+                    out.modulator[b * steps + t] = mv;
+                }
+                y = ep.ys;
+                hebb = ep.hebb;
+                elig = ep.elig;
+            }
+        }
+        let logits = affine(&y, &w_pol, &b_pol, n, act_n);
+        for (b, ep) in episodes.iter_mut().enumerate() {
+            let l = &logits[b * act_n..(b + 1) * act_n];
+            let top = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            for (ea, &v) in e.iter_mut().zip(l) {
+                *ea = ((v - top) as f64).exp();
+            }
+            let total: f64 = e.iter().sum();
+            for (a, &p) in e.iter().enumerate() {
+                out.probs[(b * steps + t) * act_n + a] = (p / total) as f32;
+            }
+            let mut u = rng.gen::<f64>() * total;
+            let mut action = act_n - 1;
+            for (a, &p) in e.iter().enumerate() {
+                if u < p {
+                    action = a;
+                    break;
+                }
+                u -= p;
+            }
+            out.actions[b * steps + t] = action;
+            out.rewards[b * steps + t] = env.step(ep, t, action, rng);
+        }
+    }
+    out.states = states.into_iter().flatten().collect();
+    Ok(out)
+}
+
+/// Replays recorded observations `[B, T, obs]` through the fused episode operation: returns
+/// the policy's logits `[B, T, actions]` and the values `[B, T]`.
+pub fn replay<S>(
+    agent: &ActorCritic,
+    ro: &Rollout<S>,
+    device: &Device,
+) -> Result<(Tensor<3>, Tensor<2>), String> {
+    let (batch, steps) = (ro.batch, ro.steps);
+    let obs_n = ro.obs.len() / (batch * steps);
+    let obs = from_vec(ro.obs.clone(), [batch, steps, obs_n], device);
+    let x = agent.input.forward(obs); // [B, T, N]
+    let (ys, _) = agent.net.forward(x, None).map_err(|e| e.0)?; // [B, T, N]
+    let logits = agent.policy.forward(ys.clone()); // [B, T, A]
+    let values = agent.value.forward(ys).reshape([batch, steps]); // [B, T]
+    Ok((logits, values))
+}
+
+/// The A2C loss `[1]` of a recorded rollout, replayed through the fused episode operation.
+pub fn loss<S>(
+    agent: &ActorCritic,
+    ro: &Rollout<S>,
+    settings: &A2cSettings,
+    device: &Device,
+) -> Result<Tensor<1>, String> {
+    let (batch, steps) = (ro.batch, ro.steps);
+    let (logits, values) = replay(agent, ro, device)?;
+    let act_n = logits.dims()[2];
+    let mut onehot = vec![0.0f32; batch * steps * act_n];
+    for (k, &a) in ro.actions.iter().enumerate() {
+        onehot[k * act_n + a] = 1.0;
+    }
+    let onehot = from_vec(onehot, [batch, steps, act_n], device);
+    let logp = (log_softmax(logits.clone(), 2) * onehot)
+        .sum_dim(2)
+        .reshape([batch, steps]); // log pi(a_t)
+    let probs = softmax(logits, 2);
+    let rets = from_vec(
+        returns(&ro.rewards, steps, settings.gamma),
+        [batch, steps],
+        device,
+    );
+    let advantage = rets - values;
+    let policy_loss = -(logp * advantage.clone().detach()).sum();
+    let value_loss = advantage.powf_scalar(2.0).sum();
+    let penalty = probs.powf_scalar(2.0).sum();
+    let loss = (policy_loss
+        + value_loss.mul_scalar(settings.value_weight as f32)
+        + penalty.mul_scalar(settings.prob_penalty as f32))
+    .div_scalar(batch as f32);
+    Ok(loss.reshape([1]))
+}
+
+/// A reinforcement-learning task: an [`Environment`] with its agent and training settings.
+/// Every `A2cTask` is an [`Experiment`] (metric: `reward`, the mean total reward per episode).
+pub trait A2cTask: Environment {
+    /// Name used in outputs (`maze`, `cue-reward`).
+    fn task_name(&self) -> &'static str;
+    /// The agent's network.
+    fn agent_spec(&self) -> AgentSpec;
+    /// Training settings.
+    fn settings(&self) -> A2cSettings;
+}
+
+impl<T: A2cTask> Experiment for T {
+    type Model = ActorCritic;
+
+    fn name(&self) -> &'static str {
+        self.task_name()
+    }
+
+    fn metric_names(&self) -> &'static [&'static str] {
+        &["reward"]
+    }
+
+    fn init_model(&self, rng: &mut ChaCha8Rng, device: &Device) -> ActorCritic {
+        ActorCritic::init(self, &self.agent_spec(), rng, device)
+    }
+
+    fn optimizer(&self) -> (AdamConfig, f64) {
+        let s = self.settings();
+        (
+            AdamConfig::new().with_epsilon(s.adam_epsilon as f32),
+            s.learning_rate,
+        )
+    }
+
+    fn max_grad_norm(&self) -> Option<f64> {
+        Some(self.settings().max_grad_norm)
+    }
+
+    fn train_episode(
+        &self,
+        model: &ActorCritic,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<(Tensor<1>, Vec<f64>), String> {
+        let s = self.settings();
+        let ro = rollout(self, model, s.batch, rng)?;
+        let loss = loss(model, &ro, &s, device)?;
+        Ok((loss, vec![ro.mean_reward()]))
+    }
+
+    fn eval_episode(
+        &self,
+        model: &ActorCritic,
+        rng: &mut ChaCha8Rng,
+        _device: &Device,
+    ) -> Result<Vec<f64>, String> {
+        let ro = rollout(self, model, self.settings().batch, rng)?;
+        Ok(vec![ro.mean_reward()])
+    }
+}

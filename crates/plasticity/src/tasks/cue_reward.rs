@@ -1,0 +1,300 @@
+//! Cue-reward association (ICLR 2019 "Backpropamine", section 4.1): within each episode the
+//! agent must discover, from rewards alone, which of four random cues is the target, and then
+//! respond whenever it is shown. The association changes every episode, so it has to be
+//! learned during the episode: the task that neuromodulated plasticity solves and plain
+//! recurrent networks do not.
+//!
+//! # Rules (as this project reads section 4.1; the layout of a trial is our choice)
+//! Each episode draws `cues` distinct random binary cues of `cue_bits` bits and picks one as
+//! the target. An episode of `steps` steps is a sequence of trials of [`TRIAL_STEPS`] steps:
+//! 1. cue `A` is shown (its bits on the cue inputs),
+//! 2. cue `B` is shown (`A != B`, a random pair of the cues: the target is in it half the time),
+//! 3. the response signal is on: the agent's action at this step is its answer, `1` (respond)
+//!    or `0` (withhold); the reward is `+reward` if it responds exactly when the target was
+//!    one of `A`, `B`, and `-reward` otherwise,
+//! 4. nothing is shown; the reward of step 3 arrives as the "previous reward" input.
+//!
+//! Actions at the other steps have no effect and give no reward. Always responding (or never)
+//! earns 0 on average; an agent that knows the target earns `+reward` per trial.
+//!
+//! # Observation (`cue_bits + 6` values)
+//! `[0..cue_bits]` the cue shown (zeros when none), then the response signal, the previous
+//! step's reward, the previous action one-hot (2), `step / steps`, a bias of 1.
+//!
+//! # Agent
+//! The shared actor-critic of [`super::a2c`]; 200 neurons for every variant by default (the
+//! modulator adds `2N + 2` parameters or fewer, under 1% of the recurrent weights).
+
+use super::a2c::{A2cSettings, A2cTask, AgentModel, AgentSpec, Environment};
+use plasticity_kernels::TraceRule;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Steps per trial: cue, cue, response, feedback.
+pub const TRIAL_STEPS: usize = 4;
+/// Actions: 0 withhold, 1 respond.
+pub const ACTIONS: usize = 2;
+
+/// Configuration of the cue-reward task; defaults from ICLR 2019 section 4.1 where it states
+/// them (4 cues of 20 bits, 120-step episodes, 200 neurons, batch 30), the maze's otherwise.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CueRewardConfig {
+    /// Cues per episode (one is the target).
+    pub cues: usize,
+    /// Bits per cue.
+    pub cue_bits: usize,
+    /// Steps per episode.
+    pub steps: usize,
+    /// Episodes run in parallel per update.
+    pub batch: usize,
+    /// Reward of a right answer (a wrong one gives its negative).
+    pub reward: f64,
+    /// Network.
+    pub model: AgentModel,
+    /// Neurons.
+    pub neurons: usize,
+    /// Fan the modulator out to one rate per neuron (`modplast`, `modul`).
+    pub fan_out: bool,
+    /// Clip the Hebbian trace to `[-clip, clip]` (`null`: no clipping).
+    pub clip: Option<f64>,
+    /// Initial `eta` (plasticity rate, or the eligibility trace's rate for `modul`).
+    pub eta: f64,
+    /// Standard deviation of the initial recurrent `w` and `alpha` (`0`: `1 / sqrt(N)`).
+    pub init_std: f64,
+    /// Discount of the returns.
+    pub gamma: f64,
+    /// Weight of the value loss.
+    pub value_weight: f64,
+    /// Weight of the penalty on the summed squared action probabilities.
+    pub prob_penalty: f64,
+    /// Adam learning rate.
+    pub learning_rate: f64,
+    /// Adam epsilon.
+    pub adam_epsilon: f64,
+    /// Largest global gradient norm.
+    pub max_grad_norm: f64,
+}
+
+impl Default for CueRewardConfig {
+    fn default() -> Self {
+        CueRewardConfig {
+            cues: 4,
+            cue_bits: 20,
+            steps: 120,
+            batch: 30,
+            reward: 1.0,
+            model: AgentModel::Modul,
+            neurons: 200,
+            fan_out: false,
+            clip: Some(1.0),
+            eta: 0.1,
+            init_std: 0.0,
+            gamma: 0.9,
+            value_weight: 0.1,
+            prob_penalty: 0.03,
+            learning_rate: 1e-4,
+            adam_epsilon: 1e-4,
+            max_grad_norm: 4.0,
+        }
+    }
+}
+
+impl CueRewardConfig {
+    /// Values in an observation.
+    pub fn observation_size(&self) -> usize {
+        self.cue_bits + 6
+    }
+
+    /// Checks every field; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cues < 2 {
+            return Err(format!("cues: must be at least 2 (got {})", self.cues));
+        }
+        if self.cue_bits < 2 || self.cue_bits > 62 {
+            return Err(format!(
+                "cue_bits: must be in 2..=62 (got {})",
+                self.cue_bits
+            ));
+        }
+        if (1u64 << self.cue_bits) < 2 * self.cues as u64 {
+            return Err(format!(
+                "cue_bits: {} bits are too few for {} distinct cues",
+                self.cue_bits, self.cues
+            ));
+        }
+        if self.steps < TRIAL_STEPS {
+            return Err(format!(
+                "steps: must be at least {TRIAL_STEPS} (one trial; got {})",
+                self.steps
+            ));
+        }
+        if !(self.reward.is_finite() && self.reward > 0.0) {
+            return Err(format!("reward: must be positive (got {})", self.reward));
+        }
+        if self.neurons == 0 {
+            return Err("neurons: must be positive".into());
+        }
+        self.settings().validate()?;
+        self.agent_spec().validate()
+    }
+
+    /// The agent's network.
+    pub fn agent_spec(&self) -> AgentSpec {
+        AgentSpec {
+            model: self.model,
+            neurons: self.neurons,
+            rule: TraceRule::Hebb,
+            fan_out: self.fan_out,
+            clip: self.clip,
+            eta: self.eta,
+            init_std: self.init_std,
+        }
+    }
+
+    /// Training settings.
+    pub fn settings(&self) -> A2cSettings {
+        A2cSettings {
+            batch: self.batch,
+            gamma: self.gamma,
+            value_weight: self.value_weight,
+            prob_penalty: self.prob_penalty,
+            learning_rate: self.learning_rate,
+            adam_epsilon: self.adam_epsilon,
+            max_grad_norm: self.max_grad_norm,
+        }
+    }
+}
+
+/// One episode: its cues, target, current pair and the previous step's outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CueEpisode {
+    /// The cues `[cues][cue_bits]`, values 0 or 1, pairwise distinct.
+    pub cues: Vec<Vec<f32>>,
+    /// Index of the target cue.
+    pub target: usize,
+    /// The pair of cues of the current trial.
+    pub pair: (usize, usize),
+    /// Reward of the previous step.
+    pub prev_reward: f32,
+    /// Action of the previous step (`None` at the first step).
+    pub prev_action: Option<usize>,
+}
+
+impl CueEpisode {
+    /// Whether the target is in the current trial's pair.
+    pub fn target_shown(&self) -> bool {
+        self.pair.0 == self.target || self.pair.1 == self.target
+    }
+}
+
+/// The cue-reward experiment.
+#[derive(Clone, Debug)]
+pub struct CueRewardTask {
+    /// Configuration.
+    pub config: CueRewardConfig,
+}
+
+impl CueRewardTask {
+    /// A task; fails with a message naming the field when the configuration is invalid.
+    pub fn new(config: CueRewardConfig) -> Result<Self, String> {
+        config.validate()?;
+        Ok(CueRewardTask { config })
+    }
+
+    fn draw_pair(&self, rng: &mut ChaCha8Rng) -> (usize, usize) {
+        let k = self.config.cues;
+        let a = rng.gen_range(0..k);
+        let b = (a + rng.gen_range(1..k)) % k;
+        (a, b)
+    }
+}
+
+impl Environment for CueRewardTask {
+    type Episode = CueEpisode;
+
+    fn observation_size(&self) -> usize {
+        self.config.observation_size()
+    }
+
+    fn actions(&self) -> usize {
+        ACTIONS
+    }
+
+    fn steps(&self) -> usize {
+        self.config.steps
+    }
+
+    fn reset(&self, rng: &mut ChaCha8Rng) -> CueEpisode {
+        let c = &self.config;
+        let mut cues: Vec<Vec<f32>> = Vec::with_capacity(c.cues);
+        while cues.len() < c.cues {
+            let cue: Vec<f32> = (0..c.cue_bits)
+                .map(|_| if rng.gen::<bool>() { 1.0 } else { 0.0 })
+                .collect();
+            if !cues.contains(&cue) {
+                cues.push(cue);
+            }
+        }
+        cues.shuffle(rng);
+        let target = rng.gen_range(0..c.cues);
+        let pair = self.draw_pair(rng);
+        CueEpisode {
+            cues,
+            target,
+            pair,
+            prev_reward: 0.0,
+            prev_action: None,
+        }
+    }
+
+    fn observe(&self, ep: &CueEpisode, t: usize, out: &mut [f32]) {
+        let bits = self.config.cue_bits;
+        out.fill(0.0);
+        match t % TRIAL_STEPS {
+            0 => out[..bits].copy_from_slice(&ep.cues[ep.pair.0]),
+            1 => out[..bits].copy_from_slice(&ep.cues[ep.pair.1]),
+            2 => out[bits] = 1.0,
+            _ => {}
+        }
+        out[bits + 1] = ep.prev_reward;
+        if let Some(a) = ep.prev_action {
+            out[bits + 2 + a] = 1.0;
+        }
+        out[bits + 4] = t as f32 / self.config.steps as f32;
+        out[bits + 5] = 1.0;
+    }
+
+    fn step(&self, ep: &mut CueEpisode, t: usize, action: usize, rng: &mut ChaCha8Rng) -> f32 {
+        let reward = match t % TRIAL_STEPS {
+            2 => {
+                let right = (action == 1) == ep.target_shown();
+                (if right { 1.0 } else { -1.0 }) * self.config.reward as f32
+            }
+            3 => {
+                ep.pair = self.draw_pair(rng);
+                0.0
+            }
+            _ => 0.0,
+        };
+        ep.prev_reward = reward;
+        ep.prev_action = Some(action);
+        reward
+    }
+}
+
+impl A2cTask for CueRewardTask {
+    fn task_name(&self) -> &'static str {
+        "cue-reward"
+    }
+
+    fn agent_spec(&self) -> AgentSpec {
+        self.config.agent_spec()
+    }
+
+    fn settings(&self) -> A2cSettings {
+        self.config.settings()
+    }
+}
