@@ -136,6 +136,10 @@ enum Command {
         /// Logarithmic y axis.
         #[arg(long)]
         log: bool,
+        /// Group runs whose names differ only in a trailing `-seed<N>`: one median curve with
+        /// its inter-quartile band per group.
+        #[arg(long)]
+        seeds: bool,
     },
 }
 
@@ -448,21 +452,38 @@ fn run(cli: Cli) -> Result<(), Failure> {
             smooth,
             out,
             log,
+            seeds,
         } => {
             if runs.is_empty() {
                 return Err(usage("plot: give at least one run directory"));
             }
             let mut series = Vec::new();
-            for r in &runs {
-                let pts = plot::read_metric(r, &metric).map_err(usage)?;
-                let label = r.file_name().map_or_else(
-                    || r.display().to_string(),
-                    |n| n.to_string_lossy().into_owned(),
-                );
-                series.push(plot::Series {
-                    label,
-                    points: plot::smooth(&pts, smooth),
-                });
+            if seeds {
+                for (group, dirs) in plot::group_by_seed(&runs) {
+                    let curves = dirs
+                        .iter()
+                        .map(|r| {
+                            plot::read_metric(r, &metric)
+                                .map(|p| plot::smooth(&p, smooth))
+                                .map_err(usage)
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let label = format!("{group} (median, IQR of {})", dirs.len());
+                    series.push(plot::median_band(label, &curves));
+                }
+            } else {
+                for r in &runs {
+                    let pts = plot::read_metric(r, &metric).map_err(usage)?;
+                    let label = r.file_name().map_or_else(
+                        || r.display().to_string(),
+                        |n| n.to_string_lossy().into_owned(),
+                    );
+                    series.push(plot::Series {
+                        label,
+                        points: plot::smooth(&pts, smooth),
+                        ..plot::Series::default()
+                    });
+                }
             }
             let title = format!("{metric} ({smooth}-episode moving average)");
             std::fs::write(
@@ -923,6 +944,7 @@ pub(crate) fn write_learning_curve(
         let series = [plot::Series {
             label: format!("{m} (mean of 20)"),
             points: plot::smooth(&pts, 20),
+            ..plot::Series::default()
         }];
         let svg = plot::svg_chart(
             &format!("{experiment}: {m}"),

@@ -3,10 +3,64 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// One curve: a label and `(episode, value)` points.
+/// One curve: a label and `(episode, value)` points, optionally with a shaded band
+/// `(episode, low, high)` (e.g. the inter-quartile range over seeds).
+#[derive(Default)]
 pub struct Series {
     pub label: String,
     pub points: Vec<(f64, f64)>,
+    pub band: Vec<(f64, f64, f64)>,
+}
+
+/// The `q`-quantile (0..=1) of `v` by linear interpolation between order statistics.
+pub fn quantile(v: &[f64], q: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let pos = q.clamp(0.0, 1.0) * (s.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    s[lo] + (s[hi] - s[lo]) * (pos - lo as f64)
+}
+
+/// Median and inter-quartile band over runs (seeds) of the same curve: point `k` is taken
+/// from every run that has it; runs are cut to the shortest.
+pub fn median_band(label: String, runs: &[Vec<(f64, f64)>]) -> Series {
+    let len = runs.iter().map(Vec::len).min().unwrap_or(0);
+    let mut points = Vec::with_capacity(len);
+    let mut band = Vec::with_capacity(len);
+    for k in 0..len {
+        let x = runs[0][k].0;
+        let ys: Vec<f64> = runs.iter().map(|r| r[k].1).collect();
+        points.push((x, quantile(&ys, 0.5)));
+        band.push((x, quantile(&ys, 0.25), quantile(&ys, 0.75)));
+    }
+    Series {
+        label,
+        points,
+        band,
+    }
+}
+
+/// Groups run directories by name without a trailing `-seed<N>`: `(group, runs)` in the
+/// order of first appearance.
+pub fn group_by_seed(runs: &[std::path::PathBuf]) -> Vec<(String, Vec<std::path::PathBuf>)> {
+    let mut groups: Vec<(String, Vec<std::path::PathBuf>)> = Vec::new();
+    for r in runs {
+        let name = r.file_name().map_or_else(
+            || r.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let key = match name.rfind("-seed") {
+            Some(k) if name[k + 5..].chars().all(|c| c.is_ascii_digit()) && k + 5 < name.len() => {
+                name[..k].to_string()
+            }
+            _ => name,
+        };
+        match groups.iter_mut().find(|(g, _)| *g == key) {
+            Some((_, v)) => v.push(r.clone()),
+            None => groups.push((key, vec![r.clone()])),
+        }
+    }
+    groups
 }
 
 /// Reads column `column` of a run's `metrics.csv` against the episode column.
@@ -73,9 +127,14 @@ pub fn svg_chart(
 ) -> String {
     let (w, h, left, right, top, bottom) = (720.0, 420.0, 70.0, 20.0, 40.0, 50.0);
     let ty = |v: f64| if log_y { v.max(1e-6).log10() } else { v };
-    let all = series.iter().flat_map(|s| s.points.iter());
+    let all = series.iter().flat_map(|s| {
+        s.points
+            .iter()
+            .copied()
+            .chain(s.band.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]))
+    });
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in all {
+    for (x, y) in all {
         x0 = x0.min(x);
         x1 = x1.max(x);
         y0 = y0.min(ty(y));
@@ -150,6 +209,24 @@ pub fn svg_chart(
     );
     for (k, ser) in series.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
+        if !ser.band.is_empty() {
+            let outline: Vec<String> = ser
+                .band
+                .iter()
+                .map(|&(x, _, hi)| format!("{:.1},{:.1}", px(x), py(hi)))
+                .chain(
+                    ser.band
+                        .iter()
+                        .rev()
+                        .map(|&(x, lo, _)| format!("{:.1},{:.1}", px(x), py(lo))),
+                )
+                .collect();
+            let _ = writeln!(
+                s,
+                r#"<polygon fill="{color}" fill-opacity="0.2" stroke="none" points="{}"/>"#,
+                outline.join(" ")
+            );
+        }
         let pts: Vec<String> = ser
             .points
             .iter()
@@ -194,6 +271,38 @@ fn fmt_num(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn median_and_quartiles_over_seeds() {
+        assert_eq!(quantile(&[3.0, 1.0, 2.0], 0.5), 2.0);
+        // Sorted 1, 2, 3, 4: the 0.25-quantile sits at position 0.75, between 1 and 2.
+        assert_eq!(quantile(&[4.0, 1.0, 3.0, 2.0], 0.25), 1.75);
+        let runs = vec![
+            vec![(1.0, 0.0), (2.0, 10.0), (3.0, 5.0)],
+            vec![(1.0, 2.0), (2.0, 20.0)],
+            vec![(1.0, 4.0), (2.0, 30.0), (3.0, 7.0)],
+        ];
+        let s = median_band("m".into(), &runs);
+        assert_eq!(s.points, vec![(1.0, 2.0), (2.0, 20.0)]);
+        assert_eq!(s.band, vec![(1.0, 1.0, 3.0), (2.0, 15.0, 25.0)]);
+        let svg = svg_chart("t", "episode", "reward", &[s], false);
+        assert!(svg.contains("<polygon"));
+        let dirs: Vec<PathBuf> = [
+            "runs/maze-modul-seed0",
+            "runs/maze-rnn-seed0",
+            "runs/maze-modul-seed1",
+            "x-seedling",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        let groups = group_by_seed(&dirs);
+        assert_eq!(groups.len(), 3);
+        assert_eq!(groups[0].0, "maze-modul");
+        assert_eq!(groups[0].1.len(), 2);
+        assert_eq!(groups[2].0, "x-seedling");
+    }
 
     #[test]
     fn reads_smooths_and_draws_a_metric() {
@@ -217,10 +326,12 @@ mod tests {
             &[Series {
                 label: "a".into(),
                 points: pts,
+                ..Series::default()
             }],
             false,
         );
         assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
+        assert!(!svg.contains("<polygon"));
         std::fs::write(
             dir.join("metrics.csv"),
             "episode,loss,error,seconds\n1,0.3,x,0.1\n",

@@ -381,6 +381,7 @@ fn write_modulator<S>(name: &str, ro: &Rollout<S>, path: &Path) -> Result<(), Fa
             points: (0..t_len)
                 .map(|t| (t as f64, ro.modulator[b * t_len + t] as f64))
                 .collect(),
+            ..plot::Series::default()
         })
         .collect();
     let top = ro.rewards[..t_len]
@@ -392,6 +393,7 @@ fn write_modulator<S>(name: &str, ro: &Rollout<S>, path: &Path) -> Result<(), Fa
         points: (0..t_len)
             .map(|t| (t as f64, (ro.rewards[t] / top) as f64))
             .collect(),
+        ..plot::Series::default()
     });
     let svg = plot::svg_chart(
         &format!("{name}: modulator over one episode (trained agent)"),
