@@ -251,6 +251,104 @@ fn forward_impl<F: Real>(
     })
 }
 
+/// Runs episodes one step at a time, in place, for agents whose input at step `t` depends on
+/// their output at `t - 1` (reinforcement learning): the same maths as [`forward`] with one
+/// pass over `Hebb` per step, no per-step allocation of the traces and nothing kept for a
+/// backward. `spec.steps` is ignored.
+#[derive(Debug)]
+pub struct Stepper<F> {
+    spec: EpisodeSpec,
+    y: Vec<F>,
+    hebb: Vec<F>,
+    pending: Option<RuleVecs<F>>,
+    acc: Vec<F>,
+}
+
+impl<F: Real> Stepper<F> {
+    /// Starts from `y0: [B, N]` and `h0: [B, N, N]` (`None`: zeros).
+    pub fn new(spec: &EpisodeSpec, y0: &[F], h0: Option<&[F]>) -> Result<Self, SpecError> {
+        spec.validate()?;
+        if spec.modulation != Modulation::None {
+            return Err(SpecError(
+                "modulation: modulated episodes step through modulated::Stepper".into(),
+            ));
+        }
+        let bn = spec.batch * spec.neurons;
+        spec.check_len("y0", y0.len(), bn)?;
+        if let Some(h) = h0 {
+            spec.check_len("hebb0", h.len(), bn * spec.neurons)?;
+        }
+        Ok(Stepper {
+            spec: *spec,
+            y: y0.to_vec(),
+            hebb: h0.map_or_else(|| vec![F::zero(); bn * spec.neurons], <[F]>::to_vec),
+            pending: None,
+            acc: vec![F::zero(); bn],
+        })
+    }
+
+    /// One step with input `x: [B, N]`; returns `y_t: [B, N]`.
+    pub fn step(&mut self, p: &Params<'_, F>, x: &[F]) -> Result<&[F], SpecError> {
+        let (n, b) = (self.spec.neurons, self.spec.batch);
+        self.spec.check_len("w", p.w.len(), n * n)?;
+        self.spec
+            .check_len("alpha", p.alpha.len(), self.spec.alpha.len(n))?;
+        self.spec.check_len("x", x.len(), b * n)?;
+        if !p.eta.is_finite() {
+            return Err(SpecError(format!("eta must be finite (got {:?})", p.eta)));
+        }
+        let spec = self.spec;
+        let (hebb, pending, acc, y) = (&mut self.hebb, &self.pending, &mut self.acc, &self.y);
+        in_pool(|| {
+            let alpha = AlphaRows::new(spec.alpha, p.alpha, n);
+            let blocks = row_blocks(n, b);
+            let clip = spec.clip.map(F::of);
+            forward_pass(
+                hebb,
+                &blocks,
+                p.w,
+                &alpha,
+                y,
+                pending.as_ref(),
+                clip,
+                b,
+                n,
+                acc,
+            );
+        });
+        let ynew: Vec<F> = self
+            .acc
+            .iter()
+            .zip(x)
+            .map(|(&a, &xi)| match spec.input {
+                InputMode::Clamped if xi != F::zero() => xi,
+                InputMode::Clamped => a.tanh(),
+                InputMode::Additive => (a + xi).tanh(),
+            })
+            .collect();
+        self.pending = Some(RuleVecs::new(spec.rule, p.eta, &self.y, &ynew, n));
+        self.y = ynew;
+        Ok(&self.y)
+    }
+
+    /// The activity `y_t: [B, N]` of the last step (`y0` before the first).
+    pub fn y(&self) -> &[F] {
+        &self.y
+    }
+
+    /// Applies the pending update of the last step and returns `(y_T, Hebb_T)`, as
+    /// [`forward`] would after the same steps.
+    pub fn finish(mut self) -> (Vec<F>, Vec<F>) {
+        if let Some(u) = self.pending.take() {
+            let (n, b) = (self.spec.neurons, self.spec.batch);
+            let clip = self.spec.clip.map(F::of);
+            let hebb = &mut self.hebb;
+            in_pool(|| update_pass(hebb, &row_blocks(n, b), &u, clip, n));
+        }
+        (self.y, self.hebb)
+    }
+}
+
 /// Backward pass of an episode. `gy: [T, B, N]` is `dL/dy_t` for every step (zeros where the
 /// loss does not look), `gh: [B, N, N]` is `dL/dHebb_T` (`None`: zero). `p` must be the
 /// parameters the forward ran with.
@@ -335,6 +433,7 @@ fn max_abs<F: Real>(v: &[F]) -> F {
 
 /// The per-step vectors of the affine trace update `Hebb'_ij = A_j Hebb_ij + u_i v_j`, each
 /// `[B, N]`, plus what the backward needs of the rule's derivatives.
+#[derive(Debug)]
 struct RuleVecs<F> {
     a: Vec<F>,
     u: Vec<F>,

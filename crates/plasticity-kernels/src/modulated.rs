@@ -207,6 +207,7 @@ fn rates<F: Real>(
 }
 
 /// The per-step vectors of the trace update of step `t`, each `[B, N]` (see the module docs).
+#[derive(Debug)]
 struct StepVecs<F> {
     /// `M(t)`, `[B]`.
     m: Vec<F>,
@@ -384,6 +385,117 @@ fn forward_impl<F: Real>(
         x_clamped: (spec.input == InputMode::Clamped).then(|| x.to_vec()),
         segment,
         checkpoints,
+    }
+}
+
+/// Runs modulated episodes one step at a time, in place (see [`crate::fused::Stepper`]): the
+/// maths of [`forward`], one pass over the traces per step, nothing kept for a backward.
+#[derive(Debug)]
+pub struct Stepper<F> {
+    spec: EpisodeSpec,
+    y: Vec<F>,
+    hebb: Vec<F>,
+    elig: Vec<F>,
+    pending: Option<StepVecs<F>>,
+    acc: Vec<F>,
+}
+
+impl<F: Real> Stepper<F> {
+    /// Starts from `y0: [B, N]`, `h0, e0: [B, N, N]` (`None`: zeros; `e0` is ignored by simple
+    /// modulation).
+    pub fn new(
+        spec: &EpisodeSpec,
+        y0: &[F],
+        h0: Option<&[F]>,
+        e0: Option<&[F]>,
+    ) -> Result<Self, SpecError> {
+        spec.validate()?;
+        if spec.modulation == Modulation::None {
+            return Err(SpecError(
+                "modulation: None episodes step through fused::Stepper".into(),
+            ));
+        }
+        let bn = spec.batch * spec.neurons;
+        let len = bn * spec.neurons;
+        spec.check_len("y0", y0.len(), bn)?;
+        if let Some(h) = h0 {
+            spec.check_len("hebb0", h.len(), len)?;
+        }
+        let retro = spec.modulation.has_eligibility();
+        if let (Some(e), true) = (e0, retro) {
+            spec.check_len("elig0", e.len(), len)?;
+        }
+        Ok(Stepper {
+            spec: *spec,
+            y: y0.to_vec(),
+            hebb: h0.map_or_else(|| vec![F::zero(); len], <[F]>::to_vec),
+            elig: match (retro, e0) {
+                (false, _) => Vec::new(),
+                (true, Some(e)) => e.to_vec(),
+                (true, None) => vec![F::zero(); len],
+            },
+            pending: None,
+            acc: vec![F::zero(); bn],
+        })
+    }
+
+    /// One step with input `x: [B, N]`; returns `(y_t: [B, N], M(t): [B])`.
+    pub fn step(&mut self, p: &ModulatedParams<'_, F>, x: &[F]) -> Result<(&[F], &[F]), SpecError> {
+        check(&self.spec, p)?;
+        let (n, b) = (self.spec.neurons, self.spec.batch);
+        self.spec.check_len("x", x.len(), b * n)?;
+        let spec = self.spec;
+        let (hebb, elig, pending, acc, y) = (
+            &mut self.hebb,
+            &mut self.elig,
+            &self.pending,
+            &mut self.acc,
+            &self.y,
+        );
+        in_pool(|| {
+            let alpha = AlphaRows::new(spec.alpha, p.alpha, n);
+            let blocks = row_blocks(n, b);
+            let clip = spec.clip.map(F::of);
+            forward_pass(
+                hebb,
+                elig,
+                &blocks,
+                p.w,
+                &alpha,
+                y,
+                pending.as_ref(),
+                clip,
+                b,
+                n,
+                acc,
+            );
+        });
+        let ynew: Vec<F> = self
+            .acc
+            .iter()
+            .zip(x)
+            .map(|(&a, &xi)| match spec.input {
+                InputMode::Clamped if xi != F::zero() => xi,
+                InputMode::Clamped => a.tanh(),
+                InputMode::Additive => (a + xi).tanh(),
+            })
+            .collect();
+        let sv = StepVecs::new(spec.modulation, p, &self.y, &ynew, n);
+        self.y = ynew;
+        let sv = self.pending.insert(sv);
+        Ok((&self.y, &sv.m))
+    }
+
+    /// Applies the pending update of the last step and returns `(y_T, Hebb_T, E_T)`, as
+    /// [`forward`] would after the same steps (`E_T` empty for simple modulation).
+    pub fn finish(mut self) -> (Vec<F>, Vec<F>, Vec<F>) {
+        if let Some(u) = self.pending.take() {
+            let (n, b) = (self.spec.neurons, self.spec.batch);
+            let clip = self.spec.clip.map(F::of);
+            let (hebb, elig) = (&mut self.hebb, &mut self.elig);
+            in_pool(|| update_pass(hebb, elig, &row_blocks(n, b), &u, clip, n));
+        }
+        (self.y, self.hebb, self.elig)
     }
 }
 

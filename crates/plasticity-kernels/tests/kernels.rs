@@ -522,3 +522,55 @@ fn wrong_shapes_and_sizes_are_errors_naming_the_buffer() {
     let err = backward(&p, ep, &[0.0; 4], None).unwrap_err();
     assert!(err.0.starts_with("grad of ys"), "{err}");
 }
+
+#[test]
+fn stepping_in_place_matches_the_episode_forward() {
+    // Both rules, clipping, clamped input, alpha shapes, one and several threads: the stepper's
+    // activities and final trace equal the whole-episode forward's bit for bit.
+    let mut case = 0u64;
+    for (n, b, t) in [(6, 2, 8), (200, 2, 4)] {
+        for rule in [TraceRule::Hebb, TraceRule::Oja] {
+            for (clip, input, alpha) in [
+                (None, InputMode::Additive, AlphaShape::PerConnection),
+                (Some(0.05), InputMode::Additive, AlphaShape::Scalar),
+                (None, InputMode::Clamped, AlphaShape::PerNeuron),
+            ] {
+                case += 1;
+                let spec = EpisodeSpec {
+                    rule,
+                    clip,
+                    input,
+                    alpha,
+                    ..EpisodeSpec::new(n, b, t)
+                };
+                let p = problem::<f32>(spec, 0.3, case);
+                let ep = forward(&spec, &p.params(), &p.x, &p.y0, Some(&p.h0)).unwrap();
+                let one = EpisodeSpec { steps: 1, ..spec };
+                let mut st =
+                    plasticity_kernels::fused::Stepper::new(&one, &p.y0, Some(&p.h0)).unwrap();
+                let bn = b * n;
+                for s in 0..t {
+                    let y = st.step(&p.params(), &p.x[s * bn..(s + 1) * bn]).unwrap();
+                    assert_eq!(y, &ep.ys[s * bn..(s + 1) * bn], "{spec:?}: y step {s}");
+                }
+                assert_eq!(st.y(), &ep.ys[(t - 1) * bn..]);
+                let (_, hebb) = st.finish();
+                assert_eq!(hebb, ep.hebb, "{spec:?}: Hebb_T");
+            }
+        }
+    }
+    let spec = EpisodeSpec::new(4, 1, 1);
+    let p = problem::<f32>(spec, 0.1, 0);
+    let mut st = plasticity_kernels::fused::Stepper::new(&spec, &p.y0, None).unwrap();
+    assert!(st.step(&p.params(), &[0.0; 5]).unwrap_err().0.contains("x"));
+    let modulated = EpisodeSpec {
+        modulation: plasticity_kernels::Modulation::Simple { fan_out: false },
+        ..spec
+    };
+    assert!(
+        plasticity_kernels::fused::Stepper::new(&modulated, &p.y0, None)
+            .unwrap_err()
+            .0
+            .contains("modulation")
+    );
+}

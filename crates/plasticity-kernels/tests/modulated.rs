@@ -643,3 +643,64 @@ fn modulation_settings_read_and_write_as_json() {
         Modulation::Retroactive { fan_out: false }
     );
 }
+
+#[test]
+fn stepping_in_place_matches_the_episode_forward() {
+    // Small (one thread) and large (rows split across threads) problems, every modulation,
+    // with and without clipping: the stepper's activities, modulator and final traces equal the
+    // whole-episode forward's bit for bit.
+    for (n, b, t) in [(7, 3, 9), (200, 2, 5)] {
+        for (k, kind) in KINDS.into_iter().enumerate() {
+            for clip in [None, Some(0.05)] {
+                let spec = EpisodeSpec {
+                    modulation: kind,
+                    clip,
+                    alpha: if k % 2 == 0 {
+                        AlphaShape::PerConnection
+                    } else {
+                        AlphaShape::PerNeuron
+                    },
+                    ..EpisodeSpec::new(n, b, t)
+                };
+                let p = problem::<f32>(spec, 40 + k as u64);
+                let ep = p.run();
+                let one = EpisodeSpec { steps: 1, ..spec };
+                let mut st = plasticity_kernels::modulated::Stepper::new(
+                    &one,
+                    &p.y0,
+                    Some(&p.h0),
+                    Some(&p.e0),
+                )
+                .unwrap();
+                let bn = b * n;
+                for s in 0..t {
+                    let (y, m) = st.step(&p.params(), &p.x[s * bn..(s + 1) * bn]).unwrap();
+                    assert_eq!(
+                        y,
+                        &ep.ys[s * bn..(s + 1) * bn],
+                        "{kind:?} {clip:?} y step {s}"
+                    );
+                    assert_eq!(m, &ep.modulator[s * b..(s + 1) * b], "{kind:?} M step {s}");
+                }
+                let (y, hebb, elig) = st.finish();
+                assert_eq!(y, &ep.ys[(t - 1) * bn..]);
+                assert_eq!(hebb, ep.hebb, "{kind:?} {clip:?} Hebb_T");
+                assert_eq!(elig, ep.elig, "{kind:?} {clip:?} E_T");
+            }
+        }
+    }
+    // Wrong sizes are errors, not panics.
+    let spec = EpisodeSpec {
+        modulation: Modulation::Simple { fan_out: false },
+        ..EpisodeSpec::new(4, 1, 1)
+    };
+    let p = problem::<f32>(spec, 1);
+    let mut st = plasticity_kernels::modulated::Stepper::new(&spec, &p.y0, None, None).unwrap();
+    assert!(st.step(&p.params(), &[0.0; 3]).unwrap_err().0.contains("x"));
+    assert!(
+        plasticity_kernels::modulated::Stepper::new(&spec, &[0.0f32; 3], None, None)
+            .unwrap_err()
+            .0
+            .contains("y0")
+    );
+}

@@ -15,7 +15,7 @@
 //!
 //! # How an update runs
 //! The batch is first rolled out without gradients, step by step, on plain buffers with the
-//! fused kernels (the action sampled at step `t` is part of the observation at `t+1`); then
+//! fused kernels' in-place steppers (the action sampled at step `t` is part of the observation at `t+1`); then
 //! the recorded observations are replayed through the fused episode operation in one call,
 //! which gives the same activities, for the gradient.
 
@@ -342,22 +342,30 @@ pub fn rollout<E: Environment>(
     });
     let spec = net.spec(batch, 1);
     let mut episodes: Vec<E::Episode> = (0..batch).map(|_| env.reset(rng)).collect();
-    let mut y = vec![0.0f32; batch * n];
-    let mut hebb = vec![0.0f32; batch * n * n];
-    let mut elig = vec![
-        0.0f32;
-        if spec.modulation.has_eligibility() {
-            batch * n * n
-        } else {
-            0
-        }
-    ];
+    let y0 = vec![0.0f32; batch * n];
+    /// The network's state, advanced in place one step at a time.
+    enum Net {
+        Plain(kernels::fused::Stepper<f32>),
+        /// With the modulator's `m`, `m_b`, fan-out `v` and `b`.
+        Modulated(
+            kernels::modulated::Stepper<f32>,
+            (Vec<f32>, f32, Vec<f32>, Vec<f32>),
+        ),
+    }
+    let modulated = md.is_some();
+    let mut stepper = match md {
+        None => Net::Plain(kernels::fused::Stepper::new(&spec, &y0, None).map_err(|e| e.0)?),
+        Some(md) => Net::Modulated(
+            kernels::modulated::Stepper::new(&spec, &y0, None, None).map_err(|e| e.0)?,
+            md,
+        ),
+    };
     let mut out = Rollout {
         obs: vec![0.0; batch * steps * obs_n],
         actions: vec![0; batch * steps],
         rewards: vec![0.0; batch * steps],
         probs: vec![0.0; batch * steps * act_n],
-        modulator: if md.is_some() {
+        modulator: if modulated {
             vec![0.0; batch * steps]
         } else {
             Vec::new()
@@ -377,18 +385,16 @@ pub fn rollout<E: Environment>(
             states[b].push(ep.clone());
         }
         let x = affine(&obs_t, &w_in, &b_in, obs_n, n);
-        match &md {
-            None => {
+        let y = match &mut stepper {
+            Net::Plain(st) => {
                 let p = Params {
                     w: &w,
                     alpha: &alpha,
                     eta,
                 };
-                let ep = kernels::forward(&spec, &p, &x, &y, Some(&hebb)).map_err(|e| e.0)?;
-                y = ep.ys;
-                hebb = ep.hebb;
+                st.step(&p, &x).map_err(|e| e.0)?
             }
-            Some((m, m_bias, fan_w, fan_b)) => {
+            Net::Modulated(st, (m, m_bias, fan_w, fan_b)) => {
                 let p = ModulatedParams {
                     w: &w,
                     alpha: &alpha,
@@ -398,18 +404,14 @@ pub fn rollout<E: Environment>(
                     fan_b,
                     eta_e: eta,
                 };
-                let e0 = (!elig.is_empty()).then_some(elig.as_slice());
-                let ep = kernels::modulated::forward(&spec, &p, &x, &y, Some(&hebb), e0)
-                    .map_err(|e| e.0)?;
-                for (b, &mv) in ep.modulator.iter().enumerate() {
+                let (y, modulator) = st.step(&p, &x).map_err(|e| e.0)?;
+                for (b, &mv) in modulator.iter().enumerate() {
                     out.modulator[b * steps + t] = mv;
                 }
-                y = ep.ys;
-                hebb = ep.hebb;
-                elig = ep.elig;
+                y
             }
-        }
-        let logits = affine(&y, &w_pol, &b_pol, n, act_n);
+        };
+        let logits = affine(y, &w_pol, &b_pol, n, act_n);
         for (b, ep) in episodes.iter_mut().enumerate() {
             let l = &logits[b * act_n..(b + 1) * act_n];
             let top = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
