@@ -646,9 +646,10 @@ fn modulation_settings_read_and_write_as_json() {
 
 #[test]
 fn stepping_in_place_matches_the_episode_forward() {
-    // Small (one thread) and large (rows split across threads) problems, every modulation,
-    // with and without clipping: the stepper's activities, modulator and final traces equal the
-    // whole-episode forward's bit for bit.
+    // Small and large problems, every modulation, with and without clipping: the stepper's
+    // activities, modulator and final traces equal the whole-episode forward's (bit for bit
+    // when both sum the rows in the same blocks; the forward may run the episodes one by one,
+    // with one block each, where the stepper splits the rows of a large problem).
     for (n, b, t) in [(7, 3, 9), (200, 2, 5)] {
         for (k, kind) in KINDS.into_iter().enumerate() {
             for clip in [None, Some(0.05)] {
@@ -673,19 +674,23 @@ fn stepping_in_place_matches_the_episode_forward() {
                 )
                 .unwrap();
                 let bn = b * n;
+                // Bit for bit on the small problem (one block everywhere); to rounding on the
+                // large one.
+                let tol = if n < 100 { 0.0 } else { 1e-3 };
+                let same = |what: &str, a: &[f32], b: &[f32]| {
+                    assert_eq!(a.len(), b.len(), "{what}");
+                    let d = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                    assert!(d <= tol, "{kind:?} {clip:?} n={n}: {what} differs by {d}");
+                };
                 for s in 0..t {
                     let (y, m) = st.step(&p.params(), &p.x[s * bn..(s + 1) * bn]).unwrap();
-                    assert_eq!(
-                        y,
-                        &ep.ys[s * bn..(s + 1) * bn],
-                        "{kind:?} {clip:?} y step {s}"
-                    );
-                    assert_eq!(m, &ep.modulator[s * b..(s + 1) * b], "{kind:?} M step {s}");
+                    same(&format!("y step {s}"), y, &ep.ys[s * bn..(s + 1) * bn]);
+                    same(&format!("M step {s}"), m, &ep.modulator[s * b..(s + 1) * b]);
                 }
                 let (y, hebb, elig) = st.finish();
-                assert_eq!(y, &ep.ys[(t - 1) * bn..]);
-                assert_eq!(hebb, ep.hebb, "{kind:?} {clip:?} Hebb_T");
-                assert_eq!(elig, ep.elig, "{kind:?} {clip:?} E_T");
+                same("y_T", &y, &ep.ys[(t - 1) * bn..]);
+                same("Hebb_T", &hebb, &ep.hebb);
+                same("E_T", &elig, &ep.elig);
             }
         }
     }
@@ -703,4 +708,98 @@ fn stepping_in_place_matches_the_episode_forward() {
             .0
             .contains("y0")
     );
+}
+
+#[test]
+fn a_batch_gives_the_sum_of_its_episodes_run_one_by_one() {
+    // 24 episodes (at least as many as threads: the batch may run episode by episode) against
+    // each episode alone (batch 1, all rows together): outputs, final traces and every gradient
+    // agree to rounding (f64).
+    let (n, b, t) = (9, 24, 7);
+    for kind in KINDS {
+        let spec = EpisodeSpec {
+            modulation: kind,
+            clip: Some(0.3),
+            ..EpisodeSpec::new(n, b, t)
+        };
+        let p = problem::<f64>(spec, 77);
+        let ep = p.run();
+        let grads = p.grads();
+        let one = EpisodeSpec { batch: 1, ..spec };
+        let (nn, retro) = (n * n, kind.has_eligibility());
+        let mut sum_w = vec![0.0; n * n];
+        let mut sum_m = vec![0.0; n];
+        let (mut sum_mb, mut sum_eta) = (0.0, 0.0);
+        for bi in 0..b {
+            let pick = |v: &[f64]| -> Vec<f64> {
+                v.chunks(b * n)
+                    .flat_map(|s| s[bi * n..(bi + 1) * n].to_vec())
+                    .collect()
+            };
+            let q = Problem {
+                spec: one,
+                x: pick(&p.x),
+                y0: p.y0[bi * n..(bi + 1) * n].to_vec(),
+                h0: p.h0[bi * nn..(bi + 1) * nn].to_vec(),
+                e0: p.e0[bi * nn..(bi + 1) * nn].to_vec(),
+                gy: pick(&p.gy),
+                gh: p.gh[bi * nn..(bi + 1) * nn].to_vec(),
+                ge: p.ge[bi * nn..(bi + 1) * nn].to_vec(),
+                ..problem::<f64>(one, 77)
+            };
+            let (w, alpha, m, fan_w, fan_b) = (
+                p.w.clone(),
+                p.alpha.clone(),
+                p.m.clone(),
+                p.fan_w.clone(),
+                p.fan_b.clone(),
+            );
+            let q = Problem {
+                w,
+                alpha,
+                m,
+                m_bias: p.m_bias,
+                fan_w,
+                fan_b,
+                ..q
+            };
+            let e1 = q.run();
+            assert_close(&format!("{kind:?} ys {bi}"), &e1.ys, &pick(&ep.ys), 1e-12);
+            assert_close(
+                &format!("{kind:?} Hebb_T {bi}"),
+                &e1.hebb,
+                &ep.hebb[bi * nn..(bi + 1) * nn],
+                1e-12,
+            );
+            let g1 = q.grads();
+            assert_close(&format!("{kind:?} dx {bi}"), &g1.x, &pick(&grads.x), 1e-10);
+            assert_close(
+                &format!("{kind:?} dHebb0 {bi}"),
+                &g1.hebb0,
+                &grads.hebb0[bi * nn..(bi + 1) * nn],
+                1e-10,
+            );
+            if retro {
+                assert_close(
+                    &format!("{kind:?} dE0 {bi}"),
+                    &g1.elig0,
+                    &grads.elig0[bi * nn..(bi + 1) * nn],
+                    1e-10,
+                );
+            }
+            sum_w.iter_mut().zip(&g1.w).for_each(|(a, b)| *a += b);
+            sum_m.iter_mut().zip(&g1.m).for_each(|(a, b)| *a += b);
+            sum_mb += g1.m_bias;
+            sum_eta += g1.eta_e;
+        }
+        assert_close(&format!("{kind:?} dw"), &grads.w, &sum_w, 1e-10);
+        assert_close(&format!("{kind:?} dm"), &grads.m, &sum_m, 1e-10);
+        assert_close(&format!("{kind:?} dm_b"), &[grads.m_bias], &[sum_mb], 1e-10);
+        assert_close(
+            &format!("{kind:?} deta_E"),
+            &[grads.eta_e],
+            &[sum_eta],
+            1e-10,
+        );
+    }
 }
