@@ -360,7 +360,7 @@ fn forward_split<F: Real>(
     let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
     let nn = n * n;
     let one = EpisodeSpec { batch: 1, ..*spec };
-    let whole = [0..n];
+    let whole = std::slice::from_ref(&(0..n));
     let retro = spec.modulation.has_eligibility();
     let mut parts: Vec<ModulatedEpisode<F>> = (0..b)
         .into_par_iter()
@@ -368,7 +368,7 @@ fn forward_split<F: Real>(
             let xb = gather(x, b, n, bi);
             let h = h0.map(|h| &h[bi * nn..(bi + 1) * nn]);
             let e = e0.filter(|_| retro).map(|e| &e[bi * nn..(bi + 1) * nn]);
-            forward_impl(&one, p, &xb, &y0[bi * n..(bi + 1) * n], h, e, &whole)
+            forward_impl(&one, p, &xb, &y0[bi * n..(bi + 1) * n], h, e, whole)
         })
         .collect();
     let mut ys = vec![F::zero(); t_len * b * n];
@@ -710,7 +710,7 @@ fn backward_split<F: Real>(
     let spec = &ep.spec;
     let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
     let nn = n * n;
-    let whole = [0..n];
+    let whole = std::slice::from_ref(&(0..n));
     let retro = spec.modulation.has_eligibility();
     let parts: Vec<ModulatedGrads<F>> = ep
         .parts
@@ -720,7 +720,7 @@ fn backward_split<F: Real>(
             let gyb = gather(gy, b, n, bi);
             let h = gh.map(|g| &g[bi * nn..(bi + 1) * nn]);
             let e = ge.filter(|_| retro).map(|g| &g[bi * nn..(bi + 1) * nn]);
-            backward_core(p, part, &gyb, h, e, &whole)
+            backward_core(p, part, &gyb, h, e, whole)
         })
         .collect();
     let mut it = parts.into_iter();
