@@ -360,7 +360,8 @@ fn forward_split<F: Real>(
     let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
     let nn = n * n;
     let one = EpisodeSpec { batch: 1, ..*spec };
-    let whole = std::slice::from_ref(&(0..n));
+    let all_rows = 0..n;
+    let whole = std::slice::from_ref(&all_rows);
     let retro = spec.modulation.has_eligibility();
     let mut parts: Vec<ModulatedEpisode<F>> = (0..b)
         .into_par_iter()
@@ -710,7 +711,8 @@ fn backward_split<F: Real>(
     let spec = &ep.spec;
     let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
     let nn = n * n;
-    let whole = std::slice::from_ref(&(0..n));
+    let all_rows = 0..n;
+    let whole = std::slice::from_ref(&all_rows);
     let retro = spec.modulation.has_eligibility();
     let parts: Vec<ModulatedGrads<F>> = ep
         .parts
