@@ -128,7 +128,8 @@ impl LstmSpec {
         }
     }
 
-    fn validate(&self) -> Result<(), SpecError> {
+    /// Checks the sizes and the clip value.
+    pub fn validate(&self) -> Result<(), SpecError> {
         if self.hidden == 0 || self.batch == 0 || self.steps == 0 {
             return Err(SpecError(format!(
                 "hidden, batch and steps must be positive (got H={}, B={}, T={})",
@@ -300,14 +301,9 @@ fn check<F: Real>(spec: &LstmSpec, p: &LstmParams<'_, F>) -> Result<(), SpecErro
     let modw = if spec.plasticity.is_modulated() { h } else { 0 };
     spec.check_len("m", p.m.len(), modw)?;
     spec.check_len("fan_w", p.fan_w.len(), modw)?;
-    spec.check_len("fan_b", p.fan_b.len(), modw)?;
-    if !(p.eta.is_finite() && p.m_bias.is_finite() && p.eta_e.is_finite()) {
-        return Err(SpecError(format!(
-            "eta, m_bias and eta_e must be finite (got {:?}, {:?}, {:?})",
-            p.eta, p.m_bias, p.eta_e
-        )));
-    }
-    Ok(())
+    // Parameter values are not checked: a non-finite one gives a non-finite loss, which the
+    // training loop reports.
+    spec.check_len("fan_b", p.fan_b.len(), modw)
 }
 
 #[inline]
