@@ -2,6 +2,7 @@
 //! generator, a metric and its models, plugged into [`crate::train`].
 
 pub mod images;
+pub mod lm;
 pub mod maze;
 pub mod omniglot;
 pub mod pattern;
