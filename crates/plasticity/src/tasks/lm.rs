@@ -165,7 +165,7 @@ impl LmConfig {
             bptt: 35,
             batch: 20,
             eval_batch: 10,
-            epochs: 10,
+            epochs: 6,
             learning_rate: 2e-3,
             lr_decay: 0.85,
             max_grad_norm: 0.25,
