@@ -745,7 +745,7 @@ pub trait LstmOps: Backend {
     /// unmodulated), `xproj: [B, T, 4H]`, `h0, c0: [B, H]`, `hebb0, elig0: [B, H, H]`
     /// (`[0, 0, 0]`: zeros). Returns `(hs: [B, T, H], c_T: [B, H], hebb_T, elig_T: [B, H, H] |
     /// [0, 0, 0], modulator: [B, T] | [0, 0])`; only `hs` carries gradients.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     fn plastic_lstm(
         w_h: FloatTensor<Self>,
         alpha: FloatTensor<Self>,

@@ -632,7 +632,7 @@ impl Experiment for LmTask {
         metrics: &mut [f64],
         _device: &Device,
     ) -> Result<(), String> {
-        if update % self.segments_per_epoch() == 0 {
+        if update.is_multiple_of(self.segments_per_epoch()) {
             metrics[0] = self.perplexity(model, &self.corpus.test)?;
             metrics[1] = self.perplexity(model, &self.corpus.valid)?;
         }
