@@ -12,8 +12,9 @@
 //! parallel sequences: one update (an "episode" of [`crate::train`]) is one segment of `bptt`
 //! steps. The state (`h`, `c` and the traces) is carried from one segment to the next, detached
 //! (no gradient crosses segments), and reset to zeros at the start of each epoch. A resumed run
-//! restarts the carried state from zeros at the segment it resumes at (the rest of the run is as
-//! reproducible as any other: same data order, same dropout masks).
+//! restarts the carried state from zeros at the segment it resumes at: resumed at an epoch
+//! boundary it is exactly the uninterrupted run (tested); resumed mid-epoch, it differs only by
+//! that reset (the data order and the dropout masks come from the checkpointed RNG).
 //!
 //! Metrics (`metrics.csv`, one row per update): `train_perplexity` (`exp` of the segment's loss)
 //! at every update, `valid_perplexity` and `perplexity` (test set) at the end of each epoch
