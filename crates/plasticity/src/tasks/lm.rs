@@ -171,8 +171,8 @@ impl LmConfig {
             lr_decay: 0.85,
             max_grad_norm: 0.25,
             dropout_embedding: 0.1,
-            dropout_hidden: 0.25,
-            dropout_output: 0.4,
+            dropout_hidden: 0.2,
+            dropout_output: 0.25,
             alpha: AlphaShape::PerNeuron,
             clip: 2.0,
             eta: 0.1,
@@ -189,6 +189,7 @@ impl LmConfig {
                 learning_rate: 1e-3,
                 lr_decay: 0.98,
                 dropout_hidden: 0.3,
+                dropout_output: 0.4,
                 ..base
             },
         }
