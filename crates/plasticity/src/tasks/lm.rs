@@ -368,11 +368,8 @@ impl LmNet {
     ) -> Result<(Tensor<1>, Vec<LstmState>), String> {
         let weight = self.embedding.val();
         let device = weight.device();
-        let [v, e] = weight.dims();
-        let ids = |x: &[u32]| {
-            let data: Vec<i64> = x.iter().map(|&i| i as i64).collect();
-            data
-        };
+        let [_, e] = weight.dims();
+        let ids = |x: &[u32]| x.iter().map(|&i| i as i64).collect::<Vec<i64>>();
         let input: Tensor<2, Int> =
             Tensor::from_data(TensorData::new(ids(inputs), [b, t]), &device);
         let mut x = embedding(weight.clone(), input);
@@ -411,7 +408,6 @@ impl LmNet {
         let logp = log_softmax(logits, 1);
         let target: Tensor<2, Int> =
             Tensor::from_data(TensorData::new(ids(targets), [b * t, 1]), &device);
-        let _ = v;
         let nll = logp.gather(1, target).neg().mean();
         Ok((nll, states_out))
     }
