@@ -1,6 +1,7 @@
 //! `plasticity`: the command line of the differentiable-plasticity experiments.
 //! Commands and outputs follow `CONVENTIONS.md` (run directory, `eval --json`, exit codes).
 
+mod lm;
 mod omniglot;
 mod plot;
 mod png;
@@ -50,9 +51,12 @@ enum Command {
     /// One-shot classification of Omniglot characters with a plastic output layer (ICML 2018,
     /// section 4.3).
     Omniglot(Box<omniglot::OmniglotArgs>),
+    /// Word-level language modelling on Penn Treebank with LSTMs, plastic LSTMs and
+    /// neuromodulated plastic LSTMs (ICLR 2019, section 4.3).
+    Lm(Box<lm::LmArgs>),
     /// Evaluate the last checkpoint of a run on fresh episodes.
     Eval {
-        /// Experiment of the run (pattern, images, maze, cue-reward, omniglot).
+        /// Experiment of the run (pattern, images, maze, cue-reward, omniglot, lm).
         experiment: String,
         /// Run directory.
         #[arg(long)]
@@ -88,10 +92,12 @@ enum Command {
         /// (N=1025, T=201, B=1, clamped input) | maze (N=100, T=200, B=30, clipped trace,
         /// synthetic episodes) | maze-agent (the maze task itself: rollout, replay, A2C) |
         /// cue-reward (N=200, T=120, B=30) | omniglot (5-way 1-shot, convolutions + plastic
-        /// output layer).
+        /// output layer) | lm (Penn Treebank, small preset, one segment of 20 x 35 tokens per
+        /// update).
         workload: String,
         /// pattern, oja, images: plastic | rnn | lstm [default: plastic]; maze-agent, cue-reward:
-        /// rnn | plastic | modplast | modul [default: modul].
+        /// rnn | plastic | modplast | modul [default: modul]; lm: lstm | plastic | modulated
+        /// [default: lstm].
         #[arg(long)]
         model: Option<String>,
         /// Episodes per update [default: the workload's] (omniglot: the meta-batch).
@@ -106,7 +112,7 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
-        /// omniglot: data folder [default: data/omniglot].
+        /// omniglot, lm: data folder [default: data/omniglot, data/ptb].
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
         /// Device: cpu | wgpu[:INDEX] (a GPU; needs a build with `--features wgpu`).
@@ -366,6 +372,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             omniglot::train_omniglot(*args)
         }
+        Command::Lm(args) => lm::train_lm(*args),
         Command::Eval {
             experiment,
             run,
@@ -392,6 +399,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     data_dir,
                 };
                 return omniglot::eval_omniglot(&run, o);
+            }
+            if experiment == "lm" {
+                if device != "cpu" {
+                    return Err(usage("--device: eval lm runs on the CPU"));
+                }
+                if ways.is_some() || shots.is_some() || episodes.is_some() {
+                    return Err(usage(
+                        "--episodes, --ways, --shots: not options of eval lm (it reads the whole test set)",
+                    ));
+                }
+                return lm::eval_lm(&run, data_dir, json);
             }
             if ways.is_some() || shots.is_some() {
                 return Err(usage(format!(
@@ -429,6 +447,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 return omniglot::bench_omniglot(
                     batch.unwrap_or(1),
+                    episodes,
+                    json,
+                    threads,
+                    data_dir,
+                );
+            }
+            if workload == "lm" {
+                if device != "cpu" {
+                    return Err(usage("--device: bench lm runs on the CPU"));
+                }
+                return lm::bench_lm(
+                    model.as_deref().unwrap_or("lstm"),
+                    batch,
                     episodes,
                     json,
                     threads,

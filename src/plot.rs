@@ -84,6 +84,11 @@ pub fn read_metric(run: &Path, column: &str) -> Result<Vec<(f64, f64)>, String> 
     for (k, line) in lines.enumerate() {
         let fields: Vec<&str> = line.split(',').collect();
         let parse = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+        // An empty field: not measured at this episode (the language model's per-epoch
+        // perplexities).
+        if fields.get(col).is_some_and(|v| v.is_empty()) {
+            continue;
+        }
         match (parse(0), parse(col)) {
             (Some(e), Some(v)) => out.push((e, v)),
             _ => {

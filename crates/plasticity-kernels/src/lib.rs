@@ -19,16 +19,24 @@
 //! Neuromodulated plasticity (ICLR 2019, "Backpropamine"; [`Modulation`]), where the network
 //! sets its own plasticity rate at each step, runs in [`modulated::forward`] and
 //! [`modulated::backward`] (checkpointed backward, memory `O(sqrt(T) B N^2 + T B N)`).
+//!
+//! Plastic and neuromodulated LSTMs (ICLR 2019 section 4.3) run in [`lstm::lstm_forward`] and
+//! [`lstm::lstm_backward`].
 
 #![warn(missing_docs)]
 
 pub mod fused;
+pub mod lstm;
 pub mod modulated;
 mod real;
 pub mod reference;
 mod spec;
 
 pub use fused::{backward, forward, Episode, Grads, Params};
+pub use lstm::{
+    lstm_backward, lstm_forward, LstmGrads, LstmInit, LstmParams, LstmPlasticity, LstmSequence,
+    LstmSpec,
+};
 pub use modulated::{ModulatedEpisode, ModulatedGrads, ModulatedParams};
 pub use real::Real;
 pub use spec::{

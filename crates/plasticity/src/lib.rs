@@ -4,6 +4,8 @@
 //! - [`op`]: the fused plastic episode (and its neuromodulated variant) as burn operations with
 //!   hand-written backwards (kernels in `plasticity-kernels`).
 //! - [`layer`]: [`PlasticNet`], a fully recurrent plastic network as a burn module.
+//! - [`lstm`]: [`PlasticLstm`], an LSTM layer with a plastic, optionally neuromodulated, cell
+//!   candidate (ICLR 2019 section 4.3).
 //! - [`dense`]: [`PlasticDense`], a feed-forward layer with plastic connections.
 //! - [`data`]: data set readers (CIFAR-10 binary files, embedded image patches, Omniglot).
 //! - [`tasks`]: the papers' experiments (configuration with the paper's defaults, episodes,
@@ -17,6 +19,7 @@ pub mod data;
 pub mod dense;
 pub mod device_check;
 pub mod layer;
+pub mod lstm;
 pub mod op;
 pub mod tasks;
 pub mod tensor_episode;
@@ -25,7 +28,12 @@ pub mod train;
 
 pub use dense::{PlasticDense, PlasticDenseConfig};
 pub use layer::{Modulator, PlasticNet, PlasticNetConfig, PlasticState};
-pub use op::{modulated_episode, plastic_episode, ModulatedOutput, ModulatedTensors};
+pub use lstm::{LstmState, PlasticLstm, PlasticLstmConfig, Plasticity};
+pub use op::{
+    modulated_episode, plastic_episode, plastic_lstm, LstmOutput, LstmTensors, ModulatedOutput,
+    ModulatedTensors,
+};
 pub use plasticity_kernels::{
-    AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, Modulation, SpecError, TraceRule,
+    AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, LstmPlasticity, LstmSpec, Modulation,
+    SpecError, TraceRule,
 };

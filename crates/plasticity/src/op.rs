@@ -23,7 +23,9 @@ use burn::backend::{
     TensorMetadata,
 };
 use burn::tensor::{Tensor, TensorData};
-use plasticity_kernels::{self as kernels, Episode, EpisodeSpec, Params, SpecError};
+use plasticity_kernels::{
+    self as kernels, Episode, EpisodeSpec, LstmPlasticity, LstmSpec, Params, SpecError,
+};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -727,5 +729,448 @@ pub fn modulated_episode(
         hebb: Tensor::from_dispatch(hebb),
         elig: retro.then(|| Tensor::from_dispatch(elig)),
         modulator: Tensor::from_dispatch(modulator),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plastic and neuromodulated LSTM (ICLR 2019 section 4.3): a third operation over the kernels of
+// `plasticity_kernels::lstm`, with the same copy-in, copy-out pattern.
+// ---------------------------------------------------------------------------------------------
+
+/// Backends that can run the recurrence of a (plastic) LSTM layer.
+#[backend_extension(Flex, Autodiff)]
+pub trait LstmOps: Backend {
+    /// Runs `T` steps of `B` sequences. `w_h: [H, 4H]`, `alpha: [H, H] | [1, H] | [1, 1]`
+    /// (`[0, 0]` without plasticity), `eta, m_bias, eta_e: [1]`, `m, fan_w, fan_b: [H]` (`[0]`
+    /// unmodulated), `xproj: [B, T, 4H]`, `h0, c0: [B, H]`, `hebb0, elig0: [B, H, H]`
+    /// (`[0, 0, 0]`: zeros). Returns `(hs: [B, T, H], c_T: [B, H], hebb_T, elig_T: [B, H, H] |
+    /// [0, 0, 0], modulator: [B, T] | [0, 0])`; only `hs` carries gradients.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn plastic_lstm(
+        w_h: FloatTensor<Self>,
+        alpha: FloatTensor<Self>,
+        eta: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        m_bias: FloatTensor<Self>,
+        fan_w: FloatTensor<Self>,
+        fan_b: FloatTensor<Self>,
+        eta_e: FloatTensor<Self>,
+        xproj: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+        c0: FloatTensor<Self>,
+        hebb0: FloatTensor<Self>,
+        elig0: FloatTensor<Self>,
+        spec: LstmSpec,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    );
+}
+
+/// The parameters of an LSTM recurrence as flat buffers (what the backward needs again).
+#[derive(Clone, Debug)]
+struct LstmBuffers {
+    w_h: Vec<f32>,
+    alpha: Vec<f32>,
+    eta: f32,
+    m: Vec<f32>,
+    m_bias: f32,
+    fan_w: Vec<f32>,
+    fan_b: Vec<f32>,
+    eta_e: f32,
+}
+
+impl LstmBuffers {
+    fn params(&self) -> kernels::LstmParams<'_, f32> {
+        kernels::LstmParams {
+            w_h: &self.w_h,
+            alpha: &self.alpha,
+            eta: self.eta,
+            m: &self.m,
+            m_bias: self.m_bias,
+            fan_w: &self.fan_w,
+            fan_b: &self.fan_b,
+            eta_e: self.eta_e,
+        }
+    }
+}
+
+/// Runs the kernels' LSTM forward on flat buffers laid out as the op's tensors and returns it
+/// with its outputs as tensor data (layout of [`LstmOps::plastic_lstm`]).
+fn run_lstm_forward(
+    spec: &LstmSpec,
+    p: &LstmBuffers,
+    xproj_btk: &[f32],
+    h0: &[f32],
+    c0: &[f32],
+    hebb0: &[f32],
+    elig0: &[f32],
+) -> (kernels::LstmSequence<f32>, [TensorData; 5]) {
+    let (h, b, t) = (spec.hidden, spec.batch, spec.steps);
+    let xproj = swap_bt(xproj_btk, b, t, 4 * h);
+    let init = kernels::LstmInit {
+        h0,
+        c0,
+        hebb0: (!hebb0.is_empty()).then_some(hebb0),
+        elig0: (!elig0.is_empty()).then_some(elig0),
+    };
+    // Shapes were checked by `plastic_lstm` before dispatch.
+    let run = kernels::lstm_forward(spec, &p.params(), &xproj, &init)
+        .expect("shapes checked before dispatch");
+    let trace_dims = |v: &[f32]| if v.is_empty() { [0, 0, 0] } else { [b, h, h] };
+    let mod_dims = if run.modulator.is_empty() {
+        [0, 0]
+    } else {
+        [b, t]
+    };
+    let data = [
+        TensorData::new(swap_bt(&run.hs, t, b, h), [b, t, h]),
+        TensorData::new(run.c.clone(), [b, h]),
+        TensorData::new(run.hebb.clone(), trace_dims(&run.hebb)),
+        TensorData::new(run.elig.clone(), trace_dims(&run.elig)),
+        TensorData::new(
+            if run.modulator.is_empty() {
+                Vec::new()
+            } else {
+                swap_bt(&run.modulator, t, b, 1)
+            },
+            mod_dims,
+        ),
+    ];
+    (run, data)
+}
+
+impl LstmOps for Flex {
+    fn plastic_lstm(
+        w_h: FlexTensor,
+        alpha: FlexTensor,
+        eta: FlexTensor,
+        m: FlexTensor,
+        m_bias: FlexTensor,
+        fan_w: FlexTensor,
+        fan_b: FlexTensor,
+        eta_e: FlexTensor,
+        xproj: FlexTensor,
+        h0: FlexTensor,
+        c0: FlexTensor,
+        hebb0: FlexTensor,
+        elig0: FlexTensor,
+        spec: LstmSpec,
+    ) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
+        let v = |t: FlexTensor| prim_to_vec::<Flex>(t);
+        let p = LstmBuffers {
+            w_h: v(w_h),
+            alpha: v(alpha),
+            eta: v(eta)[0],
+            m: v(m),
+            m_bias: v(m_bias)[0],
+            fan_w: v(fan_w),
+            fan_b: v(fan_b),
+            eta_e: v(eta_e)[0],
+        };
+        let (_, data) =
+            run_lstm_forward(&spec, &p, &v(xproj), &v(h0), &v(c0), &v(hebb0), &v(elig0));
+        let [hs, c, hebb, elig, modulator] = data.map(FlexTensor::from_data);
+        (hs, c, hebb, elig, modulator)
+    }
+}
+
+/// What the LSTM backward needs: the kernels' record and the parameters.
+#[derive(Clone, Debug)]
+struct LstmState {
+    run: Arc<Mutex<Option<kernels::LstmSequence<f32>>>>,
+    params: Arc<LstmBuffers>,
+}
+
+#[derive(Debug)]
+struct LstmBackward;
+
+impl<B: Backend> Backward<B, 13> for LstmBackward {
+    type State = LstmState;
+
+    fn backward(self, ops: Ops<LstmState, 13>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_w_h, node_alpha, node_eta, node_m, node_m_bias, node_fan_w, node_fan_b, node_eta_e, node_xproj, node_h0, node_c0, node_hebb0, node_elig0] =
+            ops.parents;
+        let upstream = grads.consume::<B>(&ops.node);
+        let device = TensorMetadata::device(&upstream);
+        let gh_bth = prim_to_vec::<B>(upstream);
+        let run = ops
+            .state
+            .run
+            .lock()
+            .expect("lstm lock")
+            .take()
+            .expect("backward runs once");
+        let spec = *run.spec();
+        let (h, b, t) = (spec.hidden, spec.batch, spec.steps);
+        let gh = swap_bt(&gh_bth, b, t, h);
+        let g = kernels::lstm_backward(&ops.state.params.params(), &run, &gh, None, None, None)
+            .expect("shapes checked before dispatch");
+        drop(run);
+        let trace_dims = |v: &[f32]| {
+            if v.is_empty() {
+                vec![0, 0, 0]
+            } else {
+                vec![b, h, h]
+            }
+        };
+        let alpha_dims = if g.alpha.is_empty() {
+            vec![0, 0]
+        } else {
+            spec.alpha.dims(h).to_vec()
+        };
+        let (hebb_dims, elig_dims) = (trace_dims(&g.hebb0), trace_dims(&g.elig0));
+        let (m_len, fan_len) = (g.m.len(), g.fan_w.len());
+        let results = [
+            (node_w_h, g.w_h, vec![h, 4 * h]),
+            (node_alpha, g.alpha, alpha_dims),
+            (node_eta, vec![g.eta], vec![1]),
+            (node_m, g.m, vec![m_len]),
+            (node_m_bias, vec![g.m_bias], vec![1]),
+            (node_fan_w, g.fan_w, vec![fan_len]),
+            (node_fan_b, g.fan_b, vec![fan_len]),
+            (node_eta_e, vec![g.eta_e], vec![1]),
+            (
+                node_xproj,
+                swap_bt(&g.xproj, t, b, 4 * h),
+                vec![b, t, 4 * h],
+            ),
+            (node_h0, g.h0, vec![b, h]),
+            (node_c0, g.c0, vec![b, h]),
+            (node_hebb0, g.hebb0, hebb_dims),
+            (node_elig0, g.elig0, elig_dims),
+        ];
+        for (node, data, shape) in results {
+            if let Some(node) = node {
+                grads.register::<B>(
+                    node.id,
+                    B::float_from_data(TensorData::new(data, shape), &device),
+                );
+            }
+        }
+    }
+}
+
+impl<B: Backend, C: CheckpointStrategy> LstmOps for Autodiff<B, C> {
+    fn plastic_lstm(
+        w_h: FloatTensor<Self>,
+        alpha: FloatTensor<Self>,
+        eta: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        m_bias: FloatTensor<Self>,
+        fan_w: FloatTensor<Self>,
+        fan_b: FloatTensor<Self>,
+        eta_e: FloatTensor<Self>,
+        xproj: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+        c0: FloatTensor<Self>,
+        hebb0: FloatTensor<Self>,
+        elig0: FloatTensor<Self>,
+        spec: LstmSpec,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    ) {
+        let guards = [
+            w_h.node(),
+            alpha.node(),
+            eta.node(),
+            m.node(),
+            m_bias.node(),
+            fan_w.node(),
+            fan_b.node(),
+            eta_e.node(),
+            xproj.node(),
+            h0.node(),
+            c0.node(),
+            hebb0.node(),
+            elig0.node(),
+        ];
+        let device = TensorMetadata::device(w_h.primitive());
+        let v = |t: FloatTensor<Self>| prim_to_vec::<B>(t.into_primitive());
+        let params = Arc::new(LstmBuffers {
+            w_h: v(w_h),
+            alpha: v(alpha),
+            eta: v(eta)[0],
+            m: v(m),
+            m_bias: v(m_bias)[0],
+            fan_w: v(fan_w),
+            fan_b: v(fan_b),
+            eta_e: v(eta_e)[0],
+        });
+        let (run, [hs, c, hebb, elig, modulator]) = run_lstm_forward(
+            &spec,
+            &params,
+            &v(xproj),
+            &v(h0),
+            &v(c0),
+            &v(hebb0),
+            &v(elig0),
+        );
+        let detached =
+            |d: TensorData| <Self as AutodiffBackend>::from_inner(B::float_from_data(d, &device));
+        let hs = B::float_from_data(hs, &device);
+        let hs = match LstmBackward.prepare::<C>(guards).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(
+                LstmState {
+                    run: Arc::new(Mutex::new(Some(run))),
+                    params,
+                },
+                hs,
+            ),
+            OpsKind::UnTracked(prep) => prep.finish(hs),
+        };
+        (
+            hs,
+            detached(c),
+            detached(hebb),
+            detached(elig),
+            detached(modulator),
+        )
+    }
+}
+
+/// The learned tensors of a (plastic) LSTM recurrence; see [`plasticity_kernels::lstm`] for the
+/// equations. Tensors a spec does not use are `None`.
+#[derive(Clone, Debug)]
+pub struct LstmTensors {
+    /// Recurrent weights `W_h: [H, 4H]`, gate blocks `i, f, o, g` (the `g` block is `w`).
+    pub w_h: Tensor<2>,
+    /// Plasticity coefficients `alpha: [H, H] | [1, H] | [1, 1]` (plastic kinds).
+    pub alpha: Option<Tensor<2>>,
+    /// Trace rate `eta: [1]` ([`LstmPlasticity::Hebb`]).
+    pub eta: Option<Tensor<1>>,
+    /// Modulator `(m: [H], m_b: [1], v: [H], b: [H])` (modulated kinds).
+    pub modulator: Option<(Tensor<1>, Tensor<1>, Tensor<1>, Tensor<1>)>,
+    /// Eligibility-trace rate `eta_E: [1]` ([`LstmPlasticity::Retroactive`]).
+    pub eta_e: Option<Tensor<1>>,
+}
+
+/// What [`plastic_lstm`] returns.
+#[derive(Clone, Debug)]
+pub struct LstmOutput {
+    /// Hidden states of every step, `hs: [B, T, H]` (carries the gradients).
+    pub hs: Tensor<3>,
+    /// Final cell state, `[B, H]` (detached).
+    pub c: Tensor<2>,
+    /// Final Hebbian trace, `[B, H, H]` (plastic kinds; detached).
+    pub hebb: Option<Tensor<3>>,
+    /// Final eligibility trace, `[B, H, H]` (retroactive; detached).
+    pub elig: Option<Tensor<3>>,
+    /// Modulator `M(t)`, `[B, T]` (modulated kinds; detached).
+    pub modulator: Option<Tensor<2>>,
+}
+
+/// Runs the recurrence of a (plastic) LSTM layer over `T` steps, with gradients on autodiff
+/// devices for every parameter, `xproj` and the initial state. The returned final state is
+/// detached: truncated backpropagation through time carries it to the next segment without a
+/// gradient, as the paper does.
+///
+/// Shapes: as [`LstmTensors`], `xproj = x W_x + b: [B, T, 4H]`, `h0, c0: [B, H]`,
+/// `hebb0, elig0: [B, H, H]` (`None`: zeros, without allocating them).
+pub fn plastic_lstm(
+    p: LstmTensors,
+    xproj: Tensor<3>,
+    h0: Tensor<2>,
+    c0: Tensor<2>,
+    hebb0: Option<Tensor<3>>,
+    elig0: Option<Tensor<3>>,
+    spec: LstmSpec,
+) -> Result<LstmOutput, SpecError> {
+    spec.validate()?;
+    let (h, b, t) = (spec.hidden, spec.batch, spec.steps);
+    let kind = spec.plasticity;
+    let check = |what: &str, got: Vec<usize>, want: Vec<usize>| {
+        if got == want {
+            Ok(())
+        } else {
+            Err(SpecError(format!(
+                "{what}: expected shape {want:?}, got {got:?}"
+            )))
+        }
+    };
+    let missing = |what: &str| SpecError(format!("{what}: required by {kind:?}, not given"));
+    check("w_h", p.w_h.dims().to_vec(), vec![h, 4 * h])?;
+    check("xproj", xproj.dims().to_vec(), vec![b, t, 4 * h])?;
+    check("h0", h0.dims().to_vec(), vec![b, h])?;
+    check("c0", c0.dims().to_vec(), vec![b, h])?;
+    let device = p.w_h.device();
+    let zeros1 = |n: usize| Tensor::<1>::zeros([n], &device);
+    let alpha = if kind.is_plastic() {
+        let a = p.alpha.ok_or_else(|| missing("alpha"))?;
+        check("alpha", a.dims().to_vec(), spec.alpha.dims(h).to_vec())?;
+        a
+    } else {
+        Tensor::zeros([0, 0], &device)
+    };
+    let eta = if kind == LstmPlasticity::Hebb {
+        let e = p.eta.ok_or_else(|| missing("eta"))?;
+        check("eta", e.dims().to_vec(), vec![1])?;
+        e
+    } else {
+        zeros1(1)
+    };
+    let (m, m_bias, fan_w, fan_b) = if kind.is_modulated() {
+        let (m, mb, v, fb) = p.modulator.ok_or_else(|| missing("modulator"))?;
+        check("m", m.dims().to_vec(), vec![h])?;
+        check("m_bias", mb.dims().to_vec(), vec![1])?;
+        check("fan_w", v.dims().to_vec(), vec![h])?;
+        check("fan_b", fb.dims().to_vec(), vec![h])?;
+        (m, mb, v, fb)
+    } else {
+        (zeros1(0), zeros1(1), zeros1(0), zeros1(0))
+    };
+    let eta_e = if kind.has_eligibility() {
+        let e = p.eta_e.ok_or_else(|| missing("eta_e"))?;
+        check("eta_e", e.dims().to_vec(), vec![1])?;
+        e
+    } else {
+        zeros1(1)
+    };
+    let empty3 = || Tensor::<3>::zeros([0, 0, 0], &device);
+    let hebb0 = match hebb0 {
+        Some(x) if kind.is_plastic() => {
+            check("hebb0", x.dims().to_vec(), vec![b, h, h])?;
+            x
+        }
+        _ => empty3(),
+    };
+    let elig0 = match elig0 {
+        Some(x) if kind.has_eligibility() => {
+            check("elig0", x.dims().to_vec(), vec![b, h, h])?;
+            x
+        }
+        _ => empty3(),
+    };
+    let (hs, c, hebb, elig, modulator) = Dispatch::plastic_lstm(
+        p.w_h.into_dispatch(),
+        alpha.into_dispatch(),
+        eta.into_dispatch(),
+        m.into_dispatch(),
+        m_bias.into_dispatch(),
+        fan_w.into_dispatch(),
+        fan_b.into_dispatch(),
+        eta_e.into_dispatch(),
+        xproj.into_dispatch(),
+        h0.into_dispatch(),
+        c0.into_dispatch(),
+        hebb0.into_dispatch(),
+        elig0.into_dispatch(),
+        spec,
+    );
+    Ok(LstmOutput {
+        hs: Tensor::from_dispatch(hs),
+        c: Tensor::from_dispatch(c),
+        hebb: kind.is_plastic().then(|| Tensor::from_dispatch(hebb)),
+        elig: kind.has_eligibility().then(|| Tensor::from_dispatch(elig)),
+        modulator: kind
+            .is_modulated()
+            .then(|| Tensor::from_dispatch(modulator)),
     })
 }

@@ -45,6 +45,26 @@ pub trait Experiment {
     fn max_grad_norm(&self) -> Option<f64> {
         None
     }
+    /// Called before each training episode with the number of updates done so far (also the
+    /// first one after a resume), for experiments that walk through a data set in order (the
+    /// language model). Default: nothing.
+    fn before_update(&self, update: u64) {
+        let _ = update;
+    }
+    /// Called after update `update` (1-based) with the updated model and the episode's metrics,
+    /// for metrics measured only now and then (the language model's validation and test
+    /// perplexity at the end of each epoch). A metric that is `NaN` is written to `metrics.csv`
+    /// as an empty field (not measured at this update). Default: nothing.
+    fn after_update(
+        &self,
+        model: &Self::Model,
+        update: u64,
+        metrics: &mut [f64],
+        device: &Device,
+    ) -> Result<(), String> {
+        let _ = (model, update, metrics, device);
+        Ok(())
+    }
     /// Runs one evaluation batch (held-out data where the task has it); returns the metrics.
     fn eval_episode(
         &self,
@@ -366,7 +386,8 @@ pub fn train<E: Experiment>(
     let out_of_time = |started: &Instant| opts.time_limit.is_some_and(|l| elapsed(started) >= l);
     let mut stopped_by_time_limit = false;
     while episode < opts.episodes && !stopped_by_time_limit {
-        let (loss, metrics) = exp
+        exp.before_update(episode);
+        let (loss, mut metrics) = exp
             .train_episode(&model, &mut rng, device)
             .map_err(TrainError::Usage)?;
         let loss_value = loss.clone().into_scalar::<f32>() as f64;
@@ -382,9 +403,17 @@ pub fn train<E: Experiment>(
         }
         model = optim.step(exp.learning_rate(episode), model, grads);
         episode += 1;
+        exp.after_update(&model, episode, &mut metrics, device)
+            .map_err(TrainError::Usage)?;
         let row: Vec<String> = std::iter::once(episode.to_string())
             .chain(std::iter::once(format!("{loss_value:.6}")))
-            .chain(metrics.iter().map(|m| format!("{m:.6}")))
+            .chain(metrics.iter().map(|m| {
+                if m.is_nan() {
+                    String::new()
+                } else {
+                    format!("{m:.6}")
+                }
+            }))
             .chain(std::iter::once(format!("{:.3}", elapsed(&started))))
             .collect();
         writeln!(metrics_file, "{}", row.join(",")).map_err(|e| io_err(&metrics_path, e))?;
@@ -469,16 +498,31 @@ pub fn clip_global_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_n
     norm
 }
 
+/// Mean of each of the `k` columns over the rows, skipping `NaN` (not measured) values; a
+/// column with no value is `NaN`.
 fn mean_columns<'a>(rows: impl Iterator<Item = &'a [f64]>, k: usize) -> Vec<f64> {
     let mut sum = vec![0.0; k];
-    let mut count = 0.0;
+    let mut count = vec![0.0; k];
+    let mut any_row = false;
     for r in rows {
-        for (s, v) in sum.iter_mut().zip(r) {
-            *s += v;
+        any_row = true;
+        for ((s, c), v) in sum.iter_mut().zip(count.iter_mut()).zip(r) {
+            if !v.is_nan() {
+                *s += v;
+                *c += 1.0;
+            }
         }
-        count += 1.0;
     }
-    sum.iter().map(|s| s / f64::max(count, 1.0)).collect()
+    sum.iter()
+        .zip(&count)
+        .map(|(s, &c)| {
+            if c > 0.0 || !any_row {
+                s / f64::max(c, 1.0)
+            } else {
+                f64::NAN
+            }
+        })
+        .collect()
 }
 
 /// Evaluates `model` on `episodes` fresh evaluation batches; returns each metric's mean and

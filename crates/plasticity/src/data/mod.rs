@@ -1,10 +1,12 @@
 //! Data sets the experiments read, from a directory the caller names (the CLI's `--data-dir`);
 //! nothing downloads. Grey images ([`ImageSet`]) from CIFAR-10 binary files ([`cifar`]) or the
-//! embedded default patches ([`embedded`]); Omniglot drawings ([`omniglot`]).
+//! embedded default patches ([`embedded`]); Omniglot drawings ([`omniglot`]); Penn Treebank
+//! words ([`ptb`]).
 
 pub mod cifar;
 pub mod embedded;
 pub mod omniglot;
+pub mod ptb;
 
 /// Which part of a data set: training images or held-out test images.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

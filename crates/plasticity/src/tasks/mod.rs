@@ -4,6 +4,7 @@
 pub mod a2c;
 pub mod cue_reward;
 pub mod images;
+pub mod lm;
 pub mod maze;
 pub mod omniglot;
 pub mod pattern;

@@ -1,0 +1,381 @@
+//! `plasticity lm`, `plasticity eval lm`, `plasticity bench lm`: word-level language modelling
+//! on Penn Treebank with LSTMs, plastic LSTMs and neuromodulated plastic LSTMs (ICLR 2019,
+//! section 4.3).
+
+use crate::{
+    merge_config_file, parse_enum, peak_rss_mb, plot, progress_bar, read_json, set_threads, usage,
+    write_learning_curve, CommonArgs, Failure,
+};
+use clap::Args;
+use plasticity::data::ptb::{self, Corpus};
+use plasticity::tasks::lm::{LmConfig, LmModel, LmPreset, LmTask};
+use plasticity::train::{self, Experiment, RunOptions};
+use plasticity::AlphaShape;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Default location of the data (`--data-dir`).
+pub const DEFAULT_DATA_DIR: &str = "data/ptb";
+
+#[derive(Args)]
+pub struct LmArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// lstm | plastic | modulated [default: lstm].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// small (2 layers of 200 units, 2.65M parameters: a small CPU) | paper (3 layers, 1150
+    /// units, 24M parameters: section 4.3's size) [default: small].
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Folder with ptb.train.txt, ptb.valid.txt, ptb.test.txt [default: data/ptb].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Training epochs [small: 6, paper: 100].
+    #[arg(long)]
+    pub epochs: Option<u64>,
+    /// Retroactive neuromodulation (eligibility trace) for --model modulated [default: simple].
+    #[arg(long)]
+    pub retroactive: bool,
+    /// Adam learning rate [small: 2e-3, paper: 1e-3].
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f64>,
+    /// Parallel training sequences [small: 20, paper: 80].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Steps of truncated backpropagation through time [small: 35, paper: 70].
+    #[arg(long)]
+    pub bptt: Option<usize>,
+    /// Shape of alpha: per-neuron | per-connection | scalar [paper: per-neuron].
+    #[arg(long)]
+    pub alpha: Option<String>,
+}
+
+/// Resolves the configuration: preset (or a resumed run's), then `--config`, then options.
+fn lm_config(args: &LmArgs, base: Option<serde_json::Value>) -> Result<LmConfig, Failure> {
+    let model = match &args.model {
+        Some(m) => m
+            .parse::<LmModel>()
+            .map_err(|e| usage(format!("--model: {e}")))?,
+        None => LmModel::Lstm,
+    };
+    let preset = match &args.preset {
+        Some(p) => p
+            .parse::<LmPreset>()
+            .map_err(|e| usage(format!("--preset: {e}")))?,
+        None => LmPreset::Small,
+    };
+    let mut c = match base {
+        Some(v) => serde_json::from_value(v).map_err(|e| usage(format!("config: {e}")))?,
+        None => LmConfig::preset(preset, model),
+    };
+    if let Some(path) = &args.common.config {
+        c = merge_config_file(c, path)?;
+    }
+    if let Some(v) = args.epochs {
+        c.epochs = v;
+    }
+    if args.retroactive {
+        if c.model != LmModel::Modulated {
+            return Err(usage("--retroactive: only with --model modulated"));
+        }
+        c.retroactive = true;
+    }
+    if let Some(v) = args.lr {
+        c.learning_rate = v;
+    }
+    if let Some(v) = args.batch {
+        c.batch = v;
+    }
+    if let Some(v) = args.bptt {
+        c.bptt = v;
+    }
+    if let Some(v) = &args.alpha {
+        c.alpha = parse_enum::<AlphaShape>("--alpha", v)?;
+    }
+    c.validate().map_err(|e| usage(format!("config: {e}")))?;
+    Ok(c)
+}
+
+/// Reads the corpus, reporting its size on stderr.
+fn load_corpus(dir: &Path, quiet: bool) -> Result<Arc<Corpus>, Failure> {
+    let started = Instant::now();
+    let corpus = ptb::load(dir).map_err(|e| usage(e.to_string()))?;
+    if !quiet {
+        eprintln!(
+            "lm: {} words in the vocabulary; {} / {} / {} training / validation / test tokens from {} ({:.1} s)",
+            corpus.vocab.len(),
+            corpus.train.len(),
+            corpus.valid.len(),
+            corpus.test.len(),
+            dir.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(Arc::new(corpus))
+}
+
+pub fn train_lm(args: LmArgs) -> Result<(), Failure> {
+    let threads = set_threads(args.common.threads)?;
+    let common = &args.common;
+    if common.episodes.is_some() {
+        return Err(usage(
+            "--episodes: the language model counts epochs; use --epochs",
+        ));
+    }
+    let (base, resume) = match &common.resume {
+        Some(dir) => {
+            let changed = [
+                ("--config", common.config.is_some()),
+                ("--model", args.model.is_some()),
+                ("--preset", args.preset.is_some()),
+                ("--retroactive", args.retroactive),
+                ("--lr", args.lr.is_some()),
+                ("--batch", args.batch.is_some()),
+                ("--bptt", args.bptt.is_some()),
+                ("--alpha", args.alpha.is_some()),
+            ];
+            if let Some((name, _)) = changed.iter().find(|(_, given)| *given) {
+                return Err(usage(format!(
+                    "{name}: --resume continues a run with its saved config.json; start a new run to change it"
+                )));
+            }
+            (
+                Some(read_json(&dir.join("config.json"))?),
+                Some(dir.clone()),
+            )
+        }
+        None => (None, None),
+    };
+    let config = lm_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
+    if let Some(m) = common.time_limit {
+        if !(m.is_finite() && m > 0.0) {
+            return Err(usage(format!(
+                "--time-limit: must be a positive number of minutes (got {m})"
+            )));
+        }
+    }
+    let saved = |key: &str| base.as_ref().and_then(|b| b.get(key).cloned());
+    let seed = common
+        .seed
+        .or_else(|| saved("seed").and_then(|v| v.as_u64()))
+        .unwrap_or(0);
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| saved("data_dir").and_then(|v| v.as_str().map(PathBuf::from)))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let model_name = serde_json::to_value(config.model).expect("serializes");
+    let preset_name = serde_json::to_value(config.preset).expect("serializes");
+    let out = resume
+        .clone()
+        .or_else(|| common.out.clone())
+        .unwrap_or_else(|| {
+            PathBuf::from(format!(
+                "runs/lm-{}{}-{}-seed{seed}",
+                model_name.as_str().unwrap_or("model"),
+                if config.retroactive { "-retro" } else { "" },
+                preset_name.as_str().unwrap_or("preset"),
+            ))
+        });
+    let corpus = load_corpus(&data_dir, false)?;
+    let task = LmTask::new(config.clone(), corpus).map_err(|e| usage(format!("config: {e}")))?;
+    let (baseline, own) = task.param_counts();
+    eprintln!(
+        "lm: {:?} model, layers of {:?} units: {} parameters ({} embedding + {} recurrent); the LSTM baseline has {} ({:+.3}%)",
+        config.model,
+        own.layer_units,
+        own.total,
+        own.embedding,
+        own.recurrent,
+        baseline.total,
+        100.0 * (own.total as f64 - baseline.total as f64) / baseline.total as f64
+    );
+    let episodes = task.total_updates();
+    let resolved = json!({
+        "experiment": "lm",
+        "seed": seed,
+        "epochs": config.epochs,
+        "episodes": episodes,
+        "segments_per_epoch": task.segments_per_epoch(),
+        "threads": threads,
+        "time_limit_minutes": common.time_limit,
+        "data_dir": data_dir,
+        "vocabulary": task.corpus.vocab.len(),
+        "parameters": own,
+        "lstm_parameters": baseline.total,
+        "task": config,
+    });
+    let opts = RunOptions {
+        episodes,
+        seed,
+        out: out.clone(),
+        resume: resume.is_some(),
+        checkpoint_every: common.checkpoint_every,
+        time_limit: common.time_limit.map(|m| m * 60.0),
+    };
+    if common.device != "cpu" {
+        return Err(usage("--device: lm runs on the CPU"));
+    }
+    let device = burn::tensor::Device::flex().autodiff();
+    let bar = progress_bar(episodes, 0);
+    let spe = task.segments_per_epoch();
+    let mut last_valid = f64::NAN;
+    let summary = train::train(&task, &resolved, &opts, &device, &mut |p| {
+        bar.set_position(p.episode);
+        if p.episode % spe == 0 {
+            last_valid = p.running[1];
+        }
+        bar.set_message(format!(
+            "epoch {}  train ppl(50) {:.1}  valid ppl {:.1}",
+            p.episode / spe + 1,
+            p.running[2],
+            last_valid
+        ));
+    });
+    bar.finish_and_clear();
+    let summary = summary?;
+    write_learning_curve(&out, "lm", &["loss"])?;
+    write_perplexity_curve(&out)?;
+    eprintln!(
+        "lm: {} updates ({:.2} epochs) in {:.1} s; last 50 updates: training perplexity {:.2}. Run directory: {}",
+        summary.episodes,
+        summary.episodes as f64 / spe as f64,
+        summary.seconds,
+        summary.final_metrics[2],
+        out.display()
+    );
+    crate::report_time_limit(&summary, episodes, &out);
+    eprintln!(
+        "test perplexity of the last checkpoint: plasticity eval lm --run {}",
+        out.display()
+    );
+    Ok(())
+}
+
+/// `perplexity.svg`: validation and test perplexity at the end of each epoch.
+fn write_perplexity_curve(run: &Path) -> Result<(), Failure> {
+    let mut series = Vec::new();
+    for (column, label) in [("valid_perplexity", "validation"), ("perplexity", "test")] {
+        let points = plot::read_metric(run, column).map_err(|e| Failure(1, e))?;
+        if points.is_empty() {
+            return Ok(()); // no epoch finished
+        }
+        series.push(plot::Series {
+            label: label.into(),
+            points,
+            ..plot::Series::default()
+        });
+    }
+    let svg = plot::svg_chart(
+        "lm: perplexity at the end of each epoch",
+        "update",
+        "perplexity",
+        &series,
+        true,
+    );
+    let path = run.join("perplexity.svg");
+    std::fs::write(&path, svg).map_err(|e| Failure(1, format!("{}: {e}", path.display())))
+}
+
+pub fn eval_lm(run: &Path, data_dir: Option<PathBuf>, json_out: bool) -> Result<(), Failure> {
+    let cfg_path = run.join("config.json");
+    let saved = read_json(&cfg_path)?;
+    let config: LmConfig = serde_json::from_value(saved["task"].clone())
+        .map_err(|e| usage(format!("{}: task: {e}", cfg_path.display())))?;
+    let data_dir = data_dir
+        .or_else(|| saved["data_dir"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let corpus = load_corpus(&data_dir, json_out)?;
+    let task = LmTask::new(config.clone(), corpus)
+        .map_err(|e| usage(format!("{}: {e}", cfg_path.display())))?;
+    let device = burn::tensor::Device::flex().autodiff();
+    let model = task.init_model(&mut ChaCha8Rng::seed_from_u64(0), &device);
+    let (model, trained) = train::load_model(run, model)?;
+    let started = Instant::now();
+    let test = task.perplexity(&model, &task.corpus.test).map_err(usage)?;
+    let valid = task.perplexity(&model, &task.corpus.valid).map_err(usage)?;
+    let epochs = trained as f64 / task.segments_per_epoch() as f64;
+    let model_name = serde_json::to_value(config.model).expect("serializes");
+    if json_out {
+        println!(
+            "{}",
+            json!({"experiment": "lm", "episodes": 1, "perplexity": test, "valid_perplexity": valid,
+                   "test_tokens": task.corpus.test.len(), "model": model_name,
+                   "retroactive": config.retroactive, "parameters": task.param_counts().1.total,
+                   "trained_updates": trained, "trained_epochs": epochs})
+        );
+    } else {
+        println!(
+            "lm: test perplexity {test:.2}, validation perplexity {valid:.2} ({} model, {:.2} epochs; {:.1} s)",
+            model_name.as_str().unwrap_or("?"),
+            epochs,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+pub fn bench_lm(
+    model: &str,
+    batch: Option<usize>,
+    episodes: usize,
+    json_out: bool,
+    threads: usize,
+    data_dir: Option<PathBuf>,
+) -> Result<(), Failure> {
+    let model = model
+        .parse::<LmModel>()
+        .map_err(|e| usage(format!("--model: {e}")))?;
+    if episodes == 0 {
+        return Err(usage("bench: --episodes must be positive"));
+    }
+    let mut config = LmConfig::preset(LmPreset::Small, model);
+    if let Some(b) = batch {
+        config.batch = b;
+    }
+    config
+        .validate()
+        .map_err(|e| usage(format!("config: {e}")))?;
+    let dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let corpus = load_corpus(&dir, true)?;
+    let task = LmTask::new(config.clone(), corpus).map_err(usage)?;
+    let device = burn::tensor::Device::flex().autodiff();
+    // Per update (one segment of batch x bptt tokens): total, then forward, backward, Adam.
+    let times = crate::time_steps(&task, episodes, &device)?;
+    let [forward_ms, backward_ms, optimizer_ms] = times.parts.clone().map(|p| crate::median(&p));
+    let update_ms = crate::median(&times.total);
+    let tokens = (config.batch * config.bptt) as f64;
+    let tokens_per_s = tokens / (update_ms / 1e3);
+    let epoch_min = task.segments_per_epoch() as f64 * update_ms / 6e4;
+    let params = task.param_counts().1.total;
+    let rss = peak_rss_mb();
+    let model_name = serde_json::to_value(model).expect("serializes");
+    if json_out {
+        println!(
+            "{}",
+            json!({"workload": "lm", "model": model_name, "preset": "small", "ms_per_episode": update_ms,
+                   "ms_per_update": update_ms, "tokens_per_s": tokens_per_s,
+                   "epoch_minutes": epoch_min, "peak_rss_mb": rss, "threads": threads,
+                   "batch": config.batch, "bptt": config.bptt, "parameters": params,
+                   "updates_timed": episodes, "forward_ms": forward_ms,
+                   "backward_ms": backward_ms, "optimizer_ms": optimizer_ms})
+        );
+    } else {
+        println!(
+            "| workload | model | batch x bptt | threads | tokens/s | ms/update (median of {episodes}) | forward | backward | Adam | epoch (min) | peak RSS MB |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        println!(
+            "| lm small ({params} parameters) | {} | {} x {} | {threads} | {tokens_per_s:.0} | {update_ms:.1} | {forward_ms:.1} | {backward_ms:.1} | {optimizer_ms:.1} | {epoch_min:.1} | {rss:.0} |",
+            model_name.as_str().unwrap_or("?"),
+            config.batch,
+            config.bptt
+        );
+    }
+    Ok(())
+}
