@@ -36,7 +36,7 @@
 //! `dL/dw = sum_t y_{t-1}^T P_t` is one matrix product at the end.
 
 use crate::fused::{
-    clip_to, default_segment, in_pool, lane_sum, row_blocks, split_rows, AlphaRows,
+    clip_to, default_segment, gather, in_pool, lane_sum, row_blocks, scatter, split_rows, AlphaRows,
 };
 use crate::real::Real;
 use crate::spec::{AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, Modulation, SpecError};
@@ -332,21 +332,6 @@ fn split_batch(spec: &EpisodeSpec) -> bool {
 /// Largest `N` for [`split_batch`]: a few `N x N` buffers of an episode (traces, their
 /// gradients, checkpoints) must fit in a core's share of the last-level cache.
 const SPLIT_MAX_NEURONS: usize = 400;
-
-/// Episode `bi` of a time-major `[T, B, N]` buffer, as `[T, 1, N]`.
-fn gather<F: Real>(v: &[F], b: usize, n: usize, bi: usize) -> Vec<F> {
-    v.chunks_exact(b * n)
-        .flat_map(|step| &step[bi * n..(bi + 1) * n])
-        .copied()
-        .collect()
-}
-
-/// Writes `[T, 1, N]` episode `bi` into a time-major `[T, B, N]` buffer.
-fn scatter<F: Real>(part: &[F], out: &mut [F], b: usize, n: usize, bi: usize) {
-    for (step, src) in out.chunks_exact_mut(b * n).zip(part.chunks_exact(n)) {
-        step[bi * n..(bi + 1) * n].copy_from_slice(src);
-    }
-}
 
 /// [`forward_impl`] for each episode alone (in parallel), assembled into one batch.
 fn forward_split<F: Real>(

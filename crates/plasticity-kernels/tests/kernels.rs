@@ -574,3 +574,74 @@ fn stepping_in_place_matches_the_episode_forward() {
             .contains("modulation")
     );
 }
+
+#[test]
+fn a_batch_gives_the_sum_of_its_episodes_run_one_by_one() {
+    // 24 episodes (at least as many as threads: the batch may run episode by episode) against
+    // each episode alone (batch 1): outputs, final trace and every gradient agree to rounding,
+    // for the reversed and the checkpointed backward.
+    let (n, b, t) = (9, 24, 7);
+    for (rule, clip) in [(TraceRule::Hebb, None), (TraceRule::Oja, Some(0.3))] {
+        let spec = EpisodeSpec {
+            rule,
+            clip,
+            ..EpisodeSpec::new(n, b, t)
+        };
+        let p = problem::<f64>(spec, 0.2, 31);
+        let ep = forward(&spec, &p.params(), &p.x, &p.y0, Some(&p.h0)).unwrap();
+        let grads = p.grads();
+        let nn = n * n;
+        let (mut sum_w, mut sum_alpha, mut sum_eta) =
+            (vec![0.0; nn], vec![0.0; p.alpha.len()], 0.0);
+        for bi in 0..b {
+            let pick = |v: &[f64]| -> Vec<f64> {
+                v.chunks(b * n)
+                    .flat_map(|s| s[bi * n..(bi + 1) * n].to_vec())
+                    .collect()
+            };
+            let q = Problem {
+                spec: EpisodeSpec { batch: 1, ..spec },
+                w: p.w.clone(),
+                alpha: p.alpha.clone(),
+                eta: p.eta,
+                x: pick(&p.x),
+                y0: p.y0[bi * n..(bi + 1) * n].to_vec(),
+                h0: p.h0[bi * nn..(bi + 1) * nn].to_vec(),
+                gy: pick(&p.gy),
+                gh: p.gh[bi * nn..(bi + 1) * nn].to_vec(),
+            };
+            let e1 = forward(&q.spec, &q.params(), &q.x, &q.y0, Some(&q.h0)).unwrap();
+            let label = format!("{rule:?} {clip:?} episode {bi}");
+            assert_close(&format!("{label} ys"), &e1.ys, &pick(&ep.ys), 1e-12);
+            assert_close(
+                &format!("{label} Hebb_T"),
+                &e1.hebb,
+                &ep.hebb[bi * nn..(bi + 1) * nn],
+                1e-12,
+            );
+            let g1 = q.grads();
+            assert_close(&format!("{label} dx"), &g1.x, &pick(&grads.x), 1e-10);
+            assert_close(
+                &format!("{label} dy0"),
+                &g1.y0,
+                &grads.y0[bi * n..(bi + 1) * n],
+                1e-10,
+            );
+            assert_close(
+                &format!("{label} dHebb0"),
+                &g1.hebb0,
+                &grads.hebb0[bi * nn..(bi + 1) * nn],
+                1e-10,
+            );
+            sum_w.iter_mut().zip(&g1.w).for_each(|(a, v)| *a += v);
+            sum_alpha
+                .iter_mut()
+                .zip(&g1.alpha)
+                .for_each(|(a, v)| *a += v);
+            sum_eta += g1.eta;
+        }
+        assert_close("dw", &grads.w, &sum_w, 1e-10);
+        assert_close("dalpha", &grads.alpha, &sum_alpha, 1e-10);
+        assert_close("deta", &[grads.eta], &[sum_eta], 1e-10);
+    }
+}
