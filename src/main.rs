@@ -521,7 +521,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 &out,
                 plot::svg_chart(&title, "episode", &metric, &series, log),
             )
-            .map_err(|e| Failure(1, format!("{}: {e}", out.display())))
+            .map_err(|e| Failure(1, format!("{}: {e}", out.display())))?;
+            // The final values as a table (stdout), ready for a README.
+            println!("| run | episodes | {metric}, mean of the last {smooth} episodes |");
+            println!("|---|---|---|");
+            for ser in &series {
+                match (ser.points.last(), ser.band.last()) {
+                    (Some(&(x, y)), Some(&(_, lo, hi))) => println!(
+                        "| {} | {x} | {y:.3} (median) [{lo:.3}, {hi:.3}] |",
+                        ser.label
+                    ),
+                    (Some(&(x, y)), None) => println!("| {} | {x} | {y:.3} |", ser.label),
+                    _ => println!("| {} | 0 | - |", ser.label),
+                }
+            }
+            Ok(())
         }
     }
 }

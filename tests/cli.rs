@@ -223,6 +223,23 @@ fn train_writes_the_run_directory_then_eval_and_resume_use_it() {
             .count()
             == 2
     );
+    // One table row per run with its final value; --seeds groups the two copies of the run into
+    // one median curve with its band.
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(table.lines().count(), 4, "{table}");
+    let o = plasticity(&[
+        "plot",
+        run_s,
+        run_s,
+        "--seeds",
+        "--out",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert_eq!(text.matches("<polyline").count(), 1);
+    assert_eq!(text.matches("<polygon").count(), 1);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("(median, IQR of 2)"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
