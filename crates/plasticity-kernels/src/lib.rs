@@ -22,9 +22,14 @@
 //!
 //! Plastic and neuromodulated LSTMs (ICLR 2019 section 4.3) run in [`lstm::lstm_forward`] and
 //! [`lstm::lstm_backward`].
+//!
+//! A stack of 3x3 stride-2 convolutions with `tanh` (the Omniglot image encoder, ICML 2018
+//! section 4.3) runs in [`conv::forward`] and [`conv::backward`] (im2col and one matrix
+//! product per layer).
 
 #![warn(missing_docs)]
 
+pub mod conv;
 pub mod fused;
 pub mod lstm;
 pub mod modulated;

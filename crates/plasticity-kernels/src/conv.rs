@@ -1,0 +1,541 @@
+//! A stack of 3x3 stride-2 convolutions without padding, each followed by `tanh`, fused into
+//! one forward and one hand-written backward (the image encoder of the Omniglot experiment,
+//! ICML 2018 section 4.3: `31 -> 15 -> 7 -> 3 -> 1`).
+//!
+//! # Layouts
+//! The caller's tensors are in burn's layouts: input `[M, C_0, S_0, S_0]` (NCHW), layer `l`'s
+//! weight `[C_{l+1}, C_l, 3, 3]` and bias `[C_{l+1}]`, output `[M, C_L, S_L, S_L]`, with
+//! `S_{l+1} = (S_l - 3) / 2 + 1`. Inside, activations are pixel-major (NHWC): image `m`,
+//! row `y`, column `x`, channel `c` at `((m S + y) S + x) C + c`. Then the patch of output
+//! pixel `(y, x)` is three contiguous runs of `3 C` values (input rows `2y..2y+3`, columns
+//! `2x..2x+3`, all channels), and one layer is
+//!
+//! ```text
+//! col[p, k]  = a_l[m, 2y + ky, 2x + kx, ci]     p = (m, y, x),  k = (ky 3 + kx) C_l + ci   (im2col)
+//! z[p, co]   = sum_k col[p, k] W[co, k] + b[co]  one matrix product [P, K] x [K, C_{l+1}]
+//! a_{l+1}    = tanh(z)                           [P, C_{l+1}] is again NHWC
+//! ```
+//!
+//! with `W` the weight permuted to `[C_{l+1}, 3, 3, C_l]` (same `k` order as `col`).
+//!
+//! # Backward
+//! With `g = dL/da_{l+1}: [P, C_{l+1}]`:
+//!
+//! ```text
+//! dz    = g (1 - a_{l+1}^2)
+//! dW   += dz^T col          [C_{l+1}, P] x [P, K]
+//! db   += sum_p dz[p, .]
+//! dcol  = dz W              [P, C_{l+1}] x [C_{l+1}, K]
+//! dL/da_l[m, 2y + ky, 2x + kx, ci] += dcol[p, k]                (col2im: scatter-add)
+//! ```
+//!
+//! The forward keeps the activations `a_0 .. a_L` (not the `col` matrices: rebuilding one is
+//! a few copies per pixel); every matrix product is one `matrixmultiply` call. Images are split
+//! into one block per rayon thread (forward and backward per block, weight gradients summed
+//! over blocks), so results depend on the thread count only through rounding.
+
+use crate::real::Real;
+use crate::spec::SpecError;
+use rayon::prelude::*;
+
+/// Shapes of a convolution stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConvSpec {
+    /// Images `M`.
+    pub images: usize,
+    /// Side `S_0` of the (square) input images.
+    pub side: usize,
+    /// Channels `[C_0, C_1, .., C_L]`: input channels, then each layer's output channels (so
+    /// `L = channels.len() - 1` layers).
+    pub channels: Vec<usize>,
+}
+
+impl ConvSpec {
+    /// Number of layers `L`.
+    pub fn layers(&self) -> usize {
+        self.channels.len().saturating_sub(1)
+    }
+
+    /// Sides `[S_0, .., S_L]`, `S_{l+1} = (S_l - 3) / 2 + 1`.
+    pub fn sides(&self) -> Vec<usize> {
+        let mut s = vec![self.side];
+        for _ in 0..self.layers() {
+            let last = *s.last().expect("non-empty");
+            s.push(last.saturating_sub(3) / 2 + 1);
+        }
+        s
+    }
+
+    /// Length of layer `l`'s weight, `C_{l+1} C_l 9`.
+    pub fn weight_len(&self, l: usize) -> usize {
+        self.channels[l + 1] * self.channels[l] * 9
+    }
+
+    /// Length of the input, `M C_0 S_0^2`.
+    pub fn input_len(&self) -> usize {
+        self.images * self.channels[0] * self.side * self.side
+    }
+
+    /// Length of the output, `M C_L S_L^2`.
+    pub fn output_len(&self) -> usize {
+        let s = *self.sides().last().expect("non-empty");
+        self.images * self.channels[self.layers()] * s * s
+    }
+
+    /// Total length of all weights and biases, in the order `W_0, b_0, W_1, b_1, ..`.
+    pub fn params_len(&self) -> usize {
+        (0..self.layers())
+            .map(|l| self.weight_len(l) + self.channels[l + 1])
+            .sum()
+    }
+
+    /// Checks that there is at least one layer, every size is positive and every layer's input
+    /// is at least 3 pixels wide.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.layers() == 0 {
+            return Err(SpecError(
+                "channels: needs the input channels and at least one layer".into(),
+            ));
+        }
+        if self.images == 0 {
+            return Err(SpecError("images: must be positive".into()));
+        }
+        if let Some(l) = self.channels.iter().position(|&c| c == 0) {
+            return Err(SpecError(format!("channels[{l}]: must be positive")));
+        }
+        let sides = self.sides();
+        for l in 0..self.layers() {
+            if sides[l] < 3 {
+                return Err(SpecError(format!(
+                    "side: layer {l} gets {0}x{0} images, a 3x3 convolution needs at least 3x3",
+                    sides[l]
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Floats the convolution kernels run in: [`Real`] with a general strided matrix product.
+pub trait ConvReal: Real {
+    /// `c = a b + beta c` for `a: [m, k]`, `b: [k, n]`, `c: [m, n]` given by (row, column)
+    /// strides; `c` is row-major with row stride `n`.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: (&[Self], usize, usize),
+        b: (&[Self], usize, usize),
+        beta: Self,
+        c: &mut [Self],
+    );
+}
+
+/// Panics unless every index of a strided `[rows, cols]` matrix is inside a buffer of `len`.
+fn check_strided(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) {
+    assert!(
+        rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len,
+        "strided matrix [{rows}, {cols}] (strides {rs}, {cs}) outside a buffer of {len}"
+    );
+}
+
+macro_rules! conv_real {
+    ($t:ty, $gemm:path) => {
+        impl ConvReal for $t {
+            fn gemm(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: (&[$t], usize, usize),
+                b: (&[$t], usize, usize),
+                beta: $t,
+                c: &mut [$t],
+            ) {
+                check_strided(a.0.len(), m, k, a.1, a.2);
+                check_strided(b.0.len(), k, n, b.1, b.2);
+                assert!(c.len() >= m * n, "output of the matrix product too short");
+                // SAFETY: the strides describe matrices inside the slices checked above; `c`
+                // does not alias `a` or `b` (it is borrowed mutably).
+                unsafe {
+                    $gemm(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        a.0.as_ptr(),
+                        a.1 as isize,
+                        a.2 as isize,
+                        b.0.as_ptr(),
+                        b.1 as isize,
+                        b.2 as isize,
+                        beta,
+                        c.as_mut_ptr(),
+                        n as isize,
+                        1,
+                    )
+                }
+            }
+        }
+    };
+}
+conv_real!(f32, matrixmultiply::sgemm);
+conv_real!(f64, matrixmultiply::dgemm);
+
+/// The parameters of a stack, borrowed in burn's layouts.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvLayer<'a, F> {
+    /// `[C_out, C_in, 3, 3]`.
+    pub weight: &'a [F],
+    /// `[C_out]`.
+    pub bias: &'a [F],
+}
+
+/// What the forward keeps for the backward: per block of images, the activations
+/// `a_0 .. a_L` (NHWC).
+#[derive(Clone, Debug)]
+pub struct ConvForward<F> {
+    spec: ConvSpec,
+    /// `blocks[j][l]`: activations of layer `l` (`l = 0` the input) of block `j`'s images.
+    blocks: Vec<Vec<Vec<F>>>,
+    /// First image of each block (and `M` at the end).
+    starts: Vec<usize>,
+}
+
+impl<F: ConvReal> ConvForward<F> {
+    /// The shapes it was run with.
+    pub fn spec(&self) -> &ConvSpec {
+        &self.spec
+    }
+
+    /// The output `tanh(z_L)`, `[M, C_L, S_L, S_L]` (NCHW).
+    pub fn output(&self) -> Vec<F> {
+        let l = self.spec.layers();
+        let s = self.spec.sides()[l];
+        let c = self.spec.channels[l];
+        let mut out = Vec::with_capacity(self.spec.output_len());
+        for block in &self.blocks {
+            out.extend(nhwc_to_nchw(&block[l], s, c));
+        }
+        out
+    }
+}
+
+/// Gradients of a stack, in burn's layouts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvGrads<F> {
+    /// `dL/dW_l`, each `[C_{l+1}, C_l, 3, 3]`.
+    pub weights: Vec<Vec<F>>,
+    /// `dL/db_l`, each `[C_{l+1}]`.
+    pub biases: Vec<Vec<F>>,
+    /// `dL/dinput: [M, C_0, S_0, S_0]`, empty unless asked for.
+    pub input: Vec<F>,
+}
+
+/// `[n, s, s, c]` to `[n, c, s, s]`.
+fn nhwc_to_nchw<F: Copy + Default>(v: &[F], s: usize, c: usize) -> Vec<F> {
+    let px = s * s;
+    let n = v.len() / (px * c).max(1);
+    let mut out = vec![F::default(); v.len()];
+    for m in 0..n {
+        for p in 0..px {
+            for ch in 0..c {
+                out[(m * c + ch) * px + p] = v[(m * px + p) * c + ch];
+            }
+        }
+    }
+    out
+}
+
+/// `[n, c, s, s]` to `[n, s, s, c]`.
+fn nchw_to_nhwc<F: Copy + Default>(v: &[F], s: usize, c: usize) -> Vec<F> {
+    let px = s * s;
+    let n = v.len() / (px * c).max(1);
+    let mut out = vec![F::default(); v.len()];
+    for m in 0..n {
+        for ch in 0..c {
+            for p in 0..px {
+                out[(m * px + p) * c + ch] = v[(m * c + ch) * px + p];
+            }
+        }
+    }
+    out
+}
+
+/// `[co, ci, 3, 3]` to `[co, 3, 3, ci]` (the `k` order of `col`).
+fn permute_weight<F: Copy + Default>(w: &[F], co: usize, ci: usize) -> Vec<F> {
+    let mut out = vec![F::default(); w.len()];
+    for o in 0..co {
+        for i in 0..ci {
+            for t in 0..9 {
+                out[(o * 9 + t) * ci + i] = w[(o * ci + i) * 9 + t];
+            }
+        }
+    }
+    out
+}
+
+/// `[co, 3, 3, ci]` back to `[co, ci, 3, 3]`.
+fn unpermute_weight<F: Copy + Default>(w: &[F], co: usize, ci: usize) -> Vec<F> {
+    let mut out = vec![F::default(); w.len()];
+    for o in 0..co {
+        for i in 0..ci {
+            for t in 0..9 {
+                out[(o * ci + i) * 9 + t] = w[(o * 9 + t) * ci + i];
+            }
+        }
+    }
+    out
+}
+
+/// im2col of `n` NHWC images `a: [n, s, s, c]` into `col: [n so so, 9 c]`.
+fn im2col<F: Copy>(a: &[F], n: usize, s: usize, c: usize, col: &mut [F]) {
+    let so = (s - 3) / 2 + 1;
+    let run = 3 * c;
+    let k = 9 * c;
+    for m in 0..n {
+        for y in 0..so {
+            for x in 0..so {
+                let row = &mut col[((m * so + y) * so + x) * k..][..k];
+                for ky in 0..3 {
+                    let src = ((m * s + 2 * y + ky) * s + 2 * x) * c;
+                    row[ky * run..(ky + 1) * run].copy_from_slice(&a[src..src + run]);
+                }
+            }
+        }
+    }
+}
+
+/// col2im: `da[m, 2y + ky, 2x + kx, ci] += dcol[p, k]` (`da` zeroed by the caller).
+fn col2im<F: Copy + core::ops::AddAssign>(dcol: &[F], n: usize, s: usize, c: usize, da: &mut [F]) {
+    let so = (s - 3) / 2 + 1;
+    let run = 3 * c;
+    let k = 9 * c;
+    for m in 0..n {
+        for y in 0..so {
+            for x in 0..so {
+                let row = &dcol[((m * so + y) * so + x) * k..][..k];
+                for ky in 0..3 {
+                    let dst = ((m * s + 2 * y + ky) * s + 2 * x) * c;
+                    for (d, &g) in da[dst..dst + run]
+                        .iter_mut()
+                        .zip(&row[ky * run..(ky + 1) * run])
+                    {
+                        *d += g;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Checks the parameter count and lengths against `spec`.
+fn check_layers<F>(spec: &ConvSpec, layers: &[ConvLayer<'_, F>]) -> Result<(), SpecError> {
+    if layers.len() != spec.layers() {
+        return Err(SpecError(format!(
+            "layers: spec has {}, got {} weight/bias pairs",
+            spec.layers(),
+            layers.len()
+        )));
+    }
+    for (l, p) in layers.iter().enumerate() {
+        if p.weight.len() != spec.weight_len(l) {
+            return Err(SpecError(format!(
+                "weight {l}: expected {} values ([{}, {}, 3, 3]), got {}",
+                spec.weight_len(l),
+                spec.channels[l + 1],
+                spec.channels[l],
+                p.weight.len()
+            )));
+        }
+        if p.bias.len() != spec.channels[l + 1] {
+            return Err(SpecError(format!(
+                "bias {l}: expected {} values, got {}",
+                spec.channels[l + 1],
+                p.bias.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// First image of each block: one block per rayon thread, at most one per image.
+fn block_starts(images: usize) -> Vec<usize> {
+    let blocks = rayon::current_num_threads().clamp(1, images);
+    (0..=blocks).map(|j| j * images / blocks).collect()
+}
+
+/// Runs the stack on `input: [M, C_0, S_0, S_0]` (NCHW); `layers` in burn's layouts. The
+/// output is [`ConvForward::output`]; the record is what [`backward`] needs.
+pub fn forward<F: ConvReal>(
+    spec: &ConvSpec,
+    layers: &[ConvLayer<'_, F>],
+    input: &[F],
+) -> Result<ConvForward<F>, SpecError> {
+    spec.validate()?;
+    check_layers(spec, layers)?;
+    if input.len() != spec.input_len() {
+        return Err(SpecError(format!(
+            "input: expected {} values ([{}, {}, {s}, {s}]), got {}",
+            spec.input_len(),
+            spec.images,
+            spec.channels[0],
+            input.len(),
+            s = spec.side,
+        )));
+    }
+    let ch = &spec.channels;
+    let sides = spec.sides();
+    let weights: Vec<Vec<F>> = layers
+        .iter()
+        .enumerate()
+        .map(|(l, p)| permute_weight(p.weight, ch[l + 1], ch[l]))
+        .collect();
+    let starts = block_starts(spec.images);
+    let per_image = ch[0] * spec.side * spec.side;
+    let blocks: Vec<Vec<Vec<F>>> = starts
+        .windows(2)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|r| {
+            let n = r[1] - r[0];
+            let x = &input[r[0] * per_image..r[1] * per_image];
+            let mut acts = vec![nchw_to_nhwc(x, spec.side, ch[0])];
+            let mut col = Vec::new();
+            for (l, p) in layers.iter().enumerate() {
+                let (s, so, ci, co) = (sides[l], sides[l + 1], ch[l], ch[l + 1]);
+                let (rows, k) = (n * so * so, 9 * ci);
+                col.resize(rows * k, F::zero());
+                im2col(&acts[l], n, s, ci, &mut col);
+                let mut z: Vec<F> = p.bias.iter().copied().cycle().take(rows * co).collect();
+                // z[p, co] += col[p, k] W[co, k]: b = W^T, strides (1, k).
+                F::gemm(
+                    rows,
+                    k,
+                    co,
+                    (&col, k, 1),
+                    (&weights[l], 1, k),
+                    F::one(),
+                    &mut z,
+                );
+                z.iter_mut().for_each(|v| *v = v.tanh());
+                acts.push(z);
+            }
+            acts
+        })
+        .collect();
+    Ok(ConvForward {
+        spec: spec.clone(),
+        blocks,
+        starts,
+    })
+}
+
+/// Backpropagates `grad_output = dL/doutput: [M, C_L, S_L, S_L]` (NCHW) through the stack run
+/// by `record`; `input_grad` also computes `dL/dinput`.
+pub fn backward<F: ConvReal>(
+    layers: &[ConvLayer<'_, F>],
+    record: &ConvForward<F>,
+    grad_output: &[F],
+    input_grad: bool,
+) -> Result<ConvGrads<F>, SpecError> {
+    let spec = &record.spec;
+    check_layers(spec, layers)?;
+    if grad_output.len() != spec.output_len() {
+        return Err(SpecError(format!(
+            "grad_output: expected {} values, got {}",
+            spec.output_len(),
+            grad_output.len()
+        )));
+    }
+    let ch = &spec.channels;
+    let sides = spec.sides();
+    let nl = spec.layers();
+    let weights: Vec<Vec<F>> = layers
+        .iter()
+        .enumerate()
+        .map(|(l, p)| permute_weight(p.weight, ch[l + 1], ch[l]))
+        .collect();
+    let out_per_image = ch[nl] * sides[nl] * sides[nl];
+    let parts: Vec<(Vec<Vec<F>>, Vec<Vec<F>>, Vec<F>)> = record
+        .starts
+        .windows(2)
+        .zip(&record.blocks)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|(r, acts)| {
+            let n = r[1] - r[0];
+            let go = &grad_output[r[0] * out_per_image..r[1] * out_per_image];
+            let mut g = nchw_to_nhwc(go, sides[nl], ch[nl]);
+            let mut dw: Vec<Vec<F>> = (0..nl)
+                .map(|l| vec![F::zero(); spec.weight_len(l)])
+                .collect();
+            let mut db: Vec<Vec<F>> = (0..nl).map(|l| vec![F::zero(); ch[l + 1]]).collect();
+            let mut col = Vec::new();
+            let mut dcol = Vec::new();
+            for l in (0..nl).rev() {
+                let (s, so, ci, co) = (sides[l], sides[l + 1], ch[l], ch[l + 1]);
+                let (rows, k) = (n * so * so, 9 * ci);
+                // dz = g (1 - a^2), in place.
+                for (d, &a) in g.iter_mut().zip(&acts[l + 1]) {
+                    *d *= F::one() - a * a;
+                }
+                for row in g.chunks_exact(co) {
+                    for (b, &d) in db[l].iter_mut().zip(row) {
+                        *b += d;
+                    }
+                }
+                col.resize(rows * k, F::zero());
+                im2col(&acts[l], n, s, ci, &mut col);
+                // dW[co, k] += dz^T col: a = dz^T, strides (1, co).
+                F::gemm(co, rows, k, (&g, 1, co), (&col, k, 1), F::one(), &mut dw[l]);
+                if l > 0 || input_grad {
+                    dcol.resize(rows * k, F::zero());
+                    F::gemm(
+                        rows,
+                        co,
+                        k,
+                        (&g, co, 1),
+                        (&weights[l], k, 1),
+                        F::zero(),
+                        &mut dcol,
+                    );
+                    let mut da = vec![F::zero(); n * s * s * ci];
+                    col2im(&dcol, n, s, ci, &mut da);
+                    g = da;
+                } else {
+                    g = Vec::new();
+                }
+            }
+            let dx = if input_grad {
+                nhwc_to_nchw(&g, spec.side, ch[0])
+            } else {
+                Vec::new()
+            };
+            (dw, db, dx)
+        })
+        .collect();
+    let mut dw: Vec<Vec<F>> = (0..nl)
+        .map(|l| vec![F::zero(); spec.weight_len(l)])
+        .collect();
+    let mut db: Vec<Vec<F>> = (0..nl).map(|l| vec![F::zero(); ch[l + 1]]).collect();
+    let mut input = Vec::new();
+    for (pw, pb, px) in parts {
+        for (acc, part) in dw.iter_mut().zip(&pw).chain(db.iter_mut().zip(&pb)) {
+            for (a, &p) in acc.iter_mut().zip(part) {
+                *a += p;
+            }
+        }
+        input.extend(px);
+    }
+    let weights = dw
+        .iter()
+        .enumerate()
+        .map(|(l, w)| unpermute_weight(w, ch[l + 1], ch[l]))
+        .collect();
+    Ok(ConvGrads {
+        weights,
+        biases: db,
+        input,
+    })
+}

@@ -1,0 +1,97 @@
+//! Splits an Omniglot training update into its parts (issue 5): the 4 convolutions (forward +
+//! backward through burn autodiff) against the whole update (episode generation, convolutions,
+//! plastic layer, loss, backward, Adam), on one thread:
+//! `cargo run --release -p plasticity --example omniglot_profile -- ../shared/data/omniglot [updates]`.
+use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
+use plasticity::data::omniglot::Omniglot;
+use plasticity::tasks::omniglot::{generate, OmniglotConfig, OmniglotTask};
+use plasticity::tensors::from_vec;
+use plasticity::train::Experiment;
+use rand::SeedableRng;
+use std::sync::Arc;
+use std::time::Instant;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build_global()
+        .expect("one thread");
+    let mut args = std::env::args().skip(1);
+    let dir = std::path::PathBuf::from(args.next().expect("omniglot data directory"));
+    let updates: usize = args.next().map_or(20, |s| s.parse().expect("updates"));
+    let config = OmniglotConfig {
+        meta_batch: 8,
+        ..OmniglotConfig::default()
+    };
+    let data = Arc::new(Omniglot::load(&dir, &config.sets(), config.side).expect("data"));
+    let task = OmniglotTask::new(config.clone(), data.clone()).expect("task");
+    let device = burn::tensor::Device::flex().autodiff();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let mut model = task.init_model(&mut rng, &device);
+    let (adam, lr) = task.optimizer();
+    let mut optim = adam.init();
+    let side = config.side;
+    let [mut full, mut gen, mut conv_f, mut conv_b] = [(); 4].map(|_| Vec::new());
+    for k in 0..updates + 2 {
+        // Whole update, as `bench omniglot` times it.
+        let t0 = Instant::now();
+        let (loss, _) = task
+            .train_episode(&model, &mut rng, &device)
+            .expect("episode");
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(lr, model, grads);
+        let t1 = Instant::now();
+        // Episode generation alone.
+        let ep = generate(
+            &data,
+            &task.split.train,
+            config.ways,
+            config.shots,
+            config.rotations,
+            config.label_clamp as f32,
+            config.meta_batch,
+            &mut rng,
+        );
+        let t2 = Instant::now();
+        // The convolution stack alone on the same 48 images: forward, then backward of a sum.
+        let m = ep.dims[0] * ep.dims[1];
+        let mut x: Tensor<4> = from_vec(ep.images, [m, 1, side, side], &device);
+        for conv in &model.convs {
+            x = conv.forward(x).tanh();
+        }
+        let loss = x.sum();
+        let _ = loss.clone().into_data();
+        let t3 = Instant::now();
+        let _grads = loss.backward();
+        let t4 = Instant::now();
+        if k >= 2 {
+            let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+            full.push(ms(t0, t1));
+            gen.push(ms(t1, t2));
+            conv_f.push(ms(t2, t3));
+            conv_b.push(ms(t3, t4));
+        }
+    }
+    let (full, gen, cf, cb) = (
+        median(&mut full),
+        median(&mut gen),
+        median(&mut conv_f),
+        median(&mut conv_b),
+    );
+    println!("medians of {updates} updates, meta-batch 8 (48 images), 1 thread:");
+    println!("whole update             {full:7.2} ms");
+    println!("episode generation       {gen:7.2} ms");
+    println!("conv stack forward       {cf:7.2} ms");
+    println!("conv stack backward      {cb:7.2} ms");
+    println!(
+        "convolutions / update    {:7.1} %  (rest {:.2} ms)",
+        100.0 * (cf + cb) / full,
+        full - cf - cb
+    );
+}
