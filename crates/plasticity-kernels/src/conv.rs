@@ -130,6 +130,33 @@ pub trait ConvReal: Real {
         beta: Self,
         c: &mut [Self],
     );
+
+    /// `v = tanh(v)` element-wise: `f64` exactly (the standard library's), `f32` by
+    /// [`tanh_f32`] (a vectorisable rational approximation; the library's `tanhf` took
+    /// 13 ms of a 17 ms forward on the Omniglot shape).
+    fn tanh_in_place(v: &mut [Self]);
+}
+
+/// `tanh(x)` in `f32` as the ratio of a degree-13 odd polynomial and a degree-6 even one on
+/// `x` clamped to `[-7.9053111, 7.9053111]` (beyond it `tanh` rounds to `+-1` in `f32`), the
+/// form of Eigen's fast `f32` tanh. Measured against `f64`
+/// `tanh` on `[-12, 12]` (`tests/conv.rs`): absolute error at most `5e-7`; the result is in
+/// `[-1, 1]`.
+#[inline]
+pub fn tanh_f32(x: f32) -> f32 {
+    let x = x.clamp(-7.905_311, 7.905_311);
+    let x2 = x * x;
+    let p = x2 * -2.760_768_5e-16 + 2.000_187_9e-13;
+    let p = x2 * p + -8.604_671_5e-11;
+    let p = x2 * p + 5.122_297e-8;
+    let p = x2 * p + 1.485_722_4e-5;
+    let p = x2 * p + 6.372_619_3e-4;
+    let p = x2 * p + 4.893_524_6e-3;
+    let p = x * p;
+    let q = x2 * 1.198_258_4e-6 + 1.185_347_1e-4;
+    let q = x2 * q + 2.268_434_6e-3;
+    let q = x2 * q + 4.893_525e-3;
+    (p / q).clamp(-1.0, 1.0)
 }
 
 /// Panics unless every index of a strided `[rows, cols]` matrix is inside a buffer of `len`.
@@ -141,7 +168,7 @@ fn check_strided(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) {
 }
 
 macro_rules! conv_real {
-    ($t:ty, $gemm:path) => {
+    ($t:ty, $gemm:path, $tanh:expr) => {
         impl ConvReal for $t {
             fn gemm(
                 m: usize,
@@ -176,11 +203,19 @@ macro_rules! conv_real {
                     )
                 }
             }
+
+            fn tanh_in_place(v: &mut [$t]) {
+                ($tanh)(v)
+            }
         }
     };
 }
-conv_real!(f32, matrixmultiply::sgemm);
-conv_real!(f64, matrixmultiply::dgemm);
+conv_real!(f32, matrixmultiply::sgemm, |v: &mut [f32]| v
+    .iter_mut()
+    .for_each(|x| *x = tanh_f32(*x)));
+conv_real!(f64, matrixmultiply::dgemm, |v: &mut [f64]| v
+    .iter_mut()
+    .for_each(|x| *x = x.tanh()));
 
 /// The parameters of a stack, borrowed in burn's layouts.
 #[derive(Clone, Copy, Debug)]
@@ -189,6 +224,29 @@ pub struct ConvLayer<'a, F> {
     pub weight: &'a [F],
     /// `[C_out]`.
     pub bias: &'a [F],
+}
+
+impl<'a, F> ConvLayer<'a, F> {
+    /// Splits all weights and biases concatenated in the order `W_0, b_0, W_1, b_1, ..` (each
+    /// flattened in burn's layout; [`ConvSpec::params_len`] values) into layers.
+    pub fn split(spec: &ConvSpec, flat: &'a [F]) -> Result<Vec<Self>, SpecError> {
+        if flat.len() != spec.params_len() {
+            return Err(SpecError(format!(
+                "params: expected {} weight and bias values, got {}",
+                spec.params_len(),
+                flat.len()
+            )));
+        }
+        let mut rest = flat;
+        let mut layers = Vec::with_capacity(spec.layers());
+        for l in 0..spec.layers() {
+            let (weight, r) = rest.split_at(spec.weight_len(l));
+            let (bias, r) = r.split_at(spec.channels[l + 1]);
+            layers.push(ConvLayer { weight, bias });
+            rest = r;
+        }
+        Ok(layers)
+    }
 }
 
 /// What the forward keeps for the backward: per block of images, the activations
@@ -418,7 +476,7 @@ pub fn forward<F: ConvReal>(
                     F::one(),
                     &mut z,
                 );
-                z.iter_mut().for_each(|v| *v = v.tanh());
+                F::tanh_in_place(&mut z);
                 acts.push(z);
             }
             acts

@@ -1,10 +1,12 @@
 //! Splits an Omniglot training update into its parts (issue 5): the 4 convolutions (forward +
-//! backward through burn autodiff) against the whole update (episode generation, convolutions,
-//! plastic layer, loss, backward, Adam), on one thread:
+//! backward), as burn's `Conv2d` layers and as the fused `conv_stack` operation, against the
+//! whole update (episode generation, convolutions, plastic layer, loss, backward, Adam; the
+//! network uses `conv_stack` on the CPU), on one thread:
 //! `cargo run --release -p plasticity --example omniglot_profile -- ../shared/data/omniglot [updates]`.
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use plasticity::data::omniglot::Omniglot;
+use plasticity::op::conv_stack;
 use plasticity::tasks::omniglot::{generate, OmniglotConfig, OmniglotTask};
 use plasticity::tensors::from_vec;
 use plasticity::train::Experiment;
@@ -37,7 +39,8 @@ fn main() {
     let (adam, lr) = task.optimizer();
     let mut optim = adam.init();
     let side = config.side;
-    let [mut full, mut gen, mut conv_f, mut conv_b] = [(); 4].map(|_| Vec::new());
+    let [mut full, mut gen, mut conv_f, mut conv_b, mut fused_f, mut fused_b] =
+        [(); 6].map(|_| Vec::new());
     for k in 0..updates + 2 {
         // Whole update, as `bench omniglot` times it.
         let t0 = Instant::now();
@@ -61,7 +64,8 @@ fn main() {
         let t2 = Instant::now();
         // The convolution stack alone on the same 48 images: forward, then backward of a sum.
         let m = ep.dims[0] * ep.dims[1];
-        let mut x: Tensor<4> = from_vec(ep.images, [m, 1, side, side], &device);
+        let images: Tensor<4> = from_vec(ep.images, [m, 1, side, side], &device);
+        let mut x = images.clone();
         for conv in &model.convs {
             x = conv.forward(x).tanh();
         }
@@ -70,12 +74,25 @@ fn main() {
         let t3 = Instant::now();
         let _grads = loss.backward();
         let t4 = Instant::now();
+        // The same as one fused operation.
+        let layers: Vec<(Tensor<4>, Tensor<1>)> = model
+            .convs
+            .iter()
+            .map(|c| (c.weight.val(), c.bias.as_ref().expect("bias").val()))
+            .collect();
+        let loss = conv_stack(images, &layers).expect("shapes").sum();
+        let _ = loss.clone().into_data();
+        let t5 = Instant::now();
+        let _grads = loss.backward();
+        let t6 = Instant::now();
         if k >= 2 {
             let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
             full.push(ms(t0, t1));
             gen.push(ms(t1, t2));
             conv_f.push(ms(t2, t3));
             conv_b.push(ms(t3, t4));
+            fused_f.push(ms(t4, t5));
+            fused_b.push(ms(t5, t6));
         }
     }
     let (full, gen, cf, cb) = (
@@ -84,14 +101,17 @@ fn main() {
         median(&mut conv_f),
         median(&mut conv_b),
     );
+    let (ff, fb) = (median(&mut fused_f), median(&mut fused_b));
     println!("medians of {updates} updates, meta-batch 8 (48 images), 1 thread:");
     println!("whole update             {full:7.2} ms");
     println!("episode generation       {gen:7.2} ms");
-    println!("conv stack forward       {cf:7.2} ms");
-    println!("conv stack backward      {cb:7.2} ms");
+    println!("burn Conv2d forward      {cf:7.2} ms");
+    println!("burn Conv2d backward     {cb:7.2} ms");
+    println!("conv_stack forward       {ff:7.2} ms");
+    println!("conv_stack backward      {fb:7.2} ms");
     println!(
-        "convolutions / update    {:7.1} %  (rest {:.2} ms)",
-        100.0 * (cf + cb) / full,
-        full - cf - cb
+        "conv_stack / update      {:7.1} %  (rest {:.2} ms)",
+        100.0 * (ff + fb) / full,
+        full - ff - fb
     );
 }

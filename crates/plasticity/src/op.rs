@@ -19,10 +19,11 @@ use burn::backend::autodiff::{
 };
 use burn::backend::flex::FlexTensor;
 use burn::backend::{
-    backend_extension, tensor::FloatTensor, Autodiff, AutodiffBackend, Backend, Dispatch, Flex,
-    TensorMetadata,
+    backend_extension, tensor::FloatTensor, Autodiff, AutodiffBackend, Backend, Dispatch,
+    DispatchDevice, Flex, TensorMetadata,
 };
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
+use plasticity_kernels::conv::{ConvForward, ConvLayer, ConvSpec};
 use plasticity_kernels::{
     self as kernels, Episode, EpisodeSpec, LstmPlasticity, LstmSpec, Params, SpecError,
 };
@@ -1173,4 +1174,177 @@ pub fn plastic_lstm(
             .is_modulated()
             .then(|| Tensor::from_dispatch(modulator)),
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution stack (the Omniglot image encoder, ICML 2018 section 4.3): a fourth operation over
+// `plasticity_kernels::conv`, with the same copy-in, copy-out pattern.
+// ---------------------------------------------------------------------------------------------
+
+/// Backends that can run a stack of 3x3 stride-2 convolutions with `tanh`.
+#[backend_extension(Flex, Autodiff)]
+pub trait ConvStackOps: Backend {
+    /// `x: [M, C_0, S_0, S_0]`, `params`: every layer's weight `[C_{l+1}, C_l, 3, 3]` and bias
+    /// `[C_{l+1}]` flattened and concatenated (`W_0, b_0, W_1, b_1, ..`). Returns
+    /// `[M, C_L, S_L, S_L]`.
+    fn conv_stack(
+        x: FloatTensor<Self>,
+        params: FloatTensor<Self>,
+        spec: ConvSpec,
+    ) -> FloatTensor<Self>;
+}
+
+/// The output shape `[M, C_L, S_L, S_L]` of a stack.
+fn conv_output_shape(spec: &ConvSpec) -> [usize; 4] {
+    let s = spec.sides()[spec.layers()];
+    [spec.images, spec.channels[spec.layers()], s, s]
+}
+
+/// Runs the kernels' forward on flat buffers.
+fn run_conv_forward(spec: &ConvSpec, params: &[f32], x: &[f32]) -> ConvForward<f32> {
+    // Shapes were checked by `conv_stack` before dispatch.
+    let layers = ConvLayer::split(spec, params).expect("shapes checked before dispatch");
+    kernels::conv::forward(spec, &layers, x).expect("shapes checked before dispatch")
+}
+
+impl ConvStackOps for Flex {
+    fn conv_stack(x: FlexTensor, params: FlexTensor, spec: ConvSpec) -> FlexTensor {
+        let record = run_conv_forward(&spec, &prim_to_vec::<Flex>(params), &prim_to_vec::<Flex>(x));
+        FlexTensor::from_data(TensorData::new(record.output(), conv_output_shape(&spec)))
+    }
+}
+
+/// What the convolution backward needs: the forward's activations and the parameters.
+#[derive(Clone, Debug)]
+struct ConvState {
+    record: Arc<Mutex<Option<ConvForward<f32>>>>,
+    params: Arc<Vec<f32>>,
+}
+
+#[derive(Debug)]
+struct ConvBackward;
+
+impl<B: Backend> Backward<B, 2> for ConvBackward {
+    type State = ConvState;
+
+    fn backward(self, ops: Ops<ConvState, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_params] = ops.parents;
+        let upstream = grads.consume::<B>(&ops.node);
+        let device = TensorMetadata::device(&upstream);
+        let gy = prim_to_vec::<B>(upstream);
+        let record = ops
+            .state
+            .record
+            .lock()
+            .expect("conv record lock")
+            .take()
+            .expect("backward runs once");
+        let spec = record.spec().clone();
+        let layers = ConvLayer::split(&spec, &ops.state.params).expect("checked in the forward");
+        let g = kernels::conv::backward(&layers, &record, &gy, node_x.is_some())
+            .expect("shapes checked before dispatch");
+        if let Some(node) = node_x {
+            let shape = [spec.images, spec.channels[0], spec.side, spec.side];
+            grads.register::<B>(
+                node.id,
+                B::float_from_data(TensorData::new(g.input, shape), &device),
+            );
+        }
+        if let Some(node) = node_params {
+            let mut flat = Vec::with_capacity(spec.params_len());
+            for (w, b) in g.weights.iter().zip(&g.biases) {
+                flat.extend_from_slice(w);
+                flat.extend_from_slice(b);
+            }
+            let len = flat.len();
+            grads.register::<B>(
+                node.id,
+                B::float_from_data(TensorData::new(flat, [len]), &device),
+            );
+        }
+    }
+}
+
+impl<B: Backend, C: CheckpointStrategy> ConvStackOps for Autodiff<B, C> {
+    fn conv_stack(
+        x: FloatTensor<Self>,
+        params: FloatTensor<Self>,
+        spec: ConvSpec,
+    ) -> FloatTensor<Self> {
+        let guards = [x.node(), params.node()];
+        let device = TensorMetadata::device(x.primitive());
+        let v = |t: FloatTensor<Self>| prim_to_vec::<B>(t.into_primitive());
+        let params = Arc::new(v(params));
+        let record = run_conv_forward(&spec, &params, &v(x));
+        let out = B::float_from_data(
+            TensorData::new(record.output(), conv_output_shape(&spec)),
+            &device,
+        );
+        match ConvBackward.prepare::<C>(guards).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(
+                ConvState {
+                    record: Arc::new(Mutex::new(Some(record))),
+                    params,
+                },
+                out,
+            ),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+}
+
+/// Runs a stack of 3x3 stride-2 convolutions without padding, each followed by `tanh`, as one
+/// operation with a hand-written backward ([`plasticity_kernels::conv`]): the same function as
+/// `conv.forward(x).tanh()` for each `burn::nn::conv::Conv2d` in turn (stride 2, no padding, no
+/// dilation, one group), with gradients for `x` and every weight and bias on autodiff devices.
+///
+/// Shapes: `x: [M, C_0, S_0, S_0]`, `layers[l] = (weight: [C_{l+1}, C_l, 3, 3], bias:
+/// [C_{l+1}])`; returns `[M, C_L, S_L, S_L]`, `S_{l+1} = (S_l - 3) / 2 + 1`. CPU (`Flex`)
+/// devices only: see [`conv_stack_supported`].
+pub fn conv_stack(x: Tensor<4>, layers: &[(Tensor<4>, Tensor<1>)]) -> Result<Tensor<4>, SpecError> {
+    let [m, c0, s, s2] = x.dims();
+    if s != s2 {
+        return Err(SpecError(format!("x: images must be square, got {s}x{s2}")));
+    }
+    let mut channels = vec![c0];
+    for (l, (w, b)) in layers.iter().enumerate() {
+        let [co, ci, kh, kw] = w.dims();
+        let cin = *channels.last().expect("non-empty");
+        if ci != cin || kh != 3 || kw != 3 {
+            return Err(SpecError(format!(
+                "weight {l}: expected shape [C, {cin}, 3, 3], got {:?}",
+                w.dims()
+            )));
+        }
+        if b.dims() != [co] {
+            return Err(SpecError(format!(
+                "bias {l}: expected shape [{co}], got {:?}",
+                b.dims()
+            )));
+        }
+        channels.push(co);
+    }
+    let spec = ConvSpec {
+        images: m,
+        side: s,
+        channels,
+    };
+    spec.validate()?;
+    let flat: Vec<Tensor<1>> = layers
+        .iter()
+        .flat_map(|(w, b)| [w.clone().flatten(0, 3), b.clone()])
+        .collect();
+    let params = Tensor::cat(flat, 0);
+    let out = Dispatch::conv_stack(x.into_dispatch(), params.into_dispatch(), spec);
+    Ok(Tensor::from_dispatch(out))
+}
+
+/// Whether [`conv_stack`] runs on `device`: the CPU (`Flex`) backend, with or without autodiff.
+pub fn conv_stack_supported(device: &Device) -> bool {
+    #[allow(unreachable_patterns)]
+    match device.as_dispatch() {
+        DispatchDevice::Flex(_) => true,
+        DispatchDevice::Autodiff(inner) => matches!(&**inner, DispatchDevice::Flex(_)),
+        _ => false,
+    }
 }

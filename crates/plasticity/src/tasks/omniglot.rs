@@ -7,7 +7,8 @@
 //! query's label.
 //!
 //! Model: 4 convolutions (3x3, stride 2, 64 channels, tanh: 31 -> 15 -> 7 -> 3 -> 1) give 64
-//! features per image; a plastic output layer ([`PlasticDense`], Oja's rule, softmax) maps
+//! features per image (burn `Conv2d` modules, run on the CPU as one fused operation,
+//! [`conv_stack`]); a plastic output layer ([`PlasticDense`], Oja's rule, softmax) maps
 //! them to `ways` outputs. At support steps the one-hot label times `label_clamp` (1000) is
 //! added to the logits, so the softmax output is the label and the trace stores the
 //! association between the image's features and its label. The loss is the binary
@@ -20,10 +21,12 @@
 
 use crate::data::omniglot::{rotate90, Omniglot, OmniglotSet};
 use crate::dense::{DenseActivation, PlasticDense, PlasticDenseConfig};
+use crate::op::{conv_stack, conv_stack_supported};
 use crate::tensors::{from_vec, to_vec};
 use crate::train::Experiment;
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::PaddingConfig2d;
 use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor};
 use plasticity_kernels::TraceRule;
@@ -393,8 +396,27 @@ impl OmniglotNet {
         let [b, t, _] = images.dims();
         let ways = clamp.dims()[2];
         let mut x = images.reshape([b * t, 1, side, side]); // [B*T, 1, side, side]
-        for conv in &self.convs {
-            x = conv.forward(x).tanh(); // [B*T, C, s', s']
+        let fused = |conv: &Conv2d| {
+            conv.stride == [2, 2]
+                && conv.kernel_size == [3, 3]
+                && conv.dilation == [1, 1]
+                && conv.groups == 1
+                && conv.padding == PaddingConfig2d::Valid
+                && conv.bias.is_some()
+        };
+        if conv_stack_supported(&x.device()) && self.convs.iter().all(fused) {
+            // One fused operation (im2col + one matrix product per layer, hand-written
+            // backward), the same function as the loop below.
+            let layers: Vec<(Tensor<4>, Tensor<1>)> = self
+                .convs
+                .iter()
+                .filter_map(|conv| Some((conv.weight.val(), conv.bias.as_ref()?.val())))
+                .collect();
+            x = conv_stack(x, &layers).expect("shapes of 3x3 stride-2 convolutions");
+        } else {
+            for conv in &self.convs {
+                x = conv.forward(x).tanh(); // [B*T, C, s', s']
+            }
         }
         let c = x.dims()[1];
         let features = x.reshape([b, t, c]); // [B, T, C]
