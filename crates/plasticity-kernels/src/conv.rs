@@ -135,7 +135,49 @@ pub trait ConvReal: Real {
     /// [`tanh_f32`] (a vectorisable rational approximation; the library's `tanhf` took
     /// 13 ms of a 17 ms forward on the Omniglot shape).
     fn tanh_in_place(v: &mut [Self]);
+
+    /// Runs `f` with this thread's reusable buffers (they keep their memory between calls, so
+    /// a training loop does not map and fault in fresh pages for every im2col matrix).
+    fn with_scratch<R>(f: impl FnOnce(&mut Scratch<Self>) -> R) -> R;
 }
+
+/// The buffers of one thread: per layer, the im2col matrix and its gradient (one buffer per
+/// layer, so that their lengths do not change from call to call and resizing them neither
+/// zeroes nor reallocates), and the gradient of the current layer's activations. At most
+/// [`BLOCK_IMAGES`] images' worth each.
+#[derive(Debug, Default)]
+pub struct Scratch<F> {
+    col: Vec<Vec<F>>,
+    dcol: Vec<Vec<F>>,
+    g: Vec<F>,
+    da: Vec<F>,
+}
+
+impl<F: Copy + Default> Scratch<F> {
+    /// Layer `l`'s im2col buffer and its gradient's, each resized to `len`.
+    fn layer(&mut self, l: usize, len: usize) -> (&mut Vec<F>, &mut Vec<F>) {
+        while self.col.len() <= l {
+            self.col.push(Vec::new());
+            self.dcol.push(Vec::new());
+        }
+        self.col[l].resize(len, F::default());
+        (&mut self.col[l], &mut self.dcol[l])
+    }
+}
+
+/// Runs `f` on every item, in parallel on rayon's pool when it has more than one thread, else
+/// on this thread (no hand-over to a worker that then spins idle between calls).
+fn map_blocks<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Send + Sync) -> Vec<R> {
+    if rayon::current_num_threads() > 1 && items.len() > 1 {
+        items.into_par_iter().map(f).collect()
+    } else {
+        items.into_iter().map(f).collect()
+    }
+}
+
+/// Most images run as one block (one matrix product per layer): bounds the scratch buffers
+/// (`BLOCK_IMAGES x 49 x 576` values for `col` on the Omniglot shape, 3.6 MB in `f32`).
+pub const BLOCK_IMAGES: usize = 32;
 
 /// `tanh(x)` in `f32` as the ratio of a degree-13 odd polynomial and a degree-6 even one on
 /// `x` clamped to `[-7.9053111, 7.9053111]` (beyond it `tanh` rounds to `+-1` in `f32`), the
@@ -206,6 +248,13 @@ macro_rules! conv_real {
 
             fn tanh_in_place(v: &mut [$t]) {
                 ($tanh)(v)
+            }
+
+            fn with_scratch<R>(f: impl FnOnce(&mut Scratch<$t>) -> R) -> R {
+                thread_local! {
+                    static SCRATCH: core::cell::RefCell<Scratch<$t>> = Default::default();
+                }
+                SCRATCH.with(|s| f(&mut s.borrow_mut()))
             }
         }
     };
@@ -307,9 +356,17 @@ fn nhwc_to_nchw<F: Copy + Default>(v: &[F], s: usize, c: usize) -> Vec<F> {
 
 /// `[n, c, s, s]` to `[n, s, s, c]`.
 fn nchw_to_nhwc<F: Copy + Default>(v: &[F], s: usize, c: usize) -> Vec<F> {
+    let mut out = Vec::new();
+    nchw_to_nhwc_into(v, s, c, &mut out);
+    out
+}
+
+/// [`nchw_to_nhwc`] into `out` (resized).
+fn nchw_to_nhwc_into<F: Copy + Default>(v: &[F], s: usize, c: usize, out: &mut Vec<F>) {
     let px = s * s;
     let n = v.len() / (px * c).max(1);
-    let mut out = vec![F::default(); v.len()];
+    out.clear();
+    out.resize(v.len(), F::default());
     for m in 0..n {
         for ch in 0..c {
             for p in 0..px {
@@ -317,7 +374,6 @@ fn nchw_to_nhwc<F: Copy + Default>(v: &[F], s: usize, c: usize) -> Vec<F> {
             }
         }
     }
-    out
 }
 
 /// `[co, ci, 3, 3]` to `[co, 3, 3, ci]` (the `k` order of `col`).
@@ -417,9 +473,12 @@ fn check_layers<F>(spec: &ConvSpec, layers: &[ConvLayer<'_, F>]) -> Result<(), S
     Ok(())
 }
 
-/// First image of each block: one block per rayon thread, at most one per image.
+/// First image of each block (and `images` at the end): at least one block per rayon thread,
+/// at most [`BLOCK_IMAGES`] images per block, at most one block per image.
 fn block_starts(images: usize) -> Vec<usize> {
-    let blocks = rayon::current_num_threads().clamp(1, images);
+    let blocks = rayon::current_num_threads()
+        .max(images.div_ceil(BLOCK_IMAGES))
+        .clamp(1, images);
     (0..=blocks).map(|j| j * images / blocks).collect()
 }
 
@@ -451,27 +510,26 @@ pub fn forward<F: ConvReal>(
         .collect();
     let starts = block_starts(spec.images);
     let per_image = ch[0] * spec.side * spec.side;
-    let blocks: Vec<Vec<Vec<F>>> = starts
-        .windows(2)
-        .collect::<Vec<_>>()
-        .into_par_iter()
-        .map(|r| {
-            let n = r[1] - r[0];
-            let x = &input[r[0] * per_image..r[1] * per_image];
-            let mut acts = vec![nchw_to_nhwc(x, spec.side, ch[0])];
-            let mut col = Vec::new();
+    let blocks: Vec<Vec<Vec<F>>> = map_blocks(starts.windows(2).collect(), |r| {
+        let n = r[1] - r[0];
+        let x = &input[r[0] * per_image..r[1] * per_image];
+        let mut acts = vec![nchw_to_nhwc(x, spec.side, ch[0])];
+        F::with_scratch(|scratch| {
             for (l, p) in layers.iter().enumerate() {
                 let (s, so, ci, co) = (sides[l], sides[l + 1], ch[l], ch[l + 1]);
                 let (rows, k) = (n * so * so, 9 * ci);
-                col.resize(rows * k, F::zero());
-                im2col(&acts[l], n, s, ci, &mut col);
-                let mut z: Vec<F> = p.bias.iter().copied().cycle().take(rows * co).collect();
+                let (col, _) = scratch.layer(l, rows * k);
+                im2col(&acts[l], n, s, ci, col);
+                let mut z = vec![F::zero(); rows * co];
+                for row in z.chunks_exact_mut(co) {
+                    row.copy_from_slice(p.bias);
+                }
                 // z[p, co] += col[p, k] W[co, k]: b = W^T, strides (1, k).
                 F::gemm(
                     rows,
                     k,
                     co,
-                    (&col, k, 1),
+                    (col, k, 1),
                     (&weights[l], 1, k),
                     F::one(),
                     &mut z,
@@ -479,9 +537,9 @@ pub fn forward<F: ConvReal>(
                 F::tanh_in_place(&mut z);
                 acts.push(z);
             }
-            acts
-        })
-        .collect();
+        });
+        acts
+    });
     Ok(ConvForward {
         spec: spec.clone(),
         blocks,
@@ -515,39 +573,39 @@ pub fn backward<F: ConvReal>(
         .map(|(l, p)| permute_weight(p.weight, ch[l + 1], ch[l]))
         .collect();
     let out_per_image = ch[nl] * sides[nl] * sides[nl];
-    let parts: Vec<(Vec<Vec<F>>, Vec<Vec<F>>, Vec<F>)> = record
-        .starts
-        .windows(2)
-        .zip(&record.blocks)
-        .collect::<Vec<_>>()
-        .into_par_iter()
-        .map(|(r, acts)| {
+    let parts: Vec<(Vec<Vec<F>>, Vec<Vec<F>>, Vec<F>)> = map_blocks(
+        record.starts.windows(2).zip(&record.blocks).collect(),
+        |(r, acts)| {
             let n = r[1] - r[0];
             let go = &grad_output[r[0] * out_per_image..r[1] * out_per_image];
-            let mut g = nchw_to_nhwc(go, sides[nl], ch[nl]);
             let mut dw: Vec<Vec<F>> = (0..nl)
                 .map(|l| vec![F::zero(); spec.weight_len(l)])
                 .collect();
             let mut db: Vec<Vec<F>> = (0..nl).map(|l| vec![F::zero(); ch[l + 1]]).collect();
-            let mut col = Vec::new();
-            let mut dcol = Vec::new();
-            for l in (0..nl).rev() {
-                let (s, so, ci, co) = (sides[l], sides[l + 1], ch[l], ch[l + 1]);
-                let (rows, k) = (n * so * so, 9 * ci);
-                // dz = g (1 - a^2), in place.
-                for (d, &a) in g.iter_mut().zip(&acts[l + 1]) {
-                    *d *= F::one() - a * a;
-                }
-                for row in g.chunks_exact(co) {
-                    for (b, &d) in db[l].iter_mut().zip(row) {
-                        *b += d;
+            let dx = F::with_scratch(|scratch| {
+                let mut g = core::mem::take(&mut scratch.g);
+                let mut da = core::mem::take(&mut scratch.da);
+                nchw_to_nhwc_into(go, sides[nl], ch[nl], &mut g);
+                for l in (0..nl).rev() {
+                    let (s, so, ci, co) = (sides[l], sides[l + 1], ch[l], ch[l + 1]);
+                    let (rows, k) = (n * so * so, 9 * ci);
+                    let (col, dcol) = scratch.layer(l, rows * k);
+                    // dz = g (1 - a^2), in place.
+                    for (d, &a) in g.iter_mut().zip(&acts[l + 1]) {
+                        *d *= F::one() - a * a;
                     }
-                }
-                col.resize(rows * k, F::zero());
-                im2col(&acts[l], n, s, ci, &mut col);
-                // dW[co, k] += dz^T col: a = dz^T, strides (1, co).
-                F::gemm(co, rows, k, (&g, 1, co), (&col, k, 1), F::one(), &mut dw[l]);
-                if l > 0 || input_grad {
+                    for row in g.chunks_exact(co) {
+                        for (b, &d) in db[l].iter_mut().zip(row) {
+                            *b += d;
+                        }
+                    }
+                    im2col(&acts[l], n, s, ci, col);
+                    // dW[co, k] += dz^T col: a = dz^T, strides (1, co).
+                    F::gemm(co, rows, k, (&g, 1, co), (col, k, 1), F::one(), &mut dw[l]);
+                    if l == 0 && !input_grad {
+                        g.clear();
+                        break;
+                    }
                     dcol.resize(rows * k, F::zero());
                     F::gemm(
                         rows,
@@ -556,23 +614,24 @@ pub fn backward<F: ConvReal>(
                         (&g, co, 1),
                         (&weights[l], k, 1),
                         F::zero(),
-                        &mut dcol,
+                        dcol,
                     );
-                    let mut da = vec![F::zero(); n * s * s * ci];
-                    col2im(&dcol, n, s, ci, &mut da);
-                    g = da;
-                } else {
-                    g = Vec::new();
+                    da.clear();
+                    da.resize(n * s * s * ci, F::zero());
+                    col2im(dcol, n, s, ci, &mut da);
+                    core::mem::swap(&mut g, &mut da);
                 }
-            }
-            let dx = if input_grad {
-                nhwc_to_nchw(&g, spec.side, ch[0])
-            } else {
-                Vec::new()
-            };
+                let dx = if input_grad {
+                    nhwc_to_nchw(&g, spec.side, ch[0])
+                } else {
+                    Vec::new()
+                };
+                (scratch.g, scratch.da) = (g, da);
+                dx
+            });
             (dw, db, dx)
-        })
-        .collect();
+        },
+    );
     let mut dw: Vec<Vec<F>> = (0..nl)
         .map(|l| vec![F::zero(); spec.weight_len(l)])
         .collect();
