@@ -104,11 +104,10 @@ impl ConvSpec {
             return Err(SpecError(format!("channels[{l}]: must be positive")));
         }
         let sides = self.sides();
-        for l in 0..self.layers() {
-            if sides[l] < 3 {
+        for (l, &s) in sides.iter().enumerate().take(self.layers()) {
+            if s < 3 {
                 return Err(SpecError(format!(
-                    "side: layer {l} gets {0}x{0} images, a 3x3 convolution needs at least 3x3",
-                    sides[l]
+                    "side: layer {l} gets {s}x{s} images, a 3x3 convolution needs at least 3x3"
                 )));
             }
         }
@@ -188,8 +187,8 @@ pub const BLOCK_IMAGES: usize = 32;
 pub fn tanh_f32(x: f32) -> f32 {
     let x = x.clamp(-7.905_311, 7.905_311);
     let x2 = x * x;
-    let p = x2 * -2.760_768_5e-16 + 2.000_187_9e-13;
-    let p = x2 * p + -8.604_671_5e-11;
+    let p = x2 * -2.760_768_5e-16 + 2.000_188e-13;
+    let p = x2 * p + -8.604_672e-11;
     let p = x2 * p + 5.122_297e-8;
     let p = x2 * p + 1.485_722_4e-5;
     let p = x2 * p + 6.372_619_3e-4;
@@ -573,7 +572,7 @@ pub fn backward<F: ConvReal>(
         .map(|(l, p)| permute_weight(p.weight, ch[l + 1], ch[l]))
         .collect();
     let out_per_image = ch[nl] * sides[nl] * sides[nl];
-    let parts: Vec<(Vec<Vec<F>>, Vec<Vec<F>>, Vec<F>)> = map_blocks(
+    let parts: Vec<ConvGrads<F>> = map_blocks(
         record.starts.windows(2).zip(&record.blocks).collect(),
         |(r, acts)| {
             let n = r[1] - r[0];
@@ -629,7 +628,11 @@ pub fn backward<F: ConvReal>(
                 (scratch.g, scratch.da) = (g, da);
                 dx
             });
-            (dw, db, dx)
+            ConvGrads {
+                weights: dw,
+                biases: db,
+                input: dx,
+            }
         },
     );
     let mut dw: Vec<Vec<F>> = (0..nl)
@@ -637,13 +640,17 @@ pub fn backward<F: ConvReal>(
         .collect();
     let mut db: Vec<Vec<F>> = (0..nl).map(|l| vec![F::zero(); ch[l + 1]]).collect();
     let mut input = Vec::new();
-    for (pw, pb, px) in parts {
-        for (acc, part) in dw.iter_mut().zip(&pw).chain(db.iter_mut().zip(&pb)) {
+    for part in parts {
+        for (acc, part) in dw
+            .iter_mut()
+            .zip(&part.weights)
+            .chain(db.iter_mut().zip(&part.biases))
+        {
             for (a, &p) in acc.iter_mut().zip(part) {
                 *a += p;
             }
         }
-        input.extend(px);
+        input.extend(part.input);
     }
     let weights = dw
         .iter()
