@@ -1,6 +1,7 @@
 //! Times the fused convolution stack alone on the Omniglot shape (48 images of 31x31, 4 layers
 //! of 64 channels), one thread: `cargo run --release -p plasticity-kernels --example
-//! conv_bench -- [repeats]`. Prints median ms of the forward and of the backward.
+//! conv_bench -- [repeats]`. Prints median ms of the forward and of the backward, of the
+//! whole stack and of each layer alone.
 use plasticity_kernels::conv::{self, ConvLayer, ConvSpec};
 use std::time::Instant;
 
@@ -12,11 +13,31 @@ fn main() {
     let repeats: usize = std::env::args()
         .nth(1)
         .map_or(50, |s| s.parse().expect("repeats"));
-    let spec = ConvSpec {
+    println!("48 images, 64 channels, 1 thread, medians of {repeats}:");
+    let full = ConvSpec {
         images: 48,
         side: 31,
         channels: vec![1, 64, 64, 64, 64],
     };
+    let single = |side: usize, cin: usize| ConvSpec {
+        images: 48,
+        side,
+        channels: vec![cin, 64],
+    };
+    for (what, spec) in [
+        ("whole stack", full),
+        ("layer 1 alone (31 -> 15, 1 -> 64 channels)", single(31, 1)),
+        ("layer 2 alone (15 -> 7)", single(15, 64)),
+        ("layer 3 alone (7 -> 3)", single(7, 64)),
+        ("layer 4 alone (3 -> 1)", single(3, 64)),
+    ] {
+        let (f, b) = time(&spec, repeats);
+        println!("{what}: forward {f:.2} ms, backward {b:.2} ms");
+    }
+}
+
+/// Median ms of the forward and of the backward (no input gradient) of `spec`.
+fn time(spec: &ConvSpec, repeats: usize) -> (f64, f64) {
     // Deterministic values in [-0.5, 0.5) without an RNG dependency.
     let fill = |len: usize, seed: usize| -> Vec<f32> {
         (0..len)
@@ -43,7 +64,7 @@ fn main() {
     let (mut fwd, mut bwd) = (Vec::new(), Vec::new());
     for _ in 0..repeats {
         let t0 = Instant::now();
-        let rec = conv::forward(&spec, &layers, &x).expect("forward");
+        let rec = conv::forward(spec, &layers, &x).expect("forward");
         let t1 = Instant::now();
         let g = conv::backward(&layers, &rec, &gy, false).expect("backward");
         let t2 = Instant::now();
@@ -53,9 +74,5 @@ fn main() {
     }
     fwd.sort_by(f64::total_cmp);
     bwd.sort_by(f64::total_cmp);
-    println!(
-        "conv stack 48 x 31x31, 4 x 64 channels, 1 thread: forward {:.2} ms, backward {:.2} ms (medians of {repeats})",
-        fwd[repeats / 2],
-        bwd[repeats / 2]
-    );
+    (fwd[repeats / 2], bwd[repeats / 2])
 }

@@ -178,6 +178,11 @@ fn map_blocks<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Send + Sync)
 /// (`BLOCK_IMAGES x 49 x 576` values for `col` on the Omniglot shape, 3.6 MB in `f32`).
 pub const BLOCK_IMAGES: usize = 32;
 
+/// Layers whose patches have at most this many values (`9 C_in`: the first layer, one input
+/// channel, `k = 9`) run their forward product and weight gradient as loops vectorised over
+/// the output channels: at `k = 9` the packing of `gemm` costs more than the arithmetic.
+const SMALL_K: usize = 16;
+
 /// `tanh(x)` in `f32` as the ratio of a degree-13 odd polynomial and a degree-6 even one on
 /// `x` clamped to `[-7.9053111, 7.9053111]` (beyond it `tanh` rounds to `+-1` in `f32`), the
 /// form of Eigen's fast `f32` tanh. Measured against `f64`
@@ -401,6 +406,17 @@ fn unpermute_weight<F: Copy + Default>(w: &[F], co: usize, ci: usize) -> Vec<F> 
     out
 }
 
+/// `[r, c]` to `[c, r]`.
+fn transpose<F: Copy + Default>(v: &[F], r: usize, c: usize) -> Vec<F> {
+    let mut out = vec![F::default(); v.len()];
+    for i in 0..r {
+        for j in 0..c {
+            out[j * r + i] = v[i * c + j];
+        }
+    }
+    out
+}
+
 /// im2col of `n` NHWC images `a: [n, s, s, c]` into `col: [n so so, 9 c]`.
 fn im2col<F: Copy>(a: &[F], n: usize, s: usize, c: usize, col: &mut [F]) {
     let so = (s - 3) / 2 + 1;
@@ -523,16 +539,21 @@ pub fn forward<F: ConvReal>(
                 for row in z.chunks_exact_mut(co) {
                     row.copy_from_slice(p.bias);
                 }
-                // z[p, co] += col[p, k] W[co, k]: b = W^T, strides (1, k).
-                F::gemm(
-                    rows,
-                    k,
-                    co,
-                    (col, k, 1),
-                    (&weights[l], 1, k),
-                    F::one(),
-                    &mut z,
-                );
+                // z[p, co] += col[p, k] W[co, k].
+                if k <= SMALL_K {
+                    let wt = transpose(&weights[l], co, k); // [k, co]
+                    for (zrow, crow) in z.chunks_exact_mut(co).zip(col.chunks_exact(k)) {
+                        for (&c, wrow) in crow.iter().zip(wt.chunks_exact(co)) {
+                            for (zz, &w) in zrow.iter_mut().zip(wrow) {
+                                *zz += c * w;
+                            }
+                        }
+                    }
+                } else {
+                    // b = W^T: strides (1, k).
+                    let (a, b) = ((&col[..], k, 1), (&weights[l][..], 1, k));
+                    F::gemm(rows, k, co, a, b, F::one(), &mut z);
+                }
                 F::tanh_in_place(&mut z);
                 acts.push(z);
             }
@@ -600,7 +621,21 @@ pub fn backward<F: ConvReal>(
                     }
                     im2col(&acts[l], n, s, ci, col);
                     // dW[co, k] += dz^T col: a = dz^T, strides (1, co).
-                    F::gemm(co, rows, k, (&g, 1, co), (col, k, 1), F::one(), &mut dw[l]);
+                    if k <= SMALL_K {
+                        let mut dwt = vec![F::zero(); k * co]; // [k, co]
+                        for (grow, crow) in g.chunks_exact(co).zip(col.chunks_exact(k)) {
+                            for (&c, drow) in crow.iter().zip(dwt.chunks_exact_mut(co)) {
+                                for (d, &gv) in drow.iter_mut().zip(grow) {
+                                    *d += c * gv;
+                                }
+                            }
+                        }
+                        for (d, v) in dw[l].iter_mut().zip(transpose(&dwt, k, co)) {
+                            *d += v;
+                        }
+                    } else {
+                        F::gemm(co, rows, k, (&g, 1, co), (col, k, 1), F::one(), &mut dw[l]);
+                    }
                     if l == 0 && !input_grad {
                         g.clear();
                         break;
