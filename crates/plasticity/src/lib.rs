@@ -1,8 +1,9 @@
 //! Differentiable plasticity on burn 0.22 (Miconi, Clune & Stanley, ICML 2018), and its
 //! neuromodulation (Miconi et al., ICLR 2019, "Backpropamine").
 //!
-//! - [`op`]: the fused plastic episode (and its neuromodulated variant) as burn operations with
-//!   hand-written backwards (kernels in `plasticity-kernels`).
+//! - [`op`]: the fused plastic episode (and its neuromodulated variant, the plastic LSTM and the
+//!   Omniglot convolution stack) as burn operations with hand-written backwards (kernels in
+//!   `plasticity-kernels`).
 //! - [`layer`]: [`PlasticNet`], a fully recurrent plastic network as a burn module.
 //! - [`lstm`]: [`PlasticLstm`], an LSTM layer with a plastic, optionally neuromodulated, cell
 //!   candidate (ICLR 2019 section 4.3).

@@ -10,6 +10,9 @@
 //!   `O(T B N + N^2)` per episode, small next to the `O(T B N^2)` work of the kernels.
 //! - `Cube` (GPU, cargo feature `wgpu`): [`tensor_episode`](crate::tensor_episode), the same
 //!   maths as burn backend tensor operations, so the data stays on the device.
+//!
+//! The neuromodulated episode, the plastic LSTM and the Omniglot convolution stack
+//! ([`conv_stack`]) are further operations with the same copy-in, copy-out pattern (CPU only).
 
 use crate::tensors::{prim_to_vec, swap_bt};
 use burn::backend::autodiff::{
