@@ -30,9 +30,17 @@
 //! ```
 //!
 //! The forward keeps the activations `a_0 .. a_L` (not the `col` matrices: rebuilding one is
-//! a few copies per pixel); every matrix product is one `matrixmultiply` call. Images are split
-//! into one block per rayon thread (forward and backward per block, weight gradients summed
-//! over blocks), so results depend on the thread count only through rounding.
+//! a few copies per pixel); every matrix product is one `matrixmultiply` call, except for the
+//! first layer's (`k = 9 C_0` at most [`SMALL_K`]: loops over the output channels). Images
+//! are split into blocks, at least one per rayon thread and at most [`BLOCK_IMAGES`] images
+//! each (forward and backward per block, weight gradients summed over blocks); outputs and
+//! input gradients do not depend on the blocks, weight gradients only through rounding.
+//! The `im2col` buffers are reused from call to call ([`ConvReal::with_scratch`]). `f32`
+//! runs `tanh` as a rational approximation ([`tanh_f32`]), `f64` exactly.
+//!
+//! Measured on the Omniglot shape (48 images, 64 channels, one loaded core;
+//! `cargo run --release -p plasticity-kernels --example conv_bench`): forward ~4-5 ms,
+//! backward ~6-7 ms, against ~20 + ~31 ms for burn-flex's `Conv2d` and `tanh`.
 
 use crate::real::Real;
 use crate::spec::SpecError;
@@ -181,7 +189,7 @@ pub const BLOCK_IMAGES: usize = 32;
 /// Layers whose patches have at most this many values (`9 C_in`: the first layer, one input
 /// channel, `k = 9`) run their forward product and weight gradient as loops vectorised over
 /// the output channels: at `k = 9` the packing of `gemm` costs more than the arithmetic.
-const SMALL_K: usize = 16;
+pub const SMALL_K: usize = 16;
 
 /// `tanh(x)` in `f32` as the ratio of a degree-13 odd polynomial and a degree-6 even one on
 /// `x` clamped to `[-7.9053111, 7.9053111]` (beyond it `tanh` rounds to `+-1` in `f32`), the
