@@ -290,6 +290,12 @@ pub(crate) fn set_threads(threads: Option<usize>) -> Result<usize, Failure> {
             .num_threads(t)
             .build_global()
             .map_err(|e| Failure(1, e.to_string()))?;
+        // The kernels' matrix products (matrixmultiply) keep their own threads, as many as the
+        // physical cores unless MATMUL_NUM_THREADS says otherwise: bound them too (a user's own
+        // setting wins). Set before any product runs; the variable is read once.
+        if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
+            std::env::set_var("MATMUL_NUM_THREADS", t.to_string());
+        }
     }
     Ok(rayon::current_num_threads())
 }
