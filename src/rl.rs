@@ -189,14 +189,7 @@ pub fn train_maze(args: MazeArgs) -> Result<(), Failure> {
     let config = maze_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
     let task = MazeTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
     let config_json = serde_json::to_value(&config).expect("serializes");
-    let out = train_rl(
-        &task,
-        common,
-        base.as_ref(),
-        threads,
-        config_json,
-        config.neurons(),
-    )?;
+    let out = train_rl(&task, common, base.as_ref(), threads, config_json)?;
     write_pictures(&task, &out, |ro, path| write_trajectory(&task, ro, path))
 }
 
@@ -220,14 +213,7 @@ pub fn train_cue_reward(args: CueRewardArgs) -> Result<(), Failure> {
     let config = cue_reward_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
     let task = CueRewardTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
     let config_json = serde_json::to_value(&config).expect("serializes");
-    let out = train_rl(
-        &task,
-        common,
-        base.as_ref(),
-        threads,
-        config_json,
-        config.neurons,
-    )?;
+    let out = train_rl(&task, common, base.as_ref(), threads, config_json)?;
     write_pictures(&task, &out, |_, _| Ok(()))
 }
 
@@ -238,14 +224,13 @@ fn train_rl<T: A2cTask>(
     base: Option<&serde_json::Value>,
     threads: usize,
     config: serde_json::Value,
-    neurons: usize,
 ) -> Result<std::path::PathBuf, Failure> {
     let spec = task.agent_spec();
     let cmd = TrainCommand {
         task,
         model: serde_json::to_value(spec.model).expect("serializes"),
         task_json: config,
-        extra: json!({"neurons": neurons}),
+        extra: json!({"neurons": spec.neurons}),
     };
     let name = task.task_name();
     let (summary, out) = train_command(cmd, common, base, threads, &["loss", "reward"], |p| {
@@ -280,10 +265,7 @@ fn write_pictures<T: A2cTask>(
         .as_u64()
         .unwrap_or(0);
     let initial = task.init_model(&mut ChaCha8Rng::seed_from_u64(seed), &device);
-    let (trained, _) = train::load_model(
-        out,
-        task.init_model(&mut ChaCha8Rng::seed_from_u64(0), &device),
-    )?;
+    let (trained, _) = crate::load_run_model(task, out, &device)?;
     let batch = PICTURE_EPISODES.min(task.settings().batch.max(1));
     let roll = |agent| {
         a2c::rollout(
