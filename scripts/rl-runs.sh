@@ -9,13 +9,16 @@
 #
 # Runs go to runs/TASK-VARIANT-seedS (VARIANT with the neuron count, e.g. rnn139); a run that
 # already has a checkpoint is resumed (its budget counts the time it already had). The plot is
-# runs/TASK-reward.svg. Set PLASTICITY to the binary (default: target/release/plasticity).
+# runs/TASK-reward.svg. Set PLASTICITY to the binary (default: target/release/plasticity), and
+# UPDATES to stop every run after that many updates as well (equal episodes, as the papers'
+# curves compare; default: the time budget alone).
 set -eu
 task=$1; minutes=$2; variants=$3; seeds=$4; parallel=${5:-2}
 shift $(( $# < 5 ? $# : 5 ))
 [ "${1:-}" = "--" ] && shift
 extra="$*"
 bin=${PLASTICITY:-target/release/plasticity}
+updates=${UPDATES:-10000000}
 [ -x "$bin" ] || { echo "build first: cargo build --release (or set PLASTICITY)" >&2; exit 2; }
 jobs=$(mktemp)
 for v in $variants; do
@@ -26,9 +29,9 @@ for v in $variants; do
   for s in $seeds; do
     out=runs/$task-$name-seed$s
     if [ -f "$out/checkpoint.bin" ]; then
-      echo "$bin $task --resume $out --episodes 10000000 --time-limit $minutes --threads 1"
+      echo "$bin $task --resume $out --episodes $updates --time-limit $minutes --threads 1"
     else
-      echo "$bin $task --model $model ${neurons:+--neurons $neurons} --seed $s --episodes 10000000 --time-limit $minutes --threads 1 --checkpoint-every 200 --out $out $extra"
+      echo "$bin $task --model $model ${neurons:+--neurons $neurons} --seed $s --episodes $updates --time-limit $minutes --threads 1 --checkpoint-every 200 --out $out $extra"
     fi
   done
 done > "$jobs"
