@@ -2,7 +2,8 @@
 //!
 //! A run directory holds `config.json` (the resolved configuration and the seed),
 //! `metrics.csv` (`episode,loss,<metrics...>,seconds`) and `checkpoint.bin` (parameters,
-//! optimizer state, episode counter, RNG state, written to a temporary file and renamed).
+//! optimizer state, episode counter, RNG state and the experiment's carried state, written to a
+//! temporary file and renamed).
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -63,6 +64,19 @@ pub trait Experiment {
         device: &Device,
     ) -> Result<(), String> {
         let _ = (model, update, metrics, device);
+        Ok(())
+    }
+    /// State the experiment carries from one update to the next besides the model, the
+    /// optimizer and the RNG (the language model's LSTM states between segments), as bytes for
+    /// the checkpoint, so that a resumed run equals the uninterrupted one. Default: none.
+    fn save_carry(&self) -> Vec<u8> {
+        Vec::new()
+    }
+    /// Restores what [`Experiment::save_carry`] returned when the checkpoint of update `update`
+    /// (its count of updates done) was written; called once at a resume, before the first
+    /// update. An error is a corrupt checkpoint. Default: nothing to restore.
+    fn load_carry(&self, bytes: &[u8], update: u64, device: &Device) -> Result<(), String> {
+        let _ = (bytes, update, device);
         Ok(())
     }
     /// Runs one evaluation batch (held-out data where the task has it); returns the metrics.
@@ -171,7 +185,10 @@ struct CheckpointHeader {
     rng: RngState,
 }
 
-const MAGIC: &[u8; 8] = b"PLSTCKP1";
+/// Checkpoint format 2: header, model, optimizer, the experiment's carried state.
+const MAGIC: &[u8; 8] = b"PLSTCKP2";
+/// Format 1 (before the carried state), still read: header, model, optimizer.
+const MAGIC_V1: &[u8; 8] = b"PLSTCKP1";
 
 /// FNV-1a, to detect a corrupt or truncated checkpoint.
 fn checksum(parts: &[&[u8]]) -> u64 {
@@ -200,6 +217,7 @@ fn save_checkpoint<M: Module>(
     header: &CheckpointHeader,
     model: &M,
     optim: &ModuleOptimizer,
+    carry: &[u8],
 ) -> Result<(), TrainError> {
     let head = serde_json::to_vec(header).map_err(|e| TrainError::Other(e.to_string()))?;
     let model_bytes = model
@@ -211,7 +229,7 @@ fn save_checkpoint<M: Module>(
         .to_record()
         .into_bytes()
         .map_err(|e| TrainError::Other(format!("saving optimizer: {e:?}")))?;
-    let parts: [&[u8]; 3] = [&head, &model_bytes, &optim_bytes];
+    let parts: [&[u8]; 4] = [&head, &model_bytes, &optim_bytes, carry];
     let mut out = Vec::with_capacity(64 + parts.iter().map(|p| p.len()).sum::<usize>());
     out.extend_from_slice(MAGIC);
     for p in parts {
@@ -222,11 +240,13 @@ fn save_checkpoint<M: Module>(
     write_atomic(path, &out)
 }
 
-/// A checkpoint read back: header, model bytes, optimizer bytes.
+/// A checkpoint read back: header, model bytes, optimizer bytes, carried state (empty in a
+/// format-1 checkpoint).
 struct Checkpoint {
     header: CheckpointHeader,
     model: Vec<u8>,
     optim: Vec<u8>,
+    carry: Vec<u8>,
 }
 
 fn read_checkpoint(path: &Path) -> Result<Checkpoint, TrainError> {
@@ -237,12 +257,14 @@ fn read_checkpoint(path: &Path) -> Result<Checkpoint, TrainError> {
             path.display()
         ))
     };
-    if bytes.len() < 8 || &bytes[..8] != MAGIC {
-        return Err(corrupt("not a plasticity checkpoint"));
-    }
+    let count = match bytes.get(..8) {
+        Some(m) if m == MAGIC => 4,
+        Some(m) if m == MAGIC_V1 => 3,
+        _ => return Err(corrupt("not a plasticity checkpoint")),
+    };
     let mut pos = 8;
     let mut parts = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..count {
         let len_bytes = bytes
             .get(pos..pos + 8)
             .ok_or_else(|| corrupt("truncated"))?;
@@ -265,12 +287,18 @@ fn read_checkpoint(path: &Path) -> Result<Checkpoint, TrainError> {
     }
     let header: CheckpointHeader =
         serde_json::from_slice(&parts[0]).map_err(|e| corrupt(&e.to_string()))?;
+    let carry = if count == 4 {
+        parts.pop().expect("4 parts")
+    } else {
+        Vec::new()
+    };
     let optim = parts.pop().expect("3 parts");
     let model = parts.pop().expect("3 parts");
     Ok(Checkpoint {
         header,
         model,
         optim,
+        carry,
     })
 }
 
@@ -364,6 +392,13 @@ pub fn train<E: Experiment>(
         rng = ck.header.rng.restore();
         start_episode = ck.header.episode;
         seconds_before = ck.header.seconds;
+        exp.load_carry(&ck.carry, start_episode, device)
+            .map_err(|e| {
+                TrainError::Usage(format!(
+                    "{}: corrupt or truncated checkpoint (carried state: {e})",
+                    ckpt_path.display()
+                ))
+            })?;
         if metrics_path.exists() {
             truncate_metrics(&metrics_path, start_episode)?;
         }
@@ -443,7 +478,7 @@ pub fn train<E: Experiment>(
                 seconds: elapsed(&started),
                 rng: RngState::of(&rng),
             };
-            save_checkpoint(&ckpt_path, &header, &model, &optim)?;
+            save_checkpoint(&ckpt_path, &header, &model, &optim, &exp.save_carry())?;
             last_checkpoint = episode;
         }
     }

@@ -227,9 +227,10 @@ fn runs_are_reproducible_and_a_resume_at_an_epoch_boundary_equals_an_uninterrupt
         retroactive: true,
         ..LmConfig::preset(LmPreset::Small, LmModel::Modulated)
     };
-    let task = LmTask::new(config, corpus).unwrap();
+    let task = LmTask::new(config.clone(), corpus.clone()).unwrap();
     let spe = task.segments_per_epoch();
-    let run = |name: &str, episodes: u64, resume: bool| {
+    assert!(spe >= 2, "the test needs segments to resume between");
+    let run_task = |task: &LmTask, name: &str, episodes: u64, resume: bool| {
         let out = dir.join(name);
         let opts = RunOptions {
             episodes,
@@ -239,9 +240,10 @@ fn runs_are_reproducible_and_a_resume_at_an_epoch_boundary_equals_an_uninterrupt
             checkpoint_every: spe,
             time_limit: None,
         };
-        train::train(&task, &serde_json::json!({}), &opts, &device, &mut |_| {}).unwrap();
-        out
+        train::train(task, &serde_json::json!({}), &opts, &device, &mut |_| {}).map(|_| out)
     };
+    let run =
+        |name: &str, episodes: u64, resume: bool| run_task(&task, name, episodes, resume).unwrap();
     let a = metrics_without_time(&run("a", 3 * spe, false));
     let b = metrics_without_time(&run("b", 3 * spe, false));
     assert_eq!(a, b, "same seed, same metrics");
@@ -250,6 +252,31 @@ fn runs_are_reproducible_and_a_resume_at_an_epoch_boundary_equals_an_uninterrupt
     run("c", spe, false);
     let c = metrics_without_time(&run("c", 3 * spe, true));
     assert_eq!(a, c, "resumed at an epoch boundary");
+    // Stop in the middle of the second epoch and resume with a fresh task (as a new process
+    // would): the checkpoint holds the carried LSTM states and traces, so the resumed run is
+    // the uninterrupted one.
+    let mid = spe + spe / 2;
+    run("e", mid, false);
+    let fresh = LmTask::new(config.clone(), corpus.clone()).unwrap();
+    let e = metrics_without_time(&run_task(&fresh, "e", 3 * spe, true).unwrap());
+    assert_eq!(a, e, "resumed mid-epoch");
+    // A carried state of the wrong shape (another batch size) is a clear error.
+    let other_batch = LmTask::new(
+        LmConfig {
+            batch: 2,
+            ..config.clone()
+        },
+        corpus.clone(),
+    )
+    .unwrap();
+    run("f", mid, false);
+    let err = run_task(&other_batch, "f", 3 * spe, true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("checkpoint.bin") && err.contains("carried state") && err.contains("shape"),
+        "{err}"
+    );
     // Dropout and data order come from the seed: another seed gives other training losses.
     let other = {
         let out = dir.join("d");

@@ -11,10 +11,10 @@
 //! Training is truncated backpropagation through time over the training stream cut into `batch`
 //! parallel sequences: one update (an "episode" of [`crate::train`]) is one segment of `bptt`
 //! steps. The state (`h`, `c` and the traces) is carried from one segment to the next, detached
-//! (no gradient crosses segments), and reset to zeros at the start of each epoch. A resumed run
-//! restarts the carried state from zeros at the segment it resumes at: resumed at an epoch
-//! boundary it is exactly the uninterrupted run (tested); resumed mid-epoch, it differs only by
-//! that reset (the data order and the dropout masks come from the checkpointed RNG).
+//! (no gradient crosses segments), and reset to zeros at the start of each epoch. Checkpoints
+//! hold the carried state, so a resumed run, at an epoch boundary or mid-epoch, is exactly the
+//! uninterrupted run (tested); a checkpoint written before the state was saved resumes with
+//! the state restarted from zeros.
 //!
 //! Metrics (`metrics.csv`, one row per update): `train_perplexity` (`exp` of the segment's loss)
 //! at every update, `valid_perplexity` and `perplexity` (test set) at the end of each epoch
@@ -23,7 +23,7 @@
 
 use crate::data::ptb::Corpus;
 use crate::lstm::{LstmState, PlasticLstm, PlasticLstmConfig, Plasticity};
-use crate::tensors::from_vec;
+use crate::tensors::{from_vec, to_vec};
 use crate::train::Experiment;
 use burn::module::{Module, Param};
 use burn::optim::AdamConfig;
@@ -465,6 +465,116 @@ struct Carry {
     states: Option<Vec<LstmState>>,
 }
 
+const CARRY_MAGIC: &[u8; 4] = b"LMC1";
+
+/// The carried state as bytes: magic, `update` (u64), a flag for the states, then per layer
+/// `h`, `c`, `Hebb`, `E`, each a presence flag, its rank, dimensions (u64) and `f32` values
+/// (little-endian).
+fn encode_carry(update: u64, states: Option<&[LstmState]>) -> Vec<u8> {
+    let mut out = CARRY_MAGIC.to_vec();
+    out.extend_from_slice(&update.to_le_bytes());
+    let Some(states) = states else {
+        out.push(0);
+        return out;
+    };
+    out.push(1);
+    out.extend_from_slice(&(states.len() as u64).to_le_bytes());
+    let mut put = |dims: Option<Vec<usize>>, values: Option<Vec<f32>>| {
+        let (Some(dims), Some(values)) = (dims, values) else {
+            out.push(0);
+            return;
+        };
+        out.push(dims.len() as u8);
+        for d in dims {
+            out.extend_from_slice(&(d as u64).to_le_bytes());
+        }
+        for v in values {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    };
+    for st in states {
+        put(Some(st.h.dims().to_vec()), Some(to_vec(st.h.clone())));
+        put(Some(st.c.dims().to_vec()), Some(to_vec(st.c.clone())));
+        for t in [&st.hebb, &st.elig] {
+            put(
+                t.as_ref().map(|t| t.dims().to_vec()),
+                t.as_ref().map(|t| to_vec(t.clone())),
+            );
+        }
+    }
+    out
+}
+
+/// Reads [`encode_carry`]'s bytes, checking every shape against `batch` and the layers.
+fn decode_carry(
+    bytes: &[u8],
+    batch: usize,
+    layers: &[PlasticLstmConfig],
+    device: &Device,
+) -> Result<(u64, Option<Vec<LstmState>>), String> {
+    let mut pos: usize = 0;
+    let mut take = |n: usize| -> Result<&[u8], String> {
+        let part = bytes
+            .get(pos..pos.checked_add(n).ok_or("bad length")?)
+            .ok_or("truncated")?;
+        pos += n;
+        Ok(part)
+    };
+    if take(4)? != CARRY_MAGIC {
+        return Err("unknown format".into());
+    }
+    let u64_at = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    let update = u64_at(take(8)?);
+    if take(1)?[0] == 0 {
+        return Ok((update, None));
+    }
+    let count = u64_at(take(8)?);
+    if count != layers.len() as u64 {
+        return Err(format!("{count} layers, the model has {}", layers.len()));
+    }
+    let mut states = Vec::with_capacity(layers.len());
+    for (k, layer) in layers.iter().enumerate() {
+        let h = layer.hidden;
+        let mut tensor = |want: &[usize], name: &str| -> Result<Option<Vec<f32>>, String> {
+            let rank = take(1)?[0] as usize;
+            if rank == 0 {
+                return Ok(None);
+            }
+            let dims = (0..rank)
+                .map(|_| take(8).map(|b| u64_at(b) as usize))
+                .collect::<Result<Vec<_>, _>>()?;
+            if dims != want {
+                return Err(format!(
+                    "layer {k} {name}: shape {dims:?}, the model needs {want:?}"
+                ));
+            }
+            let len: usize = want.iter().product();
+            let raw = take(len.checked_mul(4).ok_or("bad length")?)?;
+            Ok(Some(
+                raw.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                    .collect(),
+            ))
+        };
+        let vec2 = |v: Vec<f32>| from_vec(v, [batch, h], device);
+        let vec3 = |v: Vec<f32>| from_vec(v, [batch, h, h], device);
+        let hs = tensor(&[batch, h], "h")?.ok_or(format!("layer {k}: h missing"))?;
+        let cs = tensor(&[batch, h], "c")?.ok_or(format!("layer {k}: c missing"))?;
+        let hebb = tensor(&[batch, h, h], "Hebb")?.map(vec3);
+        let elig = tensor(&[batch, h, h], "E")?.map(vec3);
+        states.push(LstmState {
+            h: vec2(hs),
+            c: vec2(cs),
+            hebb,
+            elig,
+        });
+    }
+    if pos != bytes.len() {
+        return Err("trailing bytes".into());
+    }
+    Ok((update, Some(states)))
+}
+
 /// The language-modelling experiment.
 #[derive(Debug)]
 pub struct LmTask {
@@ -634,6 +744,27 @@ impl Experiment for LmTask {
             metrics[0] = self.perplexity(model, &self.corpus.test)?;
             metrics[1] = self.perplexity(model, &self.corpus.valid)?;
         }
+        Ok(())
+    }
+
+    /// The carried state: the update count and every layer's `h`, `c` and traces.
+    fn save_carry(&self) -> Vec<u8> {
+        let carry = self.carry.borrow();
+        encode_carry(carry.update, carry.states.as_deref())
+    }
+
+    fn load_carry(&self, bytes: &[u8], update: u64, device: &Device) -> Result<(), String> {
+        if bytes.is_empty() {
+            // A checkpoint written before the state was saved: restart it from zeros.
+            return Ok(());
+        }
+        let (saved, states) = decode_carry(bytes, self.train.batch, &self.layers, device)?;
+        if saved != update {
+            return Err(format!(
+                "the state is of update {saved}, the checkpoint of update {update}"
+            ));
+        }
+        *self.carry.borrow_mut() = Carry { update, states };
         Ok(())
     }
 
