@@ -122,7 +122,25 @@ const COLORS: [&str; 6] = [
     "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
 ];
 
-/// Draws the curves on one chart and returns the SVG text.
+/// Most points drawn per curve (about 3 per pixel column of the plot area).
+pub const MAX_DRAWN_POINTS: usize = 2000;
+
+/// Every `k`-th item, `k` the smallest stride that keeps at most `max`, and always the last one:
+/// a long run's curve drawn with a few kilobytes instead of megabytes.
+pub fn thin<T: Copy>(items: &[T], max: usize) -> Vec<T> {
+    if items.len() <= max.max(2) {
+        return items.to_vec();
+    }
+    let stride = (items.len() - 1).div_ceil(max.max(2) - 1);
+    let mut out: Vec<T> = items.iter().step_by(stride).copied().collect();
+    if (items.len() - 1) % stride != 0 {
+        out.push(items[items.len() - 1]);
+    }
+    out
+}
+
+/// Draws the curves on one chart and returns the SVG text (at most [`MAX_DRAWN_POINTS`] points
+/// per curve and band edge, see [`thin`]; the axes span all points).
 pub fn svg_chart(
     title: &str,
     x_label: &str,
@@ -214,14 +232,13 @@ pub fn svg_chart(
     );
     for (k, ser) in series.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
-        if !ser.band.is_empty() {
-            let outline: Vec<String> = ser
-                .band
+        let band = thin(&ser.band, MAX_DRAWN_POINTS);
+        if !band.is_empty() {
+            let outline: Vec<String> = band
                 .iter()
                 .map(|&(x, _, hi)| format!("{:.1},{:.1}", px(x), py(hi)))
                 .chain(
-                    ser.band
-                        .iter()
+                    band.iter()
                         .rev()
                         .map(|&(x, lo, _)| format!("{:.1},{:.1}", px(x), py(lo))),
                 )
@@ -232,8 +249,7 @@ pub fn svg_chart(
                 outline.join(" ")
             );
         }
-        let pts: Vec<String> = ser
-            .points
+        let pts: Vec<String> = thin(&ser.points, MAX_DRAWN_POINTS)
             .iter()
             .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
             .collect();
@@ -307,6 +323,26 @@ mod tests {
         assert_eq!(groups[0].0, "maze-modul");
         assert_eq!(groups[0].1.len(), 2);
         assert_eq!(groups[2].0, "x-seedling");
+    }
+
+    #[test]
+    fn long_curves_are_thinned_keeping_both_ends() {
+        let items: Vec<usize> = (0..10).collect();
+        assert_eq!(thin(&items, 20), items);
+        assert_eq!(thin(&items, 4), vec![0, 3, 6, 9]);
+        assert_eq!(thin(&items, 3), vec![0, 5, 9]);
+        let long: Vec<(f64, f64)> = (0..100_000).map(|i| (i as f64, (i % 7) as f64)).collect();
+        let drawn = thin(&long, MAX_DRAWN_POINTS);
+        assert!(drawn.len() <= MAX_DRAWN_POINTS, "{}", drawn.len());
+        assert_eq!(drawn[0], long[0]);
+        assert_eq!(drawn.last(), long.last());
+        let series = Series {
+            label: "long".into(),
+            points: long,
+            ..Series::default()
+        };
+        let svg = svg_chart("t", "episode", "y", &[series], false);
+        assert!(svg.len() < 100_000, "{} bytes", svg.len());
     }
 
     #[test]
