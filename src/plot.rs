@@ -133,7 +133,7 @@ pub fn thin<T: Copy>(items: &[T], max: usize) -> Vec<T> {
     }
     let stride = (items.len() - 1).div_ceil(max.max(2) - 1);
     let mut out: Vec<T> = items.iter().step_by(stride).copied().collect();
-    if (items.len() - 1) % stride != 0 {
+    if !(items.len() - 1).is_multiple_of(stride) {
         out.push(items[items.len() - 1]);
     }
     out
