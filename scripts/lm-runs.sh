@@ -1,7 +1,8 @@
 #!/bin/sh
 # Trains the language models of the PTB comparison with several seeds, PARALLEL runs at a time
 # (one thread each), all for the same number of epochs; then prints the validation and test
-# perplexities of the last epoch per model (median and range over the seeds) and draws them.
+# perplexities of the last epoch per model (median and inter-quartile range over the seeds) and
+# draws them.
 #
 # usage: scripts/lm-runs.sh EPOCHS "MODELS" "SEEDS" [PARALLEL] [-- extra options]
 #   MODELS: lstm plastic modulated (and modulated-retro for --retroactive)
