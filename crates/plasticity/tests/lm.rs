@@ -212,7 +212,7 @@ fn metrics_without_time(run: &Path) -> Vec<String> {
 }
 
 #[test]
-fn runs_are_reproducible_and_a_resume_at_an_epoch_boundary_equals_an_uninterrupted_run() {
+fn runs_are_reproducible_and_a_resume_equals_an_uninterrupted_run() {
     let dir = temp_dir("repro");
     let corpus = repeating_corpus(&dir);
     let device = Device::flex().autodiff();

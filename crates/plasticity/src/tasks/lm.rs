@@ -468,7 +468,7 @@ struct Carry {
 const CARRY_MAGIC: &[u8; 4] = b"LMC1";
 
 /// The carried state as bytes: magic, `update` (u64), a flag for the states, then per layer
-/// `h`, `c`, `Hebb`, `E`, each a presence flag, its rank, dimensions (u64) and `f32` values
+/// `h`, `c`, `Hebb`, `E`, each its rank (0: absent), dimensions (u64) and `f32` values
 /// (little-endian).
 fn encode_carry(update: u64, states: Option<&[LstmState]>) -> Vec<u8> {
     let mut out = CARRY_MAGIC.to_vec();
@@ -479,30 +479,29 @@ fn encode_carry(update: u64, states: Option<&[LstmState]>) -> Vec<u8> {
     };
     out.push(1);
     out.extend_from_slice(&(states.len() as u64).to_le_bytes());
-    let mut put = |dims: Option<Vec<usize>>, values: Option<Vec<f32>>| {
-        let (Some(dims), Some(values)) = (dims, values) else {
-            out.push(0);
-            return;
-        };
-        out.push(dims.len() as u8);
-        for d in dims {
-            out.extend_from_slice(&(d as u64).to_le_bytes());
-        }
-        for v in values {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-    };
     for st in states {
-        put(Some(st.h.dims().to_vec()), Some(to_vec(st.h.clone())));
-        put(Some(st.c.dims().to_vec()), Some(to_vec(st.c.clone())));
-        for t in [&st.hebb, &st.elig] {
-            put(
-                t.as_ref().map(|t| t.dims().to_vec()),
-                t.as_ref().map(|t| to_vec(t.clone())),
-            );
-        }
+        put_tensor(&mut out, Some(&st.h));
+        put_tensor(&mut out, Some(&st.c));
+        put_tensor(&mut out, st.hebb.as_ref());
+        put_tensor(&mut out, st.elig.as_ref());
     }
     out
+}
+
+/// Appends one optional tensor to [`encode_carry`]'s bytes: rank (0: absent), dimensions,
+/// values.
+fn put_tensor<const D: usize>(out: &mut Vec<u8>, t: Option<&Tensor<D>>) {
+    let Some(t) = t else {
+        out.push(0);
+        return;
+    };
+    out.push(D as u8);
+    for d in t.dims() {
+        out.extend_from_slice(&(d as u64).to_le_bytes());
+    }
+    for v in to_vec(t.clone()) {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
 }
 
 /// Reads [`encode_carry`]'s bytes, checking every shape against `batch` and the layers.
