@@ -38,7 +38,7 @@
 //! `T` copies of the trace. Sequences run in parallel (rayon over the batch); `dL/dW_h` is one
 //! matrix product at the end.
 
-use crate::fused::{clip_to, default_segment, in_pool, lane_sum};
+use crate::fused::{clip_to, default_segment, in_pool, lane_sum, through_clip};
 use crate::real::Real;
 use crate::spec::{AlphaShape, SpecError};
 use rayon::prelude::*;
@@ -827,7 +827,7 @@ fn backward_seq<F: Real>(
                         let (keep, rate) = (one - p.eta, p.eta * hi);
                         for j in 0..h {
                             let z = keep * hrow[j] + rate * gg[j];
-                            let gv = if z.abs() >= clip { zero } else { grow[j] };
+                            let gv = through_clip(z, clip, grow[j]);
                             s[j] += gv * hi;
                             scratch[j] = gv * (hi * gg[j] - hrow[j]);
                         }
@@ -836,7 +836,7 @@ fn backward_seq<F: Real>(
                     LstmPlasticity::Simple => {
                         for j in 0..h {
                             let z = hrow[j] + hi * eta[j] * gg[j];
-                            let gv = if z.abs() >= clip { zero } else { grow[j] };
+                            let gv = through_clip(z, clip, grow[j]);
                             s[j] += gv * hi;
                         }
                     }
@@ -844,7 +844,7 @@ fn backward_seq<F: Real>(
                         let (erow, gerow) = (&el[r.clone()], &ge[r]);
                         for j in 0..h {
                             let z = hrow[j] + eta[j] * erow[j];
-                            let gv = if z.abs() >= clip { zero } else { grow[j] };
+                            let gv = through_clip(z, clip, grow[j]);
                             s[j] += gv * erow[j];
                             se[j] += gerow[j] * hi;
                             see[j] += gerow[j] * erow[j];
@@ -927,7 +927,7 @@ fn backward_seq<F: Real>(
                         let (keep, rate) = (one - p.eta, p.eta * hi);
                         for j in 0..h {
                             let z = keep * hrow[j] + rate * gg[j];
-                            let gv = if z.abs() >= clip { zero } else { grow[j] };
+                            let gv = through_clip(z, clip, grow[j]);
                             let q = hi * dag[j];
                             scratch[j] = p.eta * gv * gg[j] + arow[j] * hrow[j] * dag[j];
                             garow[j] += q * hrow[j];
@@ -937,7 +937,7 @@ fn backward_seq<F: Real>(
                     LstmPlasticity::Simple => {
                         for j in 0..h {
                             let z = hrow[j] + hi * eta[j] * gg[j];
-                            let gv = if z.abs() >= clip { zero } else { grow[j] };
+                            let gv = through_clip(z, clip, grow[j]);
                             let q = hi * dag[j];
                             scratch[j] = gv * eta[j] * gg[j] + arow[j] * hrow[j] * dag[j];
                             garow[j] += q * hrow[j];
@@ -950,7 +950,7 @@ fn backward_seq<F: Real>(
                         let keep_e = one - p.eta_e;
                         for j in 0..h {
                             let z = hrow[j] + eta[j] * erow[j];
-                            let gv = if z.abs() >= clip { zero } else { grow[j] };
+                            let gv = through_clip(z, clip, grow[j]);
                             let q = hi * dag[j];
                             scratch[j] = p.eta_e * gerow[j] * gg[j] + arow[j] * hrow[j] * dag[j];
                             gerow[j] = eta[j] * gv + keep_e * gerow[j];

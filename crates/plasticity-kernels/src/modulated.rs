@@ -36,7 +36,8 @@
 //! `dL/dw = sum_t y_{t-1}^T P_t` is one matrix product at the end.
 
 use crate::fused::{
-    clip_to, default_segment, gather, in_pool, lane_sum, row_blocks, scatter, split_rows, AlphaRows,
+    clip_to, default_segment, gather, in_pool, lane_sum, row_blocks, scatter, split_rows,
+    through_clip, AlphaRows,
 };
 use crate::real::Real;
 use crate::spec::{AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, Modulation, SpecError};
@@ -911,12 +912,6 @@ struct ColumnSums<F> {
     see: Vec<F>,
 }
 
-/// Whether the clip was active: `|Z| >= c` for the pre-clip value `Z`.
-#[inline(always)]
-fn clipped<F: Real>(z: F, clip_c: F) -> bool {
-    z.abs() >= clip_c
-}
-
 /// Pass A of the backward of step `t` (see the module docs). `h, e` hold `Hebb_t, E_t`; `g, ge`
 /// hold `dL/dHebb_{t+1}, dL/dE_{t+1}`.
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
@@ -955,11 +950,7 @@ fn pass_a<F: Real>(
                         let (se, see) = (&mut out.se[r.clone()], &mut out.see[r]);
                         for j in 0..n {
                             let z = hrow[j] + eta[j] * erow[j];
-                            let gv = if clipped(z, clip_c) {
-                                F::zero()
-                            } else {
-                                grow[j]
-                            };
+                            let gv = through_clip(z, clip_c, grow[j]);
                             s[j] += gv * erow[j];
                             se[j] += gerow[j] * yi;
                             see[j] += gerow[j] * erow[j];
@@ -968,11 +959,7 @@ fn pass_a<F: Real>(
                         let v = &sv.v[r];
                         for j in 0..n {
                             let z = hrow[j] + yi * v[j];
-                            let gv = if clipped(z, clip_c) {
-                                F::zero()
-                            } else {
-                                grow[j]
-                            };
+                            let gv = through_clip(z, clip_c, grow[j]);
                             s[j] += gv * yi;
                         }
                     }
@@ -1075,11 +1062,7 @@ fn pass_b<F: Real>(
                         let (eta, v) = (&sv.eta[rb.clone()][..n], &sv.v[rb][..n]);
                         for j in 0..n {
                             let z = hrow[j] + eta[j] * erow[j];
-                            let gv = if clipped(z, clip_c) {
-                                F::zero()
-                            } else {
-                                grow[j]
-                            };
+                            let gv = through_clip(z, clip_c, grow[j]);
                             // d/dy_i of E'_ij = ... + y_i eta_E y'_j.
                             t1[j] = gerow[j] * v[j];
                             gerow[j] = eta[j] * gv + sv.decay * gerow[j];
@@ -1092,11 +1075,7 @@ fn pass_b<F: Real>(
                         let v = &sv.v[rb][..n];
                         for j in 0..n {
                             let z = hrow[j] + yi * v[j];
-                            let gv = if clipped(z, clip_c) {
-                                F::zero()
-                            } else {
-                                grow[j]
-                            };
+                            let gv = through_clip(z, clip_c, grow[j]);
                             // d/dy_i of Hebb'_ij = ... + y_i eta_j y'_j.
                             t1[j] = gv * v[j];
                             let q = yi * ph[j];
