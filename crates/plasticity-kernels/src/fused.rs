@@ -915,15 +915,21 @@ fn backward_core<F: Real>(
             Traces::Segments(checkpoints, seg) => {
                 let start = (t / *seg) * *seg;
                 if start != segment_start {
+                    // Recompute the segment into buffers kept from segment to segment: no
+                    // allocation, and no fresh pages (N = 200 traces are mmap-sized).
                     segment_start = start;
-                    segment_traces.clear();
-                    let mut hcur = checkpoints[t / *seg].clone();
-                    for s in start..t {
-                        segment_traces.push(hcur.clone());
-                        let rv = RuleVecs::new(spec.rule, p.eta, ep.y_pre(s), ep.y_at(s), n);
-                        update_pass(&mut hcur, &blocks, &rv, clip, n);
+                    let h0 = &checkpoints[t / *seg];
+                    if segment_traces.len() <= t - start {
+                        segment_traces.resize_with(t - start + 1, || vec![F::zero(); h0.len()]);
                     }
-                    segment_traces.push(hcur);
+                    segment_traces[0].copy_from_slice(h0);
+                    for s in start..t {
+                        let k = s - start;
+                        let (done, rest) = segment_traces.split_at_mut(k + 1);
+                        rest[0].copy_from_slice(&done[k]);
+                        let rv = RuleVecs::new(spec.rule, p.eta, ep.y_pre(s), ep.y_at(s), n);
+                        update_pass(&mut rest[0], &blocks, &rv, clip, n);
+                    }
                 }
                 (segment_traces[t - start].as_mut_slice(), false)
             }

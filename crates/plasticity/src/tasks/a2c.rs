@@ -218,6 +218,11 @@ pub struct ActorCritic {
     pub policy: Linear,
     /// `N -> 1`.
     pub value: Linear,
+    /// `false` for [`AgentModel::Rnn`]: `alpha` is zero and unused, and the network runs as the
+    /// plain recurrence `y(t) = tanh(y(t-1) w + x(t))` (a dense step per time step instead of
+    /// the plastic kernels' passes over `N x N` traces that stay zero).
+    #[module(skip)]
+    pub plastic: bool,
 }
 
 impl ActorCritic {
@@ -242,6 +247,7 @@ impl ActorCritic {
             net,
             policy: LinearConfig::new(n, env.actions()).init(device),
             value: LinearConfig::new(n, 1).init(device),
+            plastic: spec.model != AgentModel::Rnn,
         }
     }
 }
@@ -343,8 +349,11 @@ pub fn rollout<E: Environment>(
     let spec = net.spec(batch, 1);
     let mut episodes: Vec<E::Episode> = (0..batch).map(|_| env.reset(rng)).collect();
     let y0 = vec![0.0f32; batch * n];
+    let zero_bias = vec![0.0f32; n];
     /// The network's state, advanced in place one step at a time.
     enum Net {
+        /// The non-plastic network's activity `[B, N]`.
+        Static(Vec<f32>),
         Plain(kernels::fused::Stepper<f32>),
         /// With the modulator's `m`, `m_b`, fan-out `v` and `b`.
         Modulated(
@@ -354,6 +363,7 @@ pub fn rollout<E: Environment>(
     }
     let modulated = md.is_some();
     let mut stepper = match md {
+        None if !agent.plastic => Net::Static(y0.clone()),
         None => Net::Plain(kernels::fused::Stepper::new(&spec, &y0, None).map_err(|e| e.0)?),
         Some(md) => Net::Modulated(
             kernels::modulated::Stepper::new(&spec, &y0, None, None).map_err(|e| e.0)?,
@@ -386,6 +396,14 @@ pub fn rollout<E: Environment>(
         }
         let x = affine(&obs_t, &w_in, &b_in, obs_n, n);
         let y = match &mut stepper {
+            Net::Static(y) => {
+                // y(t) = tanh(y(t-1) w + x(t)).
+                let pre = affine(y, &w, &zero_bias, n, n);
+                for ((yj, p), xj) in y.iter_mut().zip(pre).zip(&x) {
+                    *yj = (p + xj).tanh();
+                }
+                &y[..]
+            }
             Net::Plain(st) => {
                 let p = Params {
                     w: &w,
@@ -450,10 +468,34 @@ pub fn replay<S>(
     let obs_n = ro.obs.len() / (batch * steps);
     let obs = from_vec(ro.obs.clone(), [batch, steps, obs_n], device);
     let x = agent.input.forward(obs); // [B, T, N]
-    let (ys, _) = agent.net.forward(x, None).map_err(|e| e.0)?; // [B, T, N]
+    let ys = if agent.plastic {
+        agent.net.forward(x, None).map_err(|e| e.0)?.0 // [B, T, N]
+    } else {
+        static_forward(agent.net.w.val(), x)
+    };
     let logits = agent.policy.forward(ys.clone()); // [B, T, A]
     let values = agent.value.forward(ys).reshape([batch, steps]); // [B, T]
     Ok((logits, values))
+}
+
+/// The non-plastic recurrence `y(t) = tanh(y(t-1) w + x(t))`, `y(-1) = 0`, through burn's
+/// autodiff: `x: [B, T, N]` -> `ys: [B, T, N]` (equal to the plastic network with `alpha = 0`;
+/// tested).
+pub fn static_forward(w: Tensor<2>, x: Tensor<3>) -> Tensor<3> {
+    let [b, t_len, n] = x.dims();
+    let mut ys = Vec::with_capacity(t_len);
+    let mut y: Option<Tensor<2>> = None;
+    for t in 0..t_len {
+        let xt = x.clone().slice([0..b, t..t + 1, 0..n]).reshape([b, n]);
+        let pre = match y {
+            None => xt,
+            Some(prev) => prev.matmul(w.clone()) + xt,
+        };
+        let yt = pre.tanh();
+        ys.push(yt.clone().reshape([b, 1, n]));
+        y = Some(yt);
+    }
+    Tensor::cat(ys, 1)
 }
 
 /// The A2C loss `[1]` of a recorded rollout, replayed through the fused episode operation.
