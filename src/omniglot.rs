@@ -52,6 +52,10 @@ pub struct OmniglotArgs {
     /// Episodes between learning-rate decays (x lr_decay) [paper: 1000000].
     #[arg(long)]
     pub lr_decay_every: Option<u64>,
+    /// Instead of the step decay, a half cosine from --lr to 0 over this many episodes (set it
+    /// to the episodes the run will see) [paper: off].
+    #[arg(long, value_name = "EPISODES")]
+    pub lr_cosine: Option<u64>,
     /// Trace rule of the plastic output layer: oja | hebb [paper: oja].
     #[arg(long)]
     pub rule: Option<String>,
@@ -91,6 +95,9 @@ fn omniglot_config(
     }
     if let Some(v) = args.lr_decay_every {
         c.lr_decay_every = v;
+    }
+    if let Some(v) = args.lr_cosine {
+        c.lr_cosine_episodes = v;
     }
     if let Some(v) = &args.rule {
         c.rule = parse_enum::<TraceRule>("--rule", v)?;
@@ -132,6 +139,7 @@ pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
                 ("--meta-batch", args.meta_batch.is_some()),
                 ("--lr", args.lr.is_some()),
                 ("--lr-decay-every", args.lr_decay_every.is_some()),
+                ("--lr-cosine", args.lr_cosine.is_some()),
                 ("--rule", args.rule.is_some()),
             ];
             if let Some((name, _)) = changed.iter().find(|(_, given)| *given) {

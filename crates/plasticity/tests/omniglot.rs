@@ -711,6 +711,16 @@ fn learning_rate_schedule_and_wilson_interval() {
     assert_eq!(c.learning_rate_at(99_999), 3e-5); // 999,990 episodes seen
     assert!((c.learning_rate_at(100_000) - 3e-5 * 0.666).abs() < 1e-15);
     assert!((c.learning_rate_at(250_000) - 3e-5 * 0.666 * 0.666).abs() < 1e-15);
+    // The half cosine over 4,000,000 episodes (meta-batch 10: 400,000 updates).
+    let cos = OmniglotConfig {
+        lr_cosine_episodes: 4_000_000,
+        ..c.clone()
+    };
+    assert_eq!(cos.learning_rate_at(0), 3e-5);
+    assert!((cos.learning_rate_at(100_000) - 3e-5 * (1.0 + 0.5f64.sqrt()) / 2.0).abs() < 1e-15);
+    assert!((cos.learning_rate_at(200_000) - 1.5e-5).abs() < 1e-15);
+    assert!(cos.learning_rate_at(400_000).abs() < 1e-15);
+    assert!(cos.learning_rate_at(900_000).abs() < 1e-15);
     assert_eq!(c.conv_layers(), 4);
     // Wilson 95% intervals (z = 1.959964), computed with the formula in a Python shell:
     // 8/10 -> (0.490162, 0.943318); 970/1000 -> (0.957497, 0.978906); 10/10 -> (0.722467, 1).

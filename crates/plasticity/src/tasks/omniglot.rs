@@ -108,6 +108,11 @@ pub struct OmniglotConfig {
     pub lr_decay: f64,
     /// Episodes (not updates) between learning-rate decays.
     pub lr_decay_every: u64,
+    /// `0` (the paper): the step decay above. Otherwise the learning rate follows a half
+    /// cosine from `learning_rate` to 0 over this many episodes, `learning_rate x (1 +
+    /// cos(pi x seen / lr_cosine_episodes)) / 2`, and `lr_decay` is not used: a schedule that
+    /// ends with the budget (set it to the episodes the run will see).
+    pub lr_cosine_episodes: u64,
     /// Adam epsilon.
     pub adam_epsilon: f64,
 }
@@ -134,6 +139,7 @@ impl Default for OmniglotConfig {
             learning_rate: 3e-5,
             lr_decay: 0.666,
             lr_decay_every: 1_000_000,
+            lr_cosine_episodes: 0,
             adam_epsilon: 1e-8,
         }
     }
@@ -161,9 +167,14 @@ impl OmniglotConfig {
     }
 
     /// Learning rate of update `update` (0-based): `learning_rate x lr_decay^floor(episodes
-    /// seen / lr_decay_every)`, episodes seen = `update x meta_batch`.
+    /// seen / lr_decay_every)`, episodes seen = `update x meta_batch`; or the half cosine of
+    /// [`OmniglotConfig::lr_cosine_episodes`] (0 after its last episode).
     pub fn learning_rate_at(&self, update: u64) -> f64 {
         let seen = update.saturating_mul(self.meta_batch as u64);
+        if self.lr_cosine_episodes > 0 {
+            let frac = (seen as f64 / self.lr_cosine_episodes as f64).min(1.0);
+            return self.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos());
+        }
         let k = seen / self.lr_decay_every.max(1);
         self.learning_rate * self.lr_decay.powi(k.min(i32::MAX as u64) as i32)
     }
