@@ -1329,15 +1329,17 @@ fn bench(
     let rss = peak_rss_mb();
     // Roofline (CPU): the kernels' minimal traffic over the step's time, against the triad over
     // a working set of the same size (w, alpha, each episode's Hebb and its gradient).
-    let achieved_gbs = model_bytes(n, t, b) / (ms / 1e3) / 1e9;
-    let stream_gbs = (device_name == "cpu").then(|| triad_gbs((2 + 2 * b) * n * n));
-    let fraction = stream_gbs.map(|s| achieved_gbs / s);
+    // Only the plastic kernels have that traffic: not the non-plastic RNN or the LSTM.
+    let plastic = !matches!(model_name, "rnn" | "lstm");
+    let achieved_gbs = plastic.then(|| model_bytes(n, t, b) / (ms / 1e3) / 1e9);
+    let stream_gbs = (plastic && device_name == "cpu").then(|| triad_gbs((2 + 2 * b) * n * n));
+    let fraction = stream_gbs.zip(achieved_gbs).map(|(s, a)| a / s);
     if json_out {
         println!(
             "{}",
             json!({"workload": workload, "model": model_name, "ms_per_episode": ms, "peak_rss_mb": rss, "threads": threads,
                    "device": device_name, "device_memory_mb": times.device_mb,
-                   "model_bytes_per_step": model_bytes(n, t, b), "achieved_gbs": achieved_gbs,
+                   "model_bytes_per_step": plastic.then(|| model_bytes(n, t, b)), "achieved_gbs": achieved_gbs,
                    "stream_gbs": stream_gbs, "roofline_fraction": fraction,
                    "batch": b, "neurons": n, "steps": t, "episodes_timed": episodes,
                    "min_ms": min, "max_ms": max,
@@ -1350,8 +1352,9 @@ fn bench(
         println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_string(), f);
         println!(
-            "| {workload} | {device_name} | {n} | {t} | {b} | {threads} | {ms:.1} | {min:.1} | {max:.1} | {forward_ms:.1} | {backward_ms:.1} | {optimizer_ms:.1} | {rss:.0} | {} | {achieved_gbs:.1} | {} | {} |",
+            "| {workload} | {device_name} | {n} | {t} | {b} | {threads} | {ms:.1} | {min:.1} | {max:.1} | {forward_ms:.1} | {backward_ms:.1} | {optimizer_ms:.1} | {rss:.0} | {} | {} | {} | {} |",
             opt(times.device_mb, &|m| format!("{m:.0}")),
+            opt(achieved_gbs, &|g| format!("{g:.1}")),
             opt(stream_gbs, &|g| format!("{g:.1}")),
             opt(fraction, &|f| format!("{:.0}%", 100.0 * f)),
         );

@@ -13,6 +13,10 @@
 //! `eta_j = v_j M + b_j`), which replaces `eta` in the Hebbian update (simple) or gates an
 //! eligibility trace whose rate is `eta` (retroactive). The episode then runs as
 //! [`crate::op::modulated_episode`].
+//!
+//! With [`PlasticNetConfig::plastic`] off, the same network is the non-plastic baseline of the
+//! papers (`alpha = 0`, not trained): it runs the plain recurrence `y_t = tanh(y_{t-1} w + x_t)`
+//! through burn's autodiff, without the `N x N` traces.
 
 use crate::op::{modulated_episode, plastic_episode, ModulatedTensors};
 use crate::tensors::from_vec;
@@ -31,6 +35,9 @@ use serde::{Deserialize, Serialize};
 pub struct PlasticNetConfig {
     /// Neurons `N`.
     pub neurons: usize,
+    /// `false`: the non-plastic network (`alpha = 0` and `eta` fixed, no trace; the papers'
+    /// "same network without plasticity" baseline), run by [`static_forward`].
+    pub plastic: bool,
     /// Trace rule.
     pub rule: TraceRule,
     /// Clip the trace to `[-clip, clip]` (`None`: no clipping).
@@ -57,6 +64,7 @@ impl Default for PlasticNetConfig {
     fn default() -> Self {
         PlasticNetConfig {
             neurons: 1001,
+            plastic: true,
             rule: TraceRule::Hebb,
             clip: None,
             input: InputMode::Additive,
@@ -75,8 +83,9 @@ impl Default for PlasticNetConfig {
 pub struct PlasticState {
     /// `y: [B, N]`.
     pub y: Tensor<2>,
-    /// `hebb: [B, N, N]` (detached: gradients do not cross episodes).
-    pub hebb: Tensor<3>,
+    /// `hebb: [B, N, N]` (detached: gradients do not cross episodes; `None` for a non-plastic
+    /// network, and zeros at the start of an episode).
+    pub hebb: Option<Tensor<3>>,
     /// The eligibility trace `E: [B, N, N]` of retroactive modulation (detached; `None`
     /// otherwise, and zeros at the start of an episode).
     pub elig: Option<Tensor<3>>,
@@ -131,6 +140,12 @@ impl PlasticNetConfig {
                 return Err(format!("clip: must be positive (got {c})"));
             }
         }
+        if !self.plastic && self.modulation != Modulation::None {
+            return Err(format!(
+                "modulation: {:?} needs a plastic network (plastic: false)",
+                self.modulation
+            ));
+        }
         if self.modulation != Modulation::None && self.rule != TraceRule::Hebb {
             return Err(format!(
                 "modulation: {:?} needs rule hebb (the modulator replaces its rate), got {:?}",
@@ -140,7 +155,9 @@ impl PlasticNetConfig {
         Ok(())
     }
 
-    /// Builds the network, drawing `w` and `alpha` from `rng`.
+    /// Builds the network, drawing `w` and `alpha` from `rng`. A non-plastic network draws
+    /// both too and then sets `alpha` to 0, so that a plastic and a non-plastic network built
+    /// from one seed share `w` and the random stream after it.
     pub fn init(&self, rng: &mut impl Rng, device: &Device) -> PlasticNet {
         let n = self.neurons;
         let mut normal = |len: usize| -> Vec<f32> {
@@ -150,7 +167,12 @@ impl PlasticNetConfig {
         };
         let w = from_vec(normal(n * n), [n, n], device);
         let alpha_dims = self.alpha.dims(n);
-        let alpha = from_vec(normal(alpha_dims[0] * alpha_dims[1]), alpha_dims, device);
+        let alpha_drawn = normal(alpha_dims[0] * alpha_dims[1]);
+        let alpha = if self.plastic {
+            Param::from_tensor(from_vec(alpha_drawn, alpha_dims, device))
+        } else {
+            Param::from_tensor(Tensor::zeros(alpha_dims, device)).set_require_grad(false)
+        };
         let eta = Param::from_tensor(from_vec(vec![self.eta as f32], [1], device));
         // Drawn after w and alpha, so unmodulated networks keep their initialisation.
         let modulator = (self.modulation != Modulation::None).then(|| {
@@ -174,8 +196,8 @@ impl PlasticNetConfig {
         });
         PlasticNet {
             w: Param::from_tensor(w),
-            alpha: Param::from_tensor(alpha),
-            eta: if self.learn_eta {
+            alpha,
+            eta: if self.learn_eta && self.plastic {
                 eta
             } else {
                 eta.set_require_grad(false)
@@ -213,7 +235,10 @@ impl PlasticNet {
         let n = self.config.neurons;
         PlasticState {
             y: Tensor::zeros([batch, n], device),
-            hebb: Tensor::zeros([batch, n, n], device),
+            hebb: self
+                .config
+                .plastic
+                .then(|| Tensor::zeros([batch, n, n], device)),
             elig: self
                 .config
                 .modulation
@@ -242,9 +267,20 @@ impl PlasticNet {
     ) -> Result<(Tensor<3>, PlasticState, Option<Tensor<2>>), SpecError> {
         let [b, t, n] = x.dims();
         let (y0, hebb0, elig0) = match state {
-            Some(s) => (s.y, Some(s.hebb), s.elig),
-            None => (Tensor::zeros([b, n], &x.device()), None, None),
+            Some(s) => (Some(s.y), s.hebb, s.elig),
+            None => (None, None, None),
         };
+        if !self.config.plastic {
+            let ys = static_forward(self.w.val(), x, y0, self.config.input);
+            let y = ys.clone().slice([0..b, t - 1..t, 0..n]).reshape([b, n]);
+            let state = PlasticState {
+                y,
+                hebb: None,
+                elig: None,
+            };
+            return Ok((ys, state, None));
+        }
+        let y0 = y0.unwrap_or_else(|| Tensor::zeros([b, n], &x.device()));
         let spec = EpisodeSpec {
             neurons: n,
             ..self.spec(b, t)
@@ -272,7 +308,7 @@ impl PlasticNet {
             let y = out.ys.clone().slice([0..b, t - 1..t, 0..n]).reshape([b, n]);
             let state = PlasticState {
                 y,
-                hebb: out.hebb,
+                hebb: Some(out.hebb),
                 elig: out.elig,
             };
             return Ok((out.ys, state, Some(out.modulator)));
@@ -291,10 +327,46 @@ impl PlasticNet {
             ys,
             PlasticState {
                 y,
-                hebb,
+                hebb: Some(hebb),
                 elig: None,
             },
             None,
         ))
     }
+}
+
+/// The non-plastic recurrence through burn's autodiff, `x: [B, T, N]` -> `ys: [B, T, N]`, from
+/// `y0: [B, N]` (`None`: 0). [`InputMode::Additive`]: `y_t = tanh(y_{t-1} w + x_t)`;
+/// [`InputMode::Clamped`]: `y_t,j = x_t,j` where `x_t,j != 0`, `tanh((y_{t-1} w)_j)` elsewhere.
+/// Equal to the plastic episode with `alpha = 0` (tested), without its `N x N` traces.
+pub fn static_forward(
+    w: Tensor<2>,
+    x: Tensor<3>,
+    y0: Option<Tensor<2>>,
+    input: InputMode,
+) -> Tensor<3> {
+    let [b, t_len, n] = x.dims();
+    let mut ys = Vec::with_capacity(t_len);
+    let mut y = y0;
+    for t in 0..t_len {
+        let xt = x.clone().slice([0..b, t..t + 1, 0..n]).reshape([b, n]);
+        let recurrent = y.map(|prev| prev.matmul(w.clone()));
+        let yt = match input {
+            InputMode::Additive => match recurrent {
+                Some(r) => (r + xt).tanh(),
+                None => xt.tanh(),
+            },
+            InputMode::Clamped => {
+                let free = match recurrent {
+                    Some(r) => r.tanh(),
+                    None => Tensor::zeros([b, n], &xt.device()),
+                };
+                let clamped = xt.clone().not_equal_elem(0.0);
+                free.mask_where(clamped, xt)
+            }
+        };
+        ys.push(yt.clone().reshape([b, 1, n]));
+        y = Some(yt);
+    }
+    Tensor::cat(ys, 1)
 }

@@ -5,7 +5,7 @@
 //! optimizer state, episode counter, RNG state and the experiment's carried state, written to a
 //! temporary file and renamed).
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use rand::SeedableRng;
@@ -16,6 +16,23 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// Parameters of `module` that are trained (take a gradient), e.g. without the fixed
+/// `alpha = 0` of a non-plastic network. `module` must live on an autodiff device.
+pub fn trainable_params<M: Module>(module: &M) -> usize {
+    struct Count(usize);
+    impl ModuleVisitor for Count {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let t = param.val();
+            if t.is_require_grad() {
+                self.0 += t.shape().num_elements();
+            }
+        }
+    }
+    let mut count = Count(0);
+    module.visit(&mut count);
+    count.0
+}
 
 /// An experiment plugs into the shared loop: its model, its episodes, its metrics.
 pub trait Experiment {
@@ -306,7 +323,12 @@ fn read_checkpoint(path: &Path) -> Result<Checkpoint, TrainError> {
 fn load_record_bytes<M: Module>(path: &Path, model: M, bytes: Vec<u8>) -> Result<M, TrainError> {
     let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
         .map_err(|e| TrainError::Usage(format!("{}: model record: {e:?}", path.display())))?;
-    Ok(model.load_record(record))
+    model.try_load_record(record).map_err(|e| {
+        TrainError::Usage(format!(
+            "{}: the model record does not fit this model (a checkpoint of another model or version?): {e:?}",
+            path.display()
+        ))
+    })
 }
 
 /// Loads the model of a run's checkpoint into `model` (built with the run's configuration).

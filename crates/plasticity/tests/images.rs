@@ -310,13 +310,19 @@ fn lstm_has_at_least_as_many_parameters_as_the_plastic_network() {
             small_set(3, 32, 2),
         )
         .unwrap();
-        task.init_model(&mut rng, &device).num_params()
+        let model = task.init_model(&mut rng, &device);
+        (
+            model.num_params(),
+            plasticity::train::trainable_params(&model),
+        )
     };
-    let plastic = count(ModelKind::Plastic);
-    assert_eq!(plastic, 2 * 1025 * 1025 + 1);
-    assert_eq!(count(ModelKind::Rnn), 1025 * 1025);
+    let (plastic, trained) = count(ModelKind::Plastic);
+    assert_eq!((plastic, trained), (2 * 1025 * 1025 + 1, plastic));
+    // The non-plastic network keeps alpha (0) and eta, untrained.
+    assert_eq!(count(ModelKind::Rnn), (2 * 1025 * 1025 + 1, 1025 * 1025));
     // 4 gates x (1025 x 330 + 330 x 330 + 2 x 330 biases) + read-out 330 x 1024 + 1024.
-    let lstm = count(ModelKind::Lstm);
+    let (lstm, lstm_trained) = count(ModelKind::Lstm);
+    assert_eq!(lstm, lstm_trained);
     assert_eq!(
         lstm,
         4 * (1025 * 330 + 330 * 330 + 2 * 330) + 330 * 1024 + 1024

@@ -387,48 +387,21 @@ fn invalid_configurations_name_the_field() {
 }
 
 #[test]
-fn the_non_plastic_agent_computes_the_plastic_network_with_zero_alpha() {
+fn the_rnn_agent_is_the_non_plastic_network() {
+    // The equality with the plastic network at alpha = 0 is tested in tests/op.rs.
     let _serial = AGENT_INIT.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex().autodiff();
-    let config = MazeConfig {
-        init_std: 0.6,
-        ..small(AgentModel::Rnn)
-    };
-    let task = MazeTask::new(config).unwrap();
-    // Two copies of the same agent: one graph (and one backward) each.
-    let agent = task.init_model(&mut ChaCha8Rng::seed_from_u64(5), &device);
-    let twin = task.init_model(&mut ChaCha8Rng::seed_from_u64(5), &device);
-    let mut rng = ChaCha8Rng::seed_from_u64(6);
-    assert!(!agent.plastic, "rnn runs the plain recurrence");
-    let plastic_task = MazeTask::new(small(AgentModel::Plastic)).unwrap();
-    assert!(plastic_task.init_model(&mut rng, &device).plastic);
-    let n = agent.net.config().neurons;
-    let (b, t) = (3, 9);
-    let xs: Vec<f32> = (0..b * t * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
-    let weights: Vec<f32> = (0..b * t * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
-    let x = plasticity::tensors::from_vec(xs, [b, t, n], &device);
-    let r = plasticity::tensors::from_vec(weights, [b, t, n], &device);
-    let fast = a2c::static_forward(agent.net.w.val(), x.clone());
-    let (slow, _) = twin.net.forward(x, None).unwrap();
-    let (fv, sv) = (to_vec(fast.clone()), to_vec(slow.clone()));
-    let diff = fv
-        .iter()
-        .zip(&sv)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(diff < 1e-5, "activities differ by {diff}");
-    // The same gradient for w.
-    let grad_w = |ys: burn::tensor::Tensor<3>, agent: &a2c::ActorCritic| {
-        let grads = GradientsParams::from_grads((ys * r.clone()).sum().backward(), agent);
-        to_vec(grads.get::<2>(agent.net.w.id).expect("gradient for w"))
-    };
-    let (gf, gs) = (grad_w(fast, &agent), grad_w(slow, &twin));
-    let scale = gs.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let gdiff = gf
-        .iter()
-        .zip(&gs)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(
-        scale > 1e-3 && gdiff < 1e-4 * scale,
-        "dL/dw differs by {gdiff} (scale {scale})"
-    );
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for (model, plastic) in [
+        (AgentModel::Rnn, false),
+        (AgentModel::Plastic, true),
+        (AgentModel::Modul, true),
+    ] {
+        let agent = MazeTask::new(small(model))
+            .unwrap()
+            .init_model(&mut rng, &device);
+        assert_eq!(agent.net.config().plastic, plastic, "{model:?}");
+        let alpha = to_vec(agent.net.alpha.val());
+        assert_eq!(alpha.iter().any(|&a| a != 0.0), plastic, "{model:?}: alpha");
+    }
 }

@@ -269,3 +269,92 @@ fn the_op_runs_without_autodiff_and_rejects_wrong_shapes() {
     .unwrap_err();
     assert_eq!(err.0, "alpha: expected shape [4, 4], got [1, 4]");
 }
+
+#[test]
+fn the_non_plastic_network_equals_the_plastic_one_with_zero_alpha() {
+    use burn::optim::GradientsParams;
+    use plasticity::PlasticNetConfig;
+    let device = Device::flex().autodiff();
+    let (n, b, t) = (7, 3, 9);
+    for input in [InputMode::Additive, InputMode::Clamped] {
+        for with_state in [false, true] {
+            let label = format!("{input:?}, initial state: {with_state}");
+            let config = PlasticNetConfig {
+                neurons: n,
+                plastic: false,
+                input,
+                init_std: 0.6,
+                ..PlasticNetConfig::default()
+            };
+            let fixed = config.init(&mut ChaCha8Rng::seed_from_u64(5), &device);
+            let mut twin = PlasticNetConfig {
+                plastic: true,
+                ..config.clone()
+            }
+            .init(&mut ChaCha8Rng::seed_from_u64(5), &device);
+            assert_eq!(
+                to_vec(fixed.w.val()),
+                to_vec(twin.w.val()),
+                "{label}: same w"
+            );
+            assert!(to_vec(fixed.alpha.val()).iter().all(|&a| a == 0.0));
+            twin.alpha = Param::from_tensor(Tensor::zeros([n, n], &device));
+            let mut rng = ChaCha8Rng::seed_from_u64(6);
+            let mut xs = random(&mut rng, b * t * n, 1.0);
+            if input == InputMode::Clamped {
+                // Clamp about half of the neurons at every step.
+                for v in xs.iter_mut() {
+                    if rng.gen::<bool>() {
+                        *v = 0.0;
+                    }
+                }
+            }
+            let r = from_vec(random(&mut rng, b * t * n, 1.0), [b, t, n], &device);
+            let x = from_vec(xs, [b, t, n], &device);
+            let state = |net: &plasticity::PlasticNet| {
+                with_state.then(|| {
+                    let mut s = net.zero_state(b, &device);
+                    s.y = from_vec(
+                        random(&mut ChaCha8Rng::seed_from_u64(7), b * n, 0.9),
+                        [b, n],
+                        &device,
+                    );
+                    s
+                })
+            };
+            let (fast, fast_end) = fixed.forward(x.clone(), state(&fixed)).unwrap();
+            let (slow, slow_end) = twin.forward(x, state(&twin)).unwrap();
+            assert!(
+                fast_end.hebb.is_none() && slow_end.hebb.is_some(),
+                "{label}"
+            );
+            let (fv, sv) = (to_vec(fast.clone()), to_vec(slow.clone()));
+            let diff = max_rel(&fv, &sv);
+            assert!(diff < 1e-5, "{label}: activities differ by {diff}");
+            let end_diff = max_rel(&to_vec(fast_end.y), &to_vec(slow_end.y));
+            assert!(end_diff < 1e-5, "{label}: final y differs by {end_diff}");
+            let grads = |ys: Tensor<3>, net: &plasticity::PlasticNet| {
+                GradientsParams::from_grads((ys * r.clone()).sum().backward(), net)
+            };
+            let (gf, gs) = (grads(fast, &fixed), grads(slow, &twin));
+            assert!(
+                gf.get::<2>(fixed.alpha.id).is_none(),
+                "{label}: alpha is not trained"
+            );
+            assert!(
+                gf.get::<1>(fixed.eta.id).is_none(),
+                "{label}: eta is not trained"
+            );
+            let w_of = |g: &GradientsParams, net: &plasticity::PlasticNet| {
+                to_vec(g.get::<2>(net.w.id).expect("gradient for w"))
+            };
+            let (wf, ws) = (w_of(&gf, &fixed), w_of(&gs, &twin));
+            let scale = ws.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let gdiff = max_rel(&wf, &ws);
+            assert!(
+                scale > 1e-3 && gdiff < 1e-4,
+                "{label}: dL/dw differs by {gdiff} (scale {scale})"
+            );
+        }
+    }
+}

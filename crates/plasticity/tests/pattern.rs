@@ -330,6 +330,22 @@ fn corrupt_or_truncated_checkpoints_give_clear_errors() {
     let path = dir.join("checkpoint.bin");
     let bytes = std::fs::read(&path).unwrap();
     let model = || task.init_model(&mut ChaCha8Rng::seed_from_u64(0), &device);
+    // A sound checkpoint of another model (the plastic network's record into the RNN).
+    let rnn = PatternTask::new(PatternConfig {
+        model: ModelKind::Rnn,
+        ..small()
+    })
+    .unwrap();
+    let err = train::load_model(
+        &dir,
+        rnn.init_model(&mut ChaCha8Rng::seed_from_u64(0), &device),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("checkpoint.bin") && err.contains("does not fit this model"),
+        "{err}"
+    );
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let err = train::load_model(&dir, model()).unwrap_err().to_string();
     assert!(

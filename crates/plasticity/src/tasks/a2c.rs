@@ -22,7 +22,7 @@
 use crate::layer::{PlasticNet, PlasticNetConfig};
 use crate::tensors::{from_vec, to_vec};
 use crate::train::Experiment;
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::AdamConfig;
 use burn::tensor::activation::{log_softmax, softmax};
@@ -112,6 +112,7 @@ impl AgentSpec {
         let n = self.neurons;
         PlasticNetConfig {
             neurons: n,
+            plastic: self.model != AgentModel::Rnn,
             rule: self.rule,
             clip: self.clip,
             alpha: AlphaShape::PerConnection,
@@ -218,11 +219,6 @@ pub struct ActorCritic {
     pub policy: Linear,
     /// `N -> 1`.
     pub value: Linear,
-    /// `false` for [`AgentModel::Rnn`]: `alpha` is zero and unused, and the network runs as the
-    /// plain recurrence `y(t) = tanh(y(t-1) w + x(t))` (a dense step per time step instead of
-    /// the plastic kernels' passes over `N x N` traces that stay zero).
-    #[module(skip)]
-    pub plastic: bool,
 }
 
 impl ActorCritic {
@@ -234,12 +230,7 @@ impl ActorCritic {
         device: &Device,
     ) -> Self {
         let n = spec.neurons;
-        let mut net = spec.net_config().init(rng, device);
-        if spec.model == AgentModel::Rnn {
-            // Non-plastic: alpha = 0, fixed.
-            let dims = net.alpha.val().dims();
-            net.alpha = Param::from_tensor(Tensor::zeros(dims, device)).set_require_grad(false);
-        }
+        let net = spec.net_config().init(rng, device);
         // burn initialises the linear layers from its own seeded RNG: seed it from ours.
         device.seed(rng.gen());
         ActorCritic {
@@ -247,7 +238,6 @@ impl ActorCritic {
             net,
             policy: LinearConfig::new(n, env.actions()).init(device),
             value: LinearConfig::new(n, 1).init(device),
-            plastic: spec.model != AgentModel::Rnn,
         }
     }
 }
@@ -363,7 +353,7 @@ pub fn rollout<E: Environment>(
     }
     let modulated = md.is_some();
     let mut stepper = match md {
-        None if !agent.plastic => Net::Static(y0.clone()),
+        None if !net.config().plastic => Net::Static(y0.clone()),
         None => Net::Plain(kernels::fused::Stepper::new(&spec, &y0, None).map_err(|e| e.0)?),
         Some(md) => Net::Modulated(
             kernels::modulated::Stepper::new(&spec, &y0, None, None).map_err(|e| e.0)?,
@@ -468,34 +458,10 @@ pub fn replay<S>(
     let obs_n = ro.obs.len() / (batch * steps);
     let obs = from_vec(ro.obs.clone(), [batch, steps, obs_n], device);
     let x = agent.input.forward(obs); // [B, T, N]
-    let ys = if agent.plastic {
-        agent.net.forward(x, None).map_err(|e| e.0)?.0 // [B, T, N]
-    } else {
-        static_forward(agent.net.w.val(), x)
-    };
+    let ys = agent.net.forward(x, None).map_err(|e| e.0)?.0; // [B, T, N]
     let logits = agent.policy.forward(ys.clone()); // [B, T, A]
     let values = agent.value.forward(ys).reshape([batch, steps]); // [B, T]
     Ok((logits, values))
-}
-
-/// The non-plastic recurrence `y(t) = tanh(y(t-1) w + x(t))`, `y(-1) = 0`, through burn's
-/// autodiff: `x: [B, T, N]` -> `ys: [B, T, N]` (equal to the plastic network with `alpha = 0`;
-/// tested).
-pub fn static_forward(w: Tensor<2>, x: Tensor<3>) -> Tensor<3> {
-    let [b, t_len, n] = x.dims();
-    let mut ys = Vec::with_capacity(t_len);
-    let mut y: Option<Tensor<2>> = None;
-    for t in 0..t_len {
-        let xt = x.clone().slice([0..b, t..t + 1, 0..n]).reshape([b, n]);
-        let pre = match y {
-            None => xt,
-            Some(prev) => prev.matmul(w.clone()) + xt,
-        };
-        let yt = pre.tanh();
-        ys.push(yt.clone().reshape([b, 1, n]));
-        y = Some(yt);
-    }
-    Tensor::cat(ys, 1)
 }
 
 /// The A2C loss `[1]` of a recorded rollout, replayed through the fused episode operation.

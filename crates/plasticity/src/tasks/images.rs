@@ -29,20 +29,16 @@
 
 use crate::data::ImageSet;
 use crate::layer::{PlasticNet, PlasticNetConfig};
-use crate::op::plastic_episode;
 use crate::tensors::{from_vec, to_vec};
 use crate::train::Experiment;
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
 use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor};
-use plasticity_kernels::{
-    AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, Modulation, TraceRule,
-};
+use plasticity_kernels::{AlphaShape, BackwardStrategy, InputMode, TraceRule};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 pub use super::ModelKind;
@@ -177,6 +173,7 @@ impl ImageConfig {
     fn plastic_config(&self) -> PlasticNetConfig {
         PlasticNetConfig {
             neurons: self.neurons(),
+            plastic: self.model != ModelKind::Rnn,
             rule: self.rule,
             input: InputMode::Clamped,
             alpha: self.alpha,
@@ -257,16 +254,6 @@ pub fn generate(
     }
 }
 
-/// Non-plastic recurrent network with the plastic network's clamped step and `alpha = 0`:
-/// `y_t = tanh(y_{t-1} w)` for free neurons, `y_t = x_t` for clamped ones.
-#[derive(Module, Debug)]
-pub struct Rnn {
-    /// `w: [N, N]`.
-    pub w: Param<Tensor<2>>,
-    #[module(skip)]
-    backward: BackwardStrategy,
-}
-
 /// LSTM with a linear read-out to the pixels.
 #[derive(Module, Debug)]
 pub struct LstmNet {
@@ -282,8 +269,9 @@ pub struct LstmNet {
 pub enum ImageModel {
     /// Plastic network.
     Plastic(PlasticNet),
-    /// Non-plastic RNN.
-    Rnn(Rnn),
+    /// Non-plastic RNN with the plastic network's clamped step (`y_t = tanh(y_{t-1} w)` for
+    /// free neurons, `y_t = x_t` for clamped ones): the plastic network with `plastic: false`.
+    Rnn(PlasticNet),
     /// LSTM.
     Lstm(LstmNet),
 }
@@ -346,35 +334,11 @@ impl ImageTask {
         device: &Device,
     ) -> Result<Tensor<2>, String> {
         let [b, t, p] = ep.dims;
-        let n = p + 1;
         let x = self.network_input(ep, device);
         let last = |ys: Tensor<3>| ys.slice([0..b, t - 1..t, 0..p]).reshape([b, p]);
         match model {
-            ImageModel::Plastic(net) => Ok(last(net.forward(x, None).map_err(|e| e.0)?.0)),
-            ImageModel::Rnn(rnn) => {
-                let spec = EpisodeSpec {
-                    neurons: n,
-                    batch: b,
-                    steps: t,
-                    rule: TraceRule::Hebb,
-                    clip: None,
-                    input: InputMode::Clamped,
-                    alpha: AlphaShape::Scalar,
-                    backward: rnn.backward,
-                    modulation: Modulation::None,
-                };
-                // alpha = 0 and eta = 0: the trace stays 0 and the network is not plastic.
-                let (ys, _) = plastic_episode(
-                    rnn.w.val(),
-                    Tensor::zeros([1, 1], device),
-                    Tensor::zeros([1], device),
-                    x,
-                    Tensor::zeros([b, n], device),
-                    None,
-                    spec,
-                )
-                .map_err(|e| e.0)?;
-                Ok(last(ys))
+            ImageModel::Plastic(net) | ImageModel::Rnn(net) => {
+                Ok(last(net.forward(x, None).map_err(|e| e.0)?.0))
             }
             ImageModel::Lstm(net) => {
                 let (hs, _) = net.lstm.forward(x, None);
@@ -451,16 +415,7 @@ impl Experiment for ImageTask {
         let c = &self.config;
         match c.model {
             ModelKind::Plastic => ImageModel::Plastic(c.plastic_config().init(rng, device)),
-            ModelKind::Rnn => {
-                let n = c.neurons();
-                let w: Vec<f32> = (0..n * n)
-                    .map(|_| (c.init_std * rng.sample::<f64, _>(StandardNormal)) as f32)
-                    .collect();
-                ImageModel::Rnn(Rnn {
-                    w: Param::from_tensor(from_vec(w, [n, n], device)),
-                    backward: c.backward,
-                })
-            }
+            ModelKind::Rnn => ImageModel::Rnn(c.plastic_config().init(rng, device)),
             ModelKind::Lstm => {
                 // burn initialises these lazily from its own seeded RNG: seed it from ours.
                 device.seed(rng.gen());

@@ -11,7 +11,7 @@ pub use super::ModelKind;
 use crate::layer::{PlasticNet, PlasticNetConfig};
 use crate::tensors::{from_vec, to_vec};
 use crate::train::Experiment;
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
 use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor};
@@ -19,7 +19,6 @@ use plasticity_kernels::{AlphaShape, BackwardStrategy, TraceRule};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 /// Configuration of the pattern task; the defaults are the paper's (section 4.1).
@@ -182,6 +181,7 @@ impl PatternConfig {
     fn plastic_config(&self) -> PlasticNetConfig {
         PlasticNetConfig {
             neurons: self.neurons(),
+            plastic: self.model != ModelKind::Rnn,
             rule: self.rule,
             alpha: self.alpha,
             eta: self.eta,
@@ -252,13 +252,6 @@ pub fn generate(c: &PatternConfig, batch: usize, rng: &mut impl Rng) -> PatternE
     }
 }
 
-/// Non-plastic recurrent network: `y_t = tanh(y_{t-1} w + x_t)`.
-#[derive(Module, Debug)]
-pub struct Rnn {
-    /// `w: [N, N]`.
-    pub w: Param<Tensor<2>>,
-}
-
 /// LSTM with a linear read-out to the pattern bits.
 #[derive(Module, Debug)]
 pub struct LstmNet {
@@ -274,8 +267,9 @@ pub struct LstmNet {
 pub enum PatternModel {
     /// Plastic network.
     Plastic(PlasticNet),
-    /// Non-plastic RNN.
-    Rnn(Rnn),
+    /// Non-plastic RNN, `y_t = tanh(y_{t-1} w + x_t)`: the plastic network with `plastic:
+    /// false` (`alpha = 0`).
+    Rnn(PlasticNet),
     /// LSTM.
     Lstm(LstmNet),
 }
@@ -317,17 +311,8 @@ impl PatternTask {
                 }
                 let x = from_vec(x, [b, t, n], device);
                 let ys = match model {
-                    PatternModel::Plastic(net) => net.forward(x, None).map_err(|e| e.0)?.0,
-                    PatternModel::Rnn(rnn) => {
-                        let w = rnn.w.val();
-                        let mut y: Tensor<2> = Tensor::zeros([b, n], device);
-                        let mut last = y.clone();
-                        for s in 0..t {
-                            let xs = x.clone().slice([0..b, s..s + 1, 0..n]).reshape([b, n]);
-                            y = (y.matmul(w.clone()) + xs).tanh();
-                            last = y.clone();
-                        }
-                        last.unsqueeze_dim(1)
+                    PatternModel::Plastic(net) | PatternModel::Rnn(net) => {
+                        net.forward(x, None).map_err(|e| e.0)?.0
                     }
                     PatternModel::Lstm(_) => unreachable!(),
                 };
@@ -390,15 +375,7 @@ impl Experiment for PatternTask {
         let c = &self.config;
         match c.model {
             ModelKind::Plastic => PatternModel::Plastic(c.plastic_config().init(rng, device)),
-            ModelKind::Rnn => {
-                let n = c.neurons();
-                let w: Vec<f32> = (0..n * n)
-                    .map(|_| (c.init_std * rng.sample::<f64, _>(StandardNormal)) as f32)
-                    .collect();
-                PatternModel::Rnn(Rnn {
-                    w: Param::from_tensor(from_vec(w, [n, n], device)),
-                })
-            }
+            ModelKind::Rnn => PatternModel::Rnn(c.plastic_config().init(rng, device)),
             ModelKind::Lstm => {
                 // burn initialises these lazily from its own seeded RNG: seed it from ours.
                 device.seed(rng.gen());
