@@ -3,8 +3,8 @@
 //! section 4.3).
 
 use crate::{
-    merge_config_file, parse_enum, peak_rss_mb, plot, progress_bar, read_json, set_threads, usage,
-    write_learning_curve, CommonArgs, Failure,
+    check_time_limit, merge_config_file, parse_enum, peak_rss_mb, plot, progress_bar, read_json,
+    resumed_config, set_threads, usage, write_learning_curve, CommonArgs, Failure,
 };
 use clap::Args;
 use plasticity::data::ptb::{self, Corpus};
@@ -127,38 +127,21 @@ pub fn train_lm(args: LmArgs) -> Result<(), Failure> {
             "--episodes: the language model counts epochs; use --epochs",
         ));
     }
-    let (base, resume) = match &common.resume {
-        Some(dir) => {
-            let changed = [
-                ("--config", common.config.is_some()),
-                ("--model", args.model.is_some()),
-                ("--preset", args.preset.is_some()),
-                ("--retroactive", args.retroactive),
-                ("--lr", args.lr.is_some()),
-                ("--batch", args.batch.is_some()),
-                ("--bptt", args.bptt.is_some()),
-                ("--alpha", args.alpha.is_some()),
-            ];
-            if let Some((name, _)) = changed.iter().find(|(_, given)| *given) {
-                return Err(usage(format!(
-                    "{name}: --resume continues a run with its saved config.json; start a new run to change it"
-                )));
-            }
-            (
-                Some(read_json(&dir.join("config.json"))?),
-                Some(dir.clone()),
-            )
-        }
-        None => (None, None),
-    };
+    let base = resumed_config(
+        common,
+        &[
+            ("--model", args.model.is_some()),
+            ("--preset", args.preset.is_some()),
+            ("--retroactive", args.retroactive),
+            ("--lr", args.lr.is_some()),
+            ("--batch", args.batch.is_some()),
+            ("--bptt", args.bptt.is_some()),
+            ("--alpha", args.alpha.is_some()),
+        ],
+    )?;
+    let resume = common.resume.clone();
     let config = lm_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
-    if let Some(m) = common.time_limit {
-        if !(m.is_finite() && m > 0.0) {
-            return Err(usage(format!(
-                "--time-limit: must be a positive number of minutes (got {m})"
-            )));
-        }
-    }
+    check_time_limit(common)?;
     let saved = |key: &str| base.as_ref().and_then(|b| b.get(key).cloned());
     let seed = common
         .seed

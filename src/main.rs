@@ -619,6 +619,16 @@ where
     serde_json::from_value(merged).map_err(|e| usage(format!("{}: {e}", path.display())))
 }
 
+/// `--time-limit` must be a positive number of minutes.
+pub(crate) fn check_time_limit(common: &CommonArgs) -> Result<(), Failure> {
+    match common.time_limit {
+        Some(m) if !(m.is_finite() && m > 0.0) => Err(usage(format!(
+            "--time-limit: must be a positive number of minutes (got {m})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The saved config.json of the run to resume (`None` for a new run). A resumed run keeps its
 /// configuration: any option in `changed` that was given is an error.
 pub(crate) fn resumed_config(
@@ -753,13 +763,7 @@ pub(crate) fn train_command<E: Experiment>(
             resolved[k] = v.clone();
         }
     }
-    if let Some(m) = common.time_limit {
-        if !(m.is_finite() && m > 0.0) {
-            return Err(usage(format!(
-                "--time-limit: must be a positive number of minutes (got {m})"
-            )));
-        }
-    }
+    check_time_limit(common)?;
     let opts = RunOptions {
         episodes,
         seed,

@@ -2,8 +2,8 @@
 //! (ICML 2018, section 4.3).
 
 use crate::{
-    merge_config_file, parse_enum, peak_rss_mb, progress_bar, read_json, set_threads, usage,
-    write_learning_curve, CommonArgs, Failure,
+    check_time_limit, merge_config_file, parse_enum, peak_rss_mb, progress_bar, read_json,
+    resumed_config, set_threads, usage, write_learning_curve, CommonArgs, Failure,
 };
 use clap::Args;
 use plasticity::data::omniglot::Omniglot;
@@ -128,32 +128,21 @@ const EVAL_BATCH: usize = 100;
 pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
     let threads = set_threads(args.common.threads)?;
     let common = &args.common;
-    let (base, resume) = match &common.resume {
-        Some(dir) => {
-            let changed = [
-                ("--config", common.config.is_some()),
-                ("--split", args.split.is_some()),
-                ("--split-seed", args.split_seed.is_some()),
-                ("--ways", args.ways.is_some()),
-                ("--shots", args.shots.is_some()),
-                ("--meta-batch", args.meta_batch.is_some()),
-                ("--lr", args.lr.is_some()),
-                ("--lr-decay-every", args.lr_decay_every.is_some()),
-                ("--lr-cosine", args.lr_cosine.is_some()),
-                ("--rule", args.rule.is_some()),
-            ];
-            if let Some((name, _)) = changed.iter().find(|(_, given)| *given) {
-                return Err(usage(format!(
-                    "{name}: --resume continues a run with its saved config.json; start a new run to change it"
-                )));
-            }
-            (
-                Some(read_json(&dir.join("config.json"))?),
-                Some(dir.clone()),
-            )
-        }
-        None => (None, None),
-    };
+    let base = resumed_config(
+        common,
+        &[
+            ("--split", args.split.is_some()),
+            ("--split-seed", args.split_seed.is_some()),
+            ("--ways", args.ways.is_some()),
+            ("--shots", args.shots.is_some()),
+            ("--meta-batch", args.meta_batch.is_some()),
+            ("--lr", args.lr.is_some()),
+            ("--lr-decay-every", args.lr_decay_every.is_some()),
+            ("--lr-cosine", args.lr_cosine.is_some()),
+            ("--rule", args.rule.is_some()),
+        ],
+    )?;
+    let resume = common.resume.clone();
     let config = omniglot_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
     let saved = |key: &str| base.as_ref().and_then(|b| b.get(key).cloned());
     let seed = common
@@ -195,13 +184,7 @@ pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
         "test_classes": task.split.test.len(),
         "task": config,
     });
-    if let Some(m) = common.time_limit {
-        if !(m.is_finite() && m > 0.0) {
-            return Err(usage(format!(
-                "--time-limit: must be a positive number of minutes (got {m})"
-            )));
-        }
-    }
+    check_time_limit(common)?;
     let opts = RunOptions {
         episodes,
         seed,
