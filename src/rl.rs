@@ -51,6 +51,9 @@ pub struct MazeArgs {
     /// Fan the modulator out to one plasticity rate per neuron.
     #[arg(long)]
     fan_out: bool,
+    /// Standard deviation of the initial plasticity coefficients `alpha` [default: 0.01].
+    #[arg(long)]
+    alpha_init_std: Option<f64>,
 }
 
 #[derive(Args)]
@@ -76,6 +79,9 @@ pub struct CueRewardArgs {
     /// Fan the modulator out to one plasticity rate per neuron.
     #[arg(long)]
     fan_out: bool,
+    /// Standard deviation of the initial plasticity coefficients `alpha` [default: 0.01].
+    #[arg(long)]
+    alpha_init_std: Option<f64>,
 }
 
 fn parse_model(v: &str) -> Result<AgentModel, Failure> {
@@ -124,6 +130,9 @@ fn maze_config(args: &MazeArgs, base: Option<serde_json::Value>) -> Result<MazeC
     if args.fan_out {
         c.fan_out = true;
     }
+    if let Some(v) = args.alpha_init_std {
+        c.alpha_init_std = Some(v);
+    }
     c.validate().map_err(|e| usage(format!("config: {e}")))?;
     Ok(c)
 }
@@ -158,6 +167,9 @@ fn cue_reward_config(
     if args.fan_out {
         c.fan_out = true;
     }
+    if let Some(v) = args.alpha_init_std {
+        c.alpha_init_std = Some(v);
+    }
     c.validate().map_err(|e| usage(format!("config: {e}")))?;
     Ok(c)
 }
@@ -184,6 +196,7 @@ pub fn train_maze(args: MazeArgs) -> Result<(), Failure> {
             ("--lr", args.lr.is_some()),
             ("--rule", args.rule.is_some()),
             ("--fan-out", args.fan_out),
+            ("--alpha-init-std", args.alpha_init_std.is_some()),
         ],
     )?;
     let config = maze_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
@@ -208,6 +221,7 @@ pub fn train_cue_reward(args: CueRewardArgs) -> Result<(), Failure> {
             ("--batch", args.batch.is_some()),
             ("--lr", args.lr.is_some()),
             ("--fan-out", args.fan_out),
+            ("--alpha-init-std", args.alpha_init_std.is_some()),
         ],
     )?;
     let config = cue_reward_config(&args, base.as_ref().map(|b| b["task"].clone()))?;

@@ -52,6 +52,9 @@ pub struct PlasticNetConfig {
     pub learn_eta: bool,
     /// `w` and `alpha` start as `init_std * N(0, 1)`.
     pub init_std: f64,
+    /// Standard deviation of the initial `alpha` when it differs from `init_std` (`None`:
+    /// `init_std`). The same random numbers are drawn either way, only scaled.
+    pub alpha_init_std: Option<f64>,
     /// How the backward recovers the traces.
     pub backward: BackwardStrategy,
     /// Neuromodulation of the plasticity (ICLR 2019); `none` by default. With retroactive
@@ -72,6 +75,7 @@ impl Default for PlasticNetConfig {
             eta: 0.01,
             learn_eta: true,
             init_std: 0.01,
+            alpha_init_std: None,
             backward: BackwardStrategy::Auto,
             modulation: Modulation::None,
         }
@@ -135,6 +139,13 @@ impl PlasticNetConfig {
                 self.init_std
             ));
         }
+        if let Some(a) = self.alpha_init_std {
+            if !(a.is_finite() && a >= 0.0) {
+                return Err(format!(
+                    "alpha_init_std: must be finite and >= 0 or null (got {a})"
+                ));
+            }
+        }
         if let Some(c) = self.clip {
             if !(c.is_finite() && c > 0.0) {
                 return Err(format!("clip: must be positive (got {c})"));
@@ -160,14 +171,15 @@ impl PlasticNetConfig {
     /// from one seed share `w` and the random stream after it.
     pub fn init(&self, rng: &mut impl Rng, device: &Device) -> PlasticNet {
         let n = self.neurons;
-        let mut normal = |len: usize| -> Vec<f32> {
+        let mut normal = |len: usize, std: f64| -> Vec<f32> {
             (0..len)
-                .map(|_| (self.init_std * rng.sample::<f64, _>(StandardNormal)) as f32)
+                .map(|_| (std * rng.sample::<f64, _>(StandardNormal)) as f32)
                 .collect()
         };
-        let w = from_vec(normal(n * n), [n, n], device);
+        let w = from_vec(normal(n * n, self.init_std), [n, n], device);
         let alpha_dims = self.alpha.dims(n);
-        let alpha_drawn = normal(alpha_dims[0] * alpha_dims[1]);
+        let alpha_std = self.alpha_init_std.unwrap_or(self.init_std);
+        let alpha_drawn = normal(alpha_dims[0] * alpha_dims[1], alpha_std);
         let alpha = if self.plastic {
             Param::from_tensor(from_vec(alpha_drawn, alpha_dims, device))
         } else {

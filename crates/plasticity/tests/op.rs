@@ -358,3 +358,32 @@ fn the_non_plastic_network_equals_the_plastic_one_with_zero_alpha() {
         }
     }
 }
+
+#[test]
+fn alpha_init_std_scales_alpha_and_keeps_w_and_the_random_stream() {
+    use plasticity::PlasticNetConfig;
+    use rand::Rng;
+    let device = Device::flex();
+    let base = PlasticNetConfig {
+        neurons: 6,
+        init_std: 0.5,
+        ..PlasticNetConfig::default()
+    };
+    let small = PlasticNetConfig {
+        alpha_init_std: Some(0.05),
+        ..base.clone()
+    };
+    let (mut r1, mut r2) = (ChaCha8Rng::seed_from_u64(3), ChaCha8Rng::seed_from_u64(3));
+    let (a, b) = (base.init(&mut r1, &device), small.init(&mut r2, &device));
+    assert_eq!(to_vec(a.w.val()), to_vec(b.w.val()));
+    for (x, y) in to_vec(a.alpha.val()).iter().zip(to_vec(b.alpha.val())) {
+        assert!((x * 0.1 - y).abs() <= 1e-6 * x.abs().max(1.0), "{x} {y}");
+    }
+    assert!(to_vec(a.alpha.val()).iter().any(|&x| x.abs() > 0.1));
+    assert_eq!(r1.gen::<u64>(), r2.gen::<u64>(), "same draws after init");
+    let bad = PlasticNetConfig {
+        alpha_init_std: Some(f64::NAN),
+        ..base
+    };
+    assert!(bad.validate().unwrap_err().contains("alpha_init_std"));
+}

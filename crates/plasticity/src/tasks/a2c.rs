@@ -104,6 +104,8 @@ pub struct AgentSpec {
     pub eta: f64,
     /// Standard deviation of the initial recurrent `w` and `alpha` (`0`: `1 / sqrt(N)`).
     pub init_std: f64,
+    /// Standard deviation of the initial `alpha` when it differs from `w`'s (`None`: the same).
+    pub alpha_init_std: Option<f64>,
 }
 
 impl AgentSpec {
@@ -123,6 +125,7 @@ impl AgentSpec {
             } else {
                 1.0 / (n as f64).sqrt()
             },
+            alpha_init_std: self.alpha_init_std,
             backward: BackwardStrategy::Auto,
             modulation: match self.model {
                 AgentModel::Rnn | AgentModel::Plastic => Modulation::None,
