@@ -363,6 +363,10 @@ fn cue_reward_trains_evaluates_and_checks_its_options() {
         "{metrics}"
     );
     assert!(dir.join("run/modulator.svg").exists());
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["task"]["alpha_init_std"], 0.01, "{config}");
     let o = plasticity(&[
         "eval",
         "cue-reward",
@@ -389,6 +393,14 @@ fn cue_reward_trains_evaluates_and_checks_its_options() {
             "--device",
         ),
         (vec!["maze", "--preset", "icml", "--out", &out], "--preset"),
+        (
+            vec!["maze", "--alpha-init-std", "nan", "--out", &out],
+            "alpha_init_std",
+        ),
+        (
+            vec!["cue-reward", "--alpha-init-std", "inf", "--out", &out],
+            "alpha_init_std",
+        ),
         (
             vec![
                 "maze", "--preset", "icml2018", "--model", "modul", "--rule", "oja",
