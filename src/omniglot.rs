@@ -59,6 +59,10 @@ pub struct OmniglotArgs {
     /// Trace rule of the plastic output layer: oja | hebb [paper: oja].
     #[arg(long)]
     pub rule: Option<String>,
+    /// Training augmentation (not in the paper): shift every training image by up to this
+    /// many pixels per axis, zero filled; evaluation never shifts [paper: 0].
+    #[arg(long, value_name = "PIXELS")]
+    pub max_shift: Option<usize>,
 }
 
 /// Resolves the configuration: defaults (or a resumed run's), then `--config`, then options.
@@ -102,6 +106,9 @@ fn omniglot_config(
     if let Some(v) = &args.rule {
         c.rule = parse_enum::<TraceRule>("--rule", v)?;
     }
+    if let Some(v) = args.max_shift {
+        c.max_shift = v;
+    }
     c.validate().map_err(|e| usage(format!("config: {e}")))?;
     Ok(c)
 }
@@ -139,6 +146,7 @@ pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
             ("--lr", args.lr.is_some()),
             ("--lr-decay-every", args.lr_decay_every.is_some()),
             ("--lr-cosine", args.lr_cosine.is_some()),
+            ("--max-shift", args.max_shift.is_some()),
             ("--rule", args.rule.is_some()),
         ],
     )?;

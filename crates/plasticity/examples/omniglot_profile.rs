@@ -7,7 +7,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use plasticity::data::omniglot::Omniglot;
 use plasticity::op::conv_stack;
-use plasticity::tasks::omniglot::{generate, OmniglotConfig, OmniglotTask};
+use plasticity::tasks::omniglot::{generate, EpisodeShape, OmniglotConfig, OmniglotTask};
 use plasticity::tensors::from_vec;
 use plasticity::train::Experiment;
 use rand::SeedableRng;
@@ -51,13 +51,17 @@ fn main() {
         model = optim.step(lr, model, grads);
         let t1 = Instant::now();
         // Episode generation alone.
+        let shape = EpisodeShape {
+            ways: config.ways,
+            shots: config.shots,
+            rotations: config.rotations,
+            max_shift: config.max_shift,
+            label_clamp: config.label_clamp as f32,
+        };
         let ep = generate(
             &data,
             &task.split.train,
-            config.ways,
-            config.shots,
-            config.rotations,
-            config.label_clamp as f32,
+            &shape,
             config.meta_batch,
             &mut rng,
         );

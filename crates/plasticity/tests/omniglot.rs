@@ -8,7 +8,8 @@ use plasticity::data::omniglot::{
 };
 use plasticity::dense::{DenseActivation, PlasticDenseConfig};
 use plasticity::tasks::omniglot::{
-    generate, softmax_bce, split_classes, wilson_interval, OmniglotConfig, OmniglotTask, Split,
+    generate, softmax_bce, split_classes, translate, wilson_interval, EpisodeShape, OmniglotConfig,
+    OmniglotTask, Split,
 };
 use plasticity::tensors::to_vec;
 use plasticity::train::{self, Experiment, RunOptions};
@@ -549,7 +550,20 @@ fn episodes_have_labelled_support_steps_and_a_distinct_query() {
     let classes: Vec<usize> = (0..12).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let (ways, shots, batch) = (5, 2, 50);
-    let ep = generate(&data, &classes, ways, shots, true, 1000.0, batch, &mut rng);
+    let shape = |ways, shots, rotations, max_shift| EpisodeShape {
+        ways,
+        shots,
+        rotations,
+        max_shift,
+        label_clamp: 1000.0,
+    };
+    let ep = generate(
+        &data,
+        &classes,
+        &shape(ways, shots, true, 0),
+        batch,
+        &mut rng,
+    );
     let t_len = ways * shots + 1;
     assert_eq!(ep.dims, [batch, t_len, ways]);
     assert_eq!(ep.images.len(), batch * t_len * 961);
@@ -603,14 +617,55 @@ fn episodes_have_labelled_support_steps_and_a_distinct_query() {
                 s.rotation,
             );
             assert!(img.iter().zip(&src).all(|(a, &p)| *a == p as f32 / 255.0));
+            assert_eq!(s.shift, (0, 0));
         }
     }
     assert!(rotations_seen.iter().all(|&n| n > 30), "{rotations_seen:?}");
     assert!(query_labels.iter().all(|&n| n > 3), "{query_labels:?}");
     assert!(orders.len() > 40, "support steps come in random orders");
     // Without rotations every rotation is 0.
-    let ep = generate(&data, &classes, 3, 1, false, 1000.0, 20, &mut rng);
+    let ep = generate(&data, &classes, &shape(3, 1, false, 0), 20, &mut rng);
     assert!(ep.steps.iter().flatten().all(|s| s.rotation == 0));
+    // With shifts: every image is its rotated drawing translated by its own shift, shifts
+    // cover [-2, 2] on both axes, and support and query of a class are shifted independently.
+    let ep = generate(&data, &classes, &shape(5, 1, true, 2), 200, &mut rng);
+    let mut seen = std::collections::HashSet::new();
+    let mut query_differs = 0;
+    for (b, steps) in ep.steps.iter().enumerate() {
+        for (t, s) in steps.iter().enumerate() {
+            assert!(
+                s.shift.0.abs() <= 2 && s.shift.1.abs() <= 2,
+                "{:?}",
+                s.shift
+            );
+            seen.insert(s.shift);
+            let img = &ep.images[(b * 6 + t) * 961..][..961];
+            let rotated = rotate90(
+                &data.characters[s.character].drawings[s.drawing].pixels,
+                31,
+                s.rotation,
+            );
+            let src = translate(&rotated, 31, s.shift);
+            assert!(img.iter().zip(&src).all(|(a, &p)| *a == p as f32 / 255.0));
+        }
+        let q = steps[5];
+        let support = steps[..5].iter().find(|s| s.label == q.label).unwrap();
+        query_differs += usize::from(support.shift != q.shift);
+    }
+    assert_eq!(seen.len(), 25, "all 5 x 5 shifts occur");
+    assert!(
+        query_differs > 150,
+        "{query_differs} of 200 queries shifted unlike their support"
+    );
+}
+
+#[test]
+fn translate_moves_pixels_and_fills_with_zero() {
+    // 3x3 image 1..9; down 1 and left 1: row r, col c takes source (r - 1, c + 1).
+    let img: Vec<u8> = (1..=9).collect();
+    assert_eq!(translate(&img, 3, (1, -1)), vec![0, 0, 0, 2, 3, 0, 5, 6, 0]);
+    assert_eq!(translate(&img, 3, (0, 0)), img);
+    assert_eq!(translate(&img, 3, (-2, 2)), vec![0, 0, 7, 0, 0, 0, 0, 0, 0]);
 }
 
 #[test]
@@ -694,6 +749,13 @@ fn splits_are_fixed_by_the_split_seed_and_disjoint() {
                 ..paper.clone()
             },
             "ways",
+        ),
+        (
+            OmniglotConfig {
+                max_shift: 16,
+                ..paper.clone()
+            },
+            "max_shift",
         ),
     ] {
         let err = OmniglotTask::new(c, Arc::new(data.clone())).unwrap_err();

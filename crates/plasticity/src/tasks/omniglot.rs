@@ -75,6 +75,12 @@ pub struct OmniglotConfig {
     pub test_classes: usize,
     /// Rotate each class by a random multiple of 90 degrees per episode.
     pub rotations: bool,
+    /// Training-only augmentation, not in the paper: `0` (the paper) shows the drawings as
+    /// they are; `s > 0` translates every training image (support and query alike, each
+    /// its own draw) by `(dy, dx)` uniform in `[-s, s]^2` pixels, after the rotation, filling
+    /// with paper (0). Evaluation never shifts. With `0` no random numbers are drawn, so runs
+    /// without it are unchanged.
+    pub max_shift: usize,
     /// Side of the resized images (`2^k - 1`: `k` stride-2 convolutions reduce it to 1).
     pub side: usize,
     /// Channels of every convolution (= features into the plastic layer).
@@ -126,6 +132,7 @@ impl Default for OmniglotConfig {
             split_seed: 0,
             test_classes: 100,
             rotations: true,
+            max_shift: 0,
             side: 31,
             channels: 64,
             label_clamp: 1000.0,
@@ -214,6 +221,12 @@ impl OmniglotConfig {
         if self.lr_decay_every == 0 {
             return Err("lr_decay_every: must be positive".into());
         }
+        if 2 * self.max_shift >= self.side {
+            return Err(format!(
+                "max_shift: must be less than half the image side {} (got {})",
+                self.side, self.max_shift
+            ));
+        }
         if !(self.label_clamp.is_finite() && self.label_clamp >= 0.0) {
             return Err(format!(
                 "label_clamp: must be finite and >= 0 (got {})",
@@ -290,6 +303,9 @@ pub struct Step {
     pub drawing: usize,
     /// Quarter turns (counter-clockwise) applied to the image.
     pub rotation: u8,
+    /// Translation `(dy, dx)` in pixels applied after the rotation (`(0, 0)` unless
+    /// [`EpisodeShape::max_shift`] > 0).
+    pub shift: (i8, i8),
     /// Label (`0..ways`): shown at support steps, the target at the query step.
     pub label: usize,
 }
@@ -314,24 +330,51 @@ impl Episodes {
     }
 }
 
-/// Draws `batch` episodes of `ways` classes from `classes` with `shots` support drawings each.
-/// Every class must have at least `shots + 1` drawings (checked by [`OmniglotTask::new`]).
-#[allow(clippy::too_many_arguments)]
+/// What an episode looks like: classes, drawings per class, rotations, shifts, label clamp.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpisodeShape {
+    /// Classes per episode (N-way).
+    pub ways: usize,
+    /// Support drawings per class (K-shot).
+    pub shots: usize,
+    /// Rotate each class by a random multiple of 90 degrees.
+    pub rotations: bool,
+    /// Translate each image by up to this many pixels per axis (0: none, the paper).
+    pub max_shift: usize,
+    /// Multiplier of the one-hot label added to the logits at support steps.
+    pub label_clamp: f32,
+}
+
+/// Draws `batch` episodes of `shape.ways` classes from `classes` with `shape.shots` support
+/// drawings each. Every class must have at least `shots + 1` drawings (checked by
+/// [`OmniglotTask::new`]).
 pub fn generate(
     data: &Omniglot,
     classes: &[usize],
-    ways: usize,
-    shots: usize,
-    rotations: bool,
-    label_clamp: f32,
+    shape: &EpisodeShape,
     batch: usize,
     rng: &mut impl Rng,
 ) -> Episodes {
+    let EpisodeShape {
+        ways,
+        shots,
+        rotations,
+        max_shift,
+        label_clamp,
+    } = *shape;
     let px = data.side * data.side;
     let t_len = ways * shots + 1;
     let mut images = Vec::with_capacity(batch * t_len * px);
     let mut clamp = vec![0.0f32; batch * t_len * ways];
     let mut all_steps = Vec::with_capacity(batch);
+    let s = max_shift.min(i8::MAX as usize) as i8;
+    let shift = |rng: &mut _| {
+        if s == 0 {
+            (0, 0)
+        } else {
+            (rng_shift(rng, s), rng_shift(rng, s))
+        }
+    };
     for b in 0..batch {
         let chosen = rand::seq::index::sample(rng, classes.len(), ways);
         let query_label = rng.gen_range(0..ways);
@@ -348,6 +391,7 @@ pub fn generate(
                     character,
                     drawing,
                     rotation,
+                    shift: shift(rng),
                     label,
                 });
             }
@@ -357,18 +401,20 @@ pub fn generate(
                     character,
                     drawing: drawings[shots],
                     rotation,
+                    shift: shift(rng),
                     label,
                 });
             }
         }
         steps.shuffle(rng);
         steps.push(query.expect("query class is among the chosen"));
-        for (t, s) in steps.iter().enumerate() {
-            let img = &data.characters[s.character].drawings[s.drawing].pixels;
-            let rotated = rotate90(img, data.side, s.rotation);
-            images.extend(rotated.iter().map(|&v| v as f32 / 255.0));
+        for (t, st) in steps.iter().enumerate() {
+            let img = &data.characters[st.character].drawings[st.drawing].pixels;
+            let rotated = rotate90(img, data.side, st.rotation);
+            let moved = translate(&rotated, data.side, st.shift);
+            images.extend(moved.iter().map(|&v| v as f32 / 255.0));
             if t + 1 < t_len {
-                clamp[(b * t_len + t) * ways + s.label] = label_clamp;
+                clamp[(b * t_len + t) * ways + st.label] = label_clamp;
             }
         }
         all_steps.push(steps);
@@ -379,6 +425,34 @@ pub fn generate(
         steps: all_steps,
         dims: [batch, t_len, ways],
     }
+}
+
+/// A shift uniform in `[-s, s]`.
+fn rng_shift(rng: &mut impl Rng, s: i8) -> i8 {
+    rng.gen_range(-s..=s)
+}
+
+/// `img` (`side x side`, row-major) moved down by `dy` and right by `dx` pixels; pixels
+/// moved in from outside are 0 (paper).
+pub fn translate(img: &[u8], side: usize, (dy, dx): (i8, i8)) -> Vec<u8> {
+    if (dy, dx) == (0, 0) {
+        return img.to_vec();
+    }
+    let mut out = vec![0u8; side * side];
+    let (dy, dx, n) = (dy as isize, dx as isize, side as isize);
+    for r in 0..n {
+        let sr = r - dy;
+        if !(0..n).contains(&sr) {
+            continue;
+        }
+        for c in 0..n {
+            let sc = c - dx;
+            if (0..n).contains(&sc) {
+                out[(r * n + c) as usize] = img[(sr * n + sc) as usize];
+            }
+        }
+    }
+    out
 }
 
 /// The network of section 4.3: convolutions, then a plastic output layer.
@@ -487,7 +561,8 @@ impl OmniglotTask {
         })
     }
 
-    /// Runs `batch` episodes of `ways`-way `shots`-shot from `classes`.
+    /// Runs `batch` episodes of `ways`-way `shots`-shot from `classes`, images shifted by up
+    /// to `max_shift` pixels (training augmentation; 0 for evaluation).
     #[allow(clippy::too_many_arguments)]
     fn run_batch(
         &self,
@@ -495,6 +570,7 @@ impl OmniglotTask {
         classes: &[usize],
         ways: usize,
         shots: usize,
+        max_shift: usize,
         batch: usize,
         rng: &mut ChaCha8Rng,
         device: &Device,
@@ -526,16 +602,14 @@ impl OmniglotTask {
                 shots + 1
             ));
         }
-        let ep = generate(
-            &self.data,
-            classes,
+        let shape = EpisodeShape {
             ways,
             shots,
-            c.rotations,
-            c.label_clamp as f32,
-            batch,
-            rng,
-        );
+            rotations: c.rotations,
+            max_shift,
+            label_clamp: c.label_clamp as f32,
+        };
+        let ep = generate(&self.data, classes, &shape, batch, rng);
         let [b, t, w] = ep.dims;
         let px = c.side * c.side;
         let images = from_vec(ep.images.clone(), [b, t, px], device);
@@ -586,7 +660,7 @@ impl OmniglotTask {
         let mut correct = 0u64;
         while done < episodes {
             let n = (episodes - done).min(batch.max(1) as u64) as usize;
-            let r = self.run_batch(model, &self.split.test, ways, shots, n, rng, device)?;
+            let r = self.run_batch(model, &self.split.test, ways, shots, 0, n, rng, device)?;
             correct += r.correct as u64;
             done += r.episodes as u64;
         }
@@ -607,6 +681,7 @@ impl OmniglotTask {
             &self.split.train,
             c.ways,
             c.shots,
+            c.max_shift,
             batch,
             rng,
             device,
@@ -733,6 +808,7 @@ impl Experiment for OmniglotTask {
             &self.split.train,
             c.ways,
             c.shots,
+            c.max_shift,
             c.meta_batch,
             rng,
             device,
@@ -752,6 +828,7 @@ impl Experiment for OmniglotTask {
             &self.split.test,
             c.ways,
             c.shots,
+            0,
             c.meta_batch,
             rng,
             device,
