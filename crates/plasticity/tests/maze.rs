@@ -405,3 +405,85 @@ fn the_rnn_agent_is_the_non_plastic_network() {
         assert_eq!(alpha.iter().any(|&a| a != 0.0), plastic, "{model:?}: alpha");
     }
 }
+
+/// The cue-reward task with the same cues and target in every episode: the association can
+/// be stored in the fixed weights, so any agent should learn it. A learning check of the
+/// environment, the returns and the actor-critic loss together.
+struct FixedTarget(CueRewardTask);
+
+impl Environment for FixedTarget {
+    type Episode = <CueRewardTask as Environment>::Episode;
+    fn observation_size(&self) -> usize {
+        self.0.observation_size()
+    }
+    fn actions(&self) -> usize {
+        self.0.actions()
+    }
+    fn steps(&self) -> usize {
+        self.0.steps()
+    }
+    fn reset(&self, rng: &mut ChaCha8Rng) -> Self::Episode {
+        let mut ep = self.0.reset(&mut ChaCha8Rng::seed_from_u64(7));
+        ep.pair = self.0.reset(rng).pair;
+        ep
+    }
+    fn observe(&self, ep: &Self::Episode, t: usize, out: &mut [f32]) {
+        self.0.observe(ep, t, out)
+    }
+    fn step(&self, ep: &mut Self::Episode, t: usize, action: usize, rng: &mut ChaCha8Rng) -> f32 {
+        self.0.step(ep, t, action, rng)
+    }
+}
+
+impl A2cTask for FixedTarget {
+    fn task_name(&self) -> &'static str {
+        "cue-reward-fixed"
+    }
+    fn agent_spec(&self) -> a2c::AgentSpec {
+        self.0.agent_spec()
+    }
+    fn settings(&self) -> a2c::A2cSettings {
+        self.0.settings()
+    }
+}
+
+#[test]
+fn a_fixed_cue_reward_association_is_learned() {
+    let _guard = AGENT_INIT.lock().unwrap_or_else(|e| e.into_inner());
+    for model in [AgentModel::Rnn, AgentModel::Modul] {
+        let config = CueRewardConfig {
+            cue_bits: 8,
+            steps: 40, // 10 trials: +10 for an agent that always answers right
+            batch: 10,
+            neurons: 32,
+            learning_rate: 1e-3,
+            model,
+            ..CueRewardConfig::default()
+        };
+        let task = FixedTarget(CueRewardTask::new(config).unwrap());
+        let out = std::env::temp_dir().join(format!(
+            "plasticity-cue-fixed-{model:?}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&out);
+        let opts = plasticity::train::RunOptions {
+            episodes: 600,
+            seed: 0,
+            out: out.clone(),
+            resume: false,
+            checkpoint_every: 1000,
+            time_limit: None,
+        };
+        let device = Device::flex().autodiff();
+        let summary =
+            plasticity::train::train(&task, &serde_json::json!({}), &opts, &device, &mut |_| {})
+                .unwrap();
+        let _ = std::fs::remove_dir_all(&out);
+        eprintln!("{model:?}: reward {:?}", summary.final_metrics);
+        assert!(
+            summary.final_metrics[0] > 6.0,
+            "{model:?}: mean reward of the last 50 updates {:?} (chance 0, perfect 10)",
+            summary.final_metrics
+        );
+    }
+}
