@@ -566,7 +566,15 @@ fn omniglot_trains_evaluates_resumes_and_rejects_bad_input() {
         "--checkpoint-every",
         "2",
     ];
-    let mut args = vec!["omniglot", "--episodes", "4", "--out", &run_s];
+    let mut args = vec![
+        "omniglot",
+        "--episodes",
+        "4",
+        "--out",
+        &run_s,
+        "--max-shift",
+        "1",
+    ];
     args.extend(common);
     let o = plasticity(&args);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -588,6 +596,7 @@ fn omniglot_trains_evaluates_resumes_and_rejects_bad_input() {
         serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["task"]["split"], "standard");
     assert_eq!(config["task"]["ways"], 5);
+    assert_eq!(config["task"]["max_shift"], 1);
     assert_eq!(config["test_classes"], 8);
     // Evaluation on held-out classes, one JSON object.
     let o = plasticity(&[
@@ -687,6 +696,20 @@ fn omniglot_trains_evaluates_resumes_and_rejects_bad_input() {
                 &out2,
             ],
             "ways: must be positive",
+        ),
+        (
+            vec![
+                "omniglot",
+                "--data-dir",
+                &data_s,
+                "--split",
+                "standard",
+                "--max-shift",
+                "16",
+                "--out",
+                &out2,
+            ],
+            "max_shift: must be less than half",
         ),
     ];
     for (args, message) in cases {
