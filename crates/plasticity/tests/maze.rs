@@ -296,6 +296,20 @@ fn cue_reward_trials_show_two_cues_then_ask_and_reward_the_right_answer() {
     }
     // The target is in the pair half the time (100 of 200 expected; 5 sigma = 35).
     assert!((65..=135).contains(&shown), "target shown {shown} of 200");
+    // One cue per trial: shown at both cue steps, the target a quarter of the time.
+    let one = CueRewardTask::new(CueRewardConfig {
+        cues_per_trial: 1,
+        ..CueRewardConfig::default()
+    })
+    .unwrap();
+    let mut shown = 0;
+    for _ in 0..400 {
+        let ep = one.reset(&mut rng);
+        assert_eq!(ep.pair.0, ep.pair.1);
+        shown += ep.target_shown() as usize;
+    }
+    // 100 of 400 expected; 5 sigma = 43.
+    assert!((57..=143).contains(&shown), "target shown {shown} of 400");
 }
 
 #[test]
@@ -354,6 +368,13 @@ fn invalid_configurations_name_the_field() {
                 ..CueRewardConfig::default()
             },
             "cue_bits",
+        ),
+        (
+            CueRewardConfig {
+                cues_per_trial: 3,
+                ..CueRewardConfig::default()
+            },
+            "cues_per_trial",
         ),
         (
             CueRewardConfig {

@@ -46,6 +46,10 @@ pub struct CueRewardConfig {
     pub cues: usize,
     /// Bits per cue.
     pub cue_bits: usize,
+    /// Different cues per trial: 2 (the paper's task: a pair, the target in it half the time)
+    /// or 1 (a diagnostic, easier variant: one cue shown at both cue steps, the target a
+    /// quarter of the time with 4 cues; the association is then cue -> answer directly).
+    pub cues_per_trial: usize,
     /// Steps per episode.
     pub steps: usize,
     /// Episodes run in parallel per update.
@@ -88,6 +92,7 @@ impl Default for CueRewardConfig {
         CueRewardConfig {
             cues: 4,
             cue_bits: 20,
+            cues_per_trial: 2,
             steps: 120,
             batch: 30,
             reward: 1.0,
@@ -118,6 +123,12 @@ impl CueRewardConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.cues < 2 {
             return Err(format!("cues: must be at least 2 (got {})", self.cues));
+        }
+        if !(1..=2).contains(&self.cues_per_trial) {
+            return Err(format!(
+                "cues_per_trial: must be 1 or 2 (got {})",
+                self.cues_per_trial
+            ));
         }
         if self.cue_bits < 2 || self.cue_bits > 62 {
             return Err(format!(
@@ -211,9 +222,13 @@ impl CueRewardTask {
         Ok(CueRewardTask { config })
     }
 
+    /// The cues of a trial: two different ones, or one shown twice (`cues_per_trial` 1).
     fn draw_pair(&self, rng: &mut ChaCha8Rng) -> (usize, usize) {
         let k = self.config.cues;
         let a = rng.gen_range(0..k);
+        if self.config.cues_per_trial == 1 {
+            return (a, a);
+        }
         let b = (a + rng.gen_range(1..k)) % k;
         (a, b)
     }
