@@ -8,7 +8,7 @@ use crate::{
 };
 use clap::Args;
 use plasticity::tasks::a2c::{self, A2cTask, AgentModel, Rollout};
-use plasticity::tasks::cue_reward::{CueRewardConfig, CueRewardTask};
+use plasticity::tasks::cue_reward::{self, CueRewardConfig, CueRewardTask};
 use plasticity::tasks::maze::{MazeConfig, MazeEpisode, MazePreset, MazeTask};
 use plasticity::train::{self, Experiment};
 use plasticity::TraceRule;
@@ -415,14 +415,34 @@ pub fn eval_rl(
         "maze" => {
             let (_, config): (_, MazeConfig) = saved_run(run)?;
             let task = MazeTask::new(config).map_err(bad_config)?;
-            eval_task(&task, run, episodes, seed, json_out, device)
+            eval_task(&task, run, episodes, seed, json_out, device, |_, _| {
+                Ok(Vec::new())
+            })
         }
         _ => {
             let (_, config): (_, CueRewardConfig) = saved_run(run)?;
             let task = CueRewardTask::new(config).map_err(bad_config)?;
-            eval_task(&task, run, episodes, seed, json_out, device)
+            eval_task(&task, run, episodes, seed, json_out, device, answers)
         }
     }
+}
+
+/// Cue-reward: how the trained agent answers, over `episodes` fresh batches (seeded apart
+/// from the reward's): `p(respond | target shown)`, `p(respond | not shown)` at the
+/// response steps and their difference (0: the target is not found; 1: it is).
+fn answers(
+    task: &CueRewardTask,
+    model: &a2c::ActorCritic,
+) -> Result<Vec<(&'static str, f64)>, Failure> {
+    let mut rng = ChaCha8Rng::seed_from_u64(PICTURE_SEED);
+    let ro = a2c::rollout(task, model, task.settings().batch.max(1) * 10, &mut rng)
+        .map_err(|e| Failure(1, e))?;
+    let r = cue_reward::response_rates(&ro);
+    Ok(vec![
+        ("respond_if_shown", r.shown),
+        ("respond_if_not_shown", r.not_shown),
+        ("discrimination", r.shown - r.not_shown),
+    ])
 }
 
 fn eval_task<T: A2cTask>(
@@ -432,23 +452,29 @@ fn eval_task<T: A2cTask>(
     seed: u64,
     json_out: bool,
     device: &burn::tensor::Device,
+    extra: impl Fn(&T, &a2c::ActorCritic) -> Result<Vec<(&'static str, f64)>, Failure>,
 ) -> Result<(), Failure> {
     let name = task.task_name();
     let (model, trained) = crate::load_run_model(task, run, device)?;
     let started = Instant::now();
     let (means, _) = train::evaluate(task, &model, episodes, seed, device)?;
+    let more = extra(task, &model)?;
     let secs = started.elapsed().as_secs_f64();
     if json_out {
-        println!(
-            "{}",
-            json!({"experiment": name, "episodes": episodes, "reward": means[0], "trained_episodes": trained, "seed": seed})
-        );
+        let mut v = json!({"experiment": name, "episodes": episodes, "reward": means[0], "trained_episodes": trained, "seed": seed});
+        for (k, x) in &more {
+            v[*k] = json!(x);
+        }
+        println!("{v}");
     } else {
         println!(
             "{name}: reward {:.3} per episode over {episodes} fresh batches of {} (model trained {trained} episodes; {secs:.1} s)",
             means[0],
             task.settings().batch,
         );
+        for (k, x) in &more {
+            println!("  {k}: {x:.3}");
+        }
     }
     Ok(())
 }

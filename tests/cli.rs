@@ -382,6 +382,15 @@ fn cue_reward_trains_evaluates_and_checks_its_options() {
     // Rewards are +-1 per trial, 2 trials per episode.
     let r = v["reward"].as_f64().unwrap();
     assert!((-2.0..=2.0).contains(&r), "{v}");
+    // How it answers: probabilities of responding, and their difference.
+    let shown = v["respond_if_shown"].as_f64().unwrap();
+    let not_shown = v["respond_if_not_shown"].as_f64().unwrap();
+    assert!(
+        (0.0..=1.0).contains(&shown) && (0.0..=1.0).contains(&not_shown),
+        "{v}"
+    );
+    let d = v["discrimination"].as_f64().unwrap();
+    assert!((d - (shown - not_shown)).abs() < 1e-12, "{v}");
     for (bad, message) in [
         (vec!["cue-reward", "--steps", "3", "--out", &out], "steps"),
         (

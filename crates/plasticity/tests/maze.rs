@@ -508,3 +508,53 @@ fn a_fixed_cue_reward_association_is_learned() {
         );
     }
 }
+
+#[test]
+fn response_rates_split_the_answers_by_whether_the_target_was_shown() {
+    use plasticity::tasks::cue_reward::{response_rates, TRIAL_STEPS};
+    let task = CueRewardTask::new(CueRewardConfig {
+        steps: 40,
+        ..CueRewardConfig::default()
+    })
+    .unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let (batch, steps) = (6, 40);
+    let mut states = Vec::new();
+    let mut probs = Vec::new();
+    let mut shown = 0;
+    for _ in 0..batch {
+        let mut ep = task.reset(&mut rng);
+        for t in 0..steps {
+            states.push(ep.clone());
+            // Respond with 0.9 when the target is shown at a response step, 0.2 when not;
+            // 0.5 at the other steps (which must not count).
+            let p = match (t % TRIAL_STEPS == 2, ep.target_shown()) {
+                (true, true) => 0.9,
+                (true, false) => 0.2,
+                _ => 0.5,
+            };
+            shown += usize::from(t % TRIAL_STEPS == 2 && ep.target_shown());
+            probs.extend([1.0 - p, p]);
+            task.step(&mut ep, t, 0, &mut rng);
+        }
+    }
+    let ro = a2c::Rollout {
+        obs: Vec::new(),
+        actions: vec![0; batch * steps],
+        rewards: vec![0.0; batch * steps],
+        probs,
+        modulator: Vec::new(),
+        states,
+        batch,
+        steps,
+    };
+    let r = response_rates(&ro);
+    assert!((r.shown - 0.9).abs() < 1e-6, "{r:?}");
+    assert!((r.not_shown - 0.2).abs() < 1e-6, "{r:?}");
+    assert_eq!(r.trials_shown, shown);
+    assert_eq!(
+        r.trials_shown + r.trials_not_shown,
+        batch * steps / TRIAL_STEPS
+    );
+    assert!(shown > 0 && shown < batch * steps / TRIAL_STEPS);
+}

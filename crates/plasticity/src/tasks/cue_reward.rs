@@ -320,3 +320,41 @@ impl A2cTask for CueRewardTask {
         self.config.settings()
     }
 }
+
+/// How the agent answers, from a rollout: the mean probability of responding at the
+/// response steps when the target was in the trial's cues and when it was not,
+/// `(p(respond | shown), p(respond | not shown), trials of each)`. An agent that has not
+/// found the target answers alike in both (the difference is 0); one that knows it responds
+/// when shown and withholds otherwise (difference 1).
+pub fn response_rates(ro: &super::a2c::Rollout<CueEpisode>) -> ResponseRates {
+    let mut sum = [0.0f64; 2];
+    let mut count = [0usize; 2];
+    for b in 0..ro.batch {
+        for t in (2..ro.steps).step_by(TRIAL_STEPS) {
+            let k = b * ro.steps + t;
+            let shown = usize::from(ro.states[k].target_shown());
+            sum[shown] += ro.probs[k * ACTIONS + 1] as f64;
+            count[shown] += 1;
+        }
+    }
+    let mean = |i: usize| sum[i] / count[i].max(1) as f64;
+    ResponseRates {
+        shown: mean(1),
+        not_shown: mean(0),
+        trials_shown: count[1],
+        trials_not_shown: count[0],
+    }
+}
+
+/// The agent's answers at the response steps of a rollout (see [`response_rates`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ResponseRates {
+    /// Mean probability of responding when the target was in the trial's cues.
+    pub shown: f64,
+    /// Mean probability of responding when it was not.
+    pub not_shown: f64,
+    /// Trials with the target shown.
+    pub trials_shown: usize,
+    /// Trials without it.
+    pub trials_not_shown: usize,
+}
