@@ -6,7 +6,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::activation::softmax;
 use burn::tensor::Device;
 use plasticity::tasks::a2c::{self, returns, A2cTask, AgentModel, Environment};
-use plasticity::tasks::cue_reward::{CueRewardConfig, CueRewardTask};
+use plasticity::tasks::cue_reward::{AnswerReward, CueRewardConfig, CueRewardTask};
 use plasticity::tasks::maze::{Maze, MazeConfig, MazeEpisode, MazePreset, MazeTask, OBS};
 use plasticity::tensors::to_vec;
 use plasticity::train::{clip_global_norm, Experiment};
@@ -310,6 +310,26 @@ fn cue_reward_trials_show_two_cues_then_ask_and_reward_the_right_answer() {
     }
     // 100 of 400 expected; 5 sigma = 43.
     assert!((57..=143).contains(&shown), "target shown {shown} of 400");
+    // Go/no-go: responding earns +1 when the target was shown, -1 when not; withholding 0.
+    let go = CueRewardTask::new(CueRewardConfig {
+        answer_reward: AnswerReward::GoNoGo,
+        ..CueRewardConfig::default()
+    })
+    .unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..200 {
+        let mut ep = go.reset(&mut rng);
+        let shown = ep.target_shown();
+        let action = rng.gen_range(0..2);
+        let want = match (action, shown) {
+            (0, _) => 0.0,
+            (_, true) => 1.0,
+            _ => -1.0,
+        };
+        assert_eq!(go.step(&mut ep, 2, action, &mut rng), want);
+        seen.insert((action, shown));
+    }
+    assert_eq!(seen.len(), 4, "every answer and target case occurs");
 }
 
 #[test]

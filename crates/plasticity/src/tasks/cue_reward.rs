@@ -37,6 +37,19 @@ pub const TRIAL_STEPS: usize = 4;
 /// Actions: 0 withhold, 1 respond.
 pub const ACTIONS: usize = 2;
 
+/// What an answer earns at the response step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerReward {
+    /// `+reward` when the answer is right (respond exactly when the target was shown),
+    /// `-reward` otherwise: the wording, and the default.
+    Match,
+    /// Go/no-go: responding earns `+reward` when the target was shown and `-reward` when it
+    /// was not; withholding earns 0. The other reading of the section: the reward then says
+    /// whether the target was shown every time the agent responds.
+    GoNoGo,
+}
+
 /// Configuration of the cue-reward task; defaults from ICLR 2019 section 4.1 where it states
 /// them (4 cues of 20 bits, 120-step episodes, 200 neurons, batch 30), the maze's otherwise.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -56,6 +69,8 @@ pub struct CueRewardConfig {
     pub batch: usize,
     /// Reward of a right answer (a wrong one gives its negative).
     pub reward: f64,
+    /// What an answer earns (see [`AnswerReward`]).
+    pub answer_reward: AnswerReward,
     /// Network.
     pub model: AgentModel,
     /// Neurons.
@@ -96,6 +111,7 @@ impl Default for CueRewardConfig {
             steps: 120,
             batch: 30,
             reward: 1.0,
+            answer_reward: AnswerReward::Match,
             model: AgentModel::Modul,
             neurons: 200,
             fan_out: false,
@@ -292,8 +308,14 @@ impl Environment for CueRewardTask {
     fn step(&self, ep: &mut CueEpisode, t: usize, action: usize, rng: &mut ChaCha8Rng) -> f32 {
         let reward = match t % TRIAL_STEPS {
             2 => {
-                let right = (action == 1) == ep.target_shown();
-                (if right { 1.0 } else { -1.0 }) * self.config.reward as f32
+                let sign = match self.config.answer_reward {
+                    AnswerReward::Match if (action == 1) == ep.target_shown() => 1.0,
+                    AnswerReward::Match => -1.0,
+                    AnswerReward::GoNoGo if action == 0 => 0.0,
+                    AnswerReward::GoNoGo if ep.target_shown() => 1.0,
+                    AnswerReward::GoNoGo => -1.0,
+                };
+                sign * self.config.reward as f32
             }
             3 => {
                 ep.pair = self.draw_pair(rng);
