@@ -415,9 +415,15 @@ pub fn eval_rl(
         "maze" => {
             let (_, config): (_, MazeConfig) = saved_run(run)?;
             let task = MazeTask::new(config).map_err(bad_config)?;
-            eval_task(&task, run, episodes, seed, json_out, device, |_, _| {
-                Ok(Vec::new())
-            })
+            eval_task(
+                &task,
+                run,
+                episodes,
+                seed,
+                json_out,
+                device,
+                |_, _, _, _| Ok(Vec::new()),
+            )
         }
         _ => {
             let (_, config): (_, CueRewardConfig) = saved_run(run)?;
@@ -427,17 +433,22 @@ pub fn eval_rl(
     }
 }
 
-/// Cue-reward: how the trained agent answers, over `episodes` fresh batches (seeded apart
-/// from the reward's): `p(respond | target shown)`, `p(respond | not shown)` at the
-/// response steps and their difference (0: the target is not found; 1: it is).
+/// Cue-reward: how the trained agent answers on the evaluation's own episodes (the same
+/// `episodes` batches from `seed`, rolled out again): `p(respond | target shown)`,
+/// `p(respond | not shown)` at the response steps and their difference (0: the target is
+/// not found; 1: it is).
 fn answers(
     task: &CueRewardTask,
     model: &a2c::ActorCritic,
+    episodes: u64,
+    seed: u64,
 ) -> Result<Vec<(&'static str, f64)>, Failure> {
-    let mut rng = ChaCha8Rng::seed_from_u64(PICTURE_SEED);
-    let ro = a2c::rollout(task, model, task.settings().batch.max(1) * 10, &mut rng)
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let rollouts = (0..episodes)
+        .map(|_| a2c::rollout(task, model, task.settings().batch, &mut rng))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure(1, e))?;
-    let r = cue_reward::response_rates(&ro);
+    let r = cue_reward::response_rates(&rollouts);
     Ok(vec![
         ("respond_if_shown", r.shown),
         ("respond_if_not_shown", r.not_shown),
@@ -452,13 +463,13 @@ fn eval_task<T: A2cTask>(
     seed: u64,
     json_out: bool,
     device: &burn::tensor::Device,
-    extra: impl Fn(&T, &a2c::ActorCritic) -> Result<Vec<(&'static str, f64)>, Failure>,
+    extra: impl Fn(&T, &a2c::ActorCritic, u64, u64) -> Result<Vec<(&'static str, f64)>, Failure>,
 ) -> Result<(), Failure> {
     let name = task.task_name();
     let (model, trained) = crate::load_run_model(task, run, device)?;
     let started = Instant::now();
     let (means, _) = train::evaluate(task, &model, episodes, seed, device)?;
-    let more = extra(task, &model)?;
+    let more = extra(task, &model, episodes, seed)?;
     let secs = started.elapsed().as_secs_f64();
     if json_out {
         let mut v = json!({"experiment": name, "episodes": episodes, "reward": means[0], "trained_episodes": trained, "seed": seed});

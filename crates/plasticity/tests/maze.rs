@@ -568,7 +568,14 @@ fn response_rates_split_the_answers_by_whether_the_target_was_shown() {
         batch,
         steps,
     };
-    let r = response_rates(&ro);
+    let r = response_rates(std::slice::from_ref(&ro));
+    // Pooled over two rollouts: the same rates, twice the trials.
+    let two = response_rates(&[ro.clone(), ro]);
+    assert!(
+        (two.shown - 0.9).abs() < 1e-6 && (two.not_shown - 0.2).abs() < 1e-6,
+        "{two:?}"
+    );
+    assert_eq!(two.trials_shown, 2 * shown);
     assert!((r.shown - 0.9).abs() < 1e-6, "{r:?}");
     assert!((r.not_shown - 0.2).abs() < 1e-6, "{r:?}");
     assert_eq!(r.trials_shown, shown);

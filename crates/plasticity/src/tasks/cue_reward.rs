@@ -343,20 +343,22 @@ impl A2cTask for CueRewardTask {
     }
 }
 
-/// How the agent answers, from a rollout: the mean probability of responding at the
-/// response steps when the target was in the trial's cues and when it was not,
-/// `(p(respond | shown), p(respond | not shown), trials of each)`. An agent that has not
-/// found the target answers alike in both (the difference is 0); one that knows it responds
-/// when shown and withholds otherwise (difference 1).
-pub fn response_rates(ro: &super::a2c::Rollout<CueEpisode>) -> ResponseRates {
+/// How the agent answers, over rollouts: the mean probability of responding at the
+/// response steps when the target was in the trial's cues and when it was not, with the
+/// number of trials of each. An agent that has not found the target answers alike in both
+/// (the difference is 0); one that knows it responds when shown and withholds otherwise
+/// (difference 1).
+pub fn response_rates(rollouts: &[super::a2c::Rollout<CueEpisode>]) -> ResponseRates {
     let mut sum = [0.0f64; 2];
     let mut count = [0usize; 2];
-    for b in 0..ro.batch {
-        for t in (2..ro.steps).step_by(TRIAL_STEPS) {
-            let k = b * ro.steps + t;
-            let shown = usize::from(ro.states[k].target_shown());
-            sum[shown] += ro.probs[k * ACTIONS + 1] as f64;
-            count[shown] += 1;
+    for ro in rollouts {
+        for b in 0..ro.batch {
+            for t in (2..ro.steps).step_by(TRIAL_STEPS) {
+                let k = b * ro.steps + t;
+                let shown = usize::from(ro.states[k].target_shown());
+                sum[shown] += ro.probs[k * ACTIONS + 1] as f64;
+                count[shown] += 1;
+            }
         }
     }
     let mean = |i: usize| sum[i] / count[i].max(1) as f64;
@@ -368,7 +370,7 @@ pub fn response_rates(ro: &super::a2c::Rollout<CueEpisode>) -> ResponseRates {
     }
 }
 
-/// The agent's answers at the response steps of a rollout (see [`response_rates`]).
+/// The agent's answers at the response steps of rollouts (see [`response_rates`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ResponseRates {
     /// Mean probability of responding when the target was in the trial's cues.

@@ -427,7 +427,8 @@ pub fn generate(
     }
 }
 
-/// A shift uniform in `[-s, s]`.
+/// A shift uniform in `[-s, s]` (a typed function: the closure in `generate` cannot name
+/// its RNG's type).
 fn rng_shift(rng: &mut impl Rng, s: i8) -> i8 {
     rng.gen_range(-s..=s)
 }
