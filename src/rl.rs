@@ -82,6 +82,10 @@ pub struct CueRewardArgs {
     /// Standard deviation of the initial plasticity coefficients `alpha` [default: 0.01].
     #[arg(long)]
     alpha_init_std: Option<f64>,
+    /// Curriculum: train the first N updates on the easy version (2 cues, one per trial,
+    /// go/no-go answers), then on the task [paper: 0].
+    #[arg(long, value_name = "N")]
+    warmup_updates: Option<u64>,
 }
 
 fn parse_model(v: &str) -> Result<AgentModel, Failure> {
@@ -170,6 +174,9 @@ fn cue_reward_config(
     if let Some(v) = args.alpha_init_std {
         c.alpha_init_std = Some(v);
     }
+    if let Some(v) = args.warmup_updates {
+        c.warmup_updates = v;
+    }
     c.validate().map_err(|e| usage(format!("config: {e}")))?;
     Ok(c)
 }
@@ -222,6 +229,7 @@ pub fn train_cue_reward(args: CueRewardArgs) -> Result<(), Failure> {
             ("--lr", args.lr.is_some()),
             ("--fan-out", args.fan_out),
             ("--alpha-init-std", args.alpha_init_std.is_some()),
+            ("--warmup-updates", args.warmup_updates.is_some()),
         ],
     )?;
     let config = cue_reward_config(&args, base.as_ref().map(|b| b["task"].clone()))?;

@@ -351,6 +351,8 @@ fn cue_reward_trains_evaluates_and_checks_its_options() {
         "2",
         "--neurons",
         "8",
+        "--warmup-updates",
+        "1",
         "--threads",
         "1",
         "--out",
@@ -367,6 +369,7 @@ fn cue_reward_trains_evaluates_and_checks_its_options() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("run/config.json")).unwrap())
             .unwrap();
     assert_eq!(config["task"]["alpha_init_std"], 0.01, "{config}");
+    assert_eq!(config["task"]["warmup_updates"], 1, "{config}");
     let o = plasticity(&[
         "eval",
         "cue-reward",

@@ -310,6 +310,35 @@ fn cue_reward_trials_show_two_cues_then_ask_and_reward_the_right_answer() {
     }
     // 100 of 400 expected; 5 sigma = 43.
     assert!((57..=143).contains(&shown), "target shown {shown} of 400");
+    // Cues at the response step: the sum of the pair (or the single cue), with the response
+    // signal; off by default (checked above: zeros).
+    for per_trial in [1, 2] {
+        let held = CueRewardTask::new(CueRewardConfig {
+            cues_per_trial: per_trial,
+            cues_at_response: true,
+            ..CueRewardConfig::default()
+        })
+        .unwrap();
+        let ep = held.reset(&mut rng);
+        let mut obs = vec![0.0; held.observation_size()];
+        held.observe(&ep, 2, &mut obs);
+        let bits = held.config.cue_bits;
+        let (a, b) = ep.pair;
+        for (k, &got) in obs[..bits].iter().enumerate() {
+            let want = if per_trial == 1 {
+                ep.cues[a][k]
+            } else {
+                ep.cues[a][k] + ep.cues[b][k]
+            };
+            assert_eq!(got, want, "bit {k}, {per_trial} cue(s) per trial");
+        }
+        assert_eq!(obs[bits], 1.0, "response signal");
+        held.observe(&ep, 3, &mut obs);
+        assert!(
+            obs[..bits].iter().all(|&v| v == 0.0),
+            "feedback step shows no cue"
+        );
+    }
     // Go/no-go: responding earns +1 when the target was shown, -1 when not; withholding 0.
     let go = CueRewardTask::new(CueRewardConfig {
         answer_reward: AnswerReward::GoNoGo,
@@ -330,6 +359,52 @@ fn cue_reward_trials_show_two_cues_then_ask_and_reward_the_right_answer() {
         seen.insert((action, shown));
     }
     assert_eq!(seen.len(), 4, "every answer and target case occurs");
+}
+
+#[test]
+fn the_cue_reward_warm_up_trains_on_two_cues_one_per_trial_then_on_the_task() {
+    let task = CueRewardTask::new(CueRewardConfig {
+        warmup_updates: 3,
+        ..CueRewardConfig::default()
+    })
+    .unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    // A fresh task (evaluation) draws the configured episodes.
+    assert!(!task.warming_up());
+    let ep = task.reset(&mut rng);
+    assert_eq!((ep.cues.len(), ep.cues_per_trial), (4, 2));
+    for (update, easy) in [(0, true), (2, true), (3, false), (1000, false), (1, true)] {
+        A2cTask::before_update(&task, update);
+        assert_eq!(task.warming_up(), easy, "update {update}");
+        let mut targets = [0usize; 4];
+        let mut shown = 0;
+        for _ in 0..50 {
+            let mut ep = task.reset(&mut rng);
+            targets[ep.target] += 1;
+            for t in 0..task.config.steps {
+                if t % 4 == 0 {
+                    if easy {
+                        assert_eq!(ep.pair.0, ep.pair.1, "one cue per trial");
+                        assert!(ep.pair.0 < 2);
+                    } else {
+                        assert_ne!(ep.pair.0, ep.pair.1, "two different cues");
+                    }
+                    shown += ep.target_shown() as usize;
+                }
+                task.step(&mut ep, t, 1, &mut rng);
+            }
+            assert_eq!(ep.cues.len(), if easy { 2 } else { 4 });
+            let answers = if easy {
+                AnswerReward::GoNoGo
+            } else {
+                AnswerReward::Match
+            };
+            assert_eq!(ep.answer_reward, answers);
+        }
+        // Easy: only 2 targets; half the 1,500 trials show the target either way (5 sigma: 97).
+        assert_eq!(targets[2] + targets[3] == 0, easy, "{targets:?}");
+        assert!((653..=847).contains(&shown), "target shown {shown} of 1500");
+    }
 }
 
 #[test]
@@ -450,6 +525,58 @@ fn the_rnn_agent_is_the_non_plastic_network() {
 /// The cue-reward task with the same cues and target in every episode: the association can
 /// be stored in the fixed weights, so any agent should learn it. A learning check of the
 /// environment, the returns and the actor-critic loss together.
+/// The curriculum's easy version (2 cues, one per trial, go/no-go) needs a new association in
+/// every episode: simple neuromodulation learns it within 5,000 updates, the non-plastic
+/// network does not (README, cue-reward: 12,000 updates at 0).
+#[test]
+fn the_warm_up_association_is_learned_with_neuromodulation_not_without_plasticity() {
+    let _guard = AGENT_INIT.lock().unwrap_or_else(|e| e.into_inner());
+    for (model, learns) in [(AgentModel::Modplast, true), (AgentModel::Rnn, false)] {
+        let config = CueRewardConfig {
+            cue_bits: 8,
+            steps: 40, // 10 trials: about +4.5 for an agent that answers right after the first
+            batch: 10,
+            neurons: 50,
+            learning_rate: 1e-3,
+            warmup_updates: u64::MAX,
+            model,
+            ..CueRewardConfig::default()
+        };
+        let task = CueRewardTask::new(config).unwrap();
+        let out = std::env::temp_dir().join(format!(
+            "plasticity-cue-warmup-{model:?}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&out);
+        let opts = plasticity::train::RunOptions {
+            episodes: 5000,
+            seed: 0,
+            out: out.clone(),
+            resume: false,
+            checkpoint_every: 10_000,
+            time_limit: None,
+        };
+        let device = Device::flex().autodiff();
+        let summary =
+            plasticity::train::train(&task, &serde_json::json!({}), &opts, &device, &mut |_| {})
+                .unwrap();
+        let _ = std::fs::remove_dir_all(&out);
+        let reward = summary.final_metrics[0];
+        eprintln!("{model:?}: reward {reward}");
+        if learns {
+            assert!(
+                reward > 2.0,
+                "{model:?}: reward of the last 50 updates {reward} (chance 0)"
+            );
+        } else {
+            assert!(
+                reward < 1.0,
+                "{model:?}: reward of the last 50 updates {reward}"
+            );
+        }
+    }
+}
+
 struct FixedTarget(CueRewardTask);
 
 impl Environment for FixedTarget {

@@ -511,6 +511,11 @@ pub trait A2cTask: Environment {
     fn agent_spec(&self) -> AgentSpec;
     /// Training settings.
     fn settings(&self) -> A2cSettings;
+    /// Called before each training update with the number of updates done so far (also after
+    /// a resume), for tasks with a curriculum. Default: nothing.
+    fn before_update(&self, update: u64) {
+        let _ = update;
+    }
 }
 
 impl<T: A2cTask> Experiment for T {
@@ -538,6 +543,10 @@ impl<T: A2cTask> Experiment for T {
 
     fn max_grad_norm(&self) -> Option<f64> {
         Some(self.settings().max_grad_norm)
+    }
+
+    fn before_update(&self, update: u64) {
+        A2cTask::before_update(self, update);
     }
 
     fn train_episode(

@@ -31,6 +31,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::cell::Cell;
 
 /// Steps per trial: cue, cue, response, feedback.
 pub const TRIAL_STEPS: usize = 4;
@@ -63,6 +64,18 @@ pub struct CueRewardConfig {
     /// or 1 (a diagnostic, easier variant: one cue shown at both cue steps, the target a
     /// quarter of the time with 4 cues; the association is then cue -> answer directly).
     pub cues_per_trial: usize,
+    /// Keep the trial's cues on the cue inputs during the response step (the sum of the two
+    /// cues, or the one cue with `cues_per_trial` 1). A diagnostic, easier variant: the state
+    /// just before the reward then holds the cues themselves, so a trace of one-step
+    /// coincidences pairs the cues with the reward directly; by default (`false`, this
+    /// project's reading of the section) the response step shows only the response signal
+    /// and the cues must be carried by the recurrent activity.
+    pub cues_at_response: bool,
+    /// Curriculum: the first `warmup_updates` training updates draw their episodes from the
+    /// easiest version of the task (only 2 cues, one per trial, so the target is shown in half
+    /// the trials; go/no-go answers, [`AnswerReward::GoNoGo`]), then the configured task.
+    /// Evaluation always uses the configured task. `0`: off.
+    pub warmup_updates: u64,
     /// Steps per episode.
     pub steps: usize,
     /// Episodes run in parallel per update.
@@ -108,6 +121,8 @@ impl Default for CueRewardConfig {
             cues: 4,
             cue_bits: 20,
             cues_per_trial: 2,
+            cues_at_response: false,
+            warmup_updates: 0,
             steps: 120,
             batch: 30,
             reward: 1.0,
@@ -205,12 +220,17 @@ impl CueRewardConfig {
 /// One episode: its cues, target, current pair and the previous step's outcome.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CueEpisode {
-    /// The cues `[cues][cue_bits]`, values 0 or 1, pairwise distinct.
+    /// The cues `[cues][cue_bits]` (2 cues in the curriculum's warm-up episodes), values 0
+    /// or 1, pairwise distinct.
     pub cues: Vec<Vec<f32>>,
     /// Index of the target cue.
     pub target: usize,
-    /// The pair of cues of the current trial.
+    /// The pair of cues of the current trial (the same cue twice with one cue per trial).
     pub pair: (usize, usize),
+    /// Different cues per trial in this episode (1 or 2).
+    pub cues_per_trial: usize,
+    /// What an answer earns in this episode.
+    pub answer_reward: AnswerReward,
     /// Reward of the previous step.
     pub prev_reward: f32,
     /// Action of the previous step (`None` at the first step).
@@ -225,24 +245,45 @@ impl CueEpisode {
 }
 
 /// The cue-reward experiment.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct CueRewardTask {
     /// Configuration.
     pub config: CueRewardConfig,
+    /// Whether new episodes are the curriculum's easy version (set by the training loop
+    /// through [`A2cTask::before_update`]; `false` otherwise, e.g. for evaluation).
+    warming_up: Cell<bool>,
+}
+
+impl Clone for CueRewardTask {
+    fn clone(&self) -> Self {
+        CueRewardTask {
+            config: self.config.clone(),
+            warming_up: Cell::new(self.warming_up.get()),
+        }
+    }
 }
 
 impl CueRewardTask {
     /// A task; fails with a message naming the field when the configuration is invalid.
     pub fn new(config: CueRewardConfig) -> Result<Self, String> {
         config.validate()?;
-        Ok(CueRewardTask { config })
+        Ok(CueRewardTask {
+            config,
+            warming_up: Cell::new(false),
+        })
     }
 
-    /// The cues of a trial: two different ones, or one shown twice (`cues_per_trial` 1).
-    fn draw_pair(&self, rng: &mut ChaCha8Rng) -> (usize, usize) {
-        let k = self.config.cues;
+    /// Whether new episodes are the curriculum's easy version (2 cues, one per trial).
+    pub fn warming_up(&self) -> bool {
+        self.warming_up.get()
+    }
+
+    /// The cues of a trial among the first `cues`: two different ones, or one shown twice
+    /// (`per_trial` 1).
+    fn draw_pair(cues: usize, per_trial: usize, rng: &mut ChaCha8Rng) -> (usize, usize) {
+        let k = cues;
         let a = rng.gen_range(0..k);
-        if self.config.cues_per_trial == 1 {
+        if per_trial == 1 {
             return (a, a);
         }
         let b = (a + rng.gen_range(1..k)) % k;
@@ -267,8 +308,13 @@ impl Environment for CueRewardTask {
 
     fn reset(&self, rng: &mut ChaCha8Rng) -> CueEpisode {
         let c = &self.config;
-        let mut cues: Vec<Vec<f32>> = Vec::with_capacity(c.cues);
-        while cues.len() < c.cues {
+        let (count, per_trial, answer_reward) = if self.warming_up.get() {
+            (2, 1, AnswerReward::GoNoGo)
+        } else {
+            (c.cues, c.cues_per_trial, c.answer_reward)
+        };
+        let mut cues: Vec<Vec<f32>> = Vec::with_capacity(count);
+        while cues.len() < count {
             let cue: Vec<f32> = (0..c.cue_bits)
                 .map(|_| if rng.gen::<bool>() { 1.0 } else { 0.0 })
                 .collect();
@@ -277,12 +323,14 @@ impl Environment for CueRewardTask {
             }
         }
         cues.shuffle(rng);
-        let target = rng.gen_range(0..c.cues);
-        let pair = self.draw_pair(rng);
+        let target = rng.gen_range(0..count);
+        let pair = Self::draw_pair(count, per_trial, rng);
         CueEpisode {
             cues,
             target,
             pair,
+            cues_per_trial: per_trial,
+            answer_reward,
             prev_reward: 0.0,
             prev_action: None,
         }
@@ -294,7 +342,19 @@ impl Environment for CueRewardTask {
         match t % TRIAL_STEPS {
             0 => out[..bits].copy_from_slice(&ep.cues[ep.pair.0]),
             1 => out[..bits].copy_from_slice(&ep.cues[ep.pair.1]),
-            2 => out[bits] = 1.0,
+            2 => {
+                out[bits] = 1.0;
+                if self.config.cues_at_response {
+                    let (a, b) = ep.pair;
+                    for (k, o) in out[..bits].iter_mut().enumerate() {
+                        *o = if a == b {
+                            ep.cues[a][k]
+                        } else {
+                            ep.cues[a][k] + ep.cues[b][k]
+                        };
+                    }
+                }
+            }
             _ => {}
         }
         out[bits + 1] = ep.prev_reward;
@@ -308,7 +368,7 @@ impl Environment for CueRewardTask {
     fn step(&self, ep: &mut CueEpisode, t: usize, action: usize, rng: &mut ChaCha8Rng) -> f32 {
         let reward = match t % TRIAL_STEPS {
             2 => {
-                let sign = match self.config.answer_reward {
+                let sign = match ep.answer_reward {
                     AnswerReward::Match if (action == 1) == ep.target_shown() => 1.0,
                     AnswerReward::Match => -1.0,
                     AnswerReward::GoNoGo if action == 0 => 0.0,
@@ -318,7 +378,7 @@ impl Environment for CueRewardTask {
                 sign * self.config.reward as f32
             }
             3 => {
-                ep.pair = self.draw_pair(rng);
+                ep.pair = Self::draw_pair(ep.cues.len(), ep.cues_per_trial, rng);
                 0.0
             }
             _ => 0.0,
@@ -340,6 +400,10 @@ impl A2cTask for CueRewardTask {
 
     fn settings(&self) -> A2cSettings {
         self.config.settings()
+    }
+
+    fn before_update(&self, update: u64) {
+        self.warming_up.set(update < self.config.warmup_updates);
     }
 }
 
