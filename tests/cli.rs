@@ -735,3 +735,25 @@ fn omniglot_trains_evaluates_resumes_and_rejects_bad_input() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The configuration files the README's commands use are valid configurations.
+#[test]
+fn the_shipped_configuration_files_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        if name.starts_with("cue-reward") {
+            let c: plasticity::tasks::cue_reward::CueRewardConfig =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            c.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(c.warmup_updates > 0, "{name}");
+            seen += 1;
+        } else {
+            panic!("{name}: no check for this configuration file");
+        }
+    }
+    assert!(seen >= 2, "{seen} files in {}", dir.display());
+}
