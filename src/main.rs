@@ -142,6 +142,10 @@ enum Command {
         /// Logarithmic y axis.
         #[arg(long)]
         log: bool,
+        /// Column of metrics.csv for the x axis: `episode` (updates), or `seconds` to compare
+        /// runs at equal wall time (e.g. different meta-batches).
+        #[arg(long, default_value = "episode")]
+        x: String,
         /// Group runs whose names differ only in a trailing `-seed<N>`: one median curve with
         /// its inter-quartile band per group.
         #[arg(long)]
@@ -489,6 +493,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             smooth,
             out,
             log,
+            x,
             seeds,
         } => {
             if runs.is_empty() {
@@ -500,7 +505,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     let curves = dirs
                         .iter()
                         .map(|r| {
-                            plot::read_metric(r, &metric)
+                            plot::read_columns(r, &x, &metric)
                                 .map(|p| plot::smooth(&p, smooth))
                                 .map_err(usage)
                         })
@@ -510,7 +515,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             } else {
                 for r in &runs {
-                    let pts = plot::read_metric(r, &metric).map_err(usage)?;
+                    let pts = plot::read_columns(r, &x, &metric).map_err(usage)?;
                     let label = r.file_name().map_or_else(
                         || r.display().to_string(),
                         |n| n.to_string_lossy().into_owned(),
@@ -523,13 +528,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
             let title = format!("{metric} ({smooth}-episode moving average)");
-            std::fs::write(
-                &out,
-                plot::svg_chart(&title, "episode", &metric, &series, log),
-            )
-            .map_err(|e| Failure(1, format!("{}: {e}", out.display())))?;
+            std::fs::write(&out, plot::svg_chart(&title, &x, &metric, &series, log))
+                .map_err(|e| Failure(1, format!("{}: {e}", out.display())))?;
             // The final values as a table (stdout), ready for a README.
-            println!("| run | episodes | {metric}, mean of the last {smooth} episodes |");
+            println!("| run | {x} | {metric}, mean of the last {smooth} episodes |");
             println!("|---|---|---|");
             for ser in &series {
                 match (ser.points.last(), ser.band.last()) {

@@ -65,6 +65,12 @@ pub fn group_by_seed(runs: &[std::path::PathBuf]) -> Vec<(String, Vec<std::path:
 
 /// Reads column `column` of a run's `metrics.csv` against the episode column.
 pub fn read_metric(run: &Path, column: &str) -> Result<Vec<(f64, f64)>, String> {
+    read_columns(run, "episode", column)
+}
+
+/// Reads column `column` of a run's `metrics.csv` against column `x` (e.g. `episode`, or
+/// `seconds` to compare runs at equal wall time).
+pub fn read_columns(run: &Path, x: &str, column: &str) -> Result<Vec<(f64, f64)>, String> {
     let path = run.join("metrics.csv");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut lines = text.lines();
@@ -80,6 +86,13 @@ pub fn read_metric(run: &Path, column: &str) -> Result<Vec<(f64, f64)>, String> 
             header.join(",")
         )
     })?;
+    let xcol = header.iter().position(|h| *h == x).ok_or_else(|| {
+        format!(
+            "{}: no column '{x}' (columns: {})",
+            path.display(),
+            header.join(",")
+        )
+    })?;
     let mut out = Vec::new();
     for (k, line) in lines.enumerate() {
         let fields: Vec<&str> = line.split(',').collect();
@@ -89,11 +102,11 @@ pub fn read_metric(run: &Path, column: &str) -> Result<Vec<(f64, f64)>, String> 
         if fields.get(col).is_some_and(|v| v.is_empty()) {
             continue;
         }
-        match (parse(0), parse(col)) {
+        match (parse(xcol), parse(col)) {
             (Some(e), Some(v)) => out.push((e, v)),
             _ => {
                 return Err(format!(
-                    "{}: line {}: cannot read episode and {column}",
+                    "{}: line {}: cannot read {x} and {column}",
                     path.display(),
                     k + 2
                 ))
@@ -360,6 +373,12 @@ mod tests {
         assert!(read_metric(&dir, "reward")
             .unwrap_err()
             .contains("no column 'reward'"));
+        // Against wall time.
+        let by_time = read_columns(&dir, "seconds", "error").unwrap();
+        assert_eq!(by_time, vec![(0.1, 0.5), (0.2, 0.25), (0.3, 0.0)]);
+        assert!(read_columns(&dir, "hours", "error")
+            .unwrap_err()
+            .contains("no column 'hours'"));
         let svg = svg_chart(
             "t",
             "episode",
