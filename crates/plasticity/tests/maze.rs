@@ -522,9 +522,6 @@ fn the_rnn_agent_is_the_non_plastic_network() {
     }
 }
 
-/// The cue-reward task with the same cues and target in every episode: the association can
-/// be stored in the fixed weights, so any agent should learn it. A learning check of the
-/// environment, the returns and the actor-critic loss together.
 /// The curriculum's easy version (2 cues, one per trial, go/no-go) needs a new association in
 /// every episode: simple neuromodulation learns it within 5,000 updates, the non-plastic
 /// network does not (README, cue-reward: 12,000 updates at 0).
@@ -543,25 +540,7 @@ fn the_warm_up_association_is_learned_with_neuromodulation_not_without_plasticit
             ..CueRewardConfig::default()
         };
         let task = CueRewardTask::new(config).unwrap();
-        let out = std::env::temp_dir().join(format!(
-            "plasticity-cue-warmup-{model:?}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&out);
-        let opts = plasticity::train::RunOptions {
-            episodes: 5000,
-            seed: 0,
-            out: out.clone(),
-            resume: false,
-            checkpoint_every: 10_000,
-            time_limit: None,
-        };
-        let device = Device::flex().autodiff();
-        let summary =
-            plasticity::train::train(&task, &serde_json::json!({}), &opts, &device, &mut |_| {})
-                .unwrap();
-        let _ = std::fs::remove_dir_all(&out);
-        let reward = summary.final_metrics[0];
+        let reward = train_final_reward(&task, &format!("warmup-{model:?}"), 5000);
         eprintln!("{model:?}: reward {reward}");
         if learns {
             assert!(
@@ -577,6 +556,30 @@ fn the_warm_up_association_is_learned_with_neuromodulation_not_without_plasticit
     }
 }
 
+/// Trains `task` for `updates` updates from seed 0 in a temporary run directory (removed
+/// afterwards); returns the mean reward of the last updates (`train`'s final metric).
+fn train_final_reward<T: A2cTask>(task: &T, name: &str, updates: u64) -> f64 {
+    let out = std::env::temp_dir().join(format!("plasticity-cue-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let opts = plasticity::train::RunOptions {
+        episodes: updates,
+        seed: 0,
+        out: out.clone(),
+        resume: false,
+        checkpoint_every: updates + 1,
+        time_limit: None,
+    };
+    let device = Device::flex().autodiff();
+    let summary =
+        plasticity::train::train(task, &serde_json::json!({}), &opts, &device, &mut |_| {})
+            .unwrap();
+    let _ = std::fs::remove_dir_all(&out);
+    summary.final_metrics[0]
+}
+
+/// The cue-reward task with the same cues and target in every episode: the association can
+/// be stored in the fixed weights, so any agent should learn it. A learning check of the
+/// environment, the returns and the actor-critic loss together.
 struct FixedTarget(CueRewardTask);
 
 impl Environment for FixedTarget {
@@ -629,29 +632,11 @@ fn a_fixed_cue_reward_association_is_learned() {
             ..CueRewardConfig::default()
         };
         let task = FixedTarget(CueRewardTask::new(config).unwrap());
-        let out = std::env::temp_dir().join(format!(
-            "plasticity-cue-fixed-{model:?}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&out);
-        let opts = plasticity::train::RunOptions {
-            episodes: 600,
-            seed: 0,
-            out: out.clone(),
-            resume: false,
-            checkpoint_every: 1000,
-            time_limit: None,
-        };
-        let device = Device::flex().autodiff();
-        let summary =
-            plasticity::train::train(&task, &serde_json::json!({}), &opts, &device, &mut |_| {})
-                .unwrap();
-        let _ = std::fs::remove_dir_all(&out);
-        eprintln!("{model:?}: reward {:?}", summary.final_metrics);
+        let reward = train_final_reward(&task, &format!("fixed-{model:?}"), 600);
+        eprintln!("{model:?}: reward {reward}");
         assert!(
-            summary.final_metrics[0] > 6.0,
-            "{model:?}: mean reward of the last 50 updates {:?} (chance 0, perfect 10)",
-            summary.final_metrics
+            reward > 6.0,
+            "{model:?}: mean reward of the last 50 updates {reward} (chance 0, perfect 10)"
         );
     }
 }

@@ -245,22 +245,13 @@ impl CueEpisode {
 }
 
 /// The cue-reward experiment.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct CueRewardTask {
     /// Configuration.
     pub config: CueRewardConfig,
     /// Whether new episodes are the curriculum's easy version (set by the training loop
     /// through [`A2cTask::before_update`]; `false` otherwise, e.g. for evaluation).
     warming_up: Cell<bool>,
-}
-
-impl Clone for CueRewardTask {
-    fn clone(&self) -> Self {
-        CueRewardTask {
-            config: self.config.clone(),
-            warming_up: Cell::new(self.warming_up.get()),
-        }
-    }
 }
 
 impl CueRewardTask {
@@ -278,10 +269,9 @@ impl CueRewardTask {
         self.warming_up.get()
     }
 
-    /// The cues of a trial among the first `cues`: two different ones, or one shown twice
+    /// The cues of a trial among the first `k`: two different ones, or one shown twice
     /// (`per_trial` 1).
-    fn draw_pair(cues: usize, per_trial: usize, rng: &mut ChaCha8Rng) -> (usize, usize) {
-        let k = cues;
+    fn draw_pair(k: usize, per_trial: usize, rng: &mut ChaCha8Rng) -> (usize, usize) {
         let a = rng.gen_range(0..k);
         if per_trial == 1 {
             return (a, a);
