@@ -4,7 +4,7 @@
 
 use crate::{
     check_time_limit, merge_config_file, parse_enum, peak_rss_mb, plot, progress_bar, read_json,
-    resumed_config, set_threads, usage, write_learning_curve, CommonArgs, Failure,
+    resumed_config, set_threads, usage, write_learning_curve, CommonArgs, Failure, ProductThreads,
 };
 use clap::Args;
 use plasticity::data::ptb::{self, Corpus};
@@ -120,7 +120,7 @@ fn load_corpus(dir: &Path, quiet: bool) -> Result<Arc<Corpus>, Failure> {
 }
 
 pub fn train_lm(args: LmArgs) -> Result<(), Failure> {
-    let threads = set_threads(args.common.threads)?;
+    let threads = set_threads(args.common.threads, ProductThreads::PerRun)?;
     let common = &args.common;
     if common.episodes.is_some() {
         return Err(usage(

@@ -285,7 +285,28 @@ fn main() -> ExitCode {
     }
 }
 
-pub(crate) fn set_threads(threads: Option<usize>) -> Result<usize, Failure> {
+/// How the kernels' matrix products (`matrixmultiply`, which keeps its own threads) share
+/// the cores with rayon's.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ProductThreads {
+    /// As many threads per product as `--threads` (the physical cores by default): the
+    /// recurrent and LSTM kernels run their large products one at a time.
+    PerRun,
+    /// One thread per product: the kernel already runs its products in parallel, one block of
+    /// images per rayon thread (the convolutions); threaded products inside them would put
+    /// twice as many threads as cores to work. Measured (`bench omniglot --batch 8 --threads
+    /// 2`, idle 2-core machine): 9.7-10.1 ms per update with threaded products, 7.7-8.4 with
+    /// one thread each (one rayon thread: 11.8-12.0).
+    One,
+}
+
+/// Sizes rayon's global pool (`--threads`; default: all cores) and the matrix products'
+/// threads (see [`ProductThreads`]; a user's own `MATMUL_NUM_THREADS` wins). Returns rayon's
+/// thread count.
+pub(crate) fn set_threads(
+    threads: Option<usize>,
+    products: ProductThreads,
+) -> Result<usize, Failure> {
     if let Some(t) = threads {
         if t == 0 {
             return Err(usage("--threads: must be positive"));
@@ -294,11 +315,16 @@ pub(crate) fn set_threads(threads: Option<usize>) -> Result<usize, Failure> {
             .num_threads(t)
             .build_global()
             .map_err(|e| Failure(1, e.to_string()))?;
-        // The kernels' matrix products (matrixmultiply) keep their own threads, as many as the
-        // physical cores unless MATMUL_NUM_THREADS says otherwise: bound them too (a user's own
-        // setting wins). Set before any product runs; the variable is read once.
-        if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
-            std::env::set_var("MATMUL_NUM_THREADS", t.to_string());
+    }
+    // matrixmultiply reads MATMUL_NUM_THREADS once, before its first product (default: the
+    // physical cores), so this must run before any product.
+    if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
+        let per_product = match products {
+            ProductThreads::One => Some(1),
+            ProductThreads::PerRun => threads,
+        };
+        if let Some(n) = per_product {
+            std::env::set_var("MATMUL_NUM_THREADS", n.to_string());
         }
     }
     Ok(rayon::current_num_threads())
@@ -395,7 +421,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             data_dir,
             device,
         } => {
-            set_threads(threads)?;
+            let products = if experiment == "omniglot" {
+                ProductThreads::One
+            } else {
+                ProductThreads::PerRun
+            };
+            set_threads(threads, products)?;
             if experiment == "omniglot" {
                 if device != "cpu" {
                     return Err(usage("--device: omniglot runs on the CPU"));
@@ -450,7 +481,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             device,
             data_dir,
         } => {
-            let threads = set_threads(threads)?;
+            let products = if workload == "omniglot" {
+                ProductThreads::One
+            } else {
+                ProductThreads::PerRun
+            };
+            let threads = set_threads(threads, products)?;
             if workload == "omniglot" {
                 if device != "cpu" {
                     return Err(usage("--device: omniglot runs on the CPU"));
@@ -793,7 +829,7 @@ pub(crate) fn train_command<E: Experiment>(
 }
 
 fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
-    let threads = set_threads(args.common.threads)?;
+    let threads = set_threads(args.common.threads, ProductThreads::PerRun)?;
     let common = &args.common;
     let base = resumed_config(
         common,
@@ -888,7 +924,7 @@ fn saved_data_dir(saved: &serde_json::Value) -> Option<PathBuf> {
 }
 
 fn train_images(args: ImagesArgs) -> Result<(), Failure> {
-    let threads = set_threads(args.common.threads)?;
+    let threads = set_threads(args.common.threads, ProductThreads::PerRun)?;
     let common = &args.common;
     let base = resumed_config(
         common,

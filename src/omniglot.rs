@@ -3,7 +3,7 @@
 
 use crate::{
     check_time_limit, merge_config_file, parse_enum, peak_rss_mb, progress_bar, read_json,
-    resumed_config, set_threads, usage, write_learning_curve, CommonArgs, Failure,
+    resumed_config, set_threads, usage, write_learning_curve, CommonArgs, Failure, ProductThreads,
 };
 use clap::Args;
 use plasticity::data::omniglot::Omniglot;
@@ -133,7 +133,7 @@ fn load_data(dir: &Path, config: &OmniglotConfig, quiet: bool) -> Result<Arc<Omn
 const EVAL_BATCH: usize = 100;
 
 pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
-    let threads = set_threads(args.common.threads)?;
+    let threads = set_threads(args.common.threads, ProductThreads::One)?;
     let common = &args.common;
     let base = resumed_config(
         common,

@@ -4,7 +4,7 @@
 
 use crate::{
     merge_config_file, parse_enum, plot, png, read_json, resumed_config, saved_run, set_threads,
-    train_command, usage, CommonArgs, Failure, TrainCommand,
+    train_command, usage, CommonArgs, Failure, ProductThreads, TrainCommand,
 };
 use clap::Args;
 use plasticity::tasks::a2c::{self, A2cTask, AgentModel, Rollout};
@@ -189,7 +189,7 @@ pub fn train_maze(args: MazeArgs) -> Result<(), Failure> {
     if args.common.device != "cpu" {
         return Err(usage(RL_CPU_ONLY));
     }
-    let threads = set_threads(args.common.threads)?;
+    let threads = set_threads(args.common.threads, ProductThreads::PerRun)?;
     let common = &args.common;
     let base = resumed_config(
         common,
@@ -217,7 +217,7 @@ pub fn train_cue_reward(args: CueRewardArgs) -> Result<(), Failure> {
     if args.common.device != "cpu" {
         return Err(usage(RL_CPU_ONLY));
     }
-    let threads = set_threads(args.common.threads)?;
+    let threads = set_threads(args.common.threads, ProductThreads::PerRun)?;
     let common = &args.common;
     let base = resumed_config(
         common,
