@@ -294,10 +294,20 @@ pub(crate) enum ProductThreads {
     PerRun,
     /// One thread per product: the kernel already runs its products in parallel, one block of
     /// images per rayon thread (the convolutions); threaded products inside them would put
-    /// twice as many threads as cores to work. Measured (`bench omniglot --batch 8 --threads
-    /// 2`, idle 2-core machine): 9.7-10.1 ms per update with threaded products, 7.7-8.4 with
-    /// one thread each (one rayon thread: 11.8-12.0).
+    /// twice as many threads as cores to work (measured: README, Omniglot, "Two threads").
     One,
+}
+
+impl ProductThreads {
+    /// The setting for an experiment or benchmark workload named on the command line: `One`
+    /// for `omniglot` (the convolutions), else `PerRun`.
+    fn of(experiment: &str) -> Self {
+        if experiment == "omniglot" {
+            ProductThreads::One
+        } else {
+            ProductThreads::PerRun
+        }
+    }
 }
 
 /// Sizes rayon's global pool (`--threads`; default: all cores) and the matrix products'
@@ -421,12 +431,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             data_dir,
             device,
         } => {
-            let products = if experiment == "omniglot" {
-                ProductThreads::One
-            } else {
-                ProductThreads::PerRun
-            };
-            set_threads(threads, products)?;
+            set_threads(threads, ProductThreads::of(&experiment))?;
             if experiment == "omniglot" {
                 if device != "cpu" {
                     return Err(usage("--device: omniglot runs on the CPU"));
@@ -481,12 +486,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             device,
             data_dir,
         } => {
-            let products = if workload == "omniglot" {
-                ProductThreads::One
-            } else {
-                ProductThreads::PerRun
-            };
-            let threads = set_threads(threads, products)?;
+            let threads = set_threads(threads, ProductThreads::of(&workload))?;
             if workload == "omniglot" {
                 if device != "cpu" {
                     return Err(usage("--device: omniglot runs on the CPU"));
