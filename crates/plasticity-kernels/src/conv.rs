@@ -35,6 +35,10 @@
 //! are split into blocks, at least one per rayon thread and at most [`BLOCK_IMAGES`] images
 //! each (forward and backward per block, weight gradients summed over blocks); outputs and
 //! input gradients do not depend on the blocks, weight gradients only through rounding.
+//! The blocks already keep every rayon thread busy, so run with `MATMUL_NUM_THREADS=1`
+//! (matrixmultiply reads it once, before its first product): otherwise each block's products
+//! start matrixmultiply's own threads too, more threads than cores (the CLI sets it for
+//! `omniglot`; measured in the README, Omniglot, "Two threads").
 //! The `im2col` buffers are reused from call to call ([`ConvReal::with_scratch`]). `f32`
 //! runs `tanh` as a rational approximation ([`tanh_f32`]), `f64` exactly.
 //!
