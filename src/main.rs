@@ -79,6 +79,10 @@ enum Command {
         /// omniglot: labelled drawings per class [default: the run's].
         #[arg(long)]
         shots: Option<usize>,
+        /// omniglot: classes the episodes are drawn from, test (held-out) | train (the
+        /// training classes, unshifted: the generalisation gap) [default: test].
+        #[arg(long)]
+        classes: Option<String>,
         /// Data directory for experiments that read data (default: the run's).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -428,6 +432,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             threads,
             ways,
             shots,
+            classes,
             data_dir,
             device,
         } => {
@@ -443,6 +448,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     ways,
                     shots,
                     data_dir,
+                    classes,
                 };
                 return omniglot::eval_omniglot(&run, o);
             }
@@ -450,16 +456,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 if device != "cpu" {
                     return Err(usage("--device: eval lm runs on the CPU"));
                 }
-                if ways.is_some() || shots.is_some() || episodes.is_some() {
+                if ways.is_some() || shots.is_some() || classes.is_some() || episodes.is_some() {
                     return Err(usage(
-                        "--episodes, --ways, --shots: not options of eval lm (it reads the whole test set)",
+                        "--episodes, --ways, --shots, --classes: not options of eval lm (it reads the whole test set)",
                     ));
                 }
                 return lm::eval_lm(&run, data_dir, json);
             }
-            if ways.is_some() || shots.is_some() {
+            if ways.is_some() || shots.is_some() || classes.is_some() {
                 return Err(usage(format!(
-                    "--ways, --shots: not options of eval {experiment}"
+                    "--ways, --shots, --classes: not options of eval {experiment}"
                 )));
             }
             if (experiment == "maze" || experiment == "cue-reward") && device != "cpu" {

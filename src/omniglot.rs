@@ -7,7 +7,7 @@ use crate::{
 };
 use clap::Args;
 use plasticity::data::omniglot::Omniglot;
-use plasticity::tasks::omniglot::{wilson_interval, OmniglotConfig, OmniglotTask, Split};
+use plasticity::tasks::omniglot::{wilson_interval, ClassSet, OmniglotConfig, OmniglotTask, Split};
 use plasticity::train::{self, Experiment, RunOptions};
 use plasticity::TraceRule;
 use rand::SeedableRng;
@@ -59,6 +59,9 @@ pub struct OmniglotArgs {
     /// Trace rule of the plastic output layer: oja | hebb [paper: oja].
     #[arg(long)]
     pub rule: Option<String>,
+    /// Channels of every convolution (= features into the plastic layer) [paper: 64].
+    #[arg(long)]
+    pub channels: Option<usize>,
     /// Training augmentation (not in the paper): shift every training image by up to this
     /// many pixels per axis, zero filled; evaluation never shifts [paper: 0].
     #[arg(long, value_name = "PIXELS")]
@@ -109,6 +112,9 @@ fn omniglot_config(
     if let Some(v) = args.max_shift {
         c.max_shift = v;
     }
+    if let Some(v) = args.channels {
+        c.channels = v;
+    }
     c.validate().map_err(|e| usage(format!("config: {e}")))?;
     Ok(c)
 }
@@ -148,6 +154,7 @@ pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
             ("--lr-cosine", args.lr_cosine.is_some()),
             ("--max-shift", args.max_shift.is_some()),
             ("--rule", args.rule.is_some()),
+            ("--channels", args.channels.is_some()),
         ],
     )?;
     let resume = common.resume.clone();
@@ -238,6 +245,8 @@ pub struct EvalOptions {
     pub ways: Option<usize>,
     pub shots: Option<usize>,
     pub data_dir: Option<PathBuf>,
+    /// `test` (held-out) or `train` (the training classes, unshifted).
+    pub classes: Option<String>,
 }
 
 pub fn eval_omniglot(run: &Path, o: EvalOptions) -> Result<(), Failure> {
@@ -254,6 +263,10 @@ pub fn eval_omniglot(run: &Path, o: EvalOptions) -> Result<(), Failure> {
     if ways == 0 || shots == 0 {
         return Err(usage("--ways, --shots: must be positive"));
     }
+    let set: ClassSet = match &o.classes {
+        Some(v) => parse_enum("--classes", v)?,
+        None => ClassSet::Test,
+    };
     let data_dir = o
         .data_dir
         .clone()
@@ -268,7 +281,9 @@ pub fn eval_omniglot(run: &Path, o: EvalOptions) -> Result<(), Failure> {
     let started = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(o.seed);
     let (correct, n) = task
-        .test_accuracy(&model, episodes, ways, shots, EVAL_BATCH, &mut rng, &device)
+        .accuracy(
+            &model, set, episodes, ways, shots, EVAL_BATCH, &mut rng, &device,
+        )
         .map_err(|e| usage(format!("eval omniglot: {e}")))?;
     let accuracy = correct as f64 / n as f64;
     let (lo, hi) = wilson_interval(correct, n);
@@ -279,12 +294,17 @@ pub fn eval_omniglot(run: &Path, o: EvalOptions) -> Result<(), Failure> {
             json!({"experiment": "omniglot", "episodes": n, "accuracy": accuracy, "ci95": [lo, hi],
                    "ci95_method": "wilson", "correct": correct, "ways": ways, "shots": shots,
                    "split": split, "test_classes": task.split.test.len(),
+                   "classes": set, "class_count": task.split.classes(set).len(),
                    "trained_episodes": trained, "seed": o.seed})
         );
     } else {
         println!(
-            "omniglot: accuracy {accuracy:.4} (95% Wilson interval {lo:.4}-{hi:.4}) on {n} {ways}-way {shots}-shot episodes of the {} held-out classes ({} split; model trained {trained} updates; {:.1} s)",
-            task.split.test.len(),
+            "omniglot: accuracy {accuracy:.4} (95% Wilson interval {lo:.4}-{hi:.4}) on {n} {ways}-way {shots}-shot episodes of the {} {} classes ({} split; model trained {trained} updates; {:.1} s)",
+            task.split.classes(set).len(),
+            match set {
+                ClassSet::Test => "held-out",
+                ClassSet::Train => "training (unshifted)",
+            },
             split.as_str().unwrap_or("?"),
             started.elapsed().as_secs_f64()
         );

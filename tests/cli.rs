@@ -586,6 +586,8 @@ fn omniglot_trains_evaluates_resumes_and_rejects_bad_input() {
         &run_s,
         "--max-shift",
         "1",
+        "--channels",
+        "8",
     ];
     args.extend(common);
     let o = plasticity(&args);
@@ -609,6 +611,7 @@ fn omniglot_trains_evaluates_resumes_and_rejects_bad_input() {
     assert_eq!(config["task"]["split"], "standard");
     assert_eq!(config["task"]["ways"], 5);
     assert_eq!(config["task"]["max_shift"], 1);
+    assert_eq!(config["task"]["channels"], 8);
     assert_eq!(config["test_classes"], 8);
     // Evaluation on held-out classes, one JSON object.
     let o = plasticity(&[
@@ -628,6 +631,28 @@ fn omniglot_trains_evaluates_resumes_and_rejects_bad_input() {
     let ci = v["ci95"].as_array().unwrap();
     let (lo, hi) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
     assert!(lo <= acc && acc <= hi && lo >= 0.0 && hi <= 1.0, "{v}");
+    assert_eq!(v["classes"], "test");
+    // The same on the training classes (the background set's 8), then a bad set name.
+    let o = plasticity(&[
+        "eval",
+        "omniglot",
+        "--run",
+        &run_s,
+        "--episodes",
+        "10",
+        "--classes",
+        "train",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["classes"].as_str(), v["class_count"].as_u64()),
+        (Some("train"), Some(8))
+    );
+    let o = plasticity(&["eval", "omniglot", "--run", &run_s, "--classes", "all"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--classes"), "{}", stderr(&o));
     // 3-way 2-shot episodes on the same model; 20-way needs 20 outputs.
     let o = plasticity(&[
         "eval",

@@ -8,8 +8,8 @@ use plasticity::data::omniglot::{
 };
 use plasticity::dense::{DenseActivation, PlasticDenseConfig};
 use plasticity::tasks::omniglot::{
-    generate, softmax_bce, split_classes, translate, wilson_interval, EpisodeShape, OmniglotConfig,
-    OmniglotTask, Split,
+    generate, softmax_bce, split_classes, translate, wilson_interval, ClassSet, EpisodeShape,
+    OmniglotConfig, OmniglotTask, Split,
 };
 use plasticity::tensors::to_vec;
 use plasticity::train::{self, Experiment, RunOptions};
@@ -680,6 +680,8 @@ fn splits_are_fixed_by_the_split_seed_and_disjoint() {
     assert_eq!(a, b);
     assert_eq!((a.train.len(), a.test.len()), (30, 10));
     assert!(a.test.iter().all(|k| !a.train.contains(k)));
+    assert_eq!(a.classes(ClassSet::Test), &a.test[..]);
+    assert_eq!(a.classes(ClassSet::Train), &a.train[..]);
     let other = split_classes(
         &OmniglotConfig {
             split_seed: 1,
@@ -869,6 +871,13 @@ fn a_synthetic_one_shot_task_is_learned() {
         acc > 0.9 && acc > acc0 + 0.2,
         "held-out accuracy {acc} (chance 0.2)"
     );
+    // The training classes, unshifted: learned at least as well (measured 0.99).
+    let (correct, n) = task
+        .accuracy(&model, ClassSet::Train, 400, 5, 1, 100, &mut rng, &device)
+        .unwrap();
+    let train_acc = correct as f64 / n as f64;
+    eprintln!("training classes, unshifted: {train_acc:.3} ({correct}/{n})");
+    assert!(train_acc > 0.9, "training-class accuracy {train_acc}");
     std::fs::remove_dir_all(out).unwrap();
 }
 

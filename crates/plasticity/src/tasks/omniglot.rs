@@ -259,6 +259,27 @@ pub struct ClassSplit {
     pub test: Vec<usize>,
 }
 
+/// One side of a [`ClassSplit`]: the classes an evaluation draws its episodes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassSet {
+    /// The held-out classes (the test result).
+    Test,
+    /// The training classes, without the training shifts: with [`ClassSet::Test`] it gives
+    /// the generalisation gap.
+    Train,
+}
+
+impl ClassSplit {
+    /// The sorted character indices of `set`.
+    pub fn classes(&self, set: ClassSet) -> &[usize] {
+        match set {
+            ClassSet::Test => &self.test,
+            ClassSet::Train => &self.train,
+        }
+    }
+}
+
 /// Splits the characters of `data` as `config.split` says. The paper split shuffles all
 /// character indices with a ChaCha8 RNG seeded by `split_seed` and holds out the first
 /// `test_classes`; both lists are returned sorted.
@@ -657,11 +678,29 @@ impl OmniglotTask {
         rng: &mut ChaCha8Rng,
         device: &Device,
     ) -> Result<(u64, u64), String> {
+        let set = ClassSet::Test;
+        self.accuracy(model, set, episodes, ways, shots, batch, rng, device)
+    }
+
+    /// As [`Self::test_accuracy`], on the classes of `set`; images are never shifted.
+    #[allow(clippy::too_many_arguments)] // the episode shape and the RNG/device of the caller
+    pub fn accuracy(
+        &self,
+        model: &OmniglotNet,
+        set: ClassSet,
+        episodes: u64,
+        ways: usize,
+        shots: usize,
+        batch: usize,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<(u64, u64), String> {
+        let classes = self.split.classes(set);
         let mut done = 0u64;
         let mut correct = 0u64;
         while done < episodes {
             let n = (episodes - done).min(batch.max(1) as u64) as usize;
-            let r = self.run_batch(model, &self.split.test, ways, shots, 0, n, rng, device)?;
+            let r = self.run_batch(model, classes, ways, shots, 0, n, rng, device)?;
             correct += r.correct as u64;
             done += r.episodes as u64;
         }
