@@ -831,8 +831,9 @@ fn a_synthetic_one_shot_task_is_learned() {
     let device = Device::flex().autodiff();
     let init = task.init_model(&mut ChaCha8Rng::seed_from_u64(1), &device);
     let (c0, n0) = task
-        .test_accuracy(
+        .accuracy(
             &init,
+            ClassSet::Test,
             400,
             5,
             1,
@@ -858,7 +859,7 @@ fn a_synthetic_one_shot_task_is_learned() {
     .unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(99);
     let (correct, n) = task
-        .test_accuracy(&model, 400, 5, 1, 100, &mut rng, &device)
+        .accuracy(&model, ClassSet::Test, 400, 5, 1, 100, &mut rng, &device)
         .unwrap();
     let acc = correct as f64 / n as f64;
     eprintln!(

@@ -665,24 +665,9 @@ impl OmniglotTask {
         })
     }
 
-    /// Accuracy on `episodes` fresh `ways`-way `shots`-shot episodes of the held-out classes,
-    /// run `batch` at a time. Returns `(correct, episodes)`.
-    #[allow(clippy::too_many_arguments)] // the episode shape and the RNG/device of the caller
-    pub fn test_accuracy(
-        &self,
-        model: &OmniglotNet,
-        episodes: u64,
-        ways: usize,
-        shots: usize,
-        batch: usize,
-        rng: &mut ChaCha8Rng,
-        device: &Device,
-    ) -> Result<(u64, u64), String> {
-        let set = ClassSet::Test;
-        self.accuracy(model, set, episodes, ways, shots, batch, rng, device)
-    }
-
-    /// As [`Self::test_accuracy`], on the classes of `set`; images are never shifted.
+    /// Accuracy on `episodes` fresh `ways`-way `shots`-shot episodes of the classes of `set`
+    /// ([`ClassSet::Test`]: the held-out result), run `batch` at a time, images never shifted.
+    /// Returns `(correct, episodes)`.
     #[allow(clippy::too_many_arguments)] // the episode shape and the RNG/device of the caller
     pub fn accuracy(
         &self,
