@@ -281,9 +281,7 @@ pub fn eval_omniglot(run: &Path, o: EvalOptions) -> Result<(), Failure> {
     let started = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(o.seed);
     let (correct, n) = task
-        .accuracy(
-            &model, set, episodes, ways, shots, EVAL_BATCH, &mut rng, &device,
-        )
+        .accuracy(&model, set, episodes, ways, shots, EVAL_BATCH, &mut rng)
         .map_err(|e| usage(format!("eval omniglot: {e}")))?;
     let accuracy = correct as f64 / n as f64;
     let (lo, hi) = wilson_interval(correct, n);

@@ -583,7 +583,9 @@ fn mean_columns<'a>(rows: impl Iterator<Item = &'a [f64]>, k: usize) -> Vec<f64>
 }
 
 /// Evaluates `model` on `episodes` fresh evaluation batches; returns each metric's mean and
-/// the per-batch values.
+/// the per-batch values. Runs without autodiff (`model.valid()` on `device` without its
+/// autodiff layer): on an autodiff device every forward pass would record a graph that nothing
+/// frees before a backward pass, so memory would grow with `episodes`.
 pub fn evaluate<E: Experiment>(
     exp: &E,
     model: &E::Model,
@@ -591,11 +593,13 @@ pub fn evaluate<E: Experiment>(
     seed: u64,
     device: &Device,
 ) -> Result<(Vec<f64>, Vec<Vec<f64>>), TrainError> {
+    let model = model.valid();
+    let device = device.clone().without_autodiff();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut all = Vec::new();
     for _ in 0..episodes {
         all.push(
-            exp.eval_episode(model, &mut rng, device)
+            exp.eval_episode(&model, &mut rng, &device)
                 .map_err(TrainError::Usage)?,
         );
     }

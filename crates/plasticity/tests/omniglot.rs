@@ -839,7 +839,6 @@ fn a_synthetic_one_shot_task_is_learned() {
             1,
             100,
             &mut ChaCha8Rng::seed_from_u64(99),
-            &device,
         )
         .unwrap();
     let acc0 = c0 as f64 / n0 as f64;
@@ -859,7 +858,7 @@ fn a_synthetic_one_shot_task_is_learned() {
     .unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(99);
     let (correct, n) = task
-        .accuracy(&model, ClassSet::Test, 400, 5, 1, 100, &mut rng, &device)
+        .accuracy(&model, ClassSet::Test, 400, 5, 1, 100, &mut rng)
         .unwrap();
     let acc = correct as f64 / n as f64;
     eprintln!(
@@ -874,7 +873,7 @@ fn a_synthetic_one_shot_task_is_learned() {
     );
     // The training classes, unshifted: learned at least as well (measured 0.99).
     let (correct, n) = task
-        .accuracy(&model, ClassSet::Train, 400, 5, 1, 100, &mut rng, &device)
+        .accuracy(&model, ClassSet::Train, 400, 5, 1, 100, &mut rng)
         .unwrap();
     let train_acc = correct as f64 / n as f64;
     eprintln!("training classes, unshifted: {train_acc:.3} ({correct}/{n})");

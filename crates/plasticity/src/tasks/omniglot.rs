@@ -668,7 +668,9 @@ impl OmniglotTask {
     /// Accuracy on `episodes` fresh `ways`-way `shots`-shot episodes of the classes of `set`
     /// ([`ClassSet::Test`]: the held-out result), run `batch` at a time, images never shifted.
     /// Returns `(correct, episodes)`.
-    #[allow(clippy::too_many_arguments)] // the episode shape and the RNG/device of the caller
+    /// Runs without autodiff (`model.valid()`) on the model's own device, whatever the
+    /// device of the model passed in: evaluation memory stays flat in the episode count.
+    #[allow(clippy::too_many_arguments)] // the episode shape and the RNG of the caller
     pub fn accuracy(
         &self,
         model: &OmniglotNet,
@@ -678,14 +680,17 @@ impl OmniglotTask {
         shots: usize,
         batch: usize,
         rng: &mut ChaCha8Rng,
-        device: &Device,
     ) -> Result<(u64, u64), String> {
         let classes = self.split.classes(set);
+        // Without autodiff: on an autodiff device every forward would record a graph that
+        // nothing frees until a backward pass (memory grew ~0.4 MB per episode).
+        let model = model.valid();
+        let device = &model.plastic.eta.val().device();
         let mut done = 0u64;
         let mut correct = 0u64;
         while done < episodes {
             let n = (episodes - done).min(batch.max(1) as u64) as usize;
-            let r = self.run_batch(model, classes, ways, shots, 0, n, rng, device)?;
+            let r = self.run_batch(&model, classes, ways, shots, 0, n, rng, device)?;
             correct += r.correct as u64;
             done += r.episodes as u64;
         }
