@@ -7,7 +7,9 @@ use crate::{
 };
 use clap::Args;
 use plasticity::data::omniglot::Omniglot;
-use plasticity::tasks::omniglot::{wilson_interval, ClassSet, OmniglotConfig, OmniglotTask, Split};
+use plasticity::tasks::omniglot::{
+    wilson_interval, ClassSet, FeatureNorm, OmniglotConfig, OmniglotTask, Split,
+};
 use plasticity::train::{self, Experiment, RunOptions};
 use plasticity::TraceRule;
 use rand::SeedableRng;
@@ -66,6 +68,14 @@ pub struct OmniglotArgs {
     /// many pixels per axis, zero filled; evaluation never shifts [paper: 0].
     #[arg(long, value_name = "PIXELS")]
     pub max_shift: Option<usize>,
+    /// Features into the plastic layer (not in the paper): none | l2 (each image's features
+    /// scaled to norm sqrt(C), so the plastic layer compares directions) [paper: none].
+    #[arg(long)]
+    pub feature_norm: Option<String>,
+    /// Query steps per training episode (not in the paper): each query is its own episode
+    /// sharing the support steps, whose features are computed once [paper: 1].
+    #[arg(long)]
+    pub queries: Option<usize>,
 }
 
 /// Resolves the configuration: defaults (or a resumed run's), then `--config`, then options.
@@ -115,6 +125,12 @@ fn omniglot_config(
     if let Some(v) = args.channels {
         c.channels = v;
     }
+    if let Some(v) = args.queries {
+        c.queries = v;
+    }
+    if let Some(v) = &args.feature_norm {
+        c.feature_norm = parse_enum::<FeatureNorm>("--feature-norm", v)?;
+    }
     c.validate().map_err(|e| usage(format!("config: {e}")))?;
     Ok(c)
 }
@@ -155,6 +171,8 @@ pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
             ("--max-shift", args.max_shift.is_some()),
             ("--rule", args.rule.is_some()),
             ("--channels", args.channels.is_some()),
+            ("--feature-norm", args.feature_norm.is_some()),
+            ("--queries", args.queries.is_some()),
         ],
     )?;
     let resume = common.resume.clone();

@@ -588,6 +588,8 @@ fn omniglot_trains_evaluates_resumes_and_rejects_bad_input() {
         "1",
         "--channels",
         "8",
+        "--feature-norm",
+        "l2",
     ];
     args.extend(common);
     let o = plasticity(&args);
@@ -612,6 +614,7 @@ fn omniglot_trains_evaluates_resumes_and_rejects_bad_input() {
     assert_eq!(config["task"]["ways"], 5);
     assert_eq!(config["task"]["max_shift"], 1);
     assert_eq!(config["task"]["channels"], 8);
+    assert_eq!(config["task"]["feature_norm"], "l2");
     assert_eq!(config["test_classes"], 8);
     // Evaluation on held-out classes, one JSON object.
     let o = plasticity(&[
@@ -703,6 +706,18 @@ fn omniglot_trains_evaluates_resumes_and_rejects_bad_input() {
                 &out2,
             ],
             "--split: unknown split",
+        ),
+        (
+            vec![
+                "omniglot",
+                "--data-dir",
+                &data_s,
+                "--feature-norm",
+                "cosine",
+                "--out",
+                &out2,
+            ],
+            "--feature-norm: invalid value 'cosine'",
         ),
         (
             vec!["omniglot", "--data-dir", &data_s, "--out", &out2],

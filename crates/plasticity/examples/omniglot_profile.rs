@@ -57,6 +57,7 @@ fn main() {
             rotations: config.rotations,
             max_shift: config.max_shift,
             label_clamp: config.label_clamp as f32,
+            queries: config.queries,
         };
         let ep = generate(
             &data,

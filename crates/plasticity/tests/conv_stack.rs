@@ -162,7 +162,7 @@ fn shape_errors_name_the_tensor() {
 #[test]
 fn omniglot_net_uses_it_and_matches_the_burn_layers() {
     use plasticity::dense::{DenseActivation, PlasticDenseConfig};
-    use plasticity::tasks::omniglot::OmniglotNet;
+    use plasticity::tasks::omniglot::{FeatureNorm, OmniglotNet};
     use plasticity::TraceRule;
     let device = Device::flex().autodiff();
     let mut rng = ChaCha8Rng::seed_from_u64(14);
@@ -180,6 +180,7 @@ fn omniglot_net_uses_it_and_matches_the_burn_layers() {
             alpha_mean: 0.5,
         }
         .init(&mut rng, &device),
+        feature_norm: FeatureNorm::None,
     };
     let images = Tensor::<3>::from_data(
         TensorData::new(
@@ -225,4 +226,225 @@ fn omniglot_net_uses_it_and_matches_the_burn_layers() {
     let w = net.plastic.w.val();
     let grad = |g| to_vec(w.grad(g).expect("gradient"));
     assert_close(&grad(&g), &grad(&g_ref), 1e-4, "dL/dw (plastic)");
+}
+
+/// `--feature-norm l2`: the plastic layer sees each image's features scaled to norm
+/// `sqrt(C)` (checked against a by-hand normalisation of the convolutions' output), and the
+/// gradients through the normalisation match central finite differences for a convolution
+/// weight, the plastic `w` and `alpha`.
+#[test]
+fn l2_feature_norm_matches_by_hand_values_and_finite_differences() {
+    use plasticity::dense::{DenseActivation, PlasticDenseConfig};
+    use plasticity::tasks::omniglot::{FeatureNorm, OmniglotNet};
+    use plasticity::TraceRule;
+    let device = Device::flex().autodiff();
+    let mut rng = ChaCha8Rng::seed_from_u64(15);
+    let (b, t, side, ways, c) = (2, 4, 7, 3, 6);
+    let mut net = OmniglotNet {
+        convs: convs(&[1, c, c], &mut rng, &device),
+        plastic: PlasticDenseConfig {
+            inputs: c,
+            outputs: ways,
+            rule: TraceRule::Oja,
+            activation: DenseActivation::Softmax,
+            eta: 0.3,
+            learn_eta: true,
+            init_std: 0.3,
+            alpha_mean: 0.5,
+        }
+        .init(&mut rng, &device),
+        feature_norm: FeatureNorm::L2,
+    };
+    let pixels: Vec<f32> = (0..b * t * side * side)
+        .map(|_| rng.gen_range(0.0f32..1.0))
+        .collect();
+    let images = Tensor::<3>::from_data(TensorData::new(pixels, [b, t, side * side]), &device);
+    let mut clamp = vec![0.0f32; b * t * ways];
+    for k in 0..b * (t - 1) {
+        clamp[(k / (t - 1) * t + k % (t - 1)) * ways + k % ways] = 10.0;
+    }
+    let clamp = Tensor::<3>::from_data(TensorData::new(clamp, [b, t, ways]), &device);
+    // By hand: conv features, each row scaled to norm sqrt(C).
+    let mut x = images.clone().reshape([b * t, 1, side, side]);
+    for conv in &net.convs {
+        x = conv.forward(x).tanh();
+    }
+    let mut feats = to_vec(x);
+    for row in feats.chunks_mut(c) {
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        for v in row.iter_mut() {
+            *v *= (c as f32).sqrt() / norm;
+        }
+    }
+    let feats = Tensor::<3>::from_data(TensorData::new(feats, [b, t, c]), &device);
+    let (y_ref, _) = net
+        .plastic
+        .forward_with_logits(feats, Some(clamp.clone()), ways);
+    let (y, _) = net.forward_with_logits(images.clone(), clamp.clone(), side);
+    assert_close(
+        &to_vec(y.clone()),
+        &to_vec(y_ref),
+        1e-5,
+        "outputs with l2 features",
+    );
+    // Gradients of L = sum(r * query outputs) against central differences.
+    let r = Tensor::<3>::from_data(
+        TensorData::new(random(&mut rng, b * ways, 1.0), [b, 1, ways]),
+        &device,
+    );
+    let loss = |net: &OmniglotNet| -> f64 {
+        let (y, _) = net.forward_with_logits(images.clone(), clamp.clone(), side);
+        let v = to_vec((y.slice([0..b, t - 1..t, 0..ways]) * r.clone()).sum());
+        v[0] as f64
+    };
+    let g = (y.slice([0..b, t - 1..t, 0..ways]) * r.clone())
+        .sum()
+        .backward();
+    let conv_grad = to_vec(net.convs[0].weight.val().grad(&g).expect("gradient"));
+    let w_grad = to_vec(net.plastic.w.val().grad(&g).expect("gradient"));
+    let alpha_grad = to_vec(net.plastic.alpha.val().grad(&g).expect("gradient"));
+    let eps = 1e-2f32;
+    let check = |analytic: f32, plus: f64, minus: f64, what: &str| {
+        let numeric = (plus - minus) / (2.0 * eps as f64);
+        assert!(
+            (numeric - analytic as f64).abs() <= 2e-3 + 0.03 * numeric.abs(),
+            "{what}: finite difference {numeric}, backward {analytic}"
+        );
+    };
+    let mut checked = 0;
+    for k in [0usize, 5, 11, 17, 29, 40, 53] {
+        let base = to_vec(net.convs[0].weight.val());
+        let dims = net.convs[0].weight.val().dims();
+        let mut at = |v: f32| {
+            let mut p = base.clone();
+            p[k] += v;
+            net.convs[0].weight =
+                Param::from_tensor(Tensor::<4>::from_data(TensorData::new(p, dims), &device));
+            loss(&net)
+        };
+        let (plus, minus) = (at(eps), at(-eps));
+        at(0.0);
+        check(conv_grad[k], plus, minus, &format!("dL/dW0[{k}]"));
+        checked += 1;
+    }
+    for (name, grads) in [("w", &w_grad), ("alpha", &alpha_grad)] {
+        for k in [0usize, 4, 9, 13, 17] {
+            let param = if name == "w" {
+                &net.plastic.w
+            } else {
+                &net.plastic.alpha
+            };
+            let base = to_vec(param.val());
+            let mut at = |v: f32| {
+                let mut p = base.clone();
+                p[k] += v;
+                let tensor = Param::from_tensor(Tensor::<2>::from_data(
+                    TensorData::new(p, [c, ways]),
+                    &device,
+                ));
+                if name == "w" {
+                    net.plastic.w = tensor;
+                } else {
+                    net.plastic.alpha = tensor;
+                }
+                loss(&net)
+            };
+            let (plus, minus) = (at(eps), at(-eps));
+            at(0.0);
+            check(grads[k], plus, minus, &format!("dL/d{name}[{k}]"));
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 17);
+    assert!(
+        conv_grad.iter().any(|v| v.abs() > 1e-4),
+        "conv gradient is not all zero"
+    );
+}
+
+/// `OmniglotNet::query_outputs` with several queries gives, for every query, what the
+/// network gives for the episode made of the shared support steps followed by that query
+/// alone (outputs and logits), and its gradients are those of the sum over these episodes.
+#[test]
+fn several_queries_equal_separate_episodes() {
+    use plasticity::dense::{DenseActivation, PlasticDenseConfig};
+    use plasticity::tasks::omniglot::{FeatureNorm, OmniglotNet};
+    use plasticity::TraceRule;
+    let device = Device::flex().autodiff();
+    let mut rng = ChaCha8Rng::seed_from_u64(16);
+    let (b, support, q, side, ways, c) = (2, 3, 4, 7, 3, 5);
+    let t = support + q;
+    let net = OmniglotNet {
+        convs: convs(&[1, c, c], &mut rng, &device),
+        plastic: PlasticDenseConfig {
+            inputs: c,
+            outputs: ways,
+            rule: TraceRule::Oja,
+            activation: DenseActivation::Softmax,
+            eta: 0.3,
+            learn_eta: true,
+            init_std: 0.3,
+            alpha_mean: 0.5,
+        }
+        .init(&mut rng, &device),
+        feature_norm: FeatureNorm::None,
+    };
+    let px = side * side;
+    let pixels: Vec<f32> = (0..b * t * px)
+        .map(|_| rng.gen_range(0.0f32..1.0))
+        .collect();
+    let mut clamp = vec![0.0f32; b * t * ways];
+    for e in 0..b {
+        for s in 0..support {
+            clamp[(e * t + s) * ways + (s + e) % ways] = 10.0;
+        }
+    }
+    let images = Tensor::<3>::from_data(TensorData::new(pixels.clone(), [b, t, px]), &device);
+    let offsets = Tensor::<3>::from_data(TensorData::new(clamp.clone(), [b, t, ways]), &device);
+    let (y, logits) = net.query_outputs(images, offsets, side, q);
+    assert_eq!(y.dims(), [b * q, ways]);
+    let (y_all, logits_all) = (to_vec(y.clone()), to_vec(logits));
+    let r = random(&mut rng, b * q * ways, 1.0);
+    let g = (y * Tensor::<2>::from_data(TensorData::new(r.clone(), [b * q, ways]), &device))
+        .sum()
+        .backward();
+    let mut ref_grads: Option<Vec<f32>> = None;
+    for e in 0..b {
+        for k in 0..q {
+            // The episode: support steps of episode e, then its query k.
+            let mut img = Vec::new();
+            let mut off = Vec::new();
+            for s in (0..support).chain([support + k]) {
+                img.extend_from_slice(&pixels[(e * t + s) * px..][..px]);
+                off.extend_from_slice(&clamp[(e * t + s) * ways..][..ways]);
+            }
+            let img = Tensor::<3>::from_data(TensorData::new(img, [1, support + 1, px]), &device);
+            let off = Tensor::<3>::from_data(TensorData::new(off, [1, support + 1, ways]), &device);
+            let (y1, l1) = net.forward_with_logits(img, off, side);
+            let last = |x: Tensor<3>| to_vec(x.slice([0..1, support..support + 1, 0..ways]));
+            let row = e * q + k;
+            assert_close(
+                &last(y1.clone()),
+                &y_all[row * ways..][..ways],
+                1e-6,
+                "outputs",
+            );
+            assert_close(&last(l1), &logits_all[row * ways..][..ways], 1e-5, "logits");
+            let rk = Tensor::<3>::from_data(
+                TensorData::new(r[row * ways..][..ways].to_vec(), [1, 1, ways]),
+                &device,
+            );
+            let gk = (y1.slice([0..1, support..support + 1, 0..ways]) * rk)
+                .sum()
+                .backward();
+            let grad = to_vec(net.convs[0].weight.val().grad(&gk).expect("gradient"));
+            ref_grads = Some(match ref_grads {
+                None => grad,
+                Some(acc) => acc.iter().zip(&grad).map(|(a, b)| a + b).collect(),
+            });
+        }
+    }
+    let grad = to_vec(net.convs[0].weight.val().grad(&g).expect("gradient"));
+    assert_close(&grad, &ref_grads.unwrap(), 1e-4, "dL/dW0 over all queries");
+    assert!(grad.iter().any(|v| v.abs() > 1e-4));
 }

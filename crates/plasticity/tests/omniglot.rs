@@ -556,6 +556,7 @@ fn episodes_have_labelled_support_steps_and_a_distinct_query() {
         rotations,
         max_shift,
         label_clamp: 1000.0,
+        queries: 1,
     };
     let ep = generate(
         &data,
@@ -657,6 +658,78 @@ fn episodes_have_labelled_support_steps_and_a_distinct_query() {
         query_differs > 150,
         "{query_differs} of 200 queries shifted unlike their support"
     );
+}
+
+/// `queries > 1`: the support steps as with one query, then `queries` query steps, each of
+/// a class of the episode (same character and rotation), a drawing that is neither that
+/// class's support drawing nor another query's; no clamp at the queries; `targets()` lists
+/// every query's label.
+#[test]
+fn episodes_with_several_queries_share_the_support_steps() {
+    let data = synthetic(12, 8, 4);
+    let classes: Vec<usize> = (0..12).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let (ways, shots, queries, batch) = (5, 1, 6, 40);
+    let shape = EpisodeShape {
+        ways,
+        shots,
+        rotations: true,
+        max_shift: 0,
+        label_clamp: 1000.0,
+        queries,
+    };
+    let ep = generate(&data, &classes, &shape, batch, &mut rng);
+    let t_len = ways * shots + queries;
+    assert_eq!(ep.dims, [batch, t_len, ways]);
+    assert_eq!(ep.images.len(), batch * t_len * 961);
+    let targets = ep.targets();
+    assert_eq!(targets.len(), batch * queries);
+    let mut labels_seen = [0usize; 5];
+    let mut same_class_queries = 0;
+    for (b, steps) in ep.steps.iter().enumerate() {
+        let (support, qs) = steps.split_at(ways * shots);
+        for (k, q) in qs.iter().enumerate() {
+            assert_eq!(targets[b * queries + k], q.label);
+            labels_seen[q.label] += 1;
+            let s = support.iter().find(|s| s.label == q.label).unwrap();
+            assert_eq!((s.character, s.rotation), (q.character, q.rotation));
+            assert_ne!(s.drawing, q.drawing, "query repeats its support drawing");
+            for other in &qs[k + 1..] {
+                if other.label == q.label {
+                    same_class_queries += 1;
+                    assert_ne!(other.drawing, q.drawing, "two queries share a drawing");
+                }
+            }
+        }
+        for t in ways * shots..t_len {
+            assert!(ep.clamp[(b * t_len + t) * ways..][..ways]
+                .iter()
+                .all(|&v| v == 0.0));
+        }
+        for t in 0..ways * shots {
+            let row = &ep.clamp[(b * t_len + t) * ways..][..ways];
+            assert_eq!(row[steps[t].label], 1000.0);
+        }
+    }
+    assert!(labels_seen.iter().all(|&n| n > 20), "{labels_seen:?}");
+    assert!(same_class_queries > 20, "{same_class_queries}");
+    // One query: the paper's episode shape.
+    let one = EpisodeShape {
+        queries: 1,
+        ..shape
+    };
+    let a = generate(&data, &classes, &one, 3, &mut ChaCha8Rng::seed_from_u64(9));
+    assert_eq!(a.dims, [3, ways * shots + 1, ways]);
+    assert_eq!(a.targets().len(), 3);
+    // Too few drawings for the queries: the task refuses the configuration by name.
+    let few = synthetic(12, 3, 4);
+    let config = OmniglotConfig {
+        test_classes: 5,
+        queries: 3,
+        ..OmniglotConfig::default()
+    };
+    let err = OmniglotTask::new(config, Arc::new(few)).unwrap_err();
+    assert!(err.contains("queries"), "{err}");
 }
 
 #[test]

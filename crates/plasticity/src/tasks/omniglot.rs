@@ -59,6 +59,20 @@ impl std::str::FromStr for Split {
     }
 }
 
+/// What the plastic layer sees of the convolutions' features.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureNorm {
+    /// The `C` tanh features as they are (the paper).
+    #[default]
+    None,
+    /// Not in the paper: each image's features scaled to Euclidean norm `sqrt(C)` (the norm
+    /// of saturated tanh features), `x sqrt(C) / |x|`, so the plastic term `sum_i alpha_ij
+    /// Hebb_ij x_i` compares directions (a cosine similarity to the stored support features)
+    /// and no support image wins by the size of its features.
+    L2,
+}
+
 /// Configuration of the Omniglot task; the defaults are the paper's (section 4.3).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -85,6 +99,13 @@ pub struct OmniglotConfig {
     pub side: usize,
     /// Channels of every convolution (= features into the plastic layer).
     pub channels: usize,
+    /// Training only, not in the paper (1): query steps per training episode. Each query is
+    /// a separate paper episode that shares the support steps (their features are computed
+    /// once): `queries` losses for `ways x shots + queries` images instead of one for
+    /// `ways x shots + 1`. Evaluation always runs one query per episode.
+    pub queries: usize,
+    /// What the plastic layer sees of the features (the paper: [`FeatureNorm::None`]).
+    pub feature_norm: FeatureNorm,
     /// Multiplier of the one-hot label added to the logits at support steps.
     pub label_clamp: f64,
     /// Trace rule of the plastic output layer.
@@ -133,6 +154,8 @@ impl Default for OmniglotConfig {
             test_classes: 100,
             rotations: true,
             max_shift: 0,
+            queries: 1,
+            feature_norm: FeatureNorm::None,
             side: 31,
             channels: 64,
             label_clamp: 1000.0,
@@ -193,6 +216,7 @@ impl OmniglotConfig {
             ("shots", self.shots),
             ("channels", self.channels),
             ("meta_batch", self.meta_batch),
+            ("queries", self.queries),
             ("test_classes", self.test_classes),
         ] {
             if v == 0 {
@@ -338,16 +362,21 @@ pub struct Episodes {
     pub images: Vec<f32>,
     /// Logit offsets `[B, T, ways]`: `label_clamp x one-hot label` at support steps, 0 at the query.
     pub clamp: Vec<f32>,
-    /// Steps `[B][T]`; the last step of each episode is the query.
+    /// Steps `[B][T]`; the last `queries` steps of each episode are its queries.
     pub steps: Vec<Vec<Step>>,
-    /// `[B, T, ways]`.
+    /// `[B, T, ways]`, `T = ways x shots + queries`.
     pub dims: [usize; 3],
+    /// Query steps per episode (1: the paper's episode).
+    pub queries: usize,
 }
 
 impl Episodes {
-    /// Query labels `[B]`.
+    /// Query labels `[B x queries]` (episode-major).
     pub fn targets(&self) -> Vec<usize> {
-        self.steps.iter().map(|s| s[s.len() - 1].label).collect()
+        self.steps
+            .iter()
+            .flat_map(|s| s[s.len() - self.queries..].iter().map(|q| q.label))
+            .collect()
     }
 }
 
@@ -364,11 +393,14 @@ pub struct EpisodeShape {
     pub max_shift: usize,
     /// Multiplier of the one-hot label added to the logits at support steps.
     pub label_clamp: f32,
+    /// Query steps after the support steps (1: the paper). Each query's class is drawn
+    /// uniformly, its drawing differs from that class's support drawings and other queries.
+    pub queries: usize,
 }
 
 /// Draws `batch` episodes of `shape.ways` classes from `classes` with `shape.shots` support
-/// drawings each. Every class must have at least `shots + 1` drawings (checked by
-/// [`OmniglotTask::new`]).
+/// drawings each and `shape.queries` queries. Every class must have at least `shots +
+/// queries` drawings (checked by [`OmniglotTask::new`] and `run_batch`).
 pub fn generate(
     data: &Omniglot,
     classes: &[usize],
@@ -382,9 +414,10 @@ pub fn generate(
         rotations,
         max_shift,
         label_clamp,
+        queries,
     } = *shape;
     let px = data.side * data.side;
-    let t_len = ways * shots + 1;
+    let t_len = ways * shots + queries;
     let mut images = Vec::with_capacity(batch * t_len * px);
     let mut clamp = vec![0.0f32; batch * t_len * ways];
     let mut all_steps = Vec::with_capacity(batch);
@@ -398,14 +431,15 @@ pub fn generate(
     };
     for b in 0..batch {
         let chosen = rand::seq::index::sample(rng, classes.len(), ways);
-        let query_label = rng.gen_range(0..ways);
+        let query_labels: Vec<usize> = (0..queries).map(|_| rng.gen_range(0..ways)).collect();
         let mut steps = Vec::with_capacity(t_len);
-        let mut query = None;
+        let mut query_steps: Vec<(usize, Step)> = Vec::with_capacity(queries);
         for (label, k) in chosen.iter().enumerate() {
             let character = classes[k];
             let rotation = if rotations { rng.gen_range(0..4u8) } else { 0 };
             let n_draw = data.characters[character].drawings.len();
-            let need = shots + usize::from(label == query_label);
+            let mine: Vec<usize> = (0..queries).filter(|&q| query_labels[q] == label).collect();
+            let need = shots + mine.len();
             let drawings = rand::seq::index::sample(rng, n_draw, need).into_vec();
             for &drawing in &drawings[..shots] {
                 steps.push(Step {
@@ -416,25 +450,28 @@ pub fn generate(
                     label,
                 });
             }
-            if label == query_label {
-                // Sampled without replacement: differs from this class's support drawings.
-                query = Some(Step {
+            // Sampled without replacement: a query differs from this class's support
+            // drawings and from the class's other queries.
+            for (&q, &drawing) in mine.iter().zip(&drawings[shots..]) {
+                let step = Step {
                     character,
-                    drawing: drawings[shots],
+                    drawing,
                     rotation,
                     shift: shift(rng),
                     label,
-                });
+                };
+                query_steps.push((q, step));
             }
         }
         steps.shuffle(rng);
-        steps.push(query.expect("query class is among the chosen"));
+        query_steps.sort_by_key(|&(q, _)| q);
+        steps.extend(query_steps.into_iter().map(|(_, step)| step));
         for (t, st) in steps.iter().enumerate() {
             let img = &data.characters[st.character].drawings[st.drawing].pixels;
             let rotated = rotate90(img, data.side, st.rotation);
             let moved = translate(&rotated, data.side, st.shift);
             images.extend(moved.iter().map(|&v| v as f32 / 255.0));
-            if t + 1 < t_len {
+            if t < ways * shots {
                 clamp[(b * t_len + t) * ways + st.label] = label_clamp;
             }
         }
@@ -445,6 +482,7 @@ pub fn generate(
         clamp,
         steps: all_steps,
         dims: [batch, t_len, ways],
+        queries,
     }
 }
 
@@ -484,6 +522,9 @@ pub struct OmniglotNet {
     pub convs: Vec<Conv2d>,
     /// Plastic output layer `channels -> ways`.
     pub plastic: PlasticDense,
+    /// Normalisation of the features before the plastic layer.
+    #[module(skip)]
+    pub feature_norm: FeatureNorm,
 }
 
 impl OmniglotNet {
@@ -500,8 +541,65 @@ impl OmniglotNet {
         clamp: Tensor<3>,
         side: usize,
     ) -> (Tensor<3>, Tensor<3>) {
-        let [b, t, _] = images.dims();
         let ways = clamp.dims()[2];
+        self.plastic
+            .forward_with_logits(self.features(images, side), Some(clamp), ways)
+    }
+
+    /// Softmax outputs and logits `[B x Q, ways]` of the `Q = queries` query steps that end
+    /// each episode of `images: [B, S + Q, side * side]` (`clamp: [B, S + Q, ways]`, zero at
+    /// the queries): every query is run as its own episode, the `S` support steps followed
+    /// by that query, with the support features computed once. `queries = 1` is
+    /// [`Self::forward_with_logits`]'s last step.
+    pub fn query_outputs(
+        &self,
+        images: Tensor<3>,
+        clamp: Tensor<3>,
+        side: usize,
+        queries: usize,
+    ) -> (Tensor<2>, Tensor<2>) {
+        let [b, t, ways] = clamp.dims();
+        let q = queries;
+        let features = self.features(images, side); // [B, S + Q, C]
+        let c = features.dims()[2];
+        let support = t - q;
+        let (x, offsets) = if q == 1 {
+            (features, clamp)
+        } else {
+            let repeat = |x: Tensor<3>, width: usize| {
+                // [B, S, width] -> [B x Q, S, width], each episode's support Q times.
+                x.slice([0..b, 0..support, 0..width])
+                    .unsqueeze_dim::<4>(1)
+                    .expand([b, q, support, width])
+                    .reshape([b * q, support, width])
+            };
+            let query_x = features
+                .clone()
+                .slice([0..b, support..t, 0..c])
+                .reshape([b * q, 1, c]);
+            let query_offsets =
+                clamp
+                    .clone()
+                    .slice([0..b, support..t, 0..ways])
+                    .reshape([b * q, 1, ways]);
+            (
+                Tensor::cat(vec![repeat(features, c), query_x], 1), // [B x Q, S + 1, C]
+                Tensor::cat(vec![repeat(clamp, ways), query_offsets], 1),
+            )
+        };
+        let (y, logits) = self.plastic.forward_with_logits(x, Some(offsets), ways);
+        let n = y.dims()[0];
+        let s1 = y.dims()[1];
+        (
+            y.slice([0..n, s1 - 1..s1, 0..ways]).reshape([n, ways]),
+            logits.slice([0..n, s1 - 1..s1, 0..ways]).reshape([n, ways]),
+        )
+    }
+
+    /// The plastic layer's inputs `[B, T, C]` for `images: [B, T, side * side]`: the
+    /// convolutions' output, normalised as [`Self::feature_norm`] says.
+    pub fn features(&self, images: Tensor<3>, side: usize) -> Tensor<3> {
+        let [b, t, _] = images.dims();
         let mut x = images.reshape([b * t, 1, side, side]); // [B*T, 1, side, side]
         let fused = |conv: &Conv2d| {
             conv.stride == [2, 2]
@@ -526,9 +624,13 @@ impl OmniglotNet {
             }
         }
         let c = x.dims()[1];
-        let features = x.reshape([b, t, c]); // [B, T, C]
-        self.plastic
-            .forward_with_logits(features, Some(clamp), ways)
+        let mut features = x.reshape([b, t, c]); // [B, T, C]
+        if self.feature_norm == FeatureNorm::L2 {
+            // x sqrt(C) / |x|; the 1e-12 only guards an all-zero feature vector.
+            let norm = (features.clone().powf_scalar(2.0).sum_dim(2) + 1e-12).sqrt(); // [B, T, 1]
+            features = features * (c as f64).sqrt() / norm;
+        }
+        features
     }
 }
 
@@ -562,17 +664,20 @@ impl OmniglotTask {
             ));
         }
         let split = split_classes(&config, &data)?;
-        for &k in split.train.iter().chain(&split.test) {
+        let train = split.train.iter().map(|&k| (k, config.queries.max(1)));
+        for (k, queries) in train.chain(split.test.iter().map(|&k| (k, 1))) {
             let ch = &data.characters[k];
-            if ch.drawings.len() < config.shots + 1 {
+            if ch.drawings.len() < config.shots + queries {
                 return Err(format!(
-                    "shots: {}/{}/{} has {} drawings, {}-shot episodes need {}",
+                    "shots, queries: {}/{}/{} has {} drawings, {}-shot episodes with {} \
+                     queries need {}",
                     ch.set.dir_name(),
                     ch.alphabet,
                     ch.name,
                     ch.drawings.len(),
                     config.shots,
-                    config.shots + 1
+                    queries,
+                    config.shots + queries
                 ));
             }
         }
@@ -593,6 +698,7 @@ impl OmniglotTask {
         ways: usize,
         shots: usize,
         max_shift: usize,
+        queries: usize,
         batch: usize,
         rng: &mut ChaCha8Rng,
         device: &Device,
@@ -618,10 +724,11 @@ impl OmniglotTask {
             .map(|&k| self.data.characters[k].drawings.len())
             .min()
             .unwrap_or(0);
-        if min_drawings < shots + 1 {
+        if min_drawings < shots + queries {
             return Err(format!(
-                "shots: {shots}-shot episodes need {} drawings per class, some have {min_drawings}",
-                shots + 1
+                "shots, queries: {shots}-shot episodes with {queries} queries need {} drawings \
+                 per class, some have {min_drawings}",
+                shots + queries
             ));
         }
         let shape = EpisodeShape {
@@ -630,16 +737,17 @@ impl OmniglotTask {
             rotations: c.rotations,
             max_shift,
             label_clamp: c.label_clamp as f32,
+            queries,
         };
         let ep = generate(&self.data, classes, &shape, batch, rng);
         let [b, t, w] = ep.dims;
         let px = c.side * c.side;
         let images = from_vec(ep.images.clone(), [b, t, px], device);
         let clamp = from_vec(ep.clamp.clone(), [b, t, w], device);
-        let (y, logits) = model.forward_with_logits(images, clamp, c.side); // [B, T, ways]
-        let query = y.slice([0..b, t - 1..t, 0..w]).reshape([b, w]); // [B, ways]
-        let query_logits = logits.slice([0..b, t - 1..t, 0..w]).reshape([b, w]); // [B, ways]
+        // [B x Q, ways] each
+        let (query, query_logits) = model.query_outputs(images, clamp, c.side, queries);
         let targets = ep.targets();
+        let b = b * queries;
         let mut onehot = vec![0.0f32; b * w];
         for (k, &l) in targets.iter().enumerate() {
             onehot[k * w + l] = 1.0;
@@ -690,7 +798,7 @@ impl OmniglotTask {
         let mut correct = 0u64;
         while done < episodes {
             let n = (episodes - done).min(batch.max(1) as u64) as usize;
-            let r = self.run_batch(&model, classes, ways, shots, 0, n, rng, device)?;
+            let r = self.run_batch(&model, classes, ways, shots, 0, 1, n, rng, device)?;
             correct += r.correct as u64;
             done += r.episodes as u64;
         }
@@ -712,6 +820,7 @@ impl OmniglotTask {
             c.ways,
             c.shots,
             c.max_shift,
+            c.queries,
             batch,
             rng,
             device,
@@ -812,6 +921,7 @@ impl Experiment for OmniglotTask {
         OmniglotNet {
             convs,
             plastic: c.dense_config().init(rng, device),
+            feature_norm: c.feature_norm,
         }
     }
 
@@ -839,6 +949,7 @@ impl Experiment for OmniglotTask {
             c.ways,
             c.shots,
             c.max_shift,
+            c.queries,
             c.meta_batch,
             rng,
             device,
@@ -859,6 +970,7 @@ impl Experiment for OmniglotTask {
             c.ways,
             c.shots,
             0,
+            1,
             c.meta_batch,
             rng,
             device,
