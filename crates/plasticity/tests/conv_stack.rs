@@ -228,20 +228,19 @@ fn omniglot_net_uses_it_and_matches_the_burn_layers() {
     assert_close(&grad(&g), &grad(&g_ref), 1e-4, "dL/dw (plastic)");
 }
 
-/// `--feature-norm l2`: the plastic layer sees each image's features scaled to norm
-/// `sqrt(C)` (checked against a by-hand normalisation of the convolutions' output), and the
-/// gradients through the normalisation match central finite differences for a convolution
-/// weight, the plastic `w` and `alpha`.
-#[test]
-fn l2_feature_norm_matches_by_hand_values_and_finite_differences() {
+/// A two-convolution Omniglot network (`c` channels, `ways` outputs, Oja rule, eta 0.3,
+/// `w`/`alpha` spread 0.3 around `alpha` mean 0.5) for 7x7 images.
+fn small_net(
+    c: usize,
+    ways: usize,
+    feature_norm: plasticity::tasks::omniglot::FeatureNorm,
+    rng: &mut ChaCha8Rng,
+    device: &Device,
+) -> plasticity::tasks::omniglot::OmniglotNet {
     use plasticity::dense::{DenseActivation, PlasticDenseConfig};
-    use plasticity::tasks::omniglot::{FeatureNorm, OmniglotNet};
     use plasticity::TraceRule;
-    let device = Device::flex().autodiff();
-    let mut rng = ChaCha8Rng::seed_from_u64(15);
-    let (b, t, side, ways, c) = (2, 4, 7, 3, 6);
-    let mut net = OmniglotNet {
-        convs: convs(&[1, c, c], &mut rng, &device),
+    plasticity::tasks::omniglot::OmniglotNet {
+        convs: convs(&[1, c, c], rng, device),
         plastic: PlasticDenseConfig {
             inputs: c,
             outputs: ways,
@@ -252,9 +251,22 @@ fn l2_feature_norm_matches_by_hand_values_and_finite_differences() {
             init_std: 0.3,
             alpha_mean: 0.5,
         }
-        .init(&mut rng, &device),
-        feature_norm: FeatureNorm::L2,
-    };
+        .init(rng, device),
+        feature_norm,
+    }
+}
+
+/// `--feature-norm l2`: the plastic layer sees each image's features scaled to norm
+/// `sqrt(C)` (checked against a by-hand normalisation of the convolutions' output), and the
+/// gradients through the normalisation match central finite differences for a convolution
+/// weight, the plastic `w` and `alpha`.
+#[test]
+fn l2_feature_norm_matches_by_hand_values_and_finite_differences() {
+    use plasticity::tasks::omniglot::{FeatureNorm, OmniglotNet};
+    let device = Device::flex().autodiff();
+    let mut rng = ChaCha8Rng::seed_from_u64(15);
+    let (b, t, side, ways, c) = (2, 4, 7, 3, 6);
+    let mut net = small_net(c, ways, FeatureNorm::L2, &mut rng, &device);
     let pixels: Vec<f32> = (0..b * t * side * side)
         .map(|_| rng.gen_range(0.0f32..1.0))
         .collect();
@@ -367,28 +379,12 @@ fn l2_feature_norm_matches_by_hand_values_and_finite_differences() {
 /// alone (outputs and logits), and its gradients are those of the sum over these episodes.
 #[test]
 fn several_queries_equal_separate_episodes() {
-    use plasticity::dense::{DenseActivation, PlasticDenseConfig};
-    use plasticity::tasks::omniglot::{FeatureNorm, OmniglotNet};
-    use plasticity::TraceRule;
+    use plasticity::tasks::omniglot::FeatureNorm;
     let device = Device::flex().autodiff();
     let mut rng = ChaCha8Rng::seed_from_u64(16);
     let (b, support, q, side, ways, c) = (2, 3, 4, 7, 3, 5);
     let t = support + q;
-    let net = OmniglotNet {
-        convs: convs(&[1, c, c], &mut rng, &device),
-        plastic: PlasticDenseConfig {
-            inputs: c,
-            outputs: ways,
-            rule: TraceRule::Oja,
-            activation: DenseActivation::Softmax,
-            eta: 0.3,
-            learn_eta: true,
-            init_std: 0.3,
-            alpha_mean: 0.5,
-        }
-        .init(&mut rng, &device),
-        feature_norm: FeatureNorm::None,
-    };
+    let net = small_net(c, ways, FeatureNorm::None, &mut rng, &device);
     let px = side * side;
     let pixels: Vec<f32> = (0..b * t * px)
         .map(|_| rng.gen_range(0.0f32..1.0))
