@@ -12,13 +12,20 @@
 //! Hebb' = clip(Hebb', -c, c)                           optional
 //! ```
 //!
-//! [`fused::forward`] runs a whole episode and [`fused::backward`] its backpropagation through
-//! time, with gradients for `w`, `alpha`, `eta`, the inputs and the initial state, in memory
-//! `O(B N^2 + T B N)` (see [`fused`] for how).
+//! Neuromodulated plasticity (ICLR 2019, "Backpropamine"; [`Modulation`]) lets the network set
+//! its own plasticity rate at each step, directly (simple) or through an eligibility trace
+//! (retroactive).
 //!
-//! Neuromodulated plasticity (ICLR 2019, "Backpropamine"; [`Modulation`]), where the network
-//! sets its own plasticity rate at each step, runs in [`modulated::forward`] and
-//! [`modulated::backward`] (checkpointed backward, memory `O(sqrt(T) B N^2 + T B N)`).
+//! # One engine, one rule trait
+//! [`trace`] holds the only per-variant code: each trace rule ([`trace::Decaying`],
+//! [`trace::Oja`], [`trace::Simple`], [`trace::Retroactive`]) says how a trace entry is updated
+//! and differentiated ([`trace::Rule`]). [`rnn`] is the engine every rule runs on: [`forward`]
+//! runs a whole episode, [`backward`] its backpropagation through time (gradients for `w`,
+//! `alpha`, the rule's parameters, the inputs and the initial state), [`rnn::Stepper`] one step
+//! at a time for agents; [`rnn::forward_modulated`] and [`rnn::backward_modulated`] take the
+//! modulator's parameters. Memory never grows as `T N^2`: invertible traces are reversed,
+//! the others recomputed from `sqrt(T)` checkpoints (`checkpoint`); batches and rows are
+//! shared out by one rule (`parallel`).
 //!
 //! Plastic and neuromodulated LSTMs (ICLR 2019 section 4.3) run in [`lstm::lstm_forward`] and
 //! [`lstm::lstm_backward`].
@@ -29,21 +36,22 @@
 
 #![warn(missing_docs)]
 
+mod checkpoint;
 pub mod conv;
-pub mod fused;
 pub mod lstm;
-pub mod modulated;
+mod parallel;
 mod real;
 pub mod reference;
+pub mod rnn;
 mod spec;
+pub mod trace;
 
-pub use fused::{backward, forward, Episode, Grads, Params};
 pub use lstm::{
     lstm_backward, lstm_forward, LstmGrads, LstmInit, LstmParams, LstmPlasticity, LstmSequence,
     LstmSpec,
 };
-pub use modulated::{ModulatedEpisode, ModulatedGrads, ModulatedParams};
 pub use real::Real;
+pub use rnn::{backward, forward, Episode, Grads, ModulatedParams, Params, Stepper};
 pub use spec::{
     AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, Modulation, SpecError, TraceRule,
 };

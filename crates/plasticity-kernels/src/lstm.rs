@@ -38,9 +38,11 @@
 //! `T` copies of the trace. Sequences run in parallel (rayon over the batch); `dL/dW_h` is one
 //! matrix product at the end.
 
-use crate::fused::{clip_to, default_segment, in_pool, lane_sum, through_clip};
+use crate::checkpoint::default_segment;
+use crate::parallel::{in_pool, lane_sum};
 use crate::real::Real;
 use crate::spec::{AlphaShape, SpecError};
+use crate::trace::{clip_to, through_clip};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 

@@ -100,7 +100,7 @@ pub enum BackwardStrategy {
 /// ```
 ///
 /// `m: [N]`, `m_b`, `v, b: [N]` and `eta_E` are learned with `w` and `alpha`; the kernels are in
-/// [`crate::modulated`], the readable step in [`crate::reference::modulated_step`].
+/// [`crate::trace::Modulated`] (engine: [`crate::rnn`]), the readable step in [`crate::reference::modulated_step`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Modulation {
@@ -155,8 +155,8 @@ pub struct EpisodeSpec {
     pub alpha: AlphaShape,
     /// Backward strategy.
     pub backward: BackwardStrategy,
-    /// Neuromodulation ([`Modulation::None`]: the ICML 2018 network, run by
-    /// [`crate::fused`]; otherwise run by [`crate::modulated`]).
+    /// Neuromodulation ([`Modulation::None`]: the ICML 2018 network, run with
+    /// [`crate::Params`]; otherwise with [`crate::ModulatedParams`]).
     pub modulation: Modulation,
 }
 

@@ -547,32 +547,33 @@ fn stepping_in_place_matches_the_episode_forward() {
                 let ep = forward(&spec, &p.params(), &p.x, &p.y0, Some(&p.h0)).unwrap();
                 let one = EpisodeSpec { steps: 1, ..spec };
                 let mut st =
-                    plasticity_kernels::fused::Stepper::new(&one, &p.y0, Some(&p.h0)).unwrap();
+                    plasticity_kernels::Stepper::new(&one, &p.y0, Some(&p.h0), None).unwrap();
                 let bn = b * n;
                 for s in 0..t {
                     let y = st.step(&p.params(), &p.x[s * bn..(s + 1) * bn]).unwrap();
                     assert_eq!(y, &ep.ys[s * bn..(s + 1) * bn], "{spec:?}: y step {s}");
                 }
                 assert_eq!(st.y(), &ep.ys[(t - 1) * bn..]);
-                let (_, hebb) = st.finish();
+                let (_, hebb, _) = st.finish();
                 assert_eq!(hebb, ep.hebb, "{spec:?}: Hebb_T");
             }
         }
     }
     let spec = EpisodeSpec::new(4, 1, 1);
     let p = problem::<f32>(spec, 0.1, 0);
-    let mut st = plasticity_kernels::fused::Stepper::new(&spec, &p.y0, None).unwrap();
+    let mut st = plasticity_kernels::Stepper::new(&spec, &p.y0, None, None).unwrap();
     assert!(st.step(&p.params(), &[0.0; 5]).unwrap_err().0.contains("x"));
     let modulated = EpisodeSpec {
         modulation: plasticity_kernels::Modulation::Simple { fan_out: false },
         ..spec
     };
-    assert!(
-        plasticity_kernels::fused::Stepper::new(&modulated, &p.y0, None)
-            .unwrap_err()
-            .0
-            .contains("modulation")
-    );
+    // The fixed-rate parameters refuse a modulated spec rather than ignore the modulation.
+    let mut st = plasticity_kernels::Stepper::new(&modulated, &p.y0, None, None).unwrap();
+    assert!(st
+        .step(&p.params(), &[0.0; 4])
+        .unwrap_err()
+        .0
+        .contains("modulation"));
 }
 
 #[test]

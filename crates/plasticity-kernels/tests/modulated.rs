@@ -1,10 +1,10 @@
 //! Neuromodulated plasticity (ICLR 2019): golden values, fused against the reference step,
 //! finite-difference gradient checks of every parameter, checkpointing, errors.
 
-use plasticity_kernels::modulated::{backward, forward};
+use plasticity_kernels::rnn::{backward_modulated as backward, forward_modulated as forward};
 use plasticity_kernels::{
-    reference, AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, ModulatedGrads,
-    ModulatedParams, Modulation, Params, Real, TraceRule,
+    reference, AlphaShape, BackwardStrategy, EpisodeSpec, Grads, InputMode, ModulatedParams,
+    Modulation, Params, Real, TraceRule,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -283,7 +283,7 @@ impl<F: Real> Problem<F> {
         }
     }
 
-    fn run(&self) -> plasticity_kernels::ModulatedEpisode<F> {
+    fn run(&self) -> plasticity_kernels::Episode<F> {
         forward(
             &self.spec,
             &self.params(),
@@ -302,7 +302,7 @@ impl<F: Real> Problem<F> {
         dot(&ep.ys, &self.gy) + dot(&ep.hebb, &self.gh) + dot(&ep.elig, &self.ge)
     }
 
-    fn grads(&self) -> ModulatedGrads<F> {
+    fn grads(&self) -> Grads<F> {
         backward(
             &self.params(),
             self.run(),
@@ -666,13 +666,9 @@ fn stepping_in_place_matches_the_episode_forward() {
                 let p = problem::<f32>(spec, 40 + k as u64);
                 let ep = p.run();
                 let one = EpisodeSpec { steps: 1, ..spec };
-                let mut st = plasticity_kernels::modulated::Stepper::new(
-                    &one,
-                    &p.y0,
-                    Some(&p.h0),
-                    Some(&p.e0),
-                )
-                .unwrap();
+                let mut st =
+                    plasticity_kernels::Stepper::new(&one, &p.y0, Some(&p.h0), Some(&p.e0))
+                        .unwrap();
                 let bn = b * n;
                 // Bit for bit on the small problem (one block everywhere); to rounding on the
                 // large one.
@@ -683,7 +679,9 @@ fn stepping_in_place_matches_the_episode_forward() {
                     assert!(d <= tol, "{kind:?} {clip:?} n={n}: {what} differs by {d}");
                 };
                 for s in 0..t {
-                    let (y, m) = st.step(&p.params(), &p.x[s * bn..(s + 1) * bn]).unwrap();
+                    let (y, m) = st
+                        .step_modulated(&p.params(), &p.x[s * bn..(s + 1) * bn])
+                        .unwrap();
                     same(&format!("y step {s}"), y, &ep.ys[s * bn..(s + 1) * bn]);
                     same(&format!("M step {s}"), m, &ep.modulator[s * b..(s + 1) * b]);
                 }
@@ -700,10 +698,14 @@ fn stepping_in_place_matches_the_episode_forward() {
         ..EpisodeSpec::new(4, 1, 1)
     };
     let p = problem::<f32>(spec, 1);
-    let mut st = plasticity_kernels::modulated::Stepper::new(&spec, &p.y0, None, None).unwrap();
-    assert!(st.step(&p.params(), &[0.0; 3]).unwrap_err().0.contains("x"));
+    let mut st = plasticity_kernels::Stepper::new(&spec, &p.y0, None, None).unwrap();
+    assert!(st
+        .step_modulated(&p.params(), &[0.0; 3])
+        .unwrap_err()
+        .0
+        .contains("x"));
     assert!(
-        plasticity_kernels::modulated::Stepper::new(&spec, &[0.0f32; 3], None, None)
+        plasticity_kernels::Stepper::new(&spec, &[0.0f32; 3], None, None)
             .unwrap_err()
             .0
             .contains("y0")

@@ -418,17 +418,17 @@ fn run_modulated_forward(
     y0: &[f32],
     hebb0: &[f32],
     elig0: &[f32],
-) -> kernels::ModulatedEpisode<f32> {
+) -> kernels::Episode<f32> {
     let x = swap_bt(x_btn, spec.batch, spec.steps, spec.neurons);
     let hebb0 = (!hebb0.is_empty()).then_some(hebb0);
     let elig0 = (!elig0.is_empty()).then_some(elig0);
     // Shapes were checked by `modulated_episode` before dispatch.
-    kernels::modulated::forward(spec, &p.params(), &x, y0, hebb0, elig0)
+    kernels::rnn::forward_modulated(spec, &p.params(), &x, y0, hebb0, elig0)
         .expect("shapes checked before dispatch")
 }
 
 /// `(ys: [B, T, N], hebb_T, elig_T, modulator: [B, T])` as tensor data.
-fn modulated_outputs(spec: &EpisodeSpec, ep: &kernels::ModulatedEpisode<f32>) -> [TensorData; 4] {
+fn modulated_outputs(spec: &EpisodeSpec, ep: &kernels::Episode<f32>) -> [TensorData; 4] {
     let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
     let elig_dims = if ep.elig.is_empty() {
         [0, 0, 0]
@@ -482,7 +482,7 @@ impl ModulatedOps for Flex {
 /// What the modulated backward needs: the kernels' episode record and the parameters.
 #[derive(Clone, Debug)]
 struct ModulatedState {
-    episode: Arc<Mutex<Option<kernels::ModulatedEpisode<f32>>>>,
+    episode: Arc<Mutex<Option<kernels::Episode<f32>>>>,
     params: Arc<ModulatedBuffers>,
 }
 
@@ -508,8 +508,9 @@ impl<B: Backend> Backward<B, 11> for ModulatedBackward {
         let spec = *episode.spec();
         let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
         let gy = swap_bt(&gy_btn, b, t, n);
-        let g = kernels::modulated::backward(&ops.state.params.params(), episode, &gy, None, None)
-            .expect("shapes checked before dispatch");
+        let g =
+            kernels::rnn::backward_modulated(&ops.state.params.params(), episode, &gy, None, None)
+                .expect("shapes checked before dispatch");
         let (fan_len, elig_dims) = (
             g.fan_w.len(),
             if g.elig0.is_empty() {

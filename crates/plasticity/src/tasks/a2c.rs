@@ -347,19 +347,16 @@ pub fn rollout<E: Environment>(
     enum Net {
         /// The non-plastic network's activity `[B, N]`.
         Static(Vec<f32>),
-        Plain(kernels::fused::Stepper<f32>),
+        Plain(kernels::Stepper<f32>),
         /// With the modulator's `m`, `m_b`, fan-out `v` and `b`.
-        Modulated(
-            kernels::modulated::Stepper<f32>,
-            (Vec<f32>, f32, Vec<f32>, Vec<f32>),
-        ),
+        Modulated(kernels::Stepper<f32>, (Vec<f32>, f32, Vec<f32>, Vec<f32>)),
     }
     let modulated = md.is_some();
     let mut stepper = match md {
         None if !net.config().plastic => Net::Static(y0.clone()),
-        None => Net::Plain(kernels::fused::Stepper::new(&spec, &y0, None).map_err(|e| e.0)?),
+        None => Net::Plain(kernels::Stepper::new(&spec, &y0, None, None).map_err(|e| e.0)?),
         Some(md) => Net::Modulated(
-            kernels::modulated::Stepper::new(&spec, &y0, None, None).map_err(|e| e.0)?,
+            kernels::Stepper::new(&spec, &y0, None, None).map_err(|e| e.0)?,
             md,
         ),
     };
@@ -415,7 +412,7 @@ pub fn rollout<E: Environment>(
                     fan_b,
                     eta_e: eta,
                 };
-                let (y, modulator) = st.step(&p, &x).map_err(|e| e.0)?;
+                let (y, modulator) = st.step_modulated(&p, &x).map_err(|e| e.0)?;
                 for (b, &mv) in modulator.iter().enumerate() {
                     out.modulator[b * steps + t] = mv;
                 }
