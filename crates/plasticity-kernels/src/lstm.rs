@@ -31,6 +31,13 @@
 //! `h'` (as [`crate::Modulation`] does for the plastic RNN). `alpha` is per neuron (`alpha_ij =
 //! alpha_j`, the default), per connection, or one scalar ([`AlphaShape`]).
 //!
+//! # On the plastic engine
+//! The candidate's plastic recurrence is the plastic network's: its trace rule is one of
+//! [`crate::trace`] (pre `h_{t-1}`, post `g`, the modulator reading `h_t`), its product
+//! `sum_i (w_ij + alpha_ij Hebb_ij) h_i`, trace updates, column sums and row passes are the
+//! engine's ([`crate::rnn`]), and so are its checkpoints (`checkpoint.rs`). This file holds
+//! the gates and the cell.
+//!
 //! # Memory
 //! The forward keeps the gates and cell states of every step (`O(T B H)`) and the traces only
 //! every `K = ceil(sqrt(T))` steps (clipping makes the update non-invertible); the backward
@@ -38,11 +45,14 @@
 //! `T` copies of the trace. Sequences run in parallel (rayon over the batch); `dL/dW_h` is one
 //! matrix product at the end.
 
-use crate::checkpoint::default_segment;
-use crate::parallel::{in_pool, lane_sum};
+use crate::checkpoint::{default_segment, Segments};
+use crate::parallel::{add_into, in_pool};
 use crate::real::Real;
+use crate::rnn::{forward_pass, pass_a, pass_b, update_pass, AlphaRows, TraceGrads, Weights};
 use crate::spec::{AlphaShape, SpecError};
-use crate::trace::{clip_to, through_clip};
+use crate::trace::{
+    Activity, Coefficients, Decaying, Modulator, Retroactive, Rule, RuleGrads, Shares, Simple,
+};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -327,92 +337,68 @@ fn dot<F: Real>(a: &[F], b: &[F]) -> F {
     lanes.iter().copied().sum::<F>() + ra.iter().zip(rb).map(|(&x, &y)| x * y).sum::<F>()
 }
 
-/// `alpha` as a function of the row: the per-connection row, or the broadcast `[H]` row.
-struct Alpha<'a, F> {
-    data: &'a [F],
-    broadcast: Vec<F>,
-    per_connection: bool,
-    h: usize,
+/// The candidate's trace rule with its parameters (see the module docs).
+enum LstmRule<'a, F> {
+    None,
+    Decaying(Decaying<F>),
+    Simple(Simple<'a, F>),
+    Retroactive(Retroactive<'a, F>),
 }
 
-impl<'a, F: Real> Alpha<'a, F> {
-    fn new(shape: AlphaShape, data: &'a [F], h: usize) -> Self {
-        let broadcast = match (shape, data.is_empty()) {
-            (_, true) | (AlphaShape::PerConnection, _) => Vec::new(),
-            (AlphaShape::PerNeuron, _) => data.to_vec(),
-            (AlphaShape::Scalar, _) => vec![data[0]; h],
+impl<'a, F: Real> LstmRule<'a, F> {
+    fn of(kind: LstmPlasticity, p: &LstmParams<'a, F>) -> Self {
+        let modulator = Modulator {
+            m: p.m,
+            m_bias: p.m_bias,
+            fan_w: p.fan_w,
+            fan_b: p.fan_b,
+            fan_out: true,
         };
-        Alpha {
-            data,
-            broadcast,
-            per_connection: shape == AlphaShape::PerConnection,
-            h,
-        }
-    }
-
-    #[inline]
-    fn row(&self, i: usize) -> &[F] {
-        if self.per_connection {
-            &self.data[i * self.h..(i + 1) * self.h]
-        } else {
-            &self.broadcast
-        }
-    }
-}
-
-/// The modulator and rates from the new hidden state: `(M, eta: [H])`.
-fn rates<F: Real>(p: &LstmParams<'_, F>, h_new: &[F]) -> (F, Vec<F>) {
-    let m = (dot(p.m, h_new) + p.m_bias).tanh();
-    let eta = p
-        .fan_w
-        .iter()
-        .zip(p.fan_b)
-        .map(|(&v, &b)| v * m + b)
-        .collect();
-    (m, eta)
-}
-
-/// Applies one trace update in place: `hp` presynaptic (`[H]`), `g` the candidate, `eta` the
-/// modulated rates (empty for [`LstmPlasticity::Hebb`]).
-#[allow(clippy::too_many_arguments)]
-fn update_trace<F: Real>(
-    kind: LstmPlasticity,
-    p: &LstmParams<'_, F>,
-    hebb: &mut [F],
-    elig: &mut [F],
-    hp: &[F],
-    g: &[F],
-    eta: &[F],
-    clip: F,
-) {
-    let h = hp.len();
-    let c = Some(clip);
-    for i in 0..h {
-        let hi = hp[i];
-        let hrow = &mut hebb[i * h..(i + 1) * h];
         match kind {
-            LstmPlasticity::None => {}
-            LstmPlasticity::Hebb => {
-                let (keep, rate) = (F::one() - p.eta, p.eta * hi);
-                for (x, &gj) in hrow.iter_mut().zip(g) {
-                    *x = clip_to(keep * *x + rate * gj, c);
-                }
-            }
-            LstmPlasticity::Simple => {
-                for ((x, &gj), &ej) in hrow.iter_mut().zip(g).zip(eta) {
-                    *x = clip_to(*x + hi * ej * gj, c);
-                }
-            }
-            LstmPlasticity::Retroactive => {
-                let erow = &mut elig[i * h..(i + 1) * h];
-                let (keep, rate) = (F::one() - p.eta_e, p.eta_e * hi);
-                for (((x, e), &gj), &ej) in hrow.iter_mut().zip(erow.iter_mut()).zip(g).zip(eta) {
-                    *x = clip_to(*x + ej * *e, c);
-                    *e = keep * *e + rate * gj;
-                }
-            }
+            LstmPlasticity::None => LstmRule::None,
+            LstmPlasticity::Hebb => LstmRule::Decaying(Decaying { eta: p.eta }),
+            LstmPlasticity::Simple => LstmRule::Simple(Simple {
+                modulator,
+                eta_e: p.eta_e,
+            }),
+            LstmPlasticity::Retroactive => LstmRule::Retroactive(Retroactive {
+                modulator,
+                eta_e: p.eta_e,
+            }),
         }
     }
+}
+
+/// Runs `$body` with `$r: Option<&R>` for the concrete rule of an [`LstmRule`] (`None`, typed as
+/// the decaying rule, without plasticity).
+macro_rules! with_lstm_rule {
+    ($rule:expr, $r:ident => $body:expr) => {
+        match $rule {
+            LstmRule::None => {
+                let $r: Option<&Decaying<_>> = None;
+                $body
+            }
+            LstmRule::Decaying(x) => {
+                let $r = Some(&x);
+                $body
+            }
+            LstmRule::Simple(x) => {
+                let $r = Some(&x);
+                $body
+            }
+            LstmRule::Retroactive(x) => {
+                let $r = Some(&x);
+                $body
+            }
+        }
+    };
+}
+
+/// The candidate block of `W_h` (`w`, the fixed part of the plastic weights), as `[H, H]`.
+fn candidate_weights<F: Real>(w_h: &[F], h: usize) -> Vec<F> {
+    w_h.chunks_exact(4 * h)
+        .flat_map(|row| row[3 * h..].iter().copied())
+        .collect()
 }
 
 /// Runs the recurrence forward. `xproj: [T, B, 4H]` (time-major, gates `i, f, o, g`).
@@ -434,11 +420,12 @@ pub fn lstm_forward<F: Real>(
     if let (Some(x), true) = (init.elig0, spec.plasticity.has_eligibility()) {
         spec.check_len("elig0", x.len(), tl)?;
     }
+    let w_g = candidate_weights(p.w_h, h);
     let seqs: Vec<SeqStore<F>> = in_pool(|| {
-        (0..b)
+        with_lstm_rule!(LstmRule::of(spec.plasticity, p), r => (0..b)
             .into_par_iter()
-            .map(|bi| forward_seq(spec, p, xproj, init, bi))
-            .collect()
+            .map(|bi| forward_seq(spec, p, &w_g, r, xproj, init, bi))
+            .collect())
     });
     let mut out = LstmSequence {
         spec: *spec,
@@ -469,31 +456,49 @@ pub fn lstm_forward<F: Real>(
     Ok(out)
 }
 
-/// The forward of sequence `bi`.
-fn forward_seq<F: Real>(
+/// The activities the trace update of step `t` reads: `h_{t-1}`, the candidate `g_t`, `h_t`.
+fn activity<'a, F: Real>(st: &'a SeqStore<F>, h0: &'a [F], h: usize, t: usize) -> Activity<'a, F> {
+    let pre = if t == 0 {
+        h0
+    } else {
+        &st.hs[(t - 1) * h..t * h]
+    };
+    Activity {
+        pre,
+        post: &st.gates[t * 4 * h + 3 * h..(t + 1) * 4 * h],
+        modulated_by: &st.hs[t * h..(t + 1) * h],
+    }
+}
+
+/// The forward of sequence `bi`; `w_g` is the candidate block of `W_h` (`[H, H]`) and `rule`
+/// the candidate's trace rule (`None`: a standard LSTM).
+fn forward_seq<F: Real, R: Rule<F>>(
     spec: &LstmSpec,
     p: &LstmParams<'_, F>,
+    w_g: &[F],
+    rule: Option<&R>,
     xproj: &[F],
     init: &LstmInit<'_, F>,
     bi: usize,
 ) -> SeqStore<F> {
     let (h, b, t_len) = (spec.hidden, spec.batch, spec.steps);
-    let kind = spec.plasticity;
     let (hh, h4) = (h * h, 4 * h);
-    let plastic = kind.is_plastic();
+    let plastic = rule.is_some();
     let mut hebb = match (plastic, init.hebb0) {
         (false, _) => Vec::new(),
         (true, Some(x)) => x[bi * hh..(bi + 1) * hh].to_vec(),
         (true, None) => vec![F::zero(); hh],
     };
-    let mut elig = match (kind.has_eligibility(), init.elig0) {
+    let mut elig = match (plastic && R::ELIGIBILITY, init.elig0) {
         (false, _) => Vec::new(),
         (true, Some(x)) => x[bi * hh..(bi + 1) * hh].to_vec(),
         (true, None) => vec![F::zero(); hh],
     };
     let seg = spec.segment_len();
-    let alpha = Alpha::new(spec.alpha, p.alpha, h);
-    let clip = F::of(spec.clip);
+    let alpha = AlphaRows::new(spec.alpha, p.alpha, h);
+    let clip = Some(F::of(spec.clip));
+    let all_rows = 0..h;
+    let whole = core::slice::from_ref(&all_rows);
     let mut st = SeqStore {
         gates: vec![F::zero(); t_len * h4],
         cs: vec![F::zero(); t_len * h],
@@ -504,13 +509,13 @@ fn forward_seq<F: Real>(
         modulator: Vec::new(),
     };
     let mut a = vec![F::zero(); h4];
-    let mut u = vec![F::zero(); h];
+    let mut acc = vec![F::zero(); h];
+    let mut pending: Option<Coefficients<F>> = None;
     let h0 = &init.h0[bi * h..(bi + 1) * h];
     let c0 = &init.c0[bi * h..(bi + 1) * h];
+    // With plasticity the candidate's recurrent input is the plastic network's product.
+    let fixed = if plastic { 3 * h } else { h4 };
     for t in 0..t_len {
-        if plastic && t % seg == 0 {
-            st.checkpoints.push((hebb.clone(), elig.clone()));
-        }
         let hp = if t == 0 {
             h0
         } else {
@@ -519,21 +524,29 @@ fn forward_seq<F: Real>(
         a.copy_from_slice(&xproj[(t * b + bi) * h4..(t * b + bi + 1) * h4]);
         for (i, &hi) in hp.iter().enumerate() {
             if hi != F::zero() {
-                for (x, &wv) in a.iter_mut().zip(&p.w_h[i * h4..(i + 1) * h4]) {
+                for (x, &wv) in a[..fixed].iter_mut().zip(&p.w_h[i * h4..i * h4 + fixed]) {
                     *x += hi * wv;
                 }
             }
         }
         if plastic {
-            u.iter_mut().for_each(|x| *x = F::zero());
-            for (i, &hi) in hp.iter().enumerate() {
-                let ar = alpha.row(i);
-                for ((x, &al), &hv) in u.iter_mut().zip(ar).zip(&hebb[i * h..(i + 1) * h]) {
-                    *x += hi * al * hv;
-                }
+            // Hebb_t (the pending update of step t-1) and sum_i (w_ij + alpha_ij Hebb_ij) h_i.
+            forward_pass::<F, R>(
+                &mut hebb,
+                &mut elig,
+                whole,
+                w_g,
+                &alpha,
+                hp,
+                pending.as_ref(),
+                clip,
+                &mut acc,
+            );
+            if t % seg == 0 {
+                st.checkpoints.push((hebb.clone(), elig.clone()));
             }
-            for (x, &uj) in a[3 * h..].iter_mut().zip(&u) {
-                *x += uj;
+            for (x, &u) in a[3 * h..].iter_mut().zip(&acc) {
+                *x += u;
             }
         }
         let gates = &mut st.gates[t * h4..(t + 1) * h4];
@@ -543,61 +556,35 @@ fn forward_seq<F: Real>(
         for k in 3 * h..h4 {
             gates[k] = a[k].tanh();
         }
-        let (hs_done, hs_rest) = st.hs.split_at_mut(t * h);
         let (cs_done, cs_rest) = st.cs.split_at_mut(t * h);
-        let (hp, cp) = if t == 0 {
-            (h0, c0)
-        } else {
-            (&hs_done[(t - 1) * h..], &cs_done[(t - 1) * h..])
-        };
-        let (hn, cn) = (&mut hs_rest[..h], &mut cs_rest[..h]);
+        let cp: &[F] = if t == 0 { c0 } else { &cs_done[(t - 1) * h..] };
+        let (hn, cn) = (&mut st.hs[t * h..(t + 1) * h], &mut cs_rest[..h]);
         for j in 0..h {
             let (gi, gf, go, gg) = (gates[j], gates[h + j], gates[2 * h + j], gates[3 * h + j]);
             cn[j] = gf * cp[j] + gi * gg;
             hn[j] = go * cn[j].tanh();
         }
-        if plastic {
-            let eta = if kind.is_modulated() {
-                let (m, eta) = rates(p, hn);
-                st.modulator.push(m);
-                eta
-            } else {
-                Vec::new()
-            };
-            update_trace(
-                kind,
-                p,
-                &mut hebb,
-                &mut elig,
-                hp,
-                &gates[3 * h..],
-                &eta,
-                clip,
-            );
+        if let Some(r) = rule {
+            let c = r.coefficients(&activity(&st, h0, h, t), h);
+            st.modulator.extend_from_slice(&c.modulator);
+            pending = Some(c);
         }
+    }
+    if let Some(c) = &pending {
+        update_pass::<F, R>(&mut hebb, &mut elig, whole, c, clip, h);
     }
     st.hebb = hebb;
     st.elig = elig;
     st
 }
 
-/// Per-sequence gradients of the small parameters.
-#[derive(Clone, Debug)]
-struct SmallGrads<F> {
-    alpha: Vec<F>,
-    eta: F,
-    m: Vec<F>,
-    m_bias: F,
-    fan_w: Vec<F>,
-    fan_b: Vec<F>,
-    eta_e: F,
-}
-
 /// What the backward of one sequence returns.
 struct SeqGrads<F> {
     /// `dL/dxp` of this sequence, `[T, 4H]`.
     xproj: Vec<F>,
-    small: SmallGrads<F>,
+    /// `dL/dalpha` (per postsynaptic neuron unless per connection).
+    alpha: Vec<F>,
+    rule: RuleGrads<F>,
     h0: Vec<F>,
     c0: Vec<F>,
     hebb0: Vec<F>,
@@ -630,11 +617,18 @@ pub fn lstm_backward<F: Real>(
     if let (Some(g), true) = (gelig, spec.plasticity.has_eligibility()) {
         spec.check_len("grad of elig", g.len(), tl)?;
     }
+    let w_g = candidate_weights(p.w_h, h);
+    let cot = SeqCotangents {
+        gh,
+        gc,
+        ghebb,
+        gelig,
+    };
     let per: Vec<SeqGrads<F>> = in_pool(|| {
-        (0..b)
+        with_lstm_rule!(LstmRule::of(spec.plasticity, p), r => (0..b)
             .into_par_iter()
-            .map(|bi| backward_seq(&spec, p, run, gh, gc, ghebb, gelig, bi))
-            .collect()
+            .map(|bi| backward_seq(&spec, p, &w_g, r, run, &cot, bi))
+            .collect())
     });
     let mut xg = vec![F::zero(); t_len * b * h4];
     let mut out = LstmGrads {
@@ -652,7 +646,7 @@ pub fn lstm_backward<F: Real>(
         hebb0: Vec::with_capacity(tl),
         elig0: Vec::new(),
     };
-    let mut small: Option<SmallGrads<F>> = None;
+    let mut small: Option<(Vec<F>, RuleGrads<F>)> = None;
     for (bi, sg) in per.into_iter().enumerate() {
         for t in 0..t_len {
             xg[(t * b + bi) * h4..(t * b + bi + 1) * h4]
@@ -663,21 +657,15 @@ pub fn lstm_backward<F: Real>(
         out.hebb0.extend_from_slice(&sg.hebb0);
         out.elig0.extend_from_slice(&sg.elig0);
         small = Some(match small {
-            None => sg.small,
-            Some(mut acc) => {
-                let add = |a: &mut Vec<F>, b: &[F]| a.iter_mut().zip(b).for_each(|(x, &y)| *x += y);
-                add(&mut acc.alpha, &sg.small.alpha);
-                add(&mut acc.m, &sg.small.m);
-                add(&mut acc.fan_w, &sg.small.fan_w);
-                add(&mut acc.fan_b, &sg.small.fan_b);
-                acc.eta += sg.small.eta;
-                acc.m_bias += sg.small.m_bias;
-                acc.eta_e += sg.small.eta_e;
-                acc
+            None => (sg.alpha, sg.rule),
+            Some((mut alpha, mut rule)) => {
+                add_into(&mut alpha, &sg.alpha);
+                rule.add(&sg.rule);
+                (alpha, rule)
             }
         });
     }
-    let small = small.expect("batch is positive");
+    let (alpha, rule) = small.expect("batch is positive");
     // dL/dW_h = sum_t h_{t-1}^T dL/da_t, one product over [T * B, H] x [T * B, 4H].
     let bh = b * h;
     let mut hpre = Vec::with_capacity(t_len * bh);
@@ -686,206 +674,100 @@ pub fn lstm_backward<F: Real>(
     F::gemm_tn_acc(h, t_len * b, h4, &hpre, &xg, &mut out.w_h);
     out.xproj = xg;
     out.alpha = if spec.plasticity.is_plastic() && spec.alpha == AlphaShape::Scalar {
-        vec![small.alpha.iter().copied().sum()]
+        vec![alpha.iter().copied().sum()]
     } else {
-        small.alpha
+        alpha
     };
-    out.eta = small.eta;
-    out.m = small.m;
-    out.m_bias = small.m_bias;
-    out.fan_w = small.fan_w;
-    out.fan_b = small.fan_b;
-    out.eta_e = small.eta_e;
+    out.eta = rule.eta;
+    out.m = rule.m;
+    out.m_bias = rule.m_bias;
+    out.fan_w = rule.fan_w;
+    out.fan_b = rule.fan_b;
+    out.eta_e = rule.eta_e;
     Ok(out)
+}
+
+/// The gradients a backward starts from (sizes checked; see [`lstm_backward`]).
+struct SeqCotangents<'a, F> {
+    gh: &'a [F],
+    gc: Option<&'a [F]>,
+    ghebb: Option<&'a [F]>,
+    gelig: Option<&'a [F]>,
 }
 
 /// The backward of sequence `bi` (see the module docs for the step).
 // Index loops over j keep the equations readable (several [H] vectors at once).
-#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
-fn backward_seq<F: Real>(
+#[allow(clippy::needless_range_loop)]
+fn backward_seq<F: Real, R: Rule<F>>(
     spec: &LstmSpec,
     p: &LstmParams<'_, F>,
+    w_g: &[F],
+    rule: Option<&R>,
     run: &LstmSequence<F>,
-    gh: &[F],
-    gc: Option<&[F]>,
-    ghebb: Option<&[F]>,
-    gelig: Option<&[F]>,
+    cot: &SeqCotangents<'_, F>,
     bi: usize,
 ) -> SeqGrads<F> {
     let (h, b, t_len) = (spec.hidden, spec.batch, spec.steps);
     let (hh, h4) = (h * h, 4 * h);
-    let kind = spec.plasticity;
-    let plastic = kind.is_plastic();
-    let modulated = kind.is_modulated();
-    let retro = kind.has_eligibility();
+    let plastic = rule.is_some();
     let st = &run.seqs[bi];
-    let clip = F::of(spec.clip);
-    let alpha = Alpha::new(spec.alpha, p.alpha, h);
+    let clip = Some(F::of(spec.clip));
+    let alpha = AlphaRows::new(spec.alpha, p.alpha, h);
+    let all_rows = 0..h;
+    let whole = core::slice::from_ref(&all_rows);
     let one = F::one();
     let zero = F::zero();
     let h0 = &run.h0[bi * h..(bi + 1) * h];
     let c0 = &run.c0[bi * h..(bi + 1) * h];
+    let start = |x: Option<&[F]>, used: bool| match (used, x) {
+        (false, _) => Vec::new(),
+        (true, Some(x)) => x[bi * hh..(bi + 1) * hh].to_vec(),
+        (true, None) => vec![zero; hh],
+    };
     // G = dL/dHebb_{t+1}, GE = dL/dE_{t+1}.
-    let mut g = match (plastic, ghebb) {
-        (false, _) => Vec::new(),
-        (true, Some(x)) => x[bi * hh..(bi + 1) * hh].to_vec(),
-        (true, None) => vec![zero; hh],
-    };
-    let mut ge = match (retro, gelig) {
-        (false, _) => Vec::new(),
-        (true, Some(x)) => x[bi * hh..(bi + 1) * hh].to_vec(),
-        (true, None) => vec![zero; hh],
-    };
-    let mut small = SmallGrads {
-        alpha: vec![
-            zero;
-            if plastic {
-                if alpha.per_connection {
-                    hh
-                } else {
-                    h
-                }
-            } else {
-                0
-            }
-        ],
-        eta: zero,
-        m: vec![zero; if modulated { h } else { 0 }],
-        m_bias: zero,
-        fan_w: vec![zero; if modulated { h } else { 0 }],
-        fan_b: vec![zero; if modulated { h } else { 0 }],
-        eta_e: zero,
-    };
+    let mut g = start(cot.ghebb, plastic);
+    let mut ge = start(cot.gelig, plastic && R::ELIGIBILITY);
+    let mut galpha = vec![zero; if plastic { alpha.grad_len() } else { 0 }];
+    let mut rule_grads = rule.map_or_else(RuleGrads::default, |r| r.zero_grads(h));
     let mut gx = vec![zero; t_len * h4];
     let mut dh_carry = vec![zero; h];
-    let mut dc = gc.map_or_else(|| vec![zero; h], |x| x[bi * h..(bi + 1) * h].to_vec());
+    let mut dc = cot
+        .gc
+        .map_or_else(|| vec![zero; h], |x| x[bi * h..(bi + 1) * h].to_vec());
     let seg = spec.segment_len();
-    let mut traces: Vec<(Vec<F>, Vec<F>)> = Vec::new();
-    let mut seg_start = usize::MAX;
-    let (mut s, mut se, mut see) = (vec![zero; h], vec![zero; h], vec![zero; h]);
+    let mut segments = Segments::new();
     let mut dhp = vec![zero; h];
-    let mut scratch = vec![zero; h];
     let mut dh = vec![zero; h];
-    let hs_at = |t: usize| -> &[F] { &st.hs[t * h..(t + 1) * h] };
-    let hpre_at = |t: usize| -> &[F] {
-        if t == 0 {
-            h0
-        } else {
-            &st.hs[(t - 1) * h..t * h]
-        }
-    };
-    let eta_at = |t: usize| -> (F, Vec<F>) {
-        if modulated {
-            rates(p, hs_at(t))
-        } else {
-            (zero, Vec::new())
-        }
-    };
+    let mut dg_trace = vec![zero; h];
+    let fixed = if plastic { 3 * h } else { h4 };
     for t in (0..t_len).rev() {
-        let hp = hpre_at(t);
         let cp = if t == 0 {
             c0
         } else {
             &st.cs[(t - 1) * h..t * h]
         };
         let gates = &st.gates[t * h4..(t + 1) * h4];
-        let gg = &gates[3 * h..];
         let cn = &st.cs[t * h..(t + 1) * h];
-        // (Hebb_t, E_t) recomputed from the segment's checkpoint.
-        if plastic {
-            let start = (t / seg) * seg;
-            if start != seg_start {
-                seg_start = start;
-                traces.clear();
-                let (mut hb, mut el) = st.checkpoints[t / seg].clone();
-                for s_ in start..t {
-                    traces.push((hb.clone(), el.clone()));
-                    let (_, eta) = eta_at(s_);
-                    let gs = &st.gates[s_ * h4 + 3 * h..(s_ + 1) * h4];
-                    update_trace(kind, p, &mut hb, &mut el, hpre_at(s_), gs, &eta, clip);
-                }
-                traces.push((hb, el));
-            }
-        }
-        let (m_t, eta) = eta_at(t);
-        dh.copy_from_slice(&gh[(t * b + bi) * h..(t * b + bi + 1) * h]);
+        dh.copy_from_slice(&cot.gh[(t * b + bi) * h..(t * b + bi + 1) * h]);
         dh.iter_mut().zip(&dh_carry).for_each(|(x, &y)| *x += y);
-        // dg_j from the trace update (filled by pass A).
-        let mut dg_trace = vec![zero; h];
-        if plastic {
-            let (hb, el) = &traces[t - seg_start];
-            // Pass A: column sums over i.
-            s.iter_mut().for_each(|x| *x = zero);
-            se.iter_mut().for_each(|x| *x = zero);
-            see.iter_mut().for_each(|x| *x = zero);
-            let mut deta = zero;
-            for i in 0..h {
-                let hi = hp[i];
-                let r = i * h..(i + 1) * h;
-                let (hrow, grow) = (&hb[r.clone()], &g[r.clone()]);
-                match kind {
-                    LstmPlasticity::None => {}
-                    LstmPlasticity::Hebb => {
-                        let (keep, rate) = (one - p.eta, p.eta * hi);
-                        for j in 0..h {
-                            let z = keep * hrow[j] + rate * gg[j];
-                            let gv = through_clip(z, clip, grow[j]);
-                            s[j] += gv * hi;
-                            scratch[j] = gv * (hi * gg[j] - hrow[j]);
-                        }
-                        deta += lane_sum(&scratch);
-                    }
-                    LstmPlasticity::Simple => {
-                        for j in 0..h {
-                            let z = hrow[j] + hi * eta[j] * gg[j];
-                            let gv = through_clip(z, clip, grow[j]);
-                            s[j] += gv * hi;
-                        }
-                    }
-                    LstmPlasticity::Retroactive => {
-                        let (erow, gerow) = (&el[r.clone()], &ge[r]);
-                        for j in 0..h {
-                            let z = hrow[j] + eta[j] * erow[j];
-                            let gv = through_clip(z, clip, grow[j]);
-                            s[j] += gv * erow[j];
-                            se[j] += gerow[j] * hi;
-                            see[j] += gerow[j] * erow[j];
-                        }
-                    }
-                }
-            }
-            match kind {
-                LstmPlasticity::None => {}
-                LstmPlasticity::Hebb => {
-                    small.eta += deta;
-                    for j in 0..h {
-                        dg_trace[j] = p.eta * s[j];
-                    }
-                }
-                LstmPlasticity::Simple | LstmPlasticity::Retroactive => {
-                    // dL/deta_j, then the modulator.
-                    let mut dm = zero;
-                    for j in 0..h {
-                        let geta = if retro { s[j] } else { gg[j] * s[j] };
-                        dm += p.fan_w[j] * geta;
-                        small.fan_w[j] += m_t * geta;
-                        small.fan_b[j] += geta;
-                        if retro {
-                            dg_trace[j] = p.eta_e * se[j];
-                            small.eta_e += gg[j] * se[j] - see[j];
-                        } else {
-                            dg_trace[j] = eta[j] * s[j];
-                        }
-                    }
-                    let dq = dm * (one - m_t * m_t);
-                    small.m_bias += dq;
-                    for j in 0..h {
-                        small.m[j] += dq * hs_at(t)[j];
-                        dh[j] += dq * p.m[j];
-                    }
-                }
-            }
-        }
+        dg_trace.iter_mut().for_each(|x| *x = zero);
+        // (Hebb_t, E_t) from the segment's checkpoint, and the trace rule's share of dL/dg_t
+        // (and, through the modulator, of dL/dh_t).
+        let traces = rule.map(|r| {
+            let (hb, el) = segments.at(t, seg, &st.checkpoints, |s, hb, el| {
+                let c = r.coefficients(&activity(st, h0, h, s), h);
+                update_pass::<F, R>(hb, el, whole, &c, clip, h);
+            });
+            let act = activity(st, h0, h, t);
+            let c = r.coefficients(&act, h);
+            let sums = pass_a::<F, R>(hb, el, &g, &ge, whole, &c, act.pre, clip, false, h);
+            let shares = Shares::Apart {
+                post: &mut dg_trace,
+                modulated_by: &mut dh,
+            };
+            r.backprop(&c, &sums, &act, h, shares, &mut rule_grads);
+            (hb, el, c)
+        });
         // The cell.
         let da = &mut gx[t * h4..(t + 1) * h4];
         for j in 0..h {
@@ -902,80 +784,43 @@ fn backward_seq<F: Real>(
             da[2 * h + j] = d_o * go * (one - go);
             da[3 * h + j] = d_g * (one - gv * gv);
         }
-        // dL/dh_{t-1} through W_h.
+        // dL/dh_{t-1} through the fixed gates' weights.
         for i in 0..h {
-            dhp[i] = dot(&p.w_h[i * h4..(i + 1) * h4], da);
+            dhp[i] = dot(&p.w_h[i * h4..i * h4 + fixed], &da[..fixed]);
         }
-        if plastic {
-            // Pass B: rows. G <- dL/dHebb_t, GE <- dL/dE_t, dL/dalpha, dL/dh_{t-1}.
-            let (hb, el) = &traces[t - seg_start];
-            let dag = &da[3 * h..];
-            let mut ga_local = vec![zero; if alpha.per_connection { 0 } else { h }];
-            for i in 0..h {
-                let hi = hp[i];
-                let r = i * h..(i + 1) * h;
-                let hrow = &hb[r.clone()];
-                let arow = alpha.row(i);
-                let grow = &mut g[r.clone()];
-                let garow: &mut [F] = if alpha.per_connection {
-                    &mut small.alpha[r.clone()]
-                } else {
-                    &mut ga_local
-                };
-                // scratch_j: this row's contributions to dL/dh_i.
-                match kind {
-                    LstmPlasticity::None => {}
-                    LstmPlasticity::Hebb => {
-                        let (keep, rate) = (one - p.eta, p.eta * hi);
-                        for j in 0..h {
-                            let z = keep * hrow[j] + rate * gg[j];
-                            let gv = through_clip(z, clip, grow[j]);
-                            let q = hi * dag[j];
-                            scratch[j] = p.eta * gv * gg[j] + arow[j] * hrow[j] * dag[j];
-                            garow[j] += q * hrow[j];
-                            grow[j] = keep * gv + arow[j] * q;
-                        }
-                    }
-                    LstmPlasticity::Simple => {
-                        for j in 0..h {
-                            let z = hrow[j] + hi * eta[j] * gg[j];
-                            let gv = through_clip(z, clip, grow[j]);
-                            let q = hi * dag[j];
-                            scratch[j] = gv * eta[j] * gg[j] + arow[j] * hrow[j] * dag[j];
-                            garow[j] += q * hrow[j];
-                            grow[j] = gv + arow[j] * q;
-                        }
-                    }
-                    LstmPlasticity::Retroactive => {
-                        let erow = &el[r.clone()];
-                        let gerow = &mut ge[r];
-                        let keep_e = one - p.eta_e;
-                        for j in 0..h {
-                            let z = hrow[j] + eta[j] * erow[j];
-                            let gv = through_clip(z, clip, grow[j]);
-                            let q = hi * dag[j];
-                            scratch[j] = p.eta_e * gerow[j] * gg[j] + arow[j] * hrow[j] * dag[j];
-                            gerow[j] = eta[j] * gv + keep_e * gerow[j];
-                            garow[j] += q * hrow[j];
-                            grow[j] = gv + arow[j] * q;
-                        }
-                    }
-                }
-                dhp[i] += lane_sum(&scratch);
-            }
-            if !alpha.per_connection {
-                small
-                    .alpha
-                    .iter_mut()
-                    .zip(&ga_local)
-                    .for_each(|(x, &y)| *x += y);
-            }
+        if let Some((hb, el, c)) = traces {
+            // The candidate's plastic recurrence: dL/dh_{t-1}, dL/dalpha, G <- dL/dHebb_t,
+            // GE <- dL/dE_t (pass B of the plastic network, with P = dL/da_g).
+            let grads = TraceGrads {
+                g: &mut g,
+                g_e: &mut ge,
+                galpha: &mut galpha,
+            };
+            let weights = Weights {
+                w: w_g,
+                alpha: &alpha,
+            };
+            let hp = activity(st, h0, h, t).pre;
+            let (dy_pre, _) = pass_b::<F, R>(
+                hb,
+                el,
+                grads,
+                whole,
+                &weights,
+                &c,
+                hp,
+                &da[3 * h..],
+                clip,
+                None,
+            );
+            dhp.iter_mut().zip(&dy_pre).for_each(|(x, &y)| *x += y);
         }
         dh_carry.copy_from_slice(&dhp);
     }
     SeqGrads {
         xproj: gx,
-        small,
+        alpha: galpha,
+        rule: rule_grads,
         h0: dh_carry,
         c0: dc,
         hebb0: g,

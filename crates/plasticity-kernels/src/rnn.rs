@@ -7,12 +7,12 @@
 //! (`Hebb_t = R(Hebb_{t-1}, y_{t-2}, y_{t-1})`, and `E` when the rule keeps it) and then
 //! accumulates `pre_j += (w_ij + alpha_ij Hebb_t,ij) y_{t-1,i}`: the traces are read and written
 //! once, `w` and `alpha` read once, for all `B` episodes together. Rows are split across threads
-//! ([`crate::parallel`]); a batch of small episodes runs one episode per thread instead.
+//! (`parallel.rs`); a batch of small episodes runs one episode per thread instead.
 //!
 //! # Backward, one or two passes per step
 //! The traces of every step come back by reversal (invertible rules without clipping: memory
 //! `O(B N^2 + T B N)`) or from checkpoints every `K ~ sqrt(T)` steps (memory
-//! `O(sqrt(T) B N^2 + T B N)`; [`crate::checkpoint`]). With `Ĝ = dL/dHebb_{t+1}` masked where
+//! `O(sqrt(T) B N^2 + T B N)`; `checkpoint.rs`). With `Ĝ = dL/dHebb_{t+1}` masked where
 //! the clip was active, `GE = dL/dE_{t+1}` and `P_j = dL/dpre_t,j`:
 //! - pass A (column sums over `i`, [`ColumnSums`]): the rule turns them into its share of
 //!   `dL/dy'_j` and the gradients of its parameters ([`Rule::backprop`]); then `P`;
@@ -31,8 +31,8 @@ use crate::parallel::{
 use crate::real::Real;
 use crate::spec::{AlphaShape, EpisodeSpec, InputMode, Modulation, SpecError, TraceRule};
 use crate::trace::{
-    clip_to, through_clip, Coefficients, ColumnSums, Decaying, Modulator, Oja, Retroactive, Rule,
-    RuleGrads, Simple,
+    clip_to, through_clip, Activity, Coefficients, ColumnSums, Decaying, Modulator, Oja,
+    Retroactive, Rule, RuleGrads, Shares, Simple,
 };
 use core::ops::Range;
 use rayon::prelude::*;
@@ -569,7 +569,7 @@ fn forward_steps<F: Real, R: Rule<F>>(
         }
         let yt = &mut rest[..bn];
         activate(spec.input, &acc, &init.x[t * bn..(t + 1) * bn], yt);
-        let c = rule.coefficients(ypre, yt, n);
+        let c = rule.coefficients(&Activity::recurrent(ypre, yt), n);
         modulator.extend_from_slice(&c.modulator);
         pending = Some(c);
     }
@@ -744,7 +744,7 @@ impl<F: Real> Stepper<F> {
         );
         let mut ynew = vec![F::zero(); self.y.len()];
         activate(spec.input, &self.acc, x, &mut ynew);
-        let c = rule.coefficients(&self.y, &ynew, n);
+        let c = rule.coefficients(&Activity::recurrent(&self.y, &ynew), n);
         self.modulator.clone_from(&c.modulator);
         self.pending = Some(c);
         self.y = ynew;
@@ -827,7 +827,7 @@ impl<'a, F: Real> AlphaRows<'a, F> {
 /// One forward step over all rows: applies the pending trace update (if any) and writes
 /// `acc[b, j] = sum_i (w_ij + alpha_ij Hebb_ij) y_{b,i}` (without input).
 #[allow(clippy::too_many_arguments)]
-fn forward_pass<F: Real, R: Rule<F>>(
+pub(crate) fn forward_pass<F: Real, R: Rule<F>>(
     hebb: &mut [F],
     elig: &mut [F],
     blocks: &[Range<usize>],
@@ -917,7 +917,7 @@ fn update_row_eligibility<F: Real>(
 }
 
 /// Applies one trace update to every row (no matrix-vector product).
-fn update_pass<F: Real, R: Rule<F>>(
+pub(crate) fn update_pass<F: Real, R: Rule<F>>(
     hebb: &mut [F],
     elig: &mut [F],
     blocks: &[Range<usize>],
@@ -933,7 +933,7 @@ fn update_pass<F: Real, R: Rule<F>>(
 }
 
 /// [`update_pass`] by whether there is an eligibility trace.
-fn update_rows<F: Real, const ELIG: bool>(
+pub(crate) fn update_rows<F: Real, const ELIG: bool>(
     hebb: &mut [F],
     elig: &mut [F],
     blocks: &[Range<usize>],
@@ -1087,7 +1087,7 @@ fn recompute_checkpoints<F: Real, R: Rule<F>>(
     let clip = spec.clip.map(F::of);
     let mut out = vec![(h.clone(), Vec::new())];
     for t in 1..spec.steps {
-        let c = rule.coefficients(ep.y_pre(t - 1), ep.y_at(t - 1), n);
+        let c = rule.coefficients(&Activity::recurrent(ep.y_pre(t - 1), ep.y_at(t - 1)), n);
         update_pass::<F, R>(&mut h, &mut e, blocks, &c, clip, n);
         if t % segment == 0 {
             out.push((h.clone(), Vec::new()));
@@ -1129,13 +1129,14 @@ fn backward_steps<F: Real, R: Rule<F>>(
     let mut pending_sums: Option<ColumnSums<F>> = None;
     for t in (0..t_len).rev() {
         let (ypre, ypost) = (ep.y_pre(t), ep.y_at(t));
-        let c = rule.coefficients(ypre, ypost, n);
+        let act = Activity::recurrent(ypre, ypost);
+        let c = rule.coefficients(&act, n);
         // (Hebb_t, E_t).
         let (h, e, reverse): (&mut [F], &[F], bool) = match &mut traces {
             Traces::Reverse(buf) => (buf.as_mut_slice(), &[], true),
             Traces::Segments(checkpoints, seg) => {
                 let (h, e) = segments.at(t, *seg, checkpoints, |s, h, e| {
-                    let cs = rule.coefficients(ep.y_pre(s), ep.y_at(s), n);
+                    let cs = rule.coefficients(&Activity::recurrent(ep.y_pre(s), ep.y_at(s)), n);
                     update_pass::<F, R>(h, e, blocks, &cs, clip, n);
                 });
                 (h.as_mut_slice(), e.as_slice(), false)
@@ -1152,7 +1153,14 @@ fn backward_steps<F: Real, R: Rule<F>>(
         for ((yh, &a), &b) in yhat.iter_mut().zip(ext).zip(&carry) {
             *yh = a + b;
         }
-        rule.backprop(&c, &sums, ypost, n, &mut yhat, &mut rule_grads);
+        rule.backprop(
+            &c,
+            &sums,
+            &act,
+            n,
+            Shares::Together(&mut yhat),
+            &mut rule_grads,
+        );
         let phat = &mut phat_all[t * bn..(t + 1) * bn];
         let gxt = &mut gx[t * bn..(t + 1) * bn];
         for k in 0..bn {
@@ -1171,7 +1179,8 @@ fn backward_steps<F: Real, R: Rule<F>>(
         }
         // Pass B: dL/dy_{t-1}, dL/dalpha, G <- dL/dHebb_t, GE <- dL/dE_t; when reversing, fused
         // with pass A of step t-1.
-        let prev_c = (reverse && t > 0).then(|| rule.coefficients(ep.y_pre(t - 1), ypre, n));
+        let prev_c = (reverse && t > 0)
+            .then(|| rule.coefficients(&Activity::recurrent(ep.y_pre(t - 1), ypre), n));
         let prev = prev_c.as_ref().map(|c| PrevStep {
             c,
             ypre: ep.y_pre(t - 1),
@@ -1204,7 +1213,7 @@ fn backward_steps<F: Real, R: Rule<F>>(
 /// holds `Hebb_{t+1}` and is reversed to `Hebb_t` first when `reverse`); `g, ge` hold
 /// `dL/dHebb_{t+1}, dL/dE_{t+1}`.
 #[allow(clippy::too_many_arguments)]
-fn pass_a<F: Real, R: Rule<F>>(
+pub(crate) fn pass_a<F: Real, R: Rule<F>>(
     h: &mut [F],
     e: &[F],
     g: &[F],
@@ -1300,21 +1309,21 @@ fn pass_a<F: Real, R: Rule<F>>(
 }
 
 /// The weights of the activity step, read by pass B.
-struct Weights<'a, F> {
-    w: &'a [F],
-    alpha: &'a AlphaRows<'a, F>,
+pub(crate) struct Weights<'a, F> {
+    pub(crate) w: &'a [F],
+    pub(crate) alpha: &'a AlphaRows<'a, F>,
 }
 
 /// The gradients pass B updates: `g = dL/dHebb`, `g_e = dL/dE` (from step `t+1` to `t`), and
 /// `galpha` (accumulated).
-struct TraceGrads<'a, F> {
-    g: &'a mut [F],
-    g_e: &'a mut [F],
-    galpha: &'a mut [F],
+pub(crate) struct TraceGrads<'a, F> {
+    pub(crate) g: &'a mut [F],
+    pub(crate) g_e: &'a mut [F],
+    pub(crate) galpha: &'a mut [F],
 }
 
 /// The step before the current one, for a pass B that also runs pass A of step `t-1`.
-struct PrevStep<'a, F> {
+pub(crate) struct PrevStep<'a, F> {
     /// Coefficients of step `t-1`.
     c: &'a Coefficients<F>,
     /// `y_{t-2}` (presynaptic activity of step `t-1`), `[B, N]`.
@@ -1328,7 +1337,7 @@ struct PrevStep<'a, F> {
 /// `h` to `Hebb_{t-1}` and returns that step's column sums, saving one pass over `Hebb` and `G`
 /// per step.
 #[allow(clippy::too_many_arguments)]
-fn pass_b<F: Real, R: Rule<F>>(
+pub(crate) fn pass_b<F: Real, R: Rule<F>>(
     h: &mut [F],
     e: &[F],
     grads: TraceGrads<'_, F>,

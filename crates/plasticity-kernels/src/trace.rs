@@ -127,6 +127,55 @@ impl<F: Real> RuleGrads<F> {
     }
 }
 
+/// The activities one step's trace update reads, each `[B, N]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Activity<'a, F> {
+    /// Presynaptic activity `y_i` (the plastic RNN: `y_{t-1}`; the plastic LSTM: `h_{t-1}`).
+    pub pre: &'a [F],
+    /// Postsynaptic activity `y'_j` (the plastic RNN: `y_t`; the plastic LSTM: the cell
+    /// candidate `g_t`).
+    pub post: &'a [F],
+    /// What the modulator reads (the plastic RNN: `y_t`; the plastic LSTM: `h_t`).
+    pub modulated_by: &'a [F],
+}
+
+impl<'a, F> Activity<'a, F> {
+    /// The plastic RNN's step: the modulator reads the postsynaptic activity.
+    pub fn recurrent(pre: &'a [F], post: &'a [F]) -> Self {
+        Activity {
+            pre,
+            post,
+            modulated_by: post,
+        }
+    }
+}
+
+/// Where [`Rule::backprop`] adds the trace's share of the gradients of the activities, `[B, N]`.
+#[derive(Debug)]
+pub enum Shares<'a, F> {
+    /// One buffer for both, when the postsynaptic activity is also what the modulator reads
+    /// (the plastic RNN's `dL/dy_t`).
+    Together(&'a mut [F]),
+    /// Separate buffers: `dL/dpost` and `dL/dmodulated_by` (the plastic LSTM's candidate and
+    /// hidden state).
+    Apart {
+        /// Share of `dL/dpost`.
+        post: &'a mut [F],
+        /// Share of `dL/dmodulated_by`.
+        modulated_by: &'a mut [F],
+    },
+}
+
+impl<F> Shares<'_, F> {
+    /// The buffer of the postsynaptic activity's share.
+    fn post(&mut self) -> &mut [F] {
+        match self {
+            Shares::Together(y) => y,
+            Shares::Apart { post, .. } => post,
+        }
+    }
+}
+
 /// A trace rule: the per-variant part of the plastic engine (see the module docs).
 pub trait Rule<F: Real>: Sync {
     /// Whether the rule keeps an eligibility trace `E` beside `Hebb`.
@@ -138,21 +187,21 @@ pub trait Rule<F: Real>: Sync {
     /// moderate amplification of rounding errors).
     fn reversible(&self, spec: &EpisodeSpec) -> bool;
 
-    /// The coefficients of the update from `ypre = y_{t-1}` and `ypost = y_t`, both `[B, N]`.
-    fn coefficients(&self, ypre: &[F], ypost: &[F], n: usize) -> Coefficients<F>;
+    /// The coefficients of one step's update.
+    fn coefficients(&self, act: &Activity<'_, F>, n: usize) -> Coefficients<F>;
 
     /// Zero gradients of the rule's parameters for `n` neurons.
     fn zero_grads(&self, n: usize) -> RuleGrads<F>;
 
-    /// The backward through the step's coefficients: adds the rule's share to `yhat: [B, N]`
-    /// (which holds the rest of `dL/dy_t`) and the gradients of its parameters to `grads`.
+    /// The backward through the step's coefficients: adds the rule's share of the activities'
+    /// gradients to `shares` and the gradients of its parameters to `grads`.
     fn backprop(
         &self,
         c: &Coefficients<F>,
         sums: &ColumnSums<F>,
-        ypost: &[F],
+        act: &Activity<'_, F>,
         n: usize,
-        yhat: &mut [F],
+        shares: Shares<'_, F>,
         grads: &mut RuleGrads<F>,
     );
 }
@@ -181,9 +230,9 @@ impl<F: Real> Rule<F> for Decaying<F> {
         decay_reversible(spec, self.eta)
     }
 
-    fn coefficients(&self, ypre: &[F], ypost: &[F], _n: usize) -> Coefficients<F> {
-        let len = ypost.len().min(ypre.len());
-        let (ypre, ypost) = (&ypre[..len], &ypost[..len]);
+    fn coefficients(&self, act: &Activity<'_, F>, _n: usize) -> Coefficients<F> {
+        let len = act.post.len().min(act.pre.len());
+        let (ypre, ypost) = (&act.pre[..len], &act.post[..len]);
         Coefficients {
             a: vec![F::one() - self.eta; len],
             u: ypre.iter().map(|&y| self.eta * y).collect(),
@@ -204,13 +253,14 @@ impl<F: Real> Rule<F> for Decaying<F> {
         &self,
         _c: &Coefficients<F>,
         sums: &ColumnSums<F>,
-        ypost: &[F],
+        act: &Activity<'_, F>,
         _n: usize,
-        yhat: &mut [F],
+        mut shares: Shares<'_, F>,
         grads: &mut RuleGrads<F>,
     ) {
+        let ypost = act.post;
         // d Hebb'/d eta = y_i y'_j - Hebb_ij; d Hebb'/d y'_j = eta y_i.
-        for (k, yh) in yhat.iter_mut().enumerate() {
+        for (k, yh) in shares.post().iter_mut().enumerate() {
             grads.eta += ypost[k] * sums.g_y[k] - sums.g_h[k];
             *yh += self.eta * sums.g_y[k];
         }
@@ -233,9 +283,9 @@ impl<F: Real> Rule<F> for Oja<F> {
         decay_reversible(spec, self.eta)
     }
 
-    fn coefficients(&self, ypre: &[F], ypost: &[F], _n: usize) -> Coefficients<F> {
-        let len = ypost.len().min(ypre.len());
-        let (ypre, ypost) = (&ypre[..len], &ypost[..len]);
+    fn coefficients(&self, act: &Activity<'_, F>, _n: usize) -> Coefficients<F> {
+        let len = act.post.len().min(act.pre.len());
+        let (ypre, ypost) = (&act.pre[..len], &act.post[..len]);
         Coefficients {
             a: ypost.iter().map(|&y| F::one() - self.eta * y * y).collect(),
             u: ypre.to_vec(),
@@ -256,14 +306,15 @@ impl<F: Real> Rule<F> for Oja<F> {
         &self,
         _c: &Coefficients<F>,
         sums: &ColumnSums<F>,
-        ypost: &[F],
+        act: &Activity<'_, F>,
         _n: usize,
-        yhat: &mut [F],
+        mut shares: Shares<'_, F>,
         grads: &mut RuleGrads<F>,
     ) {
+        let ypost = act.post;
         // d Hebb'/d eta = y'_j (y_i - Hebb_ij y'_j); d Hebb'/d y'_j = eta y_i - 2 eta y'_j Hebb_ij.
         let two = F::one() + F::one();
-        for (k, yh) in yhat.iter_mut().enumerate() {
+        for (k, yh) in shares.post().iter_mut().enumerate() {
             let y = ypost[k];
             grads.eta += y * sums.g_y[k] - y * y * sums.g_h[k];
             *yh = *yh + self.eta * sums.g_y[k] + -two * self.eta * y * sums.g_h[k];
@@ -334,8 +385,9 @@ impl<F: Real, const RETRO: bool> Rule<F> for Modulated<'_, F, RETRO> {
         false
     }
 
-    fn coefficients(&self, ypre: &[F], ypost: &[F], n: usize) -> Coefficients<F> {
-        let (m, rate) = self.modulator.rates(ypost, n);
+    fn coefficients(&self, act: &Activity<'_, F>, n: usize) -> Coefficients<F> {
+        let (ypre, ypost) = (act.pre, act.post);
+        let (m, rate) = self.modulator.rates(act.modulated_by, n);
         let v: Vec<F> = if RETRO {
             ypost.iter().map(|&y| self.eta_e * y).collect()
         } else {
@@ -369,11 +421,12 @@ impl<F: Real, const RETRO: bool> Rule<F> for Modulated<'_, F, RETRO> {
         &self,
         c: &Coefficients<F>,
         sums: &ColumnSums<F>,
-        ypost: &[F],
+        act: &Activity<'_, F>,
         n: usize,
-        yhat: &mut [F],
+        mut shares: Shares<'_, F>,
         grads: &mut RuleGrads<F>,
     ) {
+        let (ypost, read) = (act.post, act.modulated_by);
         let md = &self.modulator;
         let one = F::one();
         for (bi, m_t) in c.modulator.iter().copied().enumerate() {
@@ -398,14 +451,20 @@ impl<F: Real, const RETRO: bool> Rule<F> for Modulated<'_, F, RETRO> {
             grads.m_bias += gq;
             for j in 0..n {
                 let k = bi * n + j;
-                grads.m[j] += gq * ypost[k];
+                grads.m[j] += gq * read[k];
                 let trace_part = if RETRO {
                     grads.eta_e += ypost[k] * sums.ge_y[k] - sums.ge_e[k];
                     self.eta_e * sums.ge_y[k]
                 } else {
                     c.rate[k] * sums.g_y[k]
                 };
-                yhat[k] = yhat[k] + gq * md.m[j] + trace_part;
+                match &mut shares {
+                    Shares::Together(y) => y[k] = y[k] + gq * md.m[j] + trace_part,
+                    Shares::Apart { post, modulated_by } => {
+                        modulated_by[k] += gq * md.m[j];
+                        post[k] += trace_part;
+                    }
+                }
             }
         }
     }
