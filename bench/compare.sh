@@ -15,7 +15,9 @@
 # --release, then target/release/plasticity), DEVICE (cpu | wgpu; default cpu: wgpu needs a
 # build with --features wgpu; the agents run on the CPU only), TORCH_DEVICE (default: cpu for
 # cpu, cuda for wgpu), LOG=FILE keeps the raw JSON lines, EPISODES_OURS / EPISODES_THEIRS: timed
-# steps per run (default 10 / 5; fewer for a quick trial).
+# steps per run (default 10 / 5; fewer for a quick trial), TORCH_ARGS: extra options of
+# bench/pytorch_reference.py for the plastic-network workloads (e.g. --per-episode or --chunk 16
+# for pattern:16; by default it runs as many of the batch's episodes together as fit in memory).
 set -euo pipefail
 threads=${1:-2}
 rounds=${2:-3}
@@ -52,6 +54,7 @@ for r in $(seq "$rounds"); do
     theirs=("$py" bench/pytorch_reference.py --workload "$w" --episodes "$k_theirs" --threads "$threads" --device "$tdev")
     [ -n "$b" ] && ours+=(--batch "$b") && theirs+=(--batch "$b")
     [ -n "$m" ] && ours+=(--model "$m") && theirs+=(--model "$m")
+    [ -z "$m" ] && [ -n "${TORCH_ARGS:-}" ] && theirs+=(${TORCH_ARGS})
     echo "{\"spec\": \"$spec\", \"ours\": $("${ours[@]}"), \"theirs\": $("${theirs[@]}" | tail -1)}" >> "$log"
     echo "round $r: $spec done" >&2
   done
@@ -84,7 +87,7 @@ for s in specs:
     print(f"| {name} | {o['neurons']} | {o['steps']} | {o['batch']} | {o['device']} | {o['threads']} | "
           f"{om:.1f} | {tm:.1f} | {tm / om:.1f}x | {omb:.0f} | {tmb:.0f} | 1/{tmb / max(omb, 1e-9):.0f} | {fmt(gbs)} | {fmt(tr)} | {frac} |")
     if "chunk" in t and t["chunk"] != t["batch"]:
-        notes.append(f"{s}: PyTorch ran its batch of {t['batch']} in chunks of {t['chunk']} episodes (memory)")
+        notes.append(f"{s}: PyTorch ran its batch of {t['batch']} in chunks of {t['chunk']} episodes")
     if o["neurons"] != t["neurons"] or o["steps"] != t["steps"] or o["batch"] != t["batch"]:
         notes.append(f"{s}: shapes differ: PyTorch N={t['neurons']} T={t['steps']} B={t['batch']}")
 mem = "GPU memory (allocator peak)" if rows[0]["ours"]["device"] != "cpu" else "peak RSS"
