@@ -24,8 +24,8 @@ Loss (a2c.rs; ICLR 2019 section 4.2), per episode, averaged over the batch:
     sum_t [ -log pi(a_t) (R_t - V_t).detach() + value_weight (R_t - V_t)^2
             + prob_penalty sum_a pi_t(a)^2 ]
 
-(the summed squared probabilities are the Backpropamine code's regulariser in place of an
-entropy bonus: both push the policy away from certainty at the same cost.)
+(the penalty on the summed squared probabilities is this project's regulariser, in place of an
+entropy bonus: both push the policy away from certainty, at the same cost.)
 
 Tasks (the same settings as `plasticity bench`; the environments are the real ones,
 vectorised over the batch in numpy, so their cost is small next to the network's):
@@ -261,7 +261,7 @@ def a2c_loss(logits, values, actions, rets, s, fixed_advantage=None):
 
 def rollout_loss(agent, env, steps, batch, s, dev, dtype=torch.float32, record=None):
     """The rollout with autograd on and the A2C loss. `record` (a list) receives the
-    observations [B, T, obs] and actions [B, T] (for the check)."""
+    observations [B, T, obs], actions [B, T] and returns [B, T] (for the check)."""
     state = agent.initial_state(batch, dtype, dev)
     logits, values, actions, rewards, observations = [], [], [], [], []
     for t in range(steps):
