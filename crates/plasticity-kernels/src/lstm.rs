@@ -283,18 +283,9 @@ pub struct LstmGrads<F> {
     pub w_h: Vec<F>,
     /// `dL/dalpha`, shaped like `alpha`.
     pub alpha: Vec<F>,
-    /// `dL/deta`.
-    pub eta: F,
-    /// `dL/dm: [H]`.
-    pub m: Vec<F>,
-    /// `dL/dm_b`.
-    pub m_bias: F,
-    /// `dL/dv: [H]`.
-    pub fan_w: Vec<F>,
-    /// `dL/db: [H]`.
-    pub fan_b: Vec<F>,
-    /// `dL/deta_E`.
-    pub eta_e: F,
+    /// Gradients of the trace rule's own parameters (`eta`, or the modulator's; 0 or empty
+    /// when the kind has none).
+    pub rule: RuleGrads<F>,
     /// `dL/dh0: [B, H]`.
     pub h0: Vec<F>,
     /// `dL/dc0: [B, H]`.
@@ -635,12 +626,7 @@ pub fn lstm_backward<F: Real>(
         xproj: Vec::new(),
         w_h: vec![F::zero(); h * h4],
         alpha: Vec::new(),
-        eta: F::zero(),
-        m: Vec::new(),
-        m_bias: F::zero(),
-        fan_w: Vec::new(),
-        fan_b: Vec::new(),
-        eta_e: F::zero(),
+        rule: RuleGrads::default(),
         h0: Vec::with_capacity(b * h),
         c0: Vec::with_capacity(b * h),
         hebb0: Vec::with_capacity(tl),
@@ -678,12 +664,7 @@ pub fn lstm_backward<F: Real>(
     } else {
         alpha
     };
-    out.eta = rule.eta;
-    out.m = rule.m;
-    out.m_bias = rule.m_bias;
-    out.fan_w = rule.fan_w;
-    out.fan_b = rule.fan_b;
-    out.eta_e = rule.eta_e;
+    out.rule = rule;
     Ok(out)
 }
 

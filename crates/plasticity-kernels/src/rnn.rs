@@ -245,18 +245,8 @@ pub struct Grads<F> {
     pub w: Vec<F>,
     /// `dL/dalpha`, shaped like `alpha`.
     pub alpha: Vec<F>,
-    /// `dL/deta` (decaying Hebb, Oja).
-    pub eta: F,
-    /// `dL/dm: [N]` (modulated).
-    pub m: Vec<F>,
-    /// `dL/dm_b` (modulated).
-    pub m_bias: F,
-    /// `dL/dv: [N]` (modulated with fan-out).
-    pub fan_w: Vec<F>,
-    /// `dL/db: [N]` (modulated with fan-out).
-    pub fan_b: Vec<F>,
-    /// `dL/deta_E` (retroactive; 0 for simple modulation).
-    pub eta_e: F,
+    /// Gradients of the trace rule's own parameters (`eta`, or the modulator's).
+    pub rule: RuleGrads<F>,
     /// `dL/dx: [T, B, N]`.
     pub x: Vec<F>,
     /// `dL/dy0: [B, N]`.
@@ -274,28 +264,12 @@ impl<F: Real> Grads<F> {
         Grads {
             w,
             alpha,
-            eta: rule.eta,
-            m: rule.m,
-            m_bias: rule.m_bias,
-            fan_w: rule.fan_w,
-            fan_b: rule.fan_b,
-            eta_e: rule.eta_e,
+            rule,
             x: Vec::new(),
             y0: Vec::new(),
             hebb0: Vec::new(),
             elig0: Vec::new(),
             reversal_rejected: false,
-        }
-    }
-
-    fn rule_grads(&self) -> RuleGrads<F> {
-        RuleGrads {
-            eta: self.eta,
-            m: self.m.clone(),
-            m_bias: self.m_bias,
-            fan_w: self.fan_w.clone(),
-            fan_b: self.fan_b.clone(),
-            eta_e: self.eta_e,
         }
     }
 }
@@ -358,7 +332,28 @@ pub fn backward_modulated<F: Real>(
     run_backward(p.w, p.alpha, rule, ep, gy, gh, ge)
 }
 
-/// Checks the state's sizes, then runs the engine of the spec's rule.
+/// Checks the sizes of an initial state: `y0: [B, N]`, `h0, e0: [B, N, N]` (`e0` only with an
+/// eligibility trace).
+fn check_state<F>(
+    spec: &EpisodeSpec,
+    y0: &[F],
+    h0: Option<&[F]>,
+    e0: Option<&[F]>,
+) -> Result<(), SpecError> {
+    let bn = spec.batch * spec.neurons;
+    spec.check_len("y0", y0.len(), bn)?;
+    if let Some(h) = h0 {
+        spec.check_len("hebb0", h.len(), bn * spec.neurons)?;
+    }
+    match e0 {
+        Some(e) if spec.modulation.has_eligibility() => {
+            spec.check_len("elig0", e.len(), bn * spec.neurons)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks the inputs' sizes, then runs the engine of the spec's rule.
 #[allow(clippy::too_many_arguments)]
 fn run_forward<F: Real>(
     spec: &EpisodeSpec,
@@ -372,16 +367,8 @@ fn run_forward<F: Real>(
     e0: Option<&[F]>,
 ) -> Result<Episode<F>, SpecError> {
     let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
-    let bn = b * n;
-    spec.check_len("x", x.len(), t_len * bn)?;
-    spec.check_len("y0", y0.len(), bn)?;
-    if let Some(h) = h0 {
-        spec.check_len("hebb0", h.len(), bn * n)?;
-    }
-    let retro = spec.modulation.has_eligibility();
-    if let (Some(e), true) = (e0, retro) {
-        spec.check_len("elig0", e.len(), bn * n)?;
-    }
+    spec.check_len("x", x.len(), t_len * b * n)?;
+    check_state(spec, y0, h0, e0)?;
     let init = Init { x, y0, h0, e0 };
     let mut ep = in_pool(|| {
         with_rule!(rule, r => if split_batch(b, n) {
@@ -624,15 +611,8 @@ impl<F: Real> Stepper<F> {
     ) -> Result<Self, SpecError> {
         spec.validate()?;
         let (n, b) = (spec.neurons, spec.batch);
-        let (bn, nn) = (b * n, n * n);
-        spec.check_len("y0", y0.len(), bn)?;
-        if let Some(h) = h0 {
-            spec.check_len("hebb0", h.len(), bn * n)?;
-        }
-        let retro = spec.modulation.has_eligibility();
-        if let (Some(e), true) = (e0, retro) {
-            spec.check_len("elig0", e.len(), bn * n)?;
-        }
+        let nn = n * n;
+        check_state(spec, y0, h0, e0)?;
         if split_batch(b, n) {
             let one = EpisodeSpec { batch: 1, ..*spec };
             let parts = (0..b)
@@ -1033,7 +1013,7 @@ fn backward_split<F: Real, R: Rule<F>>(
     let mut it = parts.into_iter();
     let first = it.next().expect("a split batch has episodes");
     let (mut gw, mut galpha, mut rule_grads) =
-        (first.w.clone(), first.alpha.clone(), first.rule_grads());
+        (first.w.clone(), first.alpha.clone(), first.rule.clone());
     let mut x = vec![F::zero(); t_len * b * n];
     let mut y0 = Vec::with_capacity(b * n);
     let mut hebb0 = Vec::with_capacity(b * nn);
@@ -1043,7 +1023,7 @@ fn backward_split<F: Real, R: Rule<F>>(
         if bi > 0 {
             crate::parallel::add_into(&mut gw, &g.w);
             crate::parallel::add_into(&mut galpha, &g.alpha);
-            rule_grads.add(&g.rule_grads());
+            rule_grads.add(&g.rule);
         }
         scatter(&g.x, &mut x, b, n, bi);
         y0.extend_from_slice(&g.y0);

@@ -215,85 +215,54 @@ fn decay_reversible<F: Real>(spec: &EpisodeSpec, eta: F) -> bool {
         && (eta <= 0.0 || -(spec.steps as f64) * (1.0 - eta).ln() < MAX_REVERSAL_AMPLIFICATION.ln())
 }
 
-/// Decaying Hebb (ICML 2018 eq. 2): `Hebb'_ij = (1 - eta) Hebb_ij + eta y_i y'_j`.
+/// A rule with a fixed, learned rate `eta` (ICML 2018): [`Decaying`] Hebb when `OJA` is false,
+/// [`Oja`]'s rule when true.
 #[derive(Clone, Copy, Debug)]
-pub struct Decaying<F> {
+pub struct FixedRate<F, const OJA: bool> {
     /// The plasticity rate `eta`.
     pub eta: F,
 }
 
-impl<F: Real> Rule<F> for Decaying<F> {
-    const ELIGIBILITY: bool = false;
-    const TRACE_SUM: bool = true;
-
-    fn reversible(&self, spec: &EpisodeSpec) -> bool {
-        decay_reversible(spec, self.eta)
-    }
-
-    fn coefficients(&self, act: &Activity<'_, F>, _n: usize) -> Coefficients<F> {
-        let len = act.post.len().min(act.pre.len());
-        let (ypre, ypost) = (&act.pre[..len], &act.post[..len]);
-        Coefficients {
-            a: vec![F::one() - self.eta; len],
-            u: ypre.iter().map(|&y| self.eta * y).collect(),
-            v: ypost.to_vec(),
-            rate: Vec::new(),
-            decay: F::zero(),
-            row: ypost.to_vec(),
-            row_scale: self.eta,
-            modulator: Vec::new(),
-        }
-    }
-
-    fn zero_grads(&self, _n: usize) -> RuleGrads<F> {
-        RuleGrads::default()
-    }
-
-    fn backprop(
-        &self,
-        _c: &Coefficients<F>,
-        sums: &ColumnSums<F>,
-        act: &Activity<'_, F>,
-        _n: usize,
-        mut shares: Shares<'_, F>,
-        grads: &mut RuleGrads<F>,
-    ) {
-        let ypost = act.post;
-        // d Hebb'/d eta = y_i y'_j - Hebb_ij; d Hebb'/d y'_j = eta y_i.
-        for (k, yh) in shares.post().iter_mut().enumerate() {
-            grads.eta += ypost[k] * sums.g_y[k] - sums.g_h[k];
-            *yh += self.eta * sums.g_y[k];
-        }
-    }
-}
+/// Decaying Hebb (ICML 2018 eq. 2): `Hebb'_ij = (1 - eta) Hebb_ij + eta y_i y'_j`.
+pub type Decaying<F> = FixedRate<F, false>;
 
 /// Oja's rule (ICML 2018 eq. 3): `Hebb'_ij = Hebb_ij + eta y'_j (y_i - Hebb_ij y'_j)`.
-#[derive(Clone, Copy, Debug)]
-pub struct Oja<F> {
-    /// The plasticity rate `eta`.
-    pub eta: F,
-}
+pub type Oja<F> = FixedRate<F, true>;
 
-impl<F: Real> Rule<F> for Oja<F> {
+impl<F: Real, const OJA: bool> Rule<F> for FixedRate<F, OJA> {
     const ELIGIBILITY: bool = false;
     const TRACE_SUM: bool = true;
 
     fn reversible(&self, spec: &EpisodeSpec) -> bool {
-        // A_j = 1 - eta y'_j^2 >= 1 - eta since |y'| <= 1: the decaying rule's bound holds.
+        // Oja: A_j = 1 - eta y'_j^2 >= 1 - eta since |y'| <= 1, the decaying rule's bound holds.
         decay_reversible(spec, self.eta)
     }
 
     fn coefficients(&self, act: &Activity<'_, F>, _n: usize) -> Coefficients<F> {
         let len = act.post.len().min(act.pre.len());
         let (ypre, ypost) = (&act.pre[..len], &act.post[..len]);
+        let eta = self.eta;
+        let (a, u, v) = if OJA {
+            (
+                ypost.iter().map(|&y| F::one() - eta * y * y).collect(),
+                ypre.to_vec(),
+                ypost.iter().map(|&y| eta * y).collect(),
+            )
+        } else {
+            (
+                vec![F::one() - eta; len],
+                ypre.iter().map(|&y| eta * y).collect(),
+                ypost.to_vec(),
+            )
+        };
         Coefficients {
-            a: ypost.iter().map(|&y| F::one() - self.eta * y * y).collect(),
-            u: ypre.to_vec(),
-            v: ypost.iter().map(|&y| self.eta * y).collect(),
+            a,
+            u,
+            v,
             rate: Vec::new(),
             decay: F::zero(),
             row: ypost.to_vec(),
-            row_scale: self.eta,
+            row_scale: eta,
             modulator: Vec::new(),
         }
     }
@@ -311,13 +280,18 @@ impl<F: Real> Rule<F> for Oja<F> {
         mut shares: Shares<'_, F>,
         grads: &mut RuleGrads<F>,
     ) {
-        let ypost = act.post;
-        // d Hebb'/d eta = y'_j (y_i - Hebb_ij y'_j); d Hebb'/d y'_j = eta y_i - 2 eta y'_j Hebb_ij.
+        // Decaying: d Hebb'/d eta = y_i y'_j - Hebb_ij, d Hebb'/d y'_j = eta y_i.
+        // Oja: d Hebb'/d eta = y'_j (y_i - Hebb_ij y'_j), d Hebb'/d y'_j = eta y_i - 2 eta y'_j Hebb_ij.
         let two = F::one() + F::one();
         for (k, yh) in shares.post().iter_mut().enumerate() {
-            let y = ypost[k];
-            grads.eta += y * sums.g_y[k] - y * y * sums.g_h[k];
-            *yh = *yh + self.eta * sums.g_y[k] + -two * self.eta * y * sums.g_h[k];
+            let y = act.post[k];
+            if OJA {
+                grads.eta += y * sums.g_y[k] - y * y * sums.g_h[k];
+                *yh = *yh + self.eta * sums.g_y[k] + -two * self.eta * y * sums.g_h[k];
+            } else {
+                grads.eta += y * sums.g_y[k] - sums.g_h[k];
+                *yh += self.eta * sums.g_y[k];
+            }
         }
     }
 }

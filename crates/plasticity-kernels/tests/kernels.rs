@@ -277,7 +277,7 @@ fn check_gradients(spec: EpisodeSpec, eta: f64, seed: u64) {
     };
     check("w", &g.w, &mut p);
     check("alpha", &g.alpha, &mut p);
-    check("eta", &[g.eta], &mut p);
+    check("eta", &[g.rule.eta], &mut p);
     check("x", &g.x, &mut p);
     check("y0", &g.y0, &mut p);
     check("hebb0", &g.hebb0, &mut p);
@@ -372,7 +372,7 @@ fn compare_to_store_all(spec: EpisodeSpec, eta: f64, seed: u64, tol: f64) -> boo
             "{spec:?} eta={eta}: {what} differs from the stored-trace backward by {d:e} (relative)"
         );
     }
-    let d = ((a.eta - b.eta).abs() / b.eta.abs().max(1e-30)) as f64;
+    let d = ((a.rule.eta - b.rule.eta).abs() / b.rule.eta.abs().max(1e-30)) as f64;
     assert!(d <= tol, "{spec:?}: eta gradient differs by {d:e}");
     a.reversal_rejected
 }
@@ -468,7 +468,7 @@ fn same_inputs_give_bitwise_identical_results() {
     let (a, b) = (p.grads(), p.grads());
     assert_eq!(a.w, b.w);
     assert_eq!(a.alpha, b.alpha);
-    assert_eq!(a.eta.to_bits(), b.eta.to_bits());
+    assert_eq!(a.rule.eta.to_bits(), b.rule.eta.to_bits());
 }
 
 #[test]
@@ -639,10 +639,10 @@ fn a_batch_gives_the_sum_of_its_episodes_run_one_by_one() {
                 .iter_mut()
                 .zip(&g1.alpha)
                 .for_each(|(a, v)| *a += v);
-            sum_eta += g1.eta;
+            sum_eta += g1.rule.eta;
         }
         assert_close("dw", &grads.w, &sum_w, 1e-10);
         assert_close("dalpha", &grads.alpha, &sum_alpha, 1e-10);
-        assert_close("deta", &[grads.eta], &[sum_eta], 1e-10);
+        assert_close("deta", &[grads.rule.eta], &[sum_eta], 1e-10);
     }
 }

@@ -456,9 +456,13 @@ fn check_gradients(c: &Case, seed: u64) -> usize {
     check_field(&format!("{label} xproj"), c, &r, &g.xproj, |c| &mut c.xproj);
     check_field(&format!("{label} w_h"), c, &r, &g.w_h, |c| &mut c.w_h);
     check_field(&format!("{label} alpha"), c, &r, &g.alpha, |c| &mut c.alpha);
-    check_field(&format!("{label} m"), c, &r, &g.m, |c| &mut c.m);
-    check_field(&format!("{label} fan_w"), c, &r, &g.fan_w, |c| &mut c.fan_w);
-    check_field(&format!("{label} fan_b"), c, &r, &g.fan_b, |c| &mut c.fan_b);
+    check_field(&format!("{label} m"), c, &r, &g.rule.m, |c| &mut c.m);
+    check_field(&format!("{label} fan_w"), c, &r, &g.rule.fan_w, |c| {
+        &mut c.fan_w
+    });
+    check_field(&format!("{label} fan_b"), c, &r, &g.rule.fan_b, |c| {
+        &mut c.fan_b
+    });
     check_field(&format!("{label} h0"), c, &r, &g.h0, |c| &mut c.h0);
     check_field(&format!("{label} c0"), c, &r, &g.c0, |c| &mut c.c0);
     check_field(&format!("{label} hebb0"), c, &r, &g.hebb0, |c| &mut c.hebb0);
@@ -466,13 +470,13 @@ fn check_gradients(c: &Case, seed: u64) -> usize {
     let kind = c.spec.plasticity;
     type Field = fn(&mut Case) -> &mut [f64];
     let scalars: [(&str, f64, bool, Field); 3] = [
-        ("eta", g.eta, kind == LstmPlasticity::Hebb, |c| {
+        ("eta", g.rule.eta, kind == LstmPlasticity::Hebb, |c| {
             std::slice::from_mut(&mut c.eta)
         }),
-        ("m_bias", g.m_bias, kind.is_modulated(), |c| {
+        ("m_bias", g.rule.m_bias, kind.is_modulated(), |c| {
             std::slice::from_mut(&mut c.m_bias)
         }),
-        ("eta_e", g.eta_e, kind.has_eligibility(), |c| {
+        ("eta_e", g.rule.eta_e, kind.has_eligibility(), |c| {
             std::slice::from_mut(&mut c.eta_e)
         }),
     ];

@@ -364,11 +364,11 @@ fn check_gradients(spec: EpisodeSpec, seed: u64) {
     let buffers: [(&str, Vec<f64>); 11] = [
         ("w", g.w.clone()),
         ("alpha", g.alpha.clone()),
-        ("m", g.m.clone()),
-        ("m_bias", vec![g.m_bias]),
-        ("fan_w", g.fan_w.clone()),
-        ("fan_b", g.fan_b.clone()),
-        ("eta_e", vec![g.eta_e]),
+        ("m", g.rule.m.clone()),
+        ("m_bias", vec![g.rule.m_bias]),
+        ("fan_w", g.rule.fan_w.clone()),
+        ("fan_b", g.rule.fan_b.clone()),
+        ("eta_e", vec![g.rule.eta_e]),
         ("x", g.x.clone()),
         ("y0", g.y0.clone()),
         ("hebb0", g.hebb0.clone()),
@@ -391,11 +391,11 @@ fn check_gradients(spec: EpisodeSpec, seed: u64) {
     }
     // Simple modulation has no eligibility trace: eta_E does not matter.
     if !spec.modulation.has_eligibility() {
-        assert_eq!(g.eta_e, 0.0);
+        assert_eq!(g.rule.eta_e, 0.0);
         assert!(g.elig0.is_empty());
     }
     if !spec.modulation.fan_out() {
-        assert!(g.fan_w.is_empty() && g.fan_b.is_empty());
+        assert!(g.rule.fan_w.is_empty() && g.rule.fan_b.is_empty());
     }
 }
 
@@ -524,15 +524,15 @@ fn every_checkpoint_spacing_gives_the_same_gradients_and_memory_stays_sublinear(
             for (what, a, b) in [
                 ("w", &got.w, &want.w),
                 ("alpha", &got.alpha, &want.alpha),
-                ("m", &got.m, &want.m),
+                ("m", &got.rule.m, &want.rule.m),
                 ("x", &got.x, &want.x),
                 ("hebb0", &got.hebb0, &want.hebb0),
                 ("elig0", &got.elig0, &want.elig0),
             ] {
                 assert_close(&format!("{kind:?} {backward:?} {what}"), a, b, 1e-12);
             }
-            assert!((got.m_bias - want.m_bias).abs() < 1e-12);
-            assert!((got.eta_e - want.eta_e).abs() < 1e-12);
+            assert!((got.rule.m_bias - want.rule.m_bias).abs() < 1e-12);
+            assert!((got.rule.eta_e - want.rule.eta_e).abs() < 1e-12);
         }
     }
 }
@@ -549,9 +549,9 @@ fn large_problems_split_across_threads_give_identical_results() {
     let p = problem::<f32>(spec, 12);
     let (a, b) = (p.grads(), p.grads());
     assert_eq!(a.w, b.w);
-    assert_eq!(a.m, b.m);
-    assert_eq!(a.eta_e.to_bits(), b.eta_e.to_bits());
-    assert!(a.w.iter().chain(&a.m).all(|v| v.is_finite()));
+    assert_eq!(a.rule.m, b.rule.m);
+    assert_eq!(a.rule.eta_e.to_bits(), b.rule.eta_e.to_bits());
+    assert!(a.w.iter().chain(&a.rule.m).all(|v| v.is_finite()));
 }
 
 #[test]
@@ -790,16 +790,21 @@ fn a_batch_gives_the_sum_of_its_episodes_run_one_by_one() {
                 );
             }
             sum_w.iter_mut().zip(&g1.w).for_each(|(a, b)| *a += b);
-            sum_m.iter_mut().zip(&g1.m).for_each(|(a, b)| *a += b);
-            sum_mb += g1.m_bias;
-            sum_eta += g1.eta_e;
+            sum_m.iter_mut().zip(&g1.rule.m).for_each(|(a, b)| *a += b);
+            sum_mb += g1.rule.m_bias;
+            sum_eta += g1.rule.eta_e;
         }
         assert_close(&format!("{kind:?} dw"), &grads.w, &sum_w, 1e-10);
-        assert_close(&format!("{kind:?} dm"), &grads.m, &sum_m, 1e-10);
-        assert_close(&format!("{kind:?} dm_b"), &[grads.m_bias], &[sum_mb], 1e-10);
+        assert_close(&format!("{kind:?} dm"), &grads.rule.m, &sum_m, 1e-10);
+        assert_close(
+            &format!("{kind:?} dm_b"),
+            &[grads.rule.m_bias],
+            &[sum_mb],
+            1e-10,
+        );
         assert_close(
             &format!("{kind:?} deta_E"),
-            &[grads.eta_e],
+            &[grads.rule.eta_e],
             &[sum_eta],
             1e-10,
         );

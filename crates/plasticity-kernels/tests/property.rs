@@ -338,11 +338,11 @@ fn check_case(case: &Case, label: &str, rng: &mut ChaCha8Rng) {
         ("y0", &g.y0),
         ("h0", &g.hebb0),
     ];
-    let (eta, m_bias, eta_e) = ([g.eta], [g.m_bias], [g.eta_e]);
+    let (eta, m_bias, eta_e) = ([g.rule.eta], [g.rule.m_bias], [g.rule.eta_e]);
     if case.modulated() {
-        fields.extend([("m", &g.m[..]), ("m_bias", &m_bias[..])]);
+        fields.extend([("m", &g.rule.m[..]), ("m_bias", &m_bias[..])]);
         if s.modulation.fan_out() {
-            fields.extend([("fan_w", &g.fan_w[..]), ("fan_b", &g.fan_b[..])]);
+            fields.extend([("fan_w", &g.rule.fan_w[..]), ("fan_b", &g.rule.fan_b[..])]);
         }
         if retro {
             fields.extend([("eta_e", &eta_e[..]), ("e0", &g.elig0[..])]);

@@ -156,7 +156,7 @@ impl EpisodeKernels for Flex {
         [
             mk(g.w, vec![n, n]),
             mk(g.alpha, spec.alpha.dims(n).to_vec()),
-            mk(vec![g.eta], vec![1]),
+            mk(vec![g.rule.eta], vec![1]),
             mk(swap_bt(&g.x, t, b, n), vec![b, t, n]),
             mk(g.y0, vec![b, n]),
             mk(g.hebb0, vec![b, n, n]),
@@ -512,7 +512,7 @@ impl<B: Backend> Backward<B, 11> for ModulatedBackward {
             kernels::rnn::backward_modulated(&ops.state.params.params(), episode, &gy, None, None)
                 .expect("shapes checked before dispatch");
         let (fan_len, elig_dims) = (
-            g.fan_w.len(),
+            g.rule.fan_w.len(),
             if g.elig0.is_empty() {
                 vec![0, 0, 0]
             } else {
@@ -522,11 +522,11 @@ impl<B: Backend> Backward<B, 11> for ModulatedBackward {
         let results = [
             (node_w, g.w, vec![n, n]),
             (node_alpha, g.alpha, spec.alpha.dims(n).to_vec()),
-            (node_m, g.m, vec![n]),
-            (node_m_bias, vec![g.m_bias], vec![1]),
-            (node_fan_w, g.fan_w, vec![fan_len]),
-            (node_fan_b, g.fan_b, vec![fan_len]),
-            (node_eta_e, vec![g.eta_e], vec![1]),
+            (node_m, g.rule.m, vec![n]),
+            (node_m_bias, vec![g.rule.m_bias], vec![1]),
+            (node_fan_w, g.rule.fan_w, vec![fan_len]),
+            (node_fan_b, g.rule.fan_b, vec![fan_len]),
+            (node_eta_e, vec![g.rule.eta_e], vec![1]),
             (node_x, swap_bt(&g.x, t, b, n), vec![b, t, n]),
             (node_y0, g.y0, vec![b, n]),
             (node_hebb0, g.hebb0, vec![b, n, n]),
@@ -928,16 +928,16 @@ impl<B: Backend> Backward<B, 13> for LstmBackward {
             spec.alpha.dims(h).to_vec()
         };
         let (hebb_dims, elig_dims) = (trace_dims(&g.hebb0), trace_dims(&g.elig0));
-        let (m_len, fan_len) = (g.m.len(), g.fan_w.len());
+        let (m_len, fan_len) = (g.rule.m.len(), g.rule.fan_w.len());
         let results = [
             (node_w_h, g.w_h, vec![h, 4 * h]),
             (node_alpha, g.alpha, alpha_dims),
-            (node_eta, vec![g.eta], vec![1]),
-            (node_m, g.m, vec![m_len]),
-            (node_m_bias, vec![g.m_bias], vec![1]),
-            (node_fan_w, g.fan_w, vec![fan_len]),
-            (node_fan_b, g.fan_b, vec![fan_len]),
-            (node_eta_e, vec![g.eta_e], vec![1]),
+            (node_eta, vec![g.rule.eta], vec![1]),
+            (node_m, g.rule.m, vec![m_len]),
+            (node_m_bias, vec![g.rule.m_bias], vec![1]),
+            (node_fan_w, g.rule.fan_w, vec![fan_len]),
+            (node_fan_b, g.rule.fan_b, vec![fan_len]),
+            (node_eta_e, vec![g.rule.eta_e], vec![1]),
             (
                 node_xproj,
                 swap_bt(&g.xproj, t, b, 4 * h),

@@ -99,7 +99,7 @@ fn tensor_path_equals_the_cpu_kernels_for_every_setting() {
                     let got = backward::<Flex>(saved.unwrap(), flex(&gy_btn, vec![b, t, n]));
                     assert_close(&format!("{what}: dw"), &v(got.w), &g.w, 1e-4);
                     assert_close(&format!("{what}: dalpha"), &v(got.alpha), &g.alpha, 1e-4);
-                    assert_close(&format!("{what}: deta"), &v(got.eta), &[g.eta], 1e-4);
+                    assert_close(&format!("{what}: deta"), &v(got.eta), &[g.rule.eta], 1e-4);
                     assert_close(
                         &format!("{what}: dx"),
                         &v(got.x),
