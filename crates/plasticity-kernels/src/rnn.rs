@@ -1221,12 +1221,14 @@ pub(crate) fn pass_a<F: Real, R: Rule<F>>(
                     let yi = ypre[bi * n + i];
                     let cols = bi * n..(bi + 1) * n;
                     if R::ELIGIBILITY {
-                        let (erow, gerow) = (&e[at.clone()], &ge[at]);
-                        let rate = &c.rate[cols.clone()];
+                        // Every row cut to n values: no bounds checks, so the loop vectorizes.
+                        let (hrow, grow) = (&hrow[..n], &grow[..n]);
+                        let (erow, gerow) = (&e[at.clone()][..n], &ge[at][..n]);
+                        let rate = &c.rate[cols.clone()][..n];
                         let (s, se, see) = (
-                            &mut sums.g_e[cols.clone()],
-                            &mut sums.ge_y[cols.clone()],
-                            &mut sums.ge_e[cols],
+                            &mut sums.g_e[cols.clone()][..n],
+                            &mut sums.ge_y[cols.clone()][..n],
+                            &mut sums.ge_e[cols][..n],
                         );
                         for j in 0..n {
                             let z = hrow[j] + rate[j] * erow[j];
