@@ -225,8 +225,8 @@ impl HostKernels for EpisodeSpec {
 }
 
 /// A plain episode with burn tensor operations on the device (the GPU path;
-/// [`tensor_episode`](crate::tensor_episode)).
-#[cfg(feature = "wgpu")]
+/// [`tensor_episode`](crate::tensor_episode)). Runs on any backend; the CPU tests below check it.
+#[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
 pub(crate) fn tensor_forward<B: burn::backend::Backend>(
     spec: EpisodeSpec,
     inputs: Vec<burn::backend::tensor::FloatTensor<B>>,
@@ -246,7 +246,7 @@ pub(crate) fn tensor_forward<B: burn::backend::Backend>(
 }
 
 /// The backward of [`tensor_forward`].
-#[cfg(feature = "wgpu")]
+#[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
 pub(crate) fn tensor_backward<B: burn::backend::Backend>(
     saved: crate::tensor_episode::Saved<B>,
     gy: burn::backend::tensor::FloatTensor<B>,
@@ -270,4 +270,82 @@ pub(crate) fn tensor_backward<B: burn::backend::Backend>(
         elig0: None,
     };
     grads.into_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The GPU path's packing (`tensor_forward`, `tensor_backward`) run on the CPU backend
+    //! against the host path: the same outputs, and the same gradient in the same place for
+    //! every input it differentiates (`tests/tensor_episode.rs` checks its maths).
+    use super::*;
+    use crate::ops::device::{host_backward, host_forward};
+    use crate::tensors::prim_to_vec;
+    use burn::backend::{flex::FlexTensor, Flex};
+
+    fn tensor(shape: &[usize], scale: f32) -> FlexTensor {
+        let len = shape.iter().product::<usize>();
+        let v = (0..len).map(|k| scale * (((k * 37 + len) % 17) as f32 / 8.0 - 1.0));
+        FlexTensor::from_data(TensorData::new(v.collect::<Vec<f32>>(), shape.to_vec()))
+    }
+
+    fn assert_close(what: &str, got: FlexTensor, want: FlexTensor) {
+        let (got, want) = (prim_to_vec::<Flex>(got), prim_to_vec::<Flex>(want));
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                "{what}: {g} vs {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_tensor_path_packs_outputs_and_gradients_as_the_host_path() {
+        let (n, b, t) = (3, 2, 5);
+        let spec = EpisodeSpec::new(n, b, t);
+        let empty = || tensor(&[0], 1.0);
+        let inputs = || {
+            let rule = RuleInputs {
+                alpha: tensor(&[n, n], 0.5),
+                eta: FlexTensor::from_data(TensorData::new(vec![0.3f32], [1])),
+                m: empty(),
+                m_bias: empty(),
+                fan_w: empty(),
+                fan_b: empty(),
+                eta_e: empty(),
+            };
+            let all = EpisodeInputs {
+                w: tensor(&[n, n], 0.5),
+                rule,
+                x: tensor(&[b, t, n], 1.0),
+                y0: tensor(&[b, n], 0.5),
+                hebb0: tensor(&[b, n, n], 0.1),
+                elig0: empty(),
+            };
+            all.into_vec()
+        };
+        let (host, host_saved) = host_forward::<Flex>(&Op::Episode(spec), inputs(), true);
+        let (device, device_saved) = tensor_forward::<Flex>(spec, inputs(), true);
+        let names = EpisodeOutputs::<()>::names();
+        for (k, (got, want)) in device.into_iter().zip(host).take(2).enumerate() {
+            assert_close(names[k], got, want);
+        }
+        let gy = tensor(&[b, t, n], 1.0);
+        let wanted = vec![true; EpisodeInputs::<()>::names().len()];
+        let host = host_backward::<Flex>(host_saved.unwrap(), gy.clone(), &wanted);
+        let device = tensor_backward::<Flex>(device_saved.unwrap(), gy);
+        let names = EpisodeInputs::<()>::names();
+        let mut compared = Vec::new();
+        for (k, (got, want)) in device.into_iter().zip(host).enumerate() {
+            if let Some(got) = got {
+                assert_close(
+                    names[k],
+                    got,
+                    want.expect("the host path has every gradient"),
+                );
+                compared.push(names[k]);
+            }
+        }
+        assert_eq!(compared, ["w", "alpha", "eta", "x", "y0", "hebb0"]);
+    }
 }
