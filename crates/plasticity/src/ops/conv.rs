@@ -50,7 +50,7 @@ pub fn conv_stack(x: Tensor<4>, layers: &[(Tensor<4>, Tensor<1>)]) -> Result<Ten
         side: s,
         channels,
     };
-    spec.validate()?;
+    spec.validate()?; // before packing: `run` checks it again, cheaply
     let flat: Vec<Tensor<1>> = layers
         .iter()
         .flat_map(|(w, b)| [w.clone().flatten(0, 3), b.clone()])

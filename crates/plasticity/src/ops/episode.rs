@@ -39,7 +39,6 @@ pub fn plastic_episode(
     hebb0: Option<Tensor<3>>,
     spec: EpisodeSpec,
 ) -> Result<(Tensor<3>, Tensor<3>), SpecError> {
-    spec.validate()?;
     if spec.modulation != Modulation::None {
         return Err(SpecError(
             "modulation: modulated episodes run through modulated_episode".into(),
@@ -118,7 +117,6 @@ pub fn modulated_episode(
     spec: EpisodeSpec,
 ) -> Result<ModulatedOutput, SpecError> {
     let modulation = spec.modulation;
-    spec.validate()?;
     let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
     if modulation == Modulation::None {
         return Err(SpecError(
@@ -128,9 +126,11 @@ pub fn modulated_episode(
     let (fan_w, fan_b) = match (modulation.fan_out(), p.fan_out) {
         (true, Some((v, bias))) => (Input::new(v, [n]), Input::new(bias, [n])),
         (true, None) => {
-            return Err(SpecError(
-                "fan_out: the modulation fans out but no (v, b) tensors were given".into(),
-            ))
+            let missing = "fan_out: the modulation fans out but no (v, b) tensors were given";
+            (
+                Input::Missing(missing.into()),
+                Input::Missing(missing.into()),
+            )
         }
         (false, _) => (Input::Empty, Input::Empty),
     };

@@ -70,7 +70,6 @@ pub fn plastic_lstm(
     spec: LstmSpec,
 ) -> Result<LstmOutput, SpecError> {
     let kind = spec.plasticity;
-    spec.validate()?;
     let (h, b, t) = (spec.hidden, spec.batch, spec.steps);
     let uses = |used: bool, what: &str, tensor: Option<Input>| match (used, tensor) {
         (false, _) => Input::Empty,

@@ -129,6 +129,17 @@ pub enum Op {
     ConvStack(ConvSpec),
 }
 
+impl Op {
+    /// Checks the spec's sizes and settings.
+    fn validate(&self) -> Result<(), SpecError> {
+        match self {
+            Op::Episode(spec) => spec.validate(),
+            Op::Lstm(spec) => spec.validate(),
+            Op::ConvStack(spec) => spec.validate(),
+        }
+    }
+}
+
 /// The most inputs an op has (the LSTM's 13); the autodiff record is sized for it.
 const MAX_INPUTS: usize = 13;
 
@@ -327,13 +338,15 @@ fn check_shape(what: &str, got: &[usize], want: &[usize]) -> Result<(), SpecErro
     }
 }
 
-/// Checks every input's shape (in the op's order, named by `names`), fills the empty ones and
-/// runs `op` on the device of the first input (which must be a tensor). Returns the outputs.
+/// Checks the spec, then every input's shape (in the op's order, named by `names`), then that
+/// every input the spec needs is given; fills the empty ones and runs `op` on the device of the
+/// first input (which must be a tensor). Returns the outputs.
 pub(crate) fn run(
     op: Op,
     names: Vec<&str>,
     inputs: Vec<Input>,
 ) -> Result<Vec<DispatchTensor>, SpecError> {
+    op.validate()?;
     let mut device = None;
     for (name, input) in names.iter().zip(&inputs) {
         if let Input::Tensor { shape, want, .. } = input {
