@@ -21,7 +21,8 @@
 //!   copies the tensors to flat `f32` buffers and runs each op's host kernels ([`HostKernels`]);
 //!   `Cube` (GPU, cargo feature `wgpu`) runs plain episodes with burn tensor operations
 //!   ([`tensor_episode`](crate::tensor_episode)) on the device and the other ops on the host.
-//!   A new device (CUDA) implements [`OpKernels`] once.
+//!   A new device (CUDA) implements [`OpKernels`] once, runs on the host (`host_forward`) the
+//!   ops it has no kernels for, as `Cube` does, and joins the `#[backend_extension]` list.
 //!
 //! This module is the only place that knows burn's backend-extension and autodiff internals
 //! (`#[backend_extension]`, `Backward`, `Ops`, node guards): an upgrade of burn touches it alone.
