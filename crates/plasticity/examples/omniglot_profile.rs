@@ -6,7 +6,7 @@
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use plasticity::data::omniglot::Omniglot;
-use plasticity::op::conv_stack;
+use plasticity::ops::conv_stack;
 use plasticity::tasks::omniglot::{generate, EpisodeShape, OmniglotConfig, OmniglotTask};
 use plasticity::tensors::from_vec;
 use plasticity::train::Experiment;

@@ -19,7 +19,7 @@
 //! Implementation: plain burn tensor operations, differentiated by burn's autodiff. The layer
 //! is 64 x 5 connections over 6 steps, so one step is a few hundred multiply-adds per episode
 //! and the whole layer costs far less than the convolutions before it; the fused kernels of
-//! [`crate::op`] pay off for `N ~ 1000` recurrent neurons whose `N x N` traces must not be
+//! [`crate::ops`] pay off for `N ~ 1000` recurrent neurons whose `N x N` traces must not be
 //! stored per step, which is not the case here. Tested by a finite-difference gradient check
 //! and golden values (`tests/omniglot.rs`).
 

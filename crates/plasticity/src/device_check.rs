@@ -5,7 +5,7 @@
 //! Used by `tests/gpu.rs` and by `plasticity check --device wgpu`, so a user can check a GPU
 //! before trusting its numbers.
 
-use crate::op::plastic_episode;
+use crate::ops::plastic_episode;
 use crate::tensors::to_vec;
 use burn::tensor::{Device, Tensor, TensorData};
 use plasticity_kernels::{AlphaShape, EpisodeSpec, InputMode, TraceRule};

@@ -5,20 +5,20 @@
 //! Hebb_t+1 = (1 - eta) Hebb_t + eta outer(y_{t-1}, y_t)                eq. 2 (or Oja, eq. 3)
 //! ```
 //! `w`, `alpha` and `eta` are parameters; `Hebb` lives in [`PlasticState`] and is reset for
-//! each episode. A whole episode is one fused operation ([`crate::op::plastic_episode`]).
+//! each episode. A whole episode is one fused operation ([`crate::ops::plastic_episode`]).
 //!
 //! With [`PlasticNetConfig::modulation`] set, the network controls its own plasticity through a
 //! neuromodulator (ICLR 2019 "Backpropamine", section 3; equations in [`Modulation`]): the
 //! [`Modulator`] computes `M(t) = tanh(m . y(t) + m_b)` (optionally fanned out to
 //! `eta_j = v_j M + b_j`), which replaces `eta` in the Hebbian update (simple) or gates an
 //! eligibility trace whose rate is `eta` (retroactive). The episode then runs as
-//! [`crate::op::modulated_episode`].
+//! [`crate::ops::modulated_episode`].
 //!
 //! With [`PlasticNetConfig::plastic`] off, the same network is the non-plastic baseline of the
 //! papers (`alpha = 0`, not trained): it runs the plain recurrence `y_t = tanh(y_{t-1} w + x_t)`
 //! through burn's autodiff, without the `N x N` traces.
 
-use crate::op::{modulated_episode, plastic_episode, ModulatedTensors};
+use crate::ops::{modulated_episode, plastic_episode, ModulatedTensors};
 use crate::tensors::from_vec;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};

@@ -1,9 +1,9 @@
 //! Differentiable plasticity on burn 0.22 (Miconi, Clune & Stanley, ICML 2018), and its
 //! neuromodulation (Miconi et al., ICLR 2019, "Backpropamine").
 //!
-//! - [`op`]: the fused plastic episode (and its neuromodulated variant, the plastic LSTM and the
-//!   Omniglot convolution stack) as burn operations with hand-written backwards (kernels in
-//!   `plasticity-kernels`).
+//! - [`ops`]: the fused plastic episode (plain or neuromodulated), the plastic LSTM and the
+//!   Omniglot convolution stack as burn operations with hand-written backwards (kernels in
+//!   `plasticity-kernels`), over one autodiff glue and one device trait.
 //! - [`layer`]: [`PlasticNet`], a fully recurrent plastic network as a burn module.
 //! - [`lstm`]: [`PlasticLstm`], an LSTM layer with a plastic, optionally neuromodulated, cell
 //!   candidate (ICLR 2019 section 4.3).
@@ -21,7 +21,7 @@ pub mod dense;
 pub mod device_check;
 pub mod layer;
 pub mod lstm;
-pub mod op;
+pub mod ops;
 pub mod tasks;
 pub mod tensor_episode;
 pub mod tensors;
@@ -30,7 +30,7 @@ pub mod train;
 pub use dense::{PlasticDense, PlasticDenseConfig};
 pub use layer::{Modulator, PlasticNet, PlasticNetConfig, PlasticState};
 pub use lstm::{LstmState, PlasticLstm, PlasticLstmConfig, Plasticity};
-pub use op::{
+pub use ops::{
     modulated_episode, plastic_episode, plastic_lstm, LstmOutput, LstmTensors, ModulatedOutput,
     ModulatedTensors,
 };

@@ -9,11 +9,11 @@
 //! ```
 //!
 //! and the trace follows one of [`Plasticity`] (equations in [`plasticity_kernels::lstm`]).
-//! The recurrence of all `T` steps is one fused operation ([`crate::op::plastic_lstm`]) that
+//! The recurrence of all `T` steps is one fused operation ([`crate::ops::plastic_lstm`]) that
 //! never stores `T` copies of the trace. The state ([`LstmState`]) is returned detached, so that
 //! truncated backpropagation through time carries it to the next segment without a gradient.
 
-use crate::op::{plastic_lstm, LstmTensors};
+use crate::ops::{plastic_lstm, LstmTensors};
 use crate::tensors::from_vec;
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};

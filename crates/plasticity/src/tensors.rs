@@ -25,8 +25,12 @@ pub fn from_vec<const D: usize>(v: Vec<f32>, shape: [usize; D], device: &Device)
 }
 
 /// `[first, second, n] -> [second, first, n]`: `[B, T, N] <-> [T, B, N]` (the kernels are
-/// time-major, burn tensors batch-major).
+/// time-major, burn tensors batch-major). An empty `v` (an output the op does not have) stays
+/// empty.
 pub fn swap_bt(v: &[f32], first: usize, second: usize, n: usize) -> Vec<f32> {
+    if v.is_empty() {
+        return Vec::new();
+    }
     let mut out = vec![0.0; v.len()];
     for a in 0..first {
         for b in 0..second {

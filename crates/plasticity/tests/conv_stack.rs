@@ -1,11 +1,11 @@
-//! The fused convolution stack as a burn operation (`plasticity::op::conv_stack`): its output and
+//! The fused convolution stack as a burn operation (`plasticity::ops::conv_stack`): its output and
 //! every gradient equal burn's own `Conv2d` + `tanh` layers; the Omniglot network uses it on the
 //! CPU; shape errors.
 
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{Device, Tensor, TensorData};
-use plasticity::op::{conv_stack, conv_stack_supported};
+use plasticity::ops::{conv_stack, conv_stack_supported};
 use plasticity::tensors::to_vec;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

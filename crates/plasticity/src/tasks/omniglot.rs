@@ -21,7 +21,7 @@
 
 use crate::data::omniglot::{rotate90, Omniglot, OmniglotSet};
 use crate::dense::{DenseActivation, PlasticDense, PlasticDenseConfig};
-use crate::op::{conv_stack, conv_stack_supported};
+use crate::ops::{conv_stack, conv_stack_supported};
 use crate::tensors::{from_vec, to_vec};
 use crate::train::Experiment;
 use burn::module::{Module, Param};

@@ -1,0 +1,73 @@
+//! The parameters of a trace rule, shared by the plastic RNN and the plastic LSTM ops: how they
+//! are packed ([`RuleInputs`]), handed to the kernels, and differentiated.
+
+use super::device::scalar;
+use super::op_tensors;
+use plasticity_kernels as kernels;
+
+op_tensors!(
+    /// The parameters of a trace rule, shared by the plastic RNN and the plastic LSTM:
+    /// `alpha: [N, N] | [1, N] | [1, 1]` (as the spec's `alpha`), the fixed rate `eta: [1]`
+    /// (decaying Hebb, Oja; ICML 2018 eq. 2-3) or the modulator `m: [N]`, `m_bias: [1]`,
+    /// fan-out `fan_w, fan_b: [N]` and eligibility rate `eta_e: [1]` (ICLR 2019 eq. 4-6). Empty
+    /// where the rule does not use them.
+    RuleInputs { alpha, eta, m, m_bias, fan_w, fan_b, eta_e }
+);
+
+impl RuleInputs<Vec<f32>> {
+    /// A fixed-rate rule's parameters (decaying Hebb, Oja) for the plastic RNN.
+    pub(crate) fn plain<'a>(&'a self, w: &'a [f32]) -> kernels::Params<'a, f32> {
+        let (alpha, eta) = (&self.alpha, scalar(&self.eta));
+        kernels::Params { w, alpha, eta }
+    }
+
+    /// A neuromodulated rule's parameters for the plastic RNN.
+    pub(crate) fn modulated<'a>(&'a self, w: &'a [f32]) -> kernels::ModulatedParams<'a, f32> {
+        kernels::ModulatedParams {
+            w,
+            alpha: &self.alpha,
+            m: &self.m,
+            m_bias: scalar(&self.m_bias),
+            fan_w: &self.fan_w,
+            fan_b: &self.fan_b,
+            eta_e: scalar(&self.eta_e),
+        }
+    }
+
+    /// Any rule's parameters for the plastic LSTM: the modulated ones and `eta`.
+    pub(crate) fn lstm<'a>(&'a self, w_h: &'a [f32]) -> kernels::LstmParams<'a, f32> {
+        let p = self.modulated(w_h);
+        let eta = scalar(&self.eta);
+        let (m, m_bias, fan_w, fan_b) = (p.m, p.m_bias, p.fan_w, p.fan_b);
+        let (alpha, eta_e) = (p.alpha, p.eta_e);
+        kernels::LstmParams {
+            w_h,
+            alpha,
+            eta,
+            m,
+            m_bias,
+            fan_w,
+            fan_b,
+            eta_e,
+        }
+    }
+}
+
+/// The gradients of a rule's parameters as [`RuleInputs`] of tensor data, from the kernels'
+/// gradients `$g` (the plastic RNN's `Grads` and the LSTM's `LstmGrads` name them alike) and the
+/// dims of `alpha`.
+macro_rules! rule_grads {
+    ($g:ident, $alpha_dims:expr) => {{
+        let (m, fan) = ($g.rule.m.len(), $g.rule.fan_w.len());
+        $crate::ops::rule::RuleInputs {
+            alpha: $crate::ops::device::data($g.alpha, $alpha_dims),
+            eta: $crate::ops::device::data(vec![$g.rule.eta], [1]),
+            m: $crate::ops::device::data($g.rule.m, [m]),
+            m_bias: $crate::ops::device::data(vec![$g.rule.m_bias], [1]),
+            fan_w: $crate::ops::device::data($g.rule.fan_w, [fan]),
+            fan_b: $crate::ops::device::data($g.rule.fan_b, [fan]),
+            eta_e: $crate::ops::device::data(vec![$g.rule.eta_e], [1]),
+        }
+    }};
+}
+pub(crate) use rule_grads;
