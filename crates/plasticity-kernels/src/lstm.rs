@@ -781,7 +781,7 @@ fn backward_seq<F: Real, R: Rule<F>>(
                 w: w_g,
                 alpha: &alpha,
             };
-            let hp = activity(st, h0, h, t).pre;
+            let act = activity(st, h0, h, t);
             let (dy_pre, _) = pass_b::<F, R>(
                 hb,
                 el,
@@ -789,7 +789,7 @@ fn backward_seq<F: Real, R: Rule<F>>(
                 whole,
                 &weights,
                 &c,
-                hp,
+                (act.pre, act.post),
                 &da[3 * h..],
                 clip,
                 None,

@@ -46,11 +46,20 @@ pub struct Coefficients<F> {
     pub decay: F,
     /// `r_j`: the trace's share of `dL/dy_i` is `row_scale * sum_j G_ij r_j`, with `G` the
     /// gradient of the trace that `u_i v_j` enters (`Hebb`, or `E` when retroactive).
-    pub row: Vec<F>,
+    pub row: RowFactor,
     /// See [`Coefficients::row`].
     pub row_scale: F,
     /// The modulator `M(t)`, `[B]` (empty without modulation).
     pub modulator: Vec<F>,
+}
+
+/// Which vector is `r_j` of [`Coefficients::row`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowFactor {
+    /// The postsynaptic activity `y'_j`.
+    Post,
+    /// `v_j`.
+    V,
 }
 
 /// Column sums of the backward of one step, each `[B, N]` or empty when the rule does not use
@@ -261,7 +270,7 @@ impl<F: Real, const OJA: bool> Rule<F> for FixedRate<F, OJA> {
             v,
             rate: Vec::new(),
             decay: F::zero(),
-            row: ypost.to_vec(),
+            row: RowFactor::Post,
             row_scale: eta,
             modulator: Vec::new(),
         }
@@ -370,7 +379,7 @@ impl<F: Real, const RETRO: bool> Rule<F> for Modulated<'_, F, RETRO> {
         Coefficients {
             a: vec![F::one(); ypost.len()],
             u: ypre.to_vec(),
-            row: v.clone(),
+            row: RowFactor::V,
             v,
             rate,
             decay: F::one() - self.eta_e,
@@ -441,15 +450,6 @@ impl<F: Real, const RETRO: bool> Rule<F> for Modulated<'_, F, RETRO> {
                 }
             }
         }
-    }
-}
-
-/// `clip(h, -c, c)`, or `h` without clipping.
-#[inline(always)]
-pub(crate) fn clip_to<F: Real>(h: F, clip: Option<F>) -> F {
-    match clip {
-        Some(c) => h.max(-c).min(c),
-        None => h,
     }
 }
 
