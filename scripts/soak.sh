@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Soak test (issue 26): trains long runs and samples their resident memory, to catch leaks
+# (an autodiff graph kept alive across updates grows memory with every update).
+#
+#   scripts/soak.sh [PATTERN_EPISODES] [MAZE_UPDATES] [OUT_DIR]     (defaults: 10000 2000 soak)
+#
+# For each run it writes OUT_DIR/<name>-rss.csv (seconds,updates_done,rss_mb, one sample every
+# SOAK_SAMPLE_SECONDS, default 5) and prints the resident memory after warm-up (the first 10% of
+# the updates): its minimum, maximum and their spread. A spread over 5% fails (exit 1).
+# Needs a release build (cargo build --release); runs on the CPU with SOAK_THREADS threads
+# (default 1, so that it can run beside other work).
+set -euo pipefail
+pattern_episodes=${1:-10000}
+maze_updates=${2:-2000}
+out=${3:-soak}
+sample=${SOAK_SAMPLE_SECONDS:-5}
+threads=${SOAK_THREADS:-1}
+bin=${PLASTICITY:-target/release/plasticity}
+[ -x "$bin" ] || { echo "soak: $bin not found: run cargo build --release first" >&2; exit 2; }
+mkdir -p "$out"
+status=0
+
+soak() { # name total command...
+  local name=$1 total=$2
+  shift 2
+  local run="$out/$name" csv="$out/$name-rss.csv"
+  rm -rf "$run"
+  "$bin" "$@" --out "$run" --threads "$threads" --progress-every 600 2>"$out/$name.log" &
+  local pid=$! start=$SECONDS
+  echo "seconds,updates_done,rss_mb" >"$csv"
+  while kill -0 "$pid" 2>/dev/null; do
+    local rss done
+    rss=$(awk '/^VmRSS:/ {print $2 / 1024}' "/proc/$pid/status" 2>/dev/null || true)
+    done=0
+    [ -f "$run/metrics.csv" ] && done=$(($(wc -l <"$run/metrics.csv") - 1))
+    [ -n "$rss" ] && echo "$((SECONDS - start)),$done,$rss" >>"$csv"
+    sleep "$sample"
+  done
+  wait "$pid" || { echo "soak: $name failed, see $out/$name.log" >&2; status=1; return; }
+  awk -F, -v total="$total" -v name="$name" '
+    NR > 1 && $2 >= total / 10 { n++; if (n == 1 || $3 < lo) lo = $3; if ($3 > hi) hi = $3 }
+    END {
+      if (n < 2) { printf "%s: too few samples after warm-up (%d)\n", name, n; exit 1 }
+      spread = 100 * (hi - lo) / lo
+      printf "%s: %d updates, %d samples after warm-up: resident memory %.1f-%.1f MB, spread %.2f%% (limit 5%%) %s\n",
+             name, total, n, lo, hi, spread, (spread <= 5 ? "ok" : "FAILED")
+      exit (spread <= 5 ? 0 : 1)
+    }' "$csv" || status=1
+}
+
+soak pattern "$pattern_episodes" pattern --episodes "$pattern_episodes"
+soak maze "$maze_updates" maze --episodes "$maze_updates"
+exit $status
