@@ -493,9 +493,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
             device,
         } => {
             set_threads(threads, ProductThreads::of(&experiment))?;
-            if episodes == Some(0) {
-                return Err(usage("--episodes: must be positive (0 evaluates nothing)"));
-            }
             if experiment == "omniglot" {
                 if device != "cpu" {
                     return Err(usage("--device: omniglot runs on the CPU"));
@@ -526,6 +523,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 return Err(usage(format!(
                     "--ways, --shots, --classes: not options of eval {experiment}"
                 )));
+            }
+            if episodes == Some(0) {
+                return Err(usage("--episodes: must be positive (0 evaluates nothing)"));
             }
             if (experiment == "maze" || experiment == "cue-reward") && device != "cpu" {
                 return Err(usage(rl::RL_CPU_ONLY));

@@ -583,6 +583,24 @@ fn the_unclear_cases_have_clear_messages() {
         !out.contains("Some(") && !out.contains("PerConnection"),
         "{out}"
     );
+    let data = dir.join("omniglot");
+    omniglot_tree(&data);
+    let e = expect_usage(
+        &[
+            "omniglot",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--split",
+            "standard",
+            "--ways",
+            "9",
+            "--out",
+            run_s,
+            "--force",
+        ],
+        &["the standard split has only 8 training classes"],
+    );
+    assert!(!e.contains("Standard"), "{e}");
     let lm_dir = dir.join("lm");
     std::fs::create_dir_all(&lm_dir).unwrap();
     let (data, cfg) = tiny_lm(&lm_dir);
@@ -603,6 +621,44 @@ fn the_unclear_cases_have_clear_messages() {
     assert!(stderr(&o).contains("lm: lstm model"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("Lstm"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A small Omniglot-like tree (as in cli.rs): both sets, 2 alphabets x 4 characters x 3
+/// drawings of 12x12.
+fn omniglot_tree(root: &Path) {
+    for (s, set) in ["images_background", "images_evaluation"]
+        .iter()
+        .enumerate()
+    {
+        for a in 0..2 {
+            for c in 0..4 {
+                let dir = root.join(format!("{set}/Alpha{a}/character{:02}", c + 1));
+                std::fs::create_dir_all(&dir).unwrap();
+                for d in 0..3u32 {
+                    let mut bytes = Vec::new();
+                    {
+                        let mut enc = png::Encoder::new(&mut bytes, 12, 12);
+                        enc.set_color(png::ColorType::Grayscale);
+                        enc.set_depth(png::BitDepth::Eight);
+                        let mut w = enc.write_header().unwrap();
+                        let key = (s * 8 + a * 4 + c) as u32;
+                        let px: Vec<u8> = (0..144u32)
+                            .map(|k| {
+                                if (k * (key + 3) + d).is_multiple_of(7) {
+                                    0
+                                } else {
+                                    255
+                                }
+                            })
+                            .collect();
+                        w.write_image_data(&px).unwrap();
+                    }
+                    std::fs::write(dir.join(format!("{:04}_{:02}.png", c + 1, d + 1)), bytes)
+                        .unwrap();
+                }
+            }
+        }
+    }
 }
 
 /// `check` in a build without the GPU feature says so instead of naming an option not given.
