@@ -268,8 +268,8 @@ fn checksum(parts: &[&[u8]]) -> u64 {
 /// cannot be opened for writing; a failed write removes its temporary file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     let tmp = path.with_extension("tmp");
-    if fs::symlink_metadata(&tmp).is_ok() {
-        let removed = if tmp.is_dir() {
+    if let Ok(meta) = fs::symlink_metadata(&tmp) {
+        let removed = if meta.is_dir() {
             fs::remove_dir_all(&tmp)
         } else {
             fs::remove_file(&tmp)
