@@ -6,7 +6,8 @@
 #
 # For each run it writes OUT_DIR/<name>-rss.csv (seconds,updates_done,rss_mb, one sample every
 # SOAK_SAMPLE_SECONDS, default 5) and prints the resident memory after warm-up (the first 10% of
-# the updates): its minimum, maximum and their spread. A spread over 5% fails (exit 1).
+# the updates): the median of the first and of the last third of the samples, the growth between
+# them, and the range. Growth over 5% fails (exit 1).
 # Needs a release build (cargo build --release); runs on the CPU with SOAK_THREADS threads
 # (default 1, so that it can run beside other work).
 set -euo pipefail
@@ -37,15 +38,30 @@ soak() { # name total command...
     sleep "$sample"
   done
   wait "$pid" || { echo "soak: $name failed, see $out/$name.log" >&2; status=1; return; }
-  awk -F, -v total="$total" -v name="$name" '
-    NR > 1 && $2 >= total / 10 { n++; if (n == 1 || $3 < lo) lo = $3; if ($3 > hi) hi = $3 }
-    END {
-      if (n < 2) { printf "%s: too few samples after warm-up (%d)\n", name, n; exit 1 }
-      spread = 100 * (hi - lo) / lo
-      printf "%s: %d updates, %d samples after warm-up: resident memory %.1f-%.1f MB, spread %.2f%% (limit 5%%) %s\n",
-             name, total, n, lo, hi, spread, (spread <= 5 ? "ok" : "FAILED")
-      exit (spread <= 5 ? 0 : 1)
-    }' "$csv" || status=1
+  # Resident memory after warm-up (the first 10% of the updates); a leak shows as growth from
+  # the first third of these samples to the last third (medians, so that one transient sample
+  # does not decide), against the 5% limit. Min and max are reported too.
+  local rss_after n
+  rss_after=$(awk -F, -v total="$total" 'NR > 1 && $2 >= total / 10 {print $3}' "$csv")
+  n=$(printf '%s\n' "$rss_after" | grep -c . || true)
+  if [ "$n" -lt 3 ]; then
+    echo "$name: too few samples after warm-up ($n)"
+    status=1
+    return
+  fi
+  median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+  local first last lo hi
+  first=$(printf '%s\n' "$rss_after" | head -n $((n / 3)) | median)
+  last=$(printf '%s\n' "$rss_after" | tail -n $((n / 3)) | median)
+  lo=$(printf '%s\n' "$rss_after" | sort -n | head -1)
+  hi=$(printf '%s\n' "$rss_after" | sort -n | tail -1)
+  awk -v name="$name" -v total="$total" -v n="$n" -v first="$first" -v last="$last" \
+      -v lo="$lo" -v hi="$hi" 'BEGIN {
+    growth = 100 * (last - first) / first
+    printf "%s: %d updates, %d samples after warm-up: resident memory %.1f MB (median, first third) -> %.1f MB (last third), growth %+.2f%% (limit 5%%); range %.1f-%.1f MB %s\n",
+           name, total, n, first, last, growth, lo, hi, (growth <= 5 ? "ok" : "FAILED")
+    exit (growth <= 5 ? 0 : 1)
+  }' || status=1
 }
 
 soak pattern "$pattern_episodes" pattern --episodes "$pattern_episodes"
