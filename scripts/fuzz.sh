@@ -28,7 +28,7 @@ for t in "${targets[@]}"; do
   cargo +nightly fuzz run -O --sanitizer "$sanitizer" "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
     -runs="$runs" -rss_limit_mb="${FUZZ_RSS_MB:-2048}" -max_len=65536 -print_final_stats=1 \
     >"$log" 2>&1 || { tail -40 "$log"; echo "fuzz: $t crashed, see $log" >&2; exit 1; }
-  execs=$(awk -F: '/stat::number_of_executed_units/ {gsub(/ /, "", $2); print $2}' "$log")
+  execs=$(awk '/stat::number_of_executed_units/ {print $2}' "$log")
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
   corpus=$(ls "fuzz/corpus/$t" | wc -l)
   echo "fuzz: $t: ${execs:-?} executions in $((SECONDS - start)) s, no crash; coverage ${cov:-?} edges, corpus $corpus inputs"

@@ -2,7 +2,7 @@
 # Soak test (issue 26): trains long runs and samples their resident memory, to catch leaks
 # (an autodiff graph kept alive across updates grows memory with every update).
 #
-#   scripts/soak.sh [PATTERN_EPISODES] [MAZE_UPDATES] [OUT_DIR]     (defaults: 10000 2000 soak)
+#   scripts/soak.sh [PATTERN_EPISODES] [MAZE_UPDATES] [OUT_DIR]     (defaults: 10000 2000 soak; 0 skips)
 #
 # For each run it writes OUT_DIR/<name>-rss.csv (seconds,updates_done,rss_mb, one sample every
 # SOAK_SAMPLE_SECONDS, default 5) and prints the resident memory after warm-up (the first 10% of
@@ -64,6 +64,7 @@ soak() { # name total command...
   }' || status=1
 }
 
-soak pattern "$pattern_episodes" pattern --episodes "$pattern_episodes"
-soak maze "$maze_updates" maze --episodes "$maze_updates"
+# A count of 0 skips that run.
+[ "$pattern_episodes" -gt 0 ] && soak pattern "$pattern_episodes" pattern --episodes "$pattern_episodes"
+[ "$maze_updates" -gt 0 ] && soak maze "$maze_updates" maze --episodes "$maze_updates"
 exit $status
