@@ -20,6 +20,10 @@ if [ ${#targets[@]} -eq 0 ]; then
   targets=(cifar omniglot_png omniglot_zip ptb config checkpoint)
 fi
 sanitizer=${FUZZ_SANITIZER:-none}
+# The folder readers get their input written to a scratch folder: in memory where possible.
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  export TMPDIR=/dev/shm
+fi
 cargo +nightly fuzz build -O --sanitizer "$sanitizer"
 for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$t"

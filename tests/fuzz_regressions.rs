@@ -25,7 +25,9 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn run(target: &str, body: fn(&[u8]), input: &[u8], what: &str) {
-    if std::panic::catch_unwind(|| body(input)).is_err() {
+    let result = std::panic::catch_unwind(|| body(input));
+    bodies::remove_scratch();
+    if result.is_err() {
         panic!("fuzz target {target} panicked on {what}");
     }
 }
