@@ -3,8 +3,8 @@
 //! section 4.3).
 
 use crate::{
-    check_time_limit, merge_config_file, parse_enum, peak_rss_mb, plot, progress_bar, read_json,
-    resumed_config, set_threads, usage, write_learning_curve, CommonArgs, Failure, ProductThreads,
+    check_time_limit, merge_config_file, parse_enum, peak_rss_mb, plot, read_json, resumed_config,
+    safety, set_threads, usage, write_learning_curve, CommonArgs, Failure, ProductThreads,
 };
 use clap::Args;
 use plasticity::data::ptb::{self, Corpus};
@@ -128,6 +128,7 @@ pub fn train_lm(args: LmArgs) -> Result<(), Failure> {
         ));
     }
     let base = resumed_config(
+        "lm",
         common,
         &[
             ("--model", args.model.is_some()),
@@ -165,12 +166,31 @@ pub fn train_lm(args: LmArgs) -> Result<(), Failure> {
                 preset_name.as_str().unwrap_or("preset"),
             ))
         });
+    safety::check_progress_every(common)?;
     let corpus = load_corpus(&data_dir, false)?;
+    safety::check_memory("lm", &config.memory_estimate(corpus.vocab.len()))?;
     let task = LmTask::new(config.clone(), corpus).map_err(|e| usage(format!("config: {e}")))?;
+    let total = task.total_updates();
+    safety::check_run_dir(
+        common,
+        &safety::RunPlan {
+            out: &out,
+            base: base.as_ref(),
+            total,
+            requested: args
+                .epochs
+                .map(|e| format!("--epochs {e} ({total} updates)")),
+            option: "--epochs",
+            unit: "updates",
+        },
+    )?;
     let (baseline, own) = task.param_counts();
     eprintln!(
-        "lm: {:?} model, layers of {:?} units: {} parameters ({} embedding + {} recurrent); the LSTM baseline has {} ({:+.3}%)",
-        config.model,
+        "lm: {} model, layers of {:?} units: {} parameters ({} embedding + {} recurrent); the LSTM baseline has {} ({:+.3}%)",
+        serde_json::to_value(config.model)
+            .expect("serializes")
+            .as_str()
+            .unwrap_or("?"),
         own.layer_units,
         own.total,
         own.embedding,
@@ -205,30 +225,37 @@ pub fn train_lm(args: LmArgs) -> Result<(), Failure> {
         return Err(usage("--device: lm runs on the CPU"));
     }
     let device = burn::tensor::Device::flex().autodiff();
-    let bar = progress_bar(episodes, 0);
+    let mut reporter = safety::Reporter::new("lm", "updates", episodes, common.progress_every);
     let spe = task.segments_per_epoch();
     let mut last_valid = f64::NAN;
+    safety::catch_interrupts();
     let summary = train::train(&task, &resolved, &opts, &device, &mut |p| {
-        bar.set_position(p.episode);
         if p.episode % spe == 0 {
             last_valid = p.running[1];
         }
-        bar.set_message(format!(
+        let message = format!(
             "epoch {}  train ppl(50) {:.1}  valid ppl {:.1}",
             p.episode / spe + 1,
             p.running[2],
             last_valid
-        ));
+        );
+        reporter.update(p, message);
     });
-    bar.finish_and_clear();
+    reporter.finish();
     let summary = summary?;
     write_learning_curve(&out, "lm", &["loss"])?;
     write_perplexity_curve(&out)?;
+    if summary.stopped_by_signal {
+        return Err(safety::interrupted(
+            "lm", &summary, episodes, "updates", &out,
+        ));
+    }
     eprintln!(
-        "lm: {} updates ({:.2} epochs) in {:.1} s; last 50 updates: training perplexity {:.2}. Run directory: {}",
+        "lm: {} updates ({:.2} epochs) in {:.1} s; {}: training perplexity {:.2}. Run directory: {}",
         summary.episodes,
         summary.episodes as f64 / spe as f64,
         summary.seconds,
+        crate::last_n(&summary, "updates"),
         summary.final_metrics[2],
         out.display()
     );
@@ -268,6 +295,7 @@ fn write_perplexity_curve(run: &Path) -> Result<(), Failure> {
 pub fn eval_lm(run: &Path, data_dir: Option<PathBuf>, json_out: bool) -> Result<(), Failure> {
     let cfg_path = run.join("config.json");
     let saved = read_json(&cfg_path)?;
+    crate::check_experiment(&saved, &cfg_path, "lm")?;
     let config: LmConfig = serde_json::from_value(saved["task"].clone())
         .map_err(|e| usage(format!("{}: task: {e}", cfg_path.display())))?;
     let data_dir = data_dir

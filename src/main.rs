@@ -6,9 +6,9 @@ mod omniglot;
 mod plot;
 mod png;
 mod rl;
+mod safety;
 
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use plasticity::data::{cifar, embedded, ImageSet, Split};
 use plasticity::tasks::a2c::AgentModel;
 use plasticity::tasks::cue_reward::{CueRewardConfig, CueRewardTask};
@@ -126,9 +126,10 @@ enum Command {
     /// Compare the plastic episode on a device (a GPU) with the CPU kernels: outputs and every
     /// gradient, for every trace rule, input mode, alpha shape and clipping setting.
     Check {
-        /// Device to check: wgpu[:INDEX] (or cpu, which compares the CPU with itself).
-        #[arg(long, default_value = "wgpu")]
-        device: String,
+        /// Device to check: wgpu[:INDEX] (or cpu, which compares the CPU with itself)
+        /// [default: wgpu in a build with `--features wgpu`].
+        #[arg(long)]
+        device: Option<String>,
     },
     /// Draw the smoothed learning curves of several runs into one SVG.
     Plot {
@@ -188,6 +189,14 @@ pub(crate) struct CommonArgs {
     /// Device: cpu | wgpu[:INDEX] (a GPU; needs a build with `--features wgpu`).
     #[arg(long, default_value = "cpu")]
     pub(crate) device: String,
+    /// Replace the run in --out if the folder holds one (without it, a new run never
+    /// overwrites a run: exit 2).
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Seconds between progress lines when stderr is not a terminal (a log file, nohup); a
+    /// terminal shows a progress bar instead.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub(crate) progress_every: f64,
 }
 
 #[derive(Args)]
@@ -279,14 +288,50 @@ fn single_malloc_arena() {
 
 fn main() -> ExitCode {
     single_malloc_arena();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            if let Some(msg) = negative_number_message(&e) {
+                eprintln!("error: {msg}");
+                return ExitCode::from(2);
+            }
+            e.exit()
+        }
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(safety::INTERRUPTED, msg)) => {
+            eprintln!("{msg}");
+            ExitCode::from(safety::INTERRUPTED)
+        }
         Err(Failure(code, msg)) => {
             eprintln!("error: {msg}");
             ExitCode::from(code)
         }
     }
+}
+
+/// clap reads a negative value such as `--episodes -5` as an unknown option `-5`; say instead
+/// that the option's value must be >= 0.
+fn negative_number_message(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let ContextValue::String(arg) = e.get(ContextKind::InvalidArg)? else {
+        return None;
+    };
+    arg.parse::<f64>().ok()?;
+    let args: Vec<String> = std::env::args().collect();
+    let k = args.iter().position(|a| a == arg)?;
+    let option = args[..k]
+        .last()
+        .filter(|o| o.starts_with("--"))
+        .cloned()
+        .unwrap_or_else(|| "the value".into());
+    Some(format!(
+        "{option} {arg}: must be >= 0 (this option takes no negative value)"
+    ))
 }
 
 /// How the kernels' matrix products (`matrixmultiply`, which keeps its own threads) share
@@ -314,6 +359,10 @@ impl ProductThreads {
     }
 }
 
+/// The most `--threads` accepted on any machine (more on a machine with over 16 cores: 16 per
+/// core).
+const MAX_THREADS: usize = 256;
+
 /// Sizes rayon's global pool (`--threads`; default: all cores) and the matrix products'
 /// threads (see [`ProductThreads`]; a user's own `MATMUL_NUM_THREADS` wins). Returns rayon's
 /// thread count.
@@ -324,6 +373,13 @@ pub(crate) fn set_threads(
     if let Some(t) = threads {
         if t == 0 {
             return Err(usage("--threads: must be positive"));
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let most = MAX_THREADS.max(16 * cores);
+        if t > most {
+            return Err(usage(format!(
+                "--threads {t}: at most {most} (this machine has {cores} cores)"
+            )));
         }
         rayon::ThreadPoolBuilder::new()
             .num_threads(t)
@@ -468,6 +524,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     "--ways, --shots, --classes: not options of eval {experiment}"
                 )));
             }
+            if episodes == Some(0) {
+                return Err(usage("--episodes: must be positive (0 evaluates nothing)"));
+            }
             if (experiment == "maze" || experiment == "cue-reward") && device != "cpu" {
                 return Err(usage(rl::RL_CPU_ONLY));
             }
@@ -528,7 +587,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 &device,
             )
         }
-        Command::Check { device } => check_device(&device),
+        Command::Check { device } => match device {
+            Some(d) => check_device(&d),
+            None if cfg!(feature = "wgpu") => check_device("wgpu"),
+            None => Err(usage(
+                "check: this binary was built without GPU support, so there is no GPU to check; build it with `cargo build --release --features wgpu` (--device cpu compares the CPU kernels with themselves)",
+            )),
+        },
         Command::Plot {
             runs,
             metric,
@@ -590,6 +655,23 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
+/// A setting's name for people: its lower-case, hyphenated Debug name (`PerConnection` ->
+/// `per-connection`), as the options and config.json spell them.
+fn label<T: std::fmt::Debug>(v: &T) -> String {
+    let mut out = String::new();
+    for (k, ch) in format!("{v:?}").chars().enumerate() {
+        if ch.is_uppercase() {
+            if k > 0 {
+                out.push('-');
+            }
+            out.extend(ch.to_lowercase());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
 fn check_device(name: &str) -> Result<(), Failure> {
     use plasticity::device_check::{compare_with_cpu, TOLERANCES};
     let device = parse_device(name)?;
@@ -604,11 +686,11 @@ fn check_device(name: &str) -> Result<(), Failure> {
         let ok = d.outputs < tol_out && worst < tol_grad;
         failed += usize::from(!ok);
         println!(
-            "| {:?} | {:?} | {:?} | {:?} | {} | {} | {} | {:.1e} | {worst:.1e} | {} |",
-            s.rule,
-            s.input,
-            s.alpha,
-            s.clip,
+            "| {} | {} | {} | {} | {} | {} | {} | {:.1e} | {worst:.1e} | {} |",
+            label(&s.rule),
+            label(&s.input),
+            label(&s.alpha),
+            s.clip.map_or("none".to_string(), |c| c.to_string()),
             s.neurons,
             s.batch,
             s.steps,
@@ -676,6 +758,7 @@ pub(crate) fn check_time_limit(common: &CommonArgs) -> Result<(), Failure> {
 /// The saved config.json of the run to resume (`None` for a new run). A resumed run keeps its
 /// configuration: any option in `changed` that was given is an error.
 pub(crate) fn resumed_config(
+    experiment: &str,
     common: &CommonArgs,
     changed: &[(&str, bool)],
 ) -> Result<Option<serde_json::Value>, Failure> {
@@ -691,7 +774,10 @@ pub(crate) fn resumed_config(
             )));
         }
     }
-    read_json(&dir.join("config.json")).map(Some)
+    let path = dir.join("config.json");
+    let saved = read_json(&path)?;
+    check_experiment(&saved, &path, experiment)?;
+    Ok(Some(saved))
 }
 
 /// Resolves the pattern configuration: preset, then config file, then options.
@@ -739,18 +825,6 @@ fn pattern_config(
     }
     c.validate().map_err(|e| usage(format!("config: {e}")))?;
     Ok(c)
-}
-
-pub(crate) fn progress_bar(total: u64, done: u64) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} episodes  {msg}  [{elapsed_precise} < {eta_precise}]",
-        )
-        .expect("valid template"),
-    );
-    bar.set_position(done);
-    bar
 }
 
 /// A training command's run: the experiment, its resolved configuration (`task`) and the
@@ -808,6 +882,19 @@ pub(crate) fn train_command<E: Experiment>(
         }
     }
     check_time_limit(common)?;
+    check_positive_episodes(common)?;
+    safety::check_progress_every(common)?;
+    safety::check_run_dir(
+        common,
+        &safety::RunPlan {
+            out: &out,
+            base,
+            total: episodes,
+            requested: common.episodes.map(|e| format!("--episodes {e}")),
+            option: "--episodes",
+            unit: "episodes",
+        },
+    )?;
     let opts = RunOptions {
         episodes,
         seed,
@@ -817,27 +904,44 @@ pub(crate) fn train_command<E: Experiment>(
         time_limit: common.time_limit.map(|m| m * 60.0),
     };
     let device = parse_device(&common.device)?;
-    let bar = progress_bar(episodes, 0);
-    let mut first = true;
+    let mut reporter = safety::Reporter::new(name, "episodes", episodes, common.progress_every);
+    safety::catch_interrupts();
     let summary = train::train(cmd.task, &resolved, &opts, &device, &mut |p| {
-        if first {
-            bar.set_position(p.episode.saturating_sub(1));
-            first = false;
-        }
-        bar.set_position(p.episode);
-        bar.set_message(message(p));
+        reporter.update(p, message(p))
     });
-    bar.finish_and_clear();
+    reporter.finish();
     let summary = summary?;
     write_learning_curve(&out, name, curves)?;
+    if summary.stopped_by_signal {
+        return Err(safety::interrupted(
+            name, &summary, episodes, "episodes", &out,
+        ));
+    }
     report_time_limit(&summary, episodes, &out);
     Ok((summary, out))
+}
+
+/// `--episodes 0` would train nothing.
+pub(crate) fn check_positive_episodes(common: &CommonArgs) -> Result<(), Failure> {
+    if common.episodes == Some(0) {
+        return Err(usage("--episodes: must be positive (0 trains nothing)"));
+    }
+    Ok(())
+}
+
+/// "the last 50 episodes" of an end-of-run summary, or as many as were averaged.
+pub(crate) fn last_n(summary: &Summary, unit: &str) -> String {
+    match summary.averaged {
+        1 => format!("last {}", unit.trim_end_matches('s')),
+        n => format!("last {n} {unit}"),
+    }
 }
 
 fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
     let threads = set_threads(args.common.threads, ProductThreads::PerRun)?;
     let common = &args.common;
     let base = resumed_config(
+        "pattern",
         common,
         &[
             ("--model", args.model.is_some()),
@@ -851,6 +955,7 @@ fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
         ],
     )?;
     let config = pattern_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
+    safety::check_memory("pattern", &config.memory_estimate())?;
     let task = PatternTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
     let cmd = TrainCommand {
         task: &task,
@@ -867,9 +972,10 @@ fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
         |p| format!("loss {:.3}  error(50) {:.4}", p.loss, p.running[0]),
     )?;
     eprintln!(
-        "pattern: {} episodes in {:.1} s; last 50 episodes: loss {:.4}, error {:.4}. Run directory: {}",
+        "pattern: {} episodes in {:.1} s; {}: loss {:.4}, error {:.4}. Run directory: {}",
         summary.episodes,
         summary.seconds,
+        last_n(&summary, "episodes"),
         summary.final_loss,
         summary.final_metrics[0],
         out.display()
@@ -933,6 +1039,7 @@ fn train_images(args: ImagesArgs) -> Result<(), Failure> {
     let threads = set_threads(args.common.threads, ProductThreads::PerRun)?;
     let common = &args.common;
     let base = resumed_config(
+        "images",
         common,
         &[
             ("--model", args.model.is_some()),
@@ -944,6 +1051,7 @@ fn train_images(args: ImagesArgs) -> Result<(), Failure> {
         ],
     )?;
     let config = images_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
+    safety::check_memory("images", &config.memory_estimate())?;
     let data_dir = match &base {
         Some(b) => saved_data_dir(b),
         None => args.data_dir.clone(),
@@ -975,9 +1083,10 @@ fn train_images(args: ImagesArgs) -> Result<(), Failure> {
     let (model, _) = load_run_model(&task, &out, &device)?;
     write_reconstructions(&task, &model, &out.join("reconstructions.png"), 6, &device)?;
     eprintln!(
-        "images: {} episodes in {:.1} s; last 50 episodes: loss {:.3}, erased_loss {:.3} (training images). Run directory: {}",
+        "images: {} episodes in {:.1} s; {}: loss {:.3}, erased_loss {:.3} (training images). Run directory: {}",
         summary.episodes,
         summary.seconds,
+        last_n(&summary, "episodes"),
         summary.final_loss,
         summary.final_metrics[0],
         out.display()
@@ -1072,12 +1181,29 @@ pub(crate) fn load_run_model<E: Experiment>(
 /// A run's config.json and its "task" configuration.
 pub(crate) fn saved_run<C: DeserializeOwned>(
     run: &Path,
+    experiment: &str,
 ) -> Result<(serde_json::Value, C), Failure> {
     let path = run.join("config.json");
     let saved = read_json(&path)?;
+    check_experiment(&saved, &path, experiment)?;
     let config = serde_json::from_value(saved["task"].clone())
         .map_err(|e| usage(format!("{}: task: {e}", path.display())))?;
     Ok((saved, config))
+}
+
+/// A run's config.json must be one of `experiment` (not a maze run given to `eval images`).
+pub(crate) fn check_experiment(
+    saved: &serde_json::Value,
+    path: &Path,
+    experiment: &str,
+) -> Result<(), Failure> {
+    match saved["experiment"].as_str() {
+        Some(e) if e != experiment => Err(usage(format!(
+            "{}: this is a run of experiment {e}, not {experiment} (use `plasticity {e}` or `plasticity eval {e}`)",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Evaluates the last checkpoint of `run`: the metric means over `episodes` evaluation
@@ -1107,7 +1233,7 @@ fn eval(
     let bad_config = |e: String| usage(format!("{}: {e}", run.join("config.json").display()));
     match experiment {
         "pattern" => {
-            let (_, config): (_, PatternConfig) = saved_run(run)?;
+            let (_, config): (_, PatternConfig) = saved_run(run, "pattern")?;
             let task = PatternTask::new(config).map_err(bad_config)?;
             let (means, trained, secs) = eval_run(&task, run, episodes, seed, device)?;
             if json_out {
@@ -1123,7 +1249,7 @@ fn eval(
             }
         }
         "images" => {
-            let (saved, config): (_, ImageConfig) = saved_run(run)?;
+            let (saved, config): (_, ImageConfig) = saved_run(run, "images")?;
             let data_dir = data_dir.or_else(|| saved_data_dir(&saved));
             let (train_set, test_set) = image_sets(data_dir.as_deref())?;
             let task = ImageTask::new(config, train_set, test_set).map_err(bad_config)?;
@@ -1144,7 +1270,7 @@ fn eval(
         "maze" | "cue-reward" => rl::eval_rl(experiment, run, episodes, seed, json_out, device)?,
         _ => {
             return Err(usage(format!(
-            "eval: unknown experiment '{experiment}' (available: pattern, images, maze, cue-reward, omniglot)"
+            "eval: unknown experiment '{experiment}' (available: pattern, images, maze, cue-reward, omniglot, lm)"
         )))
         }
     }
@@ -1270,7 +1396,8 @@ fn model_bytes(n: usize, t: usize, b: usize) -> f64 {
 /// The benchmark workloads (issue 3): the papers' sizes, full training steps.
 const WORKLOADS: &str = "pattern (N=1001, T=106, B=1), oja (pattern with Oja's rule), \
 images (N=1025, T=201, B=1, clamped), maze (N=100, T=200, B=30, clipped trace, synthetic \
-episodes), maze-agent (the maze task: rollout, replay, A2C), cue-reward (N=200, T=120, B=30)";
+episodes), maze-agent (the maze task: rollout, replay, A2C), cue-reward (N=200, T=120, B=30), \
+omniglot (5-way 1-shot, convolutions + plastic output layer), lm (Penn Treebank, small preset)";
 
 fn bench(
     workload: &str,

@@ -2,8 +2,9 @@
 //! (ICML 2018, section 4.3).
 
 use crate::{
-    check_time_limit, merge_config_file, parse_enum, peak_rss_mb, progress_bar, read_json,
-    resumed_config, set_threads, usage, write_learning_curve, CommonArgs, Failure, ProductThreads,
+    check_positive_episodes, check_time_limit, merge_config_file, parse_enum, peak_rss_mb,
+    read_json, resumed_config, safety, set_threads, usage, write_learning_curve, CommonArgs,
+    Failure, ProductThreads,
 };
 use clap::Args;
 use plasticity::data::omniglot::Omniglot;
@@ -158,6 +159,7 @@ pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
     let threads = set_threads(args.common.threads, ProductThreads::One)?;
     let common = &args.common;
     let base = resumed_config(
+        "omniglot",
         common,
         &[
             ("--split", args.split.is_some()),
@@ -203,6 +205,21 @@ pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
                 config.shots
             ))
         });
+    check_time_limit(common)?;
+    check_positive_episodes(common)?;
+    safety::check_progress_every(common)?;
+    safety::check_memory("omniglot", &config.memory_estimate())?;
+    safety::check_run_dir(
+        common,
+        &safety::RunPlan {
+            out: &out,
+            base: base.as_ref(),
+            total: episodes,
+            requested: common.episodes.map(|e| format!("--episodes {e}")),
+            option: "--episodes",
+            unit: "updates",
+        },
+    )?;
     let data = load_data(&data_dir, &config, false)?;
     let task =
         OmniglotTask::new(config.clone(), data).map_err(|e| usage(format!("config: {e}")))?;
@@ -227,22 +244,27 @@ pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
         time_limit: common.time_limit.map(|m| m * 60.0),
     };
     let device = burn::tensor::Device::flex().autodiff();
-    let bar = progress_bar(episodes, 0);
+    let mut reporter =
+        safety::Reporter::new("omniglot", "updates", episodes, common.progress_every);
+    safety::catch_interrupts();
     let summary = train::train(&task, &resolved, &opts, &device, &mut |p| {
-        bar.set_position(p.episode);
-        bar.set_message(format!(
-            "loss {:.3}  accuracy(50) {:.3}",
-            p.loss, p.running[0]
-        ));
+        let message = format!("loss {:.3}  accuracy(50) {:.3}", p.loss, p.running[0]);
+        reporter.update(p, message);
     });
-    bar.finish_and_clear();
+    reporter.finish();
     let summary = summary?;
     write_learning_curve(&out, "omniglot", &["loss", "accuracy"])?;
+    if summary.stopped_by_signal {
+        return Err(safety::interrupted(
+            "omniglot", &summary, episodes, "updates", &out,
+        ));
+    }
     eprintln!(
-        "omniglot: {} updates x {} episodes in {:.1} s; last 50 updates: loss {:.4}, training accuracy {:.4}. Run directory: {}",
+        "omniglot: {} updates x {} episodes in {:.1} s; {}: loss {:.4}, training accuracy {:.4}. Run directory: {}",
         summary.episodes,
         config.meta_batch,
         summary.seconds,
+        crate::last_n(&summary, "updates"),
         summary.final_loss,
         summary.final_metrics[0],
         out.display()
@@ -270,6 +292,7 @@ pub struct EvalOptions {
 pub fn eval_omniglot(run: &Path, o: EvalOptions) -> Result<(), Failure> {
     let cfg_path = run.join("config.json");
     let saved = read_json(&cfg_path)?;
+    crate::check_experiment(&saved, &cfg_path, "omniglot")?;
     let config: OmniglotConfig = serde_json::from_value(saved["task"].clone())
         .map_err(|e| usage(format!("{}: task: {e}", cfg_path.display())))?;
     let episodes = o.episodes.unwrap_or(1000);

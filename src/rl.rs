@@ -178,6 +178,15 @@ fn cue_reward_config(
         c.warmup_updates = v;
     }
     c.validate().map_err(|e| usage(format!("config: {e}")))?;
+    let trial = cue_reward::TRIAL_STEPS;
+    if !c.steps.is_multiple_of(trial) {
+        let below = c.steps / trial * trial;
+        return Err(usage(format!(
+            "config: steps: must be a whole number of {trial}-step trials (got {}; {below} or {})",
+            c.steps,
+            below + trial
+        )));
+    }
     Ok(c)
 }
 
@@ -192,6 +201,7 @@ pub fn train_maze(args: MazeArgs) -> Result<(), Failure> {
     let threads = set_threads(args.common.threads, ProductThreads::PerRun)?;
     let common = &args.common;
     let base = resumed_config(
+        "maze",
         common,
         &[
             ("--preset", args.preset.is_some()),
@@ -207,6 +217,7 @@ pub fn train_maze(args: MazeArgs) -> Result<(), Failure> {
         ],
     )?;
     let config = maze_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
+    crate::safety::check_memory("maze", &config.memory_estimate())?;
     let task = MazeTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
     let config_json = serde_json::to_value(&config).expect("serializes");
     let out = train_rl(&task, common, base.as_ref(), threads, config_json)?;
@@ -220,6 +231,7 @@ pub fn train_cue_reward(args: CueRewardArgs) -> Result<(), Failure> {
     let threads = set_threads(args.common.threads, ProductThreads::PerRun)?;
     let common = &args.common;
     let base = resumed_config(
+        "cue-reward",
         common,
         &[
             ("--model", args.model.is_some()),
@@ -233,6 +245,7 @@ pub fn train_cue_reward(args: CueRewardArgs) -> Result<(), Failure> {
         ],
     )?;
     let config = cue_reward_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
+    crate::safety::check_memory("cue-reward", &config.memory_estimate())?;
     let task = CueRewardTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
     let config_json = serde_json::to_value(&config).expect("serializes");
     let out = train_rl(&task, common, base.as_ref(), threads, config_json)?;
@@ -259,9 +272,10 @@ fn train_rl<T: A2cTask>(
         format!("loss {:.3}  reward(50) {:.2}", p.loss, p.running[0])
     })?;
     eprintln!(
-        "{name}: {} episodes in {:.1} s; last 50 episodes: loss {:.4}, reward {:.3}. Run directory: {}",
+        "{name}: {} episodes in {:.1} s; {}: loss {:.4}, reward {:.3}. Run directory: {}",
         summary.episodes,
         summary.seconds,
+        crate::last_n(&summary, "episodes"),
         summary.final_loss,
         summary.final_metrics[0],
         out.display()
@@ -421,7 +435,7 @@ pub fn eval_rl(
     let bad_config = |e: String| usage(format!("{}: {e}", run.join("config.json").display()));
     match experiment {
         "maze" => {
-            let (_, config): (_, MazeConfig) = saved_run(run)?;
+            let (_, config): (_, MazeConfig) = saved_run(run, "maze")?;
             let task = MazeTask::new(config).map_err(bad_config)?;
             eval_task(
                 &task,
@@ -434,7 +448,7 @@ pub fn eval_rl(
             )
         }
         _ => {
-            let (_, config): (_, CueRewardConfig) = saved_run(run)?;
+            let (_, config): (_, CueRewardConfig) = saved_run(run, "cue-reward")?;
             let task = CueRewardTask::new(config).map_err(bad_config)?;
             eval_task(&task, run, episodes, seed, json_out, device, answers)
         }

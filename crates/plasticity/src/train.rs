@@ -15,6 +15,7 @@ use std::fmt;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// Parameters of `module` that are trained (take a gradient), e.g. without the fixed
@@ -117,6 +118,16 @@ pub enum TrainError {
         /// Episode of the checkpoint that was kept (0: none).
         checkpoint: u64,
     },
+    /// Training diverged (a metric became infinite, or the loss grew far above its first
+    /// value) though the loss stayed finite; the last good checkpoint is kept.
+    Diverged {
+        /// Episode at which it was detected.
+        episode: u64,
+        /// What was seen (e.g. `train_perplexity is inf`).
+        reason: String,
+        /// Episode of the checkpoint that was kept (0: none).
+        checkpoint: u64,
+    },
     /// Other failure (exit code 1).
     Other(String),
 }
@@ -125,15 +136,48 @@ impl fmt::Display for TrainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TrainError::Usage(m) | TrainError::Other(m) => f.write_str(m),
-            TrainError::NonFinite { episode, checkpoint } => write!(
+            TrainError::NonFinite {
+                episode,
+                checkpoint,
+            } => write!(
                 f,
-                "loss is NaN or infinite at episode {episode}; stopped. The last good checkpoint (episode {checkpoint}) is kept"
+                "loss is NaN or infinite at episode {episode}; stopped. {}",
+                kept(*checkpoint)
+            ),
+            TrainError::Diverged {
+                episode,
+                reason,
+                checkpoint,
+            } => write!(
+                f,
+                "training diverged at episode {episode} ({reason}); stopped. {}",
+                kept(*checkpoint)
             ),
         }
     }
 }
 
 impl std::error::Error for TrainError {}
+
+/// What a stopped run keeps: its last checkpoint, or (none written yet) only its
+/// configuration and metrics.
+fn kept(checkpoint: u64) -> String {
+    if checkpoint > 0 {
+        format!("The last good checkpoint (episode {checkpoint}) is kept")
+    } else {
+        "No checkpoint had been written yet: the run directory keeps config.json and metrics.csv only (nothing to resume)".into()
+    }
+}
+
+/// Set (by a signal handler, see the CLI) to ask a running [`train`] to stop after the current
+/// update: it writes a checkpoint and returns with [`Summary::stopped_by_signal`]. Storing
+/// into an atomic is async-signal-safe.
+pub static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// A loss larger than this many times its first value (at least 1) in absolute value counts as
+/// divergence (e.g. a language model with a far too large learning rate, whose loss reaches
+/// 1e12 while staying finite).
+pub const DIVERGENCE_FACTOR: f64 = 1e6;
 
 fn io_err(path: &Path, e: impl fmt::Display) -> TrainError {
     TrainError::Usage(format!("{}: {e}", path.display()))
@@ -220,13 +264,35 @@ fn checksum(parts: &[&[u8]]) -> u64 {
 }
 
 /// Writes `bytes` to `path` atomically (temporary file in the same folder, then rename).
+/// A temporary file left by an earlier failure (a full disk, a kill) is replaced, even when it
+/// cannot be opened for writing; a failed write removes its temporary file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| io_err(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+    if let Ok(meta) = fs::symlink_metadata(&tmp) {
+        let removed = if meta.is_dir() {
+            fs::remove_dir_all(&tmp)
+        } else {
+            fs::remove_file(&tmp)
+        };
+        removed.map_err(|e| {
+            io_err(
+                &tmp,
+                format!("cannot remove this stale temporary file: {e}"),
+            )
+        })?;
+    }
+    let written = fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err(&tmp, e));
+    }
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_err(path, e)
+    })
 }
 
 fn save_checkpoint<M: Module>(
@@ -342,6 +408,43 @@ pub fn load_model<M: Module>(run: &Path, model: M) -> Result<(M, u64), TrainErro
     ))
 }
 
+/// The episode counter of the checkpoint of run directory `run` (`None`: no checkpoint.bin).
+/// A corrupt checkpoint is an error naming the file.
+pub fn checkpoint_episode(run: &Path) -> Result<Option<u64>, TrainError> {
+    let path = run.join("checkpoint.bin");
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(read_checkpoint(&path)?.header.episode))
+}
+
+/// Files a run writes into its directory (besides the temporary files of atomic writes).
+pub const RUN_FILES: &[&str] = &["config.json", "metrics.csv", "checkpoint.bin"];
+
+/// Whether `dir` holds a run, and how far it went: `Some(description)` such as
+/// `"a run at episode 60"` when it has a config.json, metrics.csv or checkpoint.bin.
+pub fn describe_run(dir: &Path) -> Option<String> {
+    if !RUN_FILES.iter().any(|f| dir.join(f).exists()) {
+        return None;
+    }
+    if let Ok(Some(episode)) = checkpoint_episode(dir) {
+        return Some(format!("a run at episode {episode}"));
+    }
+    let rows = fs::read_to_string(dir.join("metrics.csv"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .rev()
+                .find_map(|l| l.split(',').next()?.parse::<u64>().ok())
+        });
+    Some(match rows {
+        Some(episode) => {
+            format!("a run with metrics up to episode {episode} (no valid checkpoint)")
+        }
+        None => "a run (no episode recorded)".into(),
+    })
+}
+
 /// Keeps the rows of `metrics.csv` up to `episode` (a resumed run rewrites what came after).
 fn truncate_metrics(path: &Path, episode: u64) -> Result<(), TrainError> {
     let text = fs::read_to_string(path).map_err(|e| io_err(path, e))?;
@@ -374,6 +477,11 @@ pub struct Summary {
     pub seconds: f64,
     /// The run stopped at its time limit before `RunOptions::episodes`.
     pub stopped_by_time_limit: bool,
+    /// The run stopped early because [`STOP_REQUESTED`] was set (SIGINT, SIGTERM), after
+    /// writing a checkpoint.
+    pub stopped_by_signal: bool,
+    /// Episodes (updates) the final means are over: the last (up to) 50 of this session.
+    pub averaged: usize,
 }
 
 /// Trains `exp` as `opts` says, writing metrics and checkpoints into `opts.out`.
@@ -442,7 +550,9 @@ pub fn train<E: Experiment>(
     let elapsed = |started: &Instant| seconds_before + started.elapsed().as_secs_f64();
     let out_of_time = |started: &Instant| opts.time_limit.is_some_and(|l| elapsed(started) >= l);
     let mut stopped_by_time_limit = false;
-    while episode < opts.episodes && !stopped_by_time_limit {
+    let mut stopped_by_signal = false;
+    let mut first_loss: Option<f64> = None;
+    while episode < opts.episodes && !stopped_by_time_limit && !stopped_by_signal {
         exp.before_update(episode);
         let (loss, mut metrics) = exp
             .train_episode(&model, &mut rng, device)
@@ -454,6 +564,14 @@ pub fn train<E: Experiment>(
                 checkpoint: last_checkpoint,
             });
         }
+        let start = *first_loss.get_or_insert(loss_value);
+        if let Some(reason) = divergence(exp.metric_names(), &metrics, loss_value, start) {
+            return Err(TrainError::Diverged {
+                episode: episode + 1,
+                reason,
+                checkpoint: last_checkpoint,
+            });
+        }
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
         if let Some(max_norm) = exp.max_grad_norm() {
             clip_global_norm(&model, &mut grads, max_norm);
@@ -462,6 +580,13 @@ pub fn train<E: Experiment>(
         episode += 1;
         exp.after_update(&model, episode, &mut metrics, device)
             .map_err(TrainError::Usage)?;
+        if let Some(reason) = divergence(exp.metric_names(), &metrics, loss_value, start) {
+            return Err(TrainError::Diverged {
+                episode,
+                reason,
+                checkpoint: last_checkpoint,
+            });
+        }
         let row: Vec<String> = std::iter::once(episode.to_string())
             .chain(std::iter::once(format!("{loss_value:.6}")))
             .chain(metrics.iter().map(|m| {
@@ -489,9 +614,11 @@ pub fn train<E: Experiment>(
             running,
         });
         stopped_by_time_limit = out_of_time(&started);
+        stopped_by_signal = STOP_REQUESTED.load(Ordering::SeqCst) && episode < opts.episodes;
         if episode % opts.checkpoint_every.max(1) == 0
             || episode == opts.episodes
             || stopped_by_time_limit
+            || stopped_by_signal
         {
             metrics_file.flush().map_err(|e| io_err(&metrics_path, e))?;
             let header = CheckpointHeader {
@@ -514,6 +641,23 @@ pub fn train<E: Experiment>(
         ),
         seconds: elapsed(&started),
         stopped_by_time_limit,
+        stopped_by_signal,
+        averaged: window.len(),
+    })
+}
+
+/// Why the training counts as diverged after an update with loss `loss` (first loss of the
+/// session `start`) and `metrics`: an infinite metric (`NaN` metrics are "not measured"), or a
+/// loss [`DIVERGENCE_FACTOR`] times above its start. `None`: not diverged.
+fn divergence(names: &[&str], metrics: &[f64], loss: f64, start: f64) -> Option<String> {
+    if let Some((name, v)) = names.iter().zip(metrics).find(|(_, v)| v.is_infinite()) {
+        return Some(format!("{name} is {v} with loss {loss:.4e}"));
+    }
+    let limit = DIVERGENCE_FACTOR * start.abs().max(1.0);
+    (loss.abs() > limit).then(|| {
+        format!(
+            "loss {loss:.4e} is more than {DIVERGENCE_FACTOR:e} times its first value {start:.4e}"
+        )
     })
 }
 

@@ -264,15 +264,31 @@ fn read_zip(path: &Path, set: OmniglotSet) -> Result<Vec<RawCharacter>, String> 
                 files: Vec::new(),
             });
         if !is_dir && is_png(parts[2]) {
-            let mut bytes = Vec::with_capacity(entry.size() as usize);
-            entry
+            // The declared size only sizes the buffer up to the limit (a corrupt header may
+            // declare anything); reading stops one byte past the limit (a zip bomb).
+            let mut bytes = Vec::with_capacity(entry.size().min(1 << 20) as usize);
+            (&mut entry)
+                .take(MAX_ZIP_ENTRY_BYTES + 1)
                 .read_to_end(&mut bytes)
                 .map_err(|e| format!("{}: {full}: {e}", path.display()))?;
+            if bytes.len() as u64 > MAX_ZIP_ENTRY_BYTES {
+                return Err(format!(
+                    "{}: {full}: decompresses to more than {MAX_ZIP_ENTRY_BYTES} bytes: not an Omniglot drawing",
+                    path.display()
+                ));
+            }
             c.files.push((parts[2].to_string(), bytes));
         }
     }
     Ok(chars.into_values().collect())
 }
+
+/// Most pixels a drawing may have (Omniglot's are 105 x 105): a PNG whose header declares more
+/// is an error, not an allocation of that size.
+pub const MAX_PNG_PIXELS: u64 = 1 << 24;
+
+/// Most bytes a PNG file inside an Omniglot zip may decompress to (a drawing is about 300).
+pub const MAX_ZIP_ENTRY_BYTES: u64 = 1 << 26;
 
 /// Decodes a PNG (any colour type and bit depth) into ink intensity `[h * w]` in `[0, 1]`
 /// (1 - luminance: black ink = 1, white paper = 0). Returns `(ink, width, height)`.
@@ -282,6 +298,12 @@ pub fn decode_png(bytes: &[u8], what: &str) -> Result<(Vec<f32>, usize, usize), 
     let mut decoder = png::Decoder::new(Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::normalize_to_color8());
     let mut reader = decoder.read_info().map_err(|e| bad(&e))?;
+    let (w, h) = (reader.info().width, reader.info().height);
+    if w as u64 * h as u64 > MAX_PNG_PIXELS {
+        return Err(bad(&format!(
+            "image of {w} x {h} pixels, more than a drawing can have ({MAX_PNG_PIXELS})"
+        )));
+    }
     let size = reader
         .output_buffer_size()
         .ok_or_else(|| bad(&"image too large"))?;

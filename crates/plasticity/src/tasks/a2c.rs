@@ -158,7 +158,31 @@ impl AgentSpec {
         {
             return Err("rule: the neuromodulated models (modplast, modul) use rule hebb".into());
         }
-        self.net_config().validate()
+        self.net_config().validate()?;
+        super::check_eta(self.eta)
+    }
+
+    /// Adds the agent's parts to a memory estimate: the recurrent network, an eligibility
+    /// trace per episode for `modul`, and the rollout's observations.
+    pub fn add_memory(
+        &self,
+        m: &mut super::MemoryEstimate,
+        batch: usize,
+        steps: usize,
+        observation: usize,
+    ) {
+        let n = self.neurons;
+        m.add_recurrent(format!("neurons = {n}"), n, batch, steps);
+        if self.model == AgentModel::Modul {
+            m.add(
+                format!("neurons = {n} with batch = {batch} (eligibility traces of {n} x {n})"),
+                4.0 * 2.0 * batch as f64 * (n as f64) * (n as f64),
+            );
+        }
+        m.add(
+            format!("steps = {steps} (observations of {batch} episodes)"),
+            4.0 * 2.0 * batch as f64 * steps as f64 * observation as f64,
+        );
     }
 }
 

@@ -189,6 +189,14 @@ impl CueRewardConfig {
         self.agent_spec().validate()
     }
 
+    /// A lower bound on the memory training needs (checked before anything is allocated).
+    pub fn memory_estimate(&self) -> super::MemoryEstimate {
+        let mut m = super::MemoryEstimate::default();
+        self.agent_spec()
+            .add_memory(&mut m, self.batch, self.steps, self.observation_size());
+        m
+    }
+
     /// The agent's network.
     pub fn agent_spec(&self) -> AgentSpec {
         AgentSpec {

@@ -167,7 +167,25 @@ impl ImageConfig {
                 self.adam_epsilon
             ));
         }
-        self.plastic_config().validate()
+        self.plastic_config().validate()?;
+        super::check_eta(self.eta)
+    }
+
+    /// A lower bound on the memory training needs (checked before anything is allocated).
+    pub fn memory_estimate(&self) -> super::MemoryEstimate {
+        let mut m = super::MemoryEstimate::default();
+        let side = format!("side = {} ({} neurons)", self.side, self.neurons());
+        match self.model {
+            ModelKind::Lstm => m.add_lstm(
+                format!("lstm_cells = {}", self.lstm_cells),
+                self.neurons(),
+                self.lstm_cells,
+                self.batch,
+                self.steps(),
+            ),
+            _ => m.add_recurrent(side, self.neurons(), self.batch, self.steps()),
+        }
+        m
     }
 
     fn plastic_config(&self) -> PlasticNetConfig {

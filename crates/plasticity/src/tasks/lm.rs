@@ -235,7 +235,41 @@ impl LmConfig {
         if !self.eta.is_finite() {
             return Err(format!("eta: must be finite (got {})", self.eta));
         }
-        Ok(())
+        super::check_eta(self.eta)
+    }
+
+    /// A lower bound on the memory training needs with a vocabulary of `vocabulary` words
+    /// (checked before the model is allocated): the embedding and the layers with their
+    /// gradients and Adam state, and one segment's logits and gates kept for the backward pass.
+    pub fn memory_estimate(&self, vocabulary: usize) -> super::MemoryEstimate {
+        let mut m = super::MemoryEstimate::default();
+        let (v, e, h, l) = (
+            vocabulary as f64,
+            self.embedding as f64,
+            self.hidden as f64,
+            self.layers as f64,
+        );
+        let tokens = self.batch as f64 * self.bptt as f64;
+        m.add(
+            format!("embedding = {} ({vocabulary} words)", self.embedding),
+            4.0 * 4.0 * v * e,
+        );
+        m.add(
+            format!("hidden = {}, layers = {}", self.hidden, self.layers),
+            4.0 * 4.0 * l * 4.0 * (h + h) * h,
+        );
+        m.add(
+            format!(
+                "batch = {}, bptt = {} (logits over {vocabulary} words, gates)",
+                self.batch, self.bptt
+            ),
+            4.0 * 2.0 * tokens * (v + l * 8.0 * h),
+        );
+        m.add(
+            format!("eval_batch = {}", self.eval_batch),
+            4.0 * self.eval_batch as f64 * (v + l * 8.0 * h),
+        );
+        m
     }
 
     /// The layers' plasticity.
@@ -304,9 +338,12 @@ impl LmConfig {
         let gap = own.total.abs_diff(baseline.total) as f64 / baseline.total as f64;
         if self.match_params && gap > 0.01 {
             return Err(format!(
-                "hidden: the {:?} model has {} parameters, {:.2}% away from the LSTM's {} \
+                "hidden: the {} model has {} parameters, {:.2}% away from the LSTM's {} \
                  (more than 1%); use more layers, a smaller alpha shape or match_params: false",
-                self.model,
+                serde_json::to_value(self.model)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
                 own.total,
                 100.0 * gap,
                 baseline.total

@@ -173,6 +173,21 @@ impl MazeConfig {
         self.agent_spec().validate()
     }
 
+    /// A lower bound on the memory training needs (checked before anything is allocated):
+    /// the maze's cells (a wall flag and, for the free ones, coordinates: about 13 bytes a
+    /// cell) and the agent's network.
+    pub fn memory_estimate(&self) -> super::MemoryEstimate {
+        let mut m = super::MemoryEstimate::default();
+        let cells = self.size as f64 * self.size as f64;
+        m.add(
+            format!("size = {} ({} x {} cells)", self.size, self.size, self.size),
+            13.0 * cells,
+        );
+        self.agent_spec()
+            .add_memory(&mut m, self.batch, self.steps, super::maze::OBS);
+        m
+    }
+
     /// The agent's network.
     pub fn agent_spec(&self) -> AgentSpec {
         AgentSpec {

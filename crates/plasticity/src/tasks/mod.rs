@@ -37,3 +37,78 @@ impl std::str::FromStr for ModelKind {
         }
     }
 }
+
+/// A lower bound on the memory a configuration needs before it allocates anything, in parts,
+/// each named by the configuration field that sets it (e.g. `bits = 1000000000 (1000000001
+/// neurons)`), so that a configuration far too large for the machine is refused with a message
+/// instead of aborting in an allocation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MemoryEstimate {
+    /// `(what sets it, bytes)`.
+    pub parts: Vec<(String, f64)>,
+}
+
+impl MemoryEstimate {
+    /// Adds a part.
+    pub fn add(&mut self, what: impl Into<String>, bytes: f64) {
+        self.parts.push((what.into(), bytes));
+    }
+
+    /// Bytes of all parts together.
+    pub fn total(&self) -> f64 {
+        self.parts.iter().map(|p| p.1).sum()
+    }
+
+    /// The largest part: what to name when the total is too much.
+    pub fn largest(&self) -> Option<&(String, f64)> {
+        self.parts.iter().max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+
+    /// The parts of a fully recurrent plastic (or non-plastic) network of `n` neurons trained
+    /// on `batch` episodes of `steps` steps: `w` and `alpha`, their gradients and Adam's two
+    /// moments (8 N^2 floats), each episode's trace and its gradient (2 B N^2), the activity
+    /// kept for the backward pass (about 4 B T N). `neurons` names the field that sets `n`.
+    pub fn add_recurrent(&mut self, neurons: String, n: usize, batch: usize, steps: usize) {
+        let (n, b, t) = (n as f64, batch as f64, steps as f64);
+        self.add(
+            format!(
+                "{neurons} with batch = {batch} (w, alpha, their gradients and Adam state, {batch} traces of {n} x {n})"
+            ),
+            4.0 * (8.0 + 2.0 * b) * n * n,
+        );
+        self.add(
+            format!("steps = {steps} (activity of {batch} episodes x {steps} steps x {n} neurons)"),
+            4.0 * 4.0 * b * t * n,
+        );
+    }
+
+    /// The parts of an LSTM of `cells` cells on `inputs` inputs, `batch` sequences of `steps`:
+    /// its weights with their gradients and Adam state (4 x 4 (inputs + cells) cells floats),
+    /// and the gates kept for the backward pass (about 8 B T cells).
+    pub fn add_lstm(
+        &mut self,
+        cells_field: String,
+        inputs: usize,
+        cells: usize,
+        batch: usize,
+        steps: usize,
+    ) {
+        let (i, h, b, t) = (inputs as f64, cells as f64, batch as f64, steps as f64);
+        self.add(cells_field, 4.0 * 4.0 * 4.0 * (i + h) * h);
+        self.add(
+            format!("batch = {batch}, steps = {steps} (LSTM gates of {batch} x {steps} x {cells})"),
+            4.0 * 8.0 * b * t * h,
+        );
+    }
+}
+
+/// Checks an initial plasticity rate: `eta` is a rate in `[0, 1]` (the decaying Hebbian trace is
+/// `(1 - eta) Hebb + eta y y`; outside that range the trace grows without bound and the loss
+/// becomes NaN).
+pub fn check_eta(eta: f64) -> Result<(), String> {
+    if (0.0..=1.0).contains(&eta) {
+        Ok(())
+    } else {
+        Err(format!("eta: must be in [0, 1] (got {eta})"))
+    }
+}

@@ -257,7 +257,30 @@ impl OmniglotConfig {
                 self.label_clamp
             ));
         }
-        self.dense_config().validate()
+        self.dense_config().validate()?;
+        super::check_eta(self.eta)
+    }
+
+    /// A lower bound on the memory training needs (checked before anything is allocated): the
+    /// convolutions' weights with their gradients and Adam state, and the activity of one
+    /// update's images through the first convolution (kept for the backward pass).
+    pub fn memory_estimate(&self) -> super::MemoryEstimate {
+        let mut m = super::MemoryEstimate::default();
+        let c = self.channels as f64;
+        m.add(
+            format!("channels = {}", self.channels),
+            4.0 * 4.0 * 9.0 * c * c * self.conv_layers() as f64,
+        );
+        let images = self.meta_batch as f64 * (self.ways * self.shots + self.queries) as f64;
+        let side = self.side as f64;
+        m.add(
+            format!(
+                "meta_batch = {}, ways = {}, shots = {}, queries = {} ({images} images a update)",
+                self.meta_batch, self.ways, self.shots, self.queries
+            ),
+            4.0 * 2.0 * images * c * (side / 2.0).powi(2),
+        );
+        m
     }
 
     fn dense_config(&self) -> PlasticDenseConfig {
@@ -329,9 +352,12 @@ pub fn split_classes(config: &OmniglotConfig, data: &Omniglot) -> Result<ClassSp
     for (name, list) in [("training", &train), ("test", &test)] {
         if list.len() < config.ways {
             return Err(format!(
-                "ways: {} classes per episode, but the {:?} split has only {} {name} classes",
+                "ways: {} classes per episode, but the {} split has only {} {name} classes",
                 config.ways,
-                config.split,
+                serde_json::to_value(config.split)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
                 list.len()
             ));
         }

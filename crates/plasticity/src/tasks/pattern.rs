@@ -175,7 +175,40 @@ impl PatternConfig {
                 self.bits
             ));
         }
-        self.plastic_config().validate()
+        self.plastic_config().validate()?;
+        super::check_eta(self.eta)
+    }
+
+    /// A lower bound on the memory training needs (checked before anything is allocated).
+    pub fn memory_estimate(&self) -> super::MemoryEstimate {
+        let mut m = super::MemoryEstimate::default();
+        let steps = self.steps();
+        match self.model {
+            ModelKind::Lstm => m.add_lstm(
+                format!("lstm_cells = {}", self.lstm_cells),
+                self.bits + 1,
+                self.lstm_cells,
+                self.batch,
+                steps,
+            ),
+            ModelKind::Rnn if self.rnn_neurons > 0 => m.add_recurrent(
+                format!("rnn_neurons = {}", self.rnn_neurons),
+                self.neurons(),
+                self.batch,
+                steps,
+            ),
+            _ => m.add_recurrent(
+                format!("bits = {} ({} neurons)", self.bits, self.neurons()),
+                self.neurons(),
+                self.batch,
+                steps,
+            ),
+        }
+        m.add(
+            format!("patterns = {} (the episodes' patterns)", self.patterns),
+            4.0 * (self.batch as f64) * (self.patterns as f64 + steps as f64) * self.bits as f64,
+        );
+        m
     }
 
     fn plastic_config(&self) -> PlasticNetConfig {

@@ -1,0 +1,673 @@
+//! Run safety (issue 26) as a user meets it: a run is never replaced unasked, sizes too large
+//! for the machine are refused before anything is allocated, `--resume` tells the truth,
+//! divergence and NaN stop a run with a truthful message, SIGINT/SIGTERM checkpoint and exit
+//! 130, progress is logged when stderr is a file, and the small usage errors of the issue.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn plasticity(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_plasticity"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "plasticity-cli-safety-{name}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A pattern configuration that trains in well under a millisecond per episode.
+fn small_config(dir: &Path) -> String {
+    let path = dir.join("small.json");
+    std::fs::write(
+        &path,
+        r#"{"bits": 16, "patterns": 2, "cycles": 1, "present_steps": 2, "gap_steps": 1, "test_steps": 2}"#,
+    )
+    .unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn metrics_rows(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .count()
+        - 1
+}
+
+fn config_json(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap()
+}
+
+fn expect_usage(args: &[&str], wants: &[&str]) -> String {
+    let o = plasticity(args);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+    for w in wants {
+        assert!(e.contains(w), "{args:?}: expected '{w}' in '{e}'");
+    }
+    assert!(!e.contains("panicked"), "{args:?}: {e}");
+    e
+}
+
+/// Item 1: a second run into a folder that holds a run (given with --out, or the default
+/// `runs/<experiment>-<model>-seed<S>`) is refused and the run is untouched; --force replaces it.
+#[test]
+fn a_new_run_never_replaces_a_run_unless_forced() {
+    let dir = temp_dir("overwrite");
+    let config = small_config(&dir);
+    let run = dir.join("run");
+    let run_s = run.to_str().unwrap();
+    let o = plasticity(&[
+        "pattern",
+        "--config",
+        &config,
+        "--episodes",
+        "20",
+        "--checkpoint-every",
+        "10",
+        "--out",
+        run_s,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before: Vec<Vec<u8>> = ["checkpoint.bin", "metrics.csv", "config.json"]
+        .iter()
+        .map(|f| std::fs::read(run.join(f)).unwrap())
+        .collect();
+    let e = expect_usage(
+        &[
+            "pattern",
+            "--config",
+            &config,
+            "--episodes",
+            "50",
+            "--out",
+            run_s,
+        ],
+        &["holds a run at episode 20", "--resume", "--force"],
+    );
+    assert!(e.contains(run_s), "{e}");
+    let after: Vec<Vec<u8>> = ["checkpoint.bin", "metrics.csv", "config.json"]
+        .iter()
+        .map(|f| std::fs::read(run.join(f)).unwrap())
+        .collect();
+    assert!(before == after, "the refused run changed the existing one");
+    // --force replaces it: a fresh run of 5 episodes, none of the old rows left.
+    let o = plasticity(&[
+        "pattern",
+        "--config",
+        &config,
+        "--episodes",
+        "5",
+        "--out",
+        run_s,
+        "--force",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(metrics_rows(&run), 5);
+    assert_eq!(config_json(&run)["episodes"], 5);
+    // The default run directory, from a working directory of our own.
+    let cwd = dir.join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let run_in_cwd = |episodes: &str| {
+        Command::new(env!("CARGO_BIN_EXE_plasticity"))
+            .current_dir(&cwd)
+            .args(["pattern", "--config", &config, "--episodes", episodes])
+            .output()
+            .unwrap()
+    };
+    let o = run_in_cwd("10");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_in_cwd("50");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("runs/pattern-plastic-seed0 holds a run at episode 10"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(metrics_rows(&cwd.join("runs/pattern-plastic-seed0")), 10);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Item 2: sizes far beyond any machine's memory are refused before anything is allocated
+/// (no run folder), naming the field and the bytes needed.
+#[test]
+fn sizes_too_large_for_the_machine_are_refused_before_allocating() {
+    let dir = temp_dir("huge");
+    let out = dir.join("run");
+    let out_s = out.to_str().unwrap();
+    let bits = dir.join("bits.json");
+    std::fs::write(&bits, r#"{"bits": 1000000000}"#).unwrap();
+    let rnn = dir.join("rnn.json");
+    std::fs::write(&rnn, r#"{"model": "rnn", "rnn_neurons": 1000000000}"#).unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["pattern", "--config", bits.to_str().unwrap()],
+            "bits = 1000000000",
+        ),
+        (
+            vec!["pattern", "--config", rnn.to_str().unwrap()],
+            "rnn_neurons = 1000000000",
+        ),
+        (vec!["pattern", "--bits", "100000000"], "bits = 100000000"),
+        (vec!["maze", "--size", "10000001"], "size = 10000001"),
+        (vec!["maze", "--neurons", "1000000"], "neurons = 1000000"),
+        (
+            vec!["cue-reward", "--neurons", "10000000"],
+            "neurons = 10000000",
+        ),
+    ];
+    for (mut args, field) in cases {
+        args.extend(["--out", out_s]);
+        expect_usage(&args, &[field, "bytes", "of memory", "this machine has"]);
+        assert!(!out.exists(), "{args:?} created the run folder");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Item 3: --resume refuses what cannot take effect (another seed, fewer or as many episodes
+/// as done, --out, --force) without touching config.json; a larger --episodes extends the
+/// run and config.json records it.
+#[test]
+fn resume_refuses_what_cannot_take_effect_and_records_what_ran() {
+    let dir = temp_dir("resume");
+    let config = small_config(&dir);
+    let run = dir.join("run");
+    let run_s = run.to_str().unwrap();
+    let o = plasticity(&[
+        "pattern",
+        "--config",
+        &config,
+        "--episodes",
+        "20",
+        "--seed",
+        "3",
+        "--out",
+        run_s,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let saved = std::fs::read(run.join("config.json")).unwrap();
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (vec!["--seed", "5"], vec!["--seed 5", "trained with seed 3"]),
+        (
+            vec!["--episodes", "10"],
+            vec!["--episodes 10", "already trained 20 episodes"],
+        ),
+        (vec![], vec!["complete (20 of 20 episodes)", "--episodes"]),
+        (
+            vec!["--episodes", "30", "--out", "elsewhere"],
+            vec!["--out", "its own folder"],
+        ),
+        (vec!["--episodes", "30", "--force"], vec!["--force"]),
+    ];
+    for (extra, wants) in cases {
+        let mut args = vec!["pattern", "--resume", run_s];
+        args.extend(extra);
+        expect_usage(&args, &wants);
+        assert_eq!(
+            std::fs::read(run.join("config.json")).unwrap(),
+            saved,
+            "{args:?} rewrote config.json"
+        );
+    }
+    assert!(!Path::new("elsewhere").exists());
+    // The same seed is accepted; a larger total extends the run and is recorded.
+    let o = plasticity(&[
+        "pattern",
+        "--resume",
+        run_s,
+        "--seed",
+        "3",
+        "--episodes",
+        "30",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(metrics_rows(&run), 30);
+    let c = config_json(&run);
+    assert_eq!(
+        (c["episodes"].as_u64(), c["seed"].as_u64()),
+        (Some(30), Some(3))
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A tiny corpus and language-model configuration (as in cli_lm.rs).
+fn tiny_lm(dir: &Path) -> (String, String) {
+    let line = "a b c d e f g h\n";
+    for (f, n) in [
+        ("ptb.train.txt", 60),
+        ("ptb.valid.txt", 12),
+        ("ptb.test.txt", 12),
+    ] {
+        std::fs::write(dir.join(f), line.repeat(n)).unwrap();
+    }
+    let cfg = dir.join("tiny.json");
+    std::fs::write(
+        &cfg,
+        r#"{"embedding": 16, "hidden": 16, "batch": 4, "eval_batch": 2, "bptt": 8,
+            "learning_rate": 0.01, "lr_decay": 1.0, "max_grad_norm": 1.0, "match_params": false}"#,
+    )
+    .unwrap();
+    (
+        dir.to_string_lossy().into_owned(),
+        cfg.to_string_lossy().into_owned(),
+    )
+}
+
+/// Item 4: a language model whose loss explodes (finite, but its perplexity infinite) is
+/// stopped at once, not trained to the end.
+#[test]
+fn a_diverging_language_model_is_stopped() {
+    let dir = temp_dir("lm");
+    let (data, cfg) = tiny_lm(&dir);
+    let run = dir.join("run");
+    let o = plasticity(&[
+        "lm",
+        "--data-dir",
+        &data,
+        "--config",
+        &cfg,
+        "--lr",
+        "1e9",
+        "--epochs",
+        "5",
+        "--threads",
+        "1",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("training diverged at episode"), "{e}");
+    assert!(e.contains("No checkpoint had been written yet"), "{e}");
+    let total = config_json(&run)["episodes"].as_u64().unwrap() as usize;
+    assert!(metrics_rows(&run) < total, "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Item 5: the NaN message names the checkpoint that exists, or says there is none; eta out of
+/// [0, 1] is a configuration error.
+#[test]
+fn the_nan_message_says_what_is_kept_and_eta_is_range_checked() {
+    let dir = temp_dir("nan");
+    let config = small_config(&dir);
+    let run = dir.join("run");
+    let run_s = run.to_str().unwrap();
+    let base = [
+        "pattern",
+        "--config",
+        &config,
+        "--lr",
+        "1e30",
+        "--episodes",
+        "100",
+        "--out",
+        run_s,
+    ];
+    let o = plasticity(&base);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("loss is NaN or infinite at episode"), "{e}");
+    assert!(
+        e.contains("No checkpoint had been written yet") && !e.contains("is kept"),
+        "{e}"
+    );
+    assert!(!run.join("checkpoint.bin").exists());
+    // With a checkpoint after every episode, the message names the one that is kept.
+    let mut args = base.to_vec();
+    args.extend(["--checkpoint-every", "1", "--force"]);
+    let o = plasticity(&args);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    let kept = plasticity::train::checkpoint_episode(&run)
+        .unwrap()
+        .unwrap();
+    assert!(
+        e.contains(&format!(
+            "The last good checkpoint (episode {kept}) is kept"
+        )),
+        "{e}"
+    );
+    for eta in ["-5", "1.5"] {
+        let file = dir.join("eta.json");
+        std::fs::write(&file, format!(r#"{{"eta": {eta}}}"#)).unwrap();
+        expect_usage(
+            &[
+                "pattern",
+                "--config",
+                file.to_str().unwrap(),
+                "--out",
+                run_s,
+                "--force",
+            ],
+            &[&format!("eta: must be in [0, 1] (got {eta})")],
+        );
+        expect_usage(
+            &[
+                "maze",
+                "--config",
+                file.to_str().unwrap(),
+                "--out",
+                run_s,
+                "--force",
+            ],
+            &["eta: must be in [0, 1]"],
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Item 6: SIGINT and SIGTERM finish the update, write a checkpoint, say how to resume and exit
+/// 130; the resumed run continues from there, even past stale temporary files.
+#[cfg(unix)]
+#[test]
+fn sigint_and_sigterm_checkpoint_and_exit_130() {
+    let dir = temp_dir("signal");
+    let config = small_config(&dir);
+    for (signal, name) in [(libc::SIGINT, "int"), (libc::SIGTERM, "term")] {
+        let run = dir.join(name);
+        let run_s = run.to_str().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_plasticity"))
+            .args([
+                "pattern",
+                "--config",
+                &config,
+                "--episodes",
+                "100000000",
+                "--checkpoint-every",
+                "1000000",
+                "--threads",
+                "1",
+                "--out",
+                run_s,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait (without a time limit of our own) until a few episodes are on disk.
+        loop {
+            let rows = std::fs::read_to_string(run.join("metrics.csv"))
+                .map(|t| t.lines().count())
+                .unwrap_or(0);
+            if rows > 3 {
+                break;
+            }
+            assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // SAFETY: sends a signal to our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let o = child.wait_with_output().unwrap();
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(130), "{name}: {e}");
+        assert!(
+            e.contains("interrupted") && e.contains(&format!("--resume {run_s}")),
+            "{e}"
+        );
+        let done = plasticity::train::checkpoint_episode(&run)
+            .unwrap()
+            .unwrap();
+        assert_eq!(metrics_rows(&run) as u64, done, "{name}: {e}");
+        assert!((3..100_000_000).contains(&done), "{done}");
+        // Stale temporary files (a full disk, a kill during a write) do not block the resume.
+        std::fs::create_dir_all(run.join("checkpoint.tmp/stale")).unwrap();
+        std::fs::write(run.join("metrics.tmp"), b"garbage").unwrap();
+        std::fs::write(run.join("config.tmp"), b"garbage").unwrap();
+        let more = (done + 5).to_string();
+        let o = plasticity(&["pattern", "--resume", run_s, "--episodes", &more]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert_eq!(metrics_rows(&run) as u64, done + 5);
+        assert!(!run.join("checkpoint.tmp").exists());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Item 7: with stderr in a file, progress lines (episode, metric, rate, ETA) at the
+/// `--progress-every` interval (0: every episode).
+#[test]
+fn progress_lines_are_written_when_stderr_is_not_a_terminal() {
+    let dir = temp_dir("progress");
+    let config = small_config(&dir);
+    let run = dir.join("run");
+    let o = plasticity(&[
+        "pattern",
+        "--config",
+        &config,
+        "--episodes",
+        "5",
+        "--progress-every",
+        "0",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    for k in 1..=5 {
+        let line = e
+            .lines()
+            .find(|l| l.starts_with(&format!("pattern: episode {k}/5 ")))
+            .unwrap_or_else(|| panic!("no progress line for episode {k}: {e}"));
+        for part in ["error(50)", "episodes/s", "ETA"] {
+            assert!(line.contains(part), "{line}");
+        }
+    }
+    // The default interval still reports the first and the last episode.
+    let o = plasticity(&[
+        "pattern",
+        "--config",
+        &config,
+        "--episodes",
+        "5",
+        "--out",
+        run.to_str().unwrap(),
+        "--force",
+    ]);
+    let e = stderr(&o);
+    assert!(
+        e.contains("pattern: episode 1/5 ") && e.contains("pattern: episode 5/5 "),
+        "{e}"
+    );
+    expect_usage(
+        &[
+            "pattern",
+            "--progress-every",
+            "nan",
+            "--out",
+            run.to_str().unwrap(),
+        ],
+        &["--progress-every"],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The issue's "unclear" cases: each is a clear usage error or a truthful message now.
+#[test]
+fn the_unclear_cases_have_clear_messages() {
+    let dir = temp_dir("unclear");
+    let config = small_config(&dir);
+    let run = dir.join("run");
+    let run_s = run.to_str().unwrap();
+    // --episodes 0 trains nothing and writes no run.
+    expect_usage(
+        &[
+            "pattern",
+            "--config",
+            &config,
+            "--episodes",
+            "0",
+            "--out",
+            run_s,
+        ],
+        &["--episodes: must be positive"],
+    );
+    assert!(!run.exists());
+    // The summary counts the episodes it averaged.
+    let o = plasticity(&[
+        "pattern",
+        "--config",
+        &config,
+        "--episodes",
+        "20",
+        "--out",
+        run_s,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("last 20 episodes: loss"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("last 50"), "{}", stderr(&o));
+    expect_usage(
+        &["eval", "pattern", "--run", run_s, "--episodes", "0"],
+        &["--episodes: must be positive"],
+    );
+    // A run of another experiment.
+    expect_usage(
+        &["eval", "images", "--run", run_s],
+        &["this is a run of experiment pattern, not images"],
+    );
+    expect_usage(
+        &["images", "--resume", run_s],
+        &["this is a run of experiment pattern, not images"],
+    );
+    // The lists of valid names.
+    let e = expect_usage(&["eval", "nothing", "--run", run_s], &["omniglot, lm"]);
+    assert!(e.contains("cue-reward"), "{e}");
+    let e = expect_usage(&["bench", "nothing"], &["omniglot (", "lm ("]);
+    assert!(e.contains("cue-reward"), "{e}");
+    expect_usage(
+        &["pattern", "--threads", "100000", "--out", run_s],
+        &["--threads 100000: at most"],
+    );
+    expect_usage(
+        &["cue-reward", "--steps", "122", "--out", run_s],
+        &["steps: must be a whole number of 4-step trials (got 122; 120 or 124)"],
+    );
+    // Negative numbers.
+    for (args, want) in [
+        (
+            vec!["pattern", "--episodes", "-5"],
+            "--episodes -5: must be >= 0",
+        ),
+        (vec!["maze", "--size", "-7"], "--size -7: must be >= 0"),
+        (
+            vec!["eval", "pattern", "--run", run_s, "--episodes", "-1"],
+            "--episodes -1: must be >= 0",
+        ),
+    ] {
+        let e = expect_usage(&args, &[want]);
+        assert!(!e.contains("unexpected argument"), "{e}");
+    }
+    // No Debug formatting: `check` names settings as options do; `lm` names its model.
+    let o = plasticity(&["check", "--device", "cpu"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        out.contains("| hebb | additive | per-connection | 0.08 |"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("Some(") && !out.contains("PerConnection"),
+        "{out}"
+    );
+    let data = dir.join("omniglot");
+    omniglot_tree(&data);
+    let e = expect_usage(
+        &[
+            "omniglot",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--split",
+            "standard",
+            "--ways",
+            "9",
+            "--out",
+            run_s,
+            "--force",
+        ],
+        &["the standard split has only 8 training classes"],
+    );
+    assert!(!e.contains("Standard"), "{e}");
+    let lm_dir = dir.join("lm");
+    std::fs::create_dir_all(&lm_dir).unwrap();
+    let (data, cfg) = tiny_lm(&lm_dir);
+    let o = plasticity(&[
+        "lm",
+        "--data-dir",
+        &data,
+        "--config",
+        &cfg,
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        lm_dir.join("run").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("lm: lstm model"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("Lstm"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A small Omniglot-like tree (as in cli.rs): both sets, 2 alphabets x 4 characters x 3
+/// drawings of 12x12.
+fn omniglot_tree(root: &Path) {
+    for (s, set) in ["images_background", "images_evaluation"]
+        .iter()
+        .enumerate()
+    {
+        for a in 0..2 {
+            for c in 0..4 {
+                let dir = root.join(format!("{set}/Alpha{a}/character{:02}", c + 1));
+                std::fs::create_dir_all(&dir).unwrap();
+                for d in 0..3u32 {
+                    let mut bytes = Vec::new();
+                    {
+                        let mut enc = png::Encoder::new(&mut bytes, 12, 12);
+                        enc.set_color(png::ColorType::Grayscale);
+                        enc.set_depth(png::BitDepth::Eight);
+                        let mut w = enc.write_header().unwrap();
+                        let key = (s * 8 + a * 4 + c) as u32;
+                        let px: Vec<u8> = (0..144u32)
+                            .map(|k| {
+                                if (k * (key + 3) + d).is_multiple_of(7) {
+                                    0
+                                } else {
+                                    255
+                                }
+                            })
+                            .collect();
+                        w.write_image_data(&px).unwrap();
+                    }
+                    std::fs::write(dir.join(format!("{:04}_{:02}.png", c + 1, d + 1)), bytes)
+                        .unwrap();
+                }
+            }
+        }
+    }
+}
+
+/// `check` in a build without the GPU feature says so instead of naming an option not given.
+#[cfg(not(feature = "wgpu"))]
+#[test]
+fn check_without_gpu_support_says_so() {
+    let e = expect_usage(
+        &["check"],
+        &["built without GPU support", "--features wgpu"],
+    );
+    assert!(!e.contains("--device wgpu:"), "{e}");
+}
