@@ -1,35 +1,8 @@
 //! The `plasticity` command as a user runs it: outputs, exit codes, error messages.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn plasticity(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_plasticity"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("plasticity-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn small_config(dir: &Path) -> String {
-    let path = dir.join("small.json");
-    std::fs::write(
-        &path,
-        r#"{"bits": 16, "patterns": 2, "cycles": 1, "present_steps": 2, "gap_steps": 1, "test_steps": 2}"#,
-    )
-    .unwrap();
-    path.to_string_lossy().into_owned()
-}
+use common::{omniglot_tree, plasticity, small_config, stderr, temp_dir};
 
 #[test]
 fn bad_options_and_configs_exit_2_with_a_message_naming_the_problem() {
@@ -423,43 +396,6 @@ fn cue_reward_trains_evaluates_and_checks_its_options() {
         let o = plasticity(&bad);
         assert_eq!(o.status.code(), Some(2), "{bad:?}");
         assert!(stderr(&o).contains(message), "{bad:?}: {}", stderr(&o));
-    }
-}
-
-/// A small Omniglot-like tree: both sets, 2 alphabets x 4 characters x 3 drawings of 12x12.
-fn omniglot_tree(root: &Path) {
-    for (s, set) in ["images_background", "images_evaluation"]
-        .iter()
-        .enumerate()
-    {
-        for a in 0..2 {
-            for c in 0..4 {
-                let dir = root.join(format!("{set}/Alpha{a}/character{:02}", c + 1));
-                std::fs::create_dir_all(&dir).unwrap();
-                for d in 0..3u32 {
-                    let mut bytes = Vec::new();
-                    {
-                        let mut enc = png::Encoder::new(&mut bytes, 12, 12);
-                        enc.set_color(png::ColorType::Grayscale);
-                        enc.set_depth(png::BitDepth::Eight);
-                        let mut w = enc.write_header().unwrap();
-                        let key = (s * 8 + a * 4 + c) as u32;
-                        let px: Vec<u8> = (0..144u32)
-                            .map(|k| {
-                                if (k * (key + 3) + d).is_multiple_of(7) {
-                                    0
-                                } else {
-                                    255
-                                }
-                            })
-                            .collect();
-                        w.write_image_data(&px).unwrap();
-                    }
-                    std::fs::write(dir.join(format!("{:04}_{:02}.png", c + 1, d + 1)), bytes)
-                        .unwrap();
-                }
-            }
-        }
     }
 }
 

@@ -1,49 +1,10 @@
 //! `plasticity lm`, `eval lm`, `bench lm` as a user runs them: run directory, JSON outputs,
 //! resume, exit codes and messages.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn plasticity(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_plasticity"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("plasticity-cli-lm-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A tiny corpus (every line the same 8 words) and a configuration small enough for seconds.
-fn tiny(dir: &Path) -> (String, String) {
-    let line = "a b c d e f g h\n";
-    for (f, n) in [
-        ("ptb.train.txt", 60),
-        ("ptb.valid.txt", 12),
-        ("ptb.test.txt", 12),
-    ] {
-        std::fs::write(dir.join(f), line.repeat(n)).unwrap();
-    }
-    let cfg = dir.join("tiny.json");
-    std::fs::write(
-        &cfg,
-        r#"{"embedding": 16, "hidden": 16, "batch": 4, "eval_batch": 2, "bptt": 8,
-            "learning_rate": 0.01, "lr_decay": 1.0, "max_grad_norm": 1.0, "match_params": false}"#,
-    )
-    .unwrap();
-    (
-        dir.to_string_lossy().into_owned(),
-        cfg.to_string_lossy().into_owned(),
-    )
-}
+use common::{plasticity, stderr, temp_dir, tiny_lm as tiny};
+use std::path::Path;
 
 #[test]
 fn lm_trains_evaluates_and_resumes() {

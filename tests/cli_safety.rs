@@ -3,40 +3,11 @@
 //! divergence and NaN stop a run with a truthful message, SIGINT/SIGTERM checkpoint and exit
 //! 130, progress is logged when stderr is a file, and the small usage errors of the issue.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn plasticity(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_plasticity"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "plasticity-cli-safety-{name}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A pattern configuration that trains in well under a millisecond per episode.
-fn small_config(dir: &Path) -> String {
-    let path = dir.join("small.json");
-    std::fs::write(
-        &path,
-        r#"{"bits": 16, "patterns": 2, "cycles": 1, "present_steps": 2, "gap_steps": 1, "test_steps": 2}"#,
-    )
-    .unwrap();
-    path.to_string_lossy().into_owned()
-}
+use common::{omniglot_tree, plasticity, small_config, stderr, temp_dir, tiny_lm};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 fn metrics_rows(run: &Path) -> usize {
     std::fs::read_to_string(run.join("metrics.csv"))
@@ -240,29 +211,6 @@ fn resume_refuses_what_cannot_take_effect_and_records_what_ran() {
         (Some(30), Some(3))
     );
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// A tiny corpus and language-model configuration (as in cli_lm.rs).
-fn tiny_lm(dir: &Path) -> (String, String) {
-    let line = "a b c d e f g h\n";
-    for (f, n) in [
-        ("ptb.train.txt", 60),
-        ("ptb.valid.txt", 12),
-        ("ptb.test.txt", 12),
-    ] {
-        std::fs::write(dir.join(f), line.repeat(n)).unwrap();
-    }
-    let cfg = dir.join("tiny.json");
-    std::fs::write(
-        &cfg,
-        r#"{"embedding": 16, "hidden": 16, "batch": 4, "eval_batch": 2, "bptt": 8,
-            "learning_rate": 0.01, "lr_decay": 1.0, "max_grad_norm": 1.0, "match_params": false}"#,
-    )
-    .unwrap();
-    (
-        dir.to_string_lossy().into_owned(),
-        cfg.to_string_lossy().into_owned(),
-    )
 }
 
 /// Item 4: a language model whose loss explodes (finite, but its perplexity infinite) is
@@ -621,44 +569,6 @@ fn the_unclear_cases_have_clear_messages() {
     assert!(stderr(&o).contains("lm: lstm model"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("Lstm"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// A small Omniglot-like tree (as in cli.rs): both sets, 2 alphabets x 4 characters x 3
-/// drawings of 12x12.
-fn omniglot_tree(root: &Path) {
-    for (s, set) in ["images_background", "images_evaluation"]
-        .iter()
-        .enumerate()
-    {
-        for a in 0..2 {
-            for c in 0..4 {
-                let dir = root.join(format!("{set}/Alpha{a}/character{:02}", c + 1));
-                std::fs::create_dir_all(&dir).unwrap();
-                for d in 0..3u32 {
-                    let mut bytes = Vec::new();
-                    {
-                        let mut enc = png::Encoder::new(&mut bytes, 12, 12);
-                        enc.set_color(png::ColorType::Grayscale);
-                        enc.set_depth(png::BitDepth::Eight);
-                        let mut w = enc.write_header().unwrap();
-                        let key = (s * 8 + a * 4 + c) as u32;
-                        let px: Vec<u8> = (0..144u32)
-                            .map(|k| {
-                                if (k * (key + 3) + d).is_multiple_of(7) {
-                                    0
-                                } else {
-                                    255
-                                }
-                            })
-                            .collect();
-                        w.write_image_data(&px).unwrap();
-                    }
-                    std::fs::write(dir.join(format!("{:04}_{:02}.png", c + 1, d + 1)), bytes)
-                        .unwrap();
-                }
-            }
-        }
-    }
 }
 
 /// `check` in a build without the GPU feature says so instead of naming an option not given.
