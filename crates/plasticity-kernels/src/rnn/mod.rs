@@ -1,0 +1,484 @@
+//! The plastic recurrent network: the maths of [`crate::reference`], fused, for every trace rule
+//! ([`crate::trace`]). One engine runs forward, backward and the stepper of agents; the rule is
+//! its only per-variant code.
+//!
+//! # Forward, one pass per step
+//! At step `t` the pass over row `i` first applies the pending trace update of step `t-1`
+//! (`Hebb_t = R(Hebb_{t-1}, y_{t-2}, y_{t-1})`, and `E` when the rule keeps it) and then
+//! accumulates `pre_j += (w_ij + alpha_ij Hebb_t,ij) y_{t-1,i}`: the traces are read and written
+//! once, `w` and `alpha` read once, for all `B` episodes together. Rows are split across threads
+//! (`parallel.rs`); a batch of small episodes runs one episode per thread instead.
+//!
+//! # Backward, one or two passes per step
+//! The traces of every step come back by reversal (invertible rules without clipping: memory
+//! `O(B N^2 + T B N)`) or from checkpoints every `K ~ sqrt(T)` steps (memory
+//! `O(sqrt(T) B N^2 + T B N)`; `checkpoint.rs`). With `Ĝ = dL/dHebb_{t+1}` masked where
+//! the clip was active, `GE = dL/dE_{t+1}` and `P_j = dL/dpre_t,j`:
+//! - pass A (column sums over `i`, [`ColumnSums`]): the rule turns them into its share of
+//!   `dL/dy'_j` and the gradients of its parameters ([`Rule::backprop`]); then `P`;
+//! - pass B (rows): `dL/dy_{t-1,i}`, `dL/dalpha`, `G <- A_j Ĝ_ij + alpha_ij y_i P_j`
+//!   (`= dL/dHebb_t`) and `GE <- eta_j Ĝ + d GE` (`= dL/dE_t`).
+//!
+//! `P_t` needs the complete column sums of step `t`, so each step ends at a barrier; when the
+//! trace is reversed, pass A of step `t-1` runs in the same sweep as pass B of step `t` (one
+//! pass over `Hebb`, `G`, `w`, `alpha`, `dL/dalpha` per step). `dL/dw = sum_t y_{t-1}^T P_t` is
+//! one matrix product at the end.
+
+use crate::checkpoint::{self, max_abs, plan, reversal_holds, Segments, TracePair};
+use crate::parallel::{
+    block_rows, gather, in_pool, lane_sum, row_blocks, scatter, split_batch, split_rows,
+};
+use crate::real::Real;
+use crate::spec::{AlphaShape, EpisodeSpec, InputMode, Modulation, SpecError, TraceRule};
+use crate::trace::{
+    through_clip, Activity, Coefficients, ColumnSums, Decaying, Modulator, Oja, Retroactive,
+    RowFactor, Rule, RuleGrads, Shares, Simple,
+};
+use core::ops::Range;
+use rayon::prelude::*;
+
+/// The learned parameters of a plastic layer with a fixed rate (decaying Hebb or Oja), borrowed
+/// as flat row-major slices.
+#[derive(Clone, Copy, Debug)]
+pub struct Params<'a, F> {
+    /// Fixed weights `w: [N, N]`, `w[i * N + j]` from neuron `i` to neuron `j`.
+    pub w: &'a [F],
+    /// Plasticity coefficients, shaped as [`EpisodeSpec::alpha`] says.
+    pub alpha: &'a [F],
+    /// Plasticity rate `eta`.
+    pub eta: F,
+}
+
+/// The learned parameters of a neuromodulated plastic layer, borrowed as flat row-major slices.
+#[derive(Clone, Copy, Debug)]
+pub struct ModulatedParams<'a, F> {
+    /// Fixed weights `w: [N, N]`, `w[i * N + j]` from neuron `i` to neuron `j`.
+    pub w: &'a [F],
+    /// Plasticity coefficients, shaped as [`EpisodeSpec::alpha`] says.
+    pub alpha: &'a [F],
+    /// Modulator weights `m: [N]`: `M(t) = tanh(sum_j m_j y_j(t) + m_b)`.
+    pub m: &'a [F],
+    /// Modulator bias `m_b`.
+    pub m_bias: F,
+    /// Fan-out weights `v: [N]` (`eta_j = v_j M + b_j`); empty without fan-out.
+    pub fan_w: &'a [F],
+    /// Fan-out biases `b: [N]`; empty without fan-out.
+    pub fan_b: &'a [F],
+    /// Rate `eta_E` of the eligibility trace (retroactive only; ignored by simple modulation,
+    /// whose gradient for it is 0).
+    pub eta_e: F,
+}
+
+/// A spec's trace rule with its parameters.
+#[derive(Clone, Copy, Debug)]
+enum AnyRule<'a, F> {
+    Decaying(Decaying<F>),
+    Oja(Oja<F>),
+    Simple(Simple<'a, F>),
+    Retroactive(Retroactive<'a, F>),
+}
+
+/// Runs `$body` with `$r` bound to the concrete rule of an [`AnyRule`] (one monomorphised engine
+/// per rule).
+macro_rules! with_rule {
+    ($rule:expr, $r:ident => $body:expr) => {
+        match $rule {
+            AnyRule::Decaying($r) => $body,
+            AnyRule::Oja($r) => $body,
+            AnyRule::Simple($r) => $body,
+            AnyRule::Retroactive($r) => $body,
+        }
+    };
+}
+
+impl<'a, F: Real> Params<'a, F> {
+    fn rule(&self, spec: &EpisodeSpec) -> Result<AnyRule<'a, F>, SpecError> {
+        spec.validate()?;
+        if spec.modulation != Modulation::None {
+            return Err(SpecError(format!(
+                "modulation: {:?} episodes run with ModulatedParams (forward_modulated), not Params",
+                spec.modulation
+            )));
+        }
+        check_weights(spec, self.w, self.alpha)?;
+        if !self.eta.is_finite() {
+            return Err(SpecError(format!(
+                "eta must be finite (got {:?})",
+                self.eta
+            )));
+        }
+        Ok(match spec.rule {
+            TraceRule::Hebb => AnyRule::Decaying(Decaying { eta: self.eta }),
+            TraceRule::Oja => AnyRule::Oja(Oja { eta: self.eta }),
+        })
+    }
+}
+
+impl<'a, F: Real> ModulatedParams<'a, F> {
+    fn rule(&self, spec: &EpisodeSpec) -> Result<AnyRule<'a, F>, SpecError> {
+        spec.validate()?;
+        let n = spec.neurons;
+        if spec.modulation == Modulation::None {
+            return Err(SpecError(
+                "modulation: None episodes run with Params (forward), not ModulatedParams".into(),
+            ));
+        }
+        if spec.rule != TraceRule::Hebb {
+            return Err(SpecError(format!(
+                "rule: neuromodulation replaces the rate of the decaying-Hebb rule; {:?} is not supported",
+                spec.rule
+            )));
+        }
+        check_weights(spec, self.w, self.alpha)?;
+        spec.check_len("m", self.m.len(), n)?;
+        let fan = if spec.modulation.fan_out() { n } else { 0 };
+        spec.check_len("fan_w", self.fan_w.len(), fan)?;
+        spec.check_len("fan_b", self.fan_b.len(), fan)?;
+        if !(self.m_bias.is_finite() && self.eta_e.is_finite()) {
+            return Err(SpecError(format!(
+                "m_bias and eta_e must be finite (got {:?}, {:?})",
+                self.m_bias, self.eta_e
+            )));
+        }
+        let modulator = Modulator {
+            m: self.m,
+            m_bias: self.m_bias,
+            fan_w: self.fan_w,
+            fan_b: self.fan_b,
+            fan_out: spec.modulation.fan_out(),
+        };
+        let eta_e = self.eta_e;
+        Ok(match spec.modulation {
+            Modulation::Retroactive { .. } => {
+                AnyRule::Retroactive(Retroactive { modulator, eta_e })
+            }
+            _ => AnyRule::Simple(Simple { modulator, eta_e }),
+        })
+    }
+}
+
+fn check_weights<F>(spec: &EpisodeSpec, w: &[F], alpha: &[F]) -> Result<(), SpecError> {
+    let n = spec.neurons;
+    spec.check_len("w", w.len(), n * n)?;
+    spec.check_len("alpha", alpha.len(), spec.alpha.len(n))
+}
+
+/// What the forward pass returns and the backward pass needs: the episode's activations, its
+/// final traces, and the little that the backward cannot recompute.
+#[derive(Clone, Debug)]
+pub struct Episode<F> {
+    spec: EpisodeSpec,
+    /// Activations of every step, `ys: [T, B, N]`.
+    pub ys: Vec<F>,
+    /// The Hebbian trace after the last step, `hebb: [B, N, N]`.
+    pub hebb: Vec<F>,
+    /// The eligibility trace after the last step, `elig: [B, N, N]` (retroactive modulation;
+    /// empty otherwise).
+    pub elig: Vec<F>,
+    /// The modulator `M(t)` of every step, `modulator: [T, B]` (empty without modulation).
+    pub modulator: Vec<F>,
+    y0: Vec<F>,
+    /// `Hebb_0` when non-zero and the trace is reversed (to verify the reversal).
+    h0: Option<Vec<F>>,
+    x_clamped: Option<Vec<F>>,
+    /// The fixed rate the forward ran with (0 when modulated).
+    eta: F,
+    /// 0: reverse the trace; otherwise steps between stored checkpoints.
+    segment: usize,
+    /// `(Hebb_{kK}, E_{kK})` for `k = 0, 1, ...` (`E` empty without eligibility trace).
+    checkpoints: Vec<TracePair<F>>,
+    /// When the batch was split ([`split_batch`]): each episode's own run (batch 1).
+    parts: Vec<Episode<F>>,
+}
+
+impl<F: Real> Episode<F> {
+    /// The spec the episode ran with.
+    pub fn spec(&self) -> &EpisodeSpec {
+        &self.spec
+    }
+
+    /// Whether the backward will reverse the trace (`true`) or recompute from checkpoints.
+    pub fn reverses_trace(&self) -> bool {
+        self.segment == 0
+    }
+
+    /// Steps between the stored checkpoints of the traces (0 when the trace is reversed).
+    pub fn segment(&self) -> usize {
+        self.segment
+    }
+
+    /// Bytes held for the backward beyond the outputs `ys`, `hebb`, `elig` and `modulator`
+    /// (checkpoints, stored initial state, clamped inputs).
+    pub fn saved_bytes(&self) -> usize {
+        let n = self
+            .checkpoints
+            .iter()
+            .map(|(h, e)| h.len() + e.len())
+            .sum::<usize>()
+            + self.y0.len()
+            + self.h0.as_ref().map_or(0, Vec::len)
+            + self.x_clamped.as_ref().map_or(0, Vec::len);
+        n * core::mem::size_of::<F>() + self.parts.iter().map(Self::saved_bytes).sum::<usize>()
+    }
+
+    /// `y_t: [B, N]`.
+    fn y_at(&self, t: usize) -> &[F] {
+        let bn = self.spec.batch * self.spec.neurons;
+        &self.ys[t * bn..(t + 1) * bn]
+    }
+
+    /// The presynaptic activity of step `t`: `y_{t-1}` (`y0` at `t = 0`).
+    fn y_pre(&self, t: usize) -> &[F] {
+        if t == 0 {
+            &self.y0
+        } else {
+            self.y_at(t - 1)
+        }
+    }
+}
+
+/// Gradients of a loss with respect to everything an episode depends on. The rule's parameters
+/// that the episode does not have stay 0 (or empty).
+#[derive(Clone, Debug)]
+pub struct Grads<F> {
+    /// `dL/dw: [N, N]`.
+    pub w: Vec<F>,
+    /// `dL/dalpha`, shaped like `alpha`.
+    pub alpha: Vec<F>,
+    /// Gradients of the trace rule's own parameters (`eta`, or the modulator's).
+    pub rule: RuleGrads<F>,
+    /// `dL/dx: [T, B, N]`.
+    pub x: Vec<F>,
+    /// `dL/dy0: [B, N]`.
+    pub y0: Vec<F>,
+    /// `dL/dHebb_0: [B, N, N]`.
+    pub hebb0: Vec<F>,
+    /// `dL/dE_0: [B, N, N]` (retroactive; empty otherwise).
+    pub elig0: Vec<F>,
+    /// True when the reversal was rejected and the traces were recomputed from checkpoints.
+    pub reversal_rejected: bool,
+}
+
+impl<F: Real> Grads<F> {
+    fn new(w: Vec<F>, alpha: Vec<F>, rule: RuleGrads<F>) -> Self {
+        Grads {
+            w,
+            alpha,
+            rule,
+            x: Vec::new(),
+            y0: Vec::new(),
+            hebb0: Vec::new(),
+            elig0: Vec::new(),
+            reversal_rejected: false,
+        }
+    }
+}
+
+/// Runs an episode of a fixed-rate rule (decaying Hebb or Oja) forward. Shapes: `x: [T, B, N]`,
+/// `y0: [B, N]`, `h0: [B, N, N]` (`None`: zeros). Keeps what the backward needs in the returned
+/// [`Episode`].
+pub fn forward<F: Real>(
+    spec: &EpisodeSpec,
+    p: &Params<'_, F>,
+    x: &[F],
+    y0: &[F],
+    h0: Option<&[F]>,
+) -> Result<Episode<F>, SpecError> {
+    let rule = p.rule(spec)?;
+    run_forward(spec, p.w, p.alpha, rule, p.eta, x, y0, h0, None)
+}
+
+/// Runs a neuromodulated episode forward. Shapes: `x: [T, B, N]`, `y0: [B, N]`,
+/// `h0, e0: [B, N, N]` (`None`: zeros; `e0` is ignored by simple modulation).
+pub fn forward_modulated<F: Real>(
+    spec: &EpisodeSpec,
+    p: &ModulatedParams<'_, F>,
+    x: &[F],
+    y0: &[F],
+    h0: Option<&[F]>,
+    e0: Option<&[F]>,
+) -> Result<Episode<F>, SpecError> {
+    let rule = p.rule(spec)?;
+    run_forward(spec, p.w, p.alpha, rule, F::zero(), x, y0, h0, e0)
+}
+
+/// Backward pass of a fixed-rate episode. `gy: [T, B, N]` is `dL/dy_t` for every step (zeros
+/// where the loss does not look), `gh: [B, N, N]` is `dL/dHebb_T` (`None`: zero). `p` must be
+/// the parameters the forward ran with.
+pub fn backward<F: Real>(
+    p: &Params<'_, F>,
+    ep: Episode<F>,
+    gy: &[F],
+    gh: Option<&[F]>,
+) -> Result<Grads<F>, SpecError> {
+    let rule = p.rule(&ep.spec)?;
+    if ep.eta != p.eta {
+        return Err(SpecError("backward: eta differs from the forward's".into()));
+    }
+    run_backward(p.w, p.alpha, rule, ep, gy, gh, None)
+}
+
+/// Backward pass of a modulated episode. `gy: [T, B, N]` is `dL/dy_t` for every step, `gh` is
+/// `dL/dHebb_T` and `ge` is `dL/dE_T` (`[B, N, N]`, `None`: zero; `ge` is ignored by simple
+/// modulation). `p` must be the parameters the forward ran with.
+pub fn backward_modulated<F: Real>(
+    p: &ModulatedParams<'_, F>,
+    ep: Episode<F>,
+    gy: &[F],
+    gh: Option<&[F]>,
+    ge: Option<&[F]>,
+) -> Result<Grads<F>, SpecError> {
+    let rule = p.rule(&ep.spec)?;
+    run_backward(p.w, p.alpha, rule, ep, gy, gh, ge)
+}
+
+/// Checks the sizes of an initial state: `y0: [B, N]`, `h0, e0: [B, N, N]` (`e0` only with an
+/// eligibility trace).
+fn check_state<F>(
+    spec: &EpisodeSpec,
+    y0: &[F],
+    h0: Option<&[F]>,
+    e0: Option<&[F]>,
+) -> Result<(), SpecError> {
+    let bn = spec.batch * spec.neurons;
+    spec.check_len("y0", y0.len(), bn)?;
+    if let Some(h) = h0 {
+        spec.check_len("hebb0", h.len(), bn * spec.neurons)?;
+    }
+    match e0 {
+        Some(e) if spec.modulation.has_eligibility() => {
+            spec.check_len("elig0", e.len(), bn * spec.neurons)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks the inputs' sizes, then runs the engine of the spec's rule.
+#[allow(clippy::too_many_arguments)]
+fn run_forward<F: Real>(
+    spec: &EpisodeSpec,
+    w: &[F],
+    alpha: &[F],
+    rule: AnyRule<'_, F>,
+    eta: F,
+    x: &[F],
+    y0: &[F],
+    h0: Option<&[F]>,
+    e0: Option<&[F]>,
+) -> Result<Episode<F>, SpecError> {
+    let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
+    spec.check_len("x", x.len(), t_len * b * n)?;
+    check_state(spec, y0, h0, e0)?;
+    let init = Init { x, y0, h0, e0 };
+    let mut ep = in_pool(|| {
+        with_rule!(rule, r => if split_batch(b, n) {
+            forward_split(spec, w, alpha, &r, &init)
+        } else {
+            forward_steps(spec, w, alpha, &r, &init, &row_blocks(n, b))
+        })
+    });
+    ep.eta = eta;
+    ep.parts.iter_mut().for_each(|p| p.eta = eta);
+    Ok(ep)
+}
+
+/// Checks the gradients' sizes, then runs the backward of the spec's rule.
+fn run_backward<F: Real>(
+    w: &[F],
+    alpha: &[F],
+    rule: AnyRule<'_, F>,
+    ep: Episode<F>,
+    gy: &[F],
+    gh: Option<&[F]>,
+    ge: Option<&[F]>,
+) -> Result<Grads<F>, SpecError> {
+    let spec = ep.spec;
+    let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
+    spec.check_len("grad of ys", gy.len(), t_len * b * n)?;
+    if let Some(g) = gh {
+        spec.check_len("grad of hebb", g.len(), b * n * n)?;
+    }
+    let ge = ge.filter(|_| spec.modulation.has_eligibility());
+    if let Some(g) = ge {
+        spec.check_len("grad of elig", g.len(), b * n * n)?;
+    }
+    let grads = Cotangents { gy, gh, ge };
+    Ok(in_pool(|| {
+        with_rule!(rule, r => if ep.parts.is_empty() {
+            backward_episode(w, alpha, &r, ep, &grads, &row_blocks(n, b))
+        } else {
+            backward_split(w, alpha, &r, ep, &grads)
+        })
+    }))
+}
+
+/// The inputs and initial state of a forward (sizes checked).
+struct Init<'a, F> {
+    x: &'a [F],
+    y0: &'a [F],
+    h0: Option<&'a [F]>,
+    e0: Option<&'a [F]>,
+}
+
+/// The gradients a backward starts from (sizes checked).
+struct Cotangents<'a, F> {
+    gy: &'a [F],
+    gh: Option<&'a [F]>,
+    ge: Option<&'a [F]>,
+}
+
+/// Rows of `alpha`: the row of a per-connection matrix, or one broadcast row of `N` values
+/// (empty `alpha`, as in a network without plasticity, gives empty rows).
+#[derive(Debug)]
+pub(crate) struct AlphaRows<'a, F> {
+    data: &'a [F],
+    broadcast: Vec<F>,
+    pub(crate) per_connection: bool,
+    n: usize,
+}
+
+impl<'a, F: Real> AlphaRows<'a, F> {
+    pub(crate) fn new(shape: AlphaShape, alpha: &'a [F], n: usize) -> Self {
+        let broadcast = match (shape, alpha.is_empty()) {
+            (_, true) | (AlphaShape::PerConnection, _) => Vec::new(),
+            (AlphaShape::PerNeuron, _) => alpha.to_vec(),
+            (AlphaShape::Scalar, _) => vec![alpha[0]; n],
+        };
+        AlphaRows {
+            data: alpha,
+            broadcast,
+            per_connection: shape == AlphaShape::PerConnection,
+            n,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn row(&self, i: usize) -> &[F] {
+        if self.per_connection {
+            &self.data[i * self.n..(i + 1) * self.n]
+        } else {
+            &self.broadcast
+        }
+    }
+
+    /// Length of `dL/dalpha` while it accumulates: `[N, N]` per connection, otherwise one value
+    /// per postsynaptic neuron (summed to one value for a scalar at the end).
+    pub(crate) fn grad_len(&self) -> usize {
+        if self.per_connection {
+            self.n * self.n
+        } else {
+            self.n
+        }
+    }
+}
+
+// After the macro, so that the engine's files can use `with_rule!`.
+mod backward;
+mod forward;
+mod stepper;
+
+use backward::{backward_episode, backward_split};
+pub(crate) use backward::{pass_a, pass_b, TraceGrads, Weights};
+use forward::{activate, forward_split, forward_steps};
+pub(crate) use forward::{forward_pass, update_pass, update_rows};
+pub use stepper::Stepper;
