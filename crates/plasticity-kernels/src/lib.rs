@@ -1,5 +1,6 @@
-//! Fused kernels of differentiable plasticity (Miconi, Clune & Stanley, ICML 2018), in plain
-//! Rust with no framework, so that their tests build in seconds.
+//! The plastic engine of differentiable plasticity (Miconi, Clune & Stanley, ICML 2018; Miconi
+//! et al., ICLR 2019): fused kernels in plain Rust with no framework, so that their tests build
+//! in seconds.
 //!
 //! A plastic recurrent network of `N` neurons keeps, for each of `B` episodes, its activity
 //! `y: [B, N]` and a Hebbian trace `Hebb: [B, N, N]` (row `i` presynaptic, column `j`
@@ -28,7 +29,8 @@
 //! shared out by one rule (`parallel`).
 //!
 //! Plastic and neuromodulated LSTMs (ICLR 2019 section 4.3) run in [`lstm::lstm_forward`] and
-//! [`lstm::lstm_backward`].
+//! [`lstm::lstm_backward`]: the gates and the cell, with the candidate's plastic recurrence on
+//! the engine.
 //!
 //! A stack of 3x3 stride-2 convolutions with `tanh` (the Omniglot image encoder, ICML 2018
 //! section 4.3) runs in [`conv::forward`] and [`conv::backward`] (im2col and one matrix
