@@ -51,7 +51,8 @@ use crate::real::Real;
 use crate::rnn::{forward_pass, pass_a, pass_b, update_pass, AlphaRows, TraceGrads, Weights};
 use crate::spec::{AlphaShape, SpecError};
 use crate::trace::{
-    Activity, Coefficients, Decaying, Modulator, Retroactive, Rule, RuleGrads, Shares, Simple,
+    kept_trace, Activity, Coefficients, Decaying, Modulator, Retroactive, Rule, RuleGrads, Shares,
+    Simple,
 };
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -461,6 +462,11 @@ fn activity<'a, F: Real>(st: &'a SeqStore<F>, h0: &'a [F], h: usize, t: usize) -
     }
 }
 
+/// Sequence `bi`'s part of an optional `[B, len]` buffer.
+fn episode_of<F>(x: Option<&[F]>, bi: usize, len: usize) -> Option<&[F]> {
+    x.map(|x| &x[bi * len..(bi + 1) * len])
+}
+
 /// The forward of sequence `bi`; `w_g` is the candidate block of `W_h` (`[H, H]`) and `rule`
 /// the candidate's trace rule (`None`: a standard LSTM).
 fn forward_seq<F: Real, R: Rule<F>>(
@@ -475,16 +481,12 @@ fn forward_seq<F: Real, R: Rule<F>>(
     let (h, b, t_len) = (spec.hidden, spec.batch, spec.steps);
     let (hh, h4) = (h * h, 4 * h);
     let plastic = rule.is_some();
-    let mut hebb = match (plastic, init.hebb0) {
-        (false, _) => Vec::new(),
-        (true, Some(x)) => x[bi * hh..(bi + 1) * hh].to_vec(),
-        (true, None) => vec![F::zero(); hh],
-    };
-    let mut elig = match (plastic && R::ELIGIBILITY, init.elig0) {
-        (false, _) => Vec::new(),
-        (true, Some(x)) => x[bi * hh..(bi + 1) * hh].to_vec(),
-        (true, None) => vec![F::zero(); hh],
-    };
+    let mut hebb = kept_trace(plastic, episode_of(init.hebb0, bi, hh), hh);
+    let mut elig = kept_trace(
+        plastic && R::ELIGIBILITY,
+        episode_of(init.elig0, bi, hh),
+        hh,
+    );
     let seg = spec.segment_len();
     let alpha = AlphaRows::new(spec.alpha, p.alpha, h);
     let clip = Some(F::of(spec.clip));
@@ -700,11 +702,7 @@ fn backward_seq<F: Real, R: Rule<F>>(
     let zero = F::zero();
     let h0 = &run.h0[bi * h..(bi + 1) * h];
     let c0 = &run.c0[bi * h..(bi + 1) * h];
-    let start = |x: Option<&[F]>, used: bool| match (used, x) {
-        (false, _) => Vec::new(),
-        (true, Some(x)) => x[bi * hh..(bi + 1) * hh].to_vec(),
-        (true, None) => vec![zero; hh],
-    };
+    let start = |x: Option<&[F]>, used: bool| kept_trace(used, episode_of(x, bi, hh), hh);
     // G = dL/dHebb_{t+1}, GE = dL/dE_{t+1}.
     let mut g = start(cot.ghebb, plastic);
     let mut ge = start(cot.gelig, plastic && R::ELIGIBILITY);

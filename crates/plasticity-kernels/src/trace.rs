@@ -453,6 +453,16 @@ impl<F: Real, const RETRO: bool> Rule<F> for Modulated<'_, F, RETRO> {
     }
 }
 
+/// A trace buffer of `len` values: the `given` one, zeros without one, or empty when the rule
+/// does not keep this trace (`kept` false).
+pub(crate) fn kept_trace<F: Real>(kept: bool, given: Option<&[F]>, len: usize) -> Vec<F> {
+    match (kept, given) {
+        (false, _) => Vec::new(),
+        (true, Some(x)) => x.to_vec(),
+        (true, None) => vec![F::zero(); len],
+    }
+}
+
 /// The gradient `g` through the clip of the pre-clip value `Z`: zero where the clip was active
 /// (`|Z| >= c`). `g` is loaded before the test, so the choice is a select and the loops around
 /// it vectorize (a load inside a branch kept them scalar: the modulated backward was 2.3x slower).

@@ -151,11 +151,7 @@ pub(super) fn backward_steps<F: Real, R: Rule<F>>(
     let mut g = cot
         .gh
         .map_or_else(|| vec![F::zero(); bn * n], <[F]>::to_vec);
-    let mut g_e = match (R::ELIGIBILITY, cot.ge) {
-        (false, _) => Vec::new(),
-        (true, Some(e)) => e.to_vec(),
-        (true, None) => vec![F::zero(); bn * n],
-    };
+    let mut g_e = kept_trace(R::ELIGIBILITY, cot.ge, bn * n);
     let mut galpha = vec![F::zero(); alpha.grad_len()];
     let mut rule_grads = rule.zero_grads(n);
     let mut gx = vec![F::zero(); t_len * bn];

@@ -90,11 +90,7 @@ pub(super) fn forward_steps<F: Real, R: Rule<F>>(
     let mut hebb = init
         .h0
         .map_or_else(|| vec![F::zero(); bn * n], <[F]>::to_vec);
-    let mut elig = match (R::ELIGIBILITY, init.e0) {
-        (false, _) => Vec::new(),
-        (true, Some(e)) => e.to_vec(),
-        (true, None) => vec![F::zero(); bn * n],
-    };
+    let mut elig = kept_trace(R::ELIGIBILITY, init.e0, bn * n);
     let h0_saved = init
         .h0
         .filter(|h| segment == 0 && h.iter().any(|v| *v != F::zero()))

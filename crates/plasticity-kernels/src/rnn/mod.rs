@@ -31,8 +31,8 @@ use crate::parallel::{
 use crate::real::Real;
 use crate::spec::{AlphaShape, EpisodeSpec, InputMode, Modulation, SpecError, TraceRule};
 use crate::trace::{
-    through_clip, Activity, Coefficients, ColumnSums, Decaying, Modulator, Oja, Retroactive,
-    RowFactor, Rule, RuleGrads, Shares, Simple,
+    kept_trace, through_clip, Activity, Coefficients, ColumnSums, Decaying, Modulator, Oja,
+    Retroactive, RowFactor, Rule, RuleGrads, Shares, Simple,
 };
 use core::ops::Range;
 use rayon::prelude::*;

@@ -71,11 +71,7 @@ impl<F: Real> Stepper<F> {
             spec: *spec,
             y: init.y0.to_vec(),
             hebb: init.h0.map_or_else(|| vec![F::zero(); len], <[F]>::to_vec),
-            elig: match (spec.modulation.has_eligibility(), init.e0) {
-                (false, _) => Vec::new(),
-                (true, Some(e)) => e.to_vec(),
-                (true, None) => vec![F::zero(); len],
-            },
+            elig: kept_trace(spec.modulation.has_eligibility(), init.e0, len),
             pending: None,
             modulator: Vec::new(),
             acc: vec![F::zero(); init.y0.len()],
