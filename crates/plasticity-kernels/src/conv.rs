@@ -47,6 +47,7 @@
 //! backward ~6-7 ms, against ~20 + ~31 ms for burn-flex's `Conv2d` and `tanh`.
 
 use crate::real::Real;
+use crate::simd::with_simd;
 use crate::spec::SpecError;
 use rayon::prelude::*;
 
@@ -179,6 +180,7 @@ impl<F: Copy + Default> Scratch<F> {
 /// Runs `f` on every item, in parallel on rayon's pool when it has more than one thread, else
 /// on this thread (no hand-over to a worker that then spins idle between calls).
 fn map_blocks<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Send + Sync) -> Vec<R> {
+    let f = |item| with_simd(|| f(item));
     if rayon::current_num_threads() > 1 && items.len() > 1 {
         items.into_par_iter().map(f).collect()
     } else {

@@ -40,11 +40,13 @@
 
 mod checkpoint;
 pub mod conv;
+pub mod dense;
 pub mod lstm;
 mod parallel;
 mod real;
 pub mod reference;
 pub mod rnn;
+pub mod simd;
 mod spec;
 pub mod trace;
 

@@ -49,6 +49,7 @@ use crate::checkpoint::{default_segment, Segments};
 use crate::parallel::{add_into, in_pool};
 use crate::real::Real;
 use crate::rnn::{forward_pass, pass_a, pass_b, update_pass, AlphaRows, TraceGrads, Weights};
+use crate::simd::with_simd;
 use crate::spec::{AlphaShape, SpecError};
 use crate::trace::{
     kept_trace, Activity, Coefficients, Decaying, Modulator, Retroactive, Rule, RuleGrads, Shares,
@@ -416,7 +417,7 @@ pub fn lstm_forward<F: Real>(
     let seqs: Vec<SeqStore<F>> = in_pool(|| {
         with_lstm_rule!(LstmRule::of(spec.plasticity, p), r => (0..b)
             .into_par_iter()
-            .map(|bi| forward_seq(spec, p, &w_g, r, xproj, init, bi))
+            .map(|bi| with_simd(|| forward_seq(spec, p, &w_g, r, xproj, init, bi)))
             .collect())
     });
     let mut out = LstmSequence {
@@ -469,6 +470,7 @@ fn episode_of<F>(x: Option<&[F]>, bi: usize, len: usize) -> Option<&[F]> {
 
 /// The forward of sequence `bi`; `w_g` is the candidate block of `W_h` (`[H, H]`) and `rule`
 /// the candidate's trace rule (`None`: a standard LSTM).
+#[inline(always)]
 fn forward_seq<F: Real, R: Rule<F>>(
     spec: &LstmSpec,
     p: &LstmParams<'_, F>,
@@ -620,7 +622,7 @@ pub fn lstm_backward<F: Real>(
     let per: Vec<SeqGrads<F>> = in_pool(|| {
         with_lstm_rule!(LstmRule::of(spec.plasticity, p), r => (0..b)
             .into_par_iter()
-            .map(|bi| backward_seq(&spec, p, &w_g, r, run, &cot, bi))
+            .map(|bi| with_simd(|| backward_seq(&spec, p, &w_g, r, run, &cot, bi)))
             .collect())
     });
     let mut xg = vec![F::zero(); t_len * b * h4];
@@ -681,6 +683,7 @@ struct SeqCotangents<'a, F> {
 /// The backward of sequence `bi` (see the module docs for the step).
 // Index loops over j keep the equations readable (several [H] vectors at once).
 #[allow(clippy::needless_range_loop)]
+#[inline(always)]
 fn backward_seq<F: Real, R: Rule<F>>(
     spec: &LstmSpec,
     p: &LstmParams<'_, F>,

@@ -47,16 +47,23 @@ pub(crate) fn row_blocks(n: usize, batch: usize) -> Vec<Range<usize>> {
     (0..k).map(|c| (c * n / k)..((c + 1) * n / k)).collect()
 }
 
-/// Cuts a `[B, N, N]` buffer into, for each row block, the `B` slices of its rows. An empty
+/// The rows `M` that `blocks` cover (`N` for a recurrent layer's `[N, N]` buffers; the inputs
+/// of a feed-forward layer's `[M, N]` ones).
+pub(crate) fn rows_of(blocks: &[Range<usize>]) -> usize {
+    blocks.last().map_or(0, |r| r.end)
+}
+
+/// Cuts a `[B, N, N]` (or `[B, M, N]`) buffer into, for each row block, the `B` slices of its rows. An empty
 /// buffer (a trace the rule does not keep) gives an empty list per block.
 pub(crate) fn split_rows<'a, F>(
     buf: &'a mut [F],
     blocks: &[Range<usize>],
     n: usize,
 ) -> Vec<Vec<&'a mut [F]>> {
-    let batch = buf.len() / (n * n);
+    let per_episode = rows_of(blocks) * n;
+    let batch = buf.len() / per_episode.max(1);
     let mut out: Vec<Vec<&mut [F]>> = blocks.iter().map(|_| Vec::with_capacity(batch)).collect();
-    for hb in buf.chunks_mut(n * n) {
+    for hb in buf.chunks_mut(per_episode.max(1)) {
         let mut rest = hb;
         for (k, r) in blocks.iter().enumerate() {
             let (head, tail) = rest.split_at_mut(r.len() * n);

@@ -248,8 +248,9 @@ impl<F: Real, const OJA: bool> Rule<F> for FixedRate<F, OJA> {
     }
 
     fn coefficients(&self, act: &Activity<'_, F>, _n: usize) -> Coefficients<F> {
-        let len = act.post.len().min(act.pre.len());
-        let (ypre, ypost) = (&act.pre[..len], &act.post[..len]);
+        // `u` has the presynaptic activity's length, `A` and `v` the postsynaptic one's (they
+        // differ in a feed-forward layer).
+        let (ypre, ypost) = (act.pre, act.post);
         let eta = self.eta;
         let (a, u, v) = if OJA {
             (
@@ -259,7 +260,7 @@ impl<F: Real, const OJA: bool> Rule<F> for FixedRate<F, OJA> {
             )
         } else {
             (
-                vec![F::one() - eta; len],
+                vec![F::one() - eta; ypost.len()],
                 ypre.iter().map(|&y| eta * y).collect(),
                 ypost.to_vec(),
             )

@@ -268,81 +268,83 @@ pub(crate) fn pass_a<F: Real, R: Rule<F>>(
     reverse: bool,
     n: usize,
 ) -> ColumnSums<F> {
-    let batch = ypre.len() / n;
+    let (m, batch) = (rows_of(blocks), ypre.len() / rows_of(blocks));
     let hs = split_rows(h, blocks, n);
     let partials: Vec<ColumnSums<F>> = hs
         .into_par_iter()
         .zip(blocks.par_iter())
         .map(|(mut hs, rows)| {
-            let mut sums = ColumnSums::zeros::<R>(batch * n);
-            let clip_c = clip.unwrap_or_else(F::infinity);
-            for (r, i) in rows.clone().enumerate() {
-                for (bi, hb) in hs.iter_mut().enumerate() {
-                    let hrow = &mut hb[r * n..(r + 1) * n];
-                    let at = (bi * n + i) * n..(bi * n + i + 1) * n;
-                    let grow = &g[at.clone()];
-                    let yi = ypre[bi * n + i];
-                    let cols = bi * n..(bi + 1) * n;
-                    if R::ELIGIBILITY {
-                        // Every row cut to n values: no bounds checks, so the loop vectorizes.
-                        let (hrow, grow) = (&hrow[..n], &grow[..n]);
-                        let (erow, gerow) = (&e[at.clone()][..n], &ge[at][..n]);
-                        let rate = &c.rate[cols.clone()][..n];
-                        let (s, se, see) = (
-                            &mut sums.g_e[cols.clone()][..n],
-                            &mut sums.ge_y[cols.clone()][..n],
-                            &mut sums.ge_e[cols][..n],
-                        );
-                        for j in 0..n {
-                            let z = hrow[j] + rate[j] * erow[j];
-                            let gv = through_clip(z, clip_c, grow[j]);
-                            s[j] += gv * erow[j];
-                            se[j] += gerow[j] * yi;
-                            see[j] += gerow[j] * erow[j];
+            with_simd(|| {
+                let mut sums = ColumnSums::zeros::<R>(batch * n);
+                let clip_c = clip.unwrap_or_else(F::infinity);
+                for (r, i) in rows.clone().enumerate() {
+                    for (bi, hb) in hs.iter_mut().enumerate() {
+                        let hrow = &mut hb[r * n..(r + 1) * n];
+                        let at = (bi * m + i) * n..(bi * m + i + 1) * n;
+                        let grow = &g[at.clone()];
+                        let yi = ypre[bi * m + i];
+                        let cols = bi * n..(bi + 1) * n;
+                        if R::ELIGIBILITY {
+                            // Every row cut to n values: no bounds checks, so the loop vectorizes.
+                            let (hrow, grow) = (&hrow[..n], &grow[..n]);
+                            let (erow, gerow) = (&e[at.clone()][..n], &ge[at][..n]);
+                            let rate = &c.rate[cols.clone()][..n];
+                            let (s, se, see) = (
+                                &mut sums.g_e[cols.clone()][..n],
+                                &mut sums.ge_y[cols.clone()][..n],
+                                &mut sums.ge_e[cols][..n],
+                            );
+                            for j in 0..n {
+                                let z = hrow[j] + rate[j] * erow[j];
+                                let gv = through_clip(z, clip_c, grow[j]);
+                                s[j] += gv * erow[j];
+                                se[j] += gerow[j] * yi;
+                                see[j] += gerow[j] * erow[j];
+                            }
+                            continue;
                         }
-                        continue;
-                    }
-                    let ui = c.u[bi * n + i];
-                    let (aa, vv) = (&c.a[cols.clone()], &c.v[cols.clone()]);
-                    let s1 = &mut sums.g_y[cols.clone()];
-                    if reverse {
-                        let s2 = &mut sums.g_h[cols];
-                        for ((((h, &gv), &aj), &vj), (a1, a2)) in hrow
-                            .iter_mut()
-                            .zip(grow)
-                            .zip(aa)
-                            .zip(vv)
-                            .zip(s1.iter_mut().zip(s2.iter_mut()))
-                        {
-                            let h0 = (*h - ui * vj) / aj;
-                            *h = h0;
-                            *a1 += gv * yi;
-                            *a2 += gv * h0;
-                        }
-                    } else if R::TRACE_SUM {
-                        let s2 = &mut sums.g_h[cols];
-                        for ((((&h0, &gv), &aj), &vj), (a1, a2)) in hrow
-                            .iter()
-                            .zip(grow)
-                            .zip(aa)
-                            .zip(vv)
-                            .zip(s1.iter_mut().zip(s2.iter_mut()))
-                        {
-                            let gv = through_clip(aj * h0 + ui * vj, clip_c, gv);
-                            *a1 += gv * yi;
-                            *a2 += gv * h0;
-                        }
-                    } else {
-                        for ((((&h0, &gv), &aj), &vj), a1) in
-                            hrow.iter().zip(grow).zip(aa).zip(vv).zip(s1.iter_mut())
-                        {
-                            let gv = through_clip(aj * h0 + ui * vj, clip_c, gv);
-                            *a1 += gv * yi;
+                        let ui = c.u[bi * m + i];
+                        let (aa, vv) = (&c.a[cols.clone()], &c.v[cols.clone()]);
+                        let s1 = &mut sums.g_y[cols.clone()];
+                        if reverse {
+                            let s2 = &mut sums.g_h[cols];
+                            for ((((h, &gv), &aj), &vj), (a1, a2)) in hrow
+                                .iter_mut()
+                                .zip(grow)
+                                .zip(aa)
+                                .zip(vv)
+                                .zip(s1.iter_mut().zip(s2.iter_mut()))
+                            {
+                                let h0 = (*h - ui * vj) / aj;
+                                *h = h0;
+                                *a1 += gv * yi;
+                                *a2 += gv * h0;
+                            }
+                        } else if R::TRACE_SUM {
+                            let s2 = &mut sums.g_h[cols];
+                            for ((((&h0, &gv), &aj), &vj), (a1, a2)) in hrow
+                                .iter()
+                                .zip(grow)
+                                .zip(aa)
+                                .zip(vv)
+                                .zip(s1.iter_mut().zip(s2.iter_mut()))
+                            {
+                                let gv = through_clip(aj * h0 + ui * vj, clip_c, gv);
+                                *a1 += gv * yi;
+                                *a2 += gv * h0;
+                            }
+                        } else {
+                            for ((((&h0, &gv), &aj), &vj), a1) in
+                                hrow.iter().zip(grow).zip(aa).zip(vv).zip(s1.iter_mut())
+                            {
+                                let gv = through_clip(aj * h0 + ui * vj, clip_c, gv);
+                                *a1 += gv * yi;
+                            }
                         }
                     }
                 }
-            }
-            sums
+                sums
+            })
         })
         .collect();
     let mut it = partials.into_iter();
@@ -400,7 +402,7 @@ pub(crate) fn pass_b<F: Real, R: Rule<F>>(
     );
     let alpha = weights.alpha;
     let n = alpha.n;
-    let batch = ypre.len() / n;
+    let (m, batch) = (rows_of(blocks), ypre.len() / rows_of(blocks));
     let per_connection = alpha.per_connection;
     let hs = split_rows(h, blocks, n);
     let gs = split_rows(grads.g, blocks, n);
@@ -414,90 +416,89 @@ pub(crate) fn pass_b<F: Real, R: Rule<F>>(
         .zip(galpha_rows)
         .zip(blocks.par_iter())
         .map(|((((mut gs, mut hs), mut ges), mut ga_rows), rows)| {
-            let mut dy = vec![F::zero(); rows.len() * batch];
-            let mut ga_local = if per_connection {
-                Vec::new()
-            } else {
-                vec![F::zero(); n]
-            };
-            let mut sums = prev.as_ref().map(|_| ColumnSums::zeros::<R>(batch * n));
-            let clip_c = clip.unwrap_or_else(F::infinity);
-            // One row kernel per clip setting, called through a pointer: kept out of line, it
-            // compiles to a tighter loop than inlined here (maze shape: backward 106 -> 86 ms).
-            let row_b: RowKernel<F> = if clip.is_some() {
-                pass_b_row::<F, true>
-            } else {
-                pass_b_row::<F, false>
-            };
-            let mut scratch = RowScratch {
-                rule: vec![F::zero(); n],
-                matvec: vec![F::zero(); n],
-            };
-            for (r, i) in rows.clone().enumerate() {
-                let wrow = &weights.w[i * n..(i + 1) * n];
-                let arow = alpha.row(i);
-                for (bi, (gb, hb)) in gs.iter_mut().zip(hs.iter_mut()).enumerate() {
-                    let cols = bi * n..(bi + 1) * n;
-                    let row = Row {
-                        w: wrow,
-                        alpha: arow,
-                        a: &c.a[cols.clone()],
-                        v: &c.v[cols.clone()],
-                        r: match c.row {
-                            RowFactor::Post => &ypost[cols.clone()],
-                            RowFactor::V => &c.v[cols.clone()],
-                        },
-                        p: &phat[cols.clone()],
-                        yi: ypre[bi * n + i],
-                        ui: c.u[bi * n + i],
-                    };
-                    let grow = &mut gb[r * n..(r + 1) * n];
-                    let hrow = &mut hb[r * n..(r + 1) * n];
-                    let garow: &mut [F] = match ga_rows.as_deref_mut() {
-                        Some(rows_ga) => &mut rows_ga[r * n..(r + 1) * n],
-                        None => &mut ga_local,
-                    };
-                    let (rule_part, matvec_part) = if R::ELIGIBILITY {
-                        let at = (bi * n + i) * n..(bi * n + i + 1) * n;
-                        let eligibility = Eligibility {
-                            e: &e[at],
-                            ge: &mut ges[bi][r * n..(r + 1) * n],
-                            rate: &c.rate[cols],
-                            decay: c.decay,
+            with_simd(|| {
+                let mut dy = vec![F::zero(); rows.len() * batch];
+                let mut ga_local = if per_connection {
+                    Vec::new()
+                } else {
+                    vec![F::zero(); n]
+                };
+                let mut sums = prev.as_ref().map(|_| ColumnSums::zeros::<R>(batch * n));
+                let clip_c = clip.unwrap_or_else(F::infinity);
+                // One row kernel per clip setting, called through a pointer: kept out of line, it
+                // compiles to a tighter loop than inlined here (maze shape: backward 106 -> 86 ms).
+                let row_b: RowKernel<F> = row_kernel(clip.is_some());
+                let mut scratch = RowScratch {
+                    rule: vec![F::zero(); n],
+                    matvec: vec![F::zero(); n],
+                };
+                for (r, i) in rows.clone().enumerate() {
+                    let wrow = &weights.w[i * n..(i + 1) * n];
+                    let arow = alpha.row(i);
+                    for (bi, (gb, hb)) in gs.iter_mut().zip(hs.iter_mut()).enumerate() {
+                        let cols = bi * n..(bi + 1) * n;
+                        let row = Row {
+                            w: wrow,
+                            alpha: arow,
+                            a: &c.a[cols.clone()],
+                            v: &c.v[cols.clone()],
+                            r: match c.row {
+                                RowFactor::Post => &ypost[cols.clone()],
+                                RowFactor::V => &c.v[cols.clone()],
+                            },
+                            p: &phat[cols.clone()],
+                            yi: ypre[bi * m + i],
+                            ui: c.u[bi * m + i],
                         };
-                        pass_b_row_eligibility(
-                            grow,
-                            hrow,
-                            garow,
-                            &row,
-                            eligibility,
-                            clip_c,
-                            &mut scratch,
-                        )
-                    } else if let (Some(pv), Some(s)) = (&prev, sums.as_mut()) {
-                        let before = PrevRow {
-                            a: &pv.c.a[cols.clone()],
-                            v: &pv.c.v[cols.clone()],
-                            ui: pv.c.u[bi * n + i],
-                            yi: pv.ypre[bi * n + i],
+                        let grow = &mut gb[r * n..(r + 1) * n];
+                        let hrow = &mut hb[r * n..(r + 1) * n];
+                        let garow: &mut [F] = match ga_rows.as_deref_mut() {
+                            Some(rows_ga) => &mut rows_ga[r * n..(r + 1) * n],
+                            None => &mut ga_local,
                         };
-                        let (s1, s2) = (&mut s.g_y[cols.clone()], &mut s.g_h[cols]);
-                        pass_ba_row(grow, hrow, garow, &row, &before, s1, s2, &mut scratch)
-                    } else {
-                        row_b(grow, hrow, garow, &row, clip_c, &mut scratch)
-                    };
-                    dy[r * batch + bi] = c.row_scale * rule_part + matvec_part;
+                        let (rule_part, matvec_part) = if R::ELIGIBILITY {
+                            let at = (bi * m + i) * n..(bi * m + i + 1) * n;
+                            let eligibility = Eligibility {
+                                e: &e[at],
+                                ge: &mut ges[bi][r * n..(r + 1) * n],
+                                rate: &c.rate[cols],
+                                decay: c.decay,
+                            };
+                            pass_b_row_eligibility(
+                                grow,
+                                hrow,
+                                garow,
+                                &row,
+                                eligibility,
+                                clip_c,
+                                &mut scratch,
+                            )
+                        } else if let (Some(pv), Some(s)) = (&prev, sums.as_mut()) {
+                            let before = PrevRow {
+                                a: &pv.c.a[cols.clone()],
+                                v: &pv.c.v[cols.clone()],
+                                ui: pv.c.u[bi * m + i],
+                                yi: pv.ypre[bi * m + i],
+                            };
+                            let (s1, s2) = (&mut s.g_y[cols.clone()], &mut s.g_h[cols]);
+                            pass_ba_row(grow, hrow, garow, &row, &before, s1, s2, &mut scratch)
+                        } else {
+                            // SAFETY: `row_kernel` gives the AVX2 copy only where the CPU has it.
+                            unsafe { row_b(grow, hrow, garow, &row, clip_c, &mut scratch) }
+                        };
+                        dy[r * batch + bi] = c.row_scale * rule_part + matvec_part;
+                    }
                 }
-            }
-            (dy, ga_local, sums)
+                (dy, ga_local, sums)
+            })
         })
         .collect();
-    let mut gy_pre = vec![F::zero(); batch * n];
+    let mut gy_pre = vec![F::zero(); batch * m];
     let mut total: Option<ColumnSums<F>> = None;
     for ((dy, ga_local, sums), rows) in results.into_iter().zip(blocks) {
         for (r, i) in rows.clone().enumerate() {
             for bi in 0..batch {
-                gy_pre[bi * n + i] = dy[r * batch + bi];
+                gy_pre[bi * m + i] = dy[r * batch + bi];
             }
         }
         if !per_connection {
@@ -563,9 +564,51 @@ pub(super) struct RowScratch<F> {
     matvec: Vec<F>,
 }
 
-/// A pass-B row kernel ([`pass_b_row`] for one clip setting).
+/// A pass-B row kernel ([`pass_b_row`] for one clip setting and instruction set; unsafe to
+/// call because the AVX2 copy needs a CPU that has it).
 pub(super) type RowKernel<F> =
-    fn(&mut [F], &[F], &mut [F], &Row<'_, F>, F, &mut RowScratch<F>) -> (F, F);
+    unsafe fn(&mut [F], &[F], &mut [F], &Row<'_, F>, F, &mut RowScratch<F>) -> (F, F);
+
+/// The pass-B row kernel for a clip setting, compiled for the instruction set this CPU runs the
+/// kernels with ([`crate::simd`]).
+fn row_kernel<F: Real>(clip: bool) -> RowKernel<F> {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx2_active() {
+        /// [`pass_b_row`] compiled for AVX2 + FMA.
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<F: Real, const CLIP: bool>(
+            g: &mut [F],
+            h: &[F],
+            ga: &mut [F],
+            row: &Row<'_, F>,
+            clip_c: F,
+            scratch: &mut RowScratch<F>,
+        ) -> (F, F) {
+            pass_b_row::<F, CLIP>(g, h, ga, row, clip_c, scratch)
+        }
+        return if clip {
+            avx2::<F, true>
+        } else {
+            avx2::<F, false>
+        };
+    }
+    /// [`pass_b_row`] compiled for the target's baseline.
+    unsafe fn baseline<F: Real, const CLIP: bool>(
+        g: &mut [F],
+        h: &[F],
+        ga: &mut [F],
+        row: &Row<'_, F>,
+        clip_c: F,
+        scratch: &mut RowScratch<F>,
+    ) -> (F, F) {
+        pass_b_row::<F, CLIP>(g, h, ga, row, clip_c, scratch)
+    }
+    if clip {
+        baseline::<F, true>
+    } else {
+        baseline::<F, false>
+    }
+}
 
 /// Pass B over one row `i` of one episode of a rule without eligibility trace: updates `g` (to
 /// `dL/dHebb_t`) and `ga` (`dL/dalpha`), returns the two row sums

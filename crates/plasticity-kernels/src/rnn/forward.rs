@@ -167,7 +167,7 @@ pub(crate) fn forward_pass<F: Real, R: Rule<F>>(
     acc: &mut [F],
 ) {
     let n = alpha.n;
-    let batch = acc.len() / n;
+    let (m, batch) = (rows_of(blocks), acc.len() / n);
     let hs = split_rows(hebb, blocks, n);
     let es = split_rows(elig, blocks, n);
     let partials: Vec<Vec<F>> = hs
@@ -175,48 +175,51 @@ pub(crate) fn forward_pass<F: Real, R: Rule<F>>(
         .zip(es)
         .zip(blocks.par_iter())
         .map(|((mut hs, mut es), rows)| {
-            let mut part = vec![F::zero(); batch * n];
-            for (r, i) in rows.clone().enumerate() {
-                let wrow = &w[i * n..(i + 1) * n];
-                let arow = alpha.row(i);
-                for (bi, hb) in hs.iter_mut().enumerate() {
-                    let hrow = &mut hb[r * n..(r + 1) * n];
-                    let yi = ypre[bi * n + i];
-                    let accb = &mut part[bi * n..(bi + 1) * n];
-                    match update {
-                        Some(c) if R::ELIGIBILITY => {
-                            let erow = &mut es[bi][r * n..(r + 1) * n];
-                            update_row_eligibility(hrow, erow, c, bi, i, n, clip);
-                        }
-                        Some(c) => {
-                            // The update fused with the product: one pass over the row.
-                            let ui = c.u[bi * n + i];
-                            let cols = bi * n..(bi + 1) * n;
-                            let (aa, vv) = (&c.a[cols.clone()], &c.v[cols]);
-                            let row = (wrow, arow, aa, vv);
-                            match clip {
-                                Some(cl) => {
-                                    update_product_row::<F, true>(accb, hrow, row, ui, yi, cl)
-                                }
-                                None => update_product_row::<F, false>(
-                                    accb,
-                                    hrow,
-                                    row,
-                                    ui,
-                                    yi,
-                                    F::zero(),
-                                ),
+            with_simd(|| {
+                let mut part = vec![F::zero(); batch * n];
+                for (r, i) in rows.clone().enumerate() {
+                    let wrow = &w[i * n..(i + 1) * n];
+                    let arow = alpha.row(i);
+                    for (bi, hb) in hs.iter_mut().enumerate() {
+                        let hrow = &mut hb[r * n..(r + 1) * n];
+                        let yi = ypre[bi * m + i];
+                        let accb = &mut part[bi * n..(bi + 1) * n];
+                        match update {
+                            Some(c) if R::ELIGIBILITY => {
+                                let erow = &mut es[bi][r * n..(r + 1) * n];
+                                update_row_eligibility(hrow, erow, c, (bi, i), (m, n), clip);
                             }
-                            continue;
+                            Some(c) => {
+                                // The update fused with the product: one pass over the row.
+                                let ui = c.u[bi * m + i];
+                                let cols = bi * n..(bi + 1) * n;
+                                let (aa, vv) = (&c.a[cols.clone()], &c.v[cols]);
+                                let row = (wrow, arow, aa, vv);
+                                match clip {
+                                    Some(cl) => {
+                                        update_product_row::<F, true>(accb, hrow, row, ui, yi, cl)
+                                    }
+                                    None => update_product_row::<F, false>(
+                                        accb,
+                                        hrow,
+                                        row,
+                                        ui,
+                                        yi,
+                                        F::zero(),
+                                    ),
+                                }
+                                continue;
+                            }
+                            None => {}
                         }
-                        None => {}
-                    }
-                    for (((a, &h), &wj), &aj) in accb.iter_mut().zip(&*hrow).zip(wrow).zip(arow) {
-                        *a += (wj + aj * h) * yi;
+                        for (((a, &h), &wj), &aj) in accb.iter_mut().zip(&*hrow).zip(wrow).zip(arow)
+                        {
+                            *a += (wj + aj * h) * yi;
+                        }
                     }
                 }
-            }
-            part
+                part
+            })
         })
         .collect();
     acc.iter_mut().for_each(|a| *a = F::zero());
@@ -277,13 +280,12 @@ pub(super) fn update_row_eligibility<F: Real>(
     h: &mut [F],
     e: &mut [F],
     c: &Coefficients<F>,
-    bi: usize,
-    i: usize,
-    n: usize,
+    (bi, i): (usize, usize),
+    (m, n): (usize, usize),
     clip: Option<F>,
 ) {
     let cols = bi * n..(bi + 1) * n;
-    let ui = c.u[bi * n + i];
+    let ui = c.u[bi * m + i];
     let (rate, v) = (&c.rate[cols.clone()], &c.v[cols]);
     match clip {
         Some(cl) => eligibility_row::<F, true>(h, e, rate, v, c.decay, ui, cl),
@@ -333,28 +335,31 @@ pub(crate) fn update_rows<F: Real, const ELIG: bool>(
     clip: Option<F>,
     n: usize,
 ) {
+    let m = rows_of(blocks);
     let hs = split_rows(hebb, blocks, n);
     let es = split_rows(elig, blocks, n);
     hs.into_par_iter()
         .zip(es)
         .zip(blocks.par_iter())
         .for_each(|((mut hs, mut es), rows)| {
-            for (r, i) in rows.clone().enumerate() {
-                for (bi, hb) in hs.iter_mut().enumerate() {
-                    let hrow = &mut hb[r * n..(r + 1) * n];
-                    if ELIG {
-                        let erow = &mut es[bi][r * n..(r + 1) * n];
-                        update_row_eligibility(hrow, erow, c, bi, i, n, clip);
-                    } else {
-                        let ui = c.u[bi * n + i];
-                        let cols = bi * n..(bi + 1) * n;
-                        let (aa, vv) = (&c.a[cols.clone()], &c.v[cols]);
-                        match clip {
-                            Some(cl) => update_row::<F, true>(hrow, aa, vv, ui, cl),
-                            None => update_row::<F, false>(hrow, aa, vv, ui, F::zero()),
+            with_simd(|| {
+                for (r, i) in rows.clone().enumerate() {
+                    for (bi, hb) in hs.iter_mut().enumerate() {
+                        let hrow = &mut hb[r * n..(r + 1) * n];
+                        if ELIG {
+                            let erow = &mut es[bi][r * n..(r + 1) * n];
+                            update_row_eligibility(hrow, erow, c, (bi, i), (m, n), clip);
+                        } else {
+                            let ui = c.u[bi * m + i];
+                            let cols = bi * n..(bi + 1) * n;
+                            let (aa, vv) = (&c.a[cols.clone()], &c.v[cols]);
+                            match clip {
+                                Some(cl) => update_row::<F, true>(hrow, aa, vv, ui, cl),
+                                None => update_row::<F, false>(hrow, aa, vv, ui, F::zero()),
+                            }
                         }
                     }
                 }
-            }
+            })
         });
 }

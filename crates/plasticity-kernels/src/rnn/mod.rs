@@ -26,9 +26,10 @@
 
 use crate::checkpoint::{self, max_abs, plan, reversal_holds, Segments, TracePair};
 use crate::parallel::{
-    block_rows, gather, in_pool, lane_sum, row_blocks, scatter, split_batch, split_rows,
+    block_rows, gather, in_pool, lane_sum, row_blocks, rows_of, scatter, split_batch, split_rows,
 };
 use crate::real::Real;
+use crate::simd::with_simd;
 use crate::spec::{AlphaShape, EpisodeSpec, InputMode, Modulation, SpecError, TraceRule};
 use crate::trace::{
     kept_trace, through_clip, Activity, Coefficients, ColumnSums, Decaying, Modulator, Oja,
@@ -465,7 +466,7 @@ impl<'a, F: Real> AlphaRows<'a, F> {
     /// per postsynaptic neuron (summed to one value for a scalar at the end).
     pub(crate) fn grad_len(&self) -> usize {
         if self.per_connection {
-            self.n * self.n
+            self.data.len()
         } else {
             self.n
         }

@@ -1,0 +1,123 @@
+//! Run-time CPU feature dispatch (`simd.rs`) changes the instruction set, never the result: the
+//! AVX2 version of every kernel gives the same bits as the baseline version (f32, shapes large
+//! enough to vectorise, every rule, clip and the batch split). A test binary of its own, since
+//! it switches the dispatch for the whole process. On a CPU without AVX2 both runs take the
+//! baseline path and the test still checks determinism.
+
+use plasticity_kernels::dense::{
+    dense_backward, dense_forward, DenseActivation, DenseParams, DenseSpec,
+};
+use plasticity_kernels::rnn::{backward_modulated, forward_modulated};
+use plasticity_kernels::{
+    backward, forward, simd, EpisodeSpec, ModulatedParams, Modulation, Params, TraceRule,
+};
+
+/// Deterministic values in `[-s, s)`.
+fn values(n: usize, seed: u64, s: f32) -> Vec<f32> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * s
+        })
+        .collect()
+}
+
+/// Every output and gradient of a set of episodes, concatenated.
+fn run_all() -> Vec<f32> {
+    let mut out = Vec::new();
+    // Plain rules: reversed (no clip) and checkpointed (clip), batch 1 (rows split) and batch 4
+    // (one episode per thread).
+    for (rule, clip, batch) in [
+        (TraceRule::Hebb, None, 1),
+        (TraceRule::Oja, None, 1),
+        (TraceRule::Hebb, Some(0.5), 4),
+        (TraceRule::Oja, Some(0.5), 4),
+    ] {
+        let (n, t) = (67, 9);
+        let spec = EpisodeSpec {
+            rule,
+            clip,
+            ..EpisodeSpec::new(n, batch, t)
+        };
+        let (w, alpha) = (values(n * n, 1, 0.2), values(n * n, 2, 0.2));
+        let p = Params {
+            w: &w,
+            alpha: &alpha,
+            eta: 0.1,
+        };
+        let x = values(t * batch * n, 3, 1.0);
+        let ep = forward(&spec, &p, &x, &vec![0.0; batch * n], None).expect("valid");
+        out.extend_from_slice(&ep.ys);
+        let g = backward(&p, ep, &values(t * batch * n, 4, 1.0), None).expect("valid");
+        out.extend(g.w.iter().chain(&g.alpha).chain(&g.x).chain([&g.rule.eta]));
+    }
+    // Retroactive neuromodulation with fan-out.
+    let (n, t, batch) = (67, 9, 3);
+    let spec = EpisodeSpec {
+        modulation: Modulation::Retroactive { fan_out: true },
+        ..EpisodeSpec::new(n, batch, t)
+    };
+    let (w, alpha, m) = (
+        values(n * n, 5, 0.2),
+        values(n * n, 6, 0.2),
+        values(n, 7, 0.5),
+    );
+    let (fan_w, fan_b) = (values(n, 8, 0.5), values(n, 9, 0.1));
+    let p = ModulatedParams {
+        w: &w,
+        alpha: &alpha,
+        m: &m,
+        m_bias: 0.1,
+        fan_w: &fan_w,
+        fan_b: &fan_b,
+        eta_e: 0.2,
+    };
+    let x = values(t * batch * n, 10, 1.0);
+    let ep = forward_modulated(&spec, &p, &x, &vec![0.0; batch * n], None, None).expect("valid");
+    out.extend_from_slice(&ep.ys);
+    let g = backward_modulated(&p, ep, &values(t * batch * n, 11, 1.0), None, None).expect("valid");
+    out.extend(g.w.iter().chain(&g.alpha).chain(&g.x).chain(&g.rule.m));
+    // The plastic feed-forward layer.
+    let spec = DenseSpec {
+        inputs: 64,
+        outputs: 20,
+        batch: 8,
+        steps: 6,
+        rule: TraceRule::Oja,
+        activation: DenseActivation::Softmax,
+    };
+    let (w, alpha) = (values(64 * 20, 12, 0.3), values(64 * 20, 13, 0.3));
+    let p = DenseParams {
+        w: &w,
+        alpha: &alpha,
+        eta: 0.3,
+    };
+    let ep = dense_forward(&spec, &p, &values(6 * 8 * 64, 14, 1.0), &[]).expect("valid");
+    out.extend_from_slice(ep.logits());
+    let g = dense_backward(&p, &ep, &values(6 * 8 * 20, 15, 1.0)).expect("valid");
+    out.extend(g.w.iter().chain(&g.alpha).chain(&g.x).chain([&g.eta]));
+    out
+}
+
+#[test]
+fn avx2_and_baseline_kernels_give_the_same_bits() {
+    simd::force_baseline(true);
+    assert!(!simd::avx2_active());
+    let baseline = run_all();
+    simd::force_baseline(false);
+    println!("kernels run with: {}", simd::instruction_set());
+    let best = run_all();
+    assert_eq!(baseline.len(), best.len());
+    assert!(baseline.iter().all(|v| v.is_finite()));
+    let differing = baseline
+        .iter()
+        .zip(&best)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count();
+    assert_eq!(differing, 0, "{differing} of {} values differ", best.len());
+}
