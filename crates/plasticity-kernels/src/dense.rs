@@ -122,6 +122,11 @@ pub struct DenseEpisode<F> {
 }
 
 impl<F: Real> DenseEpisode<F> {
+    /// What the episode computed.
+    pub fn spec(&self) -> &DenseSpec {
+        &self.spec
+    }
+
     /// The logits `z: [T, B, O]` (time-major), offset included.
     pub fn logits(&self) -> &[F] {
         &self.z

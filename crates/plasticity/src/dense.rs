@@ -16,33 +16,25 @@
 //! plastic weights from the features to the output are updated with Oja's rule, the output
 //! being the softmax). `w` and `alpha` are per connection, `eta` is one learned scalar.
 //!
-//! Implementation: plain burn tensor operations, differentiated by burn's autodiff. The layer
-//! is 64 x 5 connections over 6 steps, so one step is a few hundred multiply-adds per episode
-//! and the whole layer costs far less than the convolutions before it; the fused kernels of
-//! [`crate::ops`] pay off for `N ~ 1000` recurrent neurons whose `N x N` traces must not be
-//! stored per step, which is not the case here. Tested by a finite-difference gradient check
-//! and golden values (`tests/omniglot.rs`).
+//! Implementation: one op ([`crate::ops::plastic_dense`]) over the engine's passes
+//! (`plasticity_kernels::dense`: the trace rules, plastic product and row passes of the plastic
+//! RNN, with the layer's input as presynaptic activity); the activation of the returned logits
+//! is a burn operation. Tested by a finite-difference gradient check and golden values
+//! (`tests/omniglot.rs`) and, in the kernels crate, against the equations.
 
+use crate::ops::plastic_dense;
 use crate::tensors::from_vec;
 use burn::module::{Module, Param};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
+use plasticity_kernels::dense::DenseSpec;
 use plasticity_kernels::TraceRule;
 use rand::Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 /// Output activation `f` of a [`PlasticDense`] layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DenseActivation {
-    /// Softmax over the outputs (ICML 2018, Omniglot).
-    Softmax,
-    /// `tanh` of each output.
-    Tanh,
-    /// No activation.
-    Identity,
-}
+pub use plasticity_kernels::dense::DenseActivation;
 
 /// Configuration of a [`PlasticDense`] layer; the defaults are the Omniglot experiment's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -199,44 +191,23 @@ impl PlasticDense {
         assert_eq!(i, self.config.inputs, "PlasticDense: input width");
         assert!(outputs <= self.config.outputs, "PlasticDense: outputs");
         let o = outputs;
-        let w = self.w.val().slice([0..i, 0..o]).unsqueeze_dim::<3>(0); // [1, I, O]
-        let alpha = self.alpha.val().slice([0..i, 0..o]).unsqueeze_dim::<3>(0); // [1, I, O]
-        let eta = self.eta.val().reshape([1, 1, 1]);
-        let mut hebb: Option<Tensor<3>> = None; // [B, I, O]; None = 0
-        let mut ys = Vec::with_capacity(t);
-        let mut logits = Vec::with_capacity(t);
-        for s in 0..t {
-            let xs = x.clone().slice([0..b, s..s + 1, 0..i]); // [B, 1, I]
-            let weights = match &hebb {
-                None => w.clone().expand([b, i, o]),
-                Some(h) => w.clone() + alpha.clone() * h.clone(), // [B, I, O]
-            };
-            let mut pre = xs.clone().matmul(weights); // [B, 1, O]
-            if let Some(c) = &logit_offset {
-                pre = pre + c.clone().slice([0..b, s..s + 1, 0..o]);
-            }
-            logits.push(pre.clone());
-            let y = match self.config.activation {
-                DenseActivation::Softmax => softmax(pre, 2),
-                DenseActivation::Tanh => pre.tanh(),
-                DenseActivation::Identity => pre,
-            }; // [B, 1, O]
-            if s + 1 < t {
-                let outer = xs.swap_dims(1, 2).matmul(y.clone()); // [B, I, O] = x_i y_j
-                hebb = Some(match (self.config.rule, hebb) {
-                    (TraceRule::Oja, None) => outer * eta.clone(),
-                    (TraceRule::Oja, Some(h)) => {
-                        let y2 = y.clone().powi_scalar(2); // [B, 1, O]
-                        h.clone() + (outer - h * y2) * eta.clone()
-                    }
-                    (TraceRule::Hebb, None) => outer * eta.clone(),
-                    (TraceRule::Hebb, Some(h)) => {
-                        h.clone() + (outer - h) * eta.clone() // (1 - eta) h + eta x y
-                    }
-                });
-            }
-            ys.push(y);
-        }
-        (Tensor::cat(ys, 1), Tensor::cat(logits, 1))
+        let spec = DenseSpec {
+            inputs: i,
+            outputs: o,
+            batch: b,
+            steps: t,
+            rule: self.config.rule,
+            activation: self.config.activation,
+        };
+        let w = self.w.val().slice([0..i, 0..o]);
+        let alpha = self.alpha.val().slice([0..i, 0..o]);
+        let logits = plastic_dense(x, logit_offset, w, alpha, self.eta.val(), spec)
+            .unwrap_or_else(|e| panic!("PlasticDense: {e}"));
+        let y = match self.config.activation {
+            DenseActivation::Softmax => softmax(logits.clone(), 2),
+            DenseActivation::Tanh => logits.clone().tanh(),
+            DenseActivation::Identity => logits.clone(),
+        };
+        (y, logits)
     }
 }

@@ -6,7 +6,7 @@ use super::Op;
 use crate::tensors::prim_to_vec;
 use burn::backend::{tensor::FloatTensor, Backend, Flex, TensorMetadata};
 use burn::tensor::TensorData;
-use plasticity_kernels::{conv::ConvSpec, EpisodeSpec, LstmSpec};
+use plasticity_kernels::{conv::ConvSpec, dense::DenseSpec, EpisodeSpec, LstmSpec};
 use std::fmt;
 
 /// The forward and backward of every [`Op`] on one (non-autodiff) backend. The autodiff glue
@@ -71,6 +71,8 @@ pub enum HostSaved {
     Lstm(<LstmSpec as HostKernels>::Saved),
     /// A convolution stack.
     ConvStack(<ConvSpec as HostKernels>::Saved),
+    /// A plastic feed-forward layer.
+    Dense(<DenseSpec as HostKernels>::Saved),
 }
 
 /// Runs `op` on the host: copies the inputs from backend `B`, runs the op's [`HostKernels`],
@@ -95,6 +97,10 @@ pub fn host_forward<B: Backend>(
             let (outputs, saved) = spec.forward(buffers);
             (outputs, HostSaved::ConvStack(saved))
         }
+        Op::Dense(spec) => {
+            let (outputs, saved) = spec.forward(buffers);
+            (outputs, HostSaved::Dense(saved))
+        }
     };
     let outputs = outputs
         .into_iter()
@@ -115,6 +121,7 @@ pub fn host_backward<B: Backend>(
         HostSaved::Episode(s) => EpisodeSpec::backward(s, grad, wanted),
         HostSaved::Lstm(s) => LstmSpec::backward(s, grad, wanted),
         HostSaved::ConvStack(s) => ConvSpec::backward(s, grad, wanted),
+        HostSaved::Dense(s) => DenseSpec::backward(s, grad, wanted),
     };
     grads
         .into_iter()

@@ -6,6 +6,7 @@
 //! | plastic episode, plain or neuromodulated ([`plastic_episode`], [`modulated_episode`]) | `episode.rs` | `plasticity_kernels::rnn` |
 //! | plastic LSTM recurrence ([`plastic_lstm`]) | `lstm.rs` | `plasticity_kernels::lstm` |
 //! | Omniglot convolution stack ([`conv_stack`]) | `conv.rs` | `plasticity_kernels::conv` |
+//! | plastic feed-forward layer ([`plastic_dense`]) | `dense.rs` | `plasticity_kernels::dense` |
 //!
 //! # How an operation runs
 //! An op is a list of input tensors in a fixed order (declared once, by name, with
@@ -28,12 +29,14 @@
 //! (`#[backend_extension]`, `Backward`, `Ops`, node guards): an upgrade of burn touches it alone.
 
 mod conv;
+mod dense;
 mod device;
 mod episode;
 mod lstm;
 mod rule;
 
 pub use conv::{conv_stack, conv_stack_supported};
+pub use dense::plastic_dense;
 pub use device::{HostKernels, HostSaved, OpKernels};
 pub use episode::{modulated_episode, plastic_episode, ModulatedOutput, ModulatedTensors};
 pub use lstm::{plastic_lstm, LstmOutput, LstmTensors};
@@ -49,6 +52,7 @@ use burn::backend::{
 };
 use burn::tensor::{Device, Tensor};
 use plasticity_kernels::conv::ConvSpec;
+use plasticity_kernels::dense::DenseSpec;
 use plasticity_kernels::{EpisodeSpec, LstmSpec, SpecError};
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -128,6 +132,8 @@ pub enum Op {
     Lstm(LstmSpec),
     /// A stack of 3x3 stride-2 convolutions with `tanh`.
     ConvStack(ConvSpec),
+    /// A plastic feed-forward layer.
+    Dense(DenseSpec),
 }
 
 impl Op {
@@ -137,6 +143,7 @@ impl Op {
             Op::Episode(spec) => spec.validate(),
             Op::Lstm(spec) => spec.validate(),
             Op::ConvStack(spec) => spec.validate(),
+            Op::Dense(spec) => spec.validate(),
         }
     }
 }
