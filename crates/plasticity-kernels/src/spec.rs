@@ -158,6 +158,10 @@ pub struct EpisodeSpec {
     /// Neuromodulation ([`Modulation::None`]: the ICML 2018 network, run with
     /// [`crate::Params`]; otherwise with [`crate::ModulatedParams`]).
     pub modulation: Modulation,
+    /// `false`: the same network without plasticity (the papers' baseline; `alpha = 0`, no
+    /// trace): `y_t = tanh(y_{t-1} w + x_t)`, run with [`crate::Params`] whose `alpha` is empty
+    /// ([`crate::trace::NoTrace`]); the rule, clip, alpha shape and backward strategy are unused.
+    pub plastic: bool,
 }
 
 /// A shape or value that does not fit the spec.
@@ -186,6 +190,7 @@ impl EpisodeSpec {
             alpha: AlphaShape::PerConnection,
             backward: BackwardStrategy::Auto,
             modulation: Modulation::None,
+            plastic: true,
         }
     }
 

@@ -187,6 +187,9 @@ impl<F> Shares<'_, F> {
 
 /// A trace rule: the per-variant part of the plastic engine (see the module docs).
 pub trait Rule<F: Real>: Sync {
+    /// Whether the rule keeps a trace at all ([`NoTrace`] does not: the network without
+    /// plasticity, whose step is the product `y w` alone).
+    const PLASTIC: bool = true;
     /// Whether the rule keeps an eligibility trace `E` beside `Hebb`.
     const ELIGIBILITY: bool;
     /// Whether the backward needs `sum_i Ĝ_ij Hebb_ij` ([`ColumnSums::g_h`]).
@@ -303,6 +306,50 @@ impl<F: Real, const OJA: bool> Rule<F> for FixedRate<F, OJA> {
                 *yh += self.eta * sums.g_y[k];
             }
         }
+    }
+}
+
+/// No trace: the same network without plasticity (`alpha = 0`; the papers' baseline). The
+/// engine then runs its step as the product `y_t = f(y_{t-1} w + x_t)` alone, with no `N x N`
+/// buffer beside `w`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoTrace;
+
+impl<F: Real> Rule<F> for NoTrace {
+    const PLASTIC: bool = false;
+    const ELIGIBILITY: bool = false;
+    const TRACE_SUM: bool = false;
+
+    fn reversible(&self, _spec: &EpisodeSpec) -> bool {
+        true // nothing to reverse or store
+    }
+
+    fn coefficients(&self, _act: &Activity<'_, F>, _n: usize) -> Coefficients<F> {
+        Coefficients {
+            a: Vec::new(),
+            u: Vec::new(),
+            v: Vec::new(),
+            rate: Vec::new(),
+            decay: F::zero(),
+            row: RowFactor::Post,
+            row_scale: F::zero(),
+            modulator: Vec::new(),
+        }
+    }
+
+    fn zero_grads(&self, _n: usize) -> RuleGrads<F> {
+        RuleGrads::default()
+    }
+
+    fn backprop(
+        &self,
+        _c: &Coefficients<F>,
+        _sums: &ColumnSums<F>,
+        _act: &Activity<'_, F>,
+        _n: usize,
+        _shares: Shares<'_, F>,
+        _grads: &mut RuleGrads<F>,
+    ) {
     }
 }
 

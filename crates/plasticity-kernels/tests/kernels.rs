@@ -646,3 +646,87 @@ fn a_batch_gives_the_sum_of_its_episodes_run_one_by_one() {
         assert_close("deta", &[grads.rule.eta], &[sum_eta], 1e-10);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The network without plasticity (`EpisodeSpec::plastic = false`, rule `NoTrace`): the same
+// activations and gradients (of w, x, y0) as the plastic episode with alpha = 0, with no trace.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn network_without_plasticity_equals_the_plastic_one_with_alpha_zero() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for (input, batch, n) in [
+        (InputMode::Additive, 1, 5),
+        (InputMode::Clamped, 3, 7),
+        (InputMode::Additive, 4, 40),
+    ] {
+        let t = 6;
+        let mut v =
+            |len: usize| -> Vec<f64> { (0..len).map(|_| rng.gen_range(-0.9..0.9)).collect() };
+        let (w, x, y0, gy) = (v(n * n), v(t * batch * n), v(batch * n), v(t * batch * n));
+        let x = match input {
+            // Clamped: about half the inputs zero (free neurons).
+            InputMode::Clamped => x.iter().map(|&v| if v > 0.0 { v } else { 0.0 }).collect(),
+            InputMode::Additive => x,
+        };
+        let plastic = EpisodeSpec {
+            input,
+            ..EpisodeSpec::new(n, batch, t)
+        };
+        let fixed = EpisodeSpec {
+            plastic: false,
+            ..plastic
+        };
+        let zeros = vec![0.0; n * n];
+        let with_zero_alpha = Params {
+            w: &w,
+            alpha: &zeros,
+            eta: 0.3,
+        };
+        let without = Params {
+            w: &w,
+            alpha: &[],
+            eta: 0.0,
+        };
+        let a = forward(&plastic, &with_zero_alpha, &x, &y0, None).unwrap();
+        let b = forward(&fixed, &without, &x, &y0, None).unwrap();
+        let close = |what: &str, p: &[f64], q: &[f64]| {
+            assert_eq!(p.len(), q.len(), "{what}: lengths");
+            for (k, (u, v)) in p.iter().zip(q).enumerate() {
+                assert!(
+                    (u - v).abs() < 1e-12,
+                    "{input:?} B={batch} N={n}: {what}[{k}] {u} vs {v}"
+                );
+            }
+        };
+        close("ys", &a.ys, &b.ys);
+        assert!(b.hebb.is_empty(), "no trace is kept");
+        let ga = backward(&with_zero_alpha, a, &gy, None).unwrap();
+        let gb = backward(&without, b, &gy, None).unwrap();
+        close("dL/dw", &ga.w, &gb.w);
+        close("dL/dx", &ga.x, &gb.x);
+        close("dL/dy0", &ga.y0, &gb.y0);
+        assert_eq!(gb.rule.eta, 0.0);
+        // The stepper gives the forward's activations.
+        let mut stepper = plasticity_kernels::Stepper::new(&fixed, &y0, None, None).unwrap();
+        for s in 0..t {
+            let y = stepper
+                .step(&without, &x[s * batch * n..(s + 1) * batch * n])
+                .unwrap();
+            let fwd = forward(&fixed, &without, &x, &y0, None).unwrap();
+            close("stepper", y, &fwd.ys[s * batch * n..(s + 1) * batch * n]);
+        }
+    }
+    // A plastic alpha handed to a network without plasticity is a size error, not ignored.
+    let spec = EpisodeSpec {
+        plastic: false,
+        ..EpisodeSpec::new(2, 1, 1)
+    };
+    let p = Params {
+        w: &[0.0f64; 4],
+        alpha: &[0.0; 4],
+        eta: 0.1,
+    };
+    let err = forward(&spec, &p, &[0.0; 2], &[0.0; 2], None).unwrap_err();
+    assert!(err.0.contains("alpha: expected 0 values"), "{}", err.0);
+}

@@ -18,7 +18,7 @@
 //! papers (`alpha = 0`, not trained): it runs the plain recurrence `y_t = tanh(y_{t-1} w + x_t)`
 //! through burn's autodiff, without the `N x N` traces.
 
-use crate::ops::{modulated_episode, plastic_episode, ModulatedTensors};
+use crate::ops::{modulated_episode, plastic_episode, static_episode, ModulatedTensors};
 use crate::tensors::from_vec;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
@@ -36,7 +36,7 @@ pub struct PlasticNetConfig {
     /// Neurons `N`.
     pub neurons: usize,
     /// `false`: the non-plastic network (`alpha = 0` and `eta` fixed, no trace; the papers'
-    /// "same network without plasticity" baseline), run by [`static_forward`].
+    /// "same network without plasticity" baseline), run by [`static_episode`] on the engine.
     pub plastic: bool,
     /// Trace rule.
     pub rule: TraceRule,
@@ -239,6 +239,7 @@ impl PlasticNet {
             alpha: c.alpha,
             backward: c.backward,
             modulation: c.modulation,
+            plastic: c.plastic,
         }
     }
 
@@ -283,7 +284,12 @@ impl PlasticNet {
             None => (None, None, None),
         };
         if !self.config.plastic {
-            let ys = static_forward(self.w.val(), x, y0, self.config.input);
+            let y0 = y0.unwrap_or_else(|| Tensor::zeros([b, n], &x.device()));
+            let spec = EpisodeSpec {
+                neurons: n,
+                ..self.spec(b, t)
+            };
+            let ys = static_episode(self.w.val(), x, y0, spec)?;
             let y = ys.clone().slice([0..b, t - 1..t, 0..n]).reshape([b, n]);
             let state = PlasticState {
                 y,
@@ -345,40 +351,4 @@ impl PlasticNet {
             None,
         ))
     }
-}
-
-/// The non-plastic recurrence through burn's autodiff, `x: [B, T, N]` -> `ys: [B, T, N]`, from
-/// `y0: [B, N]` (`None`: 0). [`InputMode::Additive`]: `y_t = tanh(y_{t-1} w + x_t)`;
-/// [`InputMode::Clamped`]: `y_t,j = x_t,j` where `x_t,j != 0`, `tanh((y_{t-1} w)_j)` elsewhere.
-/// Equal to the plastic episode with `alpha = 0` (tested), without its `N x N` traces.
-pub fn static_forward(
-    w: Tensor<2>,
-    x: Tensor<3>,
-    y0: Option<Tensor<2>>,
-    input: InputMode,
-) -> Tensor<3> {
-    let [b, t_len, n] = x.dims();
-    let mut ys = Vec::with_capacity(t_len);
-    let mut y = y0;
-    for t in 0..t_len {
-        let xt = x.clone().slice([0..b, t..t + 1, 0..n]).reshape([b, n]);
-        let recurrent = y.map(|prev| prev.matmul(w.clone()));
-        let yt = match input {
-            InputMode::Additive => match recurrent {
-                Some(r) => (r + xt).tanh(),
-                None => xt.tanh(),
-            },
-            InputMode::Clamped => {
-                let free = match recurrent {
-                    Some(r) => r.tanh(),
-                    None => Tensor::zeros([b, n], &xt.device()),
-                };
-                let clamped = xt.clone().not_equal_elem(0.0);
-                free.mask_where(clamped, xt)
-            }
-        };
-        ys.push(yt.clone().reshape([b, 1, n]));
-        y = Some(yt);
-    }
-    Tensor::cat(ys, 1)
 }

@@ -148,9 +148,11 @@ pub(super) fn backward_steps<F: Real, R: Rule<F>>(
     let bn = b * n;
     let clip = spec.clip.map(F::of);
     let alpha = AlphaRows::new(spec.alpha, alpha, n);
+    let trace_len = if R::PLASTIC { bn * n } else { 0 };
     let mut g = cot
         .gh
-        .map_or_else(|| vec![F::zero(); bn * n], <[F]>::to_vec);
+        .filter(|_| R::PLASTIC)
+        .map_or_else(|| vec![F::zero(); trace_len], <[F]>::to_vec);
     let mut g_e = kept_trace(R::ELIGIBILITY, cot.ge, bn * n);
     let mut galpha = vec![F::zero(); alpha.grad_len()];
     let mut rule_grads = rule.zero_grads(n);
@@ -179,6 +181,7 @@ pub(super) fn backward_steps<F: Real, R: Rule<F>>(
         // pass when reversing).
         let sums = match pending_sums.take() {
             Some(sums) => sums,
+            None if !R::PLASTIC => ColumnSums::zeros::<R>(0),
             None => pass_a::<F, R>(h, e, &g, &g_e, blocks, &c, ypre, clip, reverse, n),
         };
         // dL/dy_t and dL/dpre_t.
@@ -402,6 +405,14 @@ pub(crate) fn pass_b<F: Real, R: Rule<F>>(
     );
     let alpha = weights.alpha;
     let n = alpha.n;
+    if !R::PLASTIC {
+        // The network without plasticity: dL/dy_{t-1} = P_t w^T, one matrix product.
+        let batch = phat.len() / n;
+        let mut gy_pre = vec![F::zero(); batch * n];
+        let w_t = (weights.w, 1, n as isize);
+        F::gemm_acc((batch, n, n), (phat, n as isize, 1), w_t, &mut gy_pre);
+        return (gy_pre, None);
+    }
     let (m, batch) = (rows_of(blocks), ypre.len() / rows_of(blocks));
     let per_connection = alpha.per_connection;
     let hs = split_rows(h, blocks, n);

@@ -87,13 +87,15 @@ pub(super) fn forward_steps<F: Real, R: Rule<F>>(
     let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
     let bn = b * n;
     let segment = plan(spec.backward, t_len, rule.reversible(spec));
+    let trace_len = if R::PLASTIC { bn * n } else { 0 };
     let mut hebb = init
         .h0
-        .map_or_else(|| vec![F::zero(); bn * n], <[F]>::to_vec);
+        .filter(|_| R::PLASTIC)
+        .map_or_else(|| vec![F::zero(); trace_len], <[F]>::to_vec);
     let mut elig = kept_trace(R::ELIGIBILITY, init.e0, bn * n);
     let h0_saved = init
         .h0
-        .filter(|h| segment == 0 && h.iter().any(|v| *v != F::zero()))
+        .filter(|h| R::PLASTIC && segment == 0 && h.iter().any(|v| *v != F::zero()))
         .map(<[F]>::to_vec);
     let mut checkpoints = Vec::new();
     if segment > 0 {
@@ -167,6 +169,18 @@ pub(crate) fn forward_pass<F: Real, R: Rule<F>>(
     acc: &mut [F],
 ) {
     let n = alpha.n;
+    if !R::PLASTIC {
+        // The network without plasticity: acc = y w, one matrix product for the batch.
+        let batch = acc.len() / n;
+        acc.iter_mut().for_each(|a| *a = F::zero());
+        F::gemm_acc(
+            (batch, n, n),
+            (ypre, n as isize, 1),
+            (w, n as isize, 1),
+            acc,
+        );
+        return;
+    }
     let (m, batch) = (rows_of(blocks), acc.len() / n);
     let hs = split_rows(hebb, blocks, n);
     let es = split_rows(elig, blocks, n);

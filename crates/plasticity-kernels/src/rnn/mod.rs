@@ -32,8 +32,8 @@ use crate::real::Real;
 use crate::simd::with_simd;
 use crate::spec::{AlphaShape, EpisodeSpec, InputMode, Modulation, SpecError, TraceRule};
 use crate::trace::{
-    kept_trace, through_clip, Activity, Coefficients, ColumnSums, Decaying, Modulator, Oja,
-    Retroactive, RowFactor, Rule, RuleGrads, Shares, Simple,
+    kept_trace, through_clip, Activity, Coefficients, ColumnSums, Decaying, Modulator, NoTrace,
+    Oja, Retroactive, RowFactor, Rule, RuleGrads, Shares, Simple,
 };
 use core::ops::Range;
 use rayon::prelude::*;
@@ -73,6 +73,7 @@ pub struct ModulatedParams<'a, F> {
 /// A spec's trace rule with its parameters.
 #[derive(Clone, Copy, Debug)]
 enum AnyRule<'a, F> {
+    NoTrace(NoTrace),
     Decaying(Decaying<F>),
     Oja(Oja<F>),
     Simple(Simple<'a, F>),
@@ -84,6 +85,7 @@ enum AnyRule<'a, F> {
 macro_rules! with_rule {
     ($rule:expr, $r:ident => $body:expr) => {
         match $rule {
+            AnyRule::NoTrace($r) => $body,
             AnyRule::Decaying($r) => $body,
             AnyRule::Oja($r) => $body,
             AnyRule::Simple($r) => $body,
@@ -102,6 +104,9 @@ impl<'a, F: Real> Params<'a, F> {
             )));
         }
         check_weights(spec, self.w, self.alpha)?;
+        if !spec.plastic {
+            return Ok(AnyRule::NoTrace(NoTrace));
+        }
         if !self.eta.is_finite() {
             return Err(SpecError(format!(
                 "eta must be finite (got {:?})",
@@ -122,6 +127,11 @@ impl<'a, F: Real> ModulatedParams<'a, F> {
         if spec.modulation == Modulation::None {
             return Err(SpecError(
                 "modulation: None episodes run with Params (forward), not ModulatedParams".into(),
+            ));
+        }
+        if !spec.plastic {
+            return Err(SpecError(
+                "plastic: a network without plasticity has no modulation".into(),
             ));
         }
         if spec.rule != TraceRule::Hebb {
@@ -161,7 +171,8 @@ impl<'a, F: Real> ModulatedParams<'a, F> {
 fn check_weights<F>(spec: &EpisodeSpec, w: &[F], alpha: &[F]) -> Result<(), SpecError> {
     let n = spec.neurons;
     spec.check_len("w", w.len(), n * n)?;
-    spec.check_len("alpha", alpha.len(), spec.alpha.len(n))
+    let alpha_len = if spec.plastic { spec.alpha.len(n) } else { 0 };
+    spec.check_len("alpha", alpha.len(), alpha_len)
 }
 
 /// What the forward pass returns and the backward pass needs: the episode's activations, its
@@ -372,7 +383,8 @@ fn run_forward<F: Real>(
     check_state(spec, y0, h0, e0)?;
     let init = Init { x, y0, h0, e0 };
     let mut ep = in_pool(|| {
-        with_rule!(rule, r => if split_batch(b, n) {
+        // Without a trace, the whole batch's product is one matrix product per step.
+        with_rule!(rule, r => if spec.plastic && split_batch(b, n) {
             forward_split(spec, w, alpha, &r, &init)
         } else {
             forward_steps(spec, w, alpha, &r, &init, &row_blocks(n, b))

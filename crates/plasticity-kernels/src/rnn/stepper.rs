@@ -66,11 +66,18 @@ impl<F: Real> Stepper<F> {
     }
 
     fn start(spec: &EpisodeSpec, init: &Init<'_, F>, blocks: Vec<Range<usize>>) -> Self {
-        let len = init.y0.len() * spec.neurons;
+        let len = if spec.plastic {
+            init.y0.len() * spec.neurons
+        } else {
+            0
+        };
         Stepper {
             spec: *spec,
             y: init.y0.to_vec(),
-            hebb: init.h0.map_or_else(|| vec![F::zero(); len], <[F]>::to_vec),
+            hebb: init
+                .h0
+                .filter(|_| spec.plastic)
+                .map_or_else(|| vec![F::zero(); len], <[F]>::to_vec),
             elig: kept_trace(spec.modulation.has_eligibility(), init.e0, len),
             pending: None,
             modulator: Vec::new(),

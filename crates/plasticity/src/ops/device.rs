@@ -172,7 +172,9 @@ impl OpKernels for burn::backend::Cube {
         save: bool,
     ) -> (Vec<FloatTensor<Self>>, Option<CubeSaved>) {
         match op {
-            Op::Episode(spec) if spec.modulation == plasticity_kernels::Modulation::None => {
+            Op::Episode(spec)
+                if spec.plastic && spec.modulation == plasticity_kernels::Modulation::None =>
+            {
                 let (outputs, saved) = super::episode::tensor_forward::<Self>(*spec, inputs, save);
                 (outputs, saved.map(CubeSaved::Episode))
             }

@@ -69,6 +69,44 @@ pub fn plastic_episode(
     ))
 }
 
+/// Runs the same network without plasticity (`spec.plastic` must be false; the papers'
+/// baseline, `alpha = 0` and no trace) on the engine: `y_t = tanh(y_{t-1} w + x_t)` (or the
+/// clamped input mode), with gradients for `w`, `x` and `y0` on autodiff devices.
+///
+/// Shapes: `w: [N, N]`, `x: [B, T, N]`, `y0: [B, N]`; returns `ys: [B, T, N]`.
+pub fn static_episode(
+    w: Tensor<2>,
+    x: Tensor<3>,
+    y0: Tensor<2>,
+    spec: EpisodeSpec,
+) -> Result<Tensor<3>, SpecError> {
+    if spec.plastic || spec.modulation != Modulation::None {
+        return Err(SpecError(
+            "plastic: static_episode runs the network without plasticity (plastic: false, no modulation)"
+                .into(),
+        ));
+    }
+    let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
+    let rule = RuleInputs {
+        alpha: Input::Empty,
+        eta: Input::Empty,
+        m: Input::Empty,
+        m_bias: Input::Empty,
+        fan_w: Input::Empty,
+        fan_b: Input::Empty,
+        eta_e: Input::Empty,
+    };
+    let inputs = EpisodeInputs {
+        w: Input::new(w, [n, n]),
+        rule,
+        x: Input::new(x, [b, t, n]),
+        y0: Input::new(y0, [b, n]),
+        hebb0: Input::Empty,
+        elig0: Input::Empty,
+    };
+    Ok(Tensor::from_dispatch(episode(spec, inputs)?.ys))
+}
+
 /// The learned tensors of a neuromodulated plastic layer (ICLR 2019 section 3; see
 /// [`plasticity_kernels::Modulation`] for the equations).
 #[derive(Clone, Debug)]

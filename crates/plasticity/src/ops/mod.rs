@@ -38,7 +38,9 @@ mod rule;
 pub use conv::{conv_stack, conv_stack_supported};
 pub use dense::plastic_dense;
 pub use device::{HostKernels, HostSaved, OpKernels};
-pub use episode::{modulated_episode, plastic_episode, ModulatedOutput, ModulatedTensors};
+pub use episode::{
+    modulated_episode, plastic_episode, static_episode, ModulatedOutput, ModulatedTensors,
+};
 pub use lstm::{plastic_lstm, LstmOutput, LstmTensors};
 
 use burn::backend::autodiff::{

@@ -344,11 +344,13 @@ pub fn rollout<E: Environment>(
     let n = net.config().neurons;
     let (w_in, b_in) = linear_buffers(&agent.input);
     let (w_pol, b_pol) = linear_buffers(&agent.policy);
-    let (w, alpha, eta) = (
-        to_vec(net.w.val()),
-        to_vec(net.alpha.val()),
-        to_vec(net.eta.val())[0],
-    );
+    // The network without plasticity runs on the engine with no alpha and no trace.
+    let alpha = if net.config().plastic {
+        to_vec(net.alpha.val())
+    } else {
+        Vec::new()
+    };
+    let (w, eta) = (to_vec(net.w.val()), to_vec(net.eta.val())[0]);
     let md = net.modulator.as_ref().map(|md| {
         (
             to_vec(md.m.val()),
@@ -366,18 +368,15 @@ pub fn rollout<E: Environment>(
     let spec = net.spec(batch, 1);
     let mut episodes: Vec<E::Episode> = (0..batch).map(|_| env.reset(rng)).collect();
     let y0 = vec![0.0f32; batch * n];
-    let zero_bias = vec![0.0f32; n];
     /// The network's state, advanced in place one step at a time.
     enum Net {
-        /// The non-plastic network's activity `[B, N]`.
-        Static(Vec<f32>),
+        /// With or without plasticity.
         Plain(kernels::Stepper<f32>),
         /// With the modulator's `m`, `m_b`, fan-out `v` and `b`.
         Modulated(kernels::Stepper<f32>, (Vec<f32>, f32, Vec<f32>, Vec<f32>)),
     }
     let modulated = md.is_some();
     let mut stepper = match md {
-        None if !net.config().plastic => Net::Static(y0.clone()),
         None => Net::Plain(kernels::Stepper::new(&spec, &y0, None, None).map_err(|e| e.0)?),
         Some(md) => Net::Modulated(
             kernels::Stepper::new(&spec, &y0, None, None).map_err(|e| e.0)?,
@@ -410,14 +409,6 @@ pub fn rollout<E: Environment>(
         }
         let x = affine(&obs_t, &w_in, &b_in, obs_n, n);
         let y = match &mut stepper {
-            Net::Static(y) => {
-                // y(t) = tanh(y(t-1) w + x(t)).
-                let pre = affine(y, &w, &zero_bias, n, n);
-                for ((yj, p), xj) in y.iter_mut().zip(pre).zip(&x) {
-                    *yj = (p + xj).tanh();
-                }
-                &y[..]
-            }
             Net::Plain(st) => {
                 let p = Params {
                     w: &w,
