@@ -649,7 +649,9 @@ fn a_batch_gives_the_sum_of_its_episodes_run_one_by_one() {
 
 // ---------------------------------------------------------------------------------------------
 // The network without plasticity (`EpisodeSpec::plastic = false`, rule `NoTrace`): the same
-// activations and gradients (of w, x, y0) as the plastic episode with alpha = 0, with no trace.
+// activations and gradients (of w, x, y0) as the plastic episode with alpha = 0 (to rounding:
+// the plastic network runs a batch one episode per thread and sums dL/dw episode by episode),
+// with no trace.
 // ---------------------------------------------------------------------------------------------
 
 #[test]

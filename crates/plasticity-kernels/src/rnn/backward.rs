@@ -276,77 +276,17 @@ pub(crate) fn pass_a<F: Real, R: Rule<F>>(
     let partials: Vec<ColumnSums<F>> = hs
         .into_par_iter()
         .zip(blocks.par_iter())
-        .map(|(mut hs, rows)| {
+        .map(|(hs, rows)| {
             with_simd(|| {
-                let mut sums = ColumnSums::zeros::<R>(batch * n);
-                let clip_c = clip.unwrap_or_else(F::infinity);
-                for (r, i) in rows.clone().enumerate() {
-                    for (bi, hb) in hs.iter_mut().enumerate() {
-                        let hrow = &mut hb[r * n..(r + 1) * n];
-                        let at = (bi * m + i) * n..(bi * m + i + 1) * n;
-                        let grow = &g[at.clone()];
-                        let yi = ypre[bi * m + i];
-                        let cols = bi * n..(bi + 1) * n;
-                        if R::ELIGIBILITY {
-                            // Every row cut to n values: no bounds checks, so the loop vectorizes.
-                            let (hrow, grow) = (&hrow[..n], &grow[..n]);
-                            let (erow, gerow) = (&e[at.clone()][..n], &ge[at][..n]);
-                            let rate = &c.rate[cols.clone()][..n];
-                            let (s, se, see) = (
-                                &mut sums.g_e[cols.clone()][..n],
-                                &mut sums.ge_y[cols.clone()][..n],
-                                &mut sums.ge_e[cols][..n],
-                            );
-                            for j in 0..n {
-                                let z = hrow[j] + rate[j] * erow[j];
-                                let gv = through_clip(z, clip_c, grow[j]);
-                                s[j] += gv * erow[j];
-                                se[j] += gerow[j] * yi;
-                                see[j] += gerow[j] * erow[j];
-                            }
-                            continue;
-                        }
-                        let ui = c.u[bi * m + i];
-                        let (aa, vv) = (&c.a[cols.clone()], &c.v[cols.clone()]);
-                        let s1 = &mut sums.g_y[cols.clone()];
-                        if reverse {
-                            let s2 = &mut sums.g_h[cols];
-                            for ((((h, &gv), &aj), &vj), (a1, a2)) in hrow
-                                .iter_mut()
-                                .zip(grow)
-                                .zip(aa)
-                                .zip(vv)
-                                .zip(s1.iter_mut().zip(s2.iter_mut()))
-                            {
-                                let h0 = (*h - ui * vj) / aj;
-                                *h = h0;
-                                *a1 += gv * yi;
-                                *a2 += gv * h0;
-                            }
-                        } else if R::TRACE_SUM {
-                            let s2 = &mut sums.g_h[cols];
-                            for ((((&h0, &gv), &aj), &vj), (a1, a2)) in hrow
-                                .iter()
-                                .zip(grow)
-                                .zip(aa)
-                                .zip(vv)
-                                .zip(s1.iter_mut().zip(s2.iter_mut()))
-                            {
-                                let gv = through_clip(aj * h0 + ui * vj, clip_c, gv);
-                                *a1 += gv * yi;
-                                *a2 += gv * h0;
-                            }
-                        } else {
-                            for ((((&h0, &gv), &aj), &vj), a1) in
-                                hrow.iter().zip(grow).zip(aa).zip(vv).zip(s1.iter_mut())
-                            {
-                                let gv = through_clip(aj * h0 + ui * vj, clip_c, gv);
-                                *a1 += gv * yi;
-                            }
-                        }
-                    }
-                }
-                sums
+                pass_a_block::<F, R>(
+                    hs,
+                    rows,
+                    (e, g, ge),
+                    c,
+                    ypre,
+                    (clip, reverse),
+                    (m, n, batch),
+                )
             })
         })
         .collect();
@@ -406,11 +346,20 @@ pub(crate) fn pass_b<F: Real, R: Rule<F>>(
     let alpha = weights.alpha;
     let n = alpha.n;
     if !R::PLASTIC {
-        // The network without plasticity: dL/dy_{t-1} = P_t w^T, one matrix product.
+        // The network without plasticity: dL/dy_{t-1} = P_t w^T, row by row.
         let batch = phat.len() / n;
+        let parts: Vec<Vec<F>> = blocks
+            .par_iter()
+            .map(|rows| with_simd(|| static_back_block(rows, weights.w, phat, (n, batch))))
+            .collect();
         let mut gy_pre = vec![F::zero(); batch * n];
-        let w_t = (weights.w, 1, n as isize);
-        F::gemm_acc((batch, n, n), (phat, n as isize, 1), w_t, &mut gy_pre);
+        for (dy, rows) in parts.into_iter().zip(blocks) {
+            for (r, i) in rows.clone().enumerate() {
+                for bi in 0..batch {
+                    gy_pre[bi * n + i] = dy[r * batch + bi];
+                }
+            }
+        }
         return (gy_pre, None);
     }
     let (m, batch) = (rows_of(blocks), ypre.len() / rows_of(blocks));
@@ -419,89 +368,28 @@ pub(crate) fn pass_b<F: Real, R: Rule<F>>(
     let gs = split_rows(grads.g, blocks, n);
     let ges = split_rows(grads.g_e, blocks, n);
     let galpha_rows = block_rows(grads.galpha, blocks, n, per_connection);
-    type BlockOut<F> = (Vec<F>, Vec<F>, Option<ColumnSums<F>>);
+    let ctx = PassB {
+        e,
+        weights,
+        c,
+        ypre,
+        ypost,
+        phat,
+        clip,
+        prev: &prev,
+        n,
+        m,
+        batch,
+        per_connection,
+    };
     let results: Vec<BlockOut<F>> = gs
         .into_par_iter()
         .zip(hs)
         .zip(ges)
         .zip(galpha_rows)
         .zip(blocks.par_iter())
-        .map(|((((mut gs, mut hs), mut ges), mut ga_rows), rows)| {
-            with_simd(|| {
-                let mut dy = vec![F::zero(); rows.len() * batch];
-                let mut ga_local = if per_connection {
-                    Vec::new()
-                } else {
-                    vec![F::zero(); n]
-                };
-                let mut sums = prev.as_ref().map(|_| ColumnSums::zeros::<R>(batch * n));
-                let clip_c = clip.unwrap_or_else(F::infinity);
-                // One row kernel per clip setting, called through a pointer: kept out of line, it
-                // compiles to a tighter loop than inlined here (maze shape: backward 106 -> 86 ms).
-                let row_b: RowKernel<F> = row_kernel(clip.is_some());
-                let mut scratch = RowScratch {
-                    rule: vec![F::zero(); n],
-                    matvec: vec![F::zero(); n],
-                };
-                for (r, i) in rows.clone().enumerate() {
-                    let wrow = &weights.w[i * n..(i + 1) * n];
-                    let arow = alpha.row(i);
-                    for (bi, (gb, hb)) in gs.iter_mut().zip(hs.iter_mut()).enumerate() {
-                        let cols = bi * n..(bi + 1) * n;
-                        let row = Row {
-                            w: wrow,
-                            alpha: arow,
-                            a: &c.a[cols.clone()],
-                            v: &c.v[cols.clone()],
-                            r: match c.row {
-                                RowFactor::Post => &ypost[cols.clone()],
-                                RowFactor::V => &c.v[cols.clone()],
-                            },
-                            p: &phat[cols.clone()],
-                            yi: ypre[bi * m + i],
-                            ui: c.u[bi * m + i],
-                        };
-                        let grow = &mut gb[r * n..(r + 1) * n];
-                        let hrow = &mut hb[r * n..(r + 1) * n];
-                        let garow: &mut [F] = match ga_rows.as_deref_mut() {
-                            Some(rows_ga) => &mut rows_ga[r * n..(r + 1) * n],
-                            None => &mut ga_local,
-                        };
-                        let (rule_part, matvec_part) = if R::ELIGIBILITY {
-                            let at = (bi * m + i) * n..(bi * m + i + 1) * n;
-                            let eligibility = Eligibility {
-                                e: &e[at],
-                                ge: &mut ges[bi][r * n..(r + 1) * n],
-                                rate: &c.rate[cols],
-                                decay: c.decay,
-                            };
-                            pass_b_row_eligibility(
-                                grow,
-                                hrow,
-                                garow,
-                                &row,
-                                eligibility,
-                                clip_c,
-                                &mut scratch,
-                            )
-                        } else if let (Some(pv), Some(s)) = (&prev, sums.as_mut()) {
-                            let before = PrevRow {
-                                a: &pv.c.a[cols.clone()],
-                                v: &pv.c.v[cols.clone()],
-                                ui: pv.c.u[bi * m + i],
-                                yi: pv.ypre[bi * m + i],
-                            };
-                            let (s1, s2) = (&mut s.g_y[cols.clone()], &mut s.g_h[cols]);
-                            pass_ba_row(grow, hrow, garow, &row, &before, s1, s2, &mut scratch)
-                        } else {
-                            // SAFETY: `row_kernel` gives the AVX2 copy only where the CPU has it.
-                            unsafe { row_b(grow, hrow, garow, &row, clip_c, &mut scratch) }
-                        };
-                        dy[r * batch + bi] = c.row_scale * rule_part + matvec_part;
-                    }
-                }
-                (dy, ga_local, sums)
-            })
+        .map(|((((gs, hs), ges), ga_rows), rows)| {
+            with_simd(|| pass_b_block::<F, R>(&ctx, (gs, hs, ges, ga_rows), rows))
         })
         .collect();
     let mut gy_pre = vec![F::zero(); batch * m];
@@ -522,6 +410,232 @@ pub(crate) fn pass_b<F: Real, R: Rule<F>>(
         }
     }
     (gy_pre, total)
+}
+
+/// Pass A over one block of rows (see [`pass_a`]); `#[inline(always)]` so that [`with_simd`]
+/// compiles it for each instruction set.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn pass_a_block<F: Real, R: Rule<F>>(
+    mut hs: Vec<&mut [F]>,
+    rows: &Range<usize>,
+    (e, g, ge): (&[F], &[F], &[F]),
+    c: &Coefficients<F>,
+    ypre: &[F],
+    (clip, reverse): (Option<F>, bool),
+    (m, n, batch): (usize, usize, usize),
+) -> ColumnSums<F> {
+    let mut sums = ColumnSums::zeros::<R>(batch * n);
+    let clip_c = clip.unwrap_or_else(F::infinity);
+    for (r, i) in rows.clone().enumerate() {
+        for (bi, hb) in hs.iter_mut().enumerate() {
+            let hrow = &mut hb[r * n..(r + 1) * n];
+            let at = (bi * m + i) * n..(bi * m + i + 1) * n;
+            let grow = &g[at.clone()];
+            let yi = ypre[bi * m + i];
+            let cols = bi * n..(bi + 1) * n;
+            if R::ELIGIBILITY {
+                // Every row cut to n values: no bounds checks, so the loop vectorizes.
+                let (hrow, grow) = (&hrow[..n], &grow[..n]);
+                let (erow, gerow) = (&e[at.clone()][..n], &ge[at][..n]);
+                let rate = &c.rate[cols.clone()][..n];
+                let (s, se, see) = (
+                    &mut sums.g_e[cols.clone()][..n],
+                    &mut sums.ge_y[cols.clone()][..n],
+                    &mut sums.ge_e[cols][..n],
+                );
+                for j in 0..n {
+                    let z = hrow[j] + rate[j] * erow[j];
+                    let gv = through_clip(z, clip_c, grow[j]);
+                    s[j] += gv * erow[j];
+                    se[j] += gerow[j] * yi;
+                    see[j] += gerow[j] * erow[j];
+                }
+                continue;
+            }
+            let ui = c.u[bi * m + i];
+            let (aa, vv) = (&c.a[cols.clone()], &c.v[cols.clone()]);
+            let s1 = &mut sums.g_y[cols.clone()];
+            if reverse {
+                let s2 = &mut sums.g_h[cols];
+                for ((((h, &gv), &aj), &vj), (a1, a2)) in hrow
+                    .iter_mut()
+                    .zip(grow)
+                    .zip(aa)
+                    .zip(vv)
+                    .zip(s1.iter_mut().zip(s2.iter_mut()))
+                {
+                    let h0 = (*h - ui * vj) / aj;
+                    *h = h0;
+                    *a1 += gv * yi;
+                    *a2 += gv * h0;
+                }
+            } else if R::TRACE_SUM {
+                let s2 = &mut sums.g_h[cols];
+                for ((((&h0, &gv), &aj), &vj), (a1, a2)) in hrow
+                    .iter()
+                    .zip(grow)
+                    .zip(aa)
+                    .zip(vv)
+                    .zip(s1.iter_mut().zip(s2.iter_mut()))
+                {
+                    let gv = through_clip(aj * h0 + ui * vj, clip_c, gv);
+                    *a1 += gv * yi;
+                    *a2 += gv * h0;
+                }
+            } else {
+                for ((((&h0, &gv), &aj), &vj), a1) in
+                    hrow.iter().zip(grow).zip(aa).zip(vv).zip(s1.iter_mut())
+                {
+                    let gv = through_clip(aj * h0 + ui * vj, clip_c, gv);
+                    *a1 += gv * yi;
+                }
+            }
+        }
+    }
+    sums
+}
+
+/// Pass B of the network without plasticity over one block of rows:
+/// `dy[r, b] = sum_j w_ij P_bj` for its rows `i`, summed in lanes as the plastic row kernel
+/// sums its product term.
+#[inline(always)]
+fn static_back_block<F: Real>(
+    rows: &Range<usize>,
+    w: &[F],
+    phat: &[F],
+    (n, batch): (usize, usize),
+) -> Vec<F> {
+    let mut dy = vec![F::zero(); rows.len() * batch];
+    let mut terms = vec![F::zero(); n];
+    for (r, i) in rows.clone().enumerate() {
+        let wrow = &w[i * n..(i + 1) * n];
+        for (bi, p) in phat.chunks_exact(n).enumerate() {
+            for ((t, &wj), &pj) in terms.iter_mut().zip(wrow).zip(p) {
+                *t = wj * pj;
+            }
+            dy[r * batch + bi] = lane_sum(&terms);
+        }
+    }
+    dy
+}
+
+/// What pass B's blocks share (see [`pass_b`]).
+struct PassB<'a, F> {
+    e: &'a [F],
+    weights: &'a Weights<'a, F>,
+    c: &'a Coefficients<F>,
+    ypre: &'a [F],
+    ypost: &'a [F],
+    phat: &'a [F],
+    clip: Option<F>,
+    prev: &'a Option<PrevStep<'a, F>>,
+    n: usize,
+    m: usize,
+    batch: usize,
+    per_connection: bool,
+}
+
+/// What one block of pass B returns: `dL/dy_{t-1}` of its rows (`[rows, B]`), its share of a
+/// per-neuron `dL/dalpha`, and, fused with pass A of step `t-1`, its column sums.
+type BlockOut<F> = (Vec<F>, Vec<F>, Option<ColumnSums<F>>);
+
+/// The block's buffers: trace gradients `G`, traces, eligibility gradients, `dL/dalpha` rows.
+type BlockBuffers<'b, F> = (
+    Vec<&'b mut [F]>,
+    Vec<&'b mut [F]>,
+    Vec<&'b mut [F]>,
+    Option<&'b mut [F]>,
+);
+
+/// Pass B over one block of rows; `#[inline(always)]` so that [`with_simd`] compiles it for
+/// each instruction set.
+#[inline(always)]
+fn pass_b_block<F: Real, R: Rule<F>>(
+    ctx: &PassB<'_, F>,
+    (mut gs, mut hs, mut ges, mut ga_rows): BlockBuffers<'_, F>,
+    rows: &Range<usize>,
+) -> BlockOut<F> {
+    let PassB {
+        e,
+        weights,
+        c,
+        ypre,
+        ypost,
+        phat,
+        clip,
+        prev,
+        n,
+        m,
+        batch,
+        per_connection,
+    } = *ctx;
+    let alpha = weights.alpha;
+    let mut dy = vec![F::zero(); rows.len() * batch];
+    let mut ga_local = if per_connection {
+        Vec::new()
+    } else {
+        vec![F::zero(); n]
+    };
+    let mut sums = prev.as_ref().map(|_| ColumnSums::zeros::<R>(batch * n));
+    let clip_c = clip.unwrap_or_else(F::infinity);
+    // One row kernel per clip setting, called through a pointer: kept out of line, it
+    // compiles to a tighter loop than inlined here (maze shape: backward 106 -> 86 ms).
+    let row_b: RowKernel<F> = row_kernel(clip.is_some());
+    let mut scratch = RowScratch {
+        rule: vec![F::zero(); n],
+        matvec: vec![F::zero(); n],
+    };
+    for (r, i) in rows.clone().enumerate() {
+        let wrow = &weights.w[i * n..(i + 1) * n];
+        let arow = alpha.row(i);
+        for (bi, (gb, hb)) in gs.iter_mut().zip(hs.iter_mut()).enumerate() {
+            let cols = bi * n..(bi + 1) * n;
+            let row = Row {
+                w: wrow,
+                alpha: arow,
+                a: &c.a[cols.clone()],
+                v: &c.v[cols.clone()],
+                r: match c.row {
+                    RowFactor::Post => &ypost[cols.clone()],
+                    RowFactor::V => &c.v[cols.clone()],
+                },
+                p: &phat[cols.clone()],
+                yi: ypre[bi * m + i],
+                ui: c.u[bi * m + i],
+            };
+            let grow = &mut gb[r * n..(r + 1) * n];
+            let hrow = &mut hb[r * n..(r + 1) * n];
+            let garow: &mut [F] = match ga_rows.as_deref_mut() {
+                Some(rows_ga) => &mut rows_ga[r * n..(r + 1) * n],
+                None => &mut ga_local,
+            };
+            let (rule_part, matvec_part) = if R::ELIGIBILITY {
+                let at = (bi * m + i) * n..(bi * m + i + 1) * n;
+                let eligibility = Eligibility {
+                    e: &e[at],
+                    ge: &mut ges[bi][r * n..(r + 1) * n],
+                    rate: &c.rate[cols],
+                    decay: c.decay,
+                };
+                pass_b_row_eligibility(grow, hrow, garow, &row, eligibility, clip_c, &mut scratch)
+            } else if let (Some(pv), Some(s)) = (&prev, sums.as_mut()) {
+                let before = PrevRow {
+                    a: &pv.c.a[cols.clone()],
+                    v: &pv.c.v[cols.clone()],
+                    ui: pv.c.u[bi * m + i],
+                    yi: pv.ypre[bi * m + i],
+                };
+                let (s1, s2) = (&mut s.g_y[cols.clone()], &mut s.g_h[cols]);
+                pass_ba_row(grow, hrow, garow, &row, &before, s1, s2, &mut scratch)
+            } else {
+                // SAFETY: `row_kernel` gives the AVX2 copy only where the CPU has it.
+                unsafe { row_b(grow, hrow, garow, &row, clip_c, &mut scratch) }
+            };
+            dy[r * batch + bi] = c.row_scale * rule_part + matvec_part;
+        }
+    }
+    (dy, ga_local, sums)
 }
 
 /// What pass B reads of one row `i` of one episode.

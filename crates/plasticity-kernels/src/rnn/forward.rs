@@ -169,77 +169,112 @@ pub(crate) fn forward_pass<F: Real, R: Rule<F>>(
     acc: &mut [F],
 ) {
     let n = alpha.n;
-    if !R::PLASTIC {
-        // The network without plasticity: acc = y w, one matrix product for the batch.
-        let batch = acc.len() / n;
-        acc.iter_mut().for_each(|a| *a = F::zero());
-        F::gemm_acc(
-            (batch, n, n),
-            (ypre, n as isize, 1),
-            (w, n as isize, 1),
-            acc,
-        );
-        return;
-    }
     let (m, batch) = (rows_of(blocks), acc.len() / n);
     let hs = split_rows(hebb, blocks, n);
     let es = split_rows(elig, blocks, n);
-    let partials: Vec<Vec<F>> = hs
-        .into_par_iter()
-        .zip(es)
-        .zip(blocks.par_iter())
-        .map(|((mut hs, mut es), rows)| {
-            with_simd(|| {
-                let mut part = vec![F::zero(); batch * n];
-                for (r, i) in rows.clone().enumerate() {
-                    let wrow = &w[i * n..(i + 1) * n];
-                    let arow = alpha.row(i);
-                    for (bi, hb) in hs.iter_mut().enumerate() {
-                        let hrow = &mut hb[r * n..(r + 1) * n];
-                        let yi = ypre[bi * m + i];
-                        let accb = &mut part[bi * n..(bi + 1) * n];
-                        match update {
-                            Some(c) if R::ELIGIBILITY => {
-                                let erow = &mut es[bi][r * n..(r + 1) * n];
-                                update_row_eligibility(hrow, erow, c, (bi, i), (m, n), clip);
-                            }
-                            Some(c) => {
-                                // The update fused with the product: one pass over the row.
-                                let ui = c.u[bi * m + i];
-                                let cols = bi * n..(bi + 1) * n;
-                                let (aa, vv) = (&c.a[cols.clone()], &c.v[cols]);
-                                let row = (wrow, arow, aa, vv);
-                                match clip {
-                                    Some(cl) => {
-                                        update_product_row::<F, true>(accb, hrow, row, ui, yi, cl)
-                                    }
-                                    None => update_product_row::<F, false>(
-                                        accb,
-                                        hrow,
-                                        row,
-                                        ui,
-                                        yi,
-                                        F::zero(),
-                                    ),
-                                }
-                                continue;
-                            }
-                            None => {}
-                        }
-                        for (((a, &h), &wj), &aj) in accb.iter_mut().zip(&*hrow).zip(wrow).zip(arow)
-                        {
-                            *a += (wj + aj * h) * yi;
-                        }
-                    }
-                }
-                part
+    let partials: Vec<Vec<F>> = if !R::PLASTIC {
+        // The network without plasticity: acc = y w, streaming the rows of w once per step
+        // for every episode, summed in the order the plastic product sums (so it gives the
+        // plastic network's bits when alpha = 0).
+        blocks
+            .par_iter()
+            .map(|rows| with_simd(|| static_block(rows, w, ypre, (m, n, batch))))
+            .collect()
+    } else {
+        hs.into_par_iter()
+            .zip(es)
+            .zip(blocks.par_iter())
+            .map(|((hs, es), rows)| {
+                with_simd(|| {
+                    forward_block::<F, R>(
+                        hs,
+                        es,
+                        rows,
+                        (w, alpha),
+                        ypre,
+                        update,
+                        clip,
+                        (m, n, batch),
+                    )
+                })
             })
-        })
-        .collect();
+            .collect()
+    };
     acc.iter_mut().for_each(|a| *a = F::zero());
     for part in partials {
         acc.iter_mut().zip(part).for_each(|(a, p)| *a += p);
     }
+}
+
+/// [`forward_pass`] over one block of rows: returns its share of `acc`, `[B, N]`;
+/// `#[inline(always)]` so that [`with_simd`] compiles it for each instruction set.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn forward_block<F: Real, R: Rule<F>>(
+    mut hs: Vec<&mut [F]>,
+    mut es: Vec<&mut [F]>,
+    rows: &Range<usize>,
+    (w, alpha): (&[F], &AlphaRows<'_, F>),
+    ypre: &[F],
+    update: Option<&Coefficients<F>>,
+    clip: Option<F>,
+    (m, n, batch): (usize, usize, usize),
+) -> Vec<F> {
+    let mut part = vec![F::zero(); batch * n];
+    for (r, i) in rows.clone().enumerate() {
+        let wrow = &w[i * n..(i + 1) * n];
+        let arow = alpha.row(i);
+        for (bi, hb) in hs.iter_mut().enumerate() {
+            let hrow = &mut hb[r * n..(r + 1) * n];
+            let yi = ypre[bi * m + i];
+            let accb = &mut part[bi * n..(bi + 1) * n];
+            match update {
+                Some(c) if R::ELIGIBILITY => {
+                    let erow = &mut es[bi][r * n..(r + 1) * n];
+                    update_row_eligibility(hrow, erow, c, (bi, i), (m, n), clip);
+                }
+                Some(c) => {
+                    // The update fused with the product: one pass over the row.
+                    let ui = c.u[bi * m + i];
+                    let cols = bi * n..(bi + 1) * n;
+                    let (aa, vv) = (&c.a[cols.clone()], &c.v[cols]);
+                    let row = (wrow, arow, aa, vv);
+                    match clip {
+                        Some(cl) => update_product_row::<F, true>(accb, hrow, row, ui, yi, cl),
+                        None => update_product_row::<F, false>(accb, hrow, row, ui, yi, F::zero()),
+                    }
+                    continue;
+                }
+                None => {}
+            }
+            for (((a, &h), &wj), &aj) in accb.iter_mut().zip(&*hrow).zip(wrow).zip(arow) {
+                *a += (wj + aj * h) * yi;
+            }
+        }
+    }
+    part
+}
+
+/// The product of the network without plasticity over one block of rows: its share of
+/// `acc = y w`, `[B, N]`.
+#[inline(always)]
+fn static_block<F: Real>(
+    rows: &Range<usize>,
+    w: &[F],
+    ypre: &[F],
+    (m, n, batch): (usize, usize, usize),
+) -> Vec<F> {
+    let mut part = vec![F::zero(); batch * n];
+    for i in rows.clone() {
+        let wrow = &w[i * n..(i + 1) * n];
+        for (bi, accb) in part.chunks_exact_mut(n).enumerate() {
+            let yi = ypre[bi * m + i];
+            for (a, &wj) in accb.iter_mut().zip(wrow) {
+                *a += wj * yi;
+            }
+        }
+    }
+    part
 }
 
 /// `clip(x, -c, c)` when `CLIP` (a constant, so a loop calling it is specialised per setting
@@ -355,25 +390,37 @@ pub(crate) fn update_rows<F: Real, const ELIG: bool>(
     hs.into_par_iter()
         .zip(es)
         .zip(blocks.par_iter())
-        .for_each(|((mut hs, mut es), rows)| {
-            with_simd(|| {
-                for (r, i) in rows.clone().enumerate() {
-                    for (bi, hb) in hs.iter_mut().enumerate() {
-                        let hrow = &mut hb[r * n..(r + 1) * n];
-                        if ELIG {
-                            let erow = &mut es[bi][r * n..(r + 1) * n];
-                            update_row_eligibility(hrow, erow, c, (bi, i), (m, n), clip);
-                        } else {
-                            let ui = c.u[bi * m + i];
-                            let cols = bi * n..(bi + 1) * n;
-                            let (aa, vv) = (&c.a[cols.clone()], &c.v[cols]);
-                            match clip {
-                                Some(cl) => update_row::<F, true>(hrow, aa, vv, ui, cl),
-                                None => update_row::<F, false>(hrow, aa, vv, ui, F::zero()),
-                            }
-                        }
-                    }
-                }
-            })
+        .for_each(|((hs, es), rows)| {
+            with_simd(|| update_block::<F, ELIG>(hs, es, rows, c, clip, (m, n)))
         });
+}
+
+/// [`update_rows`] over one block of rows; `#[inline(always)]` so that [`with_simd`] compiles
+/// it for each instruction set.
+#[inline(always)]
+fn update_block<F: Real, const ELIG: bool>(
+    mut hs: Vec<&mut [F]>,
+    mut es: Vec<&mut [F]>,
+    rows: &Range<usize>,
+    c: &Coefficients<F>,
+    clip: Option<F>,
+    (m, n): (usize, usize),
+) {
+    for (r, i) in rows.clone().enumerate() {
+        for (bi, hb) in hs.iter_mut().enumerate() {
+            let hrow = &mut hb[r * n..(r + 1) * n];
+            if ELIG {
+                let erow = &mut es[bi][r * n..(r + 1) * n];
+                update_row_eligibility(hrow, erow, c, (bi, i), (m, n), clip);
+            } else {
+                let ui = c.u[bi * m + i];
+                let cols = bi * n..(bi + 1) * n;
+                let (aa, vv) = (&c.a[cols.clone()], &c.v[cols]);
+                match clip {
+                    Some(cl) => update_row::<F, true>(hrow, aa, vv, ui, cl),
+                    None => update_row::<F, false>(hrow, aa, vv, ui, F::zero()),
+                }
+            }
+        }
+    }
 }
