@@ -1,7 +1,7 @@
 //! Run-time CPU feature dispatch (`simd.rs`) changes the instruction set, never the result: the
-//! AVX2 version of every kernel gives the same bits as the baseline version (f32, shapes large
+//! AVX2 and AVX-512 versions of every kernel give the same bits as the baseline version (f32, shapes large
 //! enough to vectorise, every rule, clip and the batch split). A test binary of its own, since
-//! it switches the dispatch for the whole process. On a CPU without AVX2 both runs take the
+//! it switches the dispatch for the whole process. On a CPU without them the runs take the
 //! baseline path and the test still checks determinism.
 
 use plasticity_kernels::dense::{
@@ -105,19 +105,33 @@ fn run_all() -> Vec<f32> {
 }
 
 #[test]
-fn avx2_and_baseline_kernels_give_the_same_bits() {
-    simd::force_baseline(true);
-    assert!(!simd::avx2_active());
+fn every_instruction_set_gives_the_same_bits() {
+    use simd::Isa;
+    simd::force(Isa::Baseline);
+    assert_eq!(simd::active(), Isa::Baseline);
     let baseline = run_all();
-    simd::force_baseline(false);
-    println!("kernels run with: {}", simd::instruction_set());
-    let best = run_all();
-    assert_eq!(baseline.len(), best.len());
     assert!(baseline.iter().all(|v| v.is_finite()));
-    let differing = baseline
-        .iter()
-        .zip(&best)
-        .filter(|(a, b)| a.to_bits() != b.to_bits())
-        .count();
-    assert_eq!(differing, 0, "{differing} of {} values differ", best.len());
+    for isa in [Isa::Avx2, Isa::Avx512] {
+        simd::force(isa);
+        // On a CPU without `isa`, the best it has runs (possibly the baseline again).
+        println!(
+            "kernels capped at {}: run with {}",
+            isa.name(),
+            simd::instruction_set()
+        );
+        let other = run_all();
+        assert_eq!(baseline.len(), other.len());
+        let differing = baseline
+            .iter()
+            .zip(&other)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(
+            differing,
+            0,
+            "{}: {differing} of {} values differ from the baseline's",
+            simd::instruction_set(),
+            other.len()
+        );
+    }
 }
