@@ -2,15 +2,16 @@
 //! section 4.4), their evaluation and their pictures: the agent's trajectory in one episode
 //! before and after training (maze) and the modulator over an episode (modulated agents).
 
-use crate::{
-    merge_config_file, parse_enum, plot, png, read_json, resumed_config, saved_run, set_threads,
-    train_command, usage, CommonArgs, Failure, ProductThreads, TrainCommand,
+use super::common::{
+    load_run_model, parse_enum, saved_run, usage, CommonArgs, Failure, ProductThreads,
 };
+use super::pipeline::{last_n, RunSpec, Session};
+use super::rl_pictures::{write_pictures, write_trajectory};
 use clap::Args;
-use plasticity::tasks::a2c::{self, A2cTask, AgentModel, Rollout};
+use plasticity::tasks::a2c::{self, A2cTask, AgentModel};
 use plasticity::tasks::cue_reward::{self, CueRewardConfig, CueRewardTask};
-use plasticity::tasks::maze::{MazeConfig, MazeEpisode, MazePreset, MazeTask};
-use plasticity::train::{self, Experiment};
+use plasticity::tasks::maze::{MazeConfig, MazePreset, MazeTask};
+use plasticity::train;
 use plasticity::TraceRule;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -94,22 +95,16 @@ fn parse_model(v: &str) -> Result<AgentModel, Failure> {
 }
 
 /// Resolves the maze configuration: preset (or the resumed run's), config file, options.
-fn maze_config(args: &MazeArgs, base: Option<serde_json::Value>) -> Result<MazeConfig, Failure> {
-    let mut c: MazeConfig = match base {
-        Some(v) => serde_json::from_value(v).map_err(|e| usage(format!("config: {e}")))?,
-        None => {
-            let preset = match &args.preset {
-                Some(p) => p
-                    .parse::<MazePreset>()
-                    .map_err(|e| usage(format!("--preset: {e}")))?,
-                None => MazePreset::Paper,
-            };
-            MazeConfig::preset(preset)
-        }
-    };
-    if let Some(path) = &args.common.config {
-        c = merge_config_file(c, path)?;
-    }
+fn maze_config(args: &MazeArgs, s: &Session<'_>) -> Result<MazeConfig, Failure> {
+    let mut c: MazeConfig = s.config(|| {
+        let preset = match &args.preset {
+            Some(p) => p
+                .parse::<MazePreset>()
+                .map_err(|e| usage(format!("--preset: {e}")))?,
+            None => MazePreset::Paper,
+        };
+        Ok(MazeConfig::preset(preset))
+    })?;
     if let Some(m) = &args.model {
         c.model = parse_model(m)?;
     }
@@ -142,17 +137,8 @@ fn maze_config(args: &MazeArgs, base: Option<serde_json::Value>) -> Result<MazeC
 }
 
 /// Resolves the cue-reward configuration: defaults (or the resumed run's), config file, options.
-fn cue_reward_config(
-    args: &CueRewardArgs,
-    base: Option<serde_json::Value>,
-) -> Result<CueRewardConfig, Failure> {
-    let mut c: CueRewardConfig = match base {
-        Some(v) => serde_json::from_value(v).map_err(|e| usage(format!("config: {e}")))?,
-        None => CueRewardConfig::default(),
-    };
-    if let Some(path) = &args.common.config {
-        c = merge_config_file(c, path)?;
-    }
+fn cue_reward_config(args: &CueRewardArgs, s: &Session<'_>) -> Result<CueRewardConfig, Failure> {
+    let mut c: CueRewardConfig = s.config(|| Ok(CueRewardConfig::default()))?;
     if let Some(m) = &args.model {
         c.model = parse_model(m)?;
     }
@@ -194,15 +180,15 @@ fn cue_reward_config(
 pub const RL_CPU_ONLY: &str =
     "--device: maze and cue-reward run on the CPU (the neuromodulated operation has no GPU path yet)";
 
+/// `plasticity maze`.
 pub fn train_maze(args: MazeArgs) -> Result<(), Failure> {
     if args.common.device != "cpu" {
         return Err(usage(RL_CPU_ONLY));
     }
-    let threads = set_threads(args.common.threads, ProductThreads::PerRun)?;
-    let common = &args.common;
-    let base = resumed_config(
+    let s = Session::start(
         "maze",
-        common,
+        &args.common,
+        ProductThreads::PerRun,
         &[
             ("--preset", args.preset.is_some()),
             ("--model", args.model.is_some()),
@@ -216,23 +202,23 @@ pub fn train_maze(args: MazeArgs) -> Result<(), Failure> {
             ("--alpha-init-std", args.alpha_init_std.is_some()),
         ],
     )?;
-    let config = maze_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
+    let config = maze_config(&args, &s)?;
     crate::safety::check_memory("maze", &config.memory_estimate())?;
     let task = MazeTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
     let config_json = serde_json::to_value(&config).expect("serializes");
-    let out = train_rl(&task, common, base.as_ref(), threads, config_json)?;
+    let out = train_rl(&task, &s, config_json)?;
     write_pictures(&task, &out, |ro, path| write_trajectory(&task, ro, path))
 }
 
+/// `plasticity cue-reward`.
 pub fn train_cue_reward(args: CueRewardArgs) -> Result<(), Failure> {
     if args.common.device != "cpu" {
         return Err(usage(RL_CPU_ONLY));
     }
-    let threads = set_threads(args.common.threads, ProductThreads::PerRun)?;
-    let common = &args.common;
-    let base = resumed_config(
+    let s = Session::start(
         "cue-reward",
-        common,
+        &args.common,
+        ProductThreads::PerRun,
         &[
             ("--model", args.model.is_some()),
             ("--neurons", args.neurons.is_some()),
@@ -244,183 +230,50 @@ pub fn train_cue_reward(args: CueRewardArgs) -> Result<(), Failure> {
             ("--warmup-updates", args.warmup_updates.is_some()),
         ],
     )?;
-    let config = cue_reward_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
+    let config = cue_reward_config(&args, &s)?;
     crate::safety::check_memory("cue-reward", &config.memory_estimate())?;
     let task = CueRewardTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
     let config_json = serde_json::to_value(&config).expect("serializes");
-    let out = train_rl(&task, common, base.as_ref(), threads, config_json)?;
+    let out = train_rl(&task, &s, config_json)?;
     write_pictures(&task, &out, |_, _| Ok(()))
 }
 
-/// Trains an actor-critic task through the shared plumbing; returns the run directory.
+/// Trains an actor-critic task through the shared pipeline; returns the run directory.
 fn train_rl<T: A2cTask>(
     task: &T,
-    common: &CommonArgs,
-    base: Option<&serde_json::Value>,
-    threads: usize,
+    s: &Session<'_>,
     config: serde_json::Value,
 ) -> Result<std::path::PathBuf, Failure> {
     let spec = task.agent_spec();
-    let cmd = TrainCommand {
-        task,
-        model: serde_json::to_value(spec.model).expect("serializes"),
+    let name = task.task_name();
+    let model = serde_json::to_value(spec.model).expect("serializes");
+    let run = RunSpec {
+        out: s.out(&format!(
+            "{name}-{}-seed{}",
+            model.as_str().unwrap_or("model"),
+            s.seed
+        )),
+        total: s.episodes(1000),
+        unit: "episodes",
         task_json: config,
         extra: json!({"neurons": spec.neurons}),
+        curves: &["loss", "reward"],
     };
-    let name = task.task_name();
-    let (summary, out) = train_command(cmd, common, base, threads, &["loss", "reward"], |p| {
+    s.check_episodes_run(&run.out, run.total, run.unit)?;
+    let summary = s.train(task, &run, |p| {
         format!("loss {:.3}  reward(50) {:.2}", p.loss, p.running[0])
     })?;
+    s.finish(&summary, &run)?;
     eprintln!(
         "{name}: {} episodes in {:.1} s; {}: loss {:.4}, reward {:.3}. Run directory: {}",
         summary.episodes,
         summary.seconds,
-        crate::last_n(&summary, "episodes"),
+        last_n(&summary, "episodes"),
         summary.final_loss,
         summary.final_metrics[0],
-        out.display()
+        run.out.display()
     );
-    Ok(out)
-}
-
-/// Episodes of the pictures, and the seed of their RNG (the same before and after training, so
-/// that both show the same mazes and cues).
-const PICTURE_EPISODES: usize = 3;
-const PICTURE_SEED: u64 = 1_000_003;
-
-/// Rolls out the initial model (rebuilt from the run's seed) and the last checkpoint on the same
-/// episodes; draws `trajectory` of each (`trajectory_before.png`, `trajectory_after.png`) and,
-/// for modulated agents, `modulator.svg` of the trained one.
-fn write_pictures<T: A2cTask>(
-    task: &T,
-    out: &Path,
-    trajectory: impl Fn(&Rollout<T::Episode>, &Path) -> Result<(), Failure>,
-) -> Result<(), Failure> {
-    let device = burn::tensor::Device::flex();
-    let seed = read_json(&out.join("config.json"))?["seed"]
-        .as_u64()
-        .unwrap_or(0);
-    let initial = task.init_model(&mut ChaCha8Rng::seed_from_u64(seed), &device);
-    let (trained, _) = crate::load_run_model(task, out, &device)?;
-    let batch = PICTURE_EPISODES.min(task.settings().batch.max(1));
-    let roll = |agent| {
-        a2c::rollout(
-            task,
-            agent,
-            batch,
-            &mut ChaCha8Rng::seed_from_u64(PICTURE_SEED),
-        )
-        .map_err(|e| Failure(1, e))
-    };
-    let before = roll(&initial)?;
-    let after = roll(&trained)?;
-    trajectory(&before, &out.join("trajectory_before.png"))?;
-    trajectory(&after, &out.join("trajectory_after.png"))?;
-    if !after.modulator.is_empty() {
-        write_modulator(task.task_name(), &after, &out.join("modulator.svg"))?;
-    }
-    Ok(())
-}
-
-/// Frames of the trajectory picture: the first `STRIP_FRAMES` steps of episode 0, in rows of
-/// `STRIP_COLUMNS`.
-const STRIP_FRAMES: usize = 60;
-const STRIP_COLUMNS: usize = 12;
-
-/// Draws the first steps of episode 0 of a maze rollout as a strip of frames (PNG): walls dark
-/// grey, the reward cell green, the agent red with its last three cells pink; a frame whose
-/// step earned the reward has a green border.
-pub fn write_trajectory(
-    task: &MazeTask,
-    ro: &Rollout<MazeEpisode>,
-    path: &Path,
-) -> Result<(), Failure> {
-    let maze = task.maze();
-    let l = maze.size();
-    let (cell, gap) = (5usize, 3usize);
-    let frames = STRIP_FRAMES.min(ro.steps);
-    let rows = frames.div_ceil(STRIP_COLUMNS);
-    let frame = l * cell + 2 * gap;
-    let (width, height) = (STRIP_COLUMNS * frame, rows.max(1) * frame);
-    let mut img = vec![255u8; width * height * 3];
-    let mut put = |x: usize, y: usize, c: [u8; 3]| {
-        let k = (y * width + x) * 3;
-        img[k..k + 3].copy_from_slice(&c);
-    };
-    for t in 0..frames {
-        let state = &ro.states[t]; // episode 0, step t
-        let (fx, fy) = ((t % STRIP_COLUMNS) * frame, (t / STRIP_COLUMNS) * frame);
-        let border = if ro.rewards[t] > 0.0 {
-            [40, 170, 60]
-        } else {
-            [225, 225, 225]
-        };
-        // The frame's border (the maze's cells are drawn over its inside below).
-        for y in 1..frame - 1 {
-            for x in 1..frame - 1 {
-                put(fx + x, fy + y, border);
-            }
-        }
-        let trail: Vec<(usize, usize)> = (t.saturating_sub(3)..t)
-            .map(|k| ro.states[k].agent)
-            .collect();
-        for r in 0..l {
-            for c in 0..l {
-                let colour = if maze.is_wall(r, c) {
-                    [70, 70, 70]
-                } else if (r, c) == state.agent {
-                    [220, 30, 30]
-                } else if (r, c) == state.reward_cell {
-                    [40, 170, 60]
-                } else if trail.contains(&(r, c)) {
-                    [245, 175, 175]
-                } else {
-                    [255, 255, 255]
-                };
-                for dy in 0..cell {
-                    for dx in 0..cell {
-                        put(fx + gap + c * cell + dx, fy + gap + r * cell + dy, colour);
-                    }
-                }
-            }
-        }
-    }
-    std::fs::write(path, png::rgb(width, height, &img))
-        .map_err(|e| Failure(1, format!("{}: {e}", path.display())))
-}
-
-/// Plots the modulator `M(t)` of the rollout's episodes and episode 0's rewards (scaled to the
-/// largest |reward|) over the steps of an episode (SVG).
-fn write_modulator<S>(name: &str, ro: &Rollout<S>, path: &Path) -> Result<(), Failure> {
-    let t_len = ro.steps;
-    let mut series: Vec<plot::Series> = (0..ro.batch)
-        .map(|b| plot::Series {
-            label: format!("M(t), episode {}", b + 1),
-            points: (0..t_len)
-                .map(|t| (t as f64, ro.modulator[b * t_len + t] as f64))
-                .collect(),
-            ..plot::Series::default()
-        })
-        .collect();
-    let top = ro.rewards[..t_len]
-        .iter()
-        .fold(0f32, |m, r| m.max(r.abs()))
-        .max(1e-6);
-    series.push(plot::Series {
-        label: format!("reward / {top} (episode 1)"),
-        points: (0..t_len)
-            .map(|t| (t as f64, (ro.rewards[t] / top) as f64))
-            .collect(),
-        ..plot::Series::default()
-    });
-    let svg = plot::svg_chart(
-        &format!("{name}: modulator over one episode (trained agent)"),
-        "step",
-        "M(t)",
-        &series,
-        false,
-    );
-    std::fs::write(path, svg).map_err(|e| Failure(1, format!("{}: {e}", path.display())))
+    Ok(run.out)
 }
 
 /// `plasticity eval maze|cue-reward`: mean reward per episode over `episodes` fresh batches.
@@ -488,7 +341,7 @@ fn eval_task<T: A2cTask>(
     extra: impl Fn(&T, &a2c::ActorCritic, u64, u64) -> Result<Vec<(&'static str, f64)>, Failure>,
 ) -> Result<(), Failure> {
     let name = task.task_name();
-    let (model, trained) = crate::load_run_model(task, run, device)?;
+    let (model, trained) = load_run_model(task, run, device)?;
     let started = Instant::now();
     let (means, _) = train::evaluate(task, &model, episodes, seed, device)?;
     let more = extra(task, &model, episodes, seed)?;

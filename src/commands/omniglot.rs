@@ -1,17 +1,18 @@
 //! `plasticity omniglot`, `plasticity eval omniglot`, `plasticity bench omniglot`
 //! (ICML 2018, section 4.3).
 
-use crate::{
-    check_positive_episodes, check_time_limit, merge_config_file, parse_enum, peak_rss_mb,
-    read_json, resumed_config, safety, set_threads, usage, write_learning_curve, CommonArgs,
-    Failure, ProductThreads,
+use super::common::{
+    check_experiment, parse_enum, peak_rss_mb, read_json, usage, CommonArgs, Failure,
+    ProductThreads,
 };
+use super::pipeline::{last_n, median, time_steps, RunSpec, Session};
+use crate::safety;
 use clap::Args;
 use plasticity::data::omniglot::Omniglot;
 use plasticity::tasks::omniglot::{
     wilson_interval, ClassSet, FeatureNorm, OmniglotConfig, OmniglotTask, Split,
 };
-use plasticity::train::{self, Experiment, RunOptions};
+use plasticity::train::{self, Experiment};
 use plasticity::TraceRule;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -80,17 +81,8 @@ pub struct OmniglotArgs {
 }
 
 /// Resolves the configuration: defaults (or a resumed run's), then `--config`, then options.
-fn omniglot_config(
-    args: &OmniglotArgs,
-    base: Option<serde_json::Value>,
-) -> Result<OmniglotConfig, Failure> {
-    let mut c: OmniglotConfig = match base {
-        Some(v) => serde_json::from_value(v).map_err(|e| usage(format!("config: {e}")))?,
-        None => OmniglotConfig::default(),
-    };
-    if let Some(path) = &args.common.config {
-        c = merge_config_file(c, path)?;
-    }
+fn omniglot_config(args: &OmniglotArgs, s: &Session<'_>) -> Result<OmniglotConfig, Failure> {
+    let mut c: OmniglotConfig = s.config(|| Ok(OmniglotConfig::default()))?;
     if let Some(s) = &args.split {
         c.split = s
             .parse::<Split>()
@@ -155,12 +147,13 @@ fn load_data(dir: &Path, config: &OmniglotConfig, quiet: bool) -> Result<Arc<Omn
 /// Held-out episodes run per forward pass in evaluation.
 const EVAL_BATCH: usize = 100;
 
+/// `plasticity omniglot`.
 pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
-    let threads = set_threads(args.common.threads, ProductThreads::One)?;
     let common = &args.common;
-    let base = resumed_config(
+    let s = Session::start(
         "omniglot",
         common,
+        ProductThreads::One,
         &[
             ("--split", args.split.is_some()),
             ("--split-seed", args.split_seed.is_some()),
@@ -177,102 +170,51 @@ pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
             ("--queries", args.queries.is_some()),
         ],
     )?;
-    let resume = common.resume.clone();
-    let config = omniglot_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
-    let saved = |key: &str| base.as_ref().and_then(|b| b.get(key).cloned());
-    let seed = common
-        .seed
-        .or_else(|| saved("seed").and_then(|v| v.as_u64()))
-        .unwrap_or(0);
-    let episodes = common
-        .episodes
-        .or_else(|| saved("episodes").and_then(|v| v.as_u64()))
-        .unwrap_or(DEFAULT_EPISODES);
-    let data_dir = args
-        .data_dir
-        .clone()
-        .or_else(|| saved("data_dir").and_then(|v| v.as_str().map(PathBuf::from)))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let config = omniglot_config(&args, &s)?;
+    let data_dir = s.data_dir(args.data_dir.as_ref(), DEFAULT_DATA_DIR);
     let split_name = serde_json::to_value(config.split).expect("serializes");
-    let out = resume
-        .clone()
-        .or_else(|| common.out.clone())
-        .unwrap_or_else(|| {
-            PathBuf::from(format!(
-                "runs/omniglot-{}-{}way{}shot-seed{seed}",
-                split_name.as_str().unwrap_or("split"),
-                config.ways,
-                config.shots
-            ))
-        });
-    check_time_limit(common)?;
-    check_positive_episodes(common)?;
-    safety::check_progress_every(common)?;
+    let out = s.out(&format!(
+        "omniglot-{}-{}way{}shot-seed{}",
+        split_name.as_str().unwrap_or("split"),
+        config.ways,
+        config.shots,
+        s.seed
+    ));
+    let total = s.episodes(DEFAULT_EPISODES);
     safety::check_memory("omniglot", &config.memory_estimate())?;
-    safety::check_run_dir(
-        common,
-        &safety::RunPlan {
-            out: &out,
-            base: base.as_ref(),
-            total: episodes,
-            requested: common.episodes.map(|e| format!("--episodes {e}")),
-            option: "--episodes",
-            unit: "updates",
-        },
-    )?;
+    s.check_episodes_run(&out, total, "updates")?;
     let data = load_data(&data_dir, &config, false)?;
     let task =
         OmniglotTask::new(config.clone(), data).map_err(|e| usage(format!("config: {e}")))?;
-    let resolved = json!({
-        "experiment": "omniglot",
-        "seed": seed,
-        "episodes": episodes,
-        "threads": threads,
-        "time_limit_minutes": common.time_limit,
-        "data_dir": data_dir,
-        "train_classes": task.split.train.len(),
-        "test_classes": task.split.test.len(),
-        "task": config,
-    });
-    check_time_limit(common)?;
-    let opts = RunOptions {
-        episodes,
-        seed,
-        out: out.clone(),
-        resume: resume.is_some(),
-        checkpoint_every: common.checkpoint_every,
-        time_limit: common.time_limit.map(|m| m * 60.0),
+    let spec = RunSpec {
+        out,
+        total,
+        unit: "updates",
+        task_json: serde_json::to_value(&config).expect("serializes"),
+        extra: json!({
+            "data_dir": data_dir,
+            "train_classes": task.split.train.len(),
+            "test_classes": task.split.test.len(),
+        }),
+        curves: &["loss", "accuracy"],
     };
-    let device = burn::tensor::Device::flex().autodiff();
-    let mut reporter =
-        safety::Reporter::new("omniglot", "updates", episodes, common.progress_every);
-    safety::catch_interrupts();
-    let summary = train::train(&task, &resolved, &opts, &device, &mut |p| {
-        let message = format!("loss {:.3}  accuracy(50) {:.3}", p.loss, p.running[0]);
-        reporter.update(p, message);
-    });
-    reporter.finish();
-    let summary = summary?;
-    write_learning_curve(&out, "omniglot", &["loss", "accuracy"])?;
-    if summary.stopped_by_signal {
-        return Err(safety::interrupted(
-            "omniglot", &summary, episodes, "updates", &out,
-        ));
-    }
+    let summary = s.train(&task, &spec, |p| {
+        format!("loss {:.3}  accuracy(50) {:.3}", p.loss, p.running[0])
+    })?;
+    s.finish(&summary, &spec)?;
     eprintln!(
         "omniglot: {} updates x {} episodes in {:.1} s; {}: loss {:.4}, training accuracy {:.4}. Run directory: {}",
         summary.episodes,
         config.meta_batch,
         summary.seconds,
-        crate::last_n(&summary, "updates"),
+        last_n(&summary, "updates"),
         summary.final_loss,
         summary.final_metrics[0],
-        out.display()
+        spec.out.display()
     );
-    crate::report_time_limit(&summary, episodes, &out);
     eprintln!(
         "held-out accuracy: plasticity eval omniglot --run {}",
-        out.display()
+        spec.out.display()
     );
     Ok(())
 }
@@ -292,7 +234,7 @@ pub struct EvalOptions {
 pub fn eval_omniglot(run: &Path, o: EvalOptions) -> Result<(), Failure> {
     let cfg_path = run.join("config.json");
     let saved = read_json(&cfg_path)?;
-    crate::check_experiment(&saved, &cfg_path, "omniglot")?;
+    check_experiment(&saved, &cfg_path, "omniglot")?;
     let config: OmniglotConfig = serde_json::from_value(saved["task"].clone())
         .map_err(|e| usage(format!("{}: task: {e}", cfg_path.display())))?;
     let episodes = o.episodes.unwrap_or(1000);
@@ -372,9 +314,9 @@ pub fn bench_omniglot(
     let task = OmniglotTask::new(config.clone(), data).map_err(usage)?;
     let device = burn::tensor::Device::flex().autodiff();
     // Per update: total, then its parts (episodes + forward, backward, Adam step).
-    let times = crate::time_steps(&task, episodes, &device)?;
-    let [forward_ms, backward_ms, optimizer_ms] = times.parts.clone().map(|p| crate::median(&p));
-    let update_ms = crate::median(&times.total);
+    let times = time_steps(&task, episodes, &device)?;
+    let [forward_ms, backward_ms, optimizer_ms] = times.parts.clone().map(|p| median(&p));
+    let update_ms = median(&times.total);
     let per_episode = update_ms / batch as f64;
     let rss = peak_rss_mb();
     if json_out {

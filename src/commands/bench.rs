@@ -1,0 +1,275 @@
+//! `plasticity bench <workload>`: times full training steps (forward, backward, Adam) of the
+//! papers' sizes, with the kernels' memory traffic against this machine's streaming bandwidth.
+
+use super::common::{parse_device, peak_rss_mb, set_threads, usage, Failure, ProductThreads};
+use super::images::image_sets;
+use super::pipeline::{median, time_steps};
+use super::{lm, omniglot, rl};
+use clap::Args;
+use plasticity::tasks::a2c::AgentModel;
+use plasticity::tasks::cue_reward::{CueRewardConfig, CueRewardTask};
+use plasticity::tasks::images::{ImageConfig, ImageTask};
+use plasticity::tasks::maze::{MazeConfig, MazeTask};
+use plasticity::tasks::pattern::{PatternConfig, PatternTask};
+use plasticity::tasks::synthetic::{SyntheticConfig, SyntheticTask};
+use plasticity::tasks::ModelKind;
+use plasticity::TraceRule;
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Options of `plasticity bench`.
+#[derive(Args)]
+pub(crate) struct BenchArgs {
+    /// Workload: pattern (N=1001, T=106, B=1) | oja (pattern with Oja's rule) | images
+    /// (N=1025, T=201, B=1, clamped input) | maze (N=100, T=200, B=30, clipped trace,
+    /// synthetic episodes) | maze-agent (the maze task itself: rollout, replay, A2C) |
+    /// cue-reward (N=200, T=120, B=30) | omniglot (5-way 1-shot, convolutions + plastic
+    /// output layer) | lm (Penn Treebank, small preset, one segment of 20 x 35 tokens per
+    /// update).
+    workload: String,
+    /// pattern, oja, images: plastic | rnn | lstm [default: plastic]; maze-agent, cue-reward:
+    /// rnn | plastic | modplast | modul [default: modul]; lm: lstm | plastic | modulated
+    /// [default: lstm].
+    #[arg(long)]
+    model: Option<String>,
+    /// Episodes per update [default: the workload's] (omniglot: the meta-batch).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Timed episodes (after 2 warm-up episodes).
+    #[arg(long, default_value_t = 10)]
+    episodes: usize,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// omniglot, lm: data folder [default: data/omniglot, data/ptb].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Device: cpu | wgpu[:INDEX] (a GPU; needs a build with `--features wgpu`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+/// `plasticity bench`.
+pub(crate) fn bench(a: BenchArgs) -> Result<(), Failure> {
+    let workload = a.workload.as_str();
+    let threads = set_threads(a.threads, ProductThreads::of(workload))?;
+    if workload == "omniglot" {
+        if a.device != "cpu" {
+            return Err(usage("--device: omniglot runs on the CPU"));
+        }
+        return omniglot::bench_omniglot(
+            a.batch.unwrap_or(1),
+            a.episodes,
+            a.json,
+            threads,
+            a.data_dir,
+        );
+    }
+    if workload == "lm" {
+        if a.device != "cpu" {
+            return Err(usage("--device: bench lm runs on the CPU"));
+        }
+        return lm::bench_lm(
+            a.model.as_deref().unwrap_or("lstm"),
+            a.batch,
+            a.episodes,
+            a.json,
+            threads,
+            a.data_dir,
+        );
+    }
+    bench_plastic(
+        workload,
+        a.model.as_deref(),
+        a.batch,
+        a.episodes,
+        a.json,
+        threads,
+        &a.device,
+    )
+}
+
+/// Streaming bandwidth of this machine in GB/s: the triad `a = b + s c` over three arrays of
+/// `floats / 3` values each (the workload's working set in all), on all rayon threads; best of 5.
+/// Bytes counted: two reads and one write per element.
+fn triad_gbs(floats: usize) -> f64 {
+    use rayon::prelude::*;
+    let len = (floats / 3).max(1 << 16);
+    let b = vec![1.0f32; len];
+    let c = vec![2.0f32; len];
+    let mut a = vec![0.0f32; len];
+    let chunk = len.div_ceil(4 * rayon::current_num_threads()).max(1 << 12);
+    let mut best = f64::INFINITY;
+    for rep in 0..6 {
+        let t0 = Instant::now();
+        a.par_chunks_mut(chunk)
+            .zip(b.par_chunks(chunk).zip(c.par_chunks(chunk)))
+            .for_each(|(a, (b, c))| {
+                for ((a, b), c) in a.iter_mut().zip(b).zip(c) {
+                    *a = b + 0.5 * c;
+                }
+            });
+        let s = t0.elapsed().as_secs_f64();
+        if rep > 0 {
+            best = best.min(s);
+        }
+    }
+    std::hint::black_box(&a);
+    (3 * len * 4) as f64 / best / 1e9
+}
+
+/// Bytes the fused kernels must stream per training step at least: each step reads `w` and
+/// `alpha` once (shared by the batch) and reads and writes each episode's `Hebb` (forward), then
+/// reads `w`, `alpha` and reads and writes `Hebb` and its gradient (reversed backward):
+/// `T (2 + 2B + 2 + 4B) N^2` f32 values. A lower bound: recomputation (clipping, Oja) streams more.
+fn model_bytes(n: usize, t: usize, b: usize) -> f64 {
+    (t * (4 + 6 * b) * n * n * 4) as f64
+}
+
+/// The benchmark workloads (issue 3): the papers' sizes, full training steps.
+const WORKLOADS: &str = "pattern (N=1001, T=106, B=1), oja (pattern with Oja's rule), \
+images (N=1025, T=201, B=1, clamped), maze (N=100, T=200, B=30, clipped trace, synthetic \
+episodes), maze-agent (the maze task: rollout, replay, A2C), cue-reward (N=200, T=120, B=30), \
+omniglot (5-way 1-shot, convolutions + plastic output layer), lm (Penn Treebank, small preset)";
+
+fn bench_plastic(
+    workload: &str,
+    model_name: Option<&str>,
+    batch: Option<usize>,
+    episodes: usize,
+    json_out: bool,
+    threads: usize,
+    device_name: &str,
+) -> Result<(), Failure> {
+    if episodes == 0 || batch == Some(0) {
+        return Err(usage("bench: --episodes and --batch must be positive"));
+    }
+    let device = parse_device(device_name)?;
+    let rl = matches!(workload, "maze-agent" | "cue-reward");
+    if rl && device_name != "cpu" {
+        return Err(usage(rl::RL_CPU_ONLY));
+    }
+    let model_name = model_name.unwrap_or(if rl { "modul" } else { "plastic" });
+    let agent = || {
+        model_name
+            .parse::<AgentModel>()
+            .map_err(|e| usage(format!("--model: {e}")))
+    };
+    let model = if rl {
+        ModelKind::Plastic // unused by the actor-critic workloads
+    } else {
+        model_name
+            .parse::<ModelKind>()
+            .map_err(|e| usage(format!("--model: {e}")))?
+    };
+    let pattern = |rule| PatternConfig {
+        batch: batch.unwrap_or(1),
+        rule,
+        model,
+        ..PatternConfig::default()
+    };
+    let synthetic = |mut c: SyntheticConfig| {
+        c.batch = batch.unwrap_or(c.batch);
+        c
+    };
+    // (N, T, B, rule and options) and the timings.
+    let (shape, times) = match workload {
+        "pattern" | "oja" => {
+            let rule = if workload == "oja" {
+                TraceRule::Oja
+            } else {
+                TraceRule::Hebb
+            };
+            let c = pattern(rule);
+            let shape = (c.neurons(), c.steps(), c.batch);
+            let task = PatternTask::new(c).map_err(usage)?;
+            (shape, time_steps(&task, episodes, &device)?)
+        }
+        "images" => {
+            // The embedded images: the timing does not depend on the pictures.
+            let c = ImageConfig {
+                batch: batch.unwrap_or(1),
+                model,
+                ..ImageConfig::default()
+            };
+            let shape = (c.neurons(), c.steps(), c.batch);
+            let (train_set, test_set) = image_sets(None)?;
+            let task = ImageTask::new(c, train_set, test_set).map_err(usage)?;
+            (shape, time_steps(&task, episodes, &device)?)
+        }
+        "maze" => {
+            let c = synthetic(SyntheticConfig::maze());
+            let shape = (c.net.neurons, c.steps, c.batch);
+            let task = SyntheticTask::new(c).map_err(usage)?;
+            (shape, time_steps(&task, episodes, &device)?)
+        }
+        "maze-agent" => {
+            let c = MazeConfig {
+                model: agent()?,
+                batch: batch.unwrap_or(MazeConfig::default().batch),
+                ..MazeConfig::default()
+            };
+            let shape = (c.neurons(), c.steps, c.batch);
+            let task = MazeTask::new(c).map_err(usage)?;
+            (shape, time_steps(&task, episodes, &device)?)
+        }
+        "cue-reward" => {
+            let c = CueRewardConfig {
+                model: agent()?,
+                batch: batch.unwrap_or(CueRewardConfig::default().batch),
+                ..CueRewardConfig::default()
+            };
+            let shape = (c.neurons, c.steps, c.batch);
+            let task = CueRewardTask::new(c).map_err(usage)?;
+            (shape, time_steps(&task, episodes, &device)?)
+        }
+        _ => {
+            return Err(usage(format!(
+                "bench: unknown workload '{workload}' (available: {WORKLOADS})"
+            )))
+        }
+    };
+    let (n, t, b) = shape;
+    let [forward_ms, backward_ms, optimizer_ms] = times.parts.clone().map(|p| median(&p));
+    let ms = median(&times.total);
+    let min = times.total.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = times.total.iter().copied().fold(0.0, f64::max);
+    let rss = peak_rss_mb();
+    // Roofline (CPU): the kernels' minimal traffic over the step's time, against the triad over
+    // a working set of the same size (w, alpha, each episode's Hebb and its gradient).
+    // Only the plastic kernels have that traffic: not the non-plastic RNN or the LSTM.
+    let plastic = !matches!(model_name, "rnn" | "lstm");
+    let achieved_gbs = plastic.then(|| model_bytes(n, t, b) / (ms / 1e3) / 1e9);
+    let stream_gbs = (plastic && device_name == "cpu").then(|| triad_gbs((2 + 2 * b) * n * n));
+    let fraction = stream_gbs.zip(achieved_gbs).map(|(s, a)| a / s);
+    if json_out {
+        println!(
+            "{}",
+            json!({"workload": workload, "model": model_name, "ms_per_episode": ms, "peak_rss_mb": rss, "threads": threads,
+                   "device": device_name, "device_memory_mb": times.device_mb,
+                   "model_bytes_per_step": plastic.then(|| model_bytes(n, t, b)), "achieved_gbs": achieved_gbs,
+                   "stream_gbs": stream_gbs, "roofline_fraction": fraction,
+                   "batch": b, "neurons": n, "steps": t, "episodes_timed": episodes,
+                   "min_ms": min, "max_ms": max,
+                   "forward_ms": forward_ms, "backward_ms": backward_ms, "optimizer_ms": optimizer_ms})
+        );
+    } else {
+        println!(
+            "| workload | device | N | T | B | threads | ms/step (median of {episodes}) | min | max | forward | backward | Adam | peak RSS MB | device MB | GB/s | triad GB/s | of roofline |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_string(), f);
+        println!(
+            "| {workload} | {device_name} | {n} | {t} | {b} | {threads} | {ms:.1} | {min:.1} | {max:.1} | {forward_ms:.1} | {backward_ms:.1} | {optimizer_ms:.1} | {rss:.0} | {} | {} | {} | {} |",
+            opt(times.device_mb, &|m| format!("{m:.0}")),
+            opt(achieved_gbs, &|g| format!("{g:.1}")),
+            opt(stream_gbs, &|g| format!("{g:.1}")),
+            opt(fraction, &|f| format!("{:.0}%", 100.0 * f)),
+        );
+    }
+    Ok(())
+}

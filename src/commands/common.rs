@@ -1,0 +1,302 @@
+//! What every command shares: the run options, the error with its exit code, threads and
+//! device, reading configurations and runs.
+
+use clap::Args;
+use plasticity::train::{self, Experiment, TrainError};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// Options every training command shares.
+#[derive(Args, Clone)]
+pub(crate) struct CommonArgs {
+    /// Training episodes (updates) [default: pattern 1000, omniglot 100000].
+    #[arg(long)]
+    pub(crate) episodes: Option<u64>,
+    /// Seed of the run (initialisation and episodes) [default: 0].
+    #[arg(long)]
+    pub(crate) seed: Option<u64>,
+    /// Run directory [default: `runs/<experiment>-<model>-seed<S>`].
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+    /// JSON configuration file (fields of the experiment's configuration); options override it.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Continue the run in DIR from its last checkpoint (its config.json is used).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) resume: Option<PathBuf>,
+    /// Episodes between checkpoints.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) checkpoint_every: u64,
+    /// Wall-clock budget in minutes (counting time before a resume): the run checkpoints and
+    /// stops after the episode that reaches it.
+    #[arg(long, value_name = "MINUTES")]
+    pub(crate) time_limit: Option<f64>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub(crate) threads: Option<usize>,
+    /// Device: cpu | wgpu[:INDEX] (a GPU; needs a build with `--features wgpu`).
+    #[arg(long, default_value = "cpu")]
+    pub(crate) device: String,
+    /// Replace the run in --out if the folder holds one (without it, a new run never
+    /// overwrites a run: exit 2).
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Seconds between progress lines when stderr is not a terminal (a log file, nohup); a
+    /// terminal shows a progress bar instead.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub(crate) progress_every: f64,
+}
+/// An error with its exit code (2: usage, configuration or data; 1: other).
+pub(crate) struct Failure(pub(crate) u8, pub(crate) String);
+
+impl From<TrainError> for Failure {
+    fn from(e: TrainError) -> Self {
+        let code = if matches!(e, TrainError::Usage(_)) {
+            2
+        } else {
+            1
+        };
+        Failure(code, e.to_string())
+    }
+}
+
+/// A usage error (exit 2).
+pub(crate) fn usage(msg: impl Into<String>) -> Failure {
+    Failure(2, msg.into())
+}
+
+/// How the kernels' matrix products (`matrixmultiply`, which keeps its own threads) share
+/// the cores with rayon's.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ProductThreads {
+    /// As many threads per product as `--threads` (the physical cores by default): the
+    /// recurrent and LSTM kernels run their large products one at a time.
+    PerRun,
+    /// One thread per product: the kernel already runs its products in parallel, one block of
+    /// images per rayon thread (the convolutions); threaded products inside them would put
+    /// twice as many threads as cores to work (measured: README, Omniglot, "Two threads").
+    One,
+}
+
+impl ProductThreads {
+    /// The setting for an experiment or benchmark workload named on the command line: `One`
+    /// for `omniglot` (the convolutions), else `PerRun`.
+    pub(crate) fn of(experiment: &str) -> Self {
+        if experiment == "omniglot" {
+            ProductThreads::One
+        } else {
+            ProductThreads::PerRun
+        }
+    }
+}
+
+/// The most `--threads` accepted on any machine (more on a machine with over 16 cores: 16 per
+/// core).
+const MAX_THREADS: usize = 256;
+
+/// Sizes rayon's global pool (`--threads`; default: all cores) and the matrix products'
+/// threads (see [`ProductThreads`]; a user's own `MATMUL_NUM_THREADS` wins). Returns rayon's
+/// thread count.
+pub(crate) fn set_threads(
+    threads: Option<usize>,
+    products: ProductThreads,
+) -> Result<usize, Failure> {
+    if let Some(t) = threads {
+        if t == 0 {
+            return Err(usage("--threads: must be positive"));
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let most = MAX_THREADS.max(16 * cores);
+        if t > most {
+            return Err(usage(format!(
+                "--threads {t}: at most {most} (this machine has {cores} cores)"
+            )));
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global()
+            .map_err(|e| Failure(1, e.to_string()))?;
+    }
+    // matrixmultiply reads MATMUL_NUM_THREADS once, before its first product (default: the
+    // physical cores), so this must run before any product.
+    if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
+        let per_product = match products {
+            ProductThreads::One => Some(1),
+            ProductThreads::PerRun => threads,
+        };
+        if let Some(n) = per_product {
+            std::env::set_var("MATMUL_NUM_THREADS", n.to_string());
+        }
+    }
+    Ok(rayon::current_num_threads())
+}
+
+/// The autodiff device named by `--device`: `cpu` (burn's Flex backend with the fused
+/// kernels) or `wgpu[:INDEX]` (a GPU through burn's wgpu / CubeCL runtime: the default adapter,
+/// or the INDEX-th discrete GPU; needs a build with `--features wgpu`).
+pub(crate) fn parse_device(name: &str) -> Result<burn::tensor::Device, Failure> {
+    let (kind, index) = match name.split_once(':') {
+        Some((kind, i)) => (
+            kind,
+            Some(i.parse::<usize>().map_err(|_| {
+                usage(format!(
+                    "--device {name}: the index after ':' must be a number"
+                ))
+            })?),
+        ),
+        None => (name, None),
+    };
+    match kind {
+        "cpu" => Ok(burn::tensor::Device::flex().autodiff()),
+        #[cfg(feature = "wgpu")]
+        "wgpu" | "gpu" => {
+            use burn::tensor::DeviceKind;
+            let kind = index.map_or(DeviceKind::DefaultDevice, DeviceKind::DiscreteGpu);
+            let device = burn::tensor::Device::wgpu(kind).autodiff();
+            probe_device(&device).map_err(|e| {
+                usage(format!(
+                    "--device {name}: the GPU could not be used ({e}); is a Vulkan, Metal or DX12 driver installed?"
+                ))
+            })?;
+            Ok(device)
+        }
+        #[cfg(not(feature = "wgpu"))]
+        "wgpu" | "gpu" => {
+            let _ = index;
+            Err(usage(format!(
+                "--device {name}: this binary was built without GPU support; build it with `cargo build --release --features wgpu`"
+            )))
+        }
+        _ => Err(usage(format!(
+            "--device {name}: unknown device (expected cpu or wgpu[:INDEX])"
+        ))),
+    }
+}
+
+/// Runs one tiny operation on `device`. burn's wgpu runtime panics (on its own thread, then on
+/// ours) when no adapter is found: turn that into an error, without the panic messages.
+#[cfg(feature = "wgpu")]
+fn probe_device(device: &burn::tensor::Device) -> Result<(), String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(|| {
+        burn::tensor::Tensor::<1>::zeros([1], device)
+            .into_data()
+            .try_to_vec::<f32>()
+            .map(|_| ())
+            .map_err(|e| format!("{e:?}"))
+    });
+    std::panic::set_hook(hook);
+    match result {
+        Ok(r) => r,
+        Err(panic) => Err(panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the device failed to start".into())),
+    }
+}
+/// A setting's name for people: its lower-case, hyphenated Debug name (`PerConnection` ->
+/// `per-connection`), as the options and config.json spell them.
+pub(crate) fn label<T: std::fmt::Debug>(v: &T) -> String {
+    let mut out = String::new();
+    for (k, ch) in format!("{v:?}").chars().enumerate() {
+        if ch.is_uppercase() {
+            if k > 0 {
+                out.push('-');
+            }
+            out.extend(ch.to_lowercase());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// Reads a JSON file; a missing file or invalid JSON is a usage error naming the file.
+pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value, Failure> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| usage(format!("{}: invalid JSON: {e}", path.display())))
+}
+
+/// Parses an enum option through its serde name (`--rule oja`).
+pub(crate) fn parse_enum<T: serde::de::DeserializeOwned>(
+    option: &str,
+    value: &str,
+) -> Result<T, Failure> {
+    serde_json::from_value(json!(value))
+        .map_err(|_| usage(format!("{option}: invalid value '{value}'")))
+}
+
+/// Overrides the fields of configuration `c` with those of the JSON object in `path` (a
+/// run's config.json, which holds the configuration under "task", is accepted as it is).
+pub(crate) fn merge_config_file<T>(c: T, path: &Path) -> Result<T, Failure>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let mut merged = serde_json::to_value(&c).expect("config serializes");
+    let mut file = read_json(path)?;
+    if let Some(task) = file.get("task").filter(|t| t.is_object()) {
+        file = task.clone();
+    }
+    let obj = file
+        .as_object()
+        .ok_or_else(|| usage(format!("{}: expected a JSON object", path.display())))?;
+    for (k, v) in obj {
+        merged[k] = v.clone();
+    }
+    serde_json::from_value(merged).map_err(|e| usage(format!("{}: {e}", path.display())))
+}
+
+/// Builds the model of `task` and loads the last checkpoint of `run` into it.
+pub(crate) fn load_run_model<E: Experiment>(
+    task: &E,
+    run: &Path,
+    device: &burn::tensor::Device,
+) -> Result<(E::Model, u64), Failure> {
+    let mut init_rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let model = task.init_model(&mut init_rng, device);
+    Ok(train::load_model(run, model)?)
+}
+
+/// A run's config.json and its "task" configuration.
+pub(crate) fn saved_run<C: DeserializeOwned>(
+    run: &Path,
+    experiment: &str,
+) -> Result<(serde_json::Value, C), Failure> {
+    let path = run.join("config.json");
+    let saved = read_json(&path)?;
+    check_experiment(&saved, &path, experiment)?;
+    let config = serde_json::from_value(saved["task"].clone())
+        .map_err(|e| usage(format!("{}: task: {e}", path.display())))?;
+    Ok((saved, config))
+}
+
+/// A run's config.json must be one of `experiment` (not a maze run given to `eval images`).
+pub(crate) fn check_experiment(
+    saved: &serde_json::Value,
+    path: &Path,
+    experiment: &str,
+) -> Result<(), Failure> {
+    match saved["experiment"].as_str() {
+        Some(e) if e != experiment => Err(usage(format!(
+            "{}: this is a run of experiment {e}, not {experiment} (use `plasticity {e}` or `plasticity eval {e}`)",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The most resident memory this process has used (`VmHWM`), MB; NaN where unknown.
+pub(crate) fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}

@@ -1,0 +1,227 @@
+//! `plasticity images` and `plasticity eval images`: natural-image memorisation and half-image
+//! completion (ICML 2018, section 4.2), and the reconstructions picture.
+
+use super::common::{
+    load_run_model, parse_device, parse_enum, saved_run, usage, CommonArgs, Failure, ProductThreads,
+};
+use super::pipeline::{eval_run, last_n, RunSpec, Session};
+use crate::png;
+use clap::Args;
+use plasticity::data::{cifar, embedded, ImageSet, Split};
+use plasticity::tasks::images::{ImageConfig, ImageTask};
+use plasticity::tasks::ModelKind;
+use plasticity::train::Experiment;
+use plasticity::{AlphaShape, TraceRule};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// Options of `plasticity images`.
+#[derive(Args)]
+pub(crate) struct ImagesArgs {
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    /// plastic | rnn | lstm [default: plastic].
+    #[arg(long)]
+    model: Option<String>,
+    /// Directory of CIFAR-10 binary files (data_batch_*.bin for training, test_batch.bin for
+    /// evaluation) [default: the embedded public-domain/CC0 patches].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Adam learning rate [paper: 1e-4].
+    #[arg(long, allow_negative_numbers = true)]
+    lr: Option<f64>,
+    /// Episodes per update [paper: 1].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Trace rule: hebb | oja [paper: hebb].
+    #[arg(long)]
+    rule: Option<String>,
+    /// Shape of alpha: per-connection | per-neuron | scalar [paper: per-connection].
+    #[arg(long)]
+    alpha: Option<String>,
+}
+
+/// Training and test images: CIFAR-10 binary files in `data_dir`, or the embedded patches.
+pub(crate) fn image_sets(data_dir: Option<&Path>) -> Result<(ImageSet, ImageSet), Failure> {
+    match data_dir {
+        Some(dir) => Ok((
+            cifar::read_dir(dir, Split::Train).map_err(usage)?,
+            cifar::read_dir(dir, Split::Test).map_err(usage)?,
+        )),
+        None => Ok((
+            embedded::images(Split::Train),
+            embedded::images(Split::Test),
+        )),
+    }
+}
+
+/// Resolves the image configuration: defaults (or the resumed run's), config file, options.
+fn images_config(args: &ImagesArgs, s: &Session<'_>) -> Result<ImageConfig, Failure> {
+    let mut c = s.config(|| Ok(ImageConfig::default()))?;
+    if let Some(m) = &args.model {
+        c.model = m
+            .parse::<ModelKind>()
+            .map_err(|e| usage(format!("--model: {e}")))?;
+    }
+    if let Some(v) = args.lr {
+        c.learning_rate = v;
+    }
+    if let Some(v) = args.batch {
+        c.batch = v;
+    }
+    if let Some(v) = &args.rule {
+        c.rule = parse_enum::<TraceRule>("--rule", v)?;
+    }
+    if let Some(v) = &args.alpha {
+        c.alpha = parse_enum::<AlphaShape>("--alpha", v)?;
+    }
+    c.validate().map_err(|e| usage(format!("config: {e}")))?;
+    Ok(c)
+}
+
+/// The data directory recorded in a run's config.json (`None`: embedded images).
+fn saved_data_dir(saved: &serde_json::Value) -> Option<PathBuf> {
+    saved["data_dir"].as_str().map(PathBuf::from)
+}
+
+/// `plasticity images`.
+pub(crate) fn train_images(args: ImagesArgs) -> Result<(), Failure> {
+    let s = Session::start(
+        "images",
+        &args.common,
+        ProductThreads::PerRun,
+        &[
+            ("--model", args.model.is_some()),
+            ("--data-dir", args.data_dir.is_some()),
+            ("--lr", args.lr.is_some()),
+            ("--batch", args.batch.is_some()),
+            ("--rule", args.rule.is_some()),
+            ("--alpha", args.alpha.is_some()),
+        ],
+    )?;
+    let config = images_config(&args, &s)?;
+    crate::safety::check_memory("images", &config.memory_estimate())?;
+    let data_dir = match &s.base {
+        Some(b) => saved_data_dir(b),
+        None => args.data_dir.clone(),
+    };
+    let (train_set, test_set) = image_sets(data_dir.as_deref())?;
+    let (n_train, n_test) = (train_set.len(), test_set.len());
+    let task = ImageTask::new(config.clone(), train_set, test_set).map_err(usage)?;
+    let data_json = data_dir.as_ref().map(|d| d.display().to_string());
+    let model = serde_json::to_value(config.model).expect("serializes");
+    let spec = RunSpec {
+        out: s.out(&format!(
+            "images-{}-seed{}",
+            model.as_str().unwrap_or("model"),
+            s.seed
+        )),
+        total: s.episodes(1000),
+        unit: "episodes",
+        task_json: serde_json::to_value(&config).expect("serializes"),
+        extra: json!({
+            "steps_per_episode": config.steps(),
+            "data_dir": data_json,
+            "train_images": n_train,
+            "test_images": n_test,
+        }),
+        curves: &["loss", "erased_loss"],
+    };
+    s.check_episodes_run(&spec.out, spec.total, spec.unit)?;
+    let summary = s.train(&task, &spec, |p| {
+        format!("loss {:.2}  erased_loss(50) {:.2}", p.loss, p.running[0])
+    })?;
+    s.finish(&summary, &spec)?;
+    let out = &spec.out;
+    let device = parse_device(&args.common.device)?;
+    let (model, _) = load_run_model(&task, out, &device)?;
+    write_reconstructions(&task, &model, &out.join("reconstructions.png"), 6, &device)?;
+    eprintln!(
+        "images: {} episodes in {:.1} s; {}: loss {:.3}, erased_loss {:.3} (training images). Run directory: {}",
+        summary.episodes,
+        summary.seconds,
+        last_n(&summary, "episodes"),
+        summary.final_loss,
+        summary.final_metrics[0],
+        out.display()
+    );
+    Ok(())
+}
+
+/// Draws `rows` test episodes into a PNG: the three shown images, the test image with its
+/// erased half (grey), the reconstruction, the truth.
+fn write_reconstructions(
+    task: &ImageTask,
+    model: &<ImageTask as Experiment>::Model,
+    path: &Path,
+    rows: usize,
+    device: &burn::tensor::Device,
+) -> Result<(), Failure> {
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(2018);
+    let mut cells: Vec<Vec<f32>> = Vec::new();
+    let columns = task.config.images + 3;
+    for _ in 0..rows {
+        let (ep, _, recon, _) = task
+            .run_episodes(model, Split::Test, 1, &mut rng, device)
+            .map_err(usage)?;
+        let p = ep.dims[2];
+        cells.extend(ep.shown.chunks(p).map(<[f32]>::to_vec));
+        cells.push(
+            ep.targets
+                .iter()
+                .zip(&ep.erased)
+                .map(|(&v, &e)| if e { 0.0 } else { v })
+                .collect(),
+        );
+        cells.push(recon);
+        cells.push(ep.targets.clone());
+    }
+    let side = task.config.side;
+    let (scale, gap) = (3, 4);
+    let cell = side * scale;
+    let width = columns * cell + (columns + 1) * gap;
+    let height = rows * cell + (rows + 1) * gap;
+    let mut img = vec![255u8; width * height];
+    for (k, pixels) in cells.iter().enumerate() {
+        let (r, c) = (k / columns, k % columns);
+        let (x0, y0) = (gap + c * (cell + gap), gap + r * (cell + gap));
+        for y in 0..cell {
+            for x in 0..cell {
+                let v = pixels[(y / scale) * side + x / scale].clamp(-1.0, 1.0);
+                img[(y0 + y) * width + x0 + x] = ((v + 1.0) * 127.5).round() as u8;
+            }
+        }
+    }
+    std::fs::write(path, png::grey(width, height, &img))
+        .map_err(|e| Failure(1, format!("{}: {e}", path.display())))
+}
+
+/// `plasticity eval images`: the erased-half loss on held-out images.
+pub(crate) fn eval_images(
+    run: &Path,
+    episodes: u64,
+    seed: u64,
+    json_out: bool,
+    data_dir: Option<PathBuf>,
+    device: &burn::tensor::Device,
+) -> Result<(), Failure> {
+    let (saved, config): (_, ImageConfig) = saved_run(run, "images")?;
+    let data_dir = data_dir.or_else(|| saved_data_dir(&saved));
+    let (train_set, test_set) = image_sets(data_dir.as_deref())?;
+    let task = ImageTask::new(config, train_set, test_set)
+        .map_err(|e| usage(format!("{}: {e}", run.join("config.json").display())))?;
+    let (means, trained, secs) = eval_run(&task, run, episodes, seed, device)?;
+    let data = data_dir.map_or("embedded".into(), |d| d.display().to_string());
+    if json_out {
+        println!(
+            "{}",
+            json!({"experiment": "images", "episodes": episodes, "loss": means[0], "trained_episodes": trained, "seed": seed, "data": data})
+        );
+    } else {
+        println!(
+            "images: held-out erased-half loss {:.3} over {episodes} episodes on test images ({data}; model trained {trained} episodes; {secs:.1} s)",
+            means[0],
+        );
+    }
+    Ok(())
+}
