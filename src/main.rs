@@ -8,7 +8,7 @@ mod plot;
 mod png;
 mod safety;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use commands::common::Failure;
 use commands::{bench, check, eval, images, lm, omniglot, pattern, rl};
 use std::process::ExitCode;
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            if let Some(msg) = negative_number_message(&e) {
+            if let Some(msg) = negative_number_message(&e).or_else(|| invalid_value_message(&e)) {
                 eprintln!("error: {msg}");
                 return ExitCode::from(2);
             }
@@ -138,5 +138,65 @@ fn negative_number_message(e: &clap::Error) -> Option<String> {
         .unwrap_or_else(|| "the value".into());
     Some(format!(
         "{option} {arg}: must be >= 0 (this option takes no negative value)"
+    ))
+}
+
+/// Options whose value names a thing: a wrong value is an "unknown model", not an "invalid
+/// value".
+const NAMED_VALUES: &[&str] = &["model", "preset", "split", "experiment", "workload"];
+
+/// clap's message for a value outside an enum option's choices, in this command's words:
+/// `--model: unknown model 'mlp' (expected plastic, rnn or lstm)`, or for a command's subject
+/// `bench: unknown workload 'x' (available: pattern (N=1001, T=106, B=1), ...)`.
+fn invalid_value_message(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::InvalidValue {
+        return None;
+    }
+    let ContextValue::String(arg) = e.get(ContextKind::InvalidArg)? else {
+        return None;
+    };
+    let ContextValue::String(value) = e.get(ContextKind::InvalidValue)? else {
+        return None;
+    };
+    let ContextValue::Strings(valid) = e.get(ContextKind::ValidValue)? else {
+        return None;
+    };
+    let option = arg.split_whitespace().next()?;
+    let name = option
+        .trim_start_matches("--")
+        .trim_matches(['<', '>'])
+        .to_lowercase();
+    let what = if NAMED_VALUES.contains(&name.as_str()) {
+        format!("unknown {name}")
+    } else {
+        "invalid value".into()
+    };
+    if option.starts_with("--") {
+        let list = match valid.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        return Some(format!("{option}: {what} '{value}' (expected {list})"));
+    }
+    // A command's subject: name each value with its help.
+    let sub = std::env::args().skip(1).find(|a| !a.starts_with('-'))?;
+    let cmd = Cli::command();
+    let arg = cmd
+        .find_subcommand(&sub)?
+        .get_arguments()
+        .find(|a| a.get_id().as_str() == name)?;
+    let list: Vec<String> = arg
+        .get_possible_values()
+        .iter()
+        .map(|v| match v.get_help() {
+            Some(help) => format!("{} ({help})", v.get_name()),
+            None => v.get_name().to_string(),
+        })
+        .collect();
+    Some(format!(
+        "{sub}: {what} '{value}' (available: {})",
+        list.join(", ")
     ))
 }

@@ -1,14 +1,17 @@
 //! `plasticity bench <workload>`: times full training steps (forward, backward, Adam) of the
 //! papers' sizes, with the kernels' memory traffic against this machine's streaming bandwidth.
 
-use super::common::{parse_device, peak_rss_mb, set_threads, usage, Failure, ProductThreads};
+use super::common::{
+    parse_device, peak_rss_mb, set_threads, usage, value_name, Failure, ProductThreads,
+};
 use super::images::image_sets;
 use super::pipeline::{median, time_steps};
 use super::{lm, omniglot, rl};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use plasticity::tasks::a2c::AgentModel;
 use plasticity::tasks::cue_reward::{CueRewardConfig, CueRewardTask};
 use plasticity::tasks::images::{ImageConfig, ImageTask};
+use plasticity::tasks::lm::LmModel;
 use plasticity::tasks::maze::{MazeConfig, MazeTask};
 use plasticity::tasks::pattern::{PatternConfig, PatternTask};
 use plasticity::tasks::synthetic::{SyntheticConfig, SyntheticTask};
@@ -21,18 +24,13 @@ use std::time::Instant;
 /// Options of `plasticity bench`.
 #[derive(Args)]
 pub(crate) struct BenchArgs {
-    /// Workload: pattern (N=1001, T=106, B=1) | oja (pattern with Oja's rule) | images
-    /// (N=1025, T=201, B=1, clamped input) | maze (N=100, T=200, B=30, clipped trace,
-    /// synthetic episodes) | maze-agent (the maze task itself: rollout, replay, A2C) |
-    /// cue-reward (N=200, T=120, B=30) | omniglot (5-way 1-shot, convolutions + plastic
-    /// output layer) | lm (Penn Treebank, small preset, one segment of 20 x 35 tokens per
-    /// update).
-    workload: String,
-    /// pattern, oja, images: plastic | rnn | lstm [default: plastic]; maze-agent, cue-reward:
-    /// rnn | plastic | modplast | modul [default: modul]; lm: lstm | plastic | modulated
+    /// Workload.
+    workload: Workload,
+    /// pattern, oja, images: plastic, rnn or lstm [default: plastic]; maze-agent, cue-reward:
+    /// rnn, plastic, modplast or modul [default: modul]; lm: lstm, plastic or modulated
     /// [default: lstm].
     #[arg(long)]
-    model: Option<String>,
+    model: Option<BenchModel>,
     /// Episodes per update [default: the workload's] (omniglot: the meta-batch).
     #[arg(long)]
     batch: Option<usize>,
@@ -53,9 +51,43 @@ pub(crate) struct BenchArgs {
     device: String,
 }
 
+/// The benchmark workloads (issue 3): the papers' sizes, full training steps.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    /// N=1001, T=106, B=1
+    Pattern,
+    /// pattern with Oja's rule
+    Oja,
+    /// N=1025, T=201, B=1, clamped input
+    Images,
+    /// N=100, T=200, B=30, clipped trace, synthetic episodes
+    Maze,
+    /// the maze task itself: rollout, replay, A2C
+    MazeAgent,
+    /// N=200, T=120, B=30
+    CueReward,
+    /// 5-way 1-shot, convolutions + plastic output layer
+    Omniglot,
+    /// Penn Treebank, small preset, one segment of 20 x 35 tokens per update
+    Lm,
+}
+
+/// The models of all workloads (each workload takes some of them).
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BenchModel {
+    Plastic,
+    Rnn,
+    Lstm,
+    Modplast,
+    Modul,
+    Modulated,
+}
+
 /// `plasticity bench`.
 pub(crate) fn bench(a: BenchArgs) -> Result<(), Failure> {
-    let workload = a.workload.as_str();
+    let name = value_name(&a.workload);
+    let workload = name.as_str();
+    let model = a.model.as_ref().map(value_name);
     let threads = set_threads(a.threads, ProductThreads::of(workload))?;
     if workload == "omniglot" {
         if a.device != "cpu" {
@@ -73,18 +105,16 @@ pub(crate) fn bench(a: BenchArgs) -> Result<(), Failure> {
         if a.device != "cpu" {
             return Err(usage("--device: bench lm runs on the CPU"));
         }
-        return lm::bench_lm(
-            a.model.as_deref().unwrap_or("lstm"),
-            a.batch,
-            a.episodes,
-            a.json,
-            threads,
-            a.data_dir,
-        );
+        let model = model
+            .as_deref()
+            .unwrap_or("lstm")
+            .parse::<LmModel>()
+            .map_err(|e| usage(format!("--model: {e}")))?;
+        return lm::bench_lm(model, a.batch, a.episodes, a.json, threads, a.data_dir);
     }
     bench_plastic(
         workload,
-        a.model.as_deref(),
+        model.as_deref(),
         a.batch,
         a.episodes,
         a.json,
@@ -129,12 +159,6 @@ fn triad_gbs(floats: usize) -> f64 {
 fn model_bytes(n: usize, t: usize, b: usize) -> f64 {
     (t * (4 + 6 * b) * n * n * 4) as f64
 }
-
-/// The benchmark workloads (issue 3): the papers' sizes, full training steps.
-const WORKLOADS: &str = "pattern (N=1001, T=106, B=1), oja (pattern with Oja's rule), \
-images (N=1025, T=201, B=1, clamped), maze (N=100, T=200, B=30, clipped trace, synthetic \
-episodes), maze-agent (the maze task: rollout, replay, A2C), cue-reward (N=200, T=120, B=30), \
-omniglot (5-way 1-shot, convolutions + plastic output layer), lm (Penn Treebank, small preset)";
 
 fn bench_plastic(
     workload: &str,
@@ -227,11 +251,7 @@ fn bench_plastic(
             let task = CueRewardTask::new(c).map_err(usage)?;
             (shape, time_steps(&task, episodes, &device)?)
         }
-        _ => {
-            return Err(usage(format!(
-                "bench: unknown workload '{workload}' (available: {WORKLOADS})"
-            )))
-        }
+        _ => return Err(usage(format!("bench: unknown workload '{workload}'"))),
     };
     let (n, t, b) = shape;
     let [forward_ms, backward_ms, optimizer_ms] = times.parts.clone().map(|p| median(&p));

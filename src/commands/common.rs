@@ -1,10 +1,11 @@
 //! What every command shares: the run options, the error with its exit code, threads and
 //! device, reading configurations and runs.
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use plasticity::train::{self, Experiment, TrainError};
+use plasticity::{AlphaShape, TraceRule};
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// Options every training command shares.
@@ -221,13 +222,52 @@ pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value, Failure> {
     serde_json::from_str(&text).map_err(|e| usage(format!("{}: invalid JSON: {e}", path.display())))
 }
 
-/// Parses an enum option through its serde name (`--rule oja`).
-pub(crate) fn parse_enum<T: serde::de::DeserializeOwned>(
-    option: &str,
-    value: &str,
-) -> Result<T, Failure> {
-    serde_json::from_value(json!(value))
-        .map_err(|_| usage(format!("{option}: invalid value '{value}'")))
+/// The name of an enum option's value as users spell it (`cue-reward`).
+pub(crate) fn value_name<T: ValueEnum>(v: &T) -> String {
+    v.to_possible_value()
+        .map_or_else(String::new, |p| p.get_name().to_string())
+}
+
+/// `--rule`: the trace rule ([`TraceRule`]; the kernels crate, which defines it, does not
+/// depend on clap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Rule {
+    /// Decaying Hebb (ICML 2018 eq. 2).
+    Hebb,
+    /// Oja's rule (eq. 3).
+    Oja,
+}
+
+impl From<Rule> for TraceRule {
+    fn from(r: Rule) -> Self {
+        match r {
+            Rule::Hebb => TraceRule::Hebb,
+            Rule::Oja => TraceRule::Oja,
+        }
+    }
+}
+
+/// `--alpha`: the shape of the plasticity coefficients ([`AlphaShape`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Alpha {
+    /// One coefficient per connection.
+    PerConnection,
+    /// One coefficient per postsynaptic neuron.
+    PerNeuron,
+    /// One coefficient for the whole network.
+    Scalar,
+}
+
+impl From<Alpha> for AlphaShape {
+    fn from(a: Alpha) -> Self {
+        match a {
+            Alpha::PerConnection => AlphaShape::PerConnection,
+            Alpha::PerNeuron => AlphaShape::PerNeuron,
+            Alpha::Scalar => AlphaShape::Scalar,
+        }
+    }
 }
 
 /// Overrides the fields of configuration `c` with those of the JSON object in `path` (a

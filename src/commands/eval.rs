@@ -1,15 +1,16 @@
 //! `plasticity eval <experiment>`: evaluates the last checkpoint of a run on fresh episodes.
 
-use super::common::{parse_device, set_threads, usage, Failure, ProductThreads};
+use super::common::{parse_device, set_threads, usage, value_name, Failure, ProductThreads};
 use super::{images, lm, omniglot, pattern, rl};
-use clap::Args;
+use clap::{Args, ValueEnum};
+use plasticity::tasks::omniglot::ClassSet;
 use std::path::PathBuf;
 
 /// Options of `plasticity eval`.
 #[derive(Args)]
 pub(crate) struct EvalArgs {
-    /// Experiment of the run (pattern, images, maze, cue-reward, omniglot, lm).
-    experiment: String,
+    /// Experiment of the run.
+    experiment: Experiment,
     /// Run directory.
     #[arg(long)]
     run: PathBuf,
@@ -31,10 +32,10 @@ pub(crate) struct EvalArgs {
     /// omniglot: labelled drawings per class [default: the run's].
     #[arg(long)]
     shots: Option<usize>,
-    /// omniglot: classes the episodes are drawn from, test (held-out) | train (the
+    /// omniglot: classes the episodes are drawn from, test (held-out) or train (the
     /// training classes, unshifted: the generalisation gap) [default: test].
     #[arg(long)]
-    classes: Option<String>,
+    classes: Option<ClassSet>,
     /// Data directory for experiments that read data (default: the run's).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -43,9 +44,21 @@ pub(crate) struct EvalArgs {
     device: String,
 }
 
+/// The experiments a run can be of.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Experiment {
+    Pattern,
+    Images,
+    Maze,
+    CueReward,
+    Omniglot,
+    Lm,
+}
+
 /// `plasticity eval`.
 pub(crate) fn eval(a: EvalArgs) -> Result<(), Failure> {
-    let experiment = a.experiment.as_str();
+    let name = value_name(&a.experiment);
+    let experiment = name.as_str();
     set_threads(a.threads, ProductThreads::of(experiment))?;
     if experiment == "omniglot" {
         if a.device != "cpu" {

@@ -2,7 +2,8 @@
 //! completion (ICML 2018, section 4.2), and the reconstructions picture.
 
 use super::common::{
-    load_run_model, parse_device, parse_enum, saved_run, usage, CommonArgs, Failure, ProductThreads,
+    load_run_model, parse_device, saved_run, usage, Alpha, CommonArgs, Failure, ProductThreads,
+    Rule,
 };
 use super::pipeline::{eval_run, last_n, RunSpec, Session};
 use crate::png;
@@ -11,7 +12,6 @@ use plasticity::data::{cifar, embedded, ImageSet, Split};
 use plasticity::tasks::images::{ImageConfig, ImageTask};
 use plasticity::tasks::ModelKind;
 use plasticity::train::Experiment;
-use plasticity::{AlphaShape, TraceRule};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 pub(crate) struct ImagesArgs {
     #[command(flatten)]
     pub(crate) common: CommonArgs,
-    /// plastic | rnn | lstm [default: plastic].
+    /// Network [default: plastic].
     #[arg(long)]
-    model: Option<String>,
+    model: Option<ModelKind>,
     /// Directory of CIFAR-10 binary files (data_batch_*.bin for training, test_batch.bin for
     /// evaluation) [default: the embedded public-domain/CC0 patches].
     #[arg(long)]
@@ -33,12 +33,12 @@ pub(crate) struct ImagesArgs {
     /// Episodes per update [paper: 1].
     #[arg(long)]
     batch: Option<usize>,
-    /// Trace rule: hebb | oja [paper: hebb].
+    /// Trace rule [paper: hebb].
     #[arg(long)]
-    rule: Option<String>,
-    /// Shape of alpha: per-connection | per-neuron | scalar [paper: per-connection].
+    rule: Option<Rule>,
+    /// Shape of alpha [paper: per-connection].
     #[arg(long)]
-    alpha: Option<String>,
+    alpha: Option<Alpha>,
 }
 
 /// Training and test images: CIFAR-10 binary files in `data_dir`, or the embedded patches.
@@ -58,10 +58,8 @@ pub(crate) fn image_sets(data_dir: Option<&Path>) -> Result<(ImageSet, ImageSet)
 /// Resolves the image configuration: defaults (or the resumed run's), config file, options.
 fn images_config(args: &ImagesArgs, s: &Session<'_>) -> Result<ImageConfig, Failure> {
     let mut c = s.config(|| Ok(ImageConfig::default()))?;
-    if let Some(m) = &args.model {
-        c.model = m
-            .parse::<ModelKind>()
-            .map_err(|e| usage(format!("--model: {e}")))?;
+    if let Some(m) = args.model {
+        c.model = m;
     }
     if let Some(v) = args.lr {
         c.learning_rate = v;
@@ -69,11 +67,11 @@ fn images_config(args: &ImagesArgs, s: &Session<'_>) -> Result<ImageConfig, Fail
     if let Some(v) = args.batch {
         c.batch = v;
     }
-    if let Some(v) = &args.rule {
-        c.rule = parse_enum::<TraceRule>("--rule", v)?;
+    if let Some(v) = args.rule {
+        c.rule = v.into();
     }
-    if let Some(v) = &args.alpha {
-        c.alpha = parse_enum::<AlphaShape>("--alpha", v)?;
+    if let Some(v) = args.alpha {
+        c.alpha = v.into();
     }
     c.validate().map_err(|e| usage(format!("config: {e}")))?;
     Ok(c)

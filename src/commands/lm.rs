@@ -3,8 +3,7 @@
 //! section 4.3).
 
 use super::common::{
-    check_experiment, parse_enum, peak_rss_mb, read_json, usage, CommonArgs, Failure,
-    ProductThreads,
+    check_experiment, peak_rss_mb, read_json, usage, Alpha, CommonArgs, Failure, ProductThreads,
 };
 use super::pipeline::{last_n, median, time_steps, RunSpec, Session};
 use crate::{plot, safety};
@@ -12,7 +11,6 @@ use clap::Args;
 use plasticity::data::ptb::{self, Corpus};
 use plasticity::tasks::lm::{LmConfig, LmModel, LmPreset, LmTask};
 use plasticity::train::{self, Experiment};
-use plasticity::AlphaShape;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -27,13 +25,13 @@ pub const DEFAULT_DATA_DIR: &str = "data/ptb";
 pub struct LmArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// lstm | plastic | modulated [default: lstm].
+    /// Recurrent layers [default: lstm].
     #[arg(long)]
-    pub model: Option<String>,
-    /// small (2 layers of 200 units, 2.65M parameters: a small CPU) | paper (3 layers, 1150
-    /// units, 24M parameters: section 4.3's size) [default: small].
+    pub model: Option<LmModel>,
+    /// Sizes and schedule: small (2 layers of 200 units, 2.65M parameters: a small CPU) or
+    /// paper (3 layers, 1150 units, 24M parameters: section 4.3's size) [default: small].
     #[arg(long)]
-    pub preset: Option<String>,
+    pub preset: Option<LmPreset>,
     /// Folder with ptb.train.txt, ptb.valid.txt, ptb.test.txt [default: data/ptb].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -52,25 +50,15 @@ pub struct LmArgs {
     /// Steps of truncated backpropagation through time [small: 35, paper: 70].
     #[arg(long)]
     pub bptt: Option<usize>,
-    /// Shape of alpha: per-neuron | per-connection | scalar [paper: per-neuron].
+    /// Shape of alpha [paper: per-neuron].
     #[arg(long)]
-    pub alpha: Option<String>,
+    pub alpha: Option<Alpha>,
 }
 
 /// Resolves the configuration: preset (or a resumed run's), then `--config`, then options.
 fn lm_config(args: &LmArgs, s: &Session<'_>) -> Result<LmConfig, Failure> {
-    let model = match &args.model {
-        Some(m) => m
-            .parse::<LmModel>()
-            .map_err(|e| usage(format!("--model: {e}")))?,
-        None => LmModel::Lstm,
-    };
-    let preset = match &args.preset {
-        Some(p) => p
-            .parse::<LmPreset>()
-            .map_err(|e| usage(format!("--preset: {e}")))?,
-        None => LmPreset::Small,
-    };
+    let model = args.model.unwrap_or(LmModel::Lstm);
+    let preset = args.preset.unwrap_or(LmPreset::Small);
     let mut c = s.config(|| Ok(LmConfig::preset(preset, model)))?;
     if let Some(v) = args.epochs {
         c.epochs = v;
@@ -90,8 +78,8 @@ fn lm_config(args: &LmArgs, s: &Session<'_>) -> Result<LmConfig, Failure> {
     if let Some(v) = args.bptt {
         c.bptt = v;
     }
-    if let Some(v) = &args.alpha {
-        c.alpha = parse_enum::<AlphaShape>("--alpha", v)?;
+    if let Some(v) = args.alpha {
+        c.alpha = v.into();
     }
     c.validate().map_err(|e| usage(format!("config: {e}")))?;
     Ok(c)
@@ -287,16 +275,13 @@ pub fn eval_lm(run: &Path, data_dir: Option<PathBuf>, json_out: bool) -> Result<
 }
 
 pub fn bench_lm(
-    model: &str,
+    model: LmModel,
     batch: Option<usize>,
     episodes: usize,
     json_out: bool,
     threads: usize,
     data_dir: Option<PathBuf>,
 ) -> Result<(), Failure> {
-    let model = model
-        .parse::<LmModel>()
-        .map_err(|e| usage(format!("--model: {e}")))?;
     if episodes == 0 {
         return Err(usage("bench: --episodes must be positive"));
     }

@@ -2,8 +2,7 @@
 //! (ICML 2018, section 4.3).
 
 use super::common::{
-    check_experiment, parse_enum, peak_rss_mb, read_json, usage, CommonArgs, Failure,
-    ProductThreads,
+    check_experiment, peak_rss_mb, read_json, usage, CommonArgs, Failure, ProductThreads, Rule,
 };
 use super::pipeline::{last_n, median, time_steps, RunSpec, Session};
 use crate::safety;
@@ -13,7 +12,6 @@ use plasticity::tasks::omniglot::{
     wilson_interval, ClassSet, FeatureNorm, OmniglotConfig, OmniglotTask, Split,
 };
 use plasticity::train::{self, Experiment};
-use plasticity::TraceRule;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -34,10 +32,11 @@ pub struct OmniglotArgs {
     /// [default: data/omniglot].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// paper (all 1,623 characters, 100 random ones held out, section 4.3) | standard
-    /// (background set trains, evaluation set tests) [default: paper].
+    /// Which characters train and which test: paper (all 1,623 characters, 100 random ones
+    /// held out, section 4.3) or standard (background set trains, evaluation set tests)
+    /// [default: paper].
     #[arg(long)]
-    pub split: Option<String>,
+    pub split: Option<Split>,
     /// Seed of the paper split's held-out characters (kept in config.json) [default: 0].
     #[arg(long)]
     pub split_seed: Option<u64>,
@@ -60,9 +59,9 @@ pub struct OmniglotArgs {
     /// to the episodes the run will see) [paper: off].
     #[arg(long, value_name = "EPISODES")]
     pub lr_cosine: Option<u64>,
-    /// Trace rule of the plastic output layer: oja | hebb [paper: oja].
+    /// Trace rule of the plastic output layer [paper: oja].
     #[arg(long)]
-    pub rule: Option<String>,
+    pub rule: Option<Rule>,
     /// Channels of every convolution (= features into the plastic layer) [paper: 64].
     #[arg(long)]
     pub channels: Option<usize>,
@@ -70,10 +69,10 @@ pub struct OmniglotArgs {
     /// many pixels per axis, zero filled; evaluation never shifts [paper: 0].
     #[arg(long, value_name = "PIXELS")]
     pub max_shift: Option<usize>,
-    /// Features into the plastic layer (not in the paper): none | l2 (each image's features
+    /// Features into the plastic layer (not in the paper): none, or l2 (each image's features
     /// scaled to norm sqrt(C), so the plastic layer compares directions) [paper: none].
     #[arg(long)]
-    pub feature_norm: Option<String>,
+    pub feature_norm: Option<FeatureNorm>,
     /// Query steps per training episode (not in the paper): each query is its own episode
     /// sharing the support steps, whose features are computed once [paper: 1].
     #[arg(long)]
@@ -83,10 +82,8 @@ pub struct OmniglotArgs {
 /// Resolves the configuration: defaults (or a resumed run's), then `--config`, then options.
 fn omniglot_config(args: &OmniglotArgs, s: &Session<'_>) -> Result<OmniglotConfig, Failure> {
     let mut c: OmniglotConfig = s.config(|| Ok(OmniglotConfig::default()))?;
-    if let Some(s) = &args.split {
-        c.split = s
-            .parse::<Split>()
-            .map_err(|e| usage(format!("--split: {e}")))?;
+    if let Some(s) = args.split {
+        c.split = s;
     }
     if let Some(v) = args.split_seed {
         c.split_seed = v;
@@ -109,8 +106,8 @@ fn omniglot_config(args: &OmniglotArgs, s: &Session<'_>) -> Result<OmniglotConfi
     if let Some(v) = args.lr_cosine {
         c.lr_cosine_episodes = v;
     }
-    if let Some(v) = &args.rule {
-        c.rule = parse_enum::<TraceRule>("--rule", v)?;
+    if let Some(v) = args.rule {
+        c.rule = v.into();
     }
     if let Some(v) = args.max_shift {
         c.max_shift = v;
@@ -121,8 +118,8 @@ fn omniglot_config(args: &OmniglotArgs, s: &Session<'_>) -> Result<OmniglotConfi
     if let Some(v) = args.queries {
         c.queries = v;
     }
-    if let Some(v) = &args.feature_norm {
-        c.feature_norm = parse_enum::<FeatureNorm>("--feature-norm", v)?;
+    if let Some(v) = args.feature_norm {
+        c.feature_norm = v;
     }
     c.validate().map_err(|e| usage(format!("config: {e}")))?;
     Ok(c)
@@ -228,7 +225,7 @@ pub struct EvalOptions {
     pub shots: Option<usize>,
     pub data_dir: Option<PathBuf>,
     /// `test` (held-out) or `train` (the training classes, unshifted).
-    pub classes: Option<String>,
+    pub classes: Option<ClassSet>,
 }
 
 pub fn eval_omniglot(run: &Path, o: EvalOptions) -> Result<(), Failure> {
@@ -246,10 +243,7 @@ pub fn eval_omniglot(run: &Path, o: EvalOptions) -> Result<(), Failure> {
     if ways == 0 || shots == 0 {
         return Err(usage("--ways, --shots: must be positive"));
     }
-    let set: ClassSet = match &o.classes {
-        Some(v) => parse_enum("--classes", v)?,
-        None => ClassSet::Test,
-    };
+    let set = o.classes.unwrap_or(ClassSet::Test);
     let data_dir = o
         .data_dir
         .clone()

@@ -1,12 +1,11 @@
 //! `plasticity pattern` and `plasticity eval pattern`: binary pattern memorisation and
 //! completion (ICML 2018, section 4.1).
 
-use super::common::{parse_enum, saved_run, usage, CommonArgs, Failure, ProductThreads};
+use super::common::{saved_run, usage, Alpha, CommonArgs, Failure, ProductThreads, Rule};
 use super::pipeline::{eval_run, last_n, RunSpec, Session};
 use clap::Args;
-use plasticity::tasks::pattern::{PatternConfig, PatternTask};
+use plasticity::tasks::pattern::{PatternConfig, PatternPreset, PatternTask};
 use plasticity::tasks::ModelKind;
-use plasticity::{AlphaShape, TraceRule};
 use serde_json::json;
 use std::path::Path;
 
@@ -15,13 +14,12 @@ use std::path::Path;
 pub(crate) struct PatternArgs {
     #[command(flatten)]
     pub(crate) common: CommonArgs,
-    /// plastic | rnn | lstm [default: plastic].
+    /// Network [default: plastic].
     #[arg(long)]
-    model: Option<String>,
-    /// paper (1000 bits, 5 patterns, section 4.1) | comparison50 (50 bits, 2 patterns: the
-    /// paper's comparison with RNN and LSTM) [default: paper].
+    model: Option<ModelKind>,
+    /// Defaults to start from [default: paper].
     #[arg(long)]
-    preset: Option<String>,
+    preset: Option<PatternPreset>,
     /// Bits per pattern [paper: 1000].
     #[arg(long)]
     bits: Option<usize>,
@@ -34,27 +32,20 @@ pub(crate) struct PatternArgs {
     /// Episodes per update [paper: 1].
     #[arg(long)]
     batch: Option<usize>,
-    /// Trace rule: hebb | oja [paper: hebb].
+    /// Trace rule [paper: hebb].
     #[arg(long)]
-    rule: Option<String>,
-    /// Shape of alpha: per-connection | per-neuron | scalar [paper: per-connection].
+    rule: Option<Rule>,
+    /// Shape of alpha [paper: per-connection].
     #[arg(long)]
-    alpha: Option<String>,
+    alpha: Option<Alpha>,
 }
 
 /// Resolves the pattern configuration: preset (or the resumed run's), config file, options.
 fn pattern_config(args: &PatternArgs, s: &Session<'_>) -> Result<PatternConfig, Failure> {
-    let mut c = s.config(|| match args.preset.as_deref().unwrap_or("paper") {
-        "paper" => Ok(PatternConfig::default()),
-        "comparison50" => Ok(PatternConfig::comparison50()),
-        other => Err(usage(format!(
-            "--preset: unknown preset '{other}' (expected paper or comparison50)"
-        ))),
-    })?;
-    if let Some(m) = &args.model {
-        c.model = m
-            .parse::<ModelKind>()
-            .map_err(|e| usage(format!("--model: {e}")))?;
+    let preset = args.preset.unwrap_or(PatternPreset::Paper);
+    let mut c = s.config(|| Ok(PatternConfig::preset(preset)))?;
+    if let Some(m) = args.model {
+        c.model = m;
     }
     if let Some(v) = args.bits {
         c.bits = v;
@@ -68,11 +59,11 @@ fn pattern_config(args: &PatternArgs, s: &Session<'_>) -> Result<PatternConfig, 
     if let Some(v) = args.batch {
         c.batch = v;
     }
-    if let Some(v) = &args.rule {
-        c.rule = parse_enum::<TraceRule>("--rule", v)?;
+    if let Some(v) = args.rule {
+        c.rule = v.into();
     }
-    if let Some(v) = &args.alpha {
-        c.alpha = parse_enum::<AlphaShape>("--alpha", v)?;
+    if let Some(v) = args.alpha {
+        c.alpha = v.into();
     }
     c.validate().map_err(|e| usage(format!("config: {e}")))?;
     Ok(c)

@@ -2,9 +2,7 @@
 //! section 4.4), their evaluation and their pictures: the agent's trajectory in one episode
 //! before and after training (maze) and the modulator over an episode (modulated agents).
 
-use super::common::{
-    load_run_model, parse_enum, saved_run, usage, CommonArgs, Failure, ProductThreads,
-};
+use super::common::{load_run_model, saved_run, usage, CommonArgs, Failure, ProductThreads, Rule};
 use super::pipeline::{last_n, RunSpec, Session};
 use super::rl_pictures::{write_pictures, write_trajectory};
 use clap::Args;
@@ -12,7 +10,6 @@ use plasticity::tasks::a2c::{self, A2cTask, AgentModel};
 use plasticity::tasks::cue_reward::{self, CueRewardConfig, CueRewardTask};
 use plasticity::tasks::maze::{MazeConfig, MazePreset, MazeTask};
 use plasticity::train;
-use plasticity::TraceRule;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -23,14 +20,13 @@ use std::time::Instant;
 pub struct MazeArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// paper (ICLR 2019 section 4.2: 13x13, batch 30, clipped Hebbian trace) | icml2018 (ICML
-    /// 2018 section 4.4: 9x9, batch 1, Oja's rule, model plastic) [default: paper].
+    /// Defaults to start from [default: paper].
     #[arg(long)]
-    preset: Option<String>,
-    /// rnn | plastic | modplast (simple neuromodulation) | modul (retroactive neuromodulation)
+    preset: Option<MazePreset>,
+    /// Network: modplast is simple neuromodulation, modul retroactive neuromodulation
     /// [paper: modul].
     #[arg(long)]
-    model: Option<String>,
+    model: Option<AgentModel>,
     /// Neurons (0: the paper's parameter-matched size, 100 or 101 for plastic) [default: 0].
     #[arg(long)]
     neurons: Option<usize>,
@@ -46,9 +42,9 @@ pub struct MazeArgs {
     /// Adam learning rate [paper: 1e-4].
     #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
-    /// Trace rule of --model plastic: hebb | oja [paper: hebb; icml2018: oja].
+    /// Trace rule of --model plastic [paper: hebb; icml2018: oja].
     #[arg(long)]
-    rule: Option<String>,
+    rule: Option<Rule>,
     /// Fan the modulator out to one plasticity rate per neuron.
     #[arg(long)]
     fan_out: bool,
@@ -61,10 +57,10 @@ pub struct MazeArgs {
 pub struct CueRewardArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// rnn | plastic | modplast (simple neuromodulation) | modul (retroactive neuromodulation)
+    /// Network: modplast is simple neuromodulation, modul retroactive neuromodulation
     /// [default: modul].
     #[arg(long)]
-    model: Option<String>,
+    model: Option<AgentModel>,
     /// Neurons [paper: 200].
     #[arg(long)]
     neurons: Option<usize>,
@@ -89,24 +85,12 @@ pub struct CueRewardArgs {
     warmup_updates: Option<u64>,
 }
 
-fn parse_model(v: &str) -> Result<AgentModel, Failure> {
-    v.parse::<AgentModel>()
-        .map_err(|e| usage(format!("--model: {e}")))
-}
-
 /// Resolves the maze configuration: preset (or the resumed run's), config file, options.
 fn maze_config(args: &MazeArgs, s: &Session<'_>) -> Result<MazeConfig, Failure> {
-    let mut c: MazeConfig = s.config(|| {
-        let preset = match &args.preset {
-            Some(p) => p
-                .parse::<MazePreset>()
-                .map_err(|e| usage(format!("--preset: {e}")))?,
-            None => MazePreset::Paper,
-        };
-        Ok(MazeConfig::preset(preset))
-    })?;
-    if let Some(m) = &args.model {
-        c.model = parse_model(m)?;
+    let mut c: MazeConfig =
+        s.config(|| Ok(MazeConfig::preset(args.preset.unwrap_or(MazePreset::Paper))))?;
+    if let Some(m) = args.model {
+        c.model = m;
     }
     if let Some(v) = args.neurons {
         c.neurons = v;
@@ -123,8 +107,8 @@ fn maze_config(args: &MazeArgs, s: &Session<'_>) -> Result<MazeConfig, Failure> 
     if let Some(v) = args.lr {
         c.learning_rate = v;
     }
-    if let Some(v) = &args.rule {
-        c.rule = parse_enum::<TraceRule>("--rule", v)?;
+    if let Some(v) = args.rule {
+        c.rule = v.into();
     }
     if args.fan_out {
         c.fan_out = true;
@@ -139,8 +123,8 @@ fn maze_config(args: &MazeArgs, s: &Session<'_>) -> Result<MazeConfig, Failure> 
 /// Resolves the cue-reward configuration: defaults (or the resumed run's), config file, options.
 fn cue_reward_config(args: &CueRewardArgs, s: &Session<'_>) -> Result<CueRewardConfig, Failure> {
     let mut c: CueRewardConfig = s.config(|| Ok(CueRewardConfig::default()))?;
-    if let Some(m) = &args.model {
-        c.model = parse_model(m)?;
+    if let Some(m) = args.model {
+        c.model = m;
     }
     if let Some(v) = args.neurons {
         c.neurons = v;

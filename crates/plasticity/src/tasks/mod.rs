@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 /// Which network learns the task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum ModelKind {
     /// Plastic recurrent network (one neuron per input value, plus a bias neuron).
     Plastic,
