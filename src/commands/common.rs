@@ -3,7 +3,6 @@
 
 use clap::{Args, ValueEnum};
 use plasticity::train::{self, Experiment, TrainError};
-use plasticity::{AlphaShape, TraceRule};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -228,8 +227,8 @@ pub(crate) fn value_name<T: ValueEnum>(v: &T) -> String {
         .map_or_else(String::new, |p| p.get_name().to_string())
 }
 
-/// `--rule`: the trace rule ([`TraceRule`]; the kernels crate, which defines it, does not
-/// depend on clap).
+/// `--rule`: the trace rule, passed to the configuration as `plasticity::TraceRule` by its
+/// serde name (the kernels crate, which defines it, does not depend on clap).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum Rule {
@@ -239,16 +238,8 @@ pub(crate) enum Rule {
     Oja,
 }
 
-impl From<Rule> for TraceRule {
-    fn from(r: Rule) -> Self {
-        match r {
-            Rule::Hebb => TraceRule::Hebb,
-            Rule::Oja => TraceRule::Oja,
-        }
-    }
-}
-
-/// `--alpha`: the shape of the plasticity coefficients ([`AlphaShape`]).
+/// `--alpha`: the shape of the plasticity coefficients, passed as `plasticity::AlphaShape` by
+/// its serde name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum Alpha {
@@ -260,23 +251,12 @@ pub(crate) enum Alpha {
     Scalar,
 }
 
-impl From<Alpha> for AlphaShape {
-    fn from(a: Alpha) -> Self {
-        match a {
-            Alpha::PerConnection => AlphaShape::PerConnection,
-            Alpha::PerNeuron => AlphaShape::PerNeuron,
-            Alpha::Scalar => AlphaShape::Scalar,
-        }
-    }
-}
-
 /// Overrides the fields of configuration `c` with those of the JSON object in `path` (a
 /// run's config.json, which holds the configuration under "task", is accepted as it is).
 pub(crate) fn merge_config_file<T>(c: T, path: &Path) -> Result<T, Failure>
 where
-    T: serde::Serialize + serde::de::DeserializeOwned,
+    T: Serialize + DeserializeOwned,
 {
-    let mut merged = serde_json::to_value(&c).expect("config serializes");
     let mut file = read_json(path)?;
     if let Some(task) = file.get("task").filter(|t| t.is_object()) {
         file = task.clone();
@@ -284,10 +264,7 @@ where
     let obj = file
         .as_object()
         .ok_or_else(|| usage(format!("{}: expected a JSON object", path.display())))?;
-    for (k, v) in obj {
-        merged[k] = v.clone();
-    }
-    serde_json::from_value(merged).map_err(|e| usage(format!("{}: {e}", path.display())))
+    super::overlay::merge(c, obj, &path.display().to_string())
 }
 
 /// Builds the model of `task` and loads the last checkpoint of `run` into it.

@@ -5,6 +5,7 @@ use super::common::{
     load_run_model, parse_device, saved_run, usage, Alpha, CommonArgs, Failure, ProductThreads,
     Rule,
 };
+use super::overlay::Finite;
 use super::pipeline::{eval_run, last_n, RunSpec, Session};
 use crate::png;
 use clap::Args;
@@ -12,6 +13,7 @@ use plasticity::data::{cifar, embedded, ImageSet, Split};
 use plasticity::tasks::images::{ImageConfig, ImageTask};
 use plasticity::tasks::ModelKind;
 use plasticity::train::Experiment;
+use serde::Serialize;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -20,16 +22,23 @@ use std::path::{Path, PathBuf};
 pub(crate) struct ImagesArgs {
     #[command(flatten)]
     pub(crate) common: CommonArgs,
-    /// Network [default: plastic].
-    #[arg(long)]
-    model: Option<ModelKind>,
     /// Directory of CIFAR-10 binary files (data_batch_*.bin for training, test_batch.bin for
     /// evaluation) [default: the embedded public-domain/CC0 patches].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    options: ImagesOptions,
+}
+
+/// The options that overlay the image configuration (named as its fields).
+#[derive(Args, Serialize)]
+struct ImagesOptions {
+    /// Network [default: plastic].
+    #[arg(long)]
+    model: Option<ModelKind>,
     /// Adam learning rate [paper: 1e-4].
-    #[arg(long, allow_negative_numbers = true)]
-    lr: Option<f64>,
+    #[arg(long = "lr", allow_negative_numbers = true, value_parser = Finite)]
+    learning_rate: Option<f64>,
     /// Episodes per update [paper: 1].
     #[arg(long)]
     batch: Option<usize>,
@@ -55,28 +64,6 @@ pub(crate) fn image_sets(data_dir: Option<&Path>) -> Result<(ImageSet, ImageSet)
     }
 }
 
-/// Resolves the image configuration: defaults (or the resumed run's), config file, options.
-fn images_config(args: &ImagesArgs, s: &Session<'_>) -> Result<ImageConfig, Failure> {
-    let mut c = s.config(|| Ok(ImageConfig::default()))?;
-    if let Some(m) = args.model {
-        c.model = m;
-    }
-    if let Some(v) = args.lr {
-        c.learning_rate = v;
-    }
-    if let Some(v) = args.batch {
-        c.batch = v;
-    }
-    if let Some(v) = args.rule {
-        c.rule = v.into();
-    }
-    if let Some(v) = args.alpha {
-        c.alpha = v.into();
-    }
-    c.validate().map_err(|e| usage(format!("config: {e}")))?;
-    Ok(c)
-}
-
 /// The data directory recorded in a run's config.json (`None`: embedded images).
 fn saved_data_dir(saved: &serde_json::Value) -> Option<PathBuf> {
     saved["data_dir"].as_str().map(PathBuf::from)
@@ -88,16 +75,13 @@ pub(crate) fn train_images(args: ImagesArgs) -> Result<(), Failure> {
         "images",
         &args.common,
         ProductThreads::PerRun,
-        &[
-            ("--model", args.model.is_some()),
-            ("--data-dir", args.data_dir.is_some()),
-            ("--lr", args.lr.is_some()),
-            ("--batch", args.batch.is_some()),
-            ("--rule", args.rule.is_some()),
-            ("--alpha", args.alpha.is_some()),
-        ],
+        &args.options,
+        &[("--data-dir", args.data_dir.is_some())],
     )?;
-    let config = images_config(&args, &s)?;
+    let config = s.config(ImageConfig::default, &args.options)?;
+    config
+        .validate()
+        .map_err(|e| usage(format!("config: {e}")))?;
     crate::safety::check_memory("images", &config.memory_estimate())?;
     let data_dir = match &s.base {
         Some(b) => saved_data_dir(b),

@@ -5,6 +5,7 @@
 use super::common::{
     check_experiment, peak_rss_mb, read_json, usage, Alpha, CommonArgs, Failure, ProductThreads,
 };
+use super::overlay::Finite;
 use super::pipeline::{last_n, median, time_steps, RunSpec, Session};
 use crate::{plot, safety};
 use clap::Args;
@@ -13,6 +14,7 @@ use plasticity::tasks::lm::{LmConfig, LmModel, LmPreset, LmTask};
 use plasticity::train::{self, Experiment};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,51 +37,45 @@ pub struct LmArgs {
     /// Folder with ptb.train.txt, ptb.valid.txt, ptb.test.txt [default: data/ptb].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Training epochs [small: 6, paper: 100].
+    /// Training epochs [small: 6, paper: 100]. The run's length, not its configuration: a
+    /// resumed run takes it to train longer.
     #[arg(long)]
     pub epochs: Option<u64>,
+    #[command(flatten)]
+    options: LmOptions,
+}
+
+/// The options that overlay the language model's configuration (named as its fields).
+#[derive(Args, Serialize)]
+struct LmOptions {
     /// Retroactive neuromodulation (eligibility trace) for --model modulated [default: simple].
     #[arg(long)]
-    pub retroactive: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    retroactive: bool,
     /// Adam learning rate [small: 2e-3, paper: 1e-3].
-    #[arg(long, allow_negative_numbers = true)]
-    pub lr: Option<f64>,
+    #[arg(long = "lr", allow_negative_numbers = true, value_parser = Finite)]
+    learning_rate: Option<f64>,
     /// Parallel training sequences [small: 20, paper: 80].
     #[arg(long)]
-    pub batch: Option<usize>,
+    batch: Option<usize>,
     /// Steps of truncated backpropagation through time [small: 35, paper: 70].
     #[arg(long)]
-    pub bptt: Option<usize>,
+    bptt: Option<usize>,
     /// Shape of alpha [paper: per-neuron].
     #[arg(long)]
-    pub alpha: Option<Alpha>,
+    alpha: Option<Alpha>,
 }
 
 /// Resolves the configuration: preset (or a resumed run's), then `--config`, then options.
 fn lm_config(args: &LmArgs, s: &Session<'_>) -> Result<LmConfig, Failure> {
     let model = args.model.unwrap_or(LmModel::Lstm);
     let preset = args.preset.unwrap_or(LmPreset::Small);
-    let mut c = s.config(|| Ok(LmConfig::preset(preset, model)))?;
+    let mut c = s.config(|| LmConfig::preset(preset, model), &args.options)?;
     if let Some(v) = args.epochs {
         c.epochs = v;
     }
-    if args.retroactive {
-        if c.model != LmModel::Modulated {
-            return Err(usage("--retroactive: only with --model modulated"));
-        }
-        c.retroactive = true;
-    }
-    if let Some(v) = args.lr {
-        c.learning_rate = v;
-    }
-    if let Some(v) = args.batch {
-        c.batch = v;
-    }
-    if let Some(v) = args.bptt {
-        c.bptt = v;
-    }
-    if let Some(v) = args.alpha {
-        c.alpha = v.into();
+    if args.options.retroactive && c.model != LmModel::Modulated {
+        return Err(usage("--retroactive: only with --model modulated"));
     }
     c.validate().map_err(|e| usage(format!("config: {e}")))?;
     Ok(c)
@@ -118,14 +114,10 @@ pub fn train_lm(args: LmArgs) -> Result<(), Failure> {
         "lm",
         common,
         ProductThreads::PerRun,
+        &args.options,
         &[
             ("--model", args.model.is_some()),
             ("--preset", args.preset.is_some()),
-            ("--retroactive", args.retroactive),
-            ("--lr", args.lr.is_some()),
-            ("--batch", args.batch.is_some()),
-            ("--bptt", args.bptt.is_some()),
-            ("--alpha", args.alpha.is_some()),
         ],
     )?;
     let config = lm_config(&args, &s)?;

@@ -8,6 +8,7 @@ pub(crate) mod eval;
 pub(crate) mod images;
 pub(crate) mod lm;
 pub(crate) mod omniglot;
+pub(crate) mod overlay;
 pub(crate) mod pattern;
 pub(crate) mod pipeline;
 pub(crate) mod plot;

@@ -4,6 +4,7 @@
 use super::common::{
     check_experiment, peak_rss_mb, read_json, usage, CommonArgs, Failure, ProductThreads, Rule,
 };
+use super::overlay::Finite;
 use super::pipeline::{last_n, median, time_steps, RunSpec, Session};
 use crate::safety;
 use clap::Args;
@@ -14,6 +15,7 @@ use plasticity::tasks::omniglot::{
 use plasticity::train::{self, Experiment};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,6 +26,7 @@ pub const DEFAULT_DATA_DIR: &str = "data/omniglot";
 /// Default training episodes (updates) of `plasticity omniglot`.
 const DEFAULT_EPISODES: u64 = 100_000;
 
+/// Options of `plasticity omniglot`.
 #[derive(Args)]
 pub struct OmniglotArgs {
     #[command(flatten)]
@@ -32,97 +35,58 @@ pub struct OmniglotArgs {
     /// [default: data/omniglot].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    options: OmniglotOptions,
+}
+
+/// The options that overlay the Omniglot configuration (named as its fields).
+#[derive(Args, Serialize)]
+struct OmniglotOptions {
     /// Which characters train and which test: paper (all 1,623 characters, 100 random ones
     /// held out, section 4.3) or standard (background set trains, evaluation set tests)
     /// [default: paper].
     #[arg(long)]
-    pub split: Option<Split>,
+    split: Option<Split>,
     /// Seed of the paper split's held-out characters (kept in config.json) [default: 0].
     #[arg(long)]
-    pub split_seed: Option<u64>,
+    split_seed: Option<u64>,
     /// Classes per episode, N-way [paper: 5].
     #[arg(long)]
-    pub ways: Option<usize>,
+    ways: Option<usize>,
     /// Labelled drawings per class, K-shot [paper: 1].
     #[arg(long)]
-    pub shots: Option<usize>,
+    shots: Option<usize>,
     /// Episodes per update (meta-batch) [paper: 1].
     #[arg(long)]
-    pub meta_batch: Option<usize>,
+    meta_batch: Option<usize>,
     /// Adam learning rate [paper: 3e-5].
-    #[arg(long, allow_negative_numbers = true)]
-    pub lr: Option<f64>,
+    #[arg(long = "lr", allow_negative_numbers = true, value_parser = Finite)]
+    learning_rate: Option<f64>,
     /// Episodes between learning-rate decays (x lr_decay) [paper: 1000000].
     #[arg(long)]
-    pub lr_decay_every: Option<u64>,
+    lr_decay_every: Option<u64>,
     /// Instead of the step decay, a half cosine from --lr to 0 over this many episodes (set it
     /// to the episodes the run will see) [paper: off].
-    #[arg(long, value_name = "EPISODES")]
-    pub lr_cosine: Option<u64>,
+    #[arg(long = "lr-cosine", value_name = "EPISODES")]
+    lr_cosine_episodes: Option<u64>,
     /// Trace rule of the plastic output layer [paper: oja].
     #[arg(long)]
-    pub rule: Option<Rule>,
+    rule: Option<Rule>,
     /// Channels of every convolution (= features into the plastic layer) [paper: 64].
     #[arg(long)]
-    pub channels: Option<usize>,
+    channels: Option<usize>,
     /// Training augmentation (not in the paper): shift every training image by up to this
     /// many pixels per axis, zero filled; evaluation never shifts [paper: 0].
     #[arg(long, value_name = "PIXELS")]
-    pub max_shift: Option<usize>,
+    max_shift: Option<usize>,
     /// Features into the plastic layer (not in the paper): none, or l2 (each image's features
     /// scaled to norm sqrt(C), so the plastic layer compares directions) [paper: none].
     #[arg(long)]
-    pub feature_norm: Option<FeatureNorm>,
+    feature_norm: Option<FeatureNorm>,
     /// Query steps per training episode (not in the paper): each query is its own episode
     /// sharing the support steps, whose features are computed once [paper: 1].
     #[arg(long)]
-    pub queries: Option<usize>,
-}
-
-/// Resolves the configuration: defaults (or a resumed run's), then `--config`, then options.
-fn omniglot_config(args: &OmniglotArgs, s: &Session<'_>) -> Result<OmniglotConfig, Failure> {
-    let mut c: OmniglotConfig = s.config(|| Ok(OmniglotConfig::default()))?;
-    if let Some(s) = args.split {
-        c.split = s;
-    }
-    if let Some(v) = args.split_seed {
-        c.split_seed = v;
-    }
-    if let Some(v) = args.ways {
-        c.ways = v;
-    }
-    if let Some(v) = args.shots {
-        c.shots = v;
-    }
-    if let Some(v) = args.meta_batch {
-        c.meta_batch = v;
-    }
-    if let Some(v) = args.lr {
-        c.learning_rate = v;
-    }
-    if let Some(v) = args.lr_decay_every {
-        c.lr_decay_every = v;
-    }
-    if let Some(v) = args.lr_cosine {
-        c.lr_cosine_episodes = v;
-    }
-    if let Some(v) = args.rule {
-        c.rule = v.into();
-    }
-    if let Some(v) = args.max_shift {
-        c.max_shift = v;
-    }
-    if let Some(v) = args.channels {
-        c.channels = v;
-    }
-    if let Some(v) = args.queries {
-        c.queries = v;
-    }
-    if let Some(v) = args.feature_norm {
-        c.feature_norm = v;
-    }
-    c.validate().map_err(|e| usage(format!("config: {e}")))?;
-    Ok(c)
+    queries: Option<usize>,
 }
 
 /// Reads and resizes the data the configuration needs, reporting the time on stderr.
@@ -147,27 +111,11 @@ const EVAL_BATCH: usize = 100;
 /// `plasticity omniglot`.
 pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
     let common = &args.common;
-    let s = Session::start(
-        "omniglot",
-        common,
-        ProductThreads::One,
-        &[
-            ("--split", args.split.is_some()),
-            ("--split-seed", args.split_seed.is_some()),
-            ("--ways", args.ways.is_some()),
-            ("--shots", args.shots.is_some()),
-            ("--meta-batch", args.meta_batch.is_some()),
-            ("--lr", args.lr.is_some()),
-            ("--lr-decay-every", args.lr_decay_every.is_some()),
-            ("--lr-cosine", args.lr_cosine.is_some()),
-            ("--max-shift", args.max_shift.is_some()),
-            ("--rule", args.rule.is_some()),
-            ("--channels", args.channels.is_some()),
-            ("--feature-norm", args.feature_norm.is_some()),
-            ("--queries", args.queries.is_some()),
-        ],
-    )?;
-    let config = omniglot_config(&args, &s)?;
+    let s = Session::start("omniglot", common, ProductThreads::One, &args.options, &[])?;
+    let config = s.config(OmniglotConfig::default, &args.options)?;
+    config
+        .validate()
+        .map_err(|e| usage(format!("config: {e}")))?;
     let data_dir = s.data_dir(args.data_dir.as_ref(), DEFAULT_DATA_DIR);
     let split_name = serde_json::to_value(config.split).expect("serializes");
     let out = s.out(&format!(

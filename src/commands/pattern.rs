@@ -2,10 +2,12 @@
 //! completion (ICML 2018, section 4.1).
 
 use super::common::{saved_run, usage, Alpha, CommonArgs, Failure, ProductThreads, Rule};
+use super::overlay::Finite;
 use super::pipeline::{eval_run, last_n, RunSpec, Session};
 use clap::Args;
 use plasticity::tasks::pattern::{PatternConfig, PatternPreset, PatternTask};
 use plasticity::tasks::ModelKind;
+use serde::Serialize;
 use serde_json::json;
 use std::path::Path;
 
@@ -14,12 +16,19 @@ use std::path::Path;
 pub(crate) struct PatternArgs {
     #[command(flatten)]
     pub(crate) common: CommonArgs,
-    /// Network [default: plastic].
-    #[arg(long)]
-    model: Option<ModelKind>,
     /// Defaults to start from [default: paper].
     #[arg(long)]
     preset: Option<PatternPreset>,
+    #[command(flatten)]
+    options: PatternOptions,
+}
+
+/// The options that overlay the pattern configuration (named as its fields).
+#[derive(Args, Serialize)]
+struct PatternOptions {
+    /// Network [default: plastic].
+    #[arg(long)]
+    model: Option<ModelKind>,
     /// Bits per pattern [paper: 1000].
     #[arg(long)]
     bits: Option<usize>,
@@ -27,8 +36,8 @@ pub(crate) struct PatternArgs {
     #[arg(long)]
     patterns: Option<usize>,
     /// Adam learning rate [paper: 3e-4].
-    #[arg(long, allow_negative_numbers = true)]
-    lr: Option<f64>,
+    #[arg(long = "lr", allow_negative_numbers = true, value_parser = Finite)]
+    learning_rate: Option<f64>,
     /// Episodes per update [paper: 1].
     #[arg(long)]
     batch: Option<usize>,
@@ -40,53 +49,20 @@ pub(crate) struct PatternArgs {
     alpha: Option<Alpha>,
 }
 
-/// Resolves the pattern configuration: preset (or the resumed run's), config file, options.
-fn pattern_config(args: &PatternArgs, s: &Session<'_>) -> Result<PatternConfig, Failure> {
-    let preset = args.preset.unwrap_or(PatternPreset::Paper);
-    let mut c = s.config(|| Ok(PatternConfig::preset(preset)))?;
-    if let Some(m) = args.model {
-        c.model = m;
-    }
-    if let Some(v) = args.bits {
-        c.bits = v;
-    }
-    if let Some(v) = args.patterns {
-        c.patterns = v;
-    }
-    if let Some(v) = args.lr {
-        c.learning_rate = v;
-    }
-    if let Some(v) = args.batch {
-        c.batch = v;
-    }
-    if let Some(v) = args.rule {
-        c.rule = v.into();
-    }
-    if let Some(v) = args.alpha {
-        c.alpha = v.into();
-    }
-    c.validate().map_err(|e| usage(format!("config: {e}")))?;
-    Ok(c)
-}
-
 /// `plasticity pattern`.
 pub(crate) fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
     let s = Session::start(
         "pattern",
         &args.common,
         ProductThreads::PerRun,
-        &[
-            ("--model", args.model.is_some()),
-            ("--preset", args.preset.is_some()),
-            ("--bits", args.bits.is_some()),
-            ("--patterns", args.patterns.is_some()),
-            ("--lr", args.lr.is_some()),
-            ("--batch", args.batch.is_some()),
-            ("--rule", args.rule.is_some()),
-            ("--alpha", args.alpha.is_some()),
-        ],
+        &args.options,
+        &[("--preset", args.preset.is_some())],
     )?;
-    let config = pattern_config(&args, &s)?;
+    let preset = args.preset.unwrap_or(PatternPreset::Paper);
+    let config = s.config(|| PatternConfig::preset(preset), &args.options)?;
+    config
+        .validate()
+        .map_err(|e| usage(format!("config: {e}")))?;
     crate::safety::check_memory("pattern", &config.memory_estimate())?;
     let task = PatternTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
     let model = serde_json::to_value(config.model).expect("serializes");

@@ -7,6 +7,7 @@ use super::common::{
     check_experiment, load_run_model, merge_config_file, parse_device, read_json, set_threads,
     usage, CommonArgs, Failure, ProductThreads,
 };
+use super::overlay;
 use crate::{plot, safety};
 use plasticity::train::{self, Experiment, Progress, RunOptions, Summary};
 use serde::{de::DeserializeOwned, Serialize};
@@ -47,16 +48,22 @@ pub(crate) struct RunSpec<'a> {
 
 impl<'a> Session<'a> {
     /// Sizes the threads, checks the run-level options and reads the config.json of the run to
-    /// resume. A resumed run keeps its configuration: any option of `changed` that was given
-    /// (and `--config`) is an error.
-    pub(crate) fn start(
+    /// resume. A resumed run keeps its configuration: `--config`, an option of the overlay
+    /// `options` or one of `more` that was given is an error.
+    pub(crate) fn start<O: Serialize + clap::Args>(
         experiment: &'static str,
         common: &'a CommonArgs,
         products: ProductThreads,
-        changed: &[(&str, bool)],
+        options: &O,
+        more: &[(&str, bool)],
     ) -> Result<Self, Failure> {
         let threads = set_threads(common.threads, products)?;
-        let base = resumed_config(experiment, common, changed)?;
+        let given = more
+            .iter()
+            .filter(|(_, given)| *given)
+            .map(|(name, _)| name.to_string())
+            .chain(overlay::given(options));
+        let base = resumed_config(experiment, common, given)?;
         let seed = common
             .seed
             .or_else(|| base.as_ref().and_then(|b| b["seed"].as_u64()))
@@ -70,21 +77,22 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// The configuration to start from: the resumed run's `task` or `fresh()`, then the fields
-    /// of `--config`. The options are applied by the caller.
-    pub(crate) fn config<C: Serialize + DeserializeOwned>(
+    /// The configuration: the resumed run's `task` or `fresh()`, then the fields of
+    /// `--config`, then the options given in `options`. The caller validates it.
+    pub(crate) fn config<C: Serialize + DeserializeOwned, O: Serialize>(
         &self,
-        fresh: impl FnOnce() -> Result<C, Failure>,
+        fresh: impl FnOnce() -> C,
+        options: &O,
     ) -> Result<C, Failure> {
-        let c = match &self.base {
+        let mut c = match &self.base {
             Some(b) => serde_json::from_value(b["task"].clone())
                 .map_err(|e| usage(format!("config: {e}")))?,
-            None => fresh()?,
+            None => fresh(),
         };
-        match &self.common.config {
-            Some(path) => merge_config_file(c, path),
-            None => Ok(c),
+        if let Some(path) = &self.common.config {
+            c = merge_config_file(c, path)?;
         }
+        overlay::apply(c, options)
     }
 
     /// A field of the resumed run's config.json.
@@ -236,23 +244,20 @@ fn check_positive_episodes(common: &CommonArgs) -> Result<(), Failure> {
 }
 
 /// The saved config.json of the run to resume (`None` for a new run). A resumed run keeps its
-/// configuration: any option in `changed` that was given is an error.
+/// configuration: `--config` or any option in `given` is an error.
 fn resumed_config(
     experiment: &str,
     common: &CommonArgs,
-    changed: &[(&str, bool)],
+    given: impl Iterator<Item = String>,
 ) -> Result<Option<serde_json::Value>, Failure> {
     let Some(dir) = &common.resume else {
         return Ok(None);
     };
-    let given =
-        std::iter::once(("--config", common.config.is_some())).chain(changed.iter().copied());
-    for (name, given) in given {
-        if given {
-            return Err(usage(format!(
-                "{name}: --resume continues a run with its saved config.json; start a new run to change it"
-            )));
-        }
+    let config = common.config.is_some().then(|| "--config".to_string());
+    if let Some(name) = config.into_iter().chain(given).next() {
+        return Err(usage(format!(
+            "{name}: --resume continues a run with its saved config.json; start a new run to change it"
+        )));
     }
     let path = dir.join("config.json");
     let saved = read_json(&path)?;

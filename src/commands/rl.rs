@@ -3,6 +3,7 @@
 //! before and after training (maze) and the modulator over an episode (modulated agents).
 
 use super::common::{load_run_model, saved_run, usage, CommonArgs, Failure, ProductThreads, Rule};
+use super::overlay::Finite;
 use super::pipeline::{last_n, RunSpec, Session};
 use super::rl_pictures::{write_pictures, write_trajectory};
 use clap::Args;
@@ -12,10 +13,12 @@ use plasticity::tasks::maze::{MazeConfig, MazePreset, MazeTask};
 use plasticity::train;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
 use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
 
+/// Options of `plasticity maze`.
 #[derive(Args)]
 pub struct MazeArgs {
     #[command(flatten)]
@@ -23,131 +26,77 @@ pub struct MazeArgs {
     /// Defaults to start from [default: paper].
     #[arg(long)]
     preset: Option<MazePreset>,
+    #[command(flatten)]
+    options: MazeOptions,
+}
+
+/// Options of `plasticity cue-reward`.
+#[derive(Args)]
+pub struct CueRewardArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    options: CueRewardOptions,
+}
+
+/// The options of both actor-critic tasks that overlay their configuration (named as its
+/// fields).
+#[derive(Args, Serialize)]
+struct AgentOptions {
     /// Network: modplast is simple neuromodulation, modul retroactive neuromodulation
     /// [paper: modul].
     #[arg(long)]
     model: Option<AgentModel>,
-    /// Neurons (0: the paper's parameter-matched size, 100 or 101 for plastic) [default: 0].
+    /// Neurons [maze: 0, the paper's parameter-matched size (100, or 101 for plastic);
+    /// cue-reward: 200].
     #[arg(long)]
     neurons: Option<usize>,
-    /// Side of the maze (odd) [paper: 13].
-    #[arg(long)]
-    size: Option<usize>,
-    /// Steps per episode [paper: 200].
+    /// Steps per episode [maze: 200; cue-reward: 120, trials of 4 steps].
     #[arg(long)]
     steps: Option<usize>,
     /// Episodes in parallel per update [paper: 30].
     #[arg(long)]
     batch: Option<usize>,
     /// Adam learning rate [paper: 1e-4].
-    #[arg(long, allow_negative_numbers = true)]
-    lr: Option<f64>,
-    /// Trace rule of --model plastic [paper: hebb; icml2018: oja].
-    #[arg(long)]
-    rule: Option<Rule>,
+    #[arg(long = "lr", allow_negative_numbers = true, value_parser = Finite)]
+    learning_rate: Option<f64>,
     /// Fan the modulator out to one plasticity rate per neuron.
     #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     fan_out: bool,
     /// Standard deviation of the initial plasticity coefficients `alpha` [default: 0.01].
-    #[arg(long)]
+    #[arg(long, value_parser = Finite)]
     alpha_init_std: Option<f64>,
 }
 
-#[derive(Args)]
-pub struct CueRewardArgs {
+/// The options that overlay the maze configuration.
+#[derive(Args, Serialize)]
+struct MazeOptions {
     #[command(flatten)]
-    pub common: CommonArgs,
-    /// Network: modplast is simple neuromodulation, modul retroactive neuromodulation
-    /// [default: modul].
+    #[serde(flatten)]
+    agent: AgentOptions,
+    /// Side of the maze (odd) [paper: 13].
     #[arg(long)]
-    model: Option<AgentModel>,
-    /// Neurons [paper: 200].
+    size: Option<usize>,
+    /// Trace rule of --model plastic [paper: hebb; icml2018: oja].
     #[arg(long)]
-    neurons: Option<usize>,
-    /// Steps per episode (trials of 4 steps) [paper: 120].
-    #[arg(long)]
-    steps: Option<usize>,
-    /// Episodes in parallel per update [paper: 30].
-    #[arg(long)]
-    batch: Option<usize>,
-    /// Adam learning rate [default: 1e-4].
-    #[arg(long, allow_negative_numbers = true)]
-    lr: Option<f64>,
-    /// Fan the modulator out to one plasticity rate per neuron.
-    #[arg(long)]
-    fan_out: bool,
-    /// Standard deviation of the initial plasticity coefficients `alpha` [default: 0.01].
-    #[arg(long)]
-    alpha_init_std: Option<f64>,
+    rule: Option<Rule>,
+}
+
+/// The options that overlay the cue-reward configuration.
+#[derive(Args, Serialize)]
+struct CueRewardOptions {
+    #[command(flatten)]
+    #[serde(flatten)]
+    agent: AgentOptions,
     /// Curriculum: train the first N updates on the easy version (2 cues, one per trial,
     /// go/no-go answers), then on the task [paper: 0].
     #[arg(long, value_name = "N")]
     warmup_updates: Option<u64>,
 }
 
-/// Resolves the maze configuration: preset (or the resumed run's), config file, options.
-fn maze_config(args: &MazeArgs, s: &Session<'_>) -> Result<MazeConfig, Failure> {
-    let mut c: MazeConfig =
-        s.config(|| Ok(MazeConfig::preset(args.preset.unwrap_or(MazePreset::Paper))))?;
-    if let Some(m) = args.model {
-        c.model = m;
-    }
-    if let Some(v) = args.neurons {
-        c.neurons = v;
-    }
-    if let Some(v) = args.size {
-        c.size = v;
-    }
-    if let Some(v) = args.steps {
-        c.steps = v;
-    }
-    if let Some(v) = args.batch {
-        c.batch = v;
-    }
-    if let Some(v) = args.lr {
-        c.learning_rate = v;
-    }
-    if let Some(v) = args.rule {
-        c.rule = v.into();
-    }
-    if args.fan_out {
-        c.fan_out = true;
-    }
-    if let Some(v) = args.alpha_init_std {
-        c.alpha_init_std = Some(v);
-    }
-    c.validate().map_err(|e| usage(format!("config: {e}")))?;
-    Ok(c)
-}
-
-/// Resolves the cue-reward configuration: defaults (or the resumed run's), config file, options.
-fn cue_reward_config(args: &CueRewardArgs, s: &Session<'_>) -> Result<CueRewardConfig, Failure> {
-    let mut c: CueRewardConfig = s.config(|| Ok(CueRewardConfig::default()))?;
-    if let Some(m) = args.model {
-        c.model = m;
-    }
-    if let Some(v) = args.neurons {
-        c.neurons = v;
-    }
-    if let Some(v) = args.steps {
-        c.steps = v;
-    }
-    if let Some(v) = args.batch {
-        c.batch = v;
-    }
-    if let Some(v) = args.lr {
-        c.learning_rate = v;
-    }
-    if args.fan_out {
-        c.fan_out = true;
-    }
-    if let Some(v) = args.alpha_init_std {
-        c.alpha_init_std = Some(v);
-    }
-    if let Some(v) = args.warmup_updates {
-        c.warmup_updates = v;
-    }
-    c.validate().map_err(|e| usage(format!("config: {e}")))?;
+/// A cue-reward episode is a whole number of trials.
+fn check_trials(c: &CueRewardConfig) -> Result<(), Failure> {
     let trial = cue_reward::TRIAL_STEPS;
     if !c.steps.is_multiple_of(trial) {
         let below = c.steps / trial * trial;
@@ -157,7 +106,7 @@ fn cue_reward_config(args: &CueRewardArgs, s: &Session<'_>) -> Result<CueRewardC
             below + trial
         )));
     }
-    Ok(c)
+    Ok(())
 }
 
 /// The modulated episode operation has a CPU implementation only.
@@ -173,20 +122,14 @@ pub fn train_maze(args: MazeArgs) -> Result<(), Failure> {
         "maze",
         &args.common,
         ProductThreads::PerRun,
-        &[
-            ("--preset", args.preset.is_some()),
-            ("--model", args.model.is_some()),
-            ("--neurons", args.neurons.is_some()),
-            ("--size", args.size.is_some()),
-            ("--steps", args.steps.is_some()),
-            ("--batch", args.batch.is_some()),
-            ("--lr", args.lr.is_some()),
-            ("--rule", args.rule.is_some()),
-            ("--fan-out", args.fan_out),
-            ("--alpha-init-std", args.alpha_init_std.is_some()),
-        ],
+        &args.options,
+        &[("--preset", args.preset.is_some())],
     )?;
-    let config = maze_config(&args, &s)?;
+    let preset = args.preset.unwrap_or(MazePreset::Paper);
+    let config = s.config(|| MazeConfig::preset(preset), &args.options)?;
+    config
+        .validate()
+        .map_err(|e| usage(format!("config: {e}")))?;
     crate::safety::check_memory("maze", &config.memory_estimate())?;
     let task = MazeTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
     let config_json = serde_json::to_value(&config).expect("serializes");
@@ -203,18 +146,14 @@ pub fn train_cue_reward(args: CueRewardArgs) -> Result<(), Failure> {
         "cue-reward",
         &args.common,
         ProductThreads::PerRun,
-        &[
-            ("--model", args.model.is_some()),
-            ("--neurons", args.neurons.is_some()),
-            ("--steps", args.steps.is_some()),
-            ("--batch", args.batch.is_some()),
-            ("--lr", args.lr.is_some()),
-            ("--fan-out", args.fan_out),
-            ("--alpha-init-std", args.alpha_init_std.is_some()),
-            ("--warmup-updates", args.warmup_updates.is_some()),
-        ],
+        &args.options,
+        &[],
     )?;
-    let config = cue_reward_config(&args, &s)?;
+    let config = s.config(CueRewardConfig::default, &args.options)?;
+    config
+        .validate()
+        .map_err(|e| usage(format!("config: {e}")))?;
+    check_trials(&config)?;
     crate::safety::check_memory("cue-reward", &config.memory_estimate())?;
     let task = CueRewardTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
     let config_json = serde_json::to_value(&config).expect("serializes");
