@@ -58,21 +58,8 @@ enum Command {
     Plot(Box<commands::plot::PlotArgs>),
 }
 
-/// One glibc malloc arena for the whole process. The kernels allocate their per-episode
-/// buffers on rayon's threads and burn frees and reuses memory on the main thread; with one
-/// arena per thread (glibc's default) those megabyte buffers are mapped, zeroed and unmapped
-/// again every episode. Measured with `plasticity bench pattern`: 103-120 -> 90-96 ms per
-/// episode, peak memory 78 -> 61 MB.
-fn single_malloc_arena() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator settings; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-}
-
 fn main() -> ExitCode {
-    single_malloc_arena();
+    plasticity::runtime::single_malloc_arena();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -1,13 +1,12 @@
 //! `plasticity bench <workload>`: times full training steps (forward, backward, Adam) of the
 //! papers' sizes, with the kernels' memory traffic against this machine's streaming bandwidth.
 
-use super::common::{
-    parse_device, peak_rss_mb, set_threads, usage, value_name, Failure, ProductThreads,
-};
+use super::common::{parse_device, product_threads, set_threads, usage, value_name, Failure};
 use super::images::image_sets;
 use super::pipeline::{median, time_steps};
 use super::{lm, omniglot, rl};
 use clap::{Args, ValueEnum};
+use plasticity::runtime;
 use plasticity::tasks::a2c::AgentModel;
 use plasticity::tasks::cue_reward::{CueRewardConfig, CueRewardTask};
 use plasticity::tasks::images::{ImageConfig, ImageTask};
@@ -19,7 +18,6 @@ use plasticity::tasks::ModelKind;
 use plasticity::TraceRule;
 use serde_json::json;
 use std::path::PathBuf;
-use std::time::Instant;
 
 /// Options of `plasticity bench`.
 #[derive(Args)]
@@ -88,7 +86,7 @@ pub(crate) fn bench(a: BenchArgs) -> Result<(), Failure> {
     let name = value_name(&a.workload);
     let workload = name.as_str();
     let model = a.model.as_ref().map(value_name);
-    let threads = set_threads(a.threads, ProductThreads::of(workload))?;
+    let threads = set_threads(a.threads, product_threads(workload))?;
     if workload == "omniglot" {
         if a.device != "cpu" {
             return Err(usage("--device: omniglot runs on the CPU"));
@@ -121,43 +119,6 @@ pub(crate) fn bench(a: BenchArgs) -> Result<(), Failure> {
         threads,
         &a.device,
     )
-}
-
-/// Streaming bandwidth of this machine in GB/s: the triad `a = b + s c` over three arrays of
-/// `floats / 3` values each (the workload's working set in all), on all rayon threads; best of 5.
-/// Bytes counted: two reads and one write per element.
-fn triad_gbs(floats: usize) -> f64 {
-    use rayon::prelude::*;
-    let len = (floats / 3).max(1 << 16);
-    let b = vec![1.0f32; len];
-    let c = vec![2.0f32; len];
-    let mut a = vec![0.0f32; len];
-    let chunk = len.div_ceil(4 * rayon::current_num_threads()).max(1 << 12);
-    let mut best = f64::INFINITY;
-    for rep in 0..6 {
-        let t0 = Instant::now();
-        a.par_chunks_mut(chunk)
-            .zip(b.par_chunks(chunk).zip(c.par_chunks(chunk)))
-            .for_each(|(a, (b, c))| {
-                for ((a, b), c) in a.iter_mut().zip(b).zip(c) {
-                    *a = b + 0.5 * c;
-                }
-            });
-        let s = t0.elapsed().as_secs_f64();
-        if rep > 0 {
-            best = best.min(s);
-        }
-    }
-    std::hint::black_box(&a);
-    (3 * len * 4) as f64 / best / 1e9
-}
-
-/// Bytes the fused kernels must stream per training step at least: each step reads `w` and
-/// `alpha` once (shared by the batch) and reads and writes each episode's `Hebb` (forward), then
-/// reads `w`, `alpha` and reads and writes `Hebb` and its gradient (reversed backward):
-/// `T (2 + 2B + 2 + 4B) N^2` f32 values. A lower bound: recomputation (clipping, Oja) streams more.
-fn model_bytes(n: usize, t: usize, b: usize) -> f64 {
-    (t * (4 + 6 * b) * n * n * 4) as f64
 }
 
 fn bench_plastic(
@@ -258,20 +219,21 @@ fn bench_plastic(
     let ms = median(&times.total);
     let min = times.total.iter().copied().fold(f64::INFINITY, f64::min);
     let max = times.total.iter().copied().fold(0.0, f64::max);
-    let rss = peak_rss_mb();
+    let rss = runtime::peak_rss_mb();
     // Roofline (CPU): the kernels' minimal traffic over the step's time, against the triad over
     // a working set of the same size (w, alpha, each episode's Hebb and its gradient).
     // Only the plastic kernels have that traffic: not the non-plastic RNN or the LSTM.
     let plastic = !matches!(model_name, "rnn" | "lstm");
-    let achieved_gbs = plastic.then(|| model_bytes(n, t, b) / (ms / 1e3) / 1e9);
-    let stream_gbs = (plastic && device_name == "cpu").then(|| triad_gbs((2 + 2 * b) * n * n));
+    let achieved_gbs = plastic.then(|| runtime::plastic_step_bytes(n, t, b) / (ms / 1e3) / 1e9);
+    let stream_gbs = (plastic && device_name == "cpu")
+        .then(|| runtime::triad_gbs(runtime::plastic_working_set(n, b)));
     let fraction = stream_gbs.zip(achieved_gbs).map(|(s, a)| a / s);
     if json_out {
         println!(
             "{}",
             json!({"workload": workload, "model": model_name, "ms_per_episode": ms, "peak_rss_mb": rss, "threads": threads,
                    "device": device_name, "device_memory_mb": times.device_mb,
-                   "model_bytes_per_step": plastic.then(|| model_bytes(n, t, b)), "achieved_gbs": achieved_gbs,
+                   "model_bytes_per_step": plastic.then(|| runtime::plastic_step_bytes(n, t, b)), "achieved_gbs": achieved_gbs,
                    "stream_gbs": stream_gbs, "roofline_fraction": fraction,
                    "batch": b, "neurons": n, "steps": t, "episodes_timed": episodes,
                    "min_ms": min, "max_ms": max,

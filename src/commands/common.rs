@@ -2,6 +2,8 @@
 //! device, reading configurations and runs.
 
 use clap::{Args, ValueEnum};
+pub(crate) use plasticity::runtime::ProductThreads;
+use plasticity::runtime::{self, ThreadsError};
 use plasticity::train::{self, Experiment, TrainError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -66,70 +68,27 @@ pub(crate) fn usage(msg: impl Into<String>) -> Failure {
     Failure(2, msg.into())
 }
 
-/// How the kernels' matrix products (`matrixmultiply`, which keeps its own threads) share
-/// the cores with rayon's.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum ProductThreads {
-    /// As many threads per product as `--threads` (the physical cores by default): the
-    /// recurrent and LSTM kernels run their large products one at a time.
-    PerRun,
-    /// One thread per product: the kernel already runs its products in parallel, one block of
-    /// images per rayon thread (the convolutions); threaded products inside them would put
-    /// twice as many threads as cores to work (measured: README, Omniglot, "Two threads").
-    One,
-}
-
-impl ProductThreads {
-    /// The setting for an experiment or benchmark workload named on the command line: `One`
-    /// for `omniglot` (the convolutions), else `PerRun`.
-    pub(crate) fn of(experiment: &str) -> Self {
-        if experiment == "omniglot" {
-            ProductThreads::One
-        } else {
-            ProductThreads::PerRun
-        }
+/// The product threads of an experiment or benchmark workload named on the command line:
+/// one per product for `omniglot` (its convolutions run their products in parallel), else as
+/// many as rayon's.
+pub(crate) fn product_threads(experiment: &str) -> ProductThreads {
+    if experiment == "omniglot" {
+        ProductThreads::One
+    } else {
+        ProductThreads::PerRun
     }
 }
 
-/// The most `--threads` accepted on any machine (more on a machine with over 16 cores: 16 per
-/// core).
-const MAX_THREADS: usize = 256;
-
-/// Sizes rayon's global pool (`--threads`; default: all cores) and the matrix products'
-/// threads (see [`ProductThreads`]; a user's own `MATMUL_NUM_THREADS` wins). Returns rayon's
-/// thread count.
+/// Sizes the threads (`--threads`; see [`runtime::set_threads`]); returns rayon's count.
 pub(crate) fn set_threads(
     threads: Option<usize>,
     products: ProductThreads,
 ) -> Result<usize, Failure> {
-    if let Some(t) = threads {
-        if t == 0 {
-            return Err(usage("--threads: must be positive"));
-        }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let most = MAX_THREADS.max(16 * cores);
-        if t > most {
-            return Err(usage(format!(
-                "--threads {t}: at most {most} (this machine has {cores} cores)"
-            )));
-        }
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(t)
-            .build_global()
-            .map_err(|e| Failure(1, e.to_string()))?;
-    }
-    // matrixmultiply reads MATMUL_NUM_THREADS once, before its first product (default: the
-    // physical cores), so this must run before any product.
-    if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
-        let per_product = match products {
-            ProductThreads::One => Some(1),
-            ProductThreads::PerRun => threads,
-        };
-        if let Some(n) = per_product {
-            std::env::set_var("MATMUL_NUM_THREADS", n.to_string());
-        }
-    }
-    Ok(rayon::current_num_threads())
+    runtime::set_threads(threads, products).map_err(|e| match e {
+        ThreadsError::TooMany { asked, .. } => usage(format!("--threads {asked}: {e}")),
+        ThreadsError::Zero => usage(format!("--threads: {e}")),
+        ThreadsError::Pool(_) => Failure(1, e.to_string()),
+    })
 }
 
 /// The autodiff device named by `--device`: `cpu` (burn's Flex backend with the fused
@@ -304,16 +263,4 @@ pub(crate) fn check_experiment(
         ))),
         _ => Ok(()),
     }
-}
-
-/// The most resident memory this process has used (`VmHWM`), MB; NaN where unknown.
-pub(crate) fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }

@@ -1,6 +1,6 @@
 //! `plasticity eval <experiment>`: evaluates the last checkpoint of a run on fresh episodes.
 
-use super::common::{parse_device, set_threads, usage, value_name, Failure, ProductThreads};
+use super::common::{parse_device, product_threads, set_threads, usage, value_name, Failure};
 use super::{images, lm, omniglot, pattern, rl};
 use clap::{Args, ValueEnum};
 use plasticity::tasks::omniglot::ClassSet;
@@ -59,7 +59,7 @@ enum Experiment {
 pub(crate) fn eval(a: EvalArgs) -> Result<(), Failure> {
     let name = value_name(&a.experiment);
     let experiment = name.as_str();
-    set_threads(a.threads, ProductThreads::of(experiment))?;
+    set_threads(a.threads, product_threads(experiment))?;
     if experiment == "omniglot" {
         if a.device != "cpu" {
             return Err(usage("--device: omniglot runs on the CPU"));

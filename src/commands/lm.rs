@@ -3,13 +3,14 @@
 //! section 4.3).
 
 use super::common::{
-    check_experiment, peak_rss_mb, read_json, usage, Alpha, CommonArgs, Failure, ProductThreads,
+    check_experiment, read_json, usage, Alpha, CommonArgs, Failure, ProductThreads,
 };
 use super::overlay::Finite;
 use super::pipeline::{last_n, median, time_steps, RunSpec, Session};
 use crate::{plot, safety};
 use clap::Args;
 use plasticity::data::ptb::{self, Corpus};
+use plasticity::runtime;
 use plasticity::tasks::lm::{LmConfig, LmModel, LmPreset, LmTask};
 use plasticity::train::{self, Experiment};
 use rand::SeedableRng;
@@ -296,7 +297,7 @@ pub fn bench_lm(
     let tokens_per_s = tokens / (update_ms / 1e3);
     let epoch_min = task.segments_per_epoch() as f64 * update_ms / 6e4;
     let params = task.param_counts().1.total;
-    let rss = peak_rss_mb();
+    let rss = runtime::peak_rss_mb();
     let model_name = serde_json::to_value(model).expect("serializes");
     if json_out {
         println!(

@@ -2,13 +2,14 @@
 //! (ICML 2018, section 4.3).
 
 use super::common::{
-    check_experiment, peak_rss_mb, read_json, usage, CommonArgs, Failure, ProductThreads, Rule,
+    check_experiment, read_json, usage, CommonArgs, Failure, ProductThreads, Rule,
 };
 use super::overlay::Finite;
 use super::pipeline::{last_n, median, time_steps, RunSpec, Session};
 use crate::safety;
 use clap::Args;
 use plasticity::data::omniglot::Omniglot;
+use plasticity::runtime;
 use plasticity::tasks::omniglot::{
     wilson_interval, ClassSet, FeatureNorm, OmniglotConfig, OmniglotTask, Split,
 };
@@ -260,7 +261,7 @@ pub fn bench_omniglot(
     let [forward_ms, backward_ms, optimizer_ms] = times.parts.clone().map(|p| median(&p));
     let update_ms = median(&times.total);
     let per_episode = update_ms / batch as f64;
-    let rss = peak_rss_mb();
+    let rss = runtime::peak_rss_mb();
     if json_out {
         println!(
             "{}",
