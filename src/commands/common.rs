@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 /// Options every training command shares.
 #[derive(Args, Clone)]
 pub(crate) struct CommonArgs {
-    /// Training episodes (updates) [default: pattern 1000, omniglot 100000].
-    #[arg(long)]
-    pub(crate) episodes: Option<u64>,
+    /// Optimiser updates of the run, each on --batch episodes (--episodes: the old name)
+    /// [default: omniglot 100000, the others 1000].
+    #[arg(long = "updates", visible_alias = "episodes")]
+    pub(crate) updates: Option<u64>,
     /// Seed of the run (initialisation and episodes) [default: 0].
     #[arg(long)]
     pub(crate) seed: Option<u64>,
@@ -49,6 +50,20 @@ pub(crate) struct CommonArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     pub(crate) progress_every: f64,
 }
+/// How messages name `--updates`: as the user spelled it (`--episodes` is its old name), or
+/// both names when it was not given.
+pub(crate) fn updates_flag() -> &'static str {
+    let typed =
+        |name: &str| std::env::args().any(|a| a == name || a.starts_with(&format!("{name}=")));
+    if typed("--episodes") {
+        "--episodes"
+    } else if typed("--updates") {
+        "--updates"
+    } else {
+        "--updates (--episodes)"
+    }
+}
+
 /// An error with its exit code (2: usage, configuration or data; 1: other).
 pub(crate) struct Failure(pub(crate) u8, pub(crate) String);
 

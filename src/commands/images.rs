@@ -6,7 +6,7 @@ use super::common::{
     Rule,
 };
 use super::overlay::Finite;
-use super::pipeline::{eval_run, last_n, RunSpec, Session};
+use super::pipeline::{eval_run, unit, RunSpec, Session};
 use crate::png;
 use clap::Args;
 use plasticity::data::{cifar, embedded, ImageSet, Split};
@@ -98,8 +98,8 @@ pub(crate) fn train_images(args: ImagesArgs) -> Result<(), Failure> {
             model.as_str().unwrap_or("model"),
             s.seed
         )),
-        total: s.episodes(1000),
-        unit: "episodes",
+        total: s.updates(1000),
+        unit: unit(config.batch),
         task_json: serde_json::to_value(&config).expect("serializes"),
         extra: json!({
             "steps_per_episode": config.steps(),
@@ -109,7 +109,7 @@ pub(crate) fn train_images(args: ImagesArgs) -> Result<(), Failure> {
         }),
         curves: &["loss", "erased_loss"],
     };
-    s.check_episodes_run(&spec.out, spec.total, spec.unit)?;
+    s.check_updates_run(&spec.out, spec.total, spec.unit)?;
     let summary = s.train(&task, &spec, |p| {
         format!("loss {:.2}  erased_loss(50) {:.2}", p.loss, p.running[0])
     })?;
@@ -118,14 +118,12 @@ pub(crate) fn train_images(args: ImagesArgs) -> Result<(), Failure> {
     let device = parse_device(&args.common.device)?;
     let (model, _) = load_run_model(&task, out, &device)?;
     write_reconstructions(&task, &model, &out.join("reconstructions.png"), 6, &device)?;
-    eprintln!(
-        "images: {} episodes in {:.1} s; {}: loss {:.3}, erased_loss {:.3} (training images). Run directory: {}",
-        summary.episodes,
-        summary.seconds,
-        last_n(&summary, "episodes"),
-        summary.final_loss,
-        summary.final_metrics[0],
-        out.display()
+    let (loss, erased) = (summary.final_loss, summary.final_metrics[0]);
+    s.report(
+        &summary,
+        &spec,
+        config.batch,
+        &format!("loss {loss:.3}, erased_loss {erased:.3} (training images)"),
     );
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! section 4.3).
 
 use super::common::{
-    check_experiment, read_json, usage, Alpha, CommonArgs, Failure, ProductThreads,
+    check_experiment, read_json, updates_flag, usage, Alpha, CommonArgs, Failure, ProductThreads,
 };
 use super::overlay::Finite;
 use super::pipeline::{last_n, median, time_steps, RunSpec, Session};
@@ -103,10 +103,11 @@ fn load_corpus(dir: &Path, quiet: bool) -> Result<Arc<Corpus>, Failure> {
 /// `plasticity lm`.
 pub fn train_lm(args: LmArgs) -> Result<(), Failure> {
     let common = &args.common;
-    if common.episodes.is_some() {
-        return Err(usage(
-            "--episodes: the language model counts epochs; use --epochs",
-        ));
+    if common.updates.is_some() {
+        return Err(usage(format!(
+            "{}: the language model counts epochs; use --epochs",
+            updates_flag()
+        )));
     }
     if common.device != "cpu" {
         return Err(usage("--device: lm runs on the CPU"));

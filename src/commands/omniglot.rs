@@ -5,7 +5,7 @@ use super::common::{
     check_experiment, read_json, usage, CommonArgs, Failure, ProductThreads, Rule,
 };
 use super::overlay::Finite;
-use super::pipeline::{last_n, median, time_steps, RunSpec, Session};
+use super::pipeline::{median, time_steps, RunSpec, Session};
 use crate::safety;
 use clap::Args;
 use plasticity::data::omniglot::Omniglot;
@@ -126,9 +126,9 @@ pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
         config.shots,
         s.seed
     ));
-    let total = s.episodes(DEFAULT_EPISODES);
+    let total = s.updates(DEFAULT_EPISODES);
     safety::check_memory("omniglot", &config.memory_estimate())?;
-    s.check_episodes_run(&out, total, "updates")?;
+    s.check_updates_run(&out, total, "updates")?;
     let data = load_data(&data_dir, &config, false)?;
     let task =
         OmniglotTask::new(config.clone(), data).map_err(|e| usage(format!("config: {e}")))?;
@@ -148,15 +148,12 @@ pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
         format!("loss {:.3}  accuracy(50) {:.3}", p.loss, p.running[0])
     })?;
     s.finish(&summary, &spec)?;
-    eprintln!(
-        "omniglot: {} updates x {} episodes in {:.1} s; {}: loss {:.4}, training accuracy {:.4}. Run directory: {}",
-        summary.episodes,
+    let (loss, accuracy) = (summary.final_loss, summary.final_metrics[0]);
+    s.report(
+        &summary,
+        &spec,
         config.meta_batch,
-        summary.seconds,
-        last_n(&summary, "updates"),
-        summary.final_loss,
-        summary.final_metrics[0],
-        spec.out.display()
+        &format!("loss {loss:.4}, training accuracy {accuracy:.4}"),
     );
     eprintln!(
         "held-out accuracy: plasticity eval omniglot --run {}",

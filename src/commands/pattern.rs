@@ -3,7 +3,7 @@
 
 use super::common::{saved_run, usage, Alpha, CommonArgs, Failure, ProductThreads, Rule};
 use super::overlay::Finite;
-use super::pipeline::{eval_run, last_n, RunSpec, Session};
+use super::pipeline::{eval_run, unit, RunSpec, Session};
 use clap::Args;
 use plasticity::tasks::pattern::{PatternConfig, PatternPreset, PatternTask};
 use plasticity::tasks::ModelKind;
@@ -72,25 +72,23 @@ pub(crate) fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
             model.as_str().unwrap_or("model"),
             s.seed
         )),
-        total: s.episodes(1000),
-        unit: "episodes",
+        total: s.updates(1000),
+        unit: unit(config.batch),
         task_json: serde_json::to_value(&config).expect("serializes"),
         extra: json!({"steps_per_episode": config.steps()}),
         curves: &["loss", "error"],
     };
-    s.check_episodes_run(&spec.out, spec.total, spec.unit)?;
+    s.check_updates_run(&spec.out, spec.total, spec.unit)?;
     let summary = s.train(&task, &spec, |p| {
         format!("loss {:.3}  error(50) {:.4}", p.loss, p.running[0])
     })?;
     s.finish(&summary, &spec)?;
-    eprintln!(
-        "pattern: {} episodes in {:.1} s; {}: loss {:.4}, error {:.4}. Run directory: {}",
-        summary.episodes,
-        summary.seconds,
-        last_n(&summary, "episodes"),
-        summary.final_loss,
-        summary.final_metrics[0],
-        spec.out.display()
+    let (loss, error) = (summary.final_loss, summary.final_metrics[0]);
+    s.report(
+        &summary,
+        &spec,
+        config.batch,
+        &format!("loss {loss:.4}, error {error:.4}"),
     );
     Ok(())
 }

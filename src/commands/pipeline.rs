@@ -5,7 +5,7 @@
 
 use super::common::{
     check_experiment, load_run_model, merge_config_file, parse_device, read_json, set_threads,
-    usage, CommonArgs, Failure, ProductThreads,
+    updates_flag, usage, CommonArgs, Failure, ProductThreads,
 };
 use super::overlay;
 use crate::{plot, safety};
@@ -100,10 +100,10 @@ impl<'a> Session<'a> {
         self.base.as_ref().and_then(|b| b.get(key))
     }
 
-    /// Updates of the run: `--episodes`, the resumed run's, or `default`.
-    pub(crate) fn episodes(&self, default: u64) -> u64 {
+    /// Updates of the run: `--updates`, the resumed run's, or `default`.
+    pub(crate) fn updates(&self, default: u64) -> u64 {
         self.common
-            .episodes
+            .updates
             .or_else(|| self.saved("episodes").and_then(|v| v.as_u64()))
             .unwrap_or(default)
     }
@@ -129,20 +129,23 @@ impl<'a> Session<'a> {
     }
 
     /// Checks the run-level options and the run directory before anything is allocated or
-    /// written, for a run of `total` updates set by `--episodes` (see [`safety::check_run_dir`]).
-    pub(crate) fn check_episodes_run(
+    /// written, for a run of `total` updates set by `--updates` (see [`safety::check_run_dir`]).
+    pub(crate) fn check_updates_run(
         &self,
         out: &Path,
         total: u64,
         unit: &str,
     ) -> Result<(), Failure> {
-        check_positive_episodes(self.common)?;
+        check_positive_updates(self.common)?;
         self.check_run(&safety::RunPlan {
             out,
             base: self.base.as_ref(),
             total,
-            requested: self.common.episodes.map(|e| format!("--episodes {e}")),
-            option: "--episodes",
+            requested: self
+                .common
+                .updates
+                .map(|e| format!("{} {e}", updates_flag())),
+            option: updates_flag(),
             unit,
         })
     }
@@ -199,6 +202,28 @@ impl<'a> Session<'a> {
         Ok(summary)
     }
 
+    /// The end-of-run line on stderr: updates (and the episodes of each, `batch`), time, the
+    /// running `metrics` and the run directory.
+    pub(crate) fn report(
+        &self,
+        summary: &Summary,
+        spec: &RunSpec<'_>,
+        batch: usize,
+        metrics: &str,
+    ) {
+        let done = match (spec.unit, batch) {
+            ("updates", b) if b > 1 => format!("{} updates x {b} episodes", summary.episodes),
+            (unit, _) => format!("{} {unit}", summary.episodes),
+        };
+        eprintln!(
+            "{}: {done} in {:.1} s; {}: {metrics}. Run directory: {}",
+            self.experiment,
+            summary.seconds,
+            last_n(summary, spec.unit),
+            spec.out.display()
+        );
+    }
+
     /// Ends a run after its own pictures are drawn: a run stopped by a signal is an error (exit
     /// 130, saying how to resume it); one stopped at `--time-limit` says how to continue.
     pub(crate) fn finish(&self, summary: &Summary, spec: &RunSpec<'_>) -> Result<(), Failure> {
@@ -235,10 +260,13 @@ fn check_time_limit(common: &CommonArgs) -> Result<(), Failure> {
     }
 }
 
-/// `--episodes 0` would train nothing.
-fn check_positive_episodes(common: &CommonArgs) -> Result<(), Failure> {
-    if common.episodes == Some(0) {
-        return Err(usage("--episodes: must be positive (0 trains nothing)"));
+/// `--updates 0` would train nothing.
+fn check_positive_updates(common: &CommonArgs) -> Result<(), Failure> {
+    if common.updates == Some(0) {
+        return Err(usage(format!(
+            "{}: must be positive (0 trains nothing)",
+            updates_flag()
+        )));
     }
     Ok(())
 }
@@ -263,6 +291,16 @@ fn resumed_config(
     let saved = read_json(&path)?;
     check_experiment(&saved, &path, experiment)?;
     Ok(Some(saved))
+}
+
+/// What a run of `batch` episodes per update counts: `episodes` when an update is one
+/// episode, else `updates`.
+pub(crate) fn unit(batch: usize) -> &'static str {
+    if batch == 1 {
+        "episodes"
+    } else {
+        "updates"
+    }
 }
 
 /// "the last 50 episodes" of an end-of-run summary, or as many as were averaged.

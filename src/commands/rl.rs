@@ -4,7 +4,7 @@
 
 use super::common::{load_run_model, saved_run, usage, CommonArgs, Failure, ProductThreads, Rule};
 use super::overlay::Finite;
-use super::pipeline::{last_n, RunSpec, Session};
+use super::pipeline::{RunSpec, Session};
 use super::rl_pictures::{write_pictures, write_trajectory};
 use clap::Args;
 use plasticity::tasks::a2c::{self, A2cTask, AgentModel};
@@ -176,25 +176,24 @@ fn train_rl<T: A2cTask>(
             model.as_str().unwrap_or("model"),
             s.seed
         )),
-        total: s.episodes(1000),
-        unit: "episodes",
+        total: s.updates(1000),
+        unit: "updates",
         task_json: config,
         extra: json!({"neurons": spec.neurons}),
         curves: &["loss", "reward"],
     };
-    s.check_episodes_run(&run.out, run.total, run.unit)?;
+    s.check_updates_run(&run.out, run.total, run.unit)?;
     let summary = s.train(task, &run, |p| {
         format!("loss {:.3}  reward(50) {:.2}", p.loss, p.running[0])
     })?;
     s.finish(&summary, &run)?;
-    eprintln!(
-        "{name}: {} episodes in {:.1} s; {}: loss {:.4}, reward {:.3}. Run directory: {}",
-        summary.episodes,
-        summary.seconds,
-        last_n(&summary, "episodes"),
-        summary.final_loss,
-        summary.final_metrics[0],
-        run.out.display()
+    let (loss, reward) = (summary.final_loss, summary.final_metrics[0]);
+    let batch = task.settings().batch;
+    s.report(
+        &summary,
+        &run,
+        batch,
+        &format!("loss {loss:.4}, reward {reward:.3}"),
     );
     Ok(run.out)
 }
