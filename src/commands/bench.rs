@@ -10,11 +10,10 @@ use plasticity::runtime;
 use plasticity::tasks::a2c::AgentModel;
 use plasticity::tasks::cue_reward::{CueRewardConfig, CueRewardTask};
 use plasticity::tasks::images::{ImageConfig, ImageTask};
-use plasticity::tasks::lm::LmModel;
 use plasticity::tasks::maze::{MazeConfig, MazeTask};
 use plasticity::tasks::pattern::{PatternConfig, PatternTask};
 use plasticity::tasks::synthetic::{SyntheticConfig, SyntheticTask};
-use plasticity::tasks::ModelKind;
+use plasticity::tasks::{Model, ModelKind};
 use plasticity::TraceRule;
 use serde_json::json;
 use std::path::PathBuf;
@@ -28,7 +27,7 @@ pub(crate) struct BenchArgs {
     /// rnn, plastic, modplast or modul [default: modul]; lm: lstm, plastic or modulated
     /// [default: lstm].
     #[arg(long)]
-    model: Option<BenchModel>,
+    model: Option<Model>,
     /// Episodes per update [default: the workload's] (omniglot: the meta-batch).
     #[arg(long)]
     batch: Option<usize>,
@@ -70,22 +69,11 @@ enum Workload {
     Lm,
 }
 
-/// The models of all workloads (each workload takes some of them).
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum BenchModel {
-    Plastic,
-    Rnn,
-    Lstm,
-    Modplast,
-    Modul,
-    Modulated,
-}
-
 /// `plasticity bench`.
 pub(crate) fn bench(a: BenchArgs) -> Result<(), Failure> {
     let name = value_name(&a.workload);
     let workload = name.as_str();
-    let model = a.model.as_ref().map(value_name);
+    let model = a.model.map(Model::name);
     let threads = set_threads(a.threads, product_threads(workload))?;
     if workload == "omniglot" {
         if a.device != "cpu" {
@@ -103,21 +91,11 @@ pub(crate) fn bench(a: BenchArgs) -> Result<(), Failure> {
         if a.device != "cpu" {
             return Err(usage("--device: bench lm runs on the CPU"));
         }
-        let model = model
-            .as_deref()
-            .unwrap_or("lstm")
-            .parse::<LmModel>()
-            .map_err(|e| usage(format!("--model: {e}")))?;
+        let model = a.model.unwrap_or(Model::Lstm);
         return lm::bench_lm(model, a.batch, a.episodes, a.json, threads, a.data_dir);
     }
     bench_plastic(
-        workload,
-        model.as_deref(),
-        a.batch,
-        a.episodes,
-        a.json,
-        threads,
-        &a.device,
+        workload, model, a.batch, a.episodes, a.json, threads, &a.device,
     )
 }
 

@@ -4,6 +4,7 @@
 use clap::{Args, ValueEnum};
 pub(crate) use plasticity::runtime::ProductThreads;
 use plasticity::runtime::{self, ThreadsError};
+use plasticity::tasks::Model;
 use plasticity::train::{self, Experiment, TrainError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -50,6 +51,19 @@ pub(crate) struct CommonArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     pub(crate) progress_every: f64,
 }
+/// `--model` must be one of the task's variants (`T`: `ModelKind`, `AgentModel`).
+pub(crate) fn check_model<T: std::str::FromStr<Err = String>>(
+    model: Option<Model>,
+) -> Result<(), Failure> {
+    match model {
+        Some(m) => m
+            .task_model::<T>()
+            .map(|_| ())
+            .map_err(|e| usage(format!("--model: {e}"))),
+        None => Ok(()),
+    }
+}
+
 /// How messages name `--updates`: as the user spelled it (`--episodes` is its old name), or
 /// both names when it was not given.
 pub(crate) fn updates_flag() -> &'static str {

@@ -2,8 +2,8 @@
 //! completion (ICML 2018, section 4.2), and the reconstructions picture.
 
 use super::common::{
-    load_run_model, parse_device, saved_run, usage, Alpha, CommonArgs, Failure, ProductThreads,
-    Rule,
+    check_model, load_run_model, parse_device, saved_run, usage, Alpha, CommonArgs, Failure,
+    ProductThreads, Rule,
 };
 use super::overlay::Finite;
 use super::pipeline::{eval_run, unit, RunSpec, Session};
@@ -11,7 +11,7 @@ use crate::png;
 use clap::Args;
 use plasticity::data::{cifar, embedded, ImageSet, Split};
 use plasticity::tasks::images::{ImageConfig, ImageTask};
-use plasticity::tasks::ModelKind;
+use plasticity::tasks::{Model, ModelKind};
 use plasticity::train::Experiment;
 use serde::Serialize;
 use serde_json::json;
@@ -33,9 +33,9 @@ pub(crate) struct ImagesArgs {
 /// The options that overlay the image configuration (named as its fields).
 #[derive(Args, Serialize)]
 struct ImagesOptions {
-    /// Network [default: plastic].
+    /// Network: plastic, rnn or lstm [default: plastic].
     #[arg(long)]
-    model: Option<ModelKind>,
+    model: Option<Model>,
     /// Adam learning rate [paper: 1e-4].
     #[arg(long = "lr", allow_negative_numbers = true, value_parser = Finite)]
     learning_rate: Option<f64>,
@@ -71,6 +71,7 @@ fn saved_data_dir(saved: &serde_json::Value) -> Option<PathBuf> {
 
 /// `plasticity images`.
 pub(crate) fn train_images(args: ImagesArgs) -> Result<(), Failure> {
+    check_model::<ModelKind>(args.options.model)?;
     let s = Session::start(
         "images",
         &args.common,

@@ -12,6 +12,7 @@ use clap::Args;
 use plasticity::data::ptb::{self, Corpus};
 use plasticity::runtime;
 use plasticity::tasks::lm::{LmConfig, LmModel, LmPreset, LmTask};
+use plasticity::tasks::Model;
 use plasticity::train::{self, Experiment};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -30,7 +31,7 @@ pub struct LmArgs {
     pub common: CommonArgs,
     /// Recurrent layers [default: lstm].
     #[arg(long)]
-    pub model: Option<LmModel>,
+    pub model: Option<Model>,
     /// Sizes and schedule: small (2 layers of 200 units, 2.65M parameters: a small CPU) or
     /// paper (3 layers, 1150 units, 24M parameters: section 4.3's size) [default: small].
     #[arg(long)]
@@ -69,9 +70,17 @@ struct LmOptions {
 
 /// Resolves the configuration: preset (or a resumed run's), then `--config`, then options.
 fn lm_config(args: &LmArgs, s: &Session<'_>) -> Result<LmConfig, Failure> {
-    let model = args.model.unwrap_or(LmModel::Lstm);
+    let (model, retroactive) = args
+        .model
+        .unwrap_or(Model::Lstm)
+        .lm()
+        .map_err(|e| usage(format!("--model: {e}")))?;
     let preset = args.preset.unwrap_or(LmPreset::Small);
-    let mut c = s.config(|| LmConfig::preset(preset, model), &args.options)?;
+    let fresh = || LmConfig {
+        retroactive,
+        ..LmConfig::preset(preset, model)
+    };
+    let mut c = s.config(fresh, &args.options)?;
     if let Some(v) = args.epochs {
         c.epochs = v;
     }
@@ -269,7 +278,7 @@ pub fn eval_lm(run: &Path, data_dir: Option<PathBuf>, json_out: bool) -> Result<
 }
 
 pub fn bench_lm(
-    model: LmModel,
+    model: Model,
     batch: Option<usize>,
     episodes: usize,
     json_out: bool,
@@ -279,7 +288,11 @@ pub fn bench_lm(
     if episodes == 0 {
         return Err(usage("bench: --episodes must be positive"));
     }
-    let mut config = LmConfig::preset(LmPreset::Small, model);
+    let (layers, retroactive) = model.lm().map_err(|e| usage(format!("--model: {e}")))?;
+    let mut config = LmConfig {
+        retroactive,
+        ..LmConfig::preset(LmPreset::Small, layers)
+    };
     if let Some(b) = batch {
         config.batch = b;
     }

@@ -1,12 +1,14 @@
 //! `plasticity pattern` and `plasticity eval pattern`: binary pattern memorisation and
 //! completion (ICML 2018, section 4.1).
 
-use super::common::{saved_run, usage, Alpha, CommonArgs, Failure, ProductThreads, Rule};
+use super::common::{
+    check_model, saved_run, usage, Alpha, CommonArgs, Failure, ProductThreads, Rule,
+};
 use super::overlay::Finite;
 use super::pipeline::{eval_run, unit, RunSpec, Session};
 use clap::Args;
 use plasticity::tasks::pattern::{PatternConfig, PatternPreset, PatternTask};
-use plasticity::tasks::ModelKind;
+use plasticity::tasks::{Model, ModelKind};
 use serde::Serialize;
 use serde_json::json;
 use std::path::Path;
@@ -26,9 +28,9 @@ pub(crate) struct PatternArgs {
 /// The options that overlay the pattern configuration (named as its fields).
 #[derive(Args, Serialize)]
 struct PatternOptions {
-    /// Network [default: plastic].
+    /// Network: plastic, rnn or lstm [default: plastic].
     #[arg(long)]
-    model: Option<ModelKind>,
+    model: Option<Model>,
     /// Bits per pattern [paper: 1000].
     #[arg(long)]
     bits: Option<usize>,
@@ -51,6 +53,7 @@ struct PatternOptions {
 
 /// `plasticity pattern`.
 pub(crate) fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
+    check_model::<ModelKind>(args.options.model)?;
     let s = Session::start(
         "pattern",
         &args.common,

@@ -2,7 +2,9 @@
 //! section 4.4), their evaluation and their pictures: the agent's trajectory in one episode
 //! before and after training (maze) and the modulator over an episode (modulated agents).
 
-use super::common::{load_run_model, saved_run, usage, CommonArgs, Failure, ProductThreads, Rule};
+use super::common::{
+    check_model, load_run_model, saved_run, usage, CommonArgs, Failure, ProductThreads, Rule,
+};
 use super::overlay::Finite;
 use super::pipeline::{RunSpec, Session};
 use super::rl_pictures::{write_pictures, write_trajectory};
@@ -10,6 +12,7 @@ use clap::Args;
 use plasticity::tasks::a2c::{self, A2cTask, AgentModel};
 use plasticity::tasks::cue_reward::{self, CueRewardConfig, CueRewardTask};
 use plasticity::tasks::maze::{MazeConfig, MazePreset, MazeTask};
+use plasticity::tasks::Model;
 use plasticity::train;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -43,10 +46,10 @@ pub struct CueRewardArgs {
 /// fields).
 #[derive(Args, Serialize)]
 struct AgentOptions {
-    /// Network: modplast is simple neuromodulation, modul retroactive neuromodulation
-    /// [paper: modul].
+    /// Network: rnn, plastic, modplast (simple neuromodulation) or modul (retroactive
+    /// neuromodulation) [paper: modul].
     #[arg(long)]
-    model: Option<AgentModel>,
+    model: Option<Model>,
     /// Neurons [maze: 0, the paper's parameter-matched size (100, or 101 for plastic);
     /// cue-reward: 200].
     #[arg(long)]
@@ -118,6 +121,7 @@ pub fn train_maze(args: MazeArgs) -> Result<(), Failure> {
     if args.common.device != "cpu" {
         return Err(usage(RL_CPU_ONLY));
     }
+    check_model::<AgentModel>(args.options.agent.model)?;
     let s = Session::start(
         "maze",
         &args.common,
@@ -142,6 +146,7 @@ pub fn train_cue_reward(args: CueRewardArgs) -> Result<(), Failure> {
     if args.common.device != "cpu" {
         return Err(usage(RL_CPU_ONLY));
     }
+    check_model::<AgentModel>(args.options.agent.model)?;
     let s = Session::start(
         "cue-reward",
         &args.common,
