@@ -2,18 +2,17 @@
 //! completion (ICML 2018, section 4.2), and the reconstructions picture.
 
 use super::common::{
-    check_model, load_run_model, parse_device, saved_run, usage, Alpha, CommonArgs, Failure,
-    ProductThreads, Rule,
+    check_model, load_run_model, parse_device, saved_run, usage, CommonArgs, Failure,
+    ProductThreads,
 };
-use super::overlay::Finite;
+use super::pattern::NetOptions;
 use super::pipeline::{eval_run, unit, RunSpec, Session};
 use crate::png;
 use clap::Args;
 use plasticity::data::{cifar, embedded, ImageSet, Split};
 use plasticity::tasks::images::{ImageConfig, ImageTask};
-use plasticity::tasks::{Model, ModelKind};
+use plasticity::tasks::ModelKind;
 use plasticity::train::Experiment;
-use serde::Serialize;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -27,27 +26,7 @@ pub(crate) struct ImagesArgs {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     #[command(flatten)]
-    options: ImagesOptions,
-}
-
-/// The options that overlay the image configuration (named as its fields).
-#[derive(Args, Serialize)]
-struct ImagesOptions {
-    /// Network: plastic, rnn or lstm [default: plastic].
-    #[arg(long)]
-    model: Option<Model>,
-    /// Adam learning rate [paper: 1e-4].
-    #[arg(long = "lr", allow_negative_numbers = true, value_parser = Finite)]
-    learning_rate: Option<f64>,
-    /// Episodes per update [paper: 1].
-    #[arg(long)]
-    batch: Option<usize>,
-    /// Trace rule [paper: hebb].
-    #[arg(long)]
-    rule: Option<Rule>,
-    /// Shape of alpha [paper: per-connection].
-    #[arg(long)]
-    alpha: Option<Alpha>,
+    options: NetOptions,
 }
 
 /// Training and test images: CIFAR-10 binary files in `data_dir`, or the embedded patches.
@@ -79,10 +58,7 @@ pub(crate) fn train_images(args: ImagesArgs) -> Result<(), Failure> {
         &args.options,
         &[("--data-dir", args.data_dir.is_some())],
     )?;
-    let config = s.config(ImageConfig::default, &args.options)?;
-    config
-        .validate()
-        .map_err(|e| usage(format!("config: {e}")))?;
+    let config = s.config(ImageConfig::default, &args.options, ImageConfig::validate)?;
     crate::safety::check_memory("images", &config.memory_estimate())?;
     let data_dir = match &s.base {
         Some(b) => saved_data_dir(b),

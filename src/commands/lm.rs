@@ -80,7 +80,8 @@ fn lm_config(args: &LmArgs, s: &Session<'_>) -> Result<LmConfig, Failure> {
         retroactive,
         ..LmConfig::preset(preset, model)
     };
-    let mut c = s.config(fresh, &args.options)?;
+    // Validated below, with --epochs (the run's length, which a resume may change).
+    let mut c = s.config(fresh, &args.options, |_| Ok(()))?;
     if let Some(v) = args.epochs {
         c.epochs = v;
     }

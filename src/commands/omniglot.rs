@@ -113,10 +113,11 @@ const EVAL_BATCH: usize = 100;
 pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
     let common = &args.common;
     let s = Session::start("omniglot", common, ProductThreads::One, &args.options, &[])?;
-    let config = s.config(OmniglotConfig::default, &args.options)?;
-    config
-        .validate()
-        .map_err(|e| usage(format!("config: {e}")))?;
+    let config = s.config(
+        OmniglotConfig::default,
+        &args.options,
+        OmniglotConfig::validate,
+    )?;
     let data_dir = s.data_dir(args.data_dir.as_ref(), DEFAULT_DATA_DIR);
     let split_name = serde_json::to_value(config.split).expect("serializes");
     let out = s.out(&format!(

@@ -28,16 +28,25 @@ pub(crate) struct PatternArgs {
 /// The options that overlay the pattern configuration (named as its fields).
 #[derive(Args, Serialize)]
 struct PatternOptions {
-    /// Network: plastic, rnn or lstm [default: plastic].
-    #[arg(long)]
-    model: Option<Model>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    net: NetOptions,
     /// Bits per pattern [paper: 1000].
     #[arg(long)]
     bits: Option<usize>,
     /// Patterns per episode [paper: 5].
     #[arg(long)]
     patterns: Option<usize>,
-    /// Adam learning rate [paper: 3e-4].
+}
+
+/// The options of the pattern and image tasks that overlay their configuration (named as its
+/// fields).
+#[derive(Args, Serialize)]
+pub(crate) struct NetOptions {
+    /// Network: plastic, rnn or lstm [default: plastic].
+    #[arg(long)]
+    pub(crate) model: Option<Model>,
+    /// Adam learning rate [pattern: 3e-4; images: 1e-4].
     #[arg(long = "lr", allow_negative_numbers = true, value_parser = Finite)]
     learning_rate: Option<f64>,
     /// Episodes per update [paper: 1].
@@ -53,7 +62,7 @@ struct PatternOptions {
 
 /// `plasticity pattern`.
 pub(crate) fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
-    check_model::<ModelKind>(args.options.model)?;
+    check_model::<ModelKind>(args.options.net.model)?;
     let s = Session::start(
         "pattern",
         &args.common,
@@ -62,10 +71,11 @@ pub(crate) fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
         &[("--preset", args.preset.is_some())],
     )?;
     let preset = args.preset.unwrap_or(PatternPreset::Paper);
-    let config = s.config(|| PatternConfig::preset(preset), &args.options)?;
-    config
-        .validate()
-        .map_err(|e| usage(format!("config: {e}")))?;
+    let config = s.config(
+        || PatternConfig::preset(preset),
+        &args.options,
+        PatternConfig::validate,
+    )?;
     crate::safety::check_memory("pattern", &config.memory_estimate())?;
     let task = PatternTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
     let model = serde_json::to_value(config.model).expect("serializes");

@@ -78,12 +78,18 @@ impl<'a> Session<'a> {
     }
 
     /// The configuration: the resumed run's `task` or `fresh()`, then the fields of
-    /// `--config`, then the options given in `options`. The caller validates it.
-    pub(crate) fn config<C: Serialize + DeserializeOwned, O: Serialize>(
+    /// `--config`, then the options given in `options`; then `validate`d (an error is a usage
+    /// error, `config: ...`).
+    pub(crate) fn config<C, O>(
         &self,
         fresh: impl FnOnce() -> C,
         options: &O,
-    ) -> Result<C, Failure> {
+        validate: impl FnOnce(&C) -> Result<(), String>,
+    ) -> Result<C, Failure>
+    where
+        C: Serialize + DeserializeOwned,
+        O: Serialize,
+    {
         let mut c = match &self.base {
             Some(b) => serde_json::from_value(b["task"].clone())
                 .map_err(|e| usage(format!("config: {e}")))?,
@@ -92,7 +98,9 @@ impl<'a> Session<'a> {
         if let Some(path) = &self.common.config {
             c = merge_config_file(c, path)?;
         }
-        overlay::apply(c, options)
+        let c = overlay::apply(c, options)?;
+        validate(&c).map_err(|e| usage(format!("config: {e}")))?;
+        Ok(c)
     }
 
     /// A field of the resumed run's config.json.

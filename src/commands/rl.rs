@@ -130,10 +130,11 @@ pub fn train_maze(args: MazeArgs) -> Result<(), Failure> {
         &[("--preset", args.preset.is_some())],
     )?;
     let preset = args.preset.unwrap_or(MazePreset::Paper);
-    let config = s.config(|| MazeConfig::preset(preset), &args.options)?;
-    config
-        .validate()
-        .map_err(|e| usage(format!("config: {e}")))?;
+    let config = s.config(
+        || MazeConfig::preset(preset),
+        &args.options,
+        MazeConfig::validate,
+    )?;
     crate::safety::check_memory("maze", &config.memory_estimate())?;
     let task = MazeTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
     let config_json = serde_json::to_value(&config).expect("serializes");
@@ -154,10 +155,11 @@ pub fn train_cue_reward(args: CueRewardArgs) -> Result<(), Failure> {
         &args.options,
         &[],
     )?;
-    let config = s.config(CueRewardConfig::default, &args.options)?;
-    config
-        .validate()
-        .map_err(|e| usage(format!("config: {e}")))?;
+    let config = s.config(
+        CueRewardConfig::default,
+        &args.options,
+        CueRewardConfig::validate,
+    )?;
     check_trials(&config)?;
     crate::safety::check_memory("cue-reward", &config.memory_estimate())?;
     let task = CueRewardTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
