@@ -3,7 +3,7 @@
 //! is refused before anything is allocated, SIGINT/SIGTERM stop a run cleanly with a
 //! checkpoint, and progress is logged as lines when stderr is not a terminal.
 
-use crate::{usage, CommonArgs, Failure};
+use crate::commands::common::{usage, CommonArgs, Failure};
 use indicatif::{ProgressBar, ProgressStyle};
 use plasticity::tasks::MemoryEstimate;
 use plasticity::train::{self, Progress, Summary};

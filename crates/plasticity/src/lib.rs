@@ -11,6 +11,8 @@
 //! - [`data`]: data set readers (CIFAR-10 binary files, embedded image patches, Omniglot).
 //! - [`tasks`]: the papers' experiments (configuration with the paper's defaults, episodes,
 //!   metrics, models).
+//! - [`runtime`]: how the kernels share the machine: threads, the allocator, the memory
+//!   traffic of a training step (the roofline).
 //! - [`train`]: the one training loop every experiment shares: Adam, metrics, checkpoints,
 //!   resume.
 
@@ -22,6 +24,7 @@ pub mod device_check;
 pub mod layer;
 pub mod lstm;
 pub mod ops;
+pub mod runtime;
 pub mod tasks;
 pub mod tensor_episode;
 pub mod tensors;

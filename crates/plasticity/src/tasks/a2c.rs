@@ -61,6 +61,7 @@ pub trait Environment {
 /// Which network drives the agent (ICLR 2019, sections 4.1-4.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum AgentModel {
     /// Non-plastic recurrent network (`alpha = 0`, not trained).
     Rnn,

@@ -40,6 +40,7 @@ use std::sync::Arc;
 /// Which recurrent layers the language model stacks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum LmModel {
     /// Standard LSTM layers.
     Lstm,
@@ -66,6 +67,7 @@ impl std::str::FromStr for LmModel {
 /// Sizes and schedule presets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum LmPreset {
     /// Two layers of 200 units, for a small CPU (about 2.6M parameters, most in the embedding).
     Small,

@@ -37,6 +37,7 @@ pub const ACTIONS: usize = 4;
 /// Named sets of defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum MazePreset {
     /// ICLR 2019 section 4.2 (the default).
     Paper,

@@ -12,9 +12,65 @@ pub mod synthetic;
 
 use serde::{Deserialize, Serialize};
 
+/// The network variants with the names users see (ICML 2018; ICLR 2019). Each task takes
+/// some of them, in its own type: [`ModelKind`] (pattern, images), [`a2c::AgentModel`]
+/// (maze, cue-reward), [`lm::LmModel`] with [`lm::LmConfig::retroactive`] (language model);
+/// [`Model::task_model`] and [`Model::lm`] convert, naming the valid ones in an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Model {
+    /// Non-plastic recurrent network.
+    Rnn,
+    /// LSTM.
+    Lstm,
+    /// Plastic network without modulation.
+    Plastic,
+    /// Simple neuromodulation (ICLR 2019 eq. 3); `modulated` is the language model's old name.
+    #[serde(alias = "modulated")]
+    #[cfg_attr(feature = "clap", value(alias = "modulated"))]
+    Modplast,
+    /// Retroactive neuromodulation with an eligibility trace (ICLR 2019 eq. 4-5).
+    Modul,
+}
+
+impl Model {
+    /// The name users see: `rnn`, `lstm`, `plastic`, `modplast`, `modul`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Rnn => "rnn",
+            Model::Lstm => "lstm",
+            Model::Plastic => "plastic",
+            Model::Modplast => "modplast",
+            Model::Modul => "modul",
+        }
+    }
+
+    /// The variant in a task's own model type (`ModelKind`, `AgentModel`); an error names the
+    /// task's variants.
+    pub fn task_model<T: std::str::FromStr<Err = String>>(self) -> Result<T, String> {
+        self.name().parse()
+    }
+
+    /// The language model's layers and whether their modulation is retroactive.
+    pub fn lm(self) -> Result<(lm::LmModel, bool), String> {
+        match self {
+            Model::Lstm => Ok((lm::LmModel::Lstm, false)),
+            Model::Plastic => Ok((lm::LmModel::Plastic, false)),
+            Model::Modplast => Ok((lm::LmModel::Modulated, false)),
+            Model::Modul => Ok((lm::LmModel::Modulated, true)),
+            Model::Rnn => Err(
+                "unknown model 'rnn' (expected lstm, plastic, modplast (modulated) or modul)"
+                    .into(),
+            ),
+        }
+    }
+}
+
 /// Which network learns the task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum ModelKind {
     /// Plastic recurrent network (one neuron per input value, plus a bias neuron).
     Plastic,

@@ -39,6 +39,7 @@ use std::sync::Arc;
 /// Which characters train and which test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Split {
     /// ICML 2018: all 1,623 characters of both sets; `test_classes` of them, drawn with
     /// `split_seed`, are held out for testing.
@@ -62,6 +63,7 @@ impl std::str::FromStr for Split {
 /// What the plastic layer sees of the convolutions' features.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum FeatureNorm {
     /// The `C` tanh features as they are (the paper).
     #[default]
@@ -309,6 +311,7 @@ pub struct ClassSplit {
 /// One side of a [`ClassSplit`]: the classes an evaluation draws its episodes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum ClassSet {
     /// The held-out classes (the test result).
     Test,

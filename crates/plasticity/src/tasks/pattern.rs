@@ -94,7 +94,26 @@ impl Default for PatternConfig {
     }
 }
 
+/// Named sets of defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum PatternPreset {
+    /// Section 4.1: 1000 bits, 5 patterns (the default).
+    Paper,
+    /// The paper's comparison with RNN and LSTM: 50 bits, 2 patterns.
+    Comparison50,
+}
+
 impl PatternConfig {
+    /// The defaults of `preset`.
+    pub fn preset(preset: PatternPreset) -> Self {
+        match preset {
+            PatternPreset::Paper => PatternConfig::default(),
+            PatternPreset::Comparison50 => PatternConfig::comparison50(),
+        }
+    }
+
     /// The paper's comparison setting (section 4.1): 50 bits, 2 patterns, 1 cycle, 3 steps
     /// shown, 1 step gap, 3 test steps; RNN of 2051 neurons, LSTM of 2000 cells.
     pub fn comparison50() -> Self {

@@ -1,20 +1,22 @@
 //! `plasticity omniglot`, `plasticity eval omniglot`, `plasticity bench omniglot`
 //! (ICML 2018, section 4.3).
 
-use crate::{
-    check_positive_episodes, check_time_limit, merge_config_file, parse_enum, peak_rss_mb,
-    read_json, resumed_config, safety, set_threads, usage, write_learning_curve, CommonArgs,
-    Failure, ProductThreads,
+use super::common::{
+    check_experiment, read_json, usage, CommonArgs, Failure, ProductThreads, Rule,
 };
+use super::overlay::Finite;
+use super::pipeline::{median, time_steps, RunSpec, Session};
+use crate::safety;
 use clap::Args;
 use plasticity::data::omniglot::Omniglot;
+use plasticity::runtime;
 use plasticity::tasks::omniglot::{
     wilson_interval, ClassSet, FeatureNorm, OmniglotConfig, OmniglotTask, Split,
 };
-use plasticity::train::{self, Experiment, RunOptions};
-use plasticity::TraceRule;
+use plasticity::train::{self, Experiment};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +27,7 @@ pub const DEFAULT_DATA_DIR: &str = "data/omniglot";
 /// Default training episodes (updates) of `plasticity omniglot`.
 const DEFAULT_EPISODES: u64 = 100_000;
 
+/// Options of `plasticity omniglot`.
 #[derive(Args)]
 pub struct OmniglotArgs {
     #[command(flatten)]
@@ -33,107 +36,58 @@ pub struct OmniglotArgs {
     /// [default: data/omniglot].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// paper (all 1,623 characters, 100 random ones held out, section 4.3) | standard
-    /// (background set trains, evaluation set tests) [default: paper].
+    #[command(flatten)]
+    options: OmniglotOptions,
+}
+
+/// The options that overlay the Omniglot configuration (named as its fields).
+#[derive(Args, Serialize)]
+struct OmniglotOptions {
+    /// Which characters train and which test: paper (all 1,623 characters, 100 random ones
+    /// held out, section 4.3) or standard (background set trains, evaluation set tests)
+    /// [default: paper].
     #[arg(long)]
-    pub split: Option<String>,
+    split: Option<Split>,
     /// Seed of the paper split's held-out characters (kept in config.json) [default: 0].
     #[arg(long)]
-    pub split_seed: Option<u64>,
+    split_seed: Option<u64>,
     /// Classes per episode, N-way [paper: 5].
     #[arg(long)]
-    pub ways: Option<usize>,
+    ways: Option<usize>,
     /// Labelled drawings per class, K-shot [paper: 1].
     #[arg(long)]
-    pub shots: Option<usize>,
+    shots: Option<usize>,
     /// Episodes per update (meta-batch) [paper: 1].
     #[arg(long)]
-    pub meta_batch: Option<usize>,
+    meta_batch: Option<usize>,
     /// Adam learning rate [paper: 3e-5].
-    #[arg(long, allow_negative_numbers = true)]
-    pub lr: Option<f64>,
+    #[arg(long = "lr", allow_negative_numbers = true, value_parser = Finite)]
+    learning_rate: Option<f64>,
     /// Episodes between learning-rate decays (x lr_decay) [paper: 1000000].
     #[arg(long)]
-    pub lr_decay_every: Option<u64>,
+    lr_decay_every: Option<u64>,
     /// Instead of the step decay, a half cosine from --lr to 0 over this many episodes (set it
     /// to the episodes the run will see) [paper: off].
-    #[arg(long, value_name = "EPISODES")]
-    pub lr_cosine: Option<u64>,
-    /// Trace rule of the plastic output layer: oja | hebb [paper: oja].
+    #[arg(long = "lr-cosine", value_name = "EPISODES")]
+    lr_cosine_episodes: Option<u64>,
+    /// Trace rule of the plastic output layer [paper: oja].
     #[arg(long)]
-    pub rule: Option<String>,
+    rule: Option<Rule>,
     /// Channels of every convolution (= features into the plastic layer) [paper: 64].
     #[arg(long)]
-    pub channels: Option<usize>,
+    channels: Option<usize>,
     /// Training augmentation (not in the paper): shift every training image by up to this
     /// many pixels per axis, zero filled; evaluation never shifts [paper: 0].
     #[arg(long, value_name = "PIXELS")]
-    pub max_shift: Option<usize>,
-    /// Features into the plastic layer (not in the paper): none | l2 (each image's features
+    max_shift: Option<usize>,
+    /// Features into the plastic layer (not in the paper): none, or l2 (each image's features
     /// scaled to norm sqrt(C), so the plastic layer compares directions) [paper: none].
     #[arg(long)]
-    pub feature_norm: Option<String>,
+    feature_norm: Option<FeatureNorm>,
     /// Query steps per training episode (not in the paper): each query is its own episode
     /// sharing the support steps, whose features are computed once [paper: 1].
     #[arg(long)]
-    pub queries: Option<usize>,
-}
-
-/// Resolves the configuration: defaults (or a resumed run's), then `--config`, then options.
-fn omniglot_config(
-    args: &OmniglotArgs,
-    base: Option<serde_json::Value>,
-) -> Result<OmniglotConfig, Failure> {
-    let mut c: OmniglotConfig = match base {
-        Some(v) => serde_json::from_value(v).map_err(|e| usage(format!("config: {e}")))?,
-        None => OmniglotConfig::default(),
-    };
-    if let Some(path) = &args.common.config {
-        c = merge_config_file(c, path)?;
-    }
-    if let Some(s) = &args.split {
-        c.split = s
-            .parse::<Split>()
-            .map_err(|e| usage(format!("--split: {e}")))?;
-    }
-    if let Some(v) = args.split_seed {
-        c.split_seed = v;
-    }
-    if let Some(v) = args.ways {
-        c.ways = v;
-    }
-    if let Some(v) = args.shots {
-        c.shots = v;
-    }
-    if let Some(v) = args.meta_batch {
-        c.meta_batch = v;
-    }
-    if let Some(v) = args.lr {
-        c.learning_rate = v;
-    }
-    if let Some(v) = args.lr_decay_every {
-        c.lr_decay_every = v;
-    }
-    if let Some(v) = args.lr_cosine {
-        c.lr_cosine_episodes = v;
-    }
-    if let Some(v) = &args.rule {
-        c.rule = parse_enum::<TraceRule>("--rule", v)?;
-    }
-    if let Some(v) = args.max_shift {
-        c.max_shift = v;
-    }
-    if let Some(v) = args.channels {
-        c.channels = v;
-    }
-    if let Some(v) = args.queries {
-        c.queries = v;
-    }
-    if let Some(v) = &args.feature_norm {
-        c.feature_norm = parse_enum::<FeatureNorm>("--feature-norm", v)?;
-    }
-    c.validate().map_err(|e| usage(format!("config: {e}")))?;
-    Ok(c)
+    queries: Option<usize>,
 }
 
 /// Reads and resizes the data the configuration needs, reporting the time on stderr.
@@ -155,124 +109,56 @@ fn load_data(dir: &Path, config: &OmniglotConfig, quiet: bool) -> Result<Arc<Omn
 /// Held-out episodes run per forward pass in evaluation.
 const EVAL_BATCH: usize = 100;
 
+/// `plasticity omniglot`.
 pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
-    let threads = set_threads(args.common.threads, ProductThreads::One)?;
     let common = &args.common;
-    let base = resumed_config(
-        "omniglot",
-        common,
-        &[
-            ("--split", args.split.is_some()),
-            ("--split-seed", args.split_seed.is_some()),
-            ("--ways", args.ways.is_some()),
-            ("--shots", args.shots.is_some()),
-            ("--meta-batch", args.meta_batch.is_some()),
-            ("--lr", args.lr.is_some()),
-            ("--lr-decay-every", args.lr_decay_every.is_some()),
-            ("--lr-cosine", args.lr_cosine.is_some()),
-            ("--max-shift", args.max_shift.is_some()),
-            ("--rule", args.rule.is_some()),
-            ("--channels", args.channels.is_some()),
-            ("--feature-norm", args.feature_norm.is_some()),
-            ("--queries", args.queries.is_some()),
-        ],
+    let s = Session::start("omniglot", common, ProductThreads::One, &args.options, &[])?;
+    let config = s.config(
+        OmniglotConfig::default,
+        &args.options,
+        OmniglotConfig::validate,
     )?;
-    let resume = common.resume.clone();
-    let config = omniglot_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
-    let saved = |key: &str| base.as_ref().and_then(|b| b.get(key).cloned());
-    let seed = common
-        .seed
-        .or_else(|| saved("seed").and_then(|v| v.as_u64()))
-        .unwrap_or(0);
-    let episodes = common
-        .episodes
-        .or_else(|| saved("episodes").and_then(|v| v.as_u64()))
-        .unwrap_or(DEFAULT_EPISODES);
-    let data_dir = args
-        .data_dir
-        .clone()
-        .or_else(|| saved("data_dir").and_then(|v| v.as_str().map(PathBuf::from)))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let data_dir = s.data_dir(args.data_dir.as_ref(), DEFAULT_DATA_DIR);
     let split_name = serde_json::to_value(config.split).expect("serializes");
-    let out = resume
-        .clone()
-        .or_else(|| common.out.clone())
-        .unwrap_or_else(|| {
-            PathBuf::from(format!(
-                "runs/omniglot-{}-{}way{}shot-seed{seed}",
-                split_name.as_str().unwrap_or("split"),
-                config.ways,
-                config.shots
-            ))
-        });
-    check_time_limit(common)?;
-    check_positive_episodes(common)?;
-    safety::check_progress_every(common)?;
+    let out = s.out(&format!(
+        "omniglot-{}-{}way{}shot-seed{}",
+        split_name.as_str().unwrap_or("split"),
+        config.ways,
+        config.shots,
+        s.seed
+    ));
+    let total = s.updates(DEFAULT_EPISODES);
     safety::check_memory("omniglot", &config.memory_estimate())?;
-    safety::check_run_dir(
-        common,
-        &safety::RunPlan {
-            out: &out,
-            base: base.as_ref(),
-            total: episodes,
-            requested: common.episodes.map(|e| format!("--episodes {e}")),
-            option: "--episodes",
-            unit: "updates",
-        },
-    )?;
+    s.check_updates_run(&out, total, "updates")?;
     let data = load_data(&data_dir, &config, false)?;
     let task =
         OmniglotTask::new(config.clone(), data).map_err(|e| usage(format!("config: {e}")))?;
-    let resolved = json!({
-        "experiment": "omniglot",
-        "seed": seed,
-        "episodes": episodes,
-        "threads": threads,
-        "time_limit_minutes": common.time_limit,
-        "data_dir": data_dir,
-        "train_classes": task.split.train.len(),
-        "test_classes": task.split.test.len(),
-        "task": config,
-    });
-    check_time_limit(common)?;
-    let opts = RunOptions {
-        episodes,
-        seed,
-        out: out.clone(),
-        resume: resume.is_some(),
-        checkpoint_every: common.checkpoint_every,
-        time_limit: common.time_limit.map(|m| m * 60.0),
+    let spec = RunSpec {
+        out,
+        total,
+        unit: "updates",
+        task_json: serde_json::to_value(&config).expect("serializes"),
+        extra: json!({
+            "data_dir": data_dir,
+            "train_classes": task.split.train.len(),
+            "test_classes": task.split.test.len(),
+        }),
+        curves: &["loss", "accuracy"],
     };
-    let device = burn::tensor::Device::flex().autodiff();
-    let mut reporter =
-        safety::Reporter::new("omniglot", "updates", episodes, common.progress_every);
-    safety::catch_interrupts();
-    let summary = train::train(&task, &resolved, &opts, &device, &mut |p| {
-        let message = format!("loss {:.3}  accuracy(50) {:.3}", p.loss, p.running[0]);
-        reporter.update(p, message);
-    });
-    reporter.finish();
-    let summary = summary?;
-    write_learning_curve(&out, "omniglot", &["loss", "accuracy"])?;
-    if summary.stopped_by_signal {
-        return Err(safety::interrupted(
-            "omniglot", &summary, episodes, "updates", &out,
-        ));
-    }
-    eprintln!(
-        "omniglot: {} updates x {} episodes in {:.1} s; {}: loss {:.4}, training accuracy {:.4}. Run directory: {}",
-        summary.episodes,
+    let summary = s.train(&task, &spec, |p| {
+        format!("loss {:.3}  accuracy(50) {:.3}", p.loss, p.running[0])
+    })?;
+    s.finish(&summary, &spec)?;
+    let (loss, accuracy) = (summary.final_loss, summary.final_metrics[0]);
+    s.report(
+        &summary,
+        &spec,
         config.meta_batch,
-        summary.seconds,
-        crate::last_n(&summary, "updates"),
-        summary.final_loss,
-        summary.final_metrics[0],
-        out.display()
+        &format!("loss {loss:.4}, training accuracy {accuracy:.4}"),
     );
-    crate::report_time_limit(&summary, episodes, &out);
     eprintln!(
         "held-out accuracy: plasticity eval omniglot --run {}",
-        out.display()
+        spec.out.display()
     );
     Ok(())
 }
@@ -286,13 +172,13 @@ pub struct EvalOptions {
     pub shots: Option<usize>,
     pub data_dir: Option<PathBuf>,
     /// `test` (held-out) or `train` (the training classes, unshifted).
-    pub classes: Option<String>,
+    pub classes: Option<ClassSet>,
 }
 
 pub fn eval_omniglot(run: &Path, o: EvalOptions) -> Result<(), Failure> {
     let cfg_path = run.join("config.json");
     let saved = read_json(&cfg_path)?;
-    crate::check_experiment(&saved, &cfg_path, "omniglot")?;
+    check_experiment(&saved, &cfg_path, "omniglot")?;
     let config: OmniglotConfig = serde_json::from_value(saved["task"].clone())
         .map_err(|e| usage(format!("{}: task: {e}", cfg_path.display())))?;
     let episodes = o.episodes.unwrap_or(1000);
@@ -304,10 +190,7 @@ pub fn eval_omniglot(run: &Path, o: EvalOptions) -> Result<(), Failure> {
     if ways == 0 || shots == 0 {
         return Err(usage("--ways, --shots: must be positive"));
     }
-    let set: ClassSet = match &o.classes {
-        Some(v) => parse_enum("--classes", v)?,
-        None => ClassSet::Test,
-    };
+    let set = o.classes.unwrap_or(ClassSet::Test);
     let data_dir = o
         .data_dir
         .clone()
@@ -372,11 +255,11 @@ pub fn bench_omniglot(
     let task = OmniglotTask::new(config.clone(), data).map_err(usage)?;
     let device = burn::tensor::Device::flex().autodiff();
     // Per update: total, then its parts (episodes + forward, backward, Adam step).
-    let times = crate::time_steps(&task, episodes, &device)?;
-    let [forward_ms, backward_ms, optimizer_ms] = times.parts.clone().map(|p| crate::median(&p));
-    let update_ms = crate::median(&times.total);
+    let times = time_steps(&task, episodes, &device)?;
+    let [forward_ms, backward_ms, optimizer_ms] = times.parts.clone().map(|p| median(&p));
+    let update_ms = median(&times.total);
     let per_episode = update_ms / batch as f64;
-    let rss = peak_rss_mb();
+    let rss = runtime::peak_rss_mb();
     if json_out {
         println!(
             "{}",

@@ -2,17 +2,21 @@
 //! on Penn Treebank with LSTMs, plastic LSTMs and neuromodulated plastic LSTMs (ICLR 2019,
 //! section 4.3).
 
-use crate::{
-    check_time_limit, merge_config_file, parse_enum, peak_rss_mb, plot, read_json, resumed_config,
-    safety, set_threads, usage, write_learning_curve, CommonArgs, Failure, ProductThreads,
+use super::common::{
+    check_experiment, read_json, updates_flag, usage, Alpha, CommonArgs, Failure, ProductThreads,
 };
+use super::overlay::Finite;
+use super::pipeline::{last_n, median, time_steps, RunSpec, Session};
+use crate::{plot, safety};
 use clap::Args;
 use plasticity::data::ptb::{self, Corpus};
+use plasticity::runtime;
 use plasticity::tasks::lm::{LmConfig, LmModel, LmPreset, LmTask};
-use plasticity::train::{self, Experiment, RunOptions};
-use plasticity::AlphaShape;
+use plasticity::tasks::Model;
+use plasticity::train::{self, Experiment};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,77 +29,64 @@ pub const DEFAULT_DATA_DIR: &str = "data/ptb";
 pub struct LmArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// lstm | plastic | modulated [default: lstm].
+    /// Recurrent layers [default: lstm].
     #[arg(long)]
-    pub model: Option<String>,
-    /// small (2 layers of 200 units, 2.65M parameters: a small CPU) | paper (3 layers, 1150
-    /// units, 24M parameters: section 4.3's size) [default: small].
+    pub model: Option<Model>,
+    /// Sizes and schedule: small (2 layers of 200 units, 2.65M parameters: a small CPU) or
+    /// paper (3 layers, 1150 units, 24M parameters: section 4.3's size) [default: small].
     #[arg(long)]
-    pub preset: Option<String>,
+    pub preset: Option<LmPreset>,
     /// Folder with ptb.train.txt, ptb.valid.txt, ptb.test.txt [default: data/ptb].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Training epochs [small: 6, paper: 100].
+    /// Training epochs [small: 6, paper: 100]. The run's length, not its configuration: a
+    /// resumed run takes it to train longer.
     #[arg(long)]
     pub epochs: Option<u64>,
+    #[command(flatten)]
+    options: LmOptions,
+}
+
+/// The options that overlay the language model's configuration (named as its fields).
+#[derive(Args, Serialize)]
+struct LmOptions {
     /// Retroactive neuromodulation (eligibility trace) for --model modulated [default: simple].
     #[arg(long)]
-    pub retroactive: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    retroactive: bool,
     /// Adam learning rate [small: 2e-3, paper: 1e-3].
-    #[arg(long, allow_negative_numbers = true)]
-    pub lr: Option<f64>,
+    #[arg(long = "lr", allow_negative_numbers = true, value_parser = Finite)]
+    learning_rate: Option<f64>,
     /// Parallel training sequences [small: 20, paper: 80].
     #[arg(long)]
-    pub batch: Option<usize>,
+    batch: Option<usize>,
     /// Steps of truncated backpropagation through time [small: 35, paper: 70].
     #[arg(long)]
-    pub bptt: Option<usize>,
-    /// Shape of alpha: per-neuron | per-connection | scalar [paper: per-neuron].
+    bptt: Option<usize>,
+    /// Shape of alpha [paper: per-neuron].
     #[arg(long)]
-    pub alpha: Option<String>,
+    alpha: Option<Alpha>,
 }
 
 /// Resolves the configuration: preset (or a resumed run's), then `--config`, then options.
-fn lm_config(args: &LmArgs, base: Option<serde_json::Value>) -> Result<LmConfig, Failure> {
-    let model = match &args.model {
-        Some(m) => m
-            .parse::<LmModel>()
-            .map_err(|e| usage(format!("--model: {e}")))?,
-        None => LmModel::Lstm,
+fn lm_config(args: &LmArgs, s: &Session<'_>) -> Result<LmConfig, Failure> {
+    let (model, retroactive) = args
+        .model
+        .unwrap_or(Model::Lstm)
+        .lm()
+        .map_err(|e| usage(format!("--model: {e}")))?;
+    let preset = args.preset.unwrap_or(LmPreset::Small);
+    let fresh = || LmConfig {
+        retroactive,
+        ..LmConfig::preset(preset, model)
     };
-    let preset = match &args.preset {
-        Some(p) => p
-            .parse::<LmPreset>()
-            .map_err(|e| usage(format!("--preset: {e}")))?,
-        None => LmPreset::Small,
-    };
-    let mut c = match base {
-        Some(v) => serde_json::from_value(v).map_err(|e| usage(format!("config: {e}")))?,
-        None => LmConfig::preset(preset, model),
-    };
-    if let Some(path) = &args.common.config {
-        c = merge_config_file(c, path)?;
-    }
+    // Validated below, with --epochs (the run's length, which a resume may change).
+    let mut c = s.config(fresh, &args.options, |_| Ok(()))?;
     if let Some(v) = args.epochs {
         c.epochs = v;
     }
-    if args.retroactive {
-        if c.model != LmModel::Modulated {
-            return Err(usage("--retroactive: only with --model modulated"));
-        }
-        c.retroactive = true;
-    }
-    if let Some(v) = args.lr {
-        c.learning_rate = v;
-    }
-    if let Some(v) = args.batch {
-        c.batch = v;
-    }
-    if let Some(v) = args.bptt {
-        c.bptt = v;
-    }
-    if let Some(v) = &args.alpha {
-        c.alpha = parse_enum::<AlphaShape>("--alpha", v)?;
+    if args.options.retroactive && c.model != LmModel::Modulated {
+        return Err(usage("--retroactive: only with --model modulated"));
     }
     c.validate().map_err(|e| usage(format!("config: {e}")))?;
     Ok(c)
@@ -119,78 +110,57 @@ fn load_corpus(dir: &Path, quiet: bool) -> Result<Arc<Corpus>, Failure> {
     Ok(Arc::new(corpus))
 }
 
+/// `plasticity lm`.
 pub fn train_lm(args: LmArgs) -> Result<(), Failure> {
-    let threads = set_threads(args.common.threads, ProductThreads::PerRun)?;
     let common = &args.common;
-    if common.episodes.is_some() {
-        return Err(usage(
-            "--episodes: the language model counts epochs; use --epochs",
-        ));
+    if common.updates.is_some() {
+        return Err(usage(format!(
+            "{}: the language model counts epochs; use --epochs",
+            updates_flag()
+        )));
     }
-    let base = resumed_config(
+    if common.device != "cpu" {
+        return Err(usage("--device: lm runs on the CPU"));
+    }
+    let s = Session::start(
         "lm",
         common,
+        ProductThreads::PerRun,
+        &args.options,
         &[
             ("--model", args.model.is_some()),
             ("--preset", args.preset.is_some()),
-            ("--retroactive", args.retroactive),
-            ("--lr", args.lr.is_some()),
-            ("--batch", args.batch.is_some()),
-            ("--bptt", args.bptt.is_some()),
-            ("--alpha", args.alpha.is_some()),
         ],
     )?;
-    let resume = common.resume.clone();
-    let config = lm_config(&args, base.as_ref().map(|b| b["task"].clone()))?;
-    check_time_limit(common)?;
-    let saved = |key: &str| base.as_ref().and_then(|b| b.get(key).cloned());
-    let seed = common
-        .seed
-        .or_else(|| saved("seed").and_then(|v| v.as_u64()))
-        .unwrap_or(0);
-    let data_dir = args
-        .data_dir
-        .clone()
-        .or_else(|| saved("data_dir").and_then(|v| v.as_str().map(PathBuf::from)))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let config = lm_config(&args, &s)?;
+    let data_dir = s.data_dir(args.data_dir.as_ref(), DEFAULT_DATA_DIR);
     let model_name = serde_json::to_value(config.model).expect("serializes");
     let preset_name = serde_json::to_value(config.preset).expect("serializes");
-    let out = resume
-        .clone()
-        .or_else(|| common.out.clone())
-        .unwrap_or_else(|| {
-            PathBuf::from(format!(
-                "runs/lm-{}{}-{}-seed{seed}",
-                model_name.as_str().unwrap_or("model"),
-                if config.retroactive { "-retro" } else { "" },
-                preset_name.as_str().unwrap_or("preset"),
-            ))
-        });
-    safety::check_progress_every(common)?;
+    let out = s.out(&format!(
+        "lm-{}{}-{}-seed{}",
+        model_name.as_str().unwrap_or("model"),
+        if config.retroactive { "-retro" } else { "" },
+        preset_name.as_str().unwrap_or("preset"),
+        s.seed
+    ));
     let corpus = load_corpus(&data_dir, false)?;
     safety::check_memory("lm", &config.memory_estimate(corpus.vocab.len()))?;
     let task = LmTask::new(config.clone(), corpus).map_err(|e| usage(format!("config: {e}")))?;
     let total = task.total_updates();
-    safety::check_run_dir(
-        common,
-        &safety::RunPlan {
-            out: &out,
-            base: base.as_ref(),
-            total,
-            requested: args
-                .epochs
-                .map(|e| format!("--epochs {e} ({total} updates)")),
-            option: "--epochs",
-            unit: "updates",
-        },
-    )?;
+    s.check_run(&safety::RunPlan {
+        out: &out,
+        base: s.base.as_ref(),
+        total,
+        requested: args
+            .epochs
+            .map(|e| format!("--epochs {e} ({total} updates)")),
+        option: "--epochs",
+        unit: "updates",
+    })?;
     let (baseline, own) = task.param_counts();
     eprintln!(
         "lm: {} model, layers of {:?} units: {} parameters ({} embedding + {} recurrent); the LSTM baseline has {} ({:+.3}%)",
-        serde_json::to_value(config.model)
-            .expect("serializes")
-            .as_str()
-            .unwrap_or("?"),
+        model_name.as_str().unwrap_or("?"),
         own.layer_units,
         own.total,
         own.embedding,
@@ -198,71 +168,48 @@ pub fn train_lm(args: LmArgs) -> Result<(), Failure> {
         baseline.total,
         100.0 * (own.total as f64 - baseline.total as f64) / baseline.total as f64
     );
-    let episodes = task.total_updates();
-    let resolved = json!({
-        "experiment": "lm",
-        "seed": seed,
-        "epochs": config.epochs,
-        "episodes": episodes,
-        "segments_per_epoch": task.segments_per_epoch(),
-        "threads": threads,
-        "time_limit_minutes": common.time_limit,
-        "data_dir": data_dir,
-        "vocabulary": task.corpus.vocab.len(),
-        "parameters": own,
-        "lstm_parameters": baseline.total,
-        "task": config,
-    });
-    let opts = RunOptions {
-        episodes,
-        seed,
-        out: out.clone(),
-        resume: resume.is_some(),
-        checkpoint_every: common.checkpoint_every,
-        time_limit: common.time_limit.map(|m| m * 60.0),
-    };
-    if common.device != "cpu" {
-        return Err(usage("--device: lm runs on the CPU"));
-    }
-    let device = burn::tensor::Device::flex().autodiff();
-    let mut reporter = safety::Reporter::new("lm", "updates", episodes, common.progress_every);
     let spe = task.segments_per_epoch();
+    let spec = RunSpec {
+        out,
+        total,
+        unit: "updates",
+        task_json: serde_json::to_value(&config).expect("serializes"),
+        extra: json!({
+            "epochs": config.epochs,
+            "segments_per_epoch": spe,
+            "data_dir": data_dir,
+            "vocabulary": task.corpus.vocab.len(),
+            "parameters": own,
+            "lstm_parameters": baseline.total,
+        }),
+        curves: &["loss"],
+    };
     let mut last_valid = f64::NAN;
-    safety::catch_interrupts();
-    let summary = train::train(&task, &resolved, &opts, &device, &mut |p| {
+    let summary = s.train(&task, &spec, |p| {
         if p.episode % spe == 0 {
             last_valid = p.running[1];
         }
-        let message = format!(
+        format!(
             "epoch {}  train ppl(50) {:.1}  valid ppl {:.1}",
             p.episode / spe + 1,
             p.running[2],
             last_valid
-        );
-        reporter.update(p, message);
-    });
-    reporter.finish();
-    let summary = summary?;
-    write_learning_curve(&out, "lm", &["loss"])?;
-    write_perplexity_curve(&out)?;
-    if summary.stopped_by_signal {
-        return Err(safety::interrupted(
-            "lm", &summary, episodes, "updates", &out,
-        ));
-    }
+        )
+    })?;
+    write_perplexity_curve(&spec.out)?;
+    s.finish(&summary, &spec)?;
     eprintln!(
         "lm: {} updates ({:.2} epochs) in {:.1} s; {}: training perplexity {:.2}. Run directory: {}",
         summary.episodes,
         summary.episodes as f64 / spe as f64,
         summary.seconds,
-        crate::last_n(&summary, "updates"),
+        last_n(&summary, "updates"),
         summary.final_metrics[2],
-        out.display()
+        spec.out.display()
     );
-    crate::report_time_limit(&summary, episodes, &out);
     eprintln!(
         "test perplexity of the last checkpoint: plasticity eval lm --run {}",
-        out.display()
+        spec.out.display()
     );
     Ok(())
 }
@@ -295,7 +242,7 @@ fn write_perplexity_curve(run: &Path) -> Result<(), Failure> {
 pub fn eval_lm(run: &Path, data_dir: Option<PathBuf>, json_out: bool) -> Result<(), Failure> {
     let cfg_path = run.join("config.json");
     let saved = read_json(&cfg_path)?;
-    crate::check_experiment(&saved, &cfg_path, "lm")?;
+    check_experiment(&saved, &cfg_path, "lm")?;
     let config: LmConfig = serde_json::from_value(saved["task"].clone())
         .map_err(|e| usage(format!("{}: task: {e}", cfg_path.display())))?;
     let data_dir = data_dir
@@ -332,20 +279,21 @@ pub fn eval_lm(run: &Path, data_dir: Option<PathBuf>, json_out: bool) -> Result<
 }
 
 pub fn bench_lm(
-    model: &str,
+    model: Model,
     batch: Option<usize>,
     episodes: usize,
     json_out: bool,
     threads: usize,
     data_dir: Option<PathBuf>,
 ) -> Result<(), Failure> {
-    let model = model
-        .parse::<LmModel>()
-        .map_err(|e| usage(format!("--model: {e}")))?;
     if episodes == 0 {
         return Err(usage("bench: --episodes must be positive"));
     }
-    let mut config = LmConfig::preset(LmPreset::Small, model);
+    let (layers, retroactive) = model.lm().map_err(|e| usage(format!("--model: {e}")))?;
+    let mut config = LmConfig {
+        retroactive,
+        ..LmConfig::preset(LmPreset::Small, layers)
+    };
     if let Some(b) = batch {
         config.batch = b;
     }
@@ -357,14 +305,14 @@ pub fn bench_lm(
     let task = LmTask::new(config.clone(), corpus).map_err(usage)?;
     let device = burn::tensor::Device::flex().autodiff();
     // Per update (one segment of batch x bptt tokens): total, then forward, backward, Adam.
-    let times = crate::time_steps(&task, episodes, &device)?;
-    let [forward_ms, backward_ms, optimizer_ms] = times.parts.clone().map(|p| crate::median(&p));
-    let update_ms = crate::median(&times.total);
+    let times = time_steps(&task, episodes, &device)?;
+    let [forward_ms, backward_ms, optimizer_ms] = times.parts.clone().map(|p| median(&p));
+    let update_ms = median(&times.total);
     let tokens = (config.batch * config.bptt) as f64;
     let tokens_per_s = tokens / (update_ms / 1e3);
     let epoch_min = task.segments_per_epoch() as f64 * update_ms / 6e4;
     let params = task.param_counts().1.total;
-    let rss = peak_rss_mb();
+    let rss = runtime::peak_rss_mb();
     let model_name = serde_json::to_value(model).expect("serializes");
     if json_out {
         println!(

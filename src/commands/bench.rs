@@ -1,0 +1,235 @@
+//! `plasticity bench <workload>`: times full training steps (forward, backward, Adam) of the
+//! papers' sizes, with the kernels' memory traffic against this machine's streaming bandwidth.
+
+use super::common::{parse_device, product_threads, set_threads, usage, value_name, Failure};
+use super::images::image_sets;
+use super::pipeline::{median, time_steps};
+use super::{lm, omniglot, rl};
+use clap::{Args, ValueEnum};
+use plasticity::runtime;
+use plasticity::tasks::a2c::AgentModel;
+use plasticity::tasks::cue_reward::{CueRewardConfig, CueRewardTask};
+use plasticity::tasks::images::{ImageConfig, ImageTask};
+use plasticity::tasks::maze::{MazeConfig, MazeTask};
+use plasticity::tasks::pattern::{PatternConfig, PatternTask};
+use plasticity::tasks::synthetic::{SyntheticConfig, SyntheticTask};
+use plasticity::tasks::{Model, ModelKind};
+use plasticity::TraceRule;
+use serde_json::json;
+use std::path::PathBuf;
+
+/// Options of `plasticity bench`.
+#[derive(Args)]
+pub(crate) struct BenchArgs {
+    /// Workload.
+    workload: Workload,
+    /// pattern, oja, images: plastic, rnn or lstm [default: plastic]; maze-agent, cue-reward:
+    /// rnn, plastic, modplast or modul [default: modul]; lm: lstm, plastic or modulated
+    /// [default: lstm].
+    #[arg(long)]
+    model: Option<Model>,
+    /// Episodes per update [default: the workload's] (omniglot: the meta-batch).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Timed episodes (after 2 warm-up episodes).
+    #[arg(long, default_value_t = 10)]
+    episodes: usize,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// omniglot, lm: data folder [default: data/omniglot, data/ptb].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Device: cpu | wgpu[:INDEX] (a GPU; needs a build with `--features wgpu`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+/// The benchmark workloads (issue 3): the papers' sizes, full training steps.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    /// N=1001, T=106, B=1
+    Pattern,
+    /// pattern with Oja's rule
+    Oja,
+    /// N=1025, T=201, B=1, clamped input
+    Images,
+    /// N=100, T=200, B=30, clipped trace, synthetic episodes
+    Maze,
+    /// the maze task itself: rollout, replay, A2C
+    MazeAgent,
+    /// N=200, T=120, B=30
+    CueReward,
+    /// 5-way 1-shot, convolutions + plastic output layer
+    Omniglot,
+    /// Penn Treebank, small preset, one segment of 20 x 35 tokens per update
+    Lm,
+}
+
+/// `plasticity bench`.
+pub(crate) fn bench(a: BenchArgs) -> Result<(), Failure> {
+    let name = value_name(&a.workload);
+    let workload = name.as_str();
+    let model = a.model.map(Model::name);
+    let threads = set_threads(a.threads, product_threads(workload))?;
+    if workload == "omniglot" {
+        if a.device != "cpu" {
+            return Err(usage("--device: omniglot runs on the CPU"));
+        }
+        return omniglot::bench_omniglot(
+            a.batch.unwrap_or(1),
+            a.episodes,
+            a.json,
+            threads,
+            a.data_dir,
+        );
+    }
+    if workload == "lm" {
+        if a.device != "cpu" {
+            return Err(usage("--device: bench lm runs on the CPU"));
+        }
+        let model = a.model.unwrap_or(Model::Lstm);
+        return lm::bench_lm(model, a.batch, a.episodes, a.json, threads, a.data_dir);
+    }
+    bench_plastic(
+        workload, model, a.batch, a.episodes, a.json, threads, &a.device,
+    )
+}
+
+fn bench_plastic(
+    workload: &str,
+    model_name: Option<&str>,
+    batch: Option<usize>,
+    episodes: usize,
+    json_out: bool,
+    threads: usize,
+    device_name: &str,
+) -> Result<(), Failure> {
+    if episodes == 0 || batch == Some(0) {
+        return Err(usage("bench: --episodes and --batch must be positive"));
+    }
+    let device = parse_device(device_name)?;
+    let rl = matches!(workload, "maze-agent" | "cue-reward");
+    if rl && device_name != "cpu" {
+        return Err(usage(rl::RL_CPU_ONLY));
+    }
+    let model_name = model_name.unwrap_or(if rl { "modul" } else { "plastic" });
+    let agent = || {
+        model_name
+            .parse::<AgentModel>()
+            .map_err(|e| usage(format!("--model: {e}")))
+    };
+    let model = if rl {
+        ModelKind::Plastic // unused by the actor-critic workloads
+    } else {
+        model_name
+            .parse::<ModelKind>()
+            .map_err(|e| usage(format!("--model: {e}")))?
+    };
+    let pattern = |rule| PatternConfig {
+        batch: batch.unwrap_or(1),
+        rule,
+        model,
+        ..PatternConfig::default()
+    };
+    let synthetic = |mut c: SyntheticConfig| {
+        c.batch = batch.unwrap_or(c.batch);
+        c
+    };
+    // (N, T, B, rule and options) and the timings.
+    let (shape, times) = match workload {
+        "pattern" | "oja" => {
+            let rule = if workload == "oja" {
+                TraceRule::Oja
+            } else {
+                TraceRule::Hebb
+            };
+            let c = pattern(rule);
+            let shape = (c.neurons(), c.steps(), c.batch);
+            let task = PatternTask::new(c).map_err(usage)?;
+            (shape, time_steps(&task, episodes, &device)?)
+        }
+        "images" => {
+            // The embedded images: the timing does not depend on the pictures.
+            let c = ImageConfig {
+                batch: batch.unwrap_or(1),
+                model,
+                ..ImageConfig::default()
+            };
+            let shape = (c.neurons(), c.steps(), c.batch);
+            let (train_set, test_set) = image_sets(None)?;
+            let task = ImageTask::new(c, train_set, test_set).map_err(usage)?;
+            (shape, time_steps(&task, episodes, &device)?)
+        }
+        "maze" => {
+            let c = synthetic(SyntheticConfig::maze());
+            let shape = (c.net.neurons, c.steps, c.batch);
+            let task = SyntheticTask::new(c).map_err(usage)?;
+            (shape, time_steps(&task, episodes, &device)?)
+        }
+        "maze-agent" => {
+            let c = MazeConfig {
+                model: agent()?,
+                batch: batch.unwrap_or(MazeConfig::default().batch),
+                ..MazeConfig::default()
+            };
+            let shape = (c.neurons(), c.steps, c.batch);
+            let task = MazeTask::new(c).map_err(usage)?;
+            (shape, time_steps(&task, episodes, &device)?)
+        }
+        "cue-reward" => {
+            let c = CueRewardConfig {
+                model: agent()?,
+                batch: batch.unwrap_or(CueRewardConfig::default().batch),
+                ..CueRewardConfig::default()
+            };
+            let shape = (c.neurons, c.steps, c.batch);
+            let task = CueRewardTask::new(c).map_err(usage)?;
+            (shape, time_steps(&task, episodes, &device)?)
+        }
+        _ => return Err(usage(format!("bench: unknown workload '{workload}'"))),
+    };
+    let (n, t, b) = shape;
+    let [forward_ms, backward_ms, optimizer_ms] = times.parts.clone().map(|p| median(&p));
+    let ms = median(&times.total);
+    let min = times.total.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = times.total.iter().copied().fold(0.0, f64::max);
+    let rss = runtime::peak_rss_mb();
+    // Roofline (CPU): the kernels' minimal traffic over the step's time, against the triad over
+    // a working set of the same size (w, alpha, each episode's Hebb and its gradient).
+    // Only the plastic kernels have that traffic: not the non-plastic RNN or the LSTM.
+    let plastic = !matches!(model_name, "rnn" | "lstm");
+    let achieved_gbs = plastic.then(|| runtime::plastic_step_bytes(n, t, b) / (ms / 1e3) / 1e9);
+    let stream_gbs = (plastic && device_name == "cpu")
+        .then(|| runtime::triad_gbs(runtime::plastic_working_set(n, b)));
+    let fraction = stream_gbs.zip(achieved_gbs).map(|(s, a)| a / s);
+    if json_out {
+        println!(
+            "{}",
+            json!({"workload": workload, "model": model_name, "ms_per_episode": ms, "peak_rss_mb": rss, "threads": threads,
+                   "device": device_name, "device_memory_mb": times.device_mb,
+                   "model_bytes_per_step": plastic.then(|| runtime::plastic_step_bytes(n, t, b)), "achieved_gbs": achieved_gbs,
+                   "stream_gbs": stream_gbs, "roofline_fraction": fraction,
+                   "batch": b, "neurons": n, "steps": t, "episodes_timed": episodes,
+                   "min_ms": min, "max_ms": max,
+                   "forward_ms": forward_ms, "backward_ms": backward_ms, "optimizer_ms": optimizer_ms})
+        );
+    } else {
+        println!(
+            "| workload | device | N | T | B | threads | ms/step (median of {episodes}) | min | max | forward | backward | Adam | peak RSS MB | device MB | GB/s | triad GB/s | of roofline |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_string(), f);
+        println!(
+            "| {workload} | {device_name} | {n} | {t} | {b} | {threads} | {ms:.1} | {min:.1} | {max:.1} | {forward_ms:.1} | {backward_ms:.1} | {optimizer_ms:.1} | {rss:.0} | {} | {} | {} | {} |",
+            opt(times.device_mb, &|m| format!("{m:.0}")),
+            opt(achieved_gbs, &|g| format!("{g:.1}")),
+            opt(stream_gbs, &|g| format!("{g:.1}")),
+            opt(fraction, &|f| format!("{:.0}%", 100.0 * f)),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,425 @@
+//! The one train / eval / bench pipeline every experiment fills in: a [`Session`] resolves the
+//! run-level options (threads, a resumed run, seed, run directory), checks them, trains with a
+//! progress report and draws the learning curves; [`eval_run`] loads and evaluates the last
+//! checkpoint; [`time_steps`] times full training steps.
+
+use super::common::{
+    check_experiment, load_run_model, merge_config_file, parse_device, read_json, set_threads,
+    updates_flag, usage, CommonArgs, Failure, ProductThreads,
+};
+use super::overlay;
+use crate::{plot, safety};
+use plasticity::train::{self, Experiment, Progress, RunOptions, Summary};
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// A training command under way: its run options, the resumed run's config.json, the seed and
+/// the threads.
+pub(crate) struct Session<'a> {
+    /// The experiment's name (`pattern`, `maze`...), as in config.json.
+    pub(crate) experiment: &'static str,
+    /// The options every training command shares.
+    pub(crate) common: &'a CommonArgs,
+    /// The config.json of the run to resume (`None`: a new run).
+    pub(crate) base: Option<serde_json::Value>,
+    /// Seed of the run: `--seed`, the resumed run's, or 0.
+    pub(crate) seed: u64,
+    /// rayon's threads.
+    pub(crate) threads: usize,
+}
+
+/// What a session trains besides the experiment itself.
+pub(crate) struct RunSpec<'a> {
+    /// Run directory.
+    pub(crate) out: PathBuf,
+    /// Updates of the whole run.
+    pub(crate) total: u64,
+    /// What the progress report calls an update (`episodes`, `updates`).
+    pub(crate) unit: &'a str,
+    /// The resolved configuration (config.json's `task`).
+    pub(crate) task_json: serde_json::Value,
+    /// Other fields of config.json (data folder, sizes...).
+    pub(crate) extra: serde_json::Value,
+    /// Columns of metrics.csv drawn as `learning_curve_<column>.svg`.
+    pub(crate) curves: &'a [&'a str],
+}
+
+impl<'a> Session<'a> {
+    /// Sizes the threads, checks the run-level options and reads the config.json of the run to
+    /// resume. A resumed run keeps its configuration: `--config`, an option of the overlay
+    /// `options` or one of `more` that was given is an error.
+    pub(crate) fn start<O: Serialize + clap::Args>(
+        experiment: &'static str,
+        common: &'a CommonArgs,
+        products: ProductThreads,
+        options: &O,
+        more: &[(&str, bool)],
+    ) -> Result<Self, Failure> {
+        let threads = set_threads(common.threads, products)?;
+        let given = more
+            .iter()
+            .filter(|(_, given)| *given)
+            .map(|(name, _)| name.to_string())
+            .chain(overlay::given(options));
+        let base = resumed_config(experiment, common, given)?;
+        let seed = common
+            .seed
+            .or_else(|| base.as_ref().and_then(|b| b["seed"].as_u64()))
+            .unwrap_or(0);
+        Ok(Session {
+            experiment,
+            common,
+            base,
+            seed,
+            threads,
+        })
+    }
+
+    /// The configuration: the resumed run's `task` or `fresh()`, then the fields of
+    /// `--config`, then the options given in `options`; then `validate`d (an error is a usage
+    /// error, `config: ...`).
+    pub(crate) fn config<C, O>(
+        &self,
+        fresh: impl FnOnce() -> C,
+        options: &O,
+        validate: impl FnOnce(&C) -> Result<(), String>,
+    ) -> Result<C, Failure>
+    where
+        C: Serialize + DeserializeOwned,
+        O: Serialize,
+    {
+        let mut c = match &self.base {
+            Some(b) => serde_json::from_value(b["task"].clone())
+                .map_err(|e| usage(format!("config: {e}")))?,
+            None => fresh(),
+        };
+        if let Some(path) = &self.common.config {
+            c = merge_config_file(c, path)?;
+        }
+        let c = overlay::apply(c, options)?;
+        validate(&c).map_err(|e| usage(format!("config: {e}")))?;
+        Ok(c)
+    }
+
+    /// A field of the resumed run's config.json.
+    pub(crate) fn saved(&self, key: &str) -> Option<&serde_json::Value> {
+        self.base.as_ref().and_then(|b| b.get(key))
+    }
+
+    /// Updates of the run: `--updates`, the resumed run's, or `default`.
+    pub(crate) fn updates(&self, default: u64) -> u64 {
+        self.common
+            .updates
+            .or_else(|| self.saved("episodes").and_then(|v| v.as_u64()))
+            .unwrap_or(default)
+    }
+
+    /// The data folder: `--data-dir`, the resumed run's, or `default`.
+    pub(crate) fn data_dir(&self, given: Option<&PathBuf>, default: &str) -> PathBuf {
+        given
+            .cloned()
+            .or_else(|| {
+                self.saved("data_dir")
+                    .and_then(|v| v.as_str().map(PathBuf::from))
+            })
+            .unwrap_or_else(|| PathBuf::from(default))
+    }
+
+    /// Run directory: the resumed run's, `--out`, or `runs/<default_name>`.
+    pub(crate) fn out(&self, default_name: &str) -> PathBuf {
+        self.common
+            .resume
+            .clone()
+            .or_else(|| self.common.out.clone())
+            .unwrap_or_else(|| PathBuf::from(format!("runs/{default_name}")))
+    }
+
+    /// Checks the run-level options and the run directory before anything is allocated or
+    /// written, for a run of `total` updates set by `--updates` (see [`safety::check_run_dir`]).
+    pub(crate) fn check_updates_run(
+        &self,
+        out: &Path,
+        total: u64,
+        unit: &str,
+    ) -> Result<(), Failure> {
+        check_positive_updates(self.common)?;
+        self.check_run(&safety::RunPlan {
+            out,
+            base: self.base.as_ref(),
+            total,
+            requested: self
+                .common
+                .updates
+                .map(|e| format!("{} {e}", updates_flag())),
+            option: updates_flag(),
+            unit,
+        })
+    }
+
+    /// Checks the run-level options and the run directory of `plan`.
+    pub(crate) fn check_run(&self, plan: &safety::RunPlan<'_>) -> Result<(), Failure> {
+        check_time_limit(self.common)?;
+        safety::check_progress_every(self.common)?;
+        safety::check_run_dir(self.common, plan)
+    }
+
+    /// Trains `task` into `spec.out` with a progress report whose running metrics `message`
+    /// formats, then draws the learning curves. A run stopped by a signal is an error (exit
+    /// 130, saying how to resume it); one stopped at `--time-limit` says how to continue.
+    pub(crate) fn train<E: Experiment>(
+        &self,
+        task: &E,
+        spec: &RunSpec<'_>,
+        mut message: impl FnMut(&Progress) -> String,
+    ) -> Result<Summary, Failure> {
+        let name = self.experiment;
+        let mut resolved = json!({
+            "experiment": name,
+            "seed": self.seed,
+            "episodes": spec.total,
+            "threads": self.threads,
+            "time_limit_minutes": self.common.time_limit,
+            "task": spec.task_json,
+        });
+        if let Some(extra) = spec.extra.as_object() {
+            for (k, v) in extra {
+                resolved[k] = v.clone();
+            }
+        }
+        let opts = RunOptions {
+            episodes: spec.total,
+            seed: self.seed,
+            out: spec.out.clone(),
+            resume: self.common.resume.is_some(),
+            checkpoint_every: self.common.checkpoint_every,
+            time_limit: self.common.time_limit.map(|m| m * 60.0),
+        };
+        let device = parse_device(&self.common.device)?;
+        let mut reporter =
+            safety::Reporter::new(name, spec.unit, spec.total, self.common.progress_every);
+        safety::catch_interrupts();
+        let summary = train::train(task, &resolved, &opts, &device, &mut |p| {
+            let m = message(p);
+            reporter.update(p, m)
+        });
+        reporter.finish();
+        let summary = summary?;
+        write_learning_curve(&spec.out, name, spec.curves)?;
+        Ok(summary)
+    }
+
+    /// The end-of-run line on stderr: updates (and the episodes of each, `batch`), time, the
+    /// running `metrics` and the run directory.
+    pub(crate) fn report(
+        &self,
+        summary: &Summary,
+        spec: &RunSpec<'_>,
+        batch: usize,
+        metrics: &str,
+    ) {
+        let done = match (spec.unit, batch) {
+            ("updates", b) if b > 1 => format!("{} updates x {b} episodes", summary.episodes),
+            (unit, _) => format!("{} {unit}", summary.episodes),
+        };
+        eprintln!(
+            "{}: {done} in {:.1} s; {}: {metrics}. Run directory: {}",
+            self.experiment,
+            summary.seconds,
+            last_n(summary, spec.unit),
+            spec.out.display()
+        );
+    }
+
+    /// Ends a run after its own pictures are drawn: a run stopped by a signal is an error (exit
+    /// 130, saying how to resume it); one stopped at `--time-limit` says how to continue.
+    pub(crate) fn finish(&self, summary: &Summary, spec: &RunSpec<'_>) -> Result<(), Failure> {
+        if summary.stopped_by_signal {
+            return Err(safety::interrupted(
+                self.experiment,
+                summary,
+                spec.total,
+                spec.unit,
+                &spec.out,
+            ));
+        }
+        if summary.stopped_by_time_limit {
+            eprintln!(
+                "stopped at the time limit after {} of {} {} ({:.1} min); the checkpoint is saved: continue with --resume {} --time-limit MINUTES (a larger total)",
+                summary.episodes,
+                spec.total,
+                spec.unit,
+                summary.seconds / 60.0,
+                spec.out.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `--time-limit` must be a positive number of minutes.
+fn check_time_limit(common: &CommonArgs) -> Result<(), Failure> {
+    match common.time_limit {
+        Some(m) if !(m.is_finite() && m > 0.0) => Err(usage(format!(
+            "--time-limit: must be a positive number of minutes (got {m})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `--updates 0` would train nothing.
+fn check_positive_updates(common: &CommonArgs) -> Result<(), Failure> {
+    if common.updates == Some(0) {
+        return Err(usage(format!(
+            "{}: must be positive (0 trains nothing)",
+            updates_flag()
+        )));
+    }
+    Ok(())
+}
+
+/// The saved config.json of the run to resume (`None` for a new run). A resumed run keeps its
+/// configuration: `--config` or any option in `given` is an error.
+fn resumed_config(
+    experiment: &str,
+    common: &CommonArgs,
+    given: impl Iterator<Item = String>,
+) -> Result<Option<serde_json::Value>, Failure> {
+    let Some(dir) = &common.resume else {
+        return Ok(None);
+    };
+    let config = common.config.is_some().then(|| "--config".to_string());
+    if let Some(name) = config.into_iter().chain(given).next() {
+        return Err(usage(format!(
+            "{name}: --resume continues a run with its saved config.json; start a new run to change it"
+        )));
+    }
+    let path = dir.join("config.json");
+    let saved = read_json(&path)?;
+    check_experiment(&saved, &path, experiment)?;
+    Ok(Some(saved))
+}
+
+/// What a run of `batch` episodes per update counts: `episodes` when an update is one
+/// episode, else `updates`.
+pub(crate) fn unit(batch: usize) -> &'static str {
+    if batch == 1 {
+        "episodes"
+    } else {
+        "updates"
+    }
+}
+
+/// "the last 50 episodes" of an end-of-run summary, or as many as were averaged.
+pub(crate) fn last_n(summary: &Summary, unit: &str) -> String {
+    match summary.averaged {
+        1 => format!("last {}", unit.trim_end_matches('s')),
+        n => format!("last {n} {unit}"),
+    }
+}
+
+/// Draws `learning_curve_<metric>.svg` of each metric (a 20-point moving average).
+fn write_learning_curve(run: &Path, experiment: &str, metrics: &[&str]) -> Result<(), Failure> {
+    for m in metrics {
+        let pts = plot::read_metric(run, m).map_err(|e| Failure(1, e))?;
+        let series = [plot::Series {
+            label: format!("{m} (mean of 20)"),
+            points: plot::smooth(&pts, 20),
+            ..plot::Series::default()
+        }];
+        let svg = plot::svg_chart(
+            &format!("{experiment}: {m}"),
+            "episode",
+            m,
+            &series,
+            *m == "loss",
+        );
+        let path = run.join(format!("learning_curve_{m}.svg"));
+        std::fs::write(&path, svg).map_err(|e| Failure(1, format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// Evaluates the last checkpoint of `run`: the metric means over `episodes` evaluation
+/// batches, the episodes the model was trained for, and the seconds it took.
+pub(crate) fn eval_run<E: Experiment>(
+    task: &E,
+    run: &Path,
+    episodes: u64,
+    seed: u64,
+    device: &burn::tensor::Device,
+) -> Result<(Vec<f64>, u64, f64), Failure> {
+    let (model, trained) = load_run_model(task, run, device)?;
+    let started = Instant::now();
+    let (means, _) = train::evaluate(task, &model, episodes, seed, device)?;
+    Ok((means, trained, started.elapsed().as_secs_f64()))
+}
+
+/// Timings of full training steps of one workload.
+pub(crate) struct StepTimes {
+    /// Per step, after 2 warm-up steps: total, and its parts (episode generation + forward,
+    /// backward, Adam step), in ms.
+    pub(crate) total: Vec<f64>,
+    pub(crate) parts: [Vec<f64>; 3],
+    /// Most device memory the allocator held (GPU only), MB.
+    pub(crate) device_mb: Option<f64>,
+}
+
+pub(crate) fn time_steps<E: Experiment>(
+    task: &E,
+    episodes: usize,
+    device: &burn::tensor::Device,
+) -> Result<StepTimes, Failure> {
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let mut model = task.init_model(&mut rng, device);
+    let (adam, lr) = task.optimizer();
+    let mut optim = adam.init();
+    let mut times = StepTimes {
+        total: Vec::new(),
+        parts: Default::default(),
+        device_mb: None,
+    };
+    // On a GPU the work is asynchronous: wait for it at the end of each part.
+    let sync = || {
+        device
+            .sync()
+            .map_err(|e| Failure(1, format!("device: {e:?}")))
+    };
+    let note_memory = |times: &mut StepTimes| {
+        if let Some(u) = device.memory_pool_usage() {
+            let mb = u.bytes_reserved as f64 / 1e6;
+            times.device_mb = Some(times.device_mb.map_or(mb, |m: f64| m.max(mb)));
+        }
+    };
+    for k in 0..episodes + 2 {
+        let t0 = Instant::now();
+        let (loss, _) = task
+            .train_episode(&model, &mut rng, device)
+            .map_err(usage)?;
+        sync()?;
+        note_memory(&mut times);
+        let t1 = Instant::now();
+        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
+        sync()?;
+        note_memory(&mut times);
+        let t2 = Instant::now();
+        model = optim.step(lr, model, grads);
+        sync()?;
+        let t3 = Instant::now();
+        if k >= 2 {
+            times.total.push((t3 - t0).as_secs_f64() * 1e3);
+            for (part, (a, b)) in times.parts.iter_mut().zip([(t0, t1), (t1, t2), (t2, t3)]) {
+                part.push((b - a).as_secs_f64() * 1e3);
+            }
+        }
+    }
+    Ok(times)
+}
+
+/// Median of a non-empty list of timings.
+pub(crate) fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
