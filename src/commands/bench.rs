@@ -206,29 +206,42 @@ fn bench_plastic(
     let stream_gbs = (plastic && device_name == "cpu")
         .then(|| runtime::triad_gbs(runtime::plastic_working_set(n, b)));
     let fraction = stream_gbs.zip(achieved_gbs).map(|(s, a)| a / s);
+    // Arithmetic (CPU): the kernels' flops over the step's time, against the measured FMA peak
+    // (the bound of the small-N shapes, whose traces sit in cache).
+    let achieved_gflops = plastic.then(|| runtime::plastic_step_flops(n, t, b) / (ms / 1e3) / 1e9);
+    let peak_gflops = (plastic && device_name == "cpu").then(runtime::fma_peak_gflops);
+    let of_peak = peak_gflops.zip(achieved_gflops).map(|(p, a)| a / p);
+    // The instruction set the CPU kernels chose at run time (`PLASTICITY_SIMD` caps it).
+    let isa = runtime::instruction_set();
     if json_out {
         println!(
             "{}",
             json!({"workload": workload, "model": model_name, "ms_per_episode": ms, "peak_rss_mb": rss, "threads": threads,
-                   "device": device_name, "device_memory_mb": times.device_mb,
+                   "device": device_name, "instruction_set": isa, "device_memory_mb": times.device_mb,
                    "model_bytes_per_step": plastic.then(|| runtime::plastic_step_bytes(n, t, b)), "achieved_gbs": achieved_gbs,
                    "stream_gbs": stream_gbs, "roofline_fraction": fraction,
+                   "achieved_gflops": achieved_gflops, "fma_peak_gflops": peak_gflops, "of_fma_peak": of_peak,
                    "batch": b, "neurons": n, "steps": t, "episodes_timed": episodes,
                    "min_ms": min, "max_ms": max,
                    "forward_ms": forward_ms, "backward_ms": backward_ms, "optimizer_ms": optimizer_ms})
         );
     } else {
         println!(
-            "| workload | device | N | T | B | threads | ms/step (median of {episodes}) | min | max | forward | backward | Adam | peak RSS MB | device MB | GB/s | triad GB/s | of roofline |"
+            "| workload | device | N | T | B | threads | ms/step (median of {episodes}) | min | max | forward | backward | Adam | peak RSS MB | device MB | GB/s | triad GB/s | of roofline | GFLOP/s | FMA peak GFLOP/s | of peak |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        println!(
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        );
         let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_string(), f);
         println!(
-            "| {workload} | {device_name} | {n} | {t} | {b} | {threads} | {ms:.1} | {min:.1} | {max:.1} | {forward_ms:.1} | {backward_ms:.1} | {optimizer_ms:.1} | {rss:.0} | {} | {} | {} | {} |",
+            "| {workload} | {device_name} ({isa}) | {n} | {t} | {b} | {threads} | {ms:.1} | {min:.1} | {max:.1} | {forward_ms:.1} | {backward_ms:.1} | {optimizer_ms:.1} | {rss:.0} | {} | {} | {} | {} | {} | {} | {} |",
             opt(times.device_mb, &|m| format!("{m:.0}")),
             opt(achieved_gbs, &|g| format!("{g:.1}")),
             opt(stream_gbs, &|g| format!("{g:.1}")),
             opt(fraction, &|f| format!("{:.0}%", 100.0 * f)),
+            opt(achieved_gflops, &|g| format!("{g:.1}")),
+            opt(peak_gflops, &|g| format!("{g:.0}")),
+            opt(of_peak, &|f| format!("{:.0}%", 100.0 * f)),
         );
     }
     Ok(())

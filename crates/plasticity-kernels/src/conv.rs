@@ -47,7 +47,6 @@
 //! backward ~6-7 ms, against ~20 + ~31 ms for burn-flex's `Conv2d` and `tanh`.
 
 use crate::real::Real;
-use crate::simd::with_simd;
 use crate::spec::SpecError;
 use rayon::prelude::*;
 
@@ -180,7 +179,6 @@ impl<F: Copy + Default> Scratch<F> {
 /// Runs `f` on every item, in parallel on rayon's pool when it has more than one thread, else
 /// on this thread (no hand-over to a worker that then spins idle between calls).
 fn map_blocks<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Send + Sync) -> Vec<R> {
-    let f = |item| with_simd(|| f(item));
     if rayon::current_num_threads() > 1 && items.len() > 1 {
         items.into_par_iter().map(f).collect()
     } else {
@@ -511,204 +509,208 @@ fn block_starts(images: usize) -> Vec<usize> {
     (0..=blocks).map(|j| j * images / blocks).collect()
 }
 
-/// Runs the stack on `input: [M, C_0, S_0, S_0]` (NCHW); `layers` in burn's layouts. The
-/// output is [`ConvForward::output`]; the record is what [`backward`] needs.
-pub fn forward<F: ConvReal>(
+crate::simd::multiversion! {
+    /// Runs the stack on `input: [M, C_0, S_0, S_0]` (NCHW); `layers` in burn's layouts. The
+    /// output is [`ConvForward::output`]; the record is what [`backward`] needs.
+    pub fn forward [F: ConvReal] [F] (
     spec: &ConvSpec,
     layers: &[ConvLayer<'_, F>],
     input: &[F],
 ) -> Result<ConvForward<F>, SpecError> {
-    spec.validate()?;
-    check_layers(spec, layers)?;
-    if input.len() != spec.input_len() {
-        return Err(SpecError(format!(
-            "input: expected {} values ([{}, {}, {s}, {s}]), got {}",
-            spec.input_len(),
-            spec.images,
-            spec.channels[0],
-            input.len(),
-            s = spec.side,
-        )));
-    }
-    let ch = &spec.channels;
-    let sides = spec.sides();
-    let weights: Vec<Vec<F>> = layers
-        .iter()
-        .enumerate()
-        .map(|(l, p)| permute_weight(p.weight, ch[l + 1], ch[l]))
-        .collect();
-    let starts = block_starts(spec.images);
-    let per_image = ch[0] * spec.side * spec.side;
-    let blocks: Vec<Vec<Vec<F>>> = map_blocks(starts.windows(2).collect(), |r| {
-        let n = r[1] - r[0];
-        let x = &input[r[0] * per_image..r[1] * per_image];
-        let mut acts = vec![nchw_to_nhwc(x, spec.side, ch[0])];
-        F::with_scratch(|scratch| {
-            for (l, p) in layers.iter().enumerate() {
-                let (s, so, ci, co) = (sides[l], sides[l + 1], ch[l], ch[l + 1]);
-                let (rows, k) = (n * so * so, 9 * ci);
-                let (col, _) = scratch.layer(l, rows * k);
-                im2col(&acts[l], n, s, ci, col);
-                let mut z = vec![F::zero(); rows * co];
-                for row in z.chunks_exact_mut(co) {
-                    row.copy_from_slice(p.bias);
-                }
-                // z[p, co] += col[p, k] W[co, k].
-                if k <= SMALL_K {
-                    let wt = transpose(&weights[l], co, k); // [k, co]
-                    for (zrow, crow) in z.chunks_exact_mut(co).zip(col.chunks_exact(k)) {
-                        for (&c, wrow) in crow.iter().zip(wt.chunks_exact(co)) {
-                            for (zz, &w) in zrow.iter_mut().zip(wrow) {
-                                *zz += c * w;
+        spec.validate()?;
+        check_layers(spec, layers)?;
+        if input.len() != spec.input_len() {
+            return Err(SpecError(format!(
+                "input: expected {} values ([{}, {}, {s}, {s}]), got {}",
+                spec.input_len(),
+                spec.images,
+                spec.channels[0],
+                input.len(),
+                s = spec.side,
+            )));
+        }
+        let ch = &spec.channels;
+        let sides = spec.sides();
+        let weights: Vec<Vec<F>> = layers
+            .iter()
+            .enumerate()
+            .map(|(l, p)| permute_weight(p.weight, ch[l + 1], ch[l]))
+            .collect();
+        let starts = block_starts(spec.images);
+        let per_image = ch[0] * spec.side * spec.side;
+        let blocks: Vec<Vec<Vec<F>>> = map_blocks(starts.windows(2).collect(), |r| {
+            let n = r[1] - r[0];
+            let x = &input[r[0] * per_image..r[1] * per_image];
+            let mut acts = vec![nchw_to_nhwc(x, spec.side, ch[0])];
+            F::with_scratch(|scratch| {
+                for (l, p) in layers.iter().enumerate() {
+                    let (s, so, ci, co) = (sides[l], sides[l + 1], ch[l], ch[l + 1]);
+                    let (rows, k) = (n * so * so, 9 * ci);
+                    let (col, _) = scratch.layer(l, rows * k);
+                    im2col(&acts[l], n, s, ci, col);
+                    let mut z = vec![F::zero(); rows * co];
+                    for row in z.chunks_exact_mut(co) {
+                        row.copy_from_slice(p.bias);
+                    }
+                    // z[p, co] += col[p, k] W[co, k].
+                    if k <= SMALL_K {
+                        let wt = transpose(&weights[l], co, k); // [k, co]
+                        for (zrow, crow) in z.chunks_exact_mut(co).zip(col.chunks_exact(k)) {
+                            for (&c, wrow) in crow.iter().zip(wt.chunks_exact(co)) {
+                                for (zz, &w) in zrow.iter_mut().zip(wrow) {
+                                    *zz += c * w;
+                                }
                             }
                         }
+                    } else {
+                        // b = W^T: strides (1, k).
+                        let (a, b) = ((&col[..], k, 1), (&weights[l][..], 1, k));
+                        F::gemm(rows, k, co, a, b, F::one(), &mut z);
                     }
-                } else {
-                    // b = W^T: strides (1, k).
-                    let (a, b) = ((&col[..], k, 1), (&weights[l][..], 1, k));
-                    F::gemm(rows, k, co, a, b, F::one(), &mut z);
+                    F::tanh_in_place(&mut z);
+                    acts.push(z);
                 }
-                F::tanh_in_place(&mut z);
-                acts.push(z);
-            }
+            });
+            acts
         });
-        acts
-    });
-    Ok(ConvForward {
-        spec: spec.clone(),
-        blocks,
-        starts,
-    })
+        Ok(ConvForward {
+            spec: spec.clone(),
+            blocks,
+            starts,
+        })
+    }
 }
 
-/// Backpropagates `grad_output = dL/doutput: [M, C_L, S_L, S_L]` (NCHW) through the stack run
-/// by `record`; `input_grad` also computes `dL/dinput`.
-pub fn backward<F: ConvReal>(
+crate::simd::multiversion! {
+    /// Backpropagates `grad_output = dL/doutput: [M, C_L, S_L, S_L]` (NCHW) through the stack run
+    /// by `record`; `input_grad` also computes `dL/dinput`.
+    pub fn backward [F: ConvReal] [F] (
     layers: &[ConvLayer<'_, F>],
     record: &ConvForward<F>,
     grad_output: &[F],
     input_grad: bool,
 ) -> Result<ConvGrads<F>, SpecError> {
-    let spec = &record.spec;
-    check_layers(spec, layers)?;
-    if grad_output.len() != spec.output_len() {
-        return Err(SpecError(format!(
-            "grad_output: expected {} values, got {}",
-            spec.output_len(),
-            grad_output.len()
-        )));
-    }
-    let ch = &spec.channels;
-    let sides = spec.sides();
-    let nl = spec.layers();
-    let weights: Vec<Vec<F>> = layers
-        .iter()
-        .enumerate()
-        .map(|(l, p)| permute_weight(p.weight, ch[l + 1], ch[l]))
-        .collect();
-    let out_per_image = ch[nl] * sides[nl] * sides[nl];
-    let parts: Vec<ConvGrads<F>> = map_blocks(
-        record.starts.windows(2).zip(&record.blocks).collect(),
-        |(r, acts)| {
-            let n = r[1] - r[0];
-            let go = &grad_output[r[0] * out_per_image..r[1] * out_per_image];
-            let mut dw: Vec<Vec<F>> = (0..nl)
-                .map(|l| vec![F::zero(); spec.weight_len(l)])
-                .collect();
-            let mut db: Vec<Vec<F>> = (0..nl).map(|l| vec![F::zero(); ch[l + 1]]).collect();
-            let dx = F::with_scratch(|scratch| {
-                let mut g = core::mem::take(&mut scratch.g);
-                let mut da = core::mem::take(&mut scratch.da);
-                nchw_to_nhwc_into(go, sides[nl], ch[nl], &mut g);
-                for l in (0..nl).rev() {
-                    let (s, so, ci, co) = (sides[l], sides[l + 1], ch[l], ch[l + 1]);
-                    let (rows, k) = (n * so * so, 9 * ci);
-                    let (col, dcol) = scratch.layer(l, rows * k);
-                    // dz = g (1 - a^2), in place.
-                    for (d, &a) in g.iter_mut().zip(&acts[l + 1]) {
-                        *d *= F::one() - a * a;
-                    }
-                    for row in g.chunks_exact(co) {
-                        for (b, &d) in db[l].iter_mut().zip(row) {
-                            *b += d;
+        let spec = &record.spec;
+        check_layers(spec, layers)?;
+        if grad_output.len() != spec.output_len() {
+            return Err(SpecError(format!(
+                "grad_output: expected {} values, got {}",
+                spec.output_len(),
+                grad_output.len()
+            )));
+        }
+        let ch = &spec.channels;
+        let sides = spec.sides();
+        let nl = spec.layers();
+        let weights: Vec<Vec<F>> = layers
+            .iter()
+            .enumerate()
+            .map(|(l, p)| permute_weight(p.weight, ch[l + 1], ch[l]))
+            .collect();
+        let out_per_image = ch[nl] * sides[nl] * sides[nl];
+        let parts: Vec<ConvGrads<F>> = map_blocks(
+            record.starts.windows(2).zip(&record.blocks).collect(),
+            |(r, acts)| {
+                let n = r[1] - r[0];
+                let go = &grad_output[r[0] * out_per_image..r[1] * out_per_image];
+                let mut dw: Vec<Vec<F>> = (0..nl)
+                    .map(|l| vec![F::zero(); spec.weight_len(l)])
+                    .collect();
+                let mut db: Vec<Vec<F>> = (0..nl).map(|l| vec![F::zero(); ch[l + 1]]).collect();
+                let dx = F::with_scratch(|scratch| {
+                    let mut g = core::mem::take(&mut scratch.g);
+                    let mut da = core::mem::take(&mut scratch.da);
+                    nchw_to_nhwc_into(go, sides[nl], ch[nl], &mut g);
+                    for l in (0..nl).rev() {
+                        let (s, so, ci, co) = (sides[l], sides[l + 1], ch[l], ch[l + 1]);
+                        let (rows, k) = (n * so * so, 9 * ci);
+                        let (col, dcol) = scratch.layer(l, rows * k);
+                        // dz = g (1 - a^2), in place.
+                        for (d, &a) in g.iter_mut().zip(&acts[l + 1]) {
+                            *d *= F::one() - a * a;
                         }
-                    }
-                    im2col(&acts[l], n, s, ci, col);
-                    // dW[co, k] += dz^T col: a = dz^T, strides (1, co).
-                    if k <= SMALL_K {
-                        let mut dwt = vec![F::zero(); k * co]; // [k, co]
-                        for (grow, crow) in g.chunks_exact(co).zip(col.chunks_exact(k)) {
-                            for (&c, drow) in crow.iter().zip(dwt.chunks_exact_mut(co)) {
-                                for (d, &gv) in drow.iter_mut().zip(grow) {
-                                    *d += c * gv;
-                                }
+                        for row in g.chunks_exact(co) {
+                            for (b, &d) in db[l].iter_mut().zip(row) {
+                                *b += d;
                             }
                         }
-                        for (d, v) in dw[l].iter_mut().zip(transpose(&dwt, k, co)) {
-                            *d += v;
+                        im2col(&acts[l], n, s, ci, col);
+                        // dW[co, k] += dz^T col: a = dz^T, strides (1, co).
+                        if k <= SMALL_K {
+                            let mut dwt = vec![F::zero(); k * co]; // [k, co]
+                            for (grow, crow) in g.chunks_exact(co).zip(col.chunks_exact(k)) {
+                                for (&c, drow) in crow.iter().zip(dwt.chunks_exact_mut(co)) {
+                                    for (d, &gv) in drow.iter_mut().zip(grow) {
+                                        *d += c * gv;
+                                    }
+                                }
+                            }
+                            for (d, v) in dw[l].iter_mut().zip(transpose(&dwt, k, co)) {
+                                *d += v;
+                            }
+                        } else {
+                            F::gemm(co, rows, k, (&g, 1, co), (col, k, 1), F::one(), &mut dw[l]);
                         }
+                        if l == 0 && !input_grad {
+                            g.clear();
+                            break;
+                        }
+                        dcol.resize(rows * k, F::zero());
+                        F::gemm(
+                            rows,
+                            co,
+                            k,
+                            (&g, co, 1),
+                            (&weights[l], k, 1),
+                            F::zero(),
+                            dcol,
+                        );
+                        da.clear();
+                        da.resize(n * s * s * ci, F::zero());
+                        col2im(dcol, n, s, ci, &mut da);
+                        core::mem::swap(&mut g, &mut da);
+                    }
+                    let dx = if input_grad {
+                        nhwc_to_nchw(&g, spec.side, ch[0])
                     } else {
-                        F::gemm(co, rows, k, (&g, 1, co), (col, k, 1), F::one(), &mut dw[l]);
-                    }
-                    if l == 0 && !input_grad {
-                        g.clear();
-                        break;
-                    }
-                    dcol.resize(rows * k, F::zero());
-                    F::gemm(
-                        rows,
-                        co,
-                        k,
-                        (&g, co, 1),
-                        (&weights[l], k, 1),
-                        F::zero(),
-                        dcol,
-                    );
-                    da.clear();
-                    da.resize(n * s * s * ci, F::zero());
-                    col2im(dcol, n, s, ci, &mut da);
-                    core::mem::swap(&mut g, &mut da);
+                        Vec::new()
+                    };
+                    (scratch.g, scratch.da) = (g, da);
+                    dx
+                });
+                ConvGrads {
+                    weights: dw,
+                    biases: db,
+                    input: dx,
                 }
-                let dx = if input_grad {
-                    nhwc_to_nchw(&g, spec.side, ch[0])
-                } else {
-                    Vec::new()
-                };
-                (scratch.g, scratch.da) = (g, da);
-                dx
-            });
-            ConvGrads {
-                weights: dw,
-                biases: db,
-                input: dx,
+            },
+        );
+        let mut dw: Vec<Vec<F>> = (0..nl)
+            .map(|l| vec![F::zero(); spec.weight_len(l)])
+            .collect();
+        let mut db: Vec<Vec<F>> = (0..nl).map(|l| vec![F::zero(); ch[l + 1]]).collect();
+        let mut input = Vec::new();
+        for part in parts {
+            for (acc, part) in dw
+                .iter_mut()
+                .zip(&part.weights)
+                .chain(db.iter_mut().zip(&part.biases))
+            {
+                for (a, &p) in acc.iter_mut().zip(part) {
+                    *a += p;
+                }
             }
-        },
-    );
-    let mut dw: Vec<Vec<F>> = (0..nl)
-        .map(|l| vec![F::zero(); spec.weight_len(l)])
-        .collect();
-    let mut db: Vec<Vec<F>> = (0..nl).map(|l| vec![F::zero(); ch[l + 1]]).collect();
-    let mut input = Vec::new();
-    for part in parts {
-        for (acc, part) in dw
-            .iter_mut()
-            .zip(&part.weights)
-            .chain(db.iter_mut().zip(&part.biases))
-        {
-            for (a, &p) in acc.iter_mut().zip(part) {
-                *a += p;
-            }
+            input.extend(part.input);
         }
-        input.extend(part.input);
+        let weights = dw
+            .iter()
+            .enumerate()
+            .map(|(l, w)| unpermute_weight(w, ch[l + 1], ch[l]))
+            .collect();
+        Ok(ConvGrads {
+            weights,
+            biases: db,
+            input,
+        })
     }
-    let weights = dw
-        .iter()
-        .enumerate()
-        .map(|(l, w)| unpermute_weight(w, ch[l + 1], ch[l]))
-        .collect();
-    Ok(ConvGrads {
-        weights,
-        biases: db,
-        input,
-    })
 }

@@ -49,7 +49,6 @@ use crate::checkpoint::{default_segment, Segments};
 use crate::parallel::{add_into, in_pool};
 use crate::real::Real;
 use crate::rnn::{forward_pass, pass_a, pass_b, update_pass, AlphaRows, TraceGrads, Weights};
-use crate::simd::with_simd;
 use crate::spec::{AlphaShape, SpecError};
 use crate::trace::{
     kept_trace, Activity, Coefficients, Decaying, Modulator, Retroactive, Rule, RuleGrads, Shares,
@@ -417,7 +416,7 @@ pub fn lstm_forward<F: Real>(
     let seqs: Vec<SeqStore<F>> = in_pool(|| {
         with_lstm_rule!(LstmRule::of(spec.plasticity, p), r => (0..b)
             .into_par_iter()
-            .map(|bi| with_simd(|| forward_seq(spec, p, &w_g, r, xproj, init, bi)))
+            .map(|bi| forward_seq(spec, p, &w_g, r, xproj, init, bi))
             .collect())
     });
     let mut out = LstmSequence {
@@ -468,10 +467,10 @@ fn episode_of<F>(x: Option<&[F]>, bi: usize, len: usize) -> Option<&[F]> {
     x.map(|x| &x[bi * len..(bi + 1) * len])
 }
 
-/// The forward of sequence `bi`; `w_g` is the candidate block of `W_h` (`[H, H]`) and `rule`
-/// the candidate's trace rule (`None`: a standard LSTM).
-#[inline(always)]
-fn forward_seq<F: Real, R: Rule<F>>(
+crate::simd::multiversion! {
+    /// The forward of sequence `bi`; `w_g` is the candidate block of `W_h` (`[H, H]`) and `rule`
+    /// the candidate's trace rule (`None`: a standard LSTM).
+    fn forward_seq [F: Real, R: Rule<F>] [F, R] (
     spec: &LstmSpec,
     p: &LstmParams<'_, F>,
     w_g: &[F],
@@ -480,97 +479,98 @@ fn forward_seq<F: Real, R: Rule<F>>(
     init: &LstmInit<'_, F>,
     bi: usize,
 ) -> SeqStore<F> {
-    let (h, b, t_len) = (spec.hidden, spec.batch, spec.steps);
-    let (hh, h4) = (h * h, 4 * h);
-    let plastic = rule.is_some();
-    let mut hebb = kept_trace(plastic, episode_of(init.hebb0, bi, hh), hh);
-    let mut elig = kept_trace(
-        plastic && R::ELIGIBILITY,
-        episode_of(init.elig0, bi, hh),
-        hh,
-    );
-    let seg = spec.segment_len();
-    let alpha = AlphaRows::new(spec.alpha, p.alpha, h);
-    let clip = Some(F::of(spec.clip));
-    let all_rows = 0..h;
-    let whole = core::slice::from_ref(&all_rows);
-    let mut st = SeqStore {
-        gates: vec![F::zero(); t_len * h4],
-        cs: vec![F::zero(); t_len * h],
-        hs: vec![F::zero(); t_len * h],
-        checkpoints: Vec::new(),
-        hebb: Vec::new(),
-        elig: Vec::new(),
-        modulator: Vec::new(),
-    };
-    let mut a = vec![F::zero(); h4];
-    let mut acc = vec![F::zero(); h];
-    let mut pending: Option<Coefficients<F>> = None;
-    let h0 = &init.h0[bi * h..(bi + 1) * h];
-    let c0 = &init.c0[bi * h..(bi + 1) * h];
-    // With plasticity the candidate's recurrent input is the plastic network's product.
-    let fixed = if plastic { 3 * h } else { h4 };
-    for t in 0..t_len {
-        let hp = if t == 0 {
-            h0
-        } else {
-            &st.hs[(t - 1) * h..t * h]
+        let (h, b, t_len) = (spec.hidden, spec.batch, spec.steps);
+        let (hh, h4) = (h * h, 4 * h);
+        let plastic = rule.is_some();
+        let mut hebb = kept_trace(plastic, episode_of(init.hebb0, bi, hh), hh);
+        let mut elig = kept_trace(
+            plastic && R::ELIGIBILITY,
+            episode_of(init.elig0, bi, hh),
+            hh,
+        );
+        let seg = spec.segment_len();
+        let alpha = AlphaRows::new(spec.alpha, p.alpha, h);
+        let clip = Some(F::of(spec.clip));
+        let all_rows = 0..h;
+        let whole = core::slice::from_ref(&all_rows);
+        let mut st = SeqStore {
+            gates: vec![F::zero(); t_len * h4],
+            cs: vec![F::zero(); t_len * h],
+            hs: vec![F::zero(); t_len * h],
+            checkpoints: Vec::new(),
+            hebb: Vec::new(),
+            elig: Vec::new(),
+            modulator: Vec::new(),
         };
-        a.copy_from_slice(&xproj[(t * b + bi) * h4..(t * b + bi + 1) * h4]);
-        for (i, &hi) in hp.iter().enumerate() {
-            if hi != F::zero() {
-                for (x, &wv) in a[..fixed].iter_mut().zip(&p.w_h[i * h4..i * h4 + fixed]) {
-                    *x += hi * wv;
+        let mut a = vec![F::zero(); h4];
+        let mut acc = vec![F::zero(); h];
+        let mut pending: Option<Coefficients<F>> = None;
+        let h0 = &init.h0[bi * h..(bi + 1) * h];
+        let c0 = &init.c0[bi * h..(bi + 1) * h];
+        // With plasticity the candidate's recurrent input is the plastic network's product.
+        let fixed = if plastic { 3 * h } else { h4 };
+        for t in 0..t_len {
+            let hp = if t == 0 {
+                h0
+            } else {
+                &st.hs[(t - 1) * h..t * h]
+            };
+            a.copy_from_slice(&xproj[(t * b + bi) * h4..(t * b + bi + 1) * h4]);
+            for (i, &hi) in hp.iter().enumerate() {
+                if hi != F::zero() {
+                    for (x, &wv) in a[..fixed].iter_mut().zip(&p.w_h[i * h4..i * h4 + fixed]) {
+                        *x += hi * wv;
+                    }
                 }
             }
-        }
-        if plastic {
-            // Hebb_t (the pending update of step t-1) and sum_i (w_ij + alpha_ij Hebb_ij) h_i.
-            forward_pass::<F, R>(
-                &mut hebb,
-                &mut elig,
-                whole,
-                w_g,
-                &alpha,
-                hp,
-                pending.as_ref(),
-                clip,
-                &mut acc,
-            );
-            if t % seg == 0 {
-                st.checkpoints.push((hebb.clone(), elig.clone()));
+            if plastic {
+                // Hebb_t (the pending update of step t-1) and sum_i (w_ij + alpha_ij Hebb_ij) h_i.
+                forward_pass::<F, R>(
+                    &mut hebb,
+                    &mut elig,
+                    whole,
+                    w_g,
+                    &alpha,
+                    hp,
+                    pending.as_ref(),
+                    clip,
+                    &mut acc,
+                );
+                if t % seg == 0 {
+                    st.checkpoints.push((hebb.clone(), elig.clone()));
+                }
+                for (x, &u) in a[3 * h..].iter_mut().zip(&acc) {
+                    *x += u;
+                }
             }
-            for (x, &u) in a[3 * h..].iter_mut().zip(&acc) {
-                *x += u;
+            let gates = &mut st.gates[t * h4..(t + 1) * h4];
+            for k in 0..3 * h {
+                gates[k] = sigmoid(a[k]);
+            }
+            for k in 3 * h..h4 {
+                gates[k] = a[k].tanh();
+            }
+            let (cs_done, cs_rest) = st.cs.split_at_mut(t * h);
+            let cp: &[F] = if t == 0 { c0 } else { &cs_done[(t - 1) * h..] };
+            let (hn, cn) = (&mut st.hs[t * h..(t + 1) * h], &mut cs_rest[..h]);
+            for j in 0..h {
+                let (gi, gf, go, gg) = (gates[j], gates[h + j], gates[2 * h + j], gates[3 * h + j]);
+                cn[j] = gf * cp[j] + gi * gg;
+                hn[j] = go * cn[j].tanh();
+            }
+            if let Some(r) = rule {
+                let c = r.coefficients(&activity(&st, h0, h, t), h);
+                st.modulator.extend_from_slice(&c.modulator);
+                pending = Some(c);
             }
         }
-        let gates = &mut st.gates[t * h4..(t + 1) * h4];
-        for k in 0..3 * h {
-            gates[k] = sigmoid(a[k]);
+        if let Some(c) = &pending {
+            update_pass::<F, R>(&mut hebb, &mut elig, whole, c, clip, h);
         }
-        for k in 3 * h..h4 {
-            gates[k] = a[k].tanh();
-        }
-        let (cs_done, cs_rest) = st.cs.split_at_mut(t * h);
-        let cp: &[F] = if t == 0 { c0 } else { &cs_done[(t - 1) * h..] };
-        let (hn, cn) = (&mut st.hs[t * h..(t + 1) * h], &mut cs_rest[..h]);
-        for j in 0..h {
-            let (gi, gf, go, gg) = (gates[j], gates[h + j], gates[2 * h + j], gates[3 * h + j]);
-            cn[j] = gf * cp[j] + gi * gg;
-            hn[j] = go * cn[j].tanh();
-        }
-        if let Some(r) = rule {
-            let c = r.coefficients(&activity(&st, h0, h, t), h);
-            st.modulator.extend_from_slice(&c.modulator);
-            pending = Some(c);
-        }
+        st.hebb = hebb;
+        st.elig = elig;
+        st
     }
-    if let Some(c) = &pending {
-        update_pass::<F, R>(&mut hebb, &mut elig, whole, c, clip, h);
-    }
-    st.hebb = hebb;
-    st.elig = elig;
-    st
 }
 
 /// What the backward of one sequence returns.
@@ -622,7 +622,7 @@ pub fn lstm_backward<F: Real>(
     let per: Vec<SeqGrads<F>> = in_pool(|| {
         with_lstm_rule!(LstmRule::of(spec.plasticity, p), r => (0..b)
             .into_par_iter()
-            .map(|bi| with_simd(|| backward_seq(&spec, p, &w_g, r, run, &cot, bi)))
+            .map(|bi| backward_seq(&spec, p, &w_g, r, run, &cot, bi))
             .collect())
     });
     let mut xg = vec![F::zero(); t_len * b * h4];
@@ -680,11 +680,11 @@ struct SeqCotangents<'a, F> {
     gelig: Option<&'a [F]>,
 }
 
-/// The backward of sequence `bi` (see the module docs for the step).
 // Index loops over j keep the equations readable (several [H] vectors at once).
-#[allow(clippy::needless_range_loop)]
-#[inline(always)]
-fn backward_seq<F: Real, R: Rule<F>>(
+crate::simd::multiversion! {
+    /// The backward of sequence `bi` (see the module docs for the step).
+    #[allow(clippy::needless_range_loop)]
+    fn backward_seq [F: Real, R: Rule<F>] [F, R] (
     spec: &LstmSpec,
     p: &LstmParams<'_, F>,
     w_g: &[F],
@@ -693,119 +693,120 @@ fn backward_seq<F: Real, R: Rule<F>>(
     cot: &SeqCotangents<'_, F>,
     bi: usize,
 ) -> SeqGrads<F> {
-    let (h, b, t_len) = (spec.hidden, spec.batch, spec.steps);
-    let (hh, h4) = (h * h, 4 * h);
-    let plastic = rule.is_some();
-    let st = &run.seqs[bi];
-    let clip = Some(F::of(spec.clip));
-    let alpha = AlphaRows::new(spec.alpha, p.alpha, h);
-    let all_rows = 0..h;
-    let whole = core::slice::from_ref(&all_rows);
-    let one = F::one();
-    let zero = F::zero();
-    let h0 = &run.h0[bi * h..(bi + 1) * h];
-    let c0 = &run.c0[bi * h..(bi + 1) * h];
-    let start = |x: Option<&[F]>, used: bool| kept_trace(used, episode_of(x, bi, hh), hh);
-    // G = dL/dHebb_{t+1}, GE = dL/dE_{t+1}.
-    let mut g = start(cot.ghebb, plastic);
-    let mut ge = start(cot.gelig, plastic && R::ELIGIBILITY);
-    let mut galpha = vec![zero; if plastic { alpha.grad_len() } else { 0 }];
-    let mut rule_grads = rule.map_or_else(RuleGrads::default, |r| r.zero_grads(h));
-    let mut gx = vec![zero; t_len * h4];
-    let mut dh_carry = vec![zero; h];
-    let mut dc = cot
-        .gc
-        .map_or_else(|| vec![zero; h], |x| x[bi * h..(bi + 1) * h].to_vec());
-    let seg = spec.segment_len();
-    let mut segments = Segments::new();
-    let mut dhp = vec![zero; h];
-    let mut dh = vec![zero; h];
-    let mut dg_trace = vec![zero; h];
-    let fixed = if plastic { 3 * h } else { h4 };
-    for t in (0..t_len).rev() {
-        let cp = if t == 0 {
-            c0
-        } else {
-            &st.cs[(t - 1) * h..t * h]
-        };
-        let gates = &st.gates[t * h4..(t + 1) * h4];
-        let cn = &st.cs[t * h..(t + 1) * h];
-        dh.copy_from_slice(&cot.gh[(t * b + bi) * h..(t * b + bi + 1) * h]);
-        dh.iter_mut().zip(&dh_carry).for_each(|(x, &y)| *x += y);
-        dg_trace.iter_mut().for_each(|x| *x = zero);
-        // (Hebb_t, E_t) from the segment's checkpoint, and the trace rule's share of dL/dg_t
-        // (and, through the modulator, of dL/dh_t).
-        let traces = rule.map(|r| {
-            let (hb, el) = segments.at(t, seg, &st.checkpoints, |s, hb, el| {
-                let c = r.coefficients(&activity(st, h0, h, s), h);
-                update_pass::<F, R>(hb, el, whole, &c, clip, h);
+        let (h, b, t_len) = (spec.hidden, spec.batch, spec.steps);
+        let (hh, h4) = (h * h, 4 * h);
+        let plastic = rule.is_some();
+        let st = &run.seqs[bi];
+        let clip = Some(F::of(spec.clip));
+        let alpha = AlphaRows::new(spec.alpha, p.alpha, h);
+        let all_rows = 0..h;
+        let whole = core::slice::from_ref(&all_rows);
+        let one = F::one();
+        let zero = F::zero();
+        let h0 = &run.h0[bi * h..(bi + 1) * h];
+        let c0 = &run.c0[bi * h..(bi + 1) * h];
+        let start = |x: Option<&[F]>, used: bool| kept_trace(used, episode_of(x, bi, hh), hh);
+        // G = dL/dHebb_{t+1}, GE = dL/dE_{t+1}.
+        let mut g = start(cot.ghebb, plastic);
+        let mut ge = start(cot.gelig, plastic && R::ELIGIBILITY);
+        let mut galpha = vec![zero; if plastic { alpha.grad_len() } else { 0 }];
+        let mut rule_grads = rule.map_or_else(RuleGrads::default, |r| r.zero_grads(h));
+        let mut gx = vec![zero; t_len * h4];
+        let mut dh_carry = vec![zero; h];
+        let mut dc = cot
+            .gc
+            .map_or_else(|| vec![zero; h], |x| x[bi * h..(bi + 1) * h].to_vec());
+        let seg = spec.segment_len();
+        let mut segments = Segments::new();
+        let mut dhp = vec![zero; h];
+        let mut dh = vec![zero; h];
+        let mut dg_trace = vec![zero; h];
+        let fixed = if plastic { 3 * h } else { h4 };
+        for t in (0..t_len).rev() {
+            let cp = if t == 0 {
+                c0
+            } else {
+                &st.cs[(t - 1) * h..t * h]
+            };
+            let gates = &st.gates[t * h4..(t + 1) * h4];
+            let cn = &st.cs[t * h..(t + 1) * h];
+            dh.copy_from_slice(&cot.gh[(t * b + bi) * h..(t * b + bi + 1) * h]);
+            dh.iter_mut().zip(&dh_carry).for_each(|(x, &y)| *x += y);
+            dg_trace.iter_mut().for_each(|x| *x = zero);
+            // (Hebb_t, E_t) from the segment's checkpoint, and the trace rule's share of dL/dg_t
+            // (and, through the modulator, of dL/dh_t).
+            let traces = rule.map(|r| {
+                let (hb, el) = segments.at(t, seg, &st.checkpoints, |s, hb, el| {
+                    let c = r.coefficients(&activity(st, h0, h, s), h);
+                    update_pass::<F, R>(hb, el, whole, &c, clip, h);
+                });
+                let act = activity(st, h0, h, t);
+                let c = r.coefficients(&act, h);
+                let sums = pass_a::<F, R>(hb, el, &g, &ge, whole, &c, act.pre, clip, false, h);
+                let shares = Shares::Apart {
+                    post: &mut dg_trace,
+                    modulated_by: &mut dh,
+                };
+                r.backprop(&c, &sums, &act, h, shares, &mut rule_grads);
+                (hb, el, c)
             });
-            let act = activity(st, h0, h, t);
-            let c = r.coefficients(&act, h);
-            let sums = pass_a::<F, R>(hb, el, &g, &ge, whole, &c, act.pre, clip, false, h);
-            let shares = Shares::Apart {
-                post: &mut dg_trace,
-                modulated_by: &mut dh,
-            };
-            r.backprop(&c, &sums, &act, h, shares, &mut rule_grads);
-            (hb, el, c)
-        });
-        // The cell.
-        let da = &mut gx[t * h4..(t + 1) * h4];
-        for j in 0..h {
-            let (gi, gf, go, gv) = (gates[j], gates[h + j], gates[2 * h + j], gates[3 * h + j]);
-            let tc = cn[j].tanh();
-            let d_o = dh[j] * tc;
-            let dcj = dc[j] + dh[j] * go * (one - tc * tc);
-            let d_i = dcj * gv;
-            let d_g = dcj * gi + dg_trace[j];
-            let d_f = dcj * cp[j];
-            dc[j] = dcj * gf;
-            da[j] = d_i * gi * (one - gi);
-            da[h + j] = d_f * gf * (one - gf);
-            da[2 * h + j] = d_o * go * (one - go);
-            da[3 * h + j] = d_g * (one - gv * gv);
+            // The cell.
+            let da = &mut gx[t * h4..(t + 1) * h4];
+            for j in 0..h {
+                let (gi, gf, go, gv) = (gates[j], gates[h + j], gates[2 * h + j], gates[3 * h + j]);
+                let tc = cn[j].tanh();
+                let d_o = dh[j] * tc;
+                let dcj = dc[j] + dh[j] * go * (one - tc * tc);
+                let d_i = dcj * gv;
+                let d_g = dcj * gi + dg_trace[j];
+                let d_f = dcj * cp[j];
+                dc[j] = dcj * gf;
+                da[j] = d_i * gi * (one - gi);
+                da[h + j] = d_f * gf * (one - gf);
+                da[2 * h + j] = d_o * go * (one - go);
+                da[3 * h + j] = d_g * (one - gv * gv);
+            }
+            // dL/dh_{t-1} through the fixed gates' weights.
+            for i in 0..h {
+                dhp[i] = dot(&p.w_h[i * h4..i * h4 + fixed], &da[..fixed]);
+            }
+            if let Some((hb, el, c)) = traces {
+                // The candidate's plastic recurrence: dL/dh_{t-1}, dL/dalpha, G <- dL/dHebb_t,
+                // GE <- dL/dE_t (pass B of the plastic network, with P = dL/da_g).
+                let grads = TraceGrads {
+                    g: &mut g,
+                    g_e: &mut ge,
+                    galpha: &mut galpha,
+                };
+                let weights = Weights {
+                    w: w_g,
+                    alpha: &alpha,
+                };
+                let act = activity(st, h0, h, t);
+                let (dy_pre, _) = pass_b::<F, R>(
+                    hb,
+                    el,
+                    grads,
+                    whole,
+                    &weights,
+                    &c,
+                    (act.pre, act.post),
+                    &da[3 * h..],
+                    clip,
+                    None,
+                );
+                dhp.iter_mut().zip(&dy_pre).for_each(|(x, &y)| *x += y);
+            }
+            dh_carry.copy_from_slice(&dhp);
         }
-        // dL/dh_{t-1} through the fixed gates' weights.
-        for i in 0..h {
-            dhp[i] = dot(&p.w_h[i * h4..i * h4 + fixed], &da[..fixed]);
+        SeqGrads {
+            xproj: gx,
+            alpha: galpha,
+            rule: rule_grads,
+            h0: dh_carry,
+            c0: dc,
+            hebb0: g,
+            elig0: ge,
         }
-        if let Some((hb, el, c)) = traces {
-            // The candidate's plastic recurrence: dL/dh_{t-1}, dL/dalpha, G <- dL/dHebb_t,
-            // GE <- dL/dE_t (pass B of the plastic network, with P = dL/da_g).
-            let grads = TraceGrads {
-                g: &mut g,
-                g_e: &mut ge,
-                galpha: &mut galpha,
-            };
-            let weights = Weights {
-                w: w_g,
-                alpha: &alpha,
-            };
-            let act = activity(st, h0, h, t);
-            let (dy_pre, _) = pass_b::<F, R>(
-                hb,
-                el,
-                grads,
-                whole,
-                &weights,
-                &c,
-                (act.pre, act.post),
-                &da[3 * h..],
-                clip,
-                None,
-            );
-            dhp.iter_mut().zip(&dy_pre).for_each(|(x, &y)| *x += y);
-        }
-        dh_carry.copy_from_slice(&dhp);
-    }
-    SeqGrads {
-        xproj: gx,
-        alpha: galpha,
-        rule: rule_grads,
-        h0: dh_carry,
-        c0: dc,
-        hebb0: g,
-        elig0: ge,
     }
 }

@@ -7,6 +7,9 @@
 //! sum in fixed lanes ([`crate::parallel`]), so every version gives the same bits (tested in
 //! `tests/simd.rs`). On aarch64, NEON is part of the baseline and needs no dispatch.
 //!
+//! The passes of the engine are defined with [`multiversion!`]; the out-of-line row kernel of
+//! pass B picks its copy the same way.
+//!
 //! `PLASTICITY_SIMD=baseline|avx2|avx512` in the environment caps the instruction set (to
 //! measure what the dispatch gains, side by side in one binary); [`force`] does the same in a
 //! program.
@@ -89,32 +92,137 @@ pub fn instruction_set() -> &'static str {
     active().name()
 }
 
-/// Runs `f` compiled for the instruction set the kernels run with. `f` (a kernel's loop over
-/// its rows or episodes) is inlined into one copy per instruction set; the functions it calls
-/// are compiled with it when they are `#[inline(always)]` (a closure that only calls such a
-/// function is always inlined; a large closure body may not be, so the passes keep their
-/// per-block work in named `#[inline(always)]` functions).
-#[inline(always)]
-pub(crate) fn with_simd<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    match active() {
-        Isa::Avx512 => {
-            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
-            unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
-                f()
+/// Defines a function whose body is compiled three times, for the baseline, AVX2 + FMA and
+/// AVX-512, and which runs the copy for [`active`]. Closures in the body (the per-block work
+/// handed to rayon) are compiled with their copy's target features, and so are the
+/// `#[inline(always)]` row kernels they call.
+///
+/// ```text
+/// multiversion! {
+///     /// Docs.
+///     pub(crate) fn name [F: Real, R: Rule<F>] [F, R] (a: &[F], b: usize) -> Out { body }
+/// }
+/// ```
+///
+/// The first brackets hold the generic parameters, the second the arguments that name them;
+/// every parameter is `name: Type`.
+macro_rules! multiversion {
+    (
+        $(#[$meta:meta])*
+        $vis:vis fn $name:ident [$($gen:tt)*] [$($garg:tt)*]
+            ($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block
+    ) => {
+        $(#[$meta])*
+        $vis fn $name<$($gen)*>($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[allow(clippy::too_many_arguments)]
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+                fn avx512<$($gen)*>($($arg: $ty),*) $(-> $ret)? $body
+                #[allow(clippy::too_many_arguments)]
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2<$($gen)*>($($arg: $ty),*) $(-> $ret)? $body
+                match $crate::simd::active() {
+                    // SAFETY: `active` chose the instruction set only where the CPU has it.
+                    $crate::simd::Isa::Avx512 => return unsafe { avx512::<$($garg)*>($($arg),*) },
+                    // SAFETY: as above.
+                    $crate::simd::Isa::Avx2 => return unsafe { avx2::<$($garg)*>($($arg),*) },
+                    $crate::simd::Isa::Baseline => {}
+                }
             }
-            // SAFETY: `active` chose AVX-512 only where the CPU has it.
-            return unsafe { avx512(f) };
+            $body
         }
-        Isa::Avx2 => {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-                f()
-            }
-            // SAFETY: `active` chose AVX2 only where the CPU has it and FMA.
-            return unsafe { avx2(f) };
+    };
+}
+pub(crate) use multiversion;
+
+/// Runs `iters` rounds of 12 independent chains `a <- step(a, x, y)` over vectors of type
+/// `$t`; returns the lanes updated per round.
+#[cfg(target_arch = "x86_64")]
+macro_rules! chains {
+    ($iters:expr, $t:ty, $set1:ident, $step:expr) => {{
+        let x = $set1(std::hint::black_box(1.000_001f32));
+        let y = $set1(std::hint::black_box(-0.000_001f32));
+        let mut a: [$t; 12] = [$set1(1.0); 12];
+        for _ in 0..$iters {
+            // Written out so the 12 chains stay in registers.
+            a = [
+                $step(a[0], x, y),
+                $step(a[1], x, y),
+                $step(a[2], x, y),
+                $step(a[3], x, y),
+                $step(a[4], x, y),
+                $step(a[5], x, y),
+                $step(a[6], x, y),
+                $step(a[7], x, y),
+                $step(a[8], x, y),
+                $step(a[9], x, y),
+                $step(a[10], x, y),
+                $step(a[11], x, y),
+            ];
         }
-        Isa::Baseline => {}
+        std::hint::black_box(&a);
+        (12 * core::mem::size_of::<$t>() / 4) as f64
+    }};
+}
+
+/// The arithmetic peak of one thread in GFLOP/s, measured (not a datasheet figure): 12
+/// independent chains of vector fused multiply-adds (2 flops per lane) in the instruction set
+/// the kernels run with ([`active`]); with the baseline (no FMA), a multiply and an add. Best of
+/// 3 runs of a few milliseconds. The kernels' own loops compile to separate multiplies and
+/// adds (no `mul_add`, for reproducible results), so they reach at most half of this peak.
+pub fn fma_gflops_one_thread() -> f64 {
+    let iters: usize = 200_000;
+    let mut best = f64::INFINITY;
+    let mut lanes = 0.0;
+    for _ in 0..3 {
+        let t0 = std::time::Instant::now();
+        lanes = peak_rounds(iters);
+        best = best.min(t0.elapsed().as_secs_f64());
     }
-    f()
+    iters as f64 * lanes * 2.0 / best / 1e9
+}
+
+/// `iters` rounds of the peak measurement; returns the lanes updated per round.
+fn peak_rounds(iters: usize) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::*;
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+        unsafe fn avx512(iters: usize) -> f64 {
+            chains!(iters, __m512, _mm512_set1_ps, _mm512_fmadd_ps)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(iters: usize) -> f64 {
+            chains!(iters, __m256, _mm256_set1_ps, _mm256_fmadd_ps)
+        }
+        fn sse2(iters: usize) -> f64 {
+            // SAFETY: SSE2 is part of the x86-64 baseline.
+            unsafe {
+                chains!(iters, __m128, _mm_set1_ps, |a, x, y| _mm_add_ps(
+                    _mm_mul_ps(a, x),
+                    y
+                ))
+            }
+        }
+        // SAFETY: `active` chose each instruction set only where the CPU has it.
+        match active() {
+            Isa::Avx512 => unsafe { avx512(iters) },
+            Isa::Avx2 => unsafe { avx2(iters) },
+            Isa::Baseline => sse2(iters),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let x = std::hint::black_box(1.000_001f32);
+        let y = std::hint::black_box(-0.000_001f32);
+        let mut a = [1.0f32; 48];
+        for _ in 0..iters {
+            for v in a.iter_mut() {
+                *v = *v * x + y;
+            }
+        }
+        std::hint::black_box(&a);
+        a.len() as f64
+    }
 }

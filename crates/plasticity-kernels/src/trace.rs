@@ -53,6 +53,23 @@ pub struct Coefficients<F> {
     pub modulator: Vec<F>,
 }
 
+impl<F: Real> Coefficients<F> {
+    /// No coefficients: empty vectors, zero scalars (what a rule without a trace gives, and the
+    /// fields a rule leaves unused).
+    pub fn none() -> Self {
+        Coefficients {
+            a: Vec::new(),
+            u: Vec::new(),
+            v: Vec::new(),
+            rate: Vec::new(),
+            decay: F::zero(),
+            row: RowFactor::Post,
+            row_scale: F::zero(),
+            modulator: Vec::new(),
+        }
+    }
+}
+
 /// Which vector is `r_j` of [`Coefficients::row`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RowFactor {
@@ -272,11 +289,8 @@ impl<F: Real, const OJA: bool> Rule<F> for FixedRate<F, OJA> {
             a,
             u,
             v,
-            rate: Vec::new(),
-            decay: F::zero(),
-            row: RowFactor::Post,
             row_scale: eta,
-            modulator: Vec::new(),
+            ..Coefficients::none()
         }
     }
 
@@ -325,16 +339,7 @@ impl<F: Real> Rule<F> for NoTrace {
     }
 
     fn coefficients(&self, _act: &Activity<'_, F>, _n: usize) -> Coefficients<F> {
-        Coefficients {
-            a: Vec::new(),
-            u: Vec::new(),
-            v: Vec::new(),
-            rate: Vec::new(),
-            decay: F::zero(),
-            row: RowFactor::Post,
-            row_scale: F::zero(),
-            modulator: Vec::new(),
-        }
+        Coefficients::none()
     }
 
     fn zero_grads(&self, _n: usize) -> RuleGrads<F> {

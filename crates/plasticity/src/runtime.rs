@@ -128,6 +128,26 @@ pub fn plastic_step_bytes(n: usize, t: usize, b: usize) -> f64 {
     (t * (4 + 6 * b) * n * n * 4) as f64
 }
 
+/// Floating-point operations of a plastic training step, for `n` neurons, `t` steps and a
+/// batch of `b` episodes, counted from the kernels' loops per trace element and step: the
+/// forward's update and product (7), pass B (12) and pass A with the reversal (7): `26 T B N^2`.
+/// A lower bound: recomputation from checkpoints (clipping) adds its updates.
+pub fn plastic_step_flops(n: usize, t: usize, b: usize) -> f64 {
+    26.0 * (t * b * n * n) as f64
+}
+
+/// The arithmetic peak of this machine in GFLOP/s on all rayon threads at once: each runs
+/// [`plasticity_kernels::simd::fma_gflops_one_thread`] (fused multiply-adds in the instruction
+/// set the kernels run with), and the rates are summed.
+pub fn fma_peak_gflops() -> f64 {
+    use rayon::prelude::*;
+    let threads = rayon::current_num_threads();
+    (0..threads)
+        .into_par_iter()
+        .map(|_| plasticity_kernels::simd::fma_gflops_one_thread())
+        .sum()
+}
+
 /// The working set of a plastic training step in f32 values: `w`, `alpha`, and each
 /// episode's `Hebb` and its gradient.
 pub fn plastic_working_set(n: usize, b: usize) -> usize {
@@ -163,6 +183,12 @@ pub fn triad_gbs(floats: usize) -> f64 {
     (3 * len * 4) as f64 / best / 1e9
 }
 
+/// The instruction set the CPU kernels run with, chosen at run time from what this CPU has
+/// (`baseline`, `avx2+fma`, `avx512`; the environment variable `PLASTICITY_SIMD` caps it).
+pub fn instruction_set() -> &'static str {
+    plasticity_kernels::simd::instruction_set()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +199,14 @@ mod tests {
         let bytes = plastic_step_bytes(1001, 106, 1);
         assert_eq!(bytes, 106.0 * 10.0 * 1001.0 * 1001.0 * 4.0);
         assert_eq!(plastic_working_set(100, 30), 62 * 100 * 100);
+        // The maze shape: 26 flops x 200 steps x 30 episodes x 100^2 trace entries.
+        assert_eq!(plastic_step_flops(100, 200, 30), 26.0 * 200.0 * 30.0 * 1e4);
+    }
+
+    #[test]
+    fn the_fma_peak_is_measured() {
+        let one = plasticity_kernels::simd::fma_gflops_one_thread();
+        assert!(one.is_finite() && one > 0.0, "{one}");
     }
 
     #[test]

@@ -255,11 +255,12 @@ pub(super) fn backward_steps<F: Real, R: Rule<F>>(
     Grads::new(gw, galpha, rule_grads).with_state(gx, carry, g, g_e, false)
 }
 
-/// Pass A of the backward of step `t` (see the module docs). `h, e` hold `Hebb_t, E_t` (`h`
-/// holds `Hebb_{t+1}` and is reversed to `Hebb_t` first when `reverse`); `g, ge` hold
-/// `dL/dHebb_{t+1}, dL/dE_{t+1}`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn pass_a<F: Real, R: Rule<F>>(
+crate::simd::multiversion! {
+    /// Pass A of the backward of step `t` (see the module docs). `h, e` hold `Hebb_t, E_t` (`h`
+    /// holds `Hebb_{t+1}` and is reversed to `Hebb_t` first when `reverse`); `g, ge` hold
+    /// `dL/dHebb_{t+1}, dL/dE_{t+1}`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn pass_a [F: Real, R: Rule<F>] [F, R] (
     h: &mut [F],
     e: &[F],
     g: &[F],
@@ -271,31 +272,30 @@ pub(crate) fn pass_a<F: Real, R: Rule<F>>(
     reverse: bool,
     n: usize,
 ) -> ColumnSums<F> {
-    let (m, batch) = (rows_of(blocks), ypre.len() / rows_of(blocks));
-    let hs = split_rows(h, blocks, n);
-    let partials: Vec<ColumnSums<F>> = hs
-        .into_par_iter()
-        .zip(blocks.par_iter())
-        .map(|(hs, rows)| {
-            with_simd(|| {
+        let (m, batch) = (rows_of(blocks), ypre.len() / rows_of(blocks));
+        let hs = split_rows(h, blocks, n);
+        let partials: Vec<ColumnSums<F>> = hs
+            .into_par_iter()
+            .zip(blocks.par_iter())
+            .map(|(hs, rows)| {
                 pass_a_block::<F, R>(
-                    hs,
-                    rows,
-                    (e, g, ge),
-                    c,
-                    ypre,
-                    (clip, reverse),
-                    (m, n, batch),
-                )
+                        hs,
+                        rows,
+                        (e, g, ge),
+                        c,
+                        ypre,
+                        (clip, reverse),
+                        (m, n, batch),
+                    )
             })
-        })
-        .collect();
-    let mut it = partials.into_iter();
-    let mut total = it.next().expect("at least one block");
-    for p in it {
-        total.add(&p);
+            .collect();
+        let mut it = partials.into_iter();
+        let mut total = it.next().expect("at least one block");
+        for p in it {
+            total.add(&p);
+        }
+        total
     }
-    total
 }
 
 /// The weights of the activity step, read by pass B.
@@ -320,100 +320,103 @@ pub(crate) struct PrevStep<'a, F> {
     ypre: &'a [F],
 }
 
-/// Pass B of the backward of step `t`. `h` holds `Hebb_t` (and `e` holds `E_t`); the gradients
-/// go from step `t+1` to `t`. Returns `dL/dy_{t-1}` through this step, `[B, N]`.
-///
-/// With `prev` (trace reversal only), the same sweep also runs pass A of step `t-1`: it reverses
-/// `h` to `Hebb_{t-1}` and returns that step's column sums, saving one pass over `Hebb` and `G`
-/// per step.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn pass_b<F: Real, R: Rule<F>>(
+crate::simd::multiversion! {
+    /// Pass B of the backward of step `t`. `h` holds `Hebb_t` (and `e` holds `E_t`); the gradients
+    /// go from step `t+1` to `t`. Returns `dL/dy_{t-1}` through this step, `[B, N]`.
+    ///
+    /// With `prev` (trace reversal only), the same sweep also runs pass A of step `t-1`: it reverses
+    /// `h` to `Hebb_{t-1}` and returns that step's column sums, saving one pass over `Hebb` and `G`
+    /// per step.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn pass_b [F: Real, R: Rule<F>] [F, R] (
     h: &mut [F],
     e: &[F],
     grads: TraceGrads<'_, F>,
     blocks: &[Range<usize>],
     weights: &Weights<'_, F>,
     c: &Coefficients<F>,
-    (ypre, ypost): (&[F], &[F]),
+    activity: (&[F], &[F]),
     phat: &[F],
     clip: Option<F>,
     prev: Option<PrevStep<'_, F>>,
 ) -> (Vec<F>, Option<ColumnSums<F>>) {
-    debug_assert!(
-        prev.is_none() || clip.is_none(),
-        "reversal never runs with clipping"
-    );
-    let alpha = weights.alpha;
-    let n = alpha.n;
-    if !R::PLASTIC {
-        // The network without plasticity: dL/dy_{t-1} = P_t w^T, row by row.
-        let batch = phat.len() / n;
-        let parts: Vec<Vec<F>> = blocks
-            .par_iter()
-            .map(|rows| with_simd(|| static_back_block(rows, weights.w, phat, (n, batch))))
-            .collect();
-        let mut gy_pre = vec![F::zero(); batch * n];
-        for (dy, rows) in parts.into_iter().zip(blocks) {
-            for (r, i) in rows.clone().enumerate() {
-                for bi in 0..batch {
-                    gy_pre[bi * n + i] = dy[r * batch + bi];
+        let (ypre, ypost) = activity;
+        debug_assert!(
+            prev.is_none() || clip.is_none(),
+            "reversal never runs with clipping"
+        );
+        let alpha = weights.alpha;
+        let n = alpha.n;
+        if !R::PLASTIC {
+            // The network without plasticity: dL/dy_{t-1} = P_t w^T, row by row.
+            let batch = phat.len() / n;
+            let parts: Vec<Vec<F>> = blocks
+                .par_iter()
+                .map(|rows| static_back_block(rows, weights.w, phat, (n, batch)))
+                .collect();
+            let mut gy_pre = vec![F::zero(); batch * n];
+            for (dy, rows) in parts.into_iter().zip(blocks) {
+                for (r, i) in rows.clone().enumerate() {
+                    for bi in 0..batch {
+                        gy_pre[bi * n + i] = dy[r * batch + bi];
+                    }
                 }
             }
+            return (gy_pre, None);
         }
-        return (gy_pre, None);
-    }
-    let (m, batch) = (rows_of(blocks), ypre.len() / rows_of(blocks));
-    let per_connection = alpha.per_connection;
-    let hs = split_rows(h, blocks, n);
-    let gs = split_rows(grads.g, blocks, n);
-    let ges = split_rows(grads.g_e, blocks, n);
-    let galpha_rows = block_rows(grads.galpha, blocks, n, per_connection);
-    let ctx = PassB {
-        e,
-        weights,
-        c,
-        ypre,
-        ypost,
-        phat,
-        clip,
-        prev: &prev,
-        n,
-        m,
-        batch,
-        per_connection,
-    };
-    let results: Vec<BlockOut<F>> = gs
-        .into_par_iter()
-        .zip(hs)
-        .zip(ges)
-        .zip(galpha_rows)
-        .zip(blocks.par_iter())
-        .map(|((((gs, hs), ges), ga_rows), rows)| {
-            with_simd(|| pass_b_block::<F, R>(&ctx, (gs, hs, ges, ga_rows), rows))
-        })
-        .collect();
-    let mut gy_pre = vec![F::zero(); batch * m];
-    let mut total: Option<ColumnSums<F>> = None;
-    for ((dy, ga_local, sums), rows) in results.into_iter().zip(blocks) {
-        for (r, i) in rows.clone().enumerate() {
-            for bi in 0..batch {
-                gy_pre[bi * m + i] = dy[r * batch + bi];
+        let (m, batch) = (rows_of(blocks), ypre.len() / rows_of(blocks));
+        let per_connection = alpha.per_connection;
+        let hs = split_rows(h, blocks, n);
+        let gs = split_rows(grads.g, blocks, n);
+        let ges = split_rows(grads.g_e, blocks, n);
+        let galpha_rows = block_rows(grads.galpha, blocks, n, per_connection);
+        let ctx = PassB {
+            e,
+            weights,
+            c,
+            ypre,
+            ypost,
+            phat,
+            clip,
+            prev: &prev,
+            n,
+            m,
+            batch,
+            per_connection,
+        };
+        let results: Vec<BlockOut<F>> = gs
+            .into_par_iter()
+            .zip(hs)
+            .zip(ges)
+            .zip(galpha_rows)
+            .zip(blocks.par_iter())
+            .map(|((((gs, hs), ges), ga_rows), rows)| {
+                pass_b_block::<F, R>(&ctx, (gs, hs, ges, ga_rows), rows)
+            })
+            .collect();
+        let mut gy_pre = vec![F::zero(); batch * m];
+        let mut total: Option<ColumnSums<F>> = None;
+        for ((dy, ga_local, sums), rows) in results.into_iter().zip(blocks) {
+            for (r, i) in rows.clone().enumerate() {
+                for bi in 0..batch {
+                    gy_pre[bi * m + i] = dy[r * batch + bi];
+                }
+            }
+            if !per_connection {
+                crate::parallel::add_into(grads.galpha, &ga_local);
+            }
+            match (total.as_mut(), sums) {
+                (Some(t), Some(s)) => t.add(&s),
+                (None, s) => total = s,
+                (Some(_), None) => {}
             }
         }
-        if !per_connection {
-            crate::parallel::add_into(grads.galpha, &ga_local);
-        }
-        match (total.as_mut(), sums) {
-            (Some(t), Some(s)) => t.add(&s),
-            (None, s) => total = s,
-            (Some(_), None) => {}
-        }
+        (gy_pre, total)
     }
-    (gy_pre, total)
 }
 
-/// Pass A over one block of rows (see [`pass_a`]); `#[inline(always)]` so that [`with_simd`]
-/// compiles it for each instruction set.
+/// Pass A over one block of rows (see [`pass_a`]); `#[inline(always)]` into its pass, so
+/// compiled for each instruction set.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn pass_a_block<F: Real, R: Rule<F>>(
@@ -548,8 +551,8 @@ type BlockBuffers<'b, F> = (
     Option<&'b mut [F]>,
 );
 
-/// Pass B over one block of rows; `#[inline(always)]` so that [`with_simd`] compiles it for
-/// each instruction set.
+/// Pass B over one block of rows; `#[inline(always)]` into its pass, so compiled for each
+/// instruction set.
 #[inline(always)]
 fn pass_b_block<F: Real, R: Rule<F>>(
     ctx: &PassB<'_, F>,

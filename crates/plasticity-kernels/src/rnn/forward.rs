@@ -154,10 +154,11 @@ pub(super) fn forward_steps<F: Real, R: Rule<F>>(
     }
 }
 
-/// One forward step over all rows: applies the pending trace update (if any) and writes
-/// `acc[b, j] = sum_i (w_ij + alpha_ij Hebb_ij) y_{b,i}` (without input).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn forward_pass<F: Real, R: Rule<F>>(
+crate::simd::multiversion! {
+    /// One forward step over all rows: applies the pending trace update (if any) and writes
+    /// `acc[b, j] = sum_i (w_ij + alpha_ij Hebb_ij) y_{b,i}` (without input).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn forward_pass [F: Real, R: Rule<F>] [F, R] (
     hebb: &mut [F],
     elig: &mut [F],
     blocks: &[Range<usize>],
@@ -168,46 +169,45 @@ pub(crate) fn forward_pass<F: Real, R: Rule<F>>(
     clip: Option<F>,
     acc: &mut [F],
 ) {
-    let n = alpha.n;
-    let (m, batch) = (rows_of(blocks), acc.len() / n);
-    let hs = split_rows(hebb, blocks, n);
-    let es = split_rows(elig, blocks, n);
-    let partials: Vec<Vec<F>> = if !R::PLASTIC {
-        // The network without plasticity: acc = y w, streaming the rows of w once per step
-        // for every episode, summed in the order the plastic product sums (so it gives the
-        // plastic network's bits when alpha = 0).
-        blocks
-            .par_iter()
-            .map(|rows| with_simd(|| static_block(rows, w, ypre, (m, n, batch))))
-            .collect()
-    } else {
-        hs.into_par_iter()
-            .zip(es)
-            .zip(blocks.par_iter())
-            .map(|((hs, es), rows)| {
-                with_simd(|| {
+        let n = alpha.n;
+        let (m, batch) = (rows_of(blocks), acc.len() / n);
+        let hs = split_rows(hebb, blocks, n);
+        let es = split_rows(elig, blocks, n);
+        let partials: Vec<Vec<F>> = if !R::PLASTIC {
+            // The network without plasticity: acc = y w, streaming the rows of w once per step
+            // for every episode, summed in the order the plastic product sums (so it gives the
+            // plastic network's bits when alpha = 0).
+            blocks
+                .par_iter()
+                .map(|rows| static_block(rows, w, ypre, (m, n, batch)))
+                .collect()
+        } else {
+            hs.into_par_iter()
+                .zip(es)
+                .zip(blocks.par_iter())
+                .map(|((hs, es), rows)| {
                     forward_block::<F, R>(
-                        hs,
-                        es,
-                        rows,
-                        (w, alpha),
-                        ypre,
-                        update,
-                        clip,
-                        (m, n, batch),
-                    )
+                            hs,
+                            es,
+                            rows,
+                            (w, alpha),
+                            ypre,
+                            update,
+                            clip,
+                            (m, n, batch),
+                        )
                 })
-            })
-            .collect()
-    };
-    acc.iter_mut().for_each(|a| *a = F::zero());
-    for part in partials {
-        acc.iter_mut().zip(part).for_each(|(a, p)| *a += p);
+                .collect()
+        };
+        acc.iter_mut().for_each(|a| *a = F::zero());
+        for part in partials {
+            acc.iter_mut().zip(part).for_each(|(a, p)| *a += p);
+        }
     }
 }
 
 /// [`forward_pass`] over one block of rows: returns its share of `acc`, `[B, N]`;
-/// `#[inline(always)]` so that [`with_simd`] compiles it for each instruction set.
+/// `#[inline(always)]` into its pass, so compiled for each instruction set.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn forward_block<F: Real, R: Rule<F>>(
@@ -375,8 +375,9 @@ pub(crate) fn update_pass<F: Real, R: Rule<F>>(
     }
 }
 
-/// [`update_pass`] by whether there is an eligibility trace.
-pub(crate) fn update_rows<F: Real, const ELIG: bool>(
+crate::simd::multiversion! {
+    /// [`update_pass`] by whether there is an eligibility trace.
+    pub(crate) fn update_rows [F: Real, const ELIG: bool] [F, ELIG] (
     hebb: &mut [F],
     elig: &mut [F],
     blocks: &[Range<usize>],
@@ -384,19 +385,20 @@ pub(crate) fn update_rows<F: Real, const ELIG: bool>(
     clip: Option<F>,
     n: usize,
 ) {
-    let m = rows_of(blocks);
-    let hs = split_rows(hebb, blocks, n);
-    let es = split_rows(elig, blocks, n);
-    hs.into_par_iter()
-        .zip(es)
-        .zip(blocks.par_iter())
-        .for_each(|((hs, es), rows)| {
-            with_simd(|| update_block::<F, ELIG>(hs, es, rows, c, clip, (m, n)))
-        });
+        let m = rows_of(blocks);
+        let hs = split_rows(hebb, blocks, n);
+        let es = split_rows(elig, blocks, n);
+        hs.into_par_iter()
+            .zip(es)
+            .zip(blocks.par_iter())
+            .for_each(|((hs, es), rows)| {
+                update_block::<F, ELIG>(hs, es, rows, c, clip, (m, n))
+            });
+    }
 }
 
-/// [`update_rows`] over one block of rows; `#[inline(always)]` so that [`with_simd`] compiles
-/// it for each instruction set.
+/// [`update_rows`] over one block of rows; `#[inline(always)]` into its pass, so compiled for
+/// each instruction set.
 #[inline(always)]
 fn update_block<F: Real, const ELIG: bool>(
     mut hs: Vec<&mut [F]>,

@@ -29,7 +29,6 @@ use crate::parallel::{
     block_rows, gather, in_pool, lane_sum, row_blocks, rows_of, scatter, split_batch, split_rows,
 };
 use crate::real::Real;
-use crate::simd::with_simd;
 use crate::spec::{AlphaShape, EpisodeSpec, InputMode, Modulation, SpecError, TraceRule};
 use crate::trace::{
     kept_trace, through_clip, Activity, Coefficients, ColumnSums, Decaying, Modulator, NoTrace,

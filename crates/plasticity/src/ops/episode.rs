@@ -48,11 +48,7 @@ pub fn plastic_episode(
     let rule = RuleInputs {
         alpha: Input::new(alpha, spec.alpha.dims(n)),
         eta: Input::new(eta, [1]),
-        m: Input::Empty,
-        m_bias: Input::Empty,
-        fan_w: Input::Empty,
-        fan_b: Input::Empty,
-        eta_e: Input::Empty,
+        ..RuleInputs::none()
     };
     let inputs = EpisodeInputs {
         w: Input::new(w, [n, n]),
@@ -87,18 +83,9 @@ pub fn static_episode(
         ));
     }
     let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
-    let rule = RuleInputs {
-        alpha: Input::Empty,
-        eta: Input::Empty,
-        m: Input::Empty,
-        m_bias: Input::Empty,
-        fan_w: Input::Empty,
-        fan_b: Input::Empty,
-        eta_e: Input::Empty,
-    };
     let inputs = EpisodeInputs {
         w: Input::new(w, [n, n]),
-        rule,
+        rule: RuleInputs::none(),
         x: Input::new(x, [b, t, n]),
         y0: Input::new(y0, [b, n]),
         hebb0: Input::Empty,

@@ -14,6 +14,23 @@ op_tensors!(
     RuleInputs { alpha, eta, m, m_bias, fan_w, fan_b, eta_e }
 );
 
+impl RuleInputs<super::Input> {
+    /// No rule parameters (the network without plasticity); with struct update, the ones a
+    /// rule does not use.
+    pub(crate) fn none() -> Self {
+        use super::Input::Empty;
+        RuleInputs {
+            alpha: Empty,
+            eta: Empty,
+            m: Empty,
+            m_bias: Empty,
+            fan_w: Empty,
+            fan_b: Empty,
+            eta_e: Empty,
+        }
+    }
+}
+
 impl RuleInputs<Vec<f32>> {
     /// A fixed-rate rule's parameters (decaying Hebb, Oja) for the plastic RNN.
     pub(crate) fn plain<'a>(&'a self, w: &'a [f32]) -> kernels::Params<'a, f32> {
