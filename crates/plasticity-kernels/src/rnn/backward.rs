@@ -584,7 +584,11 @@ fn pass_b_block<F: Real, R: Rule<F>>(
     let clip_c = clip.unwrap_or_else(F::infinity);
     // One row kernel per clip setting, called through a pointer: kept out of line, it
     // compiles to a tighter loop than inlined here (maze shape: backward 106 -> 86 ms).
-    let row_b: RowKernel<F> = row_kernel(clip.is_some());
+    let row_b: RowKernel<F> = if clip.is_some() {
+        pass_b_row::<F, true>
+    } else {
+        pass_b_row::<F, false>
+    };
     let mut scratch = RowScratch {
         rule: vec![F::zero(); n],
         matvec: vec![F::zero(); n],
@@ -632,8 +636,7 @@ fn pass_b_block<F: Real, R: Rule<F>>(
                 let (s1, s2) = (&mut s.g_y[cols.clone()], &mut s.g_h[cols]);
                 pass_ba_row(grow, hrow, garow, &row, &before, s1, s2, &mut scratch)
             } else {
-                // SAFETY: `row_kernel` gives a vector copy only where the CPU has it.
-                unsafe { row_b(grow, hrow, garow, &row, clip_c, &mut scratch) }
+                row_b(grow, hrow, garow, &row, clip_c, &mut scratch)
             };
             dy[r * batch + bi] = c.row_scale * rule_part + matvec_part;
         }
@@ -692,59 +695,17 @@ pub(super) struct RowScratch<F> {
     matvec: Vec<F>,
 }
 
-/// A pass-B row kernel ([`pass_b_row`] for one clip setting and instruction set; unsafe to
-/// call because a vector copy needs a CPU that has its instructions).
+/// A pass-B row kernel ([`pass_b_row`] for one clip setting).
 pub(super) type RowKernel<F> =
-    unsafe fn(&mut [F], &[F], &mut [F], &Row<'_, F>, F, &mut RowScratch<F>) -> (F, F);
+    fn(&mut [F], &[F], &mut [F], &Row<'_, F>, F, &mut RowScratch<F>) -> (F, F);
 
-/// Defines `$name`, [`pass_b_row`] compiled with the target features `$features` (none: the
-/// target's baseline).
-macro_rules! row_kernel_copy {
-    ($name:ident $(, $features:literal)?) => {
-        $(#[target_feature(enable = $features)])?
-        unsafe fn $name<F: Real, const CLIP: bool>(
-            g: &mut [F],
-            h: &[F],
-            ga: &mut [F],
-            row: &Row<'_, F>,
-            clip_c: F,
-            scratch: &mut RowScratch<F>,
-        ) -> (F, F) {
-            pass_b_row::<F, CLIP>(g, h, ga, row, clip_c, scratch)
-        }
-    };
-}
-
-/// The pass-B row kernel for a clip setting, compiled for the instruction set the kernels run
-/// with ([`crate::simd`]). Called through a pointer: kept out of line, it compiles to a tighter
-/// loop than inlined into the block (maze shape: backward 106 -> 86 ms).
-fn row_kernel<F: Real>(clip: bool) -> RowKernel<F> {
-    row_kernel_copy!(baseline);
-    #[cfg(target_arch = "x86_64")]
-    {
-        use crate::simd::{active, Isa};
-        row_kernel_copy!(avx2, "avx2,fma");
-        row_kernel_copy!(avx512, "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma");
-        match (active(), clip) {
-            (Isa::Avx512, true) => return avx512::<F, true>,
-            (Isa::Avx512, false) => return avx512::<F, false>,
-            (Isa::Avx2, true) => return avx2::<F, true>,
-            (Isa::Avx2, false) => return avx2::<F, false>,
-            (Isa::Baseline, _) => {}
-        }
-    }
-    if clip {
-        baseline::<F, true>
-    } else {
-        baseline::<F, false>
-    }
-}
-
-/// Pass B over one row `i` of one episode of a rule without eligibility trace: updates `g` (to
-/// `dL/dHebb_t`) and `ga` (`dL/dalpha`), returns the two row sums
-/// `(sum_j Ĝ_ij r_j, sum_j (w_ij + alpha_ij Hebb_ij) P_j)`.
-#[inline(always)]
-pub(super) fn pass_b_row<F: Real, const CLIP: bool>(
+crate::simd::multiversion! {
+    /// Pass B over one row `i` of one episode of a rule without eligibility trace: updates `g` (to
+    /// `dL/dHebb_t`) and `ga` (`dL/dalpha`), returns the two row sums
+    /// `(sum_j Ĝ_ij r_j, sum_j (w_ij + alpha_ij Hebb_ij) P_j)`. Called through a pointer
+    /// ([`RowKernel`]), out of line: it compiles to a tighter loop than inlined into the block
+    /// (maze shape: backward 106 -> 86 ms); with its own copy per instruction set.
+    pub(super) fn pass_b_row [F: Real, const CLIP: bool] [F, CLIP] (
     g: &mut [F],
     h: &[F],
     ga: &mut [F],
@@ -752,33 +713,34 @@ pub(super) fn pass_b_row<F: Real, const CLIP: bool>(
     clip_c: F,
     scratch: &mut RowScratch<F>,
 ) -> (F, F) {
-    let n = g.len();
-    let (h, w, alpha, a, v, r, p, ga) = (
-        &h[..n],
-        &row.w[..n],
-        &row.alpha[..n],
-        &row.a[..n],
-        &row.v[..n],
-        &row.r[..n],
-        &row.p[..n],
-        &mut ga[..n],
-    );
-    let (yi, ui) = (row.yi, row.ui);
-    let (t1, t2) = (&mut scratch.rule[..n], &mut scratch.matvec[..n]);
-    for k in 0..n {
-        let hv = h[k];
-        let g1 = if CLIP {
-            through_clip(a[k] * hv + ui * v[k], clip_c, g[k])
-        } else {
-            g[k]
-        };
-        let q = yi * p[k];
-        t1[k] = g1 * r[k];
-        t2[k] = (w[k] + alpha[k] * hv) * p[k];
-        g[k] = a[k] * g1 + alpha[k] * q;
-        ga[k] += q * hv;
+        let n = g.len();
+        let (h, w, alpha, a, v, r, p, ga) = (
+            &h[..n],
+            &row.w[..n],
+            &row.alpha[..n],
+            &row.a[..n],
+            &row.v[..n],
+            &row.r[..n],
+            &row.p[..n],
+            &mut ga[..n],
+        );
+        let (yi, ui) = (row.yi, row.ui);
+        let (t1, t2) = (&mut scratch.rule[..n], &mut scratch.matvec[..n]);
+        for k in 0..n {
+            let hv = h[k];
+            let g1 = if CLIP {
+                through_clip(a[k] * hv + ui * v[k], clip_c, g[k])
+            } else {
+                g[k]
+            };
+            let q = yi * p[k];
+            t1[k] = g1 * r[k];
+            t2[k] = (w[k] + alpha[k] * hv) * p[k];
+            g[k] = a[k] * g1 + alpha[k] * q;
+            ga[k] += q * hv;
+        }
+        (lane_sum(t1), lane_sum(t2))
     }
-    (lane_sum(t1), lane_sum(t2))
 }
 
 /// Pass B over one row of the retroactive rule: also takes `dL/dE` from step `t+1` to `t`.
