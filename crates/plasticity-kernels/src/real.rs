@@ -31,55 +31,37 @@ pub trait Real:
     }
 }
 
-impl Real for f32 {
-    const REVERSAL_TOLERANCE: f64 = 2e-5;
-    fn gemm_tn_acc(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-        assert!(a.len() >= k * m && b.len() >= k * n && c.len() >= m * n);
-        // SAFETY: the strides describe a^T ([m,k] with row stride 1, column stride m), b and c
-        // within the slices checked above.
-        unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                n,
-                1.0,
-                a.as_ptr(),
-                1,
-                m as isize,
-                b.as_ptr(),
-                n as isize,
-                1,
-                1.0,
-                c.as_mut_ptr(),
-                n as isize,
-                1,
-            )
+/// `Real` for a float type whose `matrixmultiply` product is `$gemm`.
+macro_rules! real_impl {
+    ($t:ty, $tolerance:expr, $gemm:path) => {
+        impl Real for $t {
+            const REVERSAL_TOLERANCE: f64 = $tolerance;
+            fn gemm_tn_acc(m: usize, k: usize, n: usize, a: &[$t], b: &[$t], c: &mut [$t]) {
+                assert!(a.len() >= k * m && b.len() >= k * n && c.len() >= m * n);
+                // SAFETY: the strides describe a^T ([m,k] with row stride 1, column stride m),
+                // b and c within the slices checked above.
+                unsafe {
+                    $gemm(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        a.as_ptr(),
+                        1,
+                        m as isize,
+                        b.as_ptr(),
+                        n as isize,
+                        1,
+                        1.0,
+                        c.as_mut_ptr(),
+                        n as isize,
+                        1,
+                    )
+                }
+            }
         }
-    }
+    };
 }
 
-impl Real for f64 {
-    const REVERSAL_TOLERANCE: f64 = 1e-12;
-    fn gemm_tn_acc(m: usize, k: usize, n: usize, a: &[f64], b: &[f64], c: &mut [f64]) {
-        assert!(a.len() >= k * m && b.len() >= k * n && c.len() >= m * n);
-        // SAFETY: as for f32.
-        unsafe {
-            matrixmultiply::dgemm(
-                m,
-                k,
-                n,
-                1.0,
-                a.as_ptr(),
-                1,
-                m as isize,
-                b.as_ptr(),
-                n as isize,
-                1,
-                1.0,
-                c.as_mut_ptr(),
-                n as isize,
-                1,
-            )
-        }
-    }
-}
+real_impl!(f32, 2e-5, matrixmultiply::sgemm);
+real_impl!(f64, 1e-12, matrixmultiply::dgemm);
