@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+mod check;
 pub mod data;
 pub mod dense;
 pub mod device_check;

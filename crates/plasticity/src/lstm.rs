@@ -176,9 +176,7 @@ impl PlasticLstmConfig {
                 self.input, self.hidden
             ));
         }
-        if !(self.clip.is_finite() && self.clip > 0.0) {
-            return Err(format!("clip: must be positive (got {})", self.clip));
-        }
+        crate::check::positive("clip", self.clip)?;
         if !self.eta.is_finite() {
             return Err(format!("eta: must be finite (got {})", self.eta));
         }

@@ -179,9 +179,7 @@ impl CueRewardConfig {
                 self.steps
             ));
         }
-        if !(self.reward.is_finite() && self.reward > 0.0) {
-            return Err(format!("reward: must be positive (got {})", self.reward));
-        }
+        crate::check::positive("reward", self.reward)?;
         if self.neurons == 0 {
             return Err("neurons: must be positive".into());
         }

@@ -149,24 +149,9 @@ impl ImageConfig {
                 self.side
             ));
         }
-        if !(0.0..=1.0).contains(&self.top_half_probability) {
-            return Err(format!(
-                "top_half_probability: must be in [0, 1] (got {})",
-                self.top_half_probability
-            ));
-        }
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return Err(format!(
-                "learning_rate: must be positive (got {})",
-                self.learning_rate
-            ));
-        }
-        if !(self.adam_epsilon.is_finite() && self.adam_epsilon > 0.0) {
-            return Err(format!(
-                "adam_epsilon: must be positive (got {})",
-                self.adam_epsilon
-            ));
-        }
+        crate::check::unit_interval("top_half_probability", self.top_half_probability)?;
+        crate::check::positive("learning_rate", self.learning_rate)?;
+        crate::check::positive("adam_epsilon", self.adam_epsilon)?;
         self.plastic_config().validate()?;
         super::check_eta(self.eta)
     }

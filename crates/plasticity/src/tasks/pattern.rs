@@ -164,30 +164,10 @@ impl PatternConfig {
                 self.bits
             ));
         }
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return Err(format!(
-                "learning_rate: must be positive (got {})",
-                self.learning_rate
-            ));
-        }
-        if !(self.adam_epsilon.is_finite() && self.adam_epsilon > 0.0) {
-            return Err(format!(
-                "adam_epsilon: must be positive (got {})",
-                self.adam_epsilon
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.degraded_fraction) {
-            return Err(format!(
-                "degraded_fraction: must be in [0, 1] (got {})",
-                self.degraded_fraction
-            ));
-        }
-        if !(self.input_scale.is_finite() && self.input_scale > 0.0) {
-            return Err(format!(
-                "input_scale: must be positive (got {})",
-                self.input_scale
-            ));
-        }
+        crate::check::positive("learning_rate", self.learning_rate)?;
+        crate::check::positive("adam_epsilon", self.adam_epsilon)?;
+        crate::check::unit_interval("degraded_fraction", self.degraded_fraction)?;
+        crate::check::positive("input_scale", self.input_scale)?;
         if self.model == ModelKind::Rnn && self.rnn_neurons != 0 && self.rnn_neurons <= self.bits {
             return Err(format!(
                 "rnn_neurons: must exceed bits ({}) to hold the inputs and the bias",

@@ -94,12 +94,7 @@ impl SyntheticConfig {
         if self.steps == 0 || self.batch == 0 {
             return Err("steps, batch: must be positive".into());
         }
-        if !(0.0..=1.0).contains(&self.input_density) {
-            return Err(format!(
-                "input_density: must be in [0, 1] (got {})",
-                self.input_density
-            ));
-        }
+        crate::check::unit_interval("input_density", self.input_density)?;
         self.net.validate()
     }
 }
