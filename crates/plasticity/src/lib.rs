@@ -15,6 +15,7 @@
 //!   traffic of a training step (the roofline).
 //! - [`train`]: the one training loop every experiment shares: Adam, metrics, checkpoints,
 //!   resume.
+//! - [`weights`]: the trained parameters as a safetensors file, for PyTorch and numpy.
 
 #![warn(missing_docs)]
 
@@ -30,6 +31,7 @@ pub mod tasks;
 pub mod tensor_episode;
 pub mod tensors;
 pub mod train;
+pub mod weights;
 
 pub use dense::{PlasticDense, PlasticDenseConfig};
 pub use layer::{Modulator, PlasticNet, PlasticNetConfig, PlasticState};

@@ -3,7 +3,8 @@
 //! A run directory holds `config.json` (the resolved configuration and the seed),
 //! `metrics.csv` (`episode,loss,<metrics...>,seconds`) and `checkpoint.bin` (parameters,
 //! optimizer state, episode counter, RNG state and the experiment's carried state, written to a
-//! temporary file and renamed).
+//! temporary file and renamed). Beside it, `weights.safetensors` holds the trained parameters
+//! for other tools (see [`crate::weights`]); a resume reads only `checkpoint.bin`.
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -323,6 +324,26 @@ fn save_checkpoint<M: Module>(
     write_atomic(path, &out)
 }
 
+/// Writes the parameters of `model` to `weights.safetensors` in run directory `dir`
+/// (atomically), with the run's configuration `config` (JSON), the update counter `update` and
+/// the experiment's name in its metadata (`config`, `update`, `experiment`).
+fn save_weights<M: Module>(
+    dir: &Path,
+    experiment: &str,
+    config: &str,
+    update: u64,
+    model: &M,
+) -> Result<(), TrainError> {
+    let metadata = std::collections::HashMap::from([
+        ("config".to_string(), config.to_string()),
+        ("update".to_string(), update.to_string()),
+        ("experiment".to_string(), experiment.to_string()),
+    ]);
+    let bytes = crate::weights::to_safetensors(model, metadata)
+        .map_err(|e| TrainError::Other(format!("saving weights: {e}")))?;
+    write_atomic(&dir.join(crate::weights::WEIGHTS_FILE), &bytes)
+}
+
 /// A checkpoint read back: header, model bytes, optimizer bytes, carried state (empty in a
 /// format-1 checkpoint).
 struct Checkpoint {
@@ -419,7 +440,12 @@ pub fn checkpoint_episode(run: &Path) -> Result<Option<u64>, TrainError> {
 }
 
 /// Files a run writes into its directory (besides the temporary files of atomic writes).
-pub const RUN_FILES: &[&str] = &["config.json", "metrics.csv", "checkpoint.bin"];
+pub const RUN_FILES: &[&str] = &[
+    "config.json",
+    "metrics.csv",
+    "checkpoint.bin",
+    crate::weights::WEIGHTS_FILE,
+];
 
 /// Whether `dir` holds a run, and how far it went: `Some(description)` such as
 /// `"a run at episode 60"` when it has a config.json, metrics.csv or checkpoint.bin.
@@ -628,6 +654,7 @@ pub fn train<E: Experiment>(
                 rng: RngState::of(&rng),
             };
             save_checkpoint(&ckpt_path, &header, &model, &optim, &exp.save_carry())?;
+            save_weights(&opts.out, exp.name(), &config_text, episode, &model)?;
             last_checkpoint = episode;
         }
     }

@@ -460,3 +460,88 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     assert_eq!(episode, 5);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Trains `task` as `opts` says and loads the model of the run's checkpoint, with its update.
+fn train_and_load(
+    task: &PatternTask,
+    config: &serde_json::Value,
+    opts: &RunOptions,
+    device: &Device,
+) -> (<PatternTask as Experiment>::Model, u64) {
+    train::train(task, config, opts, device, &mut |_| {}).unwrap();
+    let fresh = task.init_model(&mut ChaCha8Rng::seed_from_u64(9), device);
+    train::load_model(&opts.out, fresh).unwrap()
+}
+
+/// Bytes of a safetensors `F32` tensor as values.
+fn f32_values(data: &[u8]) -> Vec<f32> {
+    data.chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+#[test]
+fn weights_safetensors_holds_the_named_parameters_and_the_config() {
+    use plasticity::weights::{named_params, WEIGHTS_FILE};
+    use safetensors::{Dtype, SafeTensors};
+    let task = PatternTask::new(small()).unwrap();
+    let dir = temp_dir("weights");
+    let device = Device::flex().autodiff();
+    let config = serde_json::json!({"bits": 64, "note": "weights test", "seed": 3});
+    let (model, update) = train_and_load(&task, &config, &options(dir.clone(), 12, 3), &device);
+    assert_eq!(update, 12);
+    let check = |expected_update: &str| {
+        let bytes = std::fs::read(dir.join(WEIGHTS_FILE)).unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let mut names = file.names();
+        names.sort();
+        assert_eq!(names, ["Plastic.alpha", "Plastic.eta", "Plastic.w"]);
+        let params = named_params(&model);
+        assert_eq!(params.len(), 3);
+        let mut elements = 0;
+        for p in &params {
+            let t = file.tensor(&p.name).unwrap();
+            assert_eq!(t.dtype(), Dtype::F32, "{}", p.name);
+            assert_eq!(t.shape(), p.shape.as_slice(), "{}", p.name);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&f32_values(t.data())), bits(&p.values), "{}", p.name);
+            elements += p.values.len();
+        }
+        assert_eq!(elements, model.num_params());
+        assert_eq!(file.tensor("Plastic.w").unwrap().shape(), [65, 65]); // 64 bits + bias
+        assert_eq!(file.tensor("Plastic.eta").unwrap().shape(), [1]);
+        let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+        let meta = header.metadata().as_ref().unwrap();
+        let in_file: serde_json::Value = serde_json::from_str(&meta["config"]).unwrap();
+        let config_json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(in_file, config_json);
+        assert_eq!(in_file, config);
+        assert_eq!(meta["update"], expected_update);
+        assert_eq!(meta["experiment"], "pattern");
+    };
+    check("12");
+    // A run from before weights.safetensors (only checkpoint.bin) resumes, and its next
+    // checkpoint writes the file.
+    std::fs::remove_file(dir.join(WEIGHTS_FILE)).unwrap();
+    let resumed = RunOptions {
+        resume: true,
+        ..options(dir.clone(), 15, 3)
+    };
+    let (model, update) = train_and_load(&task, &config, &resumed, &device);
+    assert_eq!(update, 15);
+    let bytes = std::fs::read(dir.join(WEIGHTS_FILE)).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let w = named_params(&model)
+        .into_iter()
+        .find(|p| p.name == "Plastic.w")
+        .unwrap();
+    assert_eq!(
+        f32_values(file.tensor("Plastic.w").unwrap().data()),
+        w.values
+    );
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    assert_eq!(header.metadata().as_ref().unwrap()["update"], "15");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
