@@ -513,10 +513,10 @@ crate::simd::multiversion! {
     /// Runs the stack on `input: [M, C_0, S_0, S_0]` (NCHW); `layers` in burn's layouts. The
     /// output is [`ConvForward::output`]; the record is what [`backward`] needs.
     pub fn forward [F: ConvReal] [F] (
-    spec: &ConvSpec,
-    layers: &[ConvLayer<'_, F>],
-    input: &[F],
-) -> Result<ConvForward<F>, SpecError> {
+        spec: &ConvSpec,
+        layers: &[ConvLayer<'_, F>],
+        input: &[F],
+    ) -> Result<ConvForward<F>, SpecError> {
         spec.validate()?;
         check_layers(spec, layers)?;
         if input.len() != spec.input_len() {
@@ -585,11 +585,11 @@ crate::simd::multiversion! {
     /// Backpropagates `grad_output = dL/doutput: [M, C_L, S_L, S_L]` (NCHW) through the stack run
     /// by `record`; `input_grad` also computes `dL/dinput`.
     pub fn backward [F: ConvReal] [F] (
-    layers: &[ConvLayer<'_, F>],
-    record: &ConvForward<F>,
-    grad_output: &[F],
-    input_grad: bool,
-) -> Result<ConvGrads<F>, SpecError> {
+        layers: &[ConvLayer<'_, F>],
+        record: &ConvForward<F>,
+        grad_output: &[F],
+        input_grad: bool,
+    ) -> Result<ConvGrads<F>, SpecError> {
         let spec = &record.spec;
         check_layers(spec, layers)?;
         if grad_output.len() != spec.output_len() {

@@ -471,14 +471,14 @@ crate::simd::multiversion! {
     /// The forward of sequence `bi`; `w_g` is the candidate block of `W_h` (`[H, H]`) and `rule`
     /// the candidate's trace rule (`None`: a standard LSTM).
     fn forward_seq [F: Real, R: Rule<F>] [F, R] (
-    spec: &LstmSpec,
-    p: &LstmParams<'_, F>,
-    w_g: &[F],
-    rule: Option<&R>,
-    xproj: &[F],
-    init: &LstmInit<'_, F>,
-    bi: usize,
-) -> SeqStore<F> {
+        spec: &LstmSpec,
+        p: &LstmParams<'_, F>,
+        w_g: &[F],
+        rule: Option<&R>,
+        xproj: &[F],
+        init: &LstmInit<'_, F>,
+        bi: usize,
+    ) -> SeqStore<F> {
         let (h, b, t_len) = (spec.hidden, spec.batch, spec.steps);
         let (hh, h4) = (h * h, 4 * h);
         let plastic = rule.is_some();
@@ -685,14 +685,14 @@ crate::simd::multiversion! {
     /// The backward of sequence `bi` (see the module docs for the step).
     #[allow(clippy::needless_range_loop)]
     fn backward_seq [F: Real, R: Rule<F>] [F, R] (
-    spec: &LstmSpec,
-    p: &LstmParams<'_, F>,
-    w_g: &[F],
-    rule: Option<&R>,
-    run: &LstmSequence<F>,
-    cot: &SeqCotangents<'_, F>,
-    bi: usize,
-) -> SeqGrads<F> {
+        spec: &LstmSpec,
+        p: &LstmParams<'_, F>,
+        w_g: &[F],
+        rule: Option<&R>,
+        run: &LstmSequence<F>,
+        cot: &SeqCotangents<'_, F>,
+        bi: usize,
+    ) -> SeqGrads<F> {
         let (h, b, t_len) = (spec.hidden, spec.batch, spec.steps);
         let (hh, h4) = (h * h, 4 * h);
         let plastic = rule.is_some();

@@ -261,17 +261,17 @@ crate::simd::multiversion! {
     /// `dL/dHebb_{t+1}, dL/dE_{t+1}`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn pass_a [F: Real, R: Rule<F>] [F, R] (
-    h: &mut [F],
-    e: &[F],
-    g: &[F],
-    ge: &[F],
-    blocks: &[Range<usize>],
-    c: &Coefficients<F>,
-    ypre: &[F],
-    clip: Option<F>,
-    reverse: bool,
-    n: usize,
-) -> ColumnSums<F> {
+        h: &mut [F],
+        e: &[F],
+        g: &[F],
+        ge: &[F],
+        blocks: &[Range<usize>],
+        c: &Coefficients<F>,
+        ypre: &[F],
+        clip: Option<F>,
+        reverse: bool,
+        n: usize,
+    ) -> ColumnSums<F> {
         let (m, batch) = (rows_of(blocks), ypre.len() / rows_of(blocks));
         let hs = split_rows(h, blocks, n);
         let partials: Vec<ColumnSums<F>> = hs
@@ -329,17 +329,17 @@ crate::simd::multiversion! {
     /// per step.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn pass_b [F: Real, R: Rule<F>] [F, R] (
-    h: &mut [F],
-    e: &[F],
-    grads: TraceGrads<'_, F>,
-    blocks: &[Range<usize>],
-    weights: &Weights<'_, F>,
-    c: &Coefficients<F>,
-    activity: (&[F], &[F]),
-    phat: &[F],
-    clip: Option<F>,
-    prev: Option<PrevStep<'_, F>>,
-) -> (Vec<F>, Option<ColumnSums<F>>) {
+        h: &mut [F],
+        e: &[F],
+        grads: TraceGrads<'_, F>,
+        blocks: &[Range<usize>],
+        weights: &Weights<'_, F>,
+        c: &Coefficients<F>,
+        activity: (&[F], &[F]),
+        phat: &[F],
+        clip: Option<F>,
+        prev: Option<PrevStep<'_, F>>,
+    ) -> (Vec<F>, Option<ColumnSums<F>>) {
         let (ypre, ypost) = activity;
         debug_assert!(
             prev.is_none() || clip.is_none(),
@@ -706,13 +706,13 @@ crate::simd::multiversion! {
     /// ([`RowKernel`]), out of line: it compiles to a tighter loop than inlined into the block
     /// (maze shape: backward 106 -> 86 ms); with its own copy per instruction set.
     pub(super) fn pass_b_row [F: Real, const CLIP: bool] [F, CLIP] (
-    g: &mut [F],
-    h: &[F],
-    ga: &mut [F],
-    row: &Row<'_, F>,
-    clip_c: F,
-    scratch: &mut RowScratch<F>,
-) -> (F, F) {
+        g: &mut [F],
+        h: &[F],
+        ga: &mut [F],
+        row: &Row<'_, F>,
+        clip_c: F,
+        scratch: &mut RowScratch<F>,
+    ) -> (F, F) {
         let n = g.len();
         let (h, w, alpha, a, v, r, p, ga) = (
             &h[..n],

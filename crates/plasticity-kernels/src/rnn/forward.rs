@@ -159,20 +159,18 @@ crate::simd::multiversion! {
     /// `acc[b, j] = sum_i (w_ij + alpha_ij Hebb_ij) y_{b,i}` (without input).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward_pass [F: Real, R: Rule<F>] [F, R] (
-    hebb: &mut [F],
-    elig: &mut [F],
-    blocks: &[Range<usize>],
-    w: &[F],
-    alpha: &AlphaRows<'_, F>,
-    ypre: &[F],
-    update: Option<&Coefficients<F>>,
-    clip: Option<F>,
-    acc: &mut [F],
-) {
+        hebb: &mut [F],
+        elig: &mut [F],
+        blocks: &[Range<usize>],
+        w: &[F],
+        alpha: &AlphaRows<'_, F>,
+        ypre: &[F],
+        update: Option<&Coefficients<F>>,
+        clip: Option<F>,
+        acc: &mut [F],
+    ) {
         let n = alpha.n;
         let (m, batch) = (rows_of(blocks), acc.len() / n);
-        let hs = split_rows(hebb, blocks, n);
-        let es = split_rows(elig, blocks, n);
         let partials: Vec<Vec<F>> = if !R::PLASTIC {
             // The network without plasticity: acc = y w, streaming the rows of w once per step
             // for every episode, summed in the order the plastic product sums (so it gives the
@@ -182,20 +180,22 @@ crate::simd::multiversion! {
                 .map(|rows| static_block(rows, w, ypre, (m, n, batch)))
                 .collect()
         } else {
+            let hs = split_rows(hebb, blocks, n);
+            let es = split_rows(elig, blocks, n);
             hs.into_par_iter()
                 .zip(es)
                 .zip(blocks.par_iter())
                 .map(|((hs, es), rows)| {
                     forward_block::<F, R>(
-                            hs,
-                            es,
-                            rows,
-                            (w, alpha),
-                            ypre,
-                            update,
-                            clip,
-                            (m, n, batch),
-                        )
+                        hs,
+                        es,
+                        rows,
+                        (w, alpha),
+                        ypre,
+                        update,
+                        clip,
+                        (m, n, batch),
+                    )
                 })
                 .collect()
         };
@@ -378,13 +378,13 @@ pub(crate) fn update_pass<F: Real, R: Rule<F>>(
 crate::simd::multiversion! {
     /// [`update_pass`] by whether there is an eligibility trace.
     pub(crate) fn update_rows [F: Real, const ELIG: bool] [F, ELIG] (
-    hebb: &mut [F],
-    elig: &mut [F],
-    blocks: &[Range<usize>],
-    c: &Coefficients<F>,
-    clip: Option<F>,
-    n: usize,
-) {
+        hebb: &mut [F],
+        elig: &mut [F],
+        blocks: &[Range<usize>],
+        c: &Coefficients<F>,
+        clip: Option<F>,
+        n: usize,
+    ) {
         let m = rows_of(blocks);
         let hs = split_rows(hebb, blocks, n);
         let es = split_rows(elig, blocks, n);
