@@ -14,6 +14,7 @@ use plasticity::tasks::maze::{MazeConfig, MazeTask};
 use plasticity::tasks::pattern::{PatternConfig, PatternTask};
 use plasticity::tasks::synthetic::{SyntheticConfig, SyntheticTask};
 use plasticity::tasks::{Model, ModelKind};
+use plasticity::PlasticityConfig;
 use plasticity::TraceRule;
 use serde_json::json;
 use std::path::PathBuf;
@@ -131,8 +132,11 @@ fn bench_plastic(
     };
     let pattern = |rule| PatternConfig {
         batch: batch.unwrap_or(1),
-        rule,
         model,
+        plasticity: PlasticityConfig {
+            rule,
+            ..PlasticityConfig::default()
+        },
         ..PatternConfig::default()
     };
     let synthetic = |mut c: SyntheticConfig| {
@@ -171,22 +175,22 @@ fn bench_plastic(
             (shape, time_steps(&task, episodes, &device)?)
         }
         "maze-agent" => {
-            let c = MazeConfig {
+            let mut c = MazeConfig {
                 model: agent()?,
-                batch: batch.unwrap_or(MazeConfig::default().batch),
                 ..MazeConfig::default()
             };
-            let shape = (c.neurons(), c.steps, c.batch);
+            c.a2c.batch = batch.unwrap_or(c.a2c.batch);
+            let shape = (c.neurons(), c.steps, c.a2c.batch);
             let task = MazeTask::new(c).map_err(usage)?;
             (shape, time_steps(&task, episodes, &device)?)
         }
         "cue-reward" => {
-            let c = CueRewardConfig {
+            let mut c = CueRewardConfig {
                 model: agent()?,
-                batch: batch.unwrap_or(CueRewardConfig::default().batch),
                 ..CueRewardConfig::default()
             };
-            let shape = (c.neurons, c.steps, c.batch);
+            c.a2c.batch = batch.unwrap_or(c.a2c.batch);
+            let shape = (c.neurons, c.steps, c.a2c.batch);
             let task = CueRewardTask::new(c).map_err(usage)?;
             (shape, time_steps(&task, episodes, &device)?)
         }

@@ -18,49 +18,38 @@
 //! papers (`alpha = 0`, not trained): it runs the plain recurrence `y_t = tanh(y_{t-1} w + x_t)`
 //! through burn's autodiff, without the `N x N` traces.
 
+use crate::config::{NoOtherFields, PlasticityConfig};
 use crate::ops::{modulated_episode, plastic_episode, static_episode, ModulatedTensors};
 use crate::tensors::from_vec;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
-use plasticity_kernels::{
-    AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, Modulation, SpecError, TraceRule,
-};
+use plasticity_kernels::{EpisodeSpec, InputMode, Modulation, SpecError, TraceRule};
 use rand::Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-/// Configuration of a [`PlasticNet`]; the defaults are the paper's.
+/// Configuration of a [`PlasticNet`]; the defaults are the paper's (ICML 2018 section 4.1).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct PlasticNetConfig {
     /// Neurons `N`.
     pub neurons: usize,
     /// `false`: the non-plastic network (`alpha = 0` and `eta` fixed, no trace; the papers'
     /// "same network without plasticity" baseline), run by [`static_episode`] on the engine.
     pub plastic: bool,
-    /// Trace rule.
-    pub rule: TraceRule,
-    /// Clip the trace to `[-clip, clip]` (`None`: no clipping).
-    pub clip: Option<f64>,
     /// Input mode.
     pub input: InputMode,
-    /// Shape of `alpha`.
-    pub alpha: AlphaShape,
-    /// Initial plasticity rate `eta`.
-    pub eta: f64,
-    /// Whether `eta` is learned (otherwise fixed).
-    pub learn_eta: bool,
-    /// `w` and `alpha` start as `init_std * N(0, 1)`.
-    pub init_std: f64,
-    /// Standard deviation of the initial `alpha` when it differs from `init_std` (`None`:
-    /// `init_std`). The same random numbers are drawn either way, only scaled.
-    pub alpha_init_std: Option<f64>,
-    /// How the backward recovers the traces.
-    pub backward: BackwardStrategy,
     /// Neuromodulation of the plasticity (ICLR 2019); `none` by default. With retroactive
     /// modulation, `eta` is the rate of the eligibility trace; simple modulation does not use it.
     /// Modulated networks need `rule: hebb`.
     pub modulation: Modulation,
+    /// Trace rule, `alpha`, `eta`, initialisation, clip, backward strategy (flattened: the
+    /// fields sit beside `neurons` in JSON).
+    #[serde(flatten)]
+    pub plasticity: PlasticityConfig,
+    /// Refuses unknown fields.
+    #[serde(flatten)]
+    pub no_other_fields: NoOtherFields,
 }
 
 impl Default for PlasticNetConfig {
@@ -68,16 +57,10 @@ impl Default for PlasticNetConfig {
         PlasticNetConfig {
             neurons: 1001,
             plastic: true,
-            rule: TraceRule::Hebb,
-            clip: None,
             input: InputMode::Additive,
-            alpha: AlphaShape::PerConnection,
-            eta: 0.01,
-            learn_eta: true,
-            init_std: 0.01,
-            alpha_init_std: None,
-            backward: BackwardStrategy::Auto,
             modulation: Modulation::None,
+            plasticity: PlasticityConfig::default(),
+            no_other_fields: NoOtherFields::default(),
         }
     }
 }
@@ -130,37 +113,17 @@ impl PlasticNetConfig {
         if self.neurons == 0 {
             return Err("neurons: must be positive".into());
         }
-        if !(self.eta.is_finite()) {
-            return Err(format!("eta: must be finite (got {})", self.eta));
-        }
-        if !(self.init_std.is_finite() && self.init_std >= 0.0) {
-            return Err(format!(
-                "init_std: must be finite and >= 0 (got {})",
-                self.init_std
-            ));
-        }
-        if let Some(a) = self.alpha_init_std {
-            if !(a.is_finite() && a >= 0.0) {
-                return Err(format!(
-                    "alpha_init_std: must be finite and >= 0 or null (got {a})"
-                ));
-            }
-        }
-        if let Some(c) = self.clip {
-            if !(c.is_finite() && c > 0.0) {
-                return Err(format!("clip: must be positive (got {c})"));
-            }
-        }
+        self.plasticity.validate()?;
         if !self.plastic && self.modulation != Modulation::None {
             return Err(format!(
                 "modulation: {:?} needs a plastic network (plastic: false)",
                 self.modulation
             ));
         }
-        if self.modulation != Modulation::None && self.rule != TraceRule::Hebb {
+        if self.modulation != Modulation::None && self.plasticity.rule != TraceRule::Hebb {
             return Err(format!(
                 "modulation: {:?} needs rule hebb (the modulator replaces its rate), got {:?}",
-                self.modulation, self.rule
+                self.modulation, self.plasticity.rule
             ));
         }
         Ok(())
@@ -171,21 +134,22 @@ impl PlasticNetConfig {
     /// from one seed share `w` and the random stream after it.
     pub fn init(&self, rng: &mut impl Rng, device: &Device) -> PlasticNet {
         let n = self.neurons;
+        let p = &self.plasticity;
         let mut normal = |len: usize, std: f64| -> Vec<f32> {
             (0..len)
                 .map(|_| (std * rng.sample::<f64, _>(StandardNormal)) as f32)
                 .collect()
         };
-        let w = from_vec(normal(n * n, self.init_std), [n, n], device);
-        let alpha_dims = self.alpha.dims(n);
-        let alpha_std = self.alpha_init_std.unwrap_or(self.init_std);
+        let w = from_vec(normal(n * n, p.init_std), [n, n], device);
+        let alpha_dims = p.alpha.dims(n);
+        let alpha_std = p.alpha_init_std.unwrap_or(p.init_std);
         let alpha_drawn = normal(alpha_dims[0] * alpha_dims[1], alpha_std);
         let alpha = if self.plastic {
             Param::from_tensor(from_vec(alpha_drawn, alpha_dims, device))
         } else {
             Param::from_tensor(Tensor::zeros(alpha_dims, device)).set_require_grad(false)
         };
-        let eta = Param::from_tensor(from_vec(vec![self.eta as f32], [1], device));
+        let eta = Param::from_tensor(from_vec(vec![p.eta as f32], [1], device));
         // Drawn after w and alpha, so unmodulated networks keep their initialisation.
         let modulator = (self.modulation != Modulation::None).then(|| {
             let mut uniform = |len: usize, bound: f64| -> Vec<f32> {
@@ -209,7 +173,7 @@ impl PlasticNetConfig {
         PlasticNet {
             w: Param::from_tensor(w),
             alpha,
-            eta: if self.learn_eta && self.plastic {
+            eta: if p.learn_eta && self.plastic {
                 eta
             } else {
                 eta.set_require_grad(false)
@@ -233,11 +197,11 @@ impl PlasticNet {
             neurons: c.neurons,
             batch,
             steps,
-            rule: c.rule,
-            clip: c.clip,
+            rule: c.plasticity.rule,
+            clip: c.plasticity.clip,
             input: c.input,
-            alpha: c.alpha,
-            backward: c.backward,
+            alpha: c.plasticity.alpha,
+            backward: c.plasticity.backward,
             modulation: c.modulation,
             plastic: c.plastic,
         }

@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 mod check;
+pub mod config;
 pub mod data;
 pub mod dense;
 pub mod device_check;
@@ -33,6 +34,7 @@ pub mod tensors;
 pub mod train;
 pub mod weights;
 
+pub use config::PlasticityConfig;
 pub use dense::{PlasticDense, PlasticDenseConfig};
 pub use layer::{Modulator, PlasticNet, PlasticNetConfig, PlasticState};
 pub use lstm::{LstmState, PlasticLstm, PlasticLstmConfig, Plasticity};

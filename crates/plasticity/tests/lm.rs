@@ -100,10 +100,8 @@ fn the_three_models_have_matched_parameter_counts_in_both_presets() {
         }
     }
     // Per-connection alpha adds H^2 per layer: the plastic model's first layer shrinks.
-    let config = LmConfig {
-        alpha: AlphaShape::PerConnection,
-        ..LmConfig::preset(LmPreset::Small, LmModel::Plastic)
-    };
+    let mut config = LmConfig::preset(LmPreset::Small, LmModel::Plastic);
+    config.plasticity.alpha = AlphaShape::PerConnection;
     let (base, own, _) = config.sizes(10_000).unwrap();
     assert!(own.layer_units[0] < 200, "{own:?}");
     assert!(own.total.abs_diff(base.total) as f64 / (base.total as f64) < 0.01);

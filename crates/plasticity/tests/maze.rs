@@ -5,7 +5,7 @@
 use burn::optim::GradientsParams;
 use burn::tensor::activation::softmax;
 use burn::tensor::Device;
-use plasticity::tasks::a2c::{self, returns, A2cTask, AgentModel, Environment};
+use plasticity::tasks::a2c::{self, returns, A2cSettings, A2cTask, AgentModel, Environment};
 use plasticity::tasks::cue_reward::{AnswerReward, CueRewardConfig, CueRewardTask};
 use plasticity::tasks::maze::{Maze, MazeConfig, MazeEpisode, MazePreset, MazeTask, OBS};
 use plasticity::tensors::to_vec;
@@ -22,9 +22,12 @@ fn small(model: AgentModel) -> MazeConfig {
     MazeConfig {
         size: 7,
         steps: 12,
-        batch: 3,
         neurons: 10,
         model,
+        a2c: A2cSettings {
+            batch: 3,
+            ..A2cSettings::default()
+        },
         ..MazeConfig::default()
     }
 }
@@ -196,24 +199,22 @@ fn the_replay_reproduces_the_rollouts_policy_for_every_model() {
         AgentModel::Modplast,
         AgentModel::Modul,
     ] {
-        let config = MazeConfig {
-            fan_out: model == AgentModel::Modplast,
-            // Large weights so that plasticity and modulation change the policy visibly.
-            init_std: 0.6,
-            ..small(model)
-        };
+        let mut config = small(model);
+        config.fan_out = model == AgentModel::Modplast;
+        // Large weights so that plasticity and modulation change the policy visibly.
+        config.plasticity.init_std = 0.6;
         check_replay(&MazeTask::new(config).unwrap(), &format!("maze {model:?}"));
-        let config = CueRewardConfig {
+        let mut config = CueRewardConfig {
             cues: 3,
             cue_bits: 6,
             steps: 10,
-            batch: 3,
-            neurons: 10,
-            init_std: 0.6,
-            fan_out: model == AgentModel::Modul,
-            model,
             ..CueRewardConfig::default()
         };
+        config.a2c.batch = 3;
+        config.neurons = 10;
+        config.plasticity.init_std = 0.6;
+        config.fan_out = model == AgentModel::Modul;
+        config.model = model;
         check_replay(
             &CueRewardTask::new(config).unwrap(),
             &format!("cue-reward {model:?}"),
@@ -222,15 +223,17 @@ fn the_replay_reproduces_the_rollouts_policy_for_every_model() {
     // The ICML 2018 preset: Oja's rule, unclipped, batch 1.
     let icml = MazeConfig::preset(MazePreset::Icml2018);
     assert_eq!(
-        (icml.size, icml.batch, icml.rule, icml.clip),
+        (
+            icml.size,
+            icml.a2c.batch,
+            icml.plasticity.rule,
+            icml.plasticity.clip
+        ),
         (9, 1, TraceRule::Oja, None)
     );
-    let config = MazeConfig {
-        steps: 12,
-        neurons: 10,
-        init_std: 0.6,
-        ..icml
-    };
+    let mut config = MazeConfig { steps: 12, ..icml };
+    config.neurons = 10;
+    config.plasticity.init_std = 0.6;
     check_replay(&MazeTask::new(config).unwrap(), "maze icml2018 Oja");
 }
 
@@ -419,21 +422,30 @@ fn invalid_configurations_name_the_field() {
         ),
         (
             MazeConfig {
-                batch: 0,
+                a2c: A2cSettings {
+                    batch: 0,
+                    ..A2cSettings::default()
+                },
                 ..MazeConfig::default()
             },
             "batch",
         ),
         (
             MazeConfig {
-                gamma: 1.5,
+                a2c: A2cSettings {
+                    gamma: 1.5,
+                    ..A2cSettings::default()
+                },
                 ..MazeConfig::default()
             },
             "gamma",
         ),
         (
             MazeConfig {
-                max_grad_norm: 0.0,
+                a2c: A2cSettings {
+                    max_grad_norm: 0.0,
+                    ..A2cSettings::default()
+                },
                 ..MazeConfig::default()
             },
             "max_grad_norm",
@@ -442,10 +454,8 @@ fn invalid_configurations_name_the_field() {
         let err = MazeTask::new(config).unwrap_err();
         assert!(err.starts_with(field), "{err}");
     }
-    let oja_modulated = MazeConfig {
-        rule: TraceRule::Oja,
-        ..MazeConfig::default()
-    };
+    let mut oja_modulated = MazeConfig::default();
+    oja_modulated.plasticity.rule = TraceRule::Oja;
     assert!(MazeTask::new(oja_modulated)
         .unwrap_err()
         .starts_with("rule"));
@@ -479,15 +489,19 @@ fn invalid_configurations_name_the_field() {
             "steps",
         ),
         (
-            CueRewardConfig {
-                clip: Some(-1.0),
-                ..CueRewardConfig::default()
+            {
+                let mut c = CueRewardConfig::default();
+                c.plasticity.clip = Some(-1.0);
+                c
             },
             "clip",
         ),
         (
             CueRewardConfig {
-                learning_rate: f64::NAN,
+                a2c: A2cSettings {
+                    learning_rate: f64::NAN,
+                    ..A2cSettings::default()
+                },
                 ..CueRewardConfig::default()
             },
             "learning_rate",
@@ -529,16 +543,16 @@ fn the_rnn_agent_is_the_non_plastic_network() {
 fn the_warm_up_association_is_learned_with_neuromodulation_not_without_plasticity() {
     let _guard = AGENT_INIT.lock().unwrap_or_else(|e| e.into_inner());
     for (model, learns) in [(AgentModel::Modplast, true), (AgentModel::Rnn, false)] {
-        let config = CueRewardConfig {
+        let mut config = CueRewardConfig {
             cue_bits: 8,
             steps: 40, // 10 trials: about +4.5 for an agent that answers right after the first
-            batch: 10,
-            neurons: 50,
-            learning_rate: 1e-3,
             warmup_updates: u64::MAX,
-            model,
             ..CueRewardConfig::default()
         };
+        config.a2c.batch = 10;
+        config.a2c.learning_rate = 1e-3;
+        config.neurons = 50;
+        config.model = model;
         let task = CueRewardTask::new(config).unwrap();
         let reward = train_final_reward(&task, &format!("warmup-{model:?}"), 5000);
         eprintln!("{model:?}: reward {reward}");
@@ -622,15 +636,15 @@ impl A2cTask for FixedTarget {
 fn a_fixed_cue_reward_association_is_learned() {
     let _guard = AGENT_INIT.lock().unwrap_or_else(|e| e.into_inner());
     for model in [AgentModel::Rnn, AgentModel::Modul] {
-        let config = CueRewardConfig {
+        let mut config = CueRewardConfig {
             cue_bits: 8,
             steps: 40, // 10 trials: +10 for an agent that always answers right
-            batch: 10,
-            neurons: 32,
-            learning_rate: 1e-3,
-            model,
             ..CueRewardConfig::default()
         };
+        config.a2c.batch = 10;
+        config.a2c.learning_rate = 1e-3;
+        config.neurons = 32;
+        config.model = model;
         let task = FixedTarget(CueRewardTask::new(config).unwrap());
         let reward = train_final_reward(&task, &format!("fixed-{model:?}"), 600);
         eprintln!("{model:?}: reward {reward}");

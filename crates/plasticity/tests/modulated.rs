@@ -3,6 +3,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use plasticity::tensors::{from_vec, to_vec};
+use plasticity::PlasticityConfig;
 use plasticity::{
     modulated_episode, AlphaShape, EpisodeSpec, ModulatedTensors, Modulation, PlasticNetConfig,
     TraceRule,
@@ -222,9 +223,12 @@ fn a_modulated_plastic_net_trains_its_modulator_and_old_configs_still_load() {
     ] {
         let config = PlasticNetConfig {
             neurons: 5,
-            clip: Some(1.0),
-            init_std: 0.3,
             modulation,
+            plasticity: PlasticityConfig {
+                clip: Some(1.0),
+                init_std: 0.3,
+                ..PlasticityConfig::default()
+            },
             ..PlasticNetConfig::default()
         };
         let json = serde_json::to_string(&config).unwrap();
@@ -267,7 +271,10 @@ fn a_modulated_plastic_net_trains_its_modulator_and_old_configs_still_load() {
         }
     }
     let bad = PlasticNetConfig {
-        rule: TraceRule::Oja,
+        plasticity: PlasticityConfig {
+            rule: TraceRule::Oja,
+            ..PlasticityConfig::default()
+        },
         modulation: Modulation::Simple { fan_out: false },
         ..PlasticNetConfig::default()
     };

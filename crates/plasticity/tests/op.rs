@@ -5,6 +5,7 @@ use burn::module::Param;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use plasticity::tensors::{from_vec, to_vec};
+use plasticity::PlasticityConfig;
 use plasticity::{
     plastic_episode, AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, TraceRule,
 };
@@ -283,7 +284,10 @@ fn the_non_plastic_network_equals_the_plastic_one_with_zero_alpha() {
                 neurons: n,
                 plastic: false,
                 input,
-                init_std: 0.6,
+                plasticity: PlasticityConfig {
+                    init_std: 0.6,
+                    ..PlasticityConfig::default()
+                },
                 ..PlasticNetConfig::default()
             };
             let fixed = config.init(&mut ChaCha8Rng::seed_from_u64(5), &device);
@@ -366,13 +370,14 @@ fn alpha_init_std_scales_alpha_and_keeps_w_and_the_random_stream() {
     let device = Device::flex();
     let base = PlasticNetConfig {
         neurons: 6,
-        init_std: 0.5,
+        plasticity: PlasticityConfig {
+            init_std: 0.5,
+            ..PlasticityConfig::default()
+        },
         ..PlasticNetConfig::default()
     };
-    let small = PlasticNetConfig {
-        alpha_init_std: Some(0.05),
-        ..base.clone()
-    };
+    let mut small = base.clone();
+    small.plasticity.alpha_init_std = Some(0.05);
     let (mut r1, mut r2) = (ChaCha8Rng::seed_from_u64(3), ChaCha8Rng::seed_from_u64(3));
     let (a, b) = (base.init(&mut r1, &device), small.init(&mut r2, &device));
     assert_eq!(to_vec(a.w.val()), to_vec(b.w.val()));
@@ -381,9 +386,7 @@ fn alpha_init_std_scales_alpha_and_keeps_w_and_the_random_stream() {
     }
     assert!(to_vec(a.alpha.val()).iter().any(|&x| x.abs() > 0.1));
     assert_eq!(r1.gen::<u64>(), r2.gen::<u64>(), "same draws after init");
-    let bad = PlasticNetConfig {
-        alpha_init_std: Some(f64::NAN),
-        ..base
-    };
+    let mut bad = base;
+    bad.plasticity.alpha_init_std = Some(f64::NAN);
     assert!(bad.validate().unwrap_err().contains("alpha_init_std"));
 }

@@ -7,6 +7,7 @@ use burn::tensor::{Device, Tensor};
 use plasticity::tasks::pattern::{generate, ModelKind, PatternConfig, PatternTask};
 use plasticity::tensors::from_vec;
 use plasticity::train::{self, Experiment, RunOptions, TrainError};
+use plasticity::PlasticityConfig;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::PathBuf;
@@ -283,7 +284,10 @@ fn invalid_configurations_are_rejected_naming_the_field() {
         ),
         (
             PatternConfig {
-                eta: f64::NAN,
+                plasticity: PlasticityConfig {
+                    eta: f64::NAN,
+                    ..PlasticityConfig::default()
+                },
                 ..PatternConfig::default()
             },
             "eta: must be finite",

@@ -19,6 +19,7 @@
 //! the recorded observations are replayed through the fused episode operation in one call,
 //! which gives the same activities, for the gradient.
 
+use crate::config::PlasticityConfig;
 use crate::layer::{PlasticNet, PlasticNetConfig};
 use crate::tensors::{from_vec, to_vec};
 use crate::train::Experiment;
@@ -27,9 +28,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::optim::AdamConfig;
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Tensor};
-use plasticity_kernels::{
-    self as kernels, AlphaShape, BackwardStrategy, ModulatedParams, Modulation, Params, TraceRule,
-};
+use plasticity_kernels::{self as kernels, ModulatedParams, Modulation, Params, TraceRule};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -95,39 +94,40 @@ pub struct AgentSpec {
     pub model: AgentModel,
     /// Neurons `N`.
     pub neurons: usize,
-    /// Trace rule of the plastic variants (`Hebb` for the modulated ones).
-    pub rule: TraceRule,
     /// Fan the modulator out to one rate per neuron (`modplast`, `modul`).
     pub fan_out: bool,
-    /// Clip the Hebbian trace to `[-clip, clip]`.
-    pub clip: Option<f64>,
-    /// Initial `eta` (plasticity rate, or the eligibility trace's rate for `modul`).
-    pub eta: f64,
-    /// Standard deviation of the initial recurrent `w` and `alpha` (`0`: `1 / sqrt(N)`).
-    pub init_std: f64,
-    /// Standard deviation of the initial `alpha` when it differs from `w`'s (`None`: the same).
-    pub alpha_init_std: Option<f64>,
+    /// Trace rule (`hebb`; `oja` for `plastic` only), `alpha`, `eta` (the plasticity rate, or
+    /// the eligibility trace's rate for `modul`), clip, initialisation (`init_std` `0`:
+    /// `1 / sqrt(N)`).
+    pub plasticity: PlasticityConfig,
+}
+
+/// The agents' plastic settings (ICLR 2019 section 4.2): trace clipped to `[-1, 1]`,
+/// `eta = 0.1`, `w ~ N(0, 1/N)`, `alpha ~ N(0, 0.01^2)`. `alpha` starts small: the modulated
+/// traces have no decay and reach the clip within a few steps, so with `alpha` as large as `w`
+/// the plastic term doubles the random recurrent weights and the modulated agents learned 2-3x
+/// slower than the non-plastic one (docs/experiments/maze.md).
+pub fn agent_plasticity() -> PlasticityConfig {
+    PlasticityConfig {
+        clip: Some(1.0),
+        eta: 0.1,
+        init_std: 0.0,
+        alpha_init_std: Some(0.01),
+        ..PlasticityConfig::default()
+    }
 }
 
 impl AgentSpec {
     /// The recurrent network's configuration.
     pub fn net_config(&self) -> PlasticNetConfig {
         let n = self.neurons;
+        let mut plasticity = self.plasticity.clone();
+        if plasticity.init_std == 0.0 {
+            plasticity.init_std = 1.0 / (n as f64).sqrt();
+        }
         PlasticNetConfig {
             neurons: n,
             plastic: self.model != AgentModel::Rnn,
-            rule: self.rule,
-            clip: self.clip,
-            alpha: AlphaShape::PerConnection,
-            eta: self.eta,
-            learn_eta: self.model != AgentModel::Rnn,
-            init_std: if self.init_std > 0.0 {
-                self.init_std
-            } else {
-                1.0 / (n as f64).sqrt()
-            },
-            alpha_init_std: self.alpha_init_std,
-            backward: BackwardStrategy::Auto,
             modulation: match self.model {
                 AgentModel::Rnn | AgentModel::Plastic => Modulation::None,
                 AgentModel::Modplast => Modulation::Simple {
@@ -137,30 +137,22 @@ impl AgentSpec {
                     fan_out: self.fan_out,
                 },
             },
+            plasticity,
             ..PlasticNetConfig::default()
         }
     }
 
     /// Checks the fields; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.init_std.is_finite() && self.init_std >= 0.0) {
-            return Err(format!(
-                "init_std: must be finite and >= 0 (got {})",
-                self.init_std
-            ));
+        if self.neurons == 0 {
+            return Err("neurons: must be positive".into());
         }
-        if let Some(c) = self.clip {
-            if !(c.is_finite() && c > 0.0) {
-                return Err(format!("clip: must be positive or null (got {c})"));
-            }
-        }
-        if self.rule == TraceRule::Oja
+        if self.plasticity.rule == TraceRule::Oja
             && matches!(self.model, AgentModel::Modplast | AgentModel::Modul)
         {
             return Err("rule: the neuromodulated models (modplast, modul) use rule hebb".into());
         }
-        self.net_config().validate()?;
-        super::check_eta(self.eta)
+        self.net_config().validate()
     }
 
     /// Adds the agent's parts to a memory estimate: the recurrent network, an eligibility
@@ -187,8 +179,10 @@ impl AgentSpec {
     }
 }
 
-/// Training settings of the actor-critic.
-#[derive(Clone, Debug, PartialEq)]
+/// Training settings of the actor-critic; embedded (flattened) in the maze's and cue-reward's
+/// configurations.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct A2cSettings {
     /// Episodes run in parallel per update.
     pub batch: usize,
@@ -204,6 +198,21 @@ pub struct A2cSettings {
     pub adam_epsilon: f64,
     /// Largest global gradient norm.
     pub max_grad_norm: f64,
+}
+
+impl Default for A2cSettings {
+    /// ICLR 2019 section 4.2's.
+    fn default() -> Self {
+        A2cSettings {
+            batch: 30,
+            gamma: 0.9,
+            value_weight: 0.1,
+            prob_penalty: 0.03,
+            learning_rate: 1e-4,
+            adam_epsilon: 1e-4,
+            max_grad_norm: 4.0,
+        }
+    }
 }
 
 impl A2cSettings {

@@ -25,8 +25,8 @@
 //! The shared actor-critic of [`super::a2c`]; 200 neurons for every variant by default (the
 //! modulator adds `2N + 2` parameters or fewer, under 1% of the recurrent weights).
 
-use super::a2c::{A2cSettings, A2cTask, AgentModel, AgentSpec, Environment};
-use plasticity_kernels::TraceRule;
+use super::a2c::{agent_plasticity, A2cSettings, A2cTask, AgentModel, AgentSpec, Environment};
+use crate::config::{NoOtherFields, PlasticityConfig};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -54,7 +54,7 @@ pub enum AnswerReward {
 /// Configuration of the cue-reward task; defaults from ICLR 2019 section 4.1 where it states
 /// them (4 cues of 20 bits, 120-step episodes, 200 neurons, batch 30), the maze's otherwise.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct CueRewardConfig {
     /// Cues per episode (one is the target).
     pub cues: usize,
@@ -78,8 +78,6 @@ pub struct CueRewardConfig {
     pub warmup_updates: u64,
     /// Steps per episode.
     pub steps: usize,
-    /// Episodes run in parallel per update.
-    pub batch: usize,
     /// Reward of a right answer (a wrong one gives its negative).
     pub reward: f64,
     /// What an answer earns (see [`AnswerReward`]).
@@ -90,29 +88,17 @@ pub struct CueRewardConfig {
     pub neurons: usize,
     /// Fan the modulator out to one rate per neuron (`modplast`, `modul`).
     pub fan_out: bool,
-    /// Clip the Hebbian trace to `[-clip, clip]` (`null`: no clipping).
-    pub clip: Option<f64>,
-    /// Initial `eta` (plasticity rate, or the eligibility trace's rate for `modul`).
-    pub eta: f64,
-    /// Standard deviation of the initial recurrent `w` and `alpha` (`0`: `1 / sqrt(N)`).
-    pub init_std: f64,
-    /// Standard deviation of the initial `alpha` (`null`: the same as `w`'s). Small by
-    /// default: the modulated traces have no decay and reach the clip within a few steps, so
-    /// with `alpha` as large as `w` the plastic term doubles the random recurrent weights and
-    /// the modulated agents learned 2-3x slower than the non-plastic one (README, maze).
-    pub alpha_init_std: Option<f64>,
-    /// Discount of the returns.
-    pub gamma: f64,
-    /// Weight of the value loss.
-    pub value_weight: f64,
-    /// Weight of the penalty on the summed squared action probabilities.
-    pub prob_penalty: f64,
-    /// Adam learning rate.
-    pub learning_rate: f64,
-    /// Adam epsilon.
-    pub adam_epsilon: f64,
-    /// Largest global gradient norm.
-    pub max_grad_norm: f64,
+    /// The network's plastic fields: `rule` (`hebb`; `oja` for `plastic` only), `eta` (the
+    /// plasticity rate, or the eligibility trace's rate for `modul`), `clip`, `init_std` (`0`:
+    /// `1 / sqrt(N)`), `alpha_init_std`, ... ([`super::a2c::agent_plasticity`]).
+    #[serde(flatten)]
+    pub plasticity: PlasticityConfig,
+    /// The actor-critic's `batch` (episodes per update), `gamma`, loss weights and Adam.
+    #[serde(flatten)]
+    pub a2c: A2cSettings,
+    /// Refuses unknown fields.
+    #[serde(flatten)]
+    pub no_other_fields: NoOtherFields,
 }
 
 impl Default for CueRewardConfig {
@@ -124,22 +110,14 @@ impl Default for CueRewardConfig {
             cues_at_response: false,
             warmup_updates: 0,
             steps: 120,
-            batch: 30,
             reward: 1.0,
             answer_reward: AnswerReward::Match,
             model: AgentModel::Modul,
             neurons: 200,
             fan_out: false,
-            clip: Some(1.0),
-            eta: 0.1,
-            init_std: 0.0,
-            alpha_init_std: Some(0.01),
-            gamma: 0.9,
-            value_weight: 0.1,
-            prob_penalty: 0.03,
-            learning_rate: 1e-4,
-            adam_epsilon: 1e-4,
-            max_grad_norm: 4.0,
+            plasticity: agent_plasticity(),
+            a2c: A2cSettings::default(),
+            no_other_fields: NoOtherFields::default(),
         }
     }
 }
@@ -180,10 +158,7 @@ impl CueRewardConfig {
             ));
         }
         crate::check::positive("reward", self.reward)?;
-        if self.neurons == 0 {
-            return Err("neurons: must be positive".into());
-        }
-        self.settings().validate()?;
+        self.a2c.validate()?;
         self.agent_spec().validate()
     }
 
@@ -191,7 +166,7 @@ impl CueRewardConfig {
     pub fn memory_estimate(&self) -> super::MemoryEstimate {
         let mut m = super::MemoryEstimate::default();
         self.agent_spec()
-            .add_memory(&mut m, self.batch, self.steps, self.observation_size());
+            .add_memory(&mut m, self.a2c.batch, self.steps, self.observation_size());
         m
     }
 
@@ -200,25 +175,8 @@ impl CueRewardConfig {
         AgentSpec {
             model: self.model,
             neurons: self.neurons,
-            rule: TraceRule::Hebb,
             fan_out: self.fan_out,
-            clip: self.clip,
-            eta: self.eta,
-            init_std: self.init_std,
-            alpha_init_std: self.alpha_init_std,
-        }
-    }
-
-    /// Training settings.
-    pub fn settings(&self) -> A2cSettings {
-        A2cSettings {
-            batch: self.batch,
-            gamma: self.gamma,
-            value_weight: self.value_weight,
-            prob_penalty: self.prob_penalty,
-            learning_rate: self.learning_rate,
-            adam_epsilon: self.adam_epsilon,
-            max_grad_norm: self.max_grad_norm,
+            plasticity: self.plasticity.clone(),
         }
     }
 }
@@ -395,7 +353,7 @@ impl A2cTask for CueRewardTask {
     }
 
     fn settings(&self) -> A2cSettings {
-        self.config.settings()
+        self.config.a2c.clone()
     }
 
     fn before_update(&self, update: u64) {

@@ -27,6 +27,7 @@
 //! is clamped like the plastic network's (visible pixels of the last step output their input),
 //! so only the erased half is predicted.
 
+use crate::config::{NoOtherFields, PlasticityConfig};
 use crate::data::ImageSet;
 use crate::layer::{PlasticNet, PlasticNetConfig};
 use crate::tensors::{from_vec, to_vec};
@@ -35,7 +36,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
 use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor};
-use plasticity_kernels::{AlphaShape, BackwardStrategy, InputMode, TraceRule};
+use plasticity_kernels::InputMode;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -45,7 +46,7 @@ pub use super::ModelKind;
 
 /// Configuration of the image task; the defaults are the paper's (section 4.2).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct ImageConfig {
     /// Side of the (square) images in pixels.
     pub side: usize,
@@ -69,21 +70,16 @@ pub struct ImageConfig {
     pub adam_epsilon: f64,
     /// Model.
     pub model: ModelKind,
-    /// Trace rule of the plastic network.
-    pub rule: TraceRule,
-    /// Shape of `alpha`.
-    pub alpha: AlphaShape,
-    /// Initial `eta`.
-    pub eta: f64,
-    /// Learn `eta`.
-    pub learn_eta: bool,
-    /// Standard deviation of the initial `w` and `alpha` (and of the RNN's `w`).
-    pub init_std: f64,
-    /// How the plastic network's backward recovers the traces.
-    pub backward: BackwardStrategy,
+    /// The plastic network's rule, `alpha`, `eta`, initialisation (also the RNN's `w`), clip and
+    /// backward (fields beside these in JSON).
+    #[serde(flatten)]
+    pub plasticity: PlasticityConfig,
     /// Cells of the LSTM (330: 2,130,184 parameters, more than the plastic network's
     /// 2,101,251).
     pub lstm_cells: usize,
+    /// Refuses unknown fields.
+    #[serde(flatten)]
+    pub no_other_fields: NoOtherFields,
 }
 
 impl Default for ImageConfig {
@@ -100,13 +96,9 @@ impl Default for ImageConfig {
             learning_rate: 1e-4,
             adam_epsilon: 1e-8,
             model: ModelKind::Plastic,
-            rule: TraceRule::Hebb,
-            alpha: AlphaShape::PerConnection,
-            eta: 0.01,
-            learn_eta: true,
-            init_std: 0.01,
-            backward: BackwardStrategy::Auto,
+            plasticity: PlasticityConfig::default(),
             lstm_cells: 330,
+            no_other_fields: NoOtherFields::default(),
         }
     }
 }
@@ -152,8 +144,7 @@ impl ImageConfig {
         crate::check::unit_interval("top_half_probability", self.top_half_probability)?;
         crate::check::positive("learning_rate", self.learning_rate)?;
         crate::check::positive("adam_epsilon", self.adam_epsilon)?;
-        self.plastic_config().validate()?;
-        super::check_eta(self.eta)
+        self.plastic_config().validate()
     }
 
     /// A lower bound on the memory training needs (checked before anything is allocated).
@@ -177,13 +168,8 @@ impl ImageConfig {
         PlasticNetConfig {
             neurons: self.neurons(),
             plastic: self.model != ModelKind::Rnn,
-            rule: self.rule,
             input: InputMode::Clamped,
-            alpha: self.alpha,
-            eta: self.eta,
-            learn_eta: self.learn_eta,
-            init_std: self.init_std,
-            backward: self.backward,
+            plasticity: self.plasticity.clone(),
             ..PlasticNetConfig::default()
         }
     }

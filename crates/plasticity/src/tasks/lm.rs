@@ -21,6 +21,7 @@
 //! (empty fields otherwise). Validation and test run through the whole stream with `eval_batch`
 //! sequences, without dropout, the state carried across segments.
 
+use crate::config::{NoOtherFields, PlasticityConfig};
 use crate::data::ptb::Corpus;
 use crate::lstm::{LstmState, PlasticLstm, PlasticLstmConfig, Plasticity};
 use crate::tensors::{from_vec, to_vec};
@@ -89,7 +90,7 @@ impl std::str::FromStr for LmPreset {
 
 /// Configuration of the language model and its training.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default)]
 pub struct LmConfig {
     /// The preset the other fields started from (recorded; the fields are what counts).
     pub preset: LmPreset,
@@ -127,12 +128,15 @@ pub struct LmConfig {
     pub dropout_hidden: f64,
     /// Dropout on the last layer's output.
     pub dropout_output: f64,
-    /// Shape of `alpha` in the plastic layers (the paper's LSTM: per neuron).
-    pub alpha: AlphaShape,
-    /// Clip of the traces (the paper: 2).
-    pub clip: f64,
-    /// Initial `eta` (plastic) or `eta_E` (retroactive).
-    pub eta: f64,
+    /// The plastic layers' `alpha` shape (the paper's LSTM: per neuron), trace `clip` (the
+    /// paper: 2; required) and initial `eta` (plastic) or `eta_E` (retroactive). The plastic
+    /// LSTM's trace is decaying Hebb with a learned rate and it initialises itself, so `rule`,
+    /// `learn_eta`, `init_std`, `alpha_init_std` and `backward` must stay at their defaults.
+    #[serde(flatten)]
+    pub plasticity: PlasticityConfig,
+    /// Refuses unknown fields.
+    #[serde(flatten)]
+    pub no_other_fields: NoOtherFields,
 }
 
 impl Default for LmConfig {
@@ -175,9 +179,13 @@ impl LmConfig {
             dropout_embedding: 0.1,
             dropout_hidden: 0.2,
             dropout_output: 0.25,
-            alpha: AlphaShape::PerNeuron,
-            clip: 2.0,
-            eta: 0.1,
+            plasticity: PlasticityConfig {
+                alpha: AlphaShape::PerNeuron,
+                clip: Some(2.0),
+                eta: 0.1,
+                ..PlasticityConfig::default()
+            },
+            no_other_fields: NoOtherFields::default(),
         };
         match preset {
             LmPreset::Small => base,
@@ -228,16 +236,26 @@ impl LmConfig {
             ("learning_rate", self.learning_rate),
             ("lr_decay", self.lr_decay),
             ("max_grad_norm", self.max_grad_norm),
-            ("clip", self.clip),
         ] {
             if !(v.is_finite() && v > 0.0) {
                 return Err(format!("{name}: must be positive (got {v})"));
             }
         }
-        if !self.eta.is_finite() {
-            return Err(format!("eta: must be finite (got {})", self.eta));
+        self.plasticity.validate()?;
+        if self.plasticity.clip.is_none() {
+            return Err("clip: the plastic LSTM needs one (the paper: 2)".into());
         }
-        super::check_eta(self.eta)
+        self.plasticity.unused(
+            &PlasticityConfig::default(),
+            &[
+                "rule",
+                "learn_eta",
+                "init_std",
+                "alpha_init_std",
+                "backward",
+            ],
+            "the plastic LSTM",
+        )
     }
 
     /// A lower bound on the memory training needs with a vocabulary of `vocabulary` words
@@ -275,7 +293,7 @@ impl LmConfig {
     }
 
     /// The layers' plasticity.
-    pub fn plasticity(&self) -> Plasticity {
+    pub fn layer_plasticity(&self) -> Plasticity {
         match self.model {
             LmModel::Lstm => Plasticity::None,
             LmModel::Plastic => Plasticity::Plastic,
@@ -295,9 +313,9 @@ impl LmConfig {
                     hidden
                 };
                 PlasticLstmConfig {
-                    alpha: self.alpha,
-                    clip: self.clip,
-                    eta: self.eta,
+                    alpha: self.plasticity.alpha,
+                    clip: self.plasticity.clip.unwrap_or(2.0),
+                    eta: self.plasticity.eta,
                     ..PlasticLstmConfig::new(input, units, plasticity)
                 }
             })
@@ -325,7 +343,7 @@ impl LmConfig {
         vocab: usize,
     ) -> Result<(ParamCount, ParamCount, Vec<PlasticLstmConfig>), String> {
         let baseline = self.count(Plasticity::None, self.hidden, vocab);
-        let plasticity = self.plasticity();
+        let plasticity = self.layer_plasticity();
         let hidden = if self.match_params && plasticity != Plasticity::None && self.layers > 1 {
             (1..=self.hidden)
                 .min_by_key(|&h| {

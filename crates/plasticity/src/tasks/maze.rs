@@ -23,7 +23,8 @@
 //! [-1, 1]. `icml2018`: the ICML 2018 setting (section 4.4), a 9x9 maze, batch 1, Oja's rule
 //! (unclipped), to compare `--model plastic` with `--model rnn`.
 
-use super::a2c::{A2cSettings, A2cTask, AgentModel, AgentSpec, Environment};
+use super::a2c::{agent_plasticity, A2cSettings, A2cTask, AgentModel, AgentSpec, Environment};
+use crate::config::{NoOtherFields, PlasticityConfig};
 use plasticity_kernels::TraceRule;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -58,14 +59,12 @@ impl std::str::FromStr for MazePreset {
 
 /// Configuration of the maze task; the defaults are the paper's (ICLR 2019 section 4.2).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct MazeConfig {
     /// Side `L` of the maze (odd, at least 5).
     pub size: usize,
     /// Steps per episode.
     pub steps: usize,
-    /// Episodes run in parallel per update.
-    pub batch: usize,
     /// Reward for reaching the reward cell.
     pub reward: f64,
     /// Penalty for bumping into a wall.
@@ -76,31 +75,17 @@ pub struct MazeConfig {
     pub neurons: usize,
     /// Fan the modulator out to one rate per neuron (`modplast`, `modul`).
     pub fan_out: bool,
-    /// Trace rule of the plastic network (`hebb`; `oja` for `plastic` only).
-    pub rule: TraceRule,
-    /// Clip the Hebbian trace to `[-clip, clip]` (`null`: no clipping).
-    pub clip: Option<f64>,
-    /// Initial `eta` (plasticity rate, or the eligibility trace's rate for `modul`).
-    pub eta: f64,
-    /// Standard deviation of the initial recurrent `w` and `alpha` (`0`: `1 / sqrt(N)`).
-    pub init_std: f64,
-    /// Standard deviation of the initial `alpha` (`null`: the same as `w`'s). Small by
-    /// default: the modulated traces have no decay and reach the clip within a few steps, so
-    /// with `alpha` as large as `w` the plastic term doubles the random recurrent weights and
-    /// the modulated agents learned 2-3x slower than the non-plastic one (README, maze).
-    pub alpha_init_std: Option<f64>,
-    /// Discount of the returns.
-    pub gamma: f64,
-    /// Weight of the value loss.
-    pub value_weight: f64,
-    /// Weight of the penalty on the summed squared action probabilities.
-    pub prob_penalty: f64,
-    /// Adam learning rate.
-    pub learning_rate: f64,
-    /// Adam epsilon.
-    pub adam_epsilon: f64,
-    /// Largest global gradient norm.
-    pub max_grad_norm: f64,
+    /// The network's plastic fields: `rule` (`hebb`; `oja` for `plastic` only), `eta` (the
+    /// plasticity rate, or the eligibility trace's rate for `modul`), `clip`, `init_std` (`0`:
+    /// `1 / sqrt(N)`), `alpha_init_std`, ... ([`super::a2c::agent_plasticity`]).
+    #[serde(flatten)]
+    pub plasticity: PlasticityConfig,
+    /// The actor-critic's `batch` (episodes per update), `gamma`, loss weights and Adam.
+    #[serde(flatten)]
+    pub a2c: A2cSettings,
+    /// Refuses unknown fields.
+    #[serde(flatten)]
+    pub no_other_fields: NoOtherFields,
 }
 
 impl Default for MazeConfig {
@@ -108,23 +93,14 @@ impl Default for MazeConfig {
         MazeConfig {
             size: 13,
             steps: 200,
-            batch: 30,
             reward: 10.0,
             wall_penalty: 0.0,
             model: AgentModel::Modul,
             neurons: 0,
             fan_out: false,
-            rule: TraceRule::Hebb,
-            clip: Some(1.0),
-            eta: 0.1,
-            init_std: 0.0,
-            alpha_init_std: Some(0.01),
-            gamma: 0.9,
-            value_weight: 0.1,
-            prob_penalty: 0.03,
-            learning_rate: 1e-4,
-            adam_epsilon: 1e-4,
-            max_grad_norm: 4.0,
+            plasticity: agent_plasticity(),
+            a2c: A2cSettings::default(),
+            no_other_fields: NoOtherFields::default(),
         }
     }
 }
@@ -134,14 +110,17 @@ impl MazeConfig {
     pub fn preset(preset: MazePreset) -> Self {
         match preset {
             MazePreset::Paper => MazeConfig::default(),
-            MazePreset::Icml2018 => MazeConfig {
-                size: 9,
-                batch: 1,
-                model: AgentModel::Plastic,
-                rule: TraceRule::Oja,
-                clip: None,
-                ..MazeConfig::default()
-            },
+            MazePreset::Icml2018 => {
+                let mut c = MazeConfig {
+                    size: 9,
+                    ..MazeConfig::default()
+                };
+                c.a2c.batch = 1;
+                c.model = AgentModel::Plastic;
+                c.plasticity.rule = TraceRule::Oja;
+                c.plasticity.clip = None;
+                c
+            }
         }
     }
 
@@ -170,7 +149,7 @@ impl MazeConfig {
                 return Err(format!("{name}: must be finite and >= 0 (got {v})"));
             }
         }
-        self.settings().validate()?;
+        self.a2c.validate()?;
         self.agent_spec().validate()
     }
 
@@ -185,7 +164,7 @@ impl MazeConfig {
             13.0 * cells,
         );
         self.agent_spec()
-            .add_memory(&mut m, self.batch, self.steps, super::maze::OBS);
+            .add_memory(&mut m, self.a2c.batch, self.steps, super::maze::OBS);
         m
     }
 
@@ -194,25 +173,8 @@ impl MazeConfig {
         AgentSpec {
             model: self.model,
             neurons: self.neurons(),
-            rule: self.rule,
             fan_out: self.fan_out,
-            clip: self.clip,
-            eta: self.eta,
-            init_std: self.init_std,
-            alpha_init_std: self.alpha_init_std,
-        }
-    }
-
-    /// Training settings.
-    pub fn settings(&self) -> A2cSettings {
-        A2cSettings {
-            batch: self.batch,
-            gamma: self.gamma,
-            value_weight: self.value_weight,
-            prob_penalty: self.prob_penalty,
-            learning_rate: self.learning_rate,
-            adam_epsilon: self.adam_epsilon,
-            max_grad_norm: self.max_grad_norm,
+            plasticity: self.plasticity.clone(),
         }
     }
 }
@@ -413,6 +375,6 @@ impl A2cTask for MazeTask {
     }
 
     fn settings(&self) -> A2cSettings {
-        self.config.settings()
+        self.config.a2c.clone()
     }
 }

@@ -157,14 +157,3 @@ impl MemoryEstimate {
         );
     }
 }
-
-/// Checks an initial plasticity rate: `eta` is a rate in `[0, 1]` (the decaying Hebbian trace is
-/// `(1 - eta) Hebb + eta y y`; outside that range the trace grows without bound and the loss
-/// becomes NaN).
-pub fn check_eta(eta: f64) -> Result<(), String> {
-    if (0.0..=1.0).contains(&eta) {
-        Ok(())
-    } else {
-        Err(format!("eta: must be in [0, 1] (got {eta})"))
-    }
-}

@@ -19,6 +19,7 @@
 //! out, fixed by `split_seed`) or the standard one (background set for training, evaluation
 //! set's unseen alphabets for testing).
 
+use crate::config::{NoOtherFields, PlasticityConfig};
 use crate::data::omniglot::{rotate90, Omniglot, OmniglotSet};
 use crate::dense::{DenseActivation, PlasticDense, PlasticDenseConfig};
 use crate::ops::{conv_stack, conv_stack_supported};
@@ -77,7 +78,7 @@ pub enum FeatureNorm {
 
 /// Configuration of the Omniglot task; the defaults are the paper's (section 4.3).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct OmniglotConfig {
     /// Classes per episode (N-way).
     pub ways: usize,
@@ -110,14 +111,12 @@ pub struct OmniglotConfig {
     pub feature_norm: FeatureNorm,
     /// Multiplier of the one-hot label added to the logits at support steps.
     pub label_clamp: f64,
-    /// Trace rule of the plastic output layer.
-    pub rule: TraceRule,
-    /// Initial `eta` (learned).
-    pub eta: f64,
-    /// Learn `eta`.
-    pub learn_eta: bool,
-    /// Standard deviation of the initial plastic `w` and `alpha`.
-    pub init_std: f64,
+    /// The plastic output layer's `rule`, `eta`, `learn_eta` and `init_std` (the standard
+    /// deviation of the initial `w` and `alpha`); its `alpha` is one per connection, its trace
+    /// is not clipped and its backward always recomputes from checkpoints, so `alpha`,
+    /// `alpha_init_std`, `clip` and `backward` must stay at their defaults.
+    #[serde(flatten)]
+    pub plasticity: PlasticityConfig,
     /// Mean of the initial `alpha` (`alpha = alpha_init_mean + init_std N(0, 1)`). With
     /// `alpha` centred on 0 and `eta = 0.01` the plastic term starts ~1e-4 of the logits
     /// and a test run stayed at chance for its first 2,400 episodes; 0.5 (with `eta = 0.1`)
@@ -144,6 +143,9 @@ pub struct OmniglotConfig {
     pub lr_cosine_episodes: u64,
     /// Adam epsilon.
     pub adam_epsilon: f64,
+    /// Refuses unknown fields.
+    #[serde(flatten)]
+    pub no_other_fields: NoOtherFields,
 }
 
 impl Default for OmniglotConfig {
@@ -161,10 +163,11 @@ impl Default for OmniglotConfig {
             side: 31,
             channels: 64,
             label_clamp: 1000.0,
-            rule: TraceRule::Oja,
-            eta: 0.1,
-            learn_eta: true,
-            init_std: 0.01,
+            plasticity: PlasticityConfig {
+                rule: TraceRule::Oja,
+                eta: 0.1,
+                ..PlasticityConfig::default()
+            },
             alpha_init_mean: 0.5,
             conv_init_gain: 5.0 / 3.0,
             meta_batch: 1,
@@ -173,6 +176,7 @@ impl Default for OmniglotConfig {
             lr_decay_every: 1_000_000,
             lr_cosine_episodes: 0,
             adam_epsilon: 1e-8,
+            no_other_fields: NoOtherFields::default(),
         }
     }
 }
@@ -259,8 +263,13 @@ impl OmniglotConfig {
                 self.label_clamp
             ));
         }
-        self.dense_config().validate()?;
-        super::check_eta(self.eta)
+        self.plasticity.validate()?;
+        self.plasticity.unused(
+            &PlasticityConfig::default(),
+            &["alpha", "alpha_init_std", "clip", "backward"],
+            "the plastic output layer",
+        )?;
+        self.dense_config().validate()
     }
 
     /// A lower bound on the memory training needs (checked before anything is allocated): the
@@ -289,11 +298,11 @@ impl OmniglotConfig {
         PlasticDenseConfig {
             inputs: self.channels,
             outputs: self.ways,
-            rule: self.rule,
+            rule: self.plasticity.rule,
             activation: DenseActivation::Softmax,
-            eta: self.eta,
-            learn_eta: self.learn_eta,
-            init_std: self.init_std,
+            eta: self.plasticity.eta,
+            learn_eta: self.plasticity.learn_eta,
+            init_std: self.plasticity.init_std,
             alpha_mean: self.alpha_init_mean,
         }
     }

@@ -8,6 +8,7 @@
 //! and the full test pattern; the metric `error` is the fraction of bits whose sign is wrong.
 
 pub use super::ModelKind;
+use crate::config::{NoOtherFields, PlasticityConfig};
 use crate::layer::{PlasticNet, PlasticNetConfig};
 use crate::tensors::{from_vec, to_vec};
 use crate::train::Experiment;
@@ -15,7 +16,6 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
 use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor};
-use plasticity_kernels::{AlphaShape, BackwardStrategy, TraceRule};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 /// Configuration of the pattern task; the defaults are the paper's (section 4.1).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct PatternConfig {
     /// Bits per pattern.
     pub bits: usize,
@@ -49,22 +49,17 @@ pub struct PatternConfig {
     pub adam_epsilon: f64,
     /// Model.
     pub model: ModelKind,
-    /// Trace rule of the plastic network.
-    pub rule: TraceRule,
-    /// Shape of `alpha`.
-    pub alpha: AlphaShape,
-    /// Initial `eta`.
-    pub eta: f64,
-    /// Learn `eta`.
-    pub learn_eta: bool,
-    /// Standard deviation of the initial `w` and `alpha`.
-    pub init_std: f64,
-    /// How the plastic network's backward recovers the traces.
-    pub backward: BackwardStrategy,
+    /// The plastic network's rule, `alpha`, `eta`, initialisation, clip and backward (fields
+    /// beside these in JSON).
+    #[serde(flatten)]
+    pub plasticity: PlasticityConfig,
     /// Neurons of the non-plastic RNN (`0`: `bits + 1`).
     pub rnn_neurons: usize,
     /// Cells of the LSTM.
     pub lstm_cells: usize,
+    /// Refuses unknown fields.
+    #[serde(flatten)]
+    pub no_other_fields: NoOtherFields,
 }
 
 impl Default for PatternConfig {
@@ -82,14 +77,10 @@ impl Default for PatternConfig {
             learning_rate: 3e-4,
             adam_epsilon: 1e-8,
             model: ModelKind::Plastic,
-            rule: TraceRule::Hebb,
-            alpha: AlphaShape::PerConnection,
-            eta: 0.01,
-            learn_eta: true,
-            init_std: 0.01,
-            backward: BackwardStrategy::Auto,
+            plasticity: PlasticityConfig::default(),
             rnn_neurons: 0,
             lstm_cells: 2000,
+            no_other_fields: NoOtherFields::default(),
         }
     }
 }
@@ -174,8 +165,7 @@ impl PatternConfig {
                 self.bits
             ));
         }
-        self.plastic_config().validate()?;
-        super::check_eta(self.eta)
+        self.plastic_config().validate()
     }
 
     /// A lower bound on the memory training needs (checked before anything is allocated).
@@ -214,12 +204,7 @@ impl PatternConfig {
         PlasticNetConfig {
             neurons: self.neurons(),
             plastic: self.model != ModelKind::Rnn,
-            rule: self.rule,
-            alpha: self.alpha,
-            eta: self.eta,
-            learn_eta: self.learn_eta,
-            init_std: self.init_std,
-            backward: self.backward,
+            plasticity: self.plasticity.clone(),
             ..PlasticNetConfig::default()
         }
     }

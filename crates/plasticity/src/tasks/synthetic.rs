@@ -11,6 +11,7 @@
 //!   ([`LossSteps::Last`], pattern and image tasks) or summed over all steps
 //!   ([`LossSteps::All`], like the maze's actor-critic loss, which reaches every step).
 
+use crate::config::PlasticityConfig;
 use crate::layer::{PlasticNet, PlasticNetConfig};
 use crate::tensors::{from_vec, to_vec};
 use crate::train::Experiment;
@@ -76,8 +77,11 @@ impl SyntheticConfig {
         SyntheticConfig {
             net: PlasticNetConfig {
                 neurons: 100,
-                rule: TraceRule::Hebb,
-                clip: Some(1.0),
+                plasticity: PlasticityConfig {
+                    rule: TraceRule::Hebb,
+                    clip: Some(1.0),
+                    ..PlasticityConfig::default()
+                },
                 ..PlasticNetConfig::default()
             },
             steps: 200,
