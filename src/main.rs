@@ -3,6 +3,7 @@
 //! train / eval / bench pipeline (`commands::pipeline`). Commands and outputs: run directory,
 //! `eval --json`, exit codes 0 / 1 / 2 / 130.
 
+mod axis;
 mod chart;
 mod commands;
 mod picture;

@@ -320,8 +320,9 @@ pub(crate) fn last_n(summary: &Summary, unit: &str) -> String {
 }
 
 /// Draws `learning_curve_<metric>.svg` of each metric against the updates (`unit`: what the
-/// run calls them): a moving average over about 1.5% of the run over the faint raw values; the
-/// loss on a log axis when it is positive and spans more than a factor of ten.
+/// run calls them): a moving average over about 1.5% of the run over the faint raw values;
+/// the loss on a log axis when its smoothed curve is positive and spans more than a factor of
+/// ten.
 fn write_learning_curve(
     run: &Path,
     experiment: &str,
@@ -331,12 +332,15 @@ fn write_learning_curve(
     for m in metrics {
         let pts = plot::read_metric(run, m).map_err(|e| Failure(1, e))?;
         let window = plot::auto_window(pts.len());
-        // A log axis for a positive loss that spans more than a factor of ten.
-        let (lo, hi) = pts.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
-            (lo.min(p.1), hi.max(p.1))
-        });
-        let log_y = *m == "loss" && lo > 0.0 && hi >= 10.0 * lo;
         let series = [plot::Series::smoothed(m.to_string(), pts, window)];
+        // A log axis for a positive loss whose smoothed curve spans more than a factor of ten.
+        let (lo, hi) = series[0]
+            .points
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+                (lo.min(p.1), hi.max(p.1))
+            });
+        let log_y = *m == "loss" && lo > 0.0 && hi >= 10.0 * lo;
         let drawing = chart::Chart {
             title: format!("{experiment}: {m} during training"),
             note: plot::smoothing_note(window, unit),

@@ -194,7 +194,11 @@ fn write_modulator<S>(name: &str, ro: &Rollout<S>, when: &str, path: &Path) -> R
         .fold(0f32, |m, r| m.max(r.abs()))
         .max(1e-6);
     series.push(plot::Series {
-        label: format!("reward of episode 1 / {top}"),
+        label: if top == 1.0 {
+            "reward, episode 1".to_string()
+        } else {
+            format!("reward / {top}, episode 1")
+        },
         points: (0..t_len)
             .map(|t| ((t + 1) as f64, (ro.rewards[t] / top) as f64))
             .collect(),
