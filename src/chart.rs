@@ -118,11 +118,13 @@ fn draw<DB: DrawingBackend>(
     let legend_h = rows.len() as u32 * LEGEND_ROW;
     let plot_area = root.margin(top, legend_h + 4, 8, 24);
 
+    // The axes span what is drawn (the raw values as thinned, see `thin`).
     let all = c.series.iter().flat_map(|s| {
+        let raw = thin(&s.raw, MAX_DRAWN_POINTS);
         s.points
             .iter()
-            .chain(&s.raw)
             .copied()
+            .chain(raw)
             .chain(s.band.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]))
     });
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
