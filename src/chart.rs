@@ -206,26 +206,32 @@ fn draw<DB: DrawingBackend>(
             .filter(finite)
             .map(clamp)
             .collect();
-        chart.draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?;
+        if !s.dots_only {
+            chart.draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?;
+        }
         // A short curve (per-epoch values, a few updates) shows its points.
-        if points.len() <= FEW_POINTS {
+        if s.dots_only || points.len() <= FEW_POINTS {
             let dots = points
                 .into_iter()
                 .map(|p| Circle::new(p, 3, colour.filled()));
             chart.draw_series(dots)?;
         }
     }
-    // The legend, below the plot: a colour bar and the label of each curve.
+    // The legend, below the plot: a colour bar (a dot for dots) and the label of each curve.
     let legend_top = h - legend_h;
     for (r, row) in rows.iter().enumerate() {
         let y = (legend_top + r as u32 * LEGEND_ROW) as i32;
         for &(k, x) in row {
             let x = 82 + x as i32;
             let colour = PALETTE[k % PALETTE.len()];
-            root.draw(&Rectangle::new(
-                [(x, y + 8), (x + 24, y + 12)],
-                colour.filled(),
-            ))?;
+            if c.series[k].dots_only {
+                root.draw(&Circle::new((x + 12, y + 10), 4, colour.filled()))?;
+            } else {
+                root.draw(&Rectangle::new(
+                    [(x, y + 8), (x + 24, y + 12)],
+                    colour.filled(),
+                ))?;
+            }
             let style =
                 TextStyle::from((FAMILY, 14.0).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
             root.draw(&Text::new(

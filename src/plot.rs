@@ -16,6 +16,8 @@ pub struct Series {
     pub band: Vec<(f64, f64, f64)>,
     /// The unsmoothed values, drawn as a faint line; empty for none.
     pub raw: Vec<(f64, f64)>,
+    /// Draw the points as dots without a line (events such as rewards).
+    pub dots_only: bool,
 }
 
 impl Series {
@@ -28,6 +30,7 @@ impl Series {
             points: smoothed,
             band: Vec::new(),
             raw: if window > 1 { points } else { Vec::new() },
+            dots_only: false,
         }
     }
 }
@@ -73,7 +76,7 @@ pub fn median_band(label: String, runs: &[Vec<(f64, f64)>]) -> Series {
         label,
         points,
         band,
-        raw: Vec::new(),
+        ..Series::default()
     }
 }
 

@@ -176,8 +176,8 @@ pub fn write_trajectory(
     std::fs::write(path, bytes).map_err(|e| Failure(1, format!("{}: {e}", path.display())))
 }
 
-/// Plots the modulator `M(t)` of the rollout's episodes and episode 1's rewards (scaled to the
-/// largest |reward|) over the steps of an episode (SVG); `when`: "after 50 updates".
+/// Plots the modulator `M(t)` of the rollout's episodes and episode 1's rewards (dots, scaled to
+/// the largest |reward|) over the steps of an episode (SVG); `when`: "after 50 updates".
 fn write_modulator<S>(name: &str, ro: &Rollout<S>, when: &str, path: &Path) -> Result<(), Failure> {
     let t_len = ro.steps;
     let mut series: Vec<plot::Series> = (0..ro.batch)
@@ -193,6 +193,7 @@ fn write_modulator<S>(name: &str, ro: &Rollout<S>, when: &str, path: &Path) -> R
         .iter()
         .fold(0f32, |m, r| m.max(r.abs()))
         .max(1e-6);
+    // The rewards as dots at the steps that have one.
     series.push(plot::Series {
         label: if top == 1.0 {
             "reward, episode 1".to_string()
@@ -200,8 +201,10 @@ fn write_modulator<S>(name: &str, ro: &Rollout<S>, when: &str, path: &Path) -> R
             format!("reward / {top}, episode 1")
         },
         points: (0..t_len)
+            .filter(|&t| ro.rewards[t] != 0.0)
             .map(|t| ((t + 1) as f64, (ro.rewards[t] / top) as f64))
             .collect(),
+        dots_only: true,
         ..plot::Series::default()
     });
     let episodes = match ro.batch {
