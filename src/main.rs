@@ -3,7 +3,10 @@
 //! train / eval / bench pipeline (`commands::pipeline`). Commands and outputs: run directory,
 //! `eval --json`, exit codes 0 / 1 / 2 / 130.
 
+mod axis;
+mod chart;
 mod commands;
+mod picture;
 mod plot;
 mod png;
 mod safety;
@@ -54,7 +57,7 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
     },
-    /// Draw the smoothed learning curves of several runs into one SVG.
+    /// Draw the smoothed learning curves of several runs into one chart (SVG, or PNG).
     Plot(Box<commands::plot::PlotArgs>),
 }
 

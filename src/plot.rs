@@ -1,15 +1,54 @@
-//! Learning curves as SVG, from `metrics.csv` files (no plotting dependency).
+//! The data of the learning curves: `metrics.csv` columns, moving averages, medians over seeds
+//! (drawn by [`crate::chart`]).
 
-use std::fmt::Write as _;
 use std::path::Path;
 
-/// One curve: a label and `(episode, value)` points, optionally with a shaded band
-/// `(episode, low, high)` (e.g. the inter-quartile range over seeds).
+/// One curve: a label and `(x, value)` points, optionally with a shaded band `(x, low, high)`
+/// (e.g. the inter-quartile range over seeds) and the raw points that `points` smooths (drawn
+/// faint under it).
 #[derive(Default)]
 pub struct Series {
+    /// The legend's text.
     pub label: String,
+    /// The curve.
     pub points: Vec<(f64, f64)>,
+    /// A shaded band under the curve, `(x, low, high)`; empty for none.
     pub band: Vec<(f64, f64, f64)>,
+    /// The unsmoothed values, drawn as a faint line; empty for none.
+    pub raw: Vec<(f64, f64)>,
+    /// Draw the points as dots without a line (events such as rewards).
+    pub dots_only: bool,
+}
+
+impl Series {
+    /// `points` smoothed over `window` points, with the raw points kept (drawn faint) when the
+    /// window averages more than one point.
+    pub fn smoothed(label: String, points: Vec<(f64, f64)>, window: usize) -> Self {
+        let smoothed = smooth(&points, window);
+        Series {
+            label,
+            points: smoothed,
+            band: Vec::new(),
+            raw: if window > 1 { points } else { Vec::new() },
+            dots_only: false,
+        }
+    }
+}
+
+/// What a chart's smoothing is, for the line under its title: "moving average over 270 updates;
+/// faint: not smoothed", or "each update, not smoothed" (`unit`: what one point is, plural).
+pub fn smoothing_note(window: usize, unit: &str) -> String {
+    if window > 1 {
+        format!("moving average over {window} {unit}; faint: not smoothed")
+    } else {
+        format!("each {}, not smoothed", unit.trim_end_matches('s'))
+    }
+}
+
+/// The moving-average window of a curve of `n` points: about 1.5% of them (at least 1), so that
+/// a run of 18,000 updates is averaged over 270 and a run of 50 is drawn as it is.
+pub fn auto_window(n: usize) -> usize {
+    ((n as f64 * 0.015).round() as usize).max(1)
 }
 
 /// The `q`-quantile (0..=1) of `v` by linear interpolation between order statistics.
@@ -37,6 +76,7 @@ pub fn median_band(label: String, runs: &[Vec<(f64, f64)>]) -> Series {
         label,
         points,
         band,
+        ..Series::default()
     }
 }
 
@@ -131,10 +171,6 @@ pub fn smooth(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
-const COLORS: [&str; 6] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
-];
-
 /// Most points drawn per curve (about 3 per pixel column of the plot area).
 pub const MAX_DRAWN_POINTS: usize = 2000;
 
@@ -150,156 +186,6 @@ pub fn thin<T: Copy>(items: &[T], max: usize) -> Vec<T> {
         out.push(items[items.len() - 1]);
     }
     out
-}
-
-/// Draws the curves on one chart and returns the SVG text (at most [`MAX_DRAWN_POINTS`] points
-/// per curve and band edge, see [`thin`]; the axes span all points).
-pub fn svg_chart(
-    title: &str,
-    x_label: &str,
-    y_label: &str,
-    series: &[Series],
-    log_y: bool,
-) -> String {
-    let (w, h, left, right, top, bottom) = (720.0, 420.0, 70.0, 20.0, 40.0, 50.0);
-    let ty = |v: f64| if log_y { v.max(1e-6).log10() } else { v };
-    let all = series.iter().flat_map(|s| {
-        s.points
-            .iter()
-            .copied()
-            .chain(s.band.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]))
-    });
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for (x, y) in all {
-        x0 = x0.min(x);
-        x1 = x1.max(x);
-        y0 = y0.min(ty(y));
-        y1 = y1.max(ty(y));
-    }
-    if x0 >= x1 {
-        x1 = x0 + 1.0;
-    }
-    if y0 >= y1 {
-        y1 = y0 + 1.0;
-    }
-    let px = |x: f64| left + (x - x0) / (x1 - x0) * (w - left - right);
-    let py = |y: f64| top + (1.0 - (ty(y) - y0) / (y1 - y0)) * (h - top - bottom);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{title}</text>"#,
-        w / 2.0
-    );
-    let _ = writeln!(
-        s,
-        r#"<rect x="{left}" y="{top}" width="{}" height="{}" fill="none" stroke="black"/>"#,
-        w - left - right,
-        h - top - bottom
-    );
-    for k in 0..=4 {
-        let f = k as f64 / 4.0;
-        let xv = x0 + f * (x1 - x0);
-        let yv_t = y0 + f * (y1 - y0);
-        let yv = if log_y { 10f64.powf(yv_t) } else { yv_t };
-        let (gx, gy) = (px(xv), top + (1.0 - f) * (h - top - bottom));
-        let _ = writeln!(
-            s,
-            r##"<line x1="{gx}" y1="{top}" x2="{gx}" y2="{}" stroke="#ddd"/>"##,
-            h - bottom
-        );
-        let _ = writeln!(
-            s,
-            r##"<line x1="{left}" y1="{gy}" x2="{}" y2="{gy}" stroke="#ddd"/>"##,
-            w - right
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{gx}" y="{}" text-anchor="middle">{}</text>"#,
-            h - bottom + 16.0,
-            fmt_num(xv)
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
-            left - 6.0,
-            gy + 4.0,
-            fmt_num(yv)
-        );
-    }
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">{x_label}</text>"#,
-        (left + w - right) / 2.0,
-        h - 12.0
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">{y_label}</text>"#,
-        (top + h - bottom) / 2.0,
-        (top + h - bottom) / 2.0
-    );
-    for (k, ser) in series.iter().enumerate() {
-        let color = COLORS[k % COLORS.len()];
-        let band = thin(&ser.band, MAX_DRAWN_POINTS);
-        if !band.is_empty() {
-            let outline: Vec<String> = band
-                .iter()
-                .map(|&(x, _, hi)| format!("{:.1},{:.1}", px(x), py(hi)))
-                .chain(
-                    band.iter()
-                        .rev()
-                        .map(|&(x, lo, _)| format!("{:.1},{:.1}", px(x), py(lo))),
-                )
-                .collect();
-            let _ = writeln!(
-                s,
-                r#"<polygon fill="{color}" fill-opacity="0.2" stroke="none" points="{}"/>"#,
-                outline.join(" ")
-            );
-        }
-        let pts: Vec<String> = thin(&ser.points, MAX_DRAWN_POINTS)
-            .iter()
-            .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
-            .collect();
-        let _ = writeln!(
-            s,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{}"/>"#,
-            pts.join(" ")
-        );
-        let ly = top + 16.0 + 16.0 * k as f64;
-        let _ = writeln!(
-            s,
-            r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/>"#,
-            w - right - 170.0,
-            w - right - 150.0
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}">{}</text>"#,
-            w - right - 145.0,
-            ly + 4.0,
-            ser.label
-        );
-    }
-    s.push_str("</svg>\n");
-    s
-}
-
-fn fmt_num(v: f64) -> String {
-    if v == 0.0 {
-        "0".into()
-    } else if v.abs() >= 10000.0 || v.abs() < 0.01 {
-        format!("{v:.1e}")
-    } else if v.abs() >= 10.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{}", (v * 1000.0).round() / 1000.0)
-    }
 }
 
 #[cfg(test)]
@@ -320,8 +206,6 @@ mod tests {
         let s = median_band("m".into(), &runs);
         assert_eq!(s.points, vec![(1.0, 2.0), (2.0, 20.0)]);
         assert_eq!(s.band, vec![(1.0, 1.0, 3.0), (2.0, 15.0, 25.0)]);
-        let svg = svg_chart("t", "episode", "reward", &[s], false);
-        assert!(svg.contains("<polygon"));
         let dirs: Vec<PathBuf> = [
             "runs/maze-modul-seed0",
             "runs/maze-rnn-seed0",
@@ -349,17 +233,10 @@ mod tests {
         assert!(drawn.len() <= MAX_DRAWN_POINTS, "{}", drawn.len());
         assert_eq!(drawn[0], long[0]);
         assert_eq!(drawn.last(), long.last());
-        let series = Series {
-            label: "long".into(),
-            points: long,
-            ..Series::default()
-        };
-        let svg = svg_chart("t", "episode", "y", &[series], false);
-        assert!(svg.len() < 100_000, "{} bytes", svg.len());
     }
 
     #[test]
-    fn reads_smooths_and_draws_a_metric() {
+    fn reads_and_smooths_a_metric() {
         let dir = std::env::temp_dir().join(format!("plasticity-plot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
@@ -370,6 +247,10 @@ mod tests {
         let pts = read_metric(&dir, "error").unwrap();
         assert_eq!(pts, vec![(1.0, 0.5), (2.0, 0.25), (3.0, 0.0)]);
         assert_eq!(smooth(&pts, 2)[2], (3.0, 0.125));
+        // The raw points are kept (drawn faint) only when the window averages several.
+        assert_eq!(Series::smoothed("e".into(), pts.clone(), 2).raw, pts);
+        assert!(Series::smoothed("e".into(), pts.clone(), 1).raw.is_empty());
+        assert_eq!((auto_window(50), auto_window(18_000)), (1, 270));
         assert!(read_metric(&dir, "reward")
             .unwrap_err()
             .contains("no column 'reward'"));
@@ -379,19 +260,6 @@ mod tests {
         assert!(read_columns(&dir, "hours", "error")
             .unwrap_err()
             .contains("no column 'hours'"));
-        let svg = svg_chart(
-            "t",
-            "episode",
-            "error",
-            &[Series {
-                label: "a".into(),
-                points: pts,
-                ..Series::default()
-            }],
-            false,
-        );
-        assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
-        assert!(!svg.contains("<polygon"));
         std::fs::write(
             dir.join("metrics.csv"),
             "episode,loss,error,seconds\n1,0.3,x,0.1\n",

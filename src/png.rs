@@ -1,10 +1,5 @@
-//! PNG files of 8-bit grey and RGB images (trajectory strips, image grids), through the `png`
+//! PNG files of 8-bit RGB images (the pictures drawn by [`crate::picture`]), through the `png`
 //! crate (deflate-compressed; the library reads Omniglot with the same crate).
-
-/// Encodes a `width x height` grey image (`pixels`: row-major, one byte per pixel) as PNG.
-pub fn grey(width: usize, height: usize, pixels: &[u8]) -> Vec<u8> {
-    encode(width, height, pixels, png::ColorType::Grayscale)
-}
 
 /// Encodes a `width x height` colour image (`pixels`: row-major, R, G, B bytes per pixel) as
 /// PNG.
@@ -42,14 +37,10 @@ mod tests {
     }
 
     #[test]
-    fn grey_and_rgb_images_decode_to_their_pixels() {
-        let png = grey(2, 2, &[0, 255, 128, 7]);
+    fn rgb_images_decode_to_their_pixels() {
+        let png = rgb(1, 2, &[255, 0, 0, 0, 0, 255]);
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         let (info, pixels) = decode(&png);
-        assert_eq!((info.width, info.height), (2, 2));
-        assert_eq!(info.color_type, png::ColorType::Grayscale);
-        assert_eq!(pixels, [0, 255, 128, 7]);
-        let (info, pixels) = decode(&rgb(1, 2, &[255, 0, 0, 0, 0, 255]));
         assert_eq!((info.width, info.height), (1, 2));
         assert_eq!(info.color_type, png::ColorType::Rgb);
         assert_eq!(pixels, [255, 0, 0, 0, 0, 255]);

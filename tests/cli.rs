@@ -263,7 +263,8 @@ fn maze_trains_resumes_and_evaluates() {
     assert_eq!(metrics.lines().count(), 3);
     let config = std::fs::read_to_string(dir.join("run/config.json")).unwrap();
     assert!(config.contains(r#""model": "modplast""#), "{config}");
-    // The trajectory strips (10 frames of a 7x7 maze in one row of 12) and the modulator plot.
+    // The trajectory pictures (10 numbered frames of a 7x7 maze, 16-pixel cells, in one row of
+    // 10, under a title, above a legend) and the modulator plot.
     for name in ["trajectory_before.png", "trajectory_after.png"] {
         let file = std::fs::File::open(dir.join("run").join(name)).unwrap();
         let reader = png::Decoder::new(std::io::BufReader::new(file))
@@ -271,7 +272,12 @@ fn maze_trains_resumes_and_evaluates() {
             .unwrap();
         let info = reader.info();
         assert_eq!(info.color_type, png::ColorType::Rgb, "{name}");
-        assert_eq!((info.width, info.height), (12 * 41, 41), "{name}");
+        let frame = 7 * 16 + 2 * 4;
+        assert_eq!(
+            (info.width, info.height),
+            (10 * (frame + 10) + 10, 58 + 20 + frame + 10 + 44),
+            "{name}"
+        );
     }
     let svg = std::fs::read_to_string(dir.join("run/modulator.svg")).unwrap();
     assert!(svg.contains("M(t), episode 1"), "{svg}");

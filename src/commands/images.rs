@@ -7,12 +7,14 @@ use super::common::{
 };
 use super::pattern::NetOptions;
 use super::pipeline::{eval_run, unit, RunSpec, Session};
-use crate::png;
+use crate::picture::{self, text_style};
 use clap::Args;
 use plasticity::data::{cifar, embedded, ImageSet, Split};
 use plasticity::tasks::images::{ImageConfig, ImageTask};
 use plasticity::tasks::ModelKind;
 use plasticity::train::Experiment;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, VPos};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -93,8 +95,9 @@ pub(crate) fn train_images(args: ImagesArgs) -> Result<(), Failure> {
     s.finish(&summary, &spec)?;
     let out = &spec.out;
     let device = parse_device(&args.common.device)?;
-    let (model, _) = load_run_model(&task, out, &device)?;
-    write_reconstructions(&task, &model, &out.join("reconstructions.png"), 6, &device)?;
+    let (model, updates) = load_run_model(&task, out, &device)?;
+    let path = out.join("reconstructions.png");
+    write_reconstructions(&task, &model, updates, &path, 6, &device)?;
     let (loss, erased) = (summary.final_loss, summary.final_metrics[0]);
     s.report(
         &summary,
@@ -105,18 +108,21 @@ pub(crate) fn train_images(args: ImagesArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Draws `rows` test episodes into a PNG: the three shown images, the test image with its
-/// erased half (grey), the reconstruction, the truth.
+/// Draws `rows` test episodes into a PNG, one per row, under column headers: the images shown,
+/// the test image with its erased half (grey), the network's completion, the original. The
+/// title says how many `updates` trained the model.
 fn write_reconstructions(
     task: &ImageTask,
     model: &<ImageTask as Experiment>::Model,
+    updates: u64,
     path: &Path,
     rows: usize,
     device: &burn::tensor::Device,
 ) -> Result<(), Failure> {
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(2018);
     let mut cells: Vec<Vec<f32>> = Vec::new();
-    let columns = task.config.images + 3;
+    let shown = task.config.images;
+    let columns = shown + 3;
     for _ in 0..rows {
         let (ep, _, recon, _) = task
             .run_episodes(model, Split::Test, 1, &mut rng, device)
@@ -133,24 +139,45 @@ fn write_reconstructions(
         cells.push(recon);
         cells.push(ep.targets.clone());
     }
-    let side = task.config.side;
-    let (scale, gap) = (3, 4);
-    let cell = side * scale;
-    let width = columns * cell + (columns + 1) * gap;
-    let height = rows * cell + (rows + 1) * gap;
-    let mut img = vec![255u8; width * height];
-    for (k, pixels) in cells.iter().enumerate() {
-        let (r, c) = (k / columns, k % columns);
-        let (x0, y0) = (gap + c * (cell + gap), gap + r * (cell + gap));
-        for y in 0..cell {
-            for x in 0..cell {
-                let v = pixels[(y / scale) * side + x / scale].clamp(-1.0, 1.0);
-                img[(y0 + y) * width + x0 + x] = ((v + 1.0) * 127.5).round() as u8;
-            }
-        }
+    let mut headers: Vec<[String; 2]> = (1..=shown)
+        .map(|k| [format!("shown {k}"), String::new()])
+        .collect();
+    for [a, b] in [
+        ["input: half", "erased (grey)"],
+        ["network's", "completion"],
+        ["original", "(target)"],
+    ] {
+        headers.push([a.into(), b.into()]);
     }
-    std::fs::write(path, png::grey(width, height, &img))
-        .map_err(|e| Failure(1, format!("{}: {e}", path.display())))
+    let side = task.config.side;
+    let scale = (96 / side).max(1) as i32;
+    let image = side as i32 * scale;
+    let cell = image.max(110);
+    // A wider gap between the shown images and the test columns.
+    let (gap, split, top, title_h) = (8, 24, 44, 40);
+    let x_of = |c: usize| gap + c as i32 * (cell + gap) + if c >= shown { split } else { 0 };
+    let width = x_of(columns - 1) + cell + gap;
+    let height = title_h + top + rows as i32 * (image + gap) + gap;
+    let bytes = picture::png(width as u32, height as u32, |root| {
+        root.fill(&WHITE)?;
+        let centre = |size| text_style(size, BLACK, HPos::Center, VPos::Top);
+        let title = format!("images: {rows} test episodes (one per row), after {updates} updates");
+        root.draw(&Text::new(title, (width / 2, 8), centre(19.0)))?;
+        for (c, [a, b]) in headers.iter().enumerate() {
+            let x = x_of(c) + cell / 2;
+            root.draw(&Text::new(a.clone(), (x, title_h), centre(14.0)))?;
+            root.draw(&Text::new(b.clone(), (x, title_h + 18), centre(14.0)))?;
+        }
+        for (k, pixels) in cells.iter().enumerate() {
+            let (r, c) = (k / columns, k % columns);
+            let x = x_of(c) + (cell - image) / 2;
+            let y = title_h + top + r as i32 * (image + gap);
+            picture::grey_image(root, (x, y), pixels, side, scale)?;
+        }
+        Ok(())
+    })
+    .map_err(|e| Failure(1, e))?;
+    std::fs::write(path, bytes).map_err(|e| Failure(1, format!("{}: {e}", path.display())))
 }
 
 /// `plasticity eval images`: the erased-half loss on held-out images.

@@ -7,7 +7,7 @@ use super::common::{
 };
 use super::overlay::Finite;
 use super::pipeline::{last_n, median, time_steps, RunSpec, Session};
-use crate::{plot, safety};
+use crate::{chart, plot, safety};
 use clap::Args;
 use plasticity::data::ptb::{self, Corpus};
 use plasticity::runtime;
@@ -228,15 +228,15 @@ fn write_perplexity_curve(run: &Path) -> Result<(), Failure> {
             ..plot::Series::default()
         });
     }
-    let svg = plot::svg_chart(
-        "lm: perplexity at the end of each epoch",
-        "update",
-        "perplexity",
-        &series,
-        true,
-    );
-    let path = run.join("perplexity.svg");
-    std::fs::write(&path, svg).map_err(|e| Failure(1, format!("{}: {e}", path.display())))
+    let drawing = chart::Chart {
+        title: "lm: perplexity at the end of each epoch".into(),
+        note: "one point per epoch, not smoothed".into(),
+        x_label: "update".into(),
+        y_label: "perplexity".into(),
+        log_y: true,
+        series: &series,
+    };
+    chart::write(&drawing, &run.join("perplexity.svg")).map_err(|e| Failure(1, e))
 }
 
 pub fn eval_lm(run: &Path, data_dir: Option<PathBuf>, json_out: bool) -> Result<(), Failure> {

@@ -8,7 +8,7 @@ use super::common::{
     updates_flag, usage, CommonArgs, Failure, ProductThreads,
 };
 use super::overlay;
-use crate::{plot, safety};
+use crate::{chart, plot, safety};
 use plasticity::train::{self, Experiment, Progress, RunOptions, Summary};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::json;
@@ -206,7 +206,7 @@ impl<'a> Session<'a> {
         });
         reporter.finish();
         let summary = summary?;
-        write_learning_curve(&spec.out, name, spec.curves)?;
+        write_learning_curve(&spec.out, name, spec.unit, spec.curves)?;
         Ok(summary)
     }
 
@@ -319,24 +319,38 @@ pub(crate) fn last_n(summary: &Summary, unit: &str) -> String {
     }
 }
 
-/// Draws `learning_curve_<metric>.svg` of each metric (a 20-point moving average).
-fn write_learning_curve(run: &Path, experiment: &str, metrics: &[&str]) -> Result<(), Failure> {
+/// Draws `learning_curve_<metric>.svg` of each metric against the updates (`unit`: what the
+/// run calls them): a moving average over about 1.5% of the run over the faint raw values;
+/// the loss on a log axis when its smoothed curve is positive and spans more than a factor of
+/// ten.
+fn write_learning_curve(
+    run: &Path,
+    experiment: &str,
+    unit: &str,
+    metrics: &[&str],
+) -> Result<(), Failure> {
     for m in metrics {
         let pts = plot::read_metric(run, m).map_err(|e| Failure(1, e))?;
-        let series = [plot::Series {
-            label: format!("{m} (mean of 20)"),
-            points: plot::smooth(&pts, 20),
-            ..plot::Series::default()
-        }];
-        let svg = plot::svg_chart(
-            &format!("{experiment}: {m}"),
-            "episode",
-            m,
-            &series,
-            *m == "loss",
-        );
+        let window = plot::auto_window(pts.len());
+        let series = [plot::Series::smoothed(m.to_string(), pts, window)];
+        // A log axis for a positive loss whose smoothed curve spans more than a factor of ten.
+        let (lo, hi) = series[0]
+            .points
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+                (lo.min(p.1), hi.max(p.1))
+            });
+        let log_y = *m == "loss" && lo > 0.0 && hi >= 10.0 * lo;
+        let drawing = chart::Chart {
+            title: format!("{experiment}: {m} during training"),
+            note: plot::smoothing_note(window, unit),
+            x_label: unit.trim_end_matches('s').to_string(),
+            y_label: m.to_string(),
+            log_y,
+            series: &series,
+        };
         let path = run.join(format!("learning_curve_{m}.svg"));
-        std::fs::write(&path, svg).map_err(|e| Failure(1, format!("{}: {e}", path.display())))?;
+        chart::write(&drawing, &path).map_err(|e| Failure(1, e))?;
     }
     Ok(())
 }

@@ -1,8 +1,8 @@
-//! `plasticity plot`: the smoothed learning curves of several runs in one SVG, and their final
-//! values as a table.
+//! `plasticity plot`: the smoothed learning curves of several runs in one chart (SVG, or PNG
+//! when the file name ends in `.png`), and their final values as a table.
 
 use super::common::{usage, Failure};
-use crate::plot;
+use crate::{chart, plot};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -14,10 +14,11 @@ pub(crate) struct PlotArgs {
     /// Metric column of metrics.csv.
     #[arg(long, default_value = "error")]
     metric: String,
-    /// Moving-average window (episodes).
-    #[arg(long, default_value_t = 20)]
-    smooth: usize,
-    /// Output SVG file.
+    /// Moving-average window, in rows of metrics.csv (default: about 1.5% of the longest
+    /// run's rows, at least 1).
+    #[arg(long)]
+    smooth: Option<usize>,
+    /// Output file: SVG, or PNG when the name ends in `.png`.
     #[arg(long)]
     out: PathBuf,
     /// Logarithmic y axis.
@@ -47,39 +48,61 @@ pub(crate) fn plot_runs(a: PlotArgs) -> Result<(), Failure> {
     if runs.is_empty() {
         return Err(usage("plot: give at least one run directory"));
     }
+    let curves = runs
+        .iter()
+        .map(|r| plot::read_columns(r, &x, &metric).map_err(usage))
+        .collect::<Result<Vec<_>, _>>()?;
+    let longest = curves.iter().map(Vec::len).max().unwrap_or(0);
+    let smooth = smooth.unwrap_or_else(|| plot::auto_window(longest)).max(1);
     let mut series = Vec::new();
     if seeds {
         for (group, dirs) in plot::group_by_seed(&runs) {
-            let curves = dirs
+            let smoothed: Vec<_> = dirs
                 .iter()
-                .map(|r| {
-                    plot::read_columns(r, &x, &metric)
-                        .map(|p| plot::smooth(&p, smooth))
-                        .map_err(usage)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+                .filter_map(|d| runs.iter().position(|r| r == d))
+                .map(|k| plot::smooth(&curves[k], smooth))
+                .collect();
             let label = format!("{group} (median, IQR of {})", dirs.len());
-            series.push(plot::median_band(label, &curves));
+            series.push(plot::median_band(label, &smoothed));
         }
     } else {
-        for r in &runs {
-            let pts = plot::read_columns(r, &x, &metric).map_err(usage)?;
+        for (r, pts) in runs.iter().zip(curves) {
             let label = r.file_name().map_or_else(
                 || r.display().to_string(),
                 |n| n.to_string_lossy().into_owned(),
             );
-            series.push(plot::Series {
-                label,
-                points: plot::smooth(&pts, smooth),
-                ..plot::Series::default()
-            });
+            series.push(plot::Series::smoothed(label, pts, smooth));
         }
     }
-    let title = format!("{metric} ({smooth}-episode moving average)");
-    std::fs::write(&out, plot::svg_chart(&title, &x, &metric, &series, log))
-        .map_err(|e| Failure(1, format!("{}: {e}", out.display())))?;
+    let (x_label, rows) = match x.as_str() {
+        "episode" => ("update", "updates"),
+        "seconds" => ("wall time (seconds)", "points"),
+        other => (other, "points"),
+    };
+    let note = if seeds {
+        let average = if smooth > 1 {
+            format!("moving average over {smooth} {rows}; ")
+        } else {
+            String::new()
+        };
+        format!("{average}median over seeds; band: inter-quartile range")
+    } else {
+        plot::smoothing_note(smooth, rows)
+    };
+    let drawing = chart::Chart {
+        title: format!(
+            "{metric} against {}",
+            x_label.trim_end_matches(" (seconds)")
+        ),
+        note,
+        x_label: x_label.to_string(),
+        y_label: metric.clone(),
+        log_y: log,
+        series: &series,
+    };
+    chart::write(&drawing, &out).map_err(|e| Failure(1, e))?;
     // The final values as a table (stdout), ready for a README.
-    println!("| run | {x} | {metric}, mean of the last {smooth} episodes |");
+    println!("| run | {x} | {metric}, mean of the last {smooth} {rows} |");
     println!("|---|---|---|");
     for ser in &series {
         match (ser.points.last(), ser.band.last()) {

@@ -139,7 +139,9 @@ pub fn train_maze(args: MazeArgs) -> Result<(), Failure> {
     let task = MazeTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
     let config_json = serde_json::to_value(&config).expect("serializes");
     let out = train_rl(&task, &s, config_json)?;
-    write_pictures(&task, &out, |ro, path| write_trajectory(&task, ro, path))
+    write_pictures(&task, &out, |ro, path, when| {
+        write_trajectory(&task, ro, path, when)
+    })
 }
 
 /// `plasticity cue-reward`.
@@ -165,7 +167,7 @@ pub fn train_cue_reward(args: CueRewardArgs) -> Result<(), Failure> {
     let task = CueRewardTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
     let config_json = serde_json::to_value(&config).expect("serializes");
     let out = train_rl(&task, &s, config_json)?;
-    write_pictures(&task, &out, |_, _| Ok(()))
+    write_pictures(&task, &out, |_, _, _| Ok(()))
 }
 
 /// Trains an actor-critic task through the shared pipeline; returns the run directory.
