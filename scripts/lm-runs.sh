@@ -5,8 +5,8 @@
 # draws them.
 #
 # usage: scripts/lm-runs.sh EPOCHS "MODELS" "SEEDS" [PARALLEL] [-- extra options]
-#   MODELS: lstm plastic modulated (and modulated-retro for --retroactive)
-#   example: scripts/lm-runs.sh 6 "lstm plastic modulated" "0 1 2" 2 -- --data-dir ../shared/data/ptb
+#   MODELS: lstm plastic modplast modul
+#   example: scripts/lm-runs.sh 6 "lstm plastic modplast" "0 1 2" 2 -- --data-dir DATA/ptb
 #
 # Runs go to runs/lm-MODEL-seedS; a run with a checkpoint is resumed. The plots are
 # runs/lm-valid.svg and runs/lm-test.svg. Set PLASTICITY to the binary (default:
@@ -20,10 +20,7 @@ bin=${PLASTICITY:-target/release/plasticity}
 [ -x "$bin" ] || { echo "build first: cargo build --release (or set PLASTICITY)" >&2; exit 2; }
 jobs=$(mktemp)
 for m in $models; do
-  case $m in
-    modulated-retro) flags="--model modulated --retroactive" ;;
-    *) flags="--model $m" ;;
-  esac
+  flags="--model $m"
   for s in $seeds; do
     out=runs/lm-$m-seed$s
     if [ -f "$out/checkpoint.bin" ]; then

@@ -80,10 +80,7 @@ fn lm_rejects_bad_input_with_exit_2_and_a_message() {
         ),
         (vec!["--model", "gru"], "--model: unknown model 'gru'"),
         (vec!["--preset", "huge"], "--preset: unknown preset 'huge'"),
-        (
-            vec!["--retroactive"],
-            "--retroactive: only with --model modulated",
-        ),
+        (vec!["--retroactive"], "unexpected argument '--retroactive'"),
         (
             vec!["--alpha", "diagonal"],
             "--alpha: invalid value 'diagonal'",
@@ -128,7 +125,7 @@ fn bench_lm_reports_tokens_per_second_on_the_real_corpus() {
         "bench",
         "lm",
         "--model",
-        "modulated",
+        "modplast",
         "--batch",
         "2",
         "--episodes",

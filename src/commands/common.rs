@@ -206,7 +206,14 @@ pub(crate) fn label<T: std::fmt::Debug>(v: &T) -> String {
 pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value, Failure> {
     let text =
         std::fs::read_to_string(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| usage(format!("{}: invalid JSON: {e}", path.display())))
+    let mut json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| usage(format!("{}: invalid JSON: {e}", path.display())))?;
+    // Runs of the language model written before `modul` was a model of its own.
+    plasticity::tasks::lm::upgrade_legacy_config(&mut json);
+    if let Some(task) = json.get_mut("task") {
+        plasticity::tasks::lm::upgrade_legacy_config(task);
+    }
+    Ok(json)
 }
 
 /// The name of an enum option's value as users spell it (`cue-reward`).

@@ -11,7 +11,7 @@ use crate::{chart, plot, safety};
 use clap::Args;
 use plasticity::data::ptb::{self, Corpus};
 use plasticity::runtime;
-use plasticity::tasks::lm::{LmConfig, LmModel, LmPreset, LmTask};
+use plasticity::tasks::lm::{LmConfig, LmPreset, LmTask};
 use plasticity::tasks::Model;
 use plasticity::train::{self, Experiment};
 use rand::SeedableRng;
@@ -50,10 +50,6 @@ pub struct LmArgs {
 /// The options that overlay the language model's configuration (named as its fields).
 #[derive(Args, Serialize)]
 struct LmOptions {
-    /// Retroactive neuromodulation (eligibility trace) for --model modulated [default: simple].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    retroactive: bool,
     /// Adam learning rate [small: 2e-3, paper: 1e-3].
     #[arg(long = "lr", allow_negative_numbers = true, value_parser = Finite)]
     learning_rate: Option<f64>,
@@ -70,23 +66,17 @@ struct LmOptions {
 
 /// Resolves the configuration: preset (or a resumed run's), then `--config`, then options.
 fn lm_config(args: &LmArgs, s: &Session<'_>) -> Result<LmConfig, Failure> {
-    let (model, retroactive) = args
+    let model = args
         .model
         .unwrap_or(Model::Lstm)
         .lm()
         .map_err(|e| usage(format!("--model: {e}")))?;
     let preset = args.preset.unwrap_or(LmPreset::Small);
-    let fresh = || LmConfig {
-        retroactive,
-        ..LmConfig::preset(preset, model)
-    };
+    let fresh = || LmConfig::preset(preset, model);
     // Validated below, with --epochs (the run's length, which a resume may change).
     let mut c = s.config(fresh, &args.options, |_| Ok(()))?;
     if let Some(v) = args.epochs {
         c.epochs = v;
-    }
-    if args.options.retroactive && c.model != LmModel::Modulated {
-        return Err(usage("--retroactive: only with --model modulated"));
     }
     c.validate().map_err(|e| usage(format!("config: {e}")))?;
     Ok(c)
@@ -137,9 +127,8 @@ pub fn train_lm(args: LmArgs) -> Result<(), Failure> {
     let model_name = serde_json::to_value(config.model).expect("serializes");
     let preset_name = serde_json::to_value(config.preset).expect("serializes");
     let out = s.out(&format!(
-        "lm-{}{}-{}-seed{}",
+        "lm-{}-{}-seed{}",
         model_name.as_str().unwrap_or("model"),
-        if config.retroactive { "-retro" } else { "" },
         preset_name.as_str().unwrap_or("preset"),
         s.seed
     ));
@@ -264,7 +253,7 @@ pub fn eval_lm(run: &Path, data_dir: Option<PathBuf>, json_out: bool) -> Result<
             "{}",
             json!({"experiment": "lm", "episodes": 1, "perplexity": test, "valid_perplexity": valid,
                    "test_tokens": task.corpus.test.len(), "model": model_name,
-                   "retroactive": config.retroactive, "parameters": task.param_counts().1.total,
+                   "parameters": task.param_counts().1.total,
                    "trained_updates": trained, "trained_epochs": epochs})
         );
     } else {
@@ -289,11 +278,8 @@ pub fn bench_lm(
     if episodes == 0 {
         return Err(usage("bench: --episodes must be positive"));
     }
-    let (layers, retroactive) = model.lm().map_err(|e| usage(format!("--model: {e}")))?;
-    let mut config = LmConfig {
-        retroactive,
-        ..LmConfig::preset(LmPreset::Small, layers)
-    };
+    let layers = model.lm().map_err(|e| usage(format!("--model: {e}")))?;
+    let mut config = LmConfig::preset(LmPreset::Small, layers);
     if let Some(b) = batch {
         config.batch = b;
     }

@@ -79,19 +79,19 @@ fn the_real_penn_treebank_has_the_usual_sizes() {
 fn the_three_models_have_matched_parameter_counts_in_both_presets() {
     for preset in [LmPreset::Small, LmPreset::Paper] {
         let mut totals = Vec::new();
-        for model in [LmModel::Lstm, LmModel::Plastic, LmModel::Modulated] {
-            for retroactive in [false, true] {
-                let config = LmConfig {
-                    retroactive,
-                    ..LmConfig::preset(preset, model)
-                };
-                let (base, own, layers) = config.sizes(10_000).unwrap();
-                let gap = own.total.abs_diff(base.total) as f64 / base.total as f64;
-                assert!(gap <= 0.01, "{preset:?} {model:?}: {own:?} vs {base:?}");
-                assert_eq!(layers.len(), config.layers);
-                assert_eq!(layers.last().unwrap().hidden, config.embedding);
-                totals.push(own.total);
-            }
+        for model in [
+            LmModel::Lstm,
+            LmModel::Plastic,
+            LmModel::Modplast,
+            LmModel::Modul,
+        ] {
+            let config = LmConfig::preset(preset, model);
+            let (base, own, layers) = config.sizes(10_000).unwrap();
+            let gap = own.total.abs_diff(base.total) as f64 / base.total as f64;
+            assert!(gap <= 0.01, "{preset:?} {model:?}: {own:?} vs {base:?}");
+            assert_eq!(layers.len(), config.layers);
+            assert_eq!(layers.last().unwrap().hidden, config.embedding);
+            totals.push(own.total);
         }
         eprintln!("{preset:?}: {totals:?}");
         if preset == LmPreset::Paper {
@@ -137,7 +137,7 @@ fn every_model_learns_a_repeating_corpus_to_low_perplexity() {
     let dir = temp_dir("smoke");
     let corpus = repeating_corpus(&dir);
     let device = Device::flex().autodiff();
-    for model in [LmModel::Lstm, LmModel::Plastic, LmModel::Modulated] {
+    for model in [LmModel::Lstm, LmModel::Plastic, LmModel::Modplast] {
         let config = LmConfig {
             layers: 2,
             embedding: 16,
@@ -222,8 +222,7 @@ fn runs_are_reproducible_and_a_resume_equals_an_uninterrupted_run() {
         batch: 4,
         eval_batch: 2,
         epochs: 3,
-        retroactive: true,
-        ..LmConfig::preset(LmPreset::Small, LmModel::Modulated)
+        ..LmConfig::preset(LmPreset::Small, LmModel::Modul)
     };
     let task = LmTask::new(config.clone(), corpus.clone()).unwrap();
     let spe = task.segments_per_epoch();

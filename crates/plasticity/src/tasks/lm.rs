@@ -47,8 +47,14 @@ pub enum LmModel {
     Lstm,
     /// Plastic LSTM layers (decaying Hebbian trace, learned rate).
     Plastic,
-    /// Neuromodulated plastic LSTM layers (simple or retroactive: [`LmConfig::retroactive`]).
-    Modulated,
+    /// Neuromodulated plastic LSTM layers, simple modulation (ICLR 2019 eq. 3); `modulated`
+    /// is its old name.
+    #[serde(alias = "modulated")]
+    #[cfg_attr(feature = "clap", value(alias = "modulated"))]
+    Modplast,
+    /// Neuromodulated plastic LSTM layers, retroactive modulation through an eligibility trace
+    /// (eq. 4-5).
+    Modul,
 }
 
 impl std::str::FromStr for LmModel {
@@ -57,9 +63,10 @@ impl std::str::FromStr for LmModel {
         match s {
             "lstm" => Ok(LmModel::Lstm),
             "plastic" => Ok(LmModel::Plastic),
-            "modulated" => Ok(LmModel::Modulated),
+            "modplast" | "modulated" => Ok(LmModel::Modplast),
+            "modul" => Ok(LmModel::Modul),
             _ => Err(format!(
-                "unknown model '{s}' (expected lstm, plastic or modulated)"
+                "unknown model '{s}' (expected lstm, plastic, modplast (modulated) or modul)"
             )),
         }
     }
@@ -96,9 +103,6 @@ pub struct LmConfig {
     pub preset: LmPreset,
     /// Model.
     pub model: LmModel,
-    /// With [`LmModel::Modulated`]: retroactive (eligibility trace) instead of simple
-    /// neuromodulation.
-    pub retroactive: bool,
     /// Recurrent layers.
     pub layers: usize,
     /// Embedding size `E` (also the last layer's units: the decoder is tied to the embedding).
@@ -139,6 +143,22 @@ pub struct LmConfig {
     pub no_other_fields: NoOtherFields,
 }
 
+/// Rewrites a language-model configuration written before `modul` was a model of its own
+/// (`"model": "modulated", "retroactive": true`) as today's (`"model": "modul"`), dropping the
+/// `retroactive` flag; leaves any other JSON as it is.
+pub fn upgrade_legacy_config(config: &mut serde_json::Value) {
+    let Some(obj) = config.as_object_mut() else {
+        return;
+    };
+    if let Some(retroactive) = obj.remove("retroactive") {
+        if retroactive == serde_json::Value::Bool(true)
+            && obj.get("model") == Some(&"modulated".into())
+        {
+            obj.insert("model".into(), "modul".into());
+        }
+    }
+}
+
 impl Default for LmConfig {
     fn default() -> Self {
         LmConfig::preset(LmPreset::Small, LmModel::Lstm)
@@ -164,7 +184,6 @@ impl LmConfig {
         let base = LmConfig {
             preset,
             model,
-            retroactive: false,
             layers: 2,
             embedding: 200,
             hidden: 200,
@@ -297,9 +316,8 @@ impl LmConfig {
         match self.model {
             LmModel::Lstm => Plasticity::None,
             LmModel::Plastic => Plasticity::Plastic,
-            LmModel::Modulated => Plasticity::Modulated {
-                retroactive: self.retroactive,
-            },
+            LmModel::Modplast => Plasticity::Modulated { retroactive: false },
+            LmModel::Modul => Plasticity::Modulated { retroactive: true },
         }
     }
 
@@ -836,5 +854,28 @@ impl Experiment for LmTask {
             self.perplexity(model, &self.corpus.valid)?,
             f64::NAN,
         ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{upgrade_legacy_config, LmConfig, LmModel};
+    use serde_json::json;
+
+    #[test]
+    fn an_old_retroactive_run_reads_as_modul() {
+        let mut old = serde_json::to_value(LmConfig::default()).unwrap();
+        old["model"] = json!("modulated");
+        old["retroactive"] = json!(true);
+        let mut simple = old.clone();
+        simple["retroactive"] = json!(false);
+        upgrade_legacy_config(&mut old);
+        upgrade_legacy_config(&mut simple);
+        let read = |v| serde_json::from_value::<LmConfig>(v).unwrap().model;
+        assert_eq!(read(old), LmModel::Modul);
+        assert_eq!(read(simple), LmModel::Modplast);
+        let mut other = json!({"model": "modul", "eta": 0.1});
+        upgrade_legacy_config(&mut other);
+        assert_eq!(other, json!({"model": "modul", "eta": 0.1}));
     }
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// The network variants with the names users see (ICML 2018; ICLR 2019). Each task takes
 /// some of them, in its own type: [`ModelKind`] (pattern, images), [`a2c::AgentModel`]
-/// (maze, cue-reward), [`lm::LmModel`] with [`lm::LmConfig::retroactive`] (language model);
+/// (maze, cue-reward), [`lm::LmModel`] (language model);
 /// [`Model::task_model`] and [`Model::lm`] convert, naming the valid ones in an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -52,18 +52,9 @@ impl Model {
         self.name().parse()
     }
 
-    /// The language model's layers and whether their modulation is retroactive.
-    pub fn lm(self) -> Result<(lm::LmModel, bool), String> {
-        match self {
-            Model::Lstm => Ok((lm::LmModel::Lstm, false)),
-            Model::Plastic => Ok((lm::LmModel::Plastic, false)),
-            Model::Modplast => Ok((lm::LmModel::Modulated, false)),
-            Model::Modul => Ok((lm::LmModel::Modulated, true)),
-            Model::Rnn => Err(
-                "unknown model 'rnn' (expected lstm, plastic, modplast (modulated) or modul)"
-                    .into(),
-            ),
-        }
+    /// The language model's layers.
+    pub fn lm(self) -> Result<lm::LmModel, String> {
+        self.task_model()
     }
 }
 
