@@ -13,7 +13,7 @@ use plasticity::tasks::images::{ImageConfig, ImageTask};
 use plasticity::tasks::maze::{MazeConfig, MazeTask};
 use plasticity::tasks::pattern::{PatternConfig, PatternTask};
 use plasticity::tasks::synthetic::{SyntheticConfig, SyntheticTask};
-use plasticity::tasks::{Model, ModelKind};
+use plasticity::tasks::{parse_name, Model, ModelKind};
 use plasticity::PlasticityConfig;
 use plasticity::TraceRule;
 use serde_json::json;
@@ -119,16 +119,12 @@ fn bench_plastic(
     }
     let model_name = model_name.unwrap_or(if rl { "modul" } else { "plastic" });
     let agent = || {
-        model_name
-            .parse::<AgentModel>()
-            .map_err(|e| usage(format!("--model: {e}")))
+        parse_name::<AgentModel>("model", model_name).map_err(|e| usage(format!("--model: {e}")))
     };
     let model = if rl {
         ModelKind::Plastic // unused by the actor-critic workloads
     } else {
-        model_name
-            .parse::<ModelKind>()
-            .map_err(|e| usage(format!("--model: {e}")))?
+        parse_name::<ModelKind>("model", model_name).map_err(|e| usage(format!("--model: {e}")))?
     };
     let pattern = |rule| PatternConfig {
         batch: batch.unwrap_or(1),

@@ -52,7 +52,7 @@ pub(crate) struct CommonArgs {
     pub(crate) progress_every: f64,
 }
 /// `--model` must be one of the task's variants (`T`: `ModelKind`, `AgentModel`).
-pub(crate) fn check_model<T: std::str::FromStr<Err = String>>(
+pub(crate) fn check_model<T: serde::de::DeserializeOwned>(
     model: Option<Model>,
 ) -> Result<(), Failure> {
     match model {

@@ -11,7 +11,7 @@ use crate::{chart, plot, safety};
 use clap::Args;
 use plasticity::data::ptb::{self, Corpus};
 use plasticity::runtime;
-use plasticity::tasks::lm::{LmConfig, LmPreset, LmTask};
+use plasticity::tasks::lm::{LmConfig, LmModel, LmPreset, LmTask};
 use plasticity::tasks::Model;
 use plasticity::train::{self, Experiment};
 use rand::SeedableRng;
@@ -69,7 +69,7 @@ fn lm_config(args: &LmArgs, s: &Session<'_>) -> Result<LmConfig, Failure> {
     let model = args
         .model
         .unwrap_or(Model::Lstm)
-        .lm()
+        .task_model::<LmModel>()
         .map_err(|e| usage(format!("--model: {e}")))?;
     let preset = args.preset.unwrap_or(LmPreset::Small);
     let fresh = || LmConfig::preset(preset, model);
@@ -278,7 +278,9 @@ pub fn bench_lm(
     if episodes == 0 {
         return Err(usage("bench: --episodes must be positive"));
     }
-    let layers = model.lm().map_err(|e| usage(format!("--model: {e}")))?;
+    let layers = model
+        .task_model::<LmModel>()
+        .map_err(|e| usage(format!("--model: {e}")))?;
     let mut config = LmConfig::preset(LmPreset::Small, layers);
     if let Some(b) = batch {
         config.batch = b;

@@ -8,6 +8,7 @@ use burn::tensor::Device;
 use plasticity::tasks::a2c::{self, returns, A2cSettings, A2cTask, AgentModel, Environment};
 use plasticity::tasks::cue_reward::{AnswerReward, CueRewardConfig, CueRewardTask};
 use plasticity::tasks::maze::{Maze, MazeConfig, MazeEpisode, MazePreset, MazeTask, OBS};
+use plasticity::tasks::parse_name;
 use plasticity::tensors::to_vec;
 use plasticity::train::{clip_global_norm, Experiment};
 use plasticity::TraceRule;
@@ -510,8 +511,7 @@ fn invalid_configurations_name_the_field() {
         let err = CueRewardTask::new(config).unwrap_err();
         assert!(err.starts_with(field), "{err}");
     }
-    assert!("lstm"
-        .parse::<AgentModel>()
+    assert!(parse_name::<AgentModel>("model", "lstm")
         .unwrap_err()
         .contains("modplast"));
 }

@@ -4,6 +4,7 @@
 use burn::module::{Module, Param};
 use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor};
+use plasticity::tasks::parse_name;
 use plasticity::tasks::pattern::{generate, ModelKind, PatternConfig, PatternTask};
 use plasticity::tensors::from_vec;
 use plasticity::train::{self, Experiment, RunOptions, TrainError};
@@ -312,8 +313,7 @@ fn invalid_configurations_are_rejected_naming_the_field() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("unknown field `bitz`"), "{err}");
-    assert!("mlp"
-        .parse::<ModelKind>()
+    assert!(parse_name::<ModelKind>("model", "mlp")
         .unwrap_err()
         .contains("unknown model 'mlp'"));
 }

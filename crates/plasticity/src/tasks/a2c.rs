@@ -72,21 +72,6 @@ pub enum AgentModel {
     Modul,
 }
 
-impl std::str::FromStr for AgentModel {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "rnn" => Ok(AgentModel::Rnn),
-            "plastic" => Ok(AgentModel::Plastic),
-            "modplast" => Ok(AgentModel::Modplast),
-            "modul" => Ok(AgentModel::Modul),
-            _ => Err(format!(
-                "unknown model '{s}' (expected rnn, plastic, modplast or modul)"
-            )),
-        }
-    }
-}
-
 /// The recurrent network of an agent.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AgentSpec {

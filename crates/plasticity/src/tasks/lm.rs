@@ -57,21 +57,6 @@ pub enum LmModel {
     Modul,
 }
 
-impl std::str::FromStr for LmModel {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "lstm" => Ok(LmModel::Lstm),
-            "plastic" => Ok(LmModel::Plastic),
-            "modplast" | "modulated" => Ok(LmModel::Modplast),
-            "modul" => Ok(LmModel::Modul),
-            _ => Err(format!(
-                "unknown model '{s}' (expected lstm, plastic, modplast (modulated) or modul)"
-            )),
-        }
-    }
-}
-
 /// Sizes and schedule presets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -82,17 +67,6 @@ pub enum LmPreset {
     /// The paper's size (3 layers, 1150 units, 400-dimensional embedding, about 24M
     /// parameters; the AWD-LSTM sizes the paper builds on), for a big machine or a GPU.
     Paper,
-}
-
-impl std::str::FromStr for LmPreset {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "small" => Ok(LmPreset::Small),
-            "paper" => Ok(LmPreset::Paper),
-            _ => Err(format!("unknown preset '{s}' (expected small or paper)")),
-        }
-    }
 }
 
 /// Configuration of the language model and its training.

@@ -46,17 +46,6 @@ pub enum MazePreset {
     Icml2018,
 }
 
-impl std::str::FromStr for MazePreset {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "paper" => Ok(MazePreset::Paper),
-            "icml2018" => Ok(MazePreset::Icml2018),
-            _ => Err(format!("unknown preset '{s}' (expected paper or icml2018)")),
-        }
-    }
-}
-
 /// Configuration of the maze task; the defaults are the paper's (ICLR 2019 section 4.2).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

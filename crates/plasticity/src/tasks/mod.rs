@@ -10,12 +10,24 @@ pub mod omniglot;
 pub mod pattern;
 pub mod synthetic;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+/// Parses one of a type's values by the name users see (its serde name, aliases included);
+/// an error names the valid ones: `unknown model 'mlp' (expected plastic, rnn, lstm)`.
+pub fn parse_name<T: DeserializeOwned>(what: &str, name: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(name.into())).map_err(|e| {
+        let e = e.to_string();
+        let valid = e.split_once("expected ").map_or(e.as_str(), |(_, v)| v);
+        let valid = valid.trim_start_matches("one of ").replace('`', "");
+        format!("unknown {what} '{name}' (expected {valid})")
+    })
+}
 
 /// The network variants with the names users see (ICML 2018; ICLR 2019). Each task takes
 /// some of them, in its own type: [`ModelKind`] (pattern, images), [`a2c::AgentModel`]
 /// (maze, cue-reward), [`lm::LmModel`] (language model);
-/// [`Model::task_model`] and [`Model::lm`] convert, naming the valid ones in an error.
+/// [`Model::task_model`] converts, naming the valid ones in an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
@@ -46,15 +58,10 @@ impl Model {
         }
     }
 
-    /// The variant in a task's own model type (`ModelKind`, `AgentModel`); an error names the
-    /// task's variants.
-    pub fn task_model<T: std::str::FromStr<Err = String>>(self) -> Result<T, String> {
-        self.name().parse()
-    }
-
-    /// The language model's layers.
-    pub fn lm(self) -> Result<lm::LmModel, String> {
-        self.task_model()
+    /// The variant in a task's own model type (`ModelKind`, `AgentModel`, `LmModel`); an
+    /// error names the task's variants.
+    pub fn task_model<T: DeserializeOwned>(self) -> Result<T, String> {
+        parse_name("model", self.name())
     }
 }
 
@@ -69,20 +76,6 @@ pub enum ModelKind {
     Rnn,
     /// LSTM with a linear read-out.
     Lstm,
-}
-
-impl std::str::FromStr for ModelKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "plastic" => Ok(ModelKind::Plastic),
-            "rnn" => Ok(ModelKind::Rnn),
-            "lstm" => Ok(ModelKind::Lstm),
-            _ => Err(format!(
-                "unknown model '{s}' (expected plastic, rnn or lstm)"
-            )),
-        }
-    }
 }
 
 /// A lower bound on the memory a configuration needs before it allocates anything, in parts,

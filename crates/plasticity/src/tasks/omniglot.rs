@@ -50,17 +50,6 @@ pub enum Split {
     Standard,
 }
 
-impl std::str::FromStr for Split {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "paper" => Ok(Split::Paper),
-            "standard" => Ok(Split::Standard),
-            _ => Err(format!("unknown split '{s}' (expected paper or standard)")),
-        }
-    }
-}
-
 /// What the plastic layer sees of the convolutions' features.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
