@@ -29,11 +29,9 @@
 
 use crate::config::{NoOtherFields, PlasticityConfig};
 use crate::data::ImageSet;
-use crate::layer::{PlasticNet, PlasticNetConfig};
+use crate::layer::PlasticNetConfig;
 use crate::tensors::{from_vec, to_vec};
 use crate::train::Experiment;
-use burn::module::Module;
-use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
 use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor};
 use plasticity_kernels::InputMode;
@@ -42,6 +40,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::completion::squared_error;
+pub use super::completion::{CompletionModel, LstmNet};
 pub use super::ModelKind;
 
 /// Configuration of the image task; the defaults are the paper's (section 4.2).
@@ -243,27 +243,9 @@ pub fn generate(
     }
 }
 
-/// LSTM with a linear read-out to the pixels.
-#[derive(Module, Debug)]
-pub struct LstmNet {
-    /// The LSTM (input: pixels + a constant 1).
-    pub lstm: Lstm,
-    /// Read-out to the pixels.
-    pub head: Linear,
-}
-
-/// The model of an image run.
-#[derive(Module, Debug)]
-#[allow(clippy::large_enum_variant)] // one model per run: size does not matter
-pub enum ImageModel {
-    /// Plastic network.
-    Plastic(PlasticNet),
-    /// Non-plastic RNN with the plastic network's clamped step (`y_t = tanh(y_{t-1} w)` for
-    /// free neurons, `y_t = x_t` for clamped ones): the plastic network with `plastic: false`.
-    Rnn(PlasticNet),
-    /// LSTM.
-    Lstm(LstmNet),
-}
+/// The model of an image run (its RNN is the clamped network with `plastic: false`: `y_t =
+/// tanh(y_{t-1} w)` for free neurons, `y_t = x_t` for clamped ones).
+pub type ImageModel = CompletionModel;
 
 /// The image experiment: configuration, training and test images, and the shared-loop hooks.
 #[derive(Clone, Debug)]
@@ -365,13 +347,9 @@ impl ImageTask {
             crate::data::Split::Test => &self.test,
         };
         let ep = generate(&self.config, set, batch, rng);
-        let [b, _, p] = ep.dims;
+        let b = ep.dims[0];
         let out = self.outputs(model, &ep, device)?;
-        let target = from_vec(ep.targets.clone(), [b, p], device);
-        let loss = (out.clone() - target)
-            .powf_scalar(2.0)
-            .sum()
-            .div_scalar(b as f32);
+        let loss = squared_error(out.clone(), &ep.targets, device);
         let recon = to_vec(out);
         let erased_loss = erased_loss(&recon, &ep.targets, &ep.erased) / b as f64;
         Ok((ep, loss, recon, erased_loss))
@@ -402,18 +380,8 @@ impl Experiment for ImageTask {
 
     fn init_model(&self, rng: &mut ChaCha8Rng, device: &Device) -> ImageModel {
         let c = &self.config;
-        match c.model {
-            ModelKind::Plastic => ImageModel::Plastic(c.plastic_config().init(rng, device)),
-            ModelKind::Rnn => ImageModel::Rnn(c.plastic_config().init(rng, device)),
-            ModelKind::Lstm => {
-                // burn initialises these lazily from its own seeded RNG: seed it from ours.
-                device.seed(rng.gen());
-                ImageModel::Lstm(LstmNet {
-                    lstm: LstmConfig::new(c.neurons(), c.lstm_cells, true).init(device),
-                    head: LinearConfig::new(c.lstm_cells, c.pixels()).init(device),
-                })
-            }
-        }
+        let lstm = [c.neurons(), c.lstm_cells, c.pixels()];
+        CompletionModel::init(c.model, &c.plastic_config(), lstm, rng, device)
     }
 
     fn optimizer(&self) -> (AdamConfig, f64) {

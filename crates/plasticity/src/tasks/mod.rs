@@ -2,6 +2,7 @@
 //! generator, a metric and its models, plugged into [`crate::train`].
 
 pub mod a2c;
+pub mod completion;
 pub mod cue_reward;
 pub mod images;
 pub mod lm;

@@ -7,13 +7,13 @@
 //! loss is the sum of squared errors between the last step's activity of the pattern neurons
 //! and the full test pattern; the metric `error` is the fraction of bits whose sign is wrong.
 
+use super::completion::squared_error;
+pub use super::completion::{CompletionModel, LstmNet};
 pub use super::ModelKind;
 use crate::config::{NoOtherFields, PlasticityConfig};
-use crate::layer::{PlasticNet, PlasticNetConfig};
+use crate::layer::PlasticNetConfig;
 use crate::tensors::{from_vec, to_vec};
 use crate::train::Experiment;
-use burn::module::Module;
-use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
 use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor};
 use rand::seq::SliceRandom;
@@ -269,27 +269,8 @@ pub fn generate(c: &PatternConfig, batch: usize, rng: &mut impl Rng) -> PatternE
     }
 }
 
-/// LSTM with a linear read-out to the pattern bits.
-#[derive(Module, Debug)]
-pub struct LstmNet {
-    /// The LSTM (input: pattern + bias).
-    pub lstm: Lstm,
-    /// Read-out to the pattern bits.
-    pub head: Linear,
-}
-
 /// The model of a pattern run.
-#[derive(Module, Debug)]
-#[allow(clippy::large_enum_variant)] // one model per run: size does not matter
-pub enum PatternModel {
-    /// Plastic network.
-    Plastic(PlasticNet),
-    /// Non-plastic RNN, `y_t = tanh(y_{t-1} w + x_t)`: the plastic network with `plastic:
-    /// false` (`alpha = 0`).
-    Rnn(PlasticNet),
-    /// LSTM.
-    Lstm(LstmNet),
-}
+pub type PatternModel = CompletionModel;
 
 /// The pattern experiment: configuration plus the shared-loop hooks.
 #[derive(Clone, Debug)]
@@ -363,11 +344,7 @@ impl PatternTask {
         let ep = generate(&self.config, self.config.batch, rng);
         let [b, _, bits] = ep.dims;
         let out = self.outputs(model, &ep, device)?;
-        let target = from_vec(ep.targets.clone(), [b, bits], device);
-        let loss = (out.clone() - target)
-            .powf_scalar(2.0)
-            .sum()
-            .div_scalar(b as f32);
+        let loss = squared_error(out.clone(), &ep.targets, device);
         let wrong = to_vec(out)
             .iter()
             .zip(&ep.targets)
@@ -390,18 +367,8 @@ impl Experiment for PatternTask {
 
     fn init_model(&self, rng: &mut ChaCha8Rng, device: &Device) -> PatternModel {
         let c = &self.config;
-        match c.model {
-            ModelKind::Plastic => PatternModel::Plastic(c.plastic_config().init(rng, device)),
-            ModelKind::Rnn => PatternModel::Rnn(c.plastic_config().init(rng, device)),
-            ModelKind::Lstm => {
-                // burn initialises these lazily from its own seeded RNG: seed it from ours.
-                device.seed(rng.gen());
-                PatternModel::Lstm(LstmNet {
-                    lstm: LstmConfig::new(c.bits + 1, c.lstm_cells, true).init(device),
-                    head: LinearConfig::new(c.lstm_cells, c.bits).init(device),
-                })
-            }
-        }
+        let lstm = [c.bits + 1, c.lstm_cells, c.bits];
+        CompletionModel::init(c.model, &c.plastic_config(), lstm, rng, device)
     }
 
     fn optimizer(&self) -> (AdamConfig, f64) {
