@@ -341,24 +341,25 @@ fn check_case(case: &Case, label: &str, rng: &mut ChaCha8Rng) {
     }
 }
 
-#[test]
-fn the_engine_equals_the_reference_on_random_configurations() {
-    let mut rng = ChaCha8Rng::seed_from_u64(2024);
-    for case_no in 0..160 {
-        let case = random_case(&mut rng, false);
-        let label = format!("case {case_no} {:?}", case.spec);
+/// Checks `cases` random cases (large ones when `large`) drawn from `seed`; each failure names
+/// its case, `"{kind} {number} {spec}"`.
+fn check_random_cases(seed: u64, cases: usize, large: bool, kind: &str) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for case_no in 0..cases {
+        let case = random_case(&mut rng, large);
+        let label = format!("{kind} {case_no} {:?}", case.spec);
         check_case(&case, &label, &mut rng);
     }
+}
+
+#[test]
+fn the_engine_equals_the_reference_on_random_configurations() {
+    check_random_cases(2024, 160, false, "case");
 }
 
 #[test]
 fn the_engine_equals_the_reference_on_random_large_configurations() {
     // Sizes where the rows split across threads (N^2 B >= 2^15) or the batch runs one episode
     // per thread.
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
-    for case_no in 0..8 {
-        let case = random_case(&mut rng, true);
-        let label = format!("large case {case_no} {:?}", case.spec);
-        check_case(&case, &label, &mut rng);
-    }
+    check_random_cases(7, 8, true, "large case");
 }

@@ -18,7 +18,7 @@ pub fn uniform<F: Real>(rng: &mut ChaCha8Rng, scale: f64, len: usize) -> Vec<F> 
 /// are free (`x = 0`).
 pub fn clamp_some<F: Real>(x: &mut [F], n: usize) {
     for (k, v) in x.iter_mut().enumerate() {
-        if (k * 7 + k / n) % 3 != 0 {
+        if !(k * 7 + k / n).is_multiple_of(3) {
             *v = F::zero();
         }
     }
