@@ -421,6 +421,37 @@ def _owner(agent, name):
     return mod
 
 
+def peak_rss_mb():
+    """The process's peak resident memory, MB."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+
+
+def print_result(out, dev):
+    """Prints the result `out` as one JSON line, with the device's peak memory and name on CUDA."""
+    if dev.type == "cuda":
+        out["device_memory_mb"] = round(torch.cuda.max_memory_allocated() / 1e6, 1)
+        out["gpu"] = torch.cuda.get_device_name()
+    print(json.dumps(out))
+
+
+def add_run_options(ap, check_help):
+    """The options every PyTorch bench takes: --threads, --device, --seed and --check."""
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--check", action="store_true", help=check_help)
+
+
+def parse_run_options(ap, argv, check):
+    """Parses `argv` (None: the command line) and sets torch's threads; with --check, runs
+    `check(seed)` and exits with its verdict."""
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.check:
+        sys.exit(0 if check(args.seed) else 1)
+    return args
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--task", choices=sorted(TASKS), default="maze-agent")
@@ -432,15 +463,8 @@ def main(argv=None):
     ap.add_argument("--episodes", type=int, default=5, help="timed updates (after 2 warm-up)")
     ap.add_argument("--max-grad-norm", type=float, default=0.0,
                     help="clip the global gradient norm (0: off, like `plasticity bench`)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--check", action="store_true",
-                    help="check the equations and gradients on small sizes, exit")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    if args.check:
-        sys.exit(0 if check(args.seed) else 1)
+    add_run_options(ap, "check the equations and gradients on small sizes, exit")
+    args = parse_run_options(ap, argv, check)
     task = TASKS[args.task]
     s = SETTINGS
     batch = args.batch or task["batch"]
@@ -486,7 +510,7 @@ def main(argv=None):
         "forward_ms": round(med(parts[0]), 2),
         "backward_ms": round(med(parts[1]), 2),
         "optimizer_ms": round(med(parts[2]), 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        "peak_rss_mb": peak_rss_mb(),
         "threads": args.threads,
         "device": args.device,
         "batch": batch,
@@ -496,10 +520,7 @@ def main(argv=None):
         "max_grad_norm": args.max_grad_norm or None,
         "torch": torch.__version__,
     }
-    if dev.type == "cuda":
-        out["device_memory_mb"] = round(torch.cuda.max_memory_allocated() / 1e6, 1)
-        out["gpu"] = torch.cuda.get_device_name()
-    print(json.dumps(out))
+    print_result(out, dev)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,7 @@ steps), peak memory, the chunk used.
     bench/.venv/bin/python bench/pytorch_reference.py --check
 """
 import argparse
-import json
 import os
-import resource
 import sys
 import time
 
@@ -40,6 +38,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pytorch_agent  # noqa: E402
 from pytorch_pattern import episode as pattern_episode  # noqa: E402
 
 WORKLOADS = {
@@ -186,17 +185,10 @@ def main():
                     help="maze-agent, cue-reward: rnn | plastic | modplast | modul [modul]")
     ap.add_argument("--fan-out", action="store_true",
                     help="maze-agent, cue-reward: one modulated rate per neuron")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--check", action="store_true",
-                    help="compare batched and per-episode loss and gradients on small sizes, exit")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    if args.check:
-        sys.exit(0 if check(args.seed) else 1)
+    pytorch_agent.add_run_options(
+        ap, "compare batched and per-episode loss and gradients on small sizes, exit")
+    args = pytorch_agent.parse_run_options(ap, None, check)
     if args.workload in AGENT_WORKLOADS:
-        import pytorch_agent
         pytorch_agent.main([
             "--task", args.workload, "--model", args.model or "modul",
             "--episodes", str(args.episodes), "--threads", str(args.threads),
@@ -235,7 +227,7 @@ def main():
         "workload": args.workload,
         "side": "pytorch",
         "ms_per_episode": round(times[len(times) // 2], 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        "peak_rss_mb": pytorch_agent.peak_rss_mb(),
         "threads": args.threads,
         "device": args.device,
         "batch": batch,
@@ -244,10 +236,7 @@ def main():
         "steps": steps,
         "torch": torch.__version__,
     }
-    if dev.type == "cuda":
-        out["device_memory_mb"] = round(torch.cuda.max_memory_allocated() / 1e6, 1)
-        out["gpu"] = torch.cuda.get_device_name()
-    print(json.dumps(out))
+    pytorch_agent.print_result(out, dev)
 
 
 if __name__ == "__main__":

@@ -2,37 +2,28 @@
 
 mod common;
 
-use common::{omniglot_tree, plasticity, small_config, stderr, temp_dir};
+use common::{
+    assert_run_files, config_json, eval_json, expect_usage, fails, metrics, omniglot_tree,
+    pattern_run, pattern_scratch, stdout_json, succeeds, temp_dir,
+};
 
 #[test]
 fn bad_options_and_configs_exit_2_with_a_message_naming_the_problem() {
     let dir = temp_dir("bad");
     let out = dir.join("run").to_string_lossy().into_owned();
+    // `pattern <option> <value> --out <out>`.
+    for (option, value, message) in [
+        ("--bits", "0", "bits: must be positive"),
+        ("--lr", "-0.1", "learning_rate: must be positive"),
+        ("--model", "mlp", "--model: unknown model 'mlp'"),
+        ("--rule", "stdp", "--rule: invalid value 'stdp'"),
+        ("--preset", "huge", "--preset: unknown preset 'huge'"),
+        ("--threads", "0", "--threads: must be positive"),
+        ("--device", "tpu", "--device tpu: unknown device"),
+    ] {
+        expect_usage(&["pattern", option, value, "--out", &out], &[message]);
+    }
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (
-            vec!["pattern", "--bits", "0", "--out", &out],
-            "bits: must be positive",
-        ),
-        (
-            vec!["pattern", "--lr", "-0.1", "--out", &out],
-            "learning_rate: must be positive",
-        ),
-        (
-            vec!["pattern", "--model", "mlp", "--out", &out],
-            "--model: unknown model 'mlp'",
-        ),
-        (
-            vec!["pattern", "--rule", "stdp", "--out", &out],
-            "--rule: invalid value 'stdp'",
-        ),
-        (
-            vec!["pattern", "--preset", "huge", "--out", &out],
-            "--preset: unknown preset 'huge'",
-        ),
-        (
-            vec!["pattern", "--threads", "0", "--out", &out],
-            "--threads: must be positive",
-        ),
         (
             vec!["eval", "no-such-task", "--run", &out],
             "unknown experiment 'no-such-task'",
@@ -42,101 +33,57 @@ fn bad_options_and_configs_exit_2_with_a_message_naming_the_problem() {
             "unknown workload 'no-such-workload'",
         ),
         (
-            vec!["pattern", "--device", "tpu", "--out", &out],
-            "--device tpu: unknown device",
-        ),
-        (
             vec!["bench", "pattern", "--device", "wgpu:x"],
             "the index after ':' must be a number",
         ),
     ];
     for (args, message) in cases {
-        let o = plasticity(&args);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
-        assert!(
-            stderr(&o).contains(message),
-            "{args:?}: expected '{message}' in '{}'",
-            stderr(&o)
-        );
-        assert!(!stderr(&o).contains("panicked"), "{args:?}");
+        expect_usage(&args, &[message]);
     }
     let bad_json = dir.join("bad.json");
-    std::fs::write(&bad_json, "{ bits: ").unwrap();
-    let o = plasticity(&[
-        "pattern",
-        "--config",
-        bad_json.to_str().unwrap(),
-        "--out",
-        &out,
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("bad.json: invalid JSON"),
-        "{}",
-        stderr(&o)
+    let bad_json_s = bad_json.to_str().unwrap();
+    for (text, message) in [
+        ("{ bits: ", "bad.json: invalid JSON"),
+        (r#"{"bitz": 8}"#, "unknown field `bitz`"),
+    ] {
+        std::fs::write(&bad_json, text).unwrap();
+        fails(
+            &["pattern", "--config", bad_json_s, "--out", &out],
+            2,
+            &[message],
+        );
+    }
+    let missing = dir.join("missing");
+    fails(
+        &["eval", "pattern", "--run", missing.to_str().unwrap()],
+        2,
+        &["config.json"],
     );
-    std::fs::write(&bad_json, r#"{"bitz": 8}"#).unwrap();
-    let o = plasticity(&[
-        "pattern",
-        "--config",
-        bad_json.to_str().unwrap(),
-        "--out",
-        &out,
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("unknown field `bitz`"),
-        "{}",
-        stderr(&o)
-    );
-    let o = plasticity(&[
-        "eval",
-        "pattern",
-        "--run",
-        dir.join("missing").to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("config.json"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn train_writes_the_run_directory_then_eval_and_resume_use_it() {
-    let dir = temp_dir("run");
-    let config = small_config(&dir);
-    let run = dir.join("run");
+    let (dir, config, run) = pattern_scratch("run");
     let run_s = run.to_str().unwrap();
-    let o = plasticity(&[
-        "pattern",
-        "--config",
-        &config,
-        "--episodes",
-        "20",
-        "--seed",
-        "3",
-        "--out",
-        run_s,
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    for file in [
-        "config.json",
-        "metrics.csv",
-        "checkpoint.bin",
-        "learning_curve_error.svg",
-        "learning_curve_loss.svg",
-    ] {
-        assert!(run.join(file).exists(), "{file} missing");
-    }
-    let config_json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    let args = pattern_run(&config, "20", run_s, &["--seed", "3"]);
+    succeeds(&args);
+    assert_run_files(
+        &run,
+        &["learning_curve_error.svg", "learning_curve_loss.svg"],
+    );
+    let config_json = config_json(&run);
     assert_eq!(config_json["seed"], 3);
     assert_eq!(config_json["task"]["bits"], 16);
     assert_eq!(config_json["task"]["learning_rate"], 3e-4);
-    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-    assert_eq!(metrics.lines().next(), Some("episode,loss,error,seconds"));
-    assert_eq!(metrics.lines().count(), 21);
+    let metrics_csv = metrics(&run);
+    assert_eq!(
+        metrics_csv.lines().next(),
+        Some("episode,loss,error,seconds")
+    );
+    assert_eq!(metrics_csv.lines().count(), 21);
 
-    let o = plasticity(&[
+    let o = succeeds(&[
         "eval",
         "pattern",
         "--run",
@@ -145,7 +92,6 @@ fn train_writes_the_run_directory_then_eval_and_resume_use_it() {
         "5",
         "--json",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
     let stdout = String::from_utf8(o.stdout).unwrap();
     assert_eq!(
         stdout.trim().lines().count(),
@@ -158,17 +104,13 @@ fn train_writes_the_run_directory_then_eval_and_resume_use_it() {
     let error = v["error"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&error));
 
-    let o = plasticity(&["pattern", "--resume", run_s, "--bits", "8"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("--bits: --resume continues a run with its saved config.json"),
-        "{}",
-        stderr(&o)
+    fails(
+        &["pattern", "--resume", run_s, "--bits", "8"],
+        2,
+        &["--bits: --resume continues a run with its saved config.json"],
     );
-    let o = plasticity(&["pattern", "--resume", run_s, "--episodes", "30"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-    assert_eq!(metrics.lines().count(), 31);
+    succeeds(&["pattern", "--resume", run_s, "--episodes", "30"]);
+    assert_eq!(metrics(&run).lines().count(), 31);
 
     // A corrupt checkpoint: clear error, exit 2, for eval and for resume.
     std::fs::write(run.join("checkpoint.bin"), b"PLSTCKP1garbage").unwrap();
@@ -176,19 +118,16 @@ fn train_writes_the_run_directory_then_eval_and_resume_use_it() {
         vec!["eval", "pattern", "--run", run_s],
         vec!["pattern", "--resume", run_s, "--episodes", "40"],
     ] {
-        let o = plasticity(&args);
-        assert_eq!(o.status.code(), Some(2), "{args:?}");
-        assert!(
-            stderr(&o).contains("checkpoint.bin: corrupt or truncated checkpoint"),
-            "{}",
-            stderr(&o)
+        fails(
+            &args,
+            2,
+            &["checkpoint.bin: corrupt or truncated checkpoint"],
         );
     }
 
     let svg = dir.join("curves.svg");
 
-    let o = plasticity(&["plot", run_s, run_s, "--out", svg.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = succeeds(&["plot", run_s, run_s, "--out", svg.to_str().unwrap()]);
     assert!(
         std::fs::read_to_string(&svg)
             .unwrap()
@@ -200,7 +139,7 @@ fn train_writes_the_run_directory_then_eval_and_resume_use_it() {
     // one median curve with its band.
     let table = String::from_utf8_lossy(&o.stdout).into_owned();
     assert_eq!(table.lines().count(), 4, "{table}");
-    let o = plasticity(&[
+    let o = succeeds(&[
         "plot",
         run_s,
         run_s,
@@ -208,7 +147,6 @@ fn train_writes_the_run_directory_then_eval_and_resume_use_it() {
         "--out",
         svg.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
     let text = std::fs::read_to_string(&svg).unwrap();
     assert_eq!(text.matches("<polyline").count(), 1);
     assert_eq!(text.matches("<polygon").count(), 1);
@@ -218,9 +156,8 @@ fn train_writes_the_run_directory_then_eval_and_resume_use_it() {
 
 #[test]
 fn bench_json_reports_time_and_memory() {
-    let o = plasticity(&["bench", "pattern", "--json", "--episodes", "1"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let o = succeeds(&["bench", "pattern", "--json", "--episodes", "1"]);
+    let v = stdout_json(&o);
     assert_eq!(v["workload"], "pattern");
     assert!(v["ms_per_episode"].as_f64().unwrap() > 0.0);
     assert!(v["peak_rss_mb"].as_f64().unwrap() > 0.0);
@@ -253,20 +190,20 @@ fn maze_trains_resumes_and_evaluates() {
         &out,
     ];
     args.extend(tiny);
-    let o = plasticity(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let metrics = std::fs::read_to_string(dir.join("run/metrics.csv")).unwrap();
+    succeeds(&args);
+    let run = dir.join("run");
+    let metrics_csv = metrics(&run);
     assert!(
-        metrics.starts_with("episode,loss,reward,seconds\n"),
-        "{metrics}"
+        metrics_csv.starts_with("episode,loss,reward,seconds\n"),
+        "{metrics_csv}"
     );
-    assert_eq!(metrics.lines().count(), 3);
-    let config = std::fs::read_to_string(dir.join("run/config.json")).unwrap();
+    assert_eq!(metrics_csv.lines().count(), 3);
+    let config = std::fs::read_to_string(run.join("config.json")).unwrap();
     assert!(config.contains(r#""model": "modplast""#), "{config}");
     // The trajectory pictures (10 numbered frames of a 7x7 maze, 16-pixel cells, in one row of
     // 10, under a title, above a legend) and the modulator plot.
     for name in ["trajectory_before.png", "trajectory_after.png"] {
-        let file = std::fs::File::open(dir.join("run").join(name)).unwrap();
+        let file = std::fs::File::open(run.join(name)).unwrap();
         let reader = png::Decoder::new(std::io::BufReader::new(file))
             .read_info()
             .unwrap();
@@ -279,9 +216,9 @@ fn maze_trains_resumes_and_evaluates() {
             "{name}"
         );
     }
-    let svg = std::fs::read_to_string(dir.join("run/modulator.svg")).unwrap();
+    let svg = std::fs::read_to_string(run.join("modulator.svg")).unwrap();
     assert!(svg.contains("M(t), episode 1"), "{svg}");
-    let o = plasticity(&[
+    succeeds(&[
         "maze",
         "--resume",
         &out,
@@ -290,13 +227,8 @@ fn maze_trains_resumes_and_evaluates() {
         "--threads",
         "1",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let metrics = std::fs::read_to_string(dir.join("run/metrics.csv")).unwrap();
-    assert_eq!(metrics.lines().count(), 4);
-    let o = plasticity(&["eval", "maze", "--run", &out, "--episodes", "1", "--json"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["experiment"], "maze");
+    assert_eq!(metrics(&run).lines().count(), 4);
+    let v = eval_json("maze", &out, &["--episodes", "1"]);
     assert!(v["reward"].as_f64().is_some_and(f64::is_finite), "{v}");
     for (bad, message) in [
         (
@@ -308,9 +240,7 @@ fn maze_trains_resumes_and_evaluates() {
             "--model: unknown model",
         ),
     ] {
-        let o = plasticity(&bad);
-        assert_eq!(o.status.code(), Some(2), "{bad:?}");
-        assert!(stderr(&o).contains(message), "{bad:?}: {}", stderr(&o));
+        fails(&bad, 2, &[message]);
     }
 }
 
@@ -318,7 +248,7 @@ fn maze_trains_resumes_and_evaluates() {
 fn cue_reward_trains_evaluates_and_checks_its_options() {
     let dir = temp_dir("cue");
     let out = dir.join("run").to_string_lossy().into_owned();
-    let o = plasticity(&[
+    succeeds(&[
         "cue-reward",
         "--model",
         "modul",
@@ -337,30 +267,17 @@ fn cue_reward_trains_evaluates_and_checks_its_options() {
         "--out",
         &out,
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let metrics = std::fs::read_to_string(dir.join("run/metrics.csv")).unwrap();
+    let run = dir.join("run");
+    let metrics_csv = metrics(&run);
     assert!(
-        metrics.starts_with("episode,loss,reward,seconds\n"),
-        "{metrics}"
+        metrics_csv.starts_with("episode,loss,reward,seconds\n"),
+        "{metrics_csv}"
     );
-    assert!(dir.join("run/modulator.svg").exists());
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("run/config.json")).unwrap())
-            .unwrap();
+    assert!(run.join("modulator.svg").exists());
+    let config = config_json(&run);
     assert_eq!(config["task"]["alpha_init_std"], 0.01, "{config}");
     assert_eq!(config["task"]["warmup_updates"], 1, "{config}");
-    let o = plasticity(&[
-        "eval",
-        "cue-reward",
-        "--run",
-        &out,
-        "--episodes",
-        "2",
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["experiment"], "cue-reward");
+    let v = eval_json("cue-reward", &out, &["--episodes", "2"]);
     // Rewards are +-1 per trial, 2 trials per episode.
     let r = v["reward"].as_f64().unwrap();
     assert!((-2.0..=2.0).contains(&r), "{v}");
@@ -399,9 +316,7 @@ fn cue_reward_trains_evaluates_and_checks_its_options() {
             "rule",
         ),
     ] {
-        let o = plasticity(&bad);
-        assert_eq!(o.status.code(), Some(2), "{bad:?}");
-        assert!(stderr(&o).contains(message), "{bad:?}: {}", stderr(&o));
+        fails(&bad, 2, &[message]);
     }
 }
 
@@ -417,7 +332,7 @@ fn images_runs_on_the_embedded_default_then_eval_and_resume_use_it() {
     let run = dir.join("run");
     let run_s = run.to_str().unwrap();
     let config_s = config.to_str().unwrap();
-    let o = plasticity(&[
+    succeeds(&[
         "images",
         "--config",
         config_s,
@@ -426,77 +341,54 @@ fn images_runs_on_the_embedded_default_then_eval_and_resume_use_it() {
         "--out",
         run_s,
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    for file in [
-        "config.json",
-        "metrics.csv",
-        "checkpoint.bin",
-        "learning_curve_loss.svg",
-        "learning_curve_erased_loss.svg",
-        "reconstructions.png",
-    ] {
-        assert!(run.join(file).exists(), "{file} missing");
-    }
+    assert_run_files(
+        &run,
+        &[
+            "learning_curve_loss.svg",
+            "learning_curve_erased_loss.svg",
+            "reconstructions.png",
+        ],
+    );
     let png = std::fs::read(run.join("reconstructions.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    let config_json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    let config_json = config_json(&run);
     assert_eq!(config_json["data_dir"], serde_json::Value::Null);
     assert_eq!(config_json["task"]["learning_rate"], 1e-4);
     assert_eq!(config_json["steps_per_episode"], 10);
-    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert_eq!(
-        metrics.lines().next(),
+        metrics(&run).lines().next(),
         Some("episode,loss,erased_loss,seconds")
     );
 
-    let o = plasticity(&[
-        "eval",
-        "images",
-        "--run",
-        run_s,
-        "--episodes",
-        "3",
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["experiment"], "images");
+    let v = eval_json("images", run_s, &["--episodes", "3"]);
     assert_eq!(v["episodes"], 3);
     assert!(v["loss"].as_f64().unwrap() > 0.0);
 
-    let o = plasticity(&["images", "--resume", run_s, "--data-dir", "/tmp"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("--data-dir: --resume"),
-        "{}",
-        stderr(&o)
+    fails(
+        &["images", "--resume", run_s, "--data-dir", "/tmp"],
+        2,
+        &["--data-dir: --resume"],
     );
-    let o = plasticity(&["images", "--resume", run_s, "--episodes", "6"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-    assert_eq!(metrics.lines().count(), 7);
+    succeeds(&["images", "--resume", run_s, "--episodes", "6"]);
+    assert_eq!(metrics(&run).lines().count(), 7);
 
     // Bad data: a truncated CIFAR-10 file is named in the error, exit 2.
     let data = dir.join("cifar");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("data_batch_1.bin"), vec![0u8; 3073 * 3 + 5]).unwrap();
     std::fs::write(data.join("test_batch.bin"), vec![0u8; 3073 * 3]).unwrap();
-    let o = plasticity(&[
-        "images",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--out",
-        dir.join("run2").to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("data_batch_1.bin") && stderr(&o).contains("3073"),
-        "{}",
-        stderr(&o)
+    fails(
+        &[
+            "images",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--out",
+            dir.join("run2").to_str().unwrap(),
+        ],
+        2,
+        &["data_batch_1.bin", "3073"],
     );
-    let o = plasticity(&["images", "--model", "gru", "--out", run_s]);
-    assert_eq!(o.status.code(), Some(2));
+    fails(&["images", "--model", "gru", "--out", run_s], 2, &[]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -534,24 +426,15 @@ fn omniglot_trains_evaluates_resumes_and_rejects_bad_input() {
         "l2",
     ];
     args.extend(common);
-    let o = plasticity(&args);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    for f in [
-        "config.json",
-        "metrics.csv",
-        "checkpoint.bin",
-        "learning_curve_accuracy.svg",
-    ] {
-        assert!(run.join(f).exists(), "{f}");
-    }
-    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    succeeds(&args);
+    assert_run_files(&run, &["learning_curve_accuracy.svg"]);
+    let metrics_csv = metrics(&run);
     assert!(
-        metrics.starts_with("episode,loss,accuracy,seconds\n"),
-        "{metrics}"
+        metrics_csv.starts_with("episode,loss,accuracy,seconds\n"),
+        "{metrics_csv}"
     );
-    assert_eq!(metrics.lines().count(), 5);
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(metrics_csv.lines().count(), 5);
+    let config = config_json(&run);
     assert_eq!(config["task"]["split"], "standard");
     assert_eq!(config["task"]["ways"], 5);
     assert_eq!(config["task"]["max_shift"], 1);
@@ -559,18 +442,7 @@ fn omniglot_trains_evaluates_resumes_and_rejects_bad_input() {
     assert_eq!(config["task"]["feature_norm"], "l2");
     assert_eq!(config["test_classes"], 8);
     // Evaluation on held-out classes, one JSON object.
-    let o = plasticity(&[
-        "eval",
-        "omniglot",
-        "--run",
-        &run_s,
-        "--episodes",
-        "30",
-        "--json",
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["experiment"], "omniglot");
+    let v = eval_json("omniglot", &run_s, &["--episodes", "30"]);
     assert_eq!(v["episodes"], 30);
     let acc = v["accuracy"].as_f64().unwrap();
     let ci = v["ci95"].as_array().unwrap();
@@ -578,46 +450,33 @@ fn omniglot_trains_evaluates_resumes_and_rejects_bad_input() {
     assert!(lo <= acc && acc <= hi && lo >= 0.0 && hi <= 1.0, "{v}");
     assert_eq!(v["classes"], "test");
     // The same on the training classes (the background set's 8), then a bad set name.
-    let o = plasticity(&[
-        "eval",
+    let v = eval_json(
         "omniglot",
-        "--run",
         &run_s,
-        "--episodes",
-        "10",
-        "--classes",
-        "train",
-        "--json",
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        &["--episodes", "10", "--classes", "train"],
+    );
     assert_eq!(
         (v["classes"].as_str(), v["class_count"].as_u64()),
         (Some("train"), Some(8))
     );
-    let o = plasticity(&["eval", "omniglot", "--run", &run_s, "--classes", "all"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("--classes"), "{}", stderr(&o));
+    fails(
+        &["eval", "omniglot", "--run", &run_s, "--classes", "all"],
+        2,
+        &["--classes"],
+    );
     // 3-way 2-shot episodes on the same model; 20-way needs 20 outputs.
-    let o = plasticity(&[
-        "eval",
+    eval_json(
         "omniglot",
-        "--run",
         &run_s,
-        "--episodes",
-        "10",
-        "--ways",
-        "3",
-        "--shots",
-        "2",
-        "--json",
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let o = plasticity(&["eval", "omniglot", "--run", &run_s, "--ways", "20"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("ways"), "{}", stderr(&o));
+        &["--episodes", "10", "--ways", "3", "--shots", "2"],
+    );
+    fails(
+        &["eval", "omniglot", "--run", &run_s, "--ways", "20"],
+        2,
+        &["ways"],
+    );
     // Resume to 6 updates.
-    let o = plasticity(&[
+    succeeds(&[
         "omniglot",
         "--resume",
         &run_s,
@@ -626,94 +485,33 @@ fn omniglot_trains_evaluates_resumes_and_rejects_bad_input() {
         "--threads",
         "1",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-    assert_eq!(metrics.lines().count(), 7);
+    assert_eq!(metrics(&run).lines().count(), 7);
     // Bad input: exit 2, message naming the problem.
     let out2 = dir.join("run2").to_string_lossy().into_owned();
     let missing = dir.join("missing").to_string_lossy().into_owned();
-    let cases: Vec<(Vec<&str>, &str)> = vec![
+    // Each case: `omniglot --data-dir <data> <options> --out <out2>`.
+    let cases: [(&str, &[&str], &str); 7] = [
+        (&missing, &[], "not found"),
+        (&data_s, &["--split", "random"], "--split: unknown split"),
         (
-            vec!["omniglot", "--data-dir", &missing, "--out", &out2],
-            "not found",
-        ),
-        (
-            vec![
-                "omniglot",
-                "--data-dir",
-                &data_s,
-                "--split",
-                "random",
-                "--out",
-                &out2,
-            ],
-            "--split: unknown split",
-        ),
-        (
-            vec![
-                "omniglot",
-                "--data-dir",
-                &data_s,
-                "--feature-norm",
-                "cosine",
-                "--out",
-                &out2,
-            ],
+            &data_s,
+            &["--feature-norm", "cosine"],
             "--feature-norm: invalid value 'cosine'",
         ),
+        (&data_s, &[], "test_classes"),
+        (&data_s, &["--split", "standard", "--shots", "3"], "shots"),
+        (&data_s, &["--ways", "0"], "ways: must be positive"),
         (
-            vec!["omniglot", "--data-dir", &data_s, "--out", &out2],
-            "test_classes",
-        ),
-        (
-            vec![
-                "omniglot",
-                "--data-dir",
-                &data_s,
-                "--split",
-                "standard",
-                "--shots",
-                "3",
-                "--out",
-                &out2,
-            ],
-            "shots",
-        ),
-        (
-            vec![
-                "omniglot",
-                "--data-dir",
-                &data_s,
-                "--ways",
-                "0",
-                "--out",
-                &out2,
-            ],
-            "ways: must be positive",
-        ),
-        (
-            vec![
-                "omniglot",
-                "--data-dir",
-                &data_s,
-                "--split",
-                "standard",
-                "--max-shift",
-                "16",
-                "--out",
-                &out2,
-            ],
+            &data_s,
+            &["--split", "standard", "--max-shift", "16"],
             "max_shift: must be less than half",
         ),
     ];
-    for (args, message) in cases {
-        let o = plasticity(&args);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
-        assert!(
-            stderr(&o).contains(message),
-            "{args:?}: expected '{message}' in '{}'",
-            stderr(&o)
-        );
+    for (data_dir, options, message) in cases {
+        let mut args = vec!["omniglot", "--data-dir", data_dir];
+        args.extend(options);
+        args.extend(["--out", &out2]);
+        fails(&args, 2, &[message]);
     }
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{plasticity, stderr, temp_dir, tiny_lm as tiny};
+use common::{
+    assert_run_files, config_json, eval_json, expect_usage, fails, metrics, stderr, stdout_json,
+    succeeds, temp_dir, tiny_lm as tiny,
+};
 use std::path::Path;
 
 #[test]
@@ -12,7 +15,7 @@ fn lm_trains_evaluates_and_resumes() {
     let (data, cfg) = tiny(&dir);
     let run = dir.join("run");
     let run_s = run.to_string_lossy().into_owned();
-    let o = plasticity(&[
+    let o = succeeds(&[
         "lm",
         "--model",
         "plastic",
@@ -27,19 +30,9 @@ fn lm_trains_evaluates_and_resumes() {
         "--threads",
         "1",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("parameters"), "{}", stderr(&o));
-    for f in [
-        "config.json",
-        "metrics.csv",
-        "checkpoint.bin",
-        "learning_curve_loss.svg",
-        "perplexity.svg",
-    ] {
-        assert!(run.join(f).exists(), "{f} missing");
-    }
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_run_files(&run, &["learning_curve_loss.svg", "perplexity.svg"]);
+    let config = config_json(&run);
     assert_eq!(config["experiment"], "lm");
     assert_eq!(config["epochs"], 3);
     assert_eq!(config["task"]["model"], "plastic");
@@ -47,24 +40,16 @@ fn lm_trains_evaluates_and_resumes() {
     let spe = config["segments_per_epoch"].as_u64().unwrap();
     assert_eq!(config["episodes"].as_u64().unwrap(), 3 * spe);
     // eval --json: exactly one JSON object with the test perplexity.
-    let o = plasticity(&["eval", "lm", "--run", &run_s, "--json"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["experiment"], "lm");
+    let v = eval_json("lm", &run_s, &[]);
     let ppl = v["perplexity"].as_f64().unwrap();
     assert!(ppl > 1.0 && ppl < 9.0, "{v}");
     assert_eq!(v["trained_updates"].as_u64().unwrap(), 3 * spe);
     // Resume with more epochs continues from the checkpoint.
-    let o = plasticity(&["lm", "--resume", &run_s, "--epochs", "4", "--threads", "1"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let rows = std::fs::read_to_string(run.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .count();
+    succeeds(&["lm", "--resume", &run_s, "--epochs", "4", "--threads", "1"]);
+    let rows = metrics(&run).lines().count();
     assert_eq!(rows as u64, 1 + 4 * spe);
     // Changing the model of a resumed run is refused.
-    let o = plasticity(&["lm", "--resume", &run_s, "--model", "lstm"]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    fails(&["lm", "--resume", &run_s, "--model", "lstm"], 2, &[]);
 }
 
 #[test]
@@ -92,25 +77,18 @@ fn lm_rejects_bad_input_with_exit_2_and_a_message() {
         let mut args = vec!["lm"];
         args.extend_from_slice(&base);
         args.extend(extra.iter().copied());
-        let o = plasticity(&args);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
-        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
-        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+        expect_usage(&args, &[want]);
     }
     // An unknown word in the validation file names the file and the line.
     std::fs::write(dir.join("ptb.valid.txt"), "a b\nb zebra\n").unwrap();
     let mut args = vec!["lm"];
     args.extend_from_slice(&base);
-    let o = plasticity(&args);
-    assert_eq!(o.status.code(), Some(2));
-    let e = stderr(&o);
-    assert!(
-        e.contains("ptb.valid.txt") && e.contains("line 2: word 'zebra'"),
-        "{e}"
+    fails(&args, 2, &["ptb.valid.txt", "line 2: word 'zebra'"]);
+    fails(
+        &["eval", "lm", "--run", "/nonexistent-run", "--json"],
+        2,
+        &["config.json"],
     );
-    let o = plasticity(&["eval", "lm", "--run", "/nonexistent-run", "--json"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("config.json"), "{}", stderr(&o));
 }
 
 #[test]
@@ -121,7 +99,7 @@ fn bench_lm_reports_tokens_per_second_on_the_real_corpus() {
         return;
     }
     let d = dir.to_string_lossy().into_owned();
-    let o = plasticity(&[
+    let o = succeeds(&[
         "bench",
         "lm",
         "--model",
@@ -136,8 +114,7 @@ fn bench_lm_reports_tokens_per_second_on_the_real_corpus() {
         "--data-dir",
         &d,
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = stdout_json(&o);
     assert_eq!(v["workload"], "lm");
     assert!(v["tokens_per_s"].as_f64().unwrap() > 0.0, "{v}");
     assert!(v["ms_per_episode"].as_f64().unwrap() > 0.0, "{v}");

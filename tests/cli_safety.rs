@@ -5,87 +5,42 @@
 
 mod common;
 
-use common::{omniglot_tree, plasticity, small_config, stderr, temp_dir, tiny_lm};
+use common::{
+    config_json, expect_usage, fails, metrics_rows, omniglot_tree, pattern_run, pattern_scratch,
+    plasticity, small_config, stderr, succeeds, temp_dir, tiny_lm, RUN_FILES,
+};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-fn metrics_rows(run: &Path) -> usize {
-    std::fs::read_to_string(run.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .count()
-        - 1
-}
-
-fn config_json(run: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap()
-}
-
-fn expect_usage(args: &[&str], wants: &[&str]) -> String {
-    let o = plasticity(args);
-    let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
-    for w in wants {
-        assert!(e.contains(w), "{args:?}: expected '{w}' in '{e}'");
-    }
-    assert!(!e.contains("panicked"), "{args:?}: {e}");
-    e
+/// The contents of the run files a refused run must leave alone.
+fn run_files(run: &Path) -> Vec<Vec<u8>> {
+    RUN_FILES
+        .iter()
+        .map(|f| std::fs::read(run.join(f)).unwrap())
+        .collect()
 }
 
 /// Item 1: a second run into a folder that holds a run (given with --out, or the default
 /// `runs/<experiment>-<model>-seed<S>`) is refused and the run is untouched; --force replaces it.
 #[test]
 fn a_new_run_never_replaces_a_run_unless_forced() {
-    let dir = temp_dir("overwrite");
-    let config = small_config(&dir);
-    let run = dir.join("run");
+    let (dir, config, run) = pattern_scratch("overwrite");
     let run_s = run.to_str().unwrap();
-    let o = plasticity(&[
-        "pattern",
-        "--config",
-        &config,
-        "--episodes",
-        "20",
-        "--checkpoint-every",
-        "10",
-        "--out",
-        run_s,
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let before: Vec<Vec<u8>> = ["checkpoint.bin", "metrics.csv", "config.json"]
-        .iter()
-        .map(|f| std::fs::read(run.join(f)).unwrap())
-        .collect();
+    let args = pattern_run(&config, "20", run_s, &["--checkpoint-every", "10"]);
+    succeeds(&args);
+    let before = run_files(&run);
     let e = expect_usage(
-        &[
-            "pattern",
-            "--config",
-            &config,
-            "--episodes",
-            "50",
-            "--out",
-            run_s,
-        ],
+        &pattern_run(&config, "50", run_s, &[]),
         &["holds a run at episode 20", "--resume", "--force"],
     );
     assert!(e.contains(run_s), "{e}");
-    let after: Vec<Vec<u8>> = ["checkpoint.bin", "metrics.csv", "config.json"]
-        .iter()
-        .map(|f| std::fs::read(run.join(f)).unwrap())
-        .collect();
-    assert!(before == after, "the refused run changed the existing one");
+    assert!(
+        before == run_files(&run),
+        "the refused run changed the existing one"
+    );
     // --force replaces it: a fresh run of 5 episodes, none of the old rows left.
-    let o = plasticity(&[
-        "pattern",
-        "--config",
-        &config,
-        "--episodes",
-        "5",
-        "--out",
-        run_s,
-        "--force",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let args = pattern_run(&config, "5", run_s, &["--force"]);
+    succeeds(&args);
     assert_eq!(metrics_rows(&run), 5);
     assert_eq!(config_json(&run)["episodes"], 5);
     // The default run directory, from a working directory of our own.
@@ -101,11 +56,11 @@ fn a_new_run_never_replaces_a_run_unless_forced() {
     let o = run_in_cwd("10");
     assert!(o.status.success(), "{}", stderr(&o));
     let o = run_in_cwd("50");
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
     assert!(
-        stderr(&o).contains("runs/pattern-plastic-seed0 holds a run at episode 10"),
-        "{}",
-        stderr(&o)
+        e.contains("runs/pattern-plastic-seed0 holds a run at episode 10"),
+        "{e}"
     );
     assert_eq!(metrics_rows(&cwd.join("runs/pattern-plastic-seed0")), 10);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -152,22 +107,10 @@ fn sizes_too_large_for_the_machine_are_refused_before_allocating() {
 /// run and config.json records it.
 #[test]
 fn resume_refuses_what_cannot_take_effect_and_records_what_ran() {
-    let dir = temp_dir("resume");
-    let config = small_config(&dir);
-    let run = dir.join("run");
+    let (dir, config, run) = pattern_scratch("resume");
     let run_s = run.to_str().unwrap();
-    let o = plasticity(&[
-        "pattern",
-        "--config",
-        &config,
-        "--episodes",
-        "20",
-        "--seed",
-        "3",
-        "--out",
-        run_s,
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let args = pattern_run(&config, "20", run_s, &["--seed", "3"]);
+    succeeds(&args);
     let saved = std::fs::read(run.join("config.json")).unwrap();
     let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
         (vec!["--seed", "5"], vec!["--seed 5", "trained with seed 3"]),
@@ -194,7 +137,7 @@ fn resume_refuses_what_cannot_take_effect_and_records_what_ran() {
     }
     assert!(!Path::new("elsewhere").exists());
     // The same seed is accepted; a larger total extends the run and is recorded.
-    let o = plasticity(&[
+    succeeds(&[
         "pattern",
         "--resume",
         run_s,
@@ -203,7 +146,6 @@ fn resume_refuses_what_cannot_take_effect_and_records_what_ran() {
         "--episodes",
         "30",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(metrics_rows(&run), 30);
     let c = config_json(&run);
     assert_eq!(
@@ -220,25 +162,28 @@ fn a_diverging_language_model_is_stopped() {
     let dir = temp_dir("lm");
     let (data, cfg) = tiny_lm(&dir);
     let run = dir.join("run");
-    let o = plasticity(&[
-        "lm",
-        "--data-dir",
-        &data,
-        "--config",
-        &cfg,
-        "--lr",
-        "1e9",
-        "--epochs",
-        "5",
-        "--threads",
-        "1",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
-    let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "{e}");
-    assert!(e.contains("training diverged at episode"), "{e}");
-    assert!(e.contains("No checkpoint had been written yet"), "{e}");
+    let e = fails(
+        &[
+            "lm",
+            "--data-dir",
+            &data,
+            "--config",
+            &cfg,
+            "--lr",
+            "1e9",
+            "--epochs",
+            "5",
+            "--threads",
+            "1",
+            "--out",
+            run.to_str().unwrap(),
+        ],
+        1,
+        &[
+            "training diverged at episode",
+            "No checkpoint had been written yet",
+        ],
+    );
     let total = config_json(&run)["episodes"].as_u64().unwrap() as usize;
     assert!(metrics_rows(&run) < total, "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -248,36 +193,19 @@ fn a_diverging_language_model_is_stopped() {
 /// [0, 1] is a configuration error.
 #[test]
 fn the_nan_message_says_what_is_kept_and_eta_is_range_checked() {
-    let dir = temp_dir("nan");
-    let config = small_config(&dir);
-    let run = dir.join("run");
+    let (dir, config, run) = pattern_scratch("nan");
     let run_s = run.to_str().unwrap();
-    let base = [
-        "pattern",
-        "--config",
-        &config,
-        "--lr",
-        "1e30",
-        "--episodes",
-        "100",
-        "--out",
-        run_s,
-    ];
-    let o = plasticity(&base);
-    let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "{e}");
-    assert!(e.contains("loss is NaN or infinite at episode"), "{e}");
+    let base = pattern_run(&config, "100", run_s, &["--lr", "1e30"]);
+    let e = fails(&base, 1, &["loss is NaN or infinite at episode"]);
     assert!(
         e.contains("No checkpoint had been written yet") && !e.contains("is kept"),
         "{e}"
     );
     assert!(!run.join("checkpoint.bin").exists());
     // With a checkpoint after every episode, the message names the one that is kept.
-    let mut args = base.to_vec();
+    let mut args = base.clone();
     args.extend(["--checkpoint-every", "1", "--force"]);
-    let o = plasticity(&args);
-    let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "{e}");
+    let e = fails(&args, 1, &[]);
     let kept = plasticity::train::checkpoint_episode(&run)
         .unwrap()
         .unwrap();
@@ -290,28 +218,20 @@ fn the_nan_message_says_what_is_kept_and_eta_is_range_checked() {
     for eta in ["-5", "1.5"] {
         let file = dir.join("eta.json");
         std::fs::write(&file, format!(r#"{{"eta": {eta}}}"#)).unwrap();
-        expect_usage(
-            &[
-                "pattern",
+        for (experiment, want) in [
+            ("pattern", format!("eta: must be in [0, 1] (got {eta})")),
+            ("maze", "eta: must be in [0, 1]".to_string()),
+        ] {
+            let args = [
+                experiment,
                 "--config",
                 file.to_str().unwrap(),
                 "--out",
                 run_s,
                 "--force",
-            ],
-            &[&format!("eta: must be in [0, 1] (got {eta})")],
-        );
-        expect_usage(
-            &[
-                "maze",
-                "--config",
-                file.to_str().unwrap(),
-                "--out",
-                run_s,
-                "--force",
-            ],
-            &["eta: must be in [0, 1]"],
-        );
+            ];
+            expect_usage(&args, &[&want]);
+        }
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -374,8 +294,7 @@ fn sigint_and_sigterm_checkpoint_and_exit_130() {
         std::fs::write(run.join("metrics.tmp"), b"garbage").unwrap();
         std::fs::write(run.join("config.tmp"), b"garbage").unwrap();
         let more = (done + 5).to_string();
-        let o = plasticity(&["pattern", "--resume", run_s, "--episodes", &more]);
-        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        succeeds(&["pattern", "--resume", run_s, "--episodes", &more]);
         assert_eq!(metrics_rows(&run) as u64, done + 5);
         assert!(!run.join("checkpoint.tmp").exists());
     }
@@ -386,22 +305,10 @@ fn sigint_and_sigterm_checkpoint_and_exit_130() {
 /// `--progress-every` interval (0: every episode).
 #[test]
 fn progress_lines_are_written_when_stderr_is_not_a_terminal() {
-    let dir = temp_dir("progress");
-    let config = small_config(&dir);
-    let run = dir.join("run");
-    let o = plasticity(&[
-        "pattern",
-        "--config",
-        &config,
-        "--episodes",
-        "5",
-        "--progress-every",
-        "0",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
-    let e = stderr(&o);
-    assert!(o.status.success(), "{e}");
+    let (dir, config, run) = pattern_scratch("progress");
+    let run_s = run.to_str().unwrap();
+    let args = pattern_run(&config, "5", run_s, &["--progress-every", "0"]);
+    let e = stderr(&succeeds(&args));
     for k in 1..=5 {
         let line = e
             .lines()
@@ -412,29 +319,14 @@ fn progress_lines_are_written_when_stderr_is_not_a_terminal() {
         }
     }
     // The default interval still reports the first and the last episode.
-    let o = plasticity(&[
-        "pattern",
-        "--config",
-        &config,
-        "--episodes",
-        "5",
-        "--out",
-        run.to_str().unwrap(),
-        "--force",
-    ]);
-    let e = stderr(&o);
+    let args = pattern_run(&config, "5", run_s, &["--force"]);
+    let e = stderr(&plasticity(&args));
     assert!(
         e.contains("pattern: episode 1/5 ") && e.contains("pattern: episode 5/5 "),
         "{e}"
     );
     expect_usage(
-        &[
-            "pattern",
-            "--progress-every",
-            "nan",
-            "--out",
-            run.to_str().unwrap(),
-        ],
+        &["pattern", "--progress-every", "nan", "--out", run_s],
         &["--progress-every"],
     );
     std::fs::remove_dir_all(&dir).unwrap();
@@ -443,41 +335,18 @@ fn progress_lines_are_written_when_stderr_is_not_a_terminal() {
 /// The issue's "unclear" cases: each is a clear usage error or a truthful message now.
 #[test]
 fn the_unclear_cases_have_clear_messages() {
-    let dir = temp_dir("unclear");
-    let config = small_config(&dir);
-    let run = dir.join("run");
+    let (dir, config, run) = pattern_scratch("unclear");
     let run_s = run.to_str().unwrap();
     // --episodes 0 trains nothing and writes no run.
     expect_usage(
-        &[
-            "pattern",
-            "--config",
-            &config,
-            "--episodes",
-            "0",
-            "--out",
-            run_s,
-        ],
+        &pattern_run(&config, "0", run_s, &[]),
         &["--episodes: must be positive"],
     );
     assert!(!run.exists());
     // The summary counts the episodes it averaged.
-    let o = plasticity(&[
-        "pattern",
-        "--config",
-        &config,
-        "--episodes",
-        "20",
-        "--out",
-        run_s,
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("last 20 episodes: loss"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(!stderr(&o).contains("last 50"), "{}", stderr(&o));
+    let e = stderr(&succeeds(&pattern_run(&config, "20", run_s, &[])));
+    assert!(e.contains("last 20 episodes: loss"), "{e}");
+    assert!(!e.contains("last 50"), "{e}");
     expect_usage(
         &["eval", "pattern", "--run", run_s, "--episodes", "0"],
         &["--episodes: must be positive"],
@@ -520,9 +389,8 @@ fn the_unclear_cases_have_clear_messages() {
         assert!(!e.contains("unexpected argument"), "{e}");
     }
     // No Debug formatting: `check` names settings as options do; `lm` names its model.
-    let o = plasticity(&["check", "--device", "cpu"]);
+    let o = succeeds(&["check", "--device", "cpu"]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         out.contains("| hebb | additive | per-connection | 0.08 |"),
         "{out}"
@@ -552,7 +420,7 @@ fn the_unclear_cases_have_clear_messages() {
     let lm_dir = dir.join("lm");
     std::fs::create_dir_all(&lm_dir).unwrap();
     let (data, cfg) = tiny_lm(&lm_dir);
-    let o = plasticity(&[
+    let e = stderr(&succeeds(&[
         "lm",
         "--data-dir",
         &data,
@@ -564,10 +432,9 @@ fn the_unclear_cases_have_clear_messages() {
         "1",
         "--out",
         lm_dir.join("run").to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("lm: lstm model"), "{}", stderr(&o));
-    assert!(!stderr(&o).contains("Lstm"), "{}", stderr(&o));
+    ]));
+    assert!(e.contains("lm: lstm model"), "{e}");
+    assert!(!e.contains("Lstm"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -26,6 +26,102 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Runs the binary with `args` and asserts that it succeeded (its stderr in the message).
+pub fn succeeds(args: &[&str]) -> Output {
+    let o = plasticity(args);
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    o
+}
+
+/// Runs the binary with `args`, asserts that it exited with `code` and that its stderr contains
+/// each of `wants`; returns the stderr.
+pub fn fails(args: &[&str], code: i32, wants: &[&str]) -> String {
+    let o = plasticity(args);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(code), "{args:?}: {e}");
+    for w in wants {
+        assert!(e.contains(w), "{args:?}: expected '{w}' in '{e}'");
+    }
+    e
+}
+
+/// A usage error: exit 2, each of `wants` in stderr and no panic; returns the stderr.
+pub fn expect_usage(args: &[&str], wants: &[&str]) -> String {
+    let e = fails(args, 2, wants);
+    assert!(!e.contains("panicked"), "{args:?}: {e}");
+    e
+}
+
+/// What a run printed on stdout, as one JSON value.
+pub fn stdout_json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// `eval <experiment> --run <run> <more> --json`: asserts that it succeeded and that its one
+/// JSON object names `experiment`; returns the object.
+pub fn eval_json(experiment: &str, run: &str, more: &[&str]) -> serde_json::Value {
+    let mut args = vec!["eval", experiment, "--run", run];
+    args.extend(more);
+    args.push("--json");
+    let v = stdout_json(&succeeds(&args));
+    assert_eq!(v["experiment"], experiment);
+    v
+}
+
+/// The `config.json` of a run folder.
+pub fn config_json(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap()
+}
+
+/// The `metrics.csv` of a run folder.
+pub fn metrics(run: &Path) -> String {
+    std::fs::read_to_string(run.join("metrics.csv")).unwrap()
+}
+
+/// The data rows of a run's `metrics.csv` (its lines less the header).
+pub fn metrics_rows(run: &Path) -> usize {
+    metrics(run).lines().count() - 1
+}
+
+/// The files every training run writes into its folder.
+pub const RUN_FILES: [&str; 3] = ["config.json", "metrics.csv", "checkpoint.bin"];
+
+/// Asserts that the run folder `run` holds [`RUN_FILES`] and each of `more`.
+pub fn assert_run_files(run: &Path, more: &[&str]) {
+    for file in RUN_FILES.iter().chain(more) {
+        assert!(run.join(file).exists(), "{file} missing");
+    }
+}
+
+/// A scratch folder for one test (see [`temp_dir`]) with [`small_config`] in it: the folder,
+/// the configuration's path and the run folder `run` inside it (not created).
+pub fn pattern_scratch(name: &str) -> (PathBuf, String, PathBuf) {
+    let dir = temp_dir(name);
+    let config = small_config(&dir);
+    let run = dir.join("run");
+    (dir, config, run)
+}
+
+/// The arguments of a pattern run of `config` for `episodes` episodes into `run`, then `more`.
+pub fn pattern_run<'a>(
+    config: &'a str,
+    episodes: &'a str,
+    run: &'a str,
+    more: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "pattern",
+        "--config",
+        config,
+        "--episodes",
+        episodes,
+        "--out",
+        run,
+    ];
+    args.extend(more);
+    args
+}
+
 /// A pattern configuration that trains in well under a millisecond per episode.
 pub fn small_config(dir: &Path) -> String {
     let path = dir.join("small.json");

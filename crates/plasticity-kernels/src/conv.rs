@@ -405,6 +405,15 @@ fn permute_weight<F: Copy + Default>(w: &[F], co: usize, ci: usize) -> Vec<F> {
     out
 }
 
+/// Every layer's weight, permuted for im2col ([`permute_weight`]); `ch`: the spec's channels.
+fn permuted_weights<F: Copy + Default>(ch: &[usize], layers: &[ConvLayer<'_, F>]) -> Vec<Vec<F>> {
+    layers
+        .iter()
+        .enumerate()
+        .map(|(l, p)| permute_weight(p.weight, ch[l + 1], ch[l]))
+        .collect()
+}
+
 /// `[co, 3, 3, ci]` back to `[co, ci, 3, 3]`.
 fn unpermute_weight<F: Copy + Default>(w: &[F], co: usize, ci: usize) -> Vec<F> {
     let mut out = vec![F::default(); w.len()];
@@ -429,45 +438,41 @@ fn transpose<F: Copy + Default>(v: &[F], r: usize, c: usize) -> Vec<F> {
     out
 }
 
-/// im2col of `n` NHWC images `a: [n, s, s, c]` into `col: [n so so, 9 c]`.
-fn im2col<F: Copy>(a: &[F], n: usize, s: usize, c: usize, col: &mut [F]) {
+/// The pairing of im2col: for each 3x3 stride-2 window of `n` NHWC images `[n, s, s, c]` and
+/// each of its rows `ky`, `f(col, image)` with the offsets of the `3 c` values the row
+/// holds in `col: [n so so, 9 c]` and in the images (contiguous in both).
+#[inline(always)]
+fn for_each_window_row(n: usize, s: usize, c: usize, mut f: impl FnMut(usize, usize)) {
     let so = (s - 3) / 2 + 1;
-    let run = 3 * c;
-    let k = 9 * c;
+    let (run, k) = (3 * c, 9 * c);
     for m in 0..n {
         for y in 0..so {
             for x in 0..so {
-                let row = &mut col[((m * so + y) * so + x) * k..][..k];
+                let row = ((m * so + y) * so + x) * k;
                 for ky in 0..3 {
-                    let src = ((m * s + 2 * y + ky) * s + 2 * x) * c;
-                    row[ky * run..(ky + 1) * run].copy_from_slice(&a[src..src + run]);
+                    f(row + ky * run, ((m * s + 2 * y + ky) * s + 2 * x) * c);
                 }
             }
         }
     }
 }
 
+/// im2col of `n` NHWC images `a: [n, s, s, c]` into `col: [n so so, 9 c]`.
+fn im2col<F: Copy>(a: &[F], n: usize, s: usize, c: usize, col: &mut [F]) {
+    let run = 3 * c;
+    for_each_window_row(n, s, c, |dst, src| {
+        col[dst..dst + run].copy_from_slice(&a[src..src + run]);
+    });
+}
+
 /// col2im: `da[m, 2y + ky, 2x + kx, ci] += dcol[p, k]` (`da` zeroed by the caller).
 fn col2im<F: Copy + core::ops::AddAssign>(dcol: &[F], n: usize, s: usize, c: usize, da: &mut [F]) {
-    let so = (s - 3) / 2 + 1;
     let run = 3 * c;
-    let k = 9 * c;
-    for m in 0..n {
-        for y in 0..so {
-            for x in 0..so {
-                let row = &dcol[((m * so + y) * so + x) * k..][..k];
-                for ky in 0..3 {
-                    let dst = ((m * s + 2 * y + ky) * s + 2 * x) * c;
-                    for (d, &g) in da[dst..dst + run]
-                        .iter_mut()
-                        .zip(&row[ky * run..(ky + 1) * run])
-                    {
-                        *d += g;
-                    }
-                }
-            }
+    for_each_window_row(n, s, c, |src, dst| {
+        for (d, &g) in da[dst..dst + run].iter_mut().zip(&dcol[src..src + run]) {
+            *d += g;
         }
-    }
+    });
 }
 
 /// Checks the parameter count and lengths against `spec`.
@@ -531,11 +536,7 @@ crate::simd::multiversion! {
         }
         let ch = &spec.channels;
         let sides = spec.sides();
-        let weights: Vec<Vec<F>> = layers
-            .iter()
-            .enumerate()
-            .map(|(l, p)| permute_weight(p.weight, ch[l + 1], ch[l]))
-            .collect();
+        let weights = permuted_weights(ch, layers);
         let starts = block_starts(spec.images);
         let per_image = ch[0] * spec.side * spec.side;
         let blocks: Vec<Vec<Vec<F>>> = map_blocks(starts.windows(2).collect(), |r| {
@@ -602,11 +603,7 @@ crate::simd::multiversion! {
         let ch = &spec.channels;
         let sides = spec.sides();
         let nl = spec.layers();
-        let weights: Vec<Vec<F>> = layers
-            .iter()
-            .enumerate()
-            .map(|(l, p)| permute_weight(p.weight, ch[l + 1], ch[l]))
-            .collect();
+        let weights = permuted_weights(ch, layers);
         let out_per_image = ch[nl] * sides[nl] * sides[nl];
         let parts: Vec<ConvGrads<F>> = map_blocks(
             record.starts.windows(2).zip(&record.blocks).collect(),

@@ -15,6 +15,11 @@ pub enum TraceRule {
     Oja,
 }
 
+impl TraceRule {
+    /// Every rule, in declaration order.
+    pub const ALL: [TraceRule; 2] = [TraceRule::Hebb, TraceRule::Oja];
+}
+
 /// How the external input enters the step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -24,6 +29,11 @@ pub enum InputMode {
     /// A neuron whose input is non-zero outputs exactly its input (`y'_j = x_j`); the others
     /// follow the additive step with zero input (ICML 2018 section 4.2, images).
     Clamped,
+}
+
+impl InputMode {
+    /// Every input mode, in declaration order.
+    pub const ALL: [InputMode; 2] = [InputMode::Additive, InputMode::Clamped];
 }
 
 /// Shape of the plasticity coefficients `alpha`.
@@ -39,6 +49,13 @@ pub enum AlphaShape {
 }
 
 impl AlphaShape {
+    /// Every shape, in declaration order.
+    pub const ALL: [AlphaShape; 3] = [
+        AlphaShape::PerConnection,
+        AlphaShape::PerNeuron,
+        AlphaShape::Scalar,
+    ];
+
     /// Shape of `alpha` for `n` neurons: `[N, N]`, `[1, N]` or `[1, 1]`.
     pub fn dims(self, n: usize) -> [usize; 2] {
         match self {

@@ -79,6 +79,15 @@ fn reference(
     a
 }
 
+/// The stack of `channels.len() - 1` layers on `images` images of side `side`.
+fn conv_spec(images: usize, side: usize, channels: &[usize]) -> ConvSpec {
+    ConvSpec {
+        images,
+        side,
+        channels: channels.to_vec(),
+    }
+}
+
 fn random_vec(len: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
     (0..len).map(|_| rng.gen_range(-1.0..1.0)).collect()
 }
@@ -105,11 +114,7 @@ fn run_f64(spec: &ConvSpec, p: &Params<f64>, x: &[f64], gy: &[f64]) -> (Vec<f64>
 /// (`0.94001484, 0, 0, 0, 1.88002969, 0, 0, 0, -0.94001484`), `db = dz`, `dx = dz W`.
 #[test]
 fn golden_single_pixel() {
-    let spec = ConvSpec {
-        images: 1,
-        side: 3,
-        channels: vec![1, 1],
-    };
+    let spec = conv_spec(1, 3, &[1, 1]);
     let x = [1.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, -1.0];
     let w: Vec<f64> = (1..=9).map(|k| k as f64 / 10.0).collect();
     let b = [0.05];
@@ -138,11 +143,7 @@ fn golden_single_pixel() {
 /// `dW[k] = sum over the 4 windows of x = 0.4 dz`, `db = 4 dz`.
 #[test]
 fn golden_overlapping_windows() {
-    let spec = ConvSpec {
-        images: 1,
-        side: 5,
-        channels: vec![1, 1],
-    };
+    let spec = conv_spec(1, 5, &[1, 1]);
     let x = vec![0.1f64; 25];
     let w = vec![1.0f64; 9];
     let layers = [ConvLayer {
@@ -176,21 +177,9 @@ fn golden_overlapping_windows() {
 fn forward_matches_direct_loops() {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     for spec in [
-        ConvSpec {
-            images: 3,
-            side: 15,
-            channels: vec![2, 4, 5, 3],
-        },
-        ConvSpec {
-            images: 2,
-            side: 31,
-            channels: vec![1, 6, 6, 6, 6],
-        },
-        ConvSpec {
-            images: 2,
-            side: 10,
-            channels: vec![1, 3],
-        },
+        conv_spec(3, 15, &[2, 4, 5, 3]),
+        conv_spec(2, 31, &[1, 6, 6, 6, 6]),
+        conv_spec(2, 10, &[1, 3]),
     ] {
         let p = Params::<f64>::random(&spec, &mut rng);
         let x = random_vec(spec.input_len(), &mut rng);
@@ -205,18 +194,7 @@ fn forward_matches_direct_loops() {
 #[test]
 fn gradients_match_finite_differences() {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
-    for spec in [
-        ConvSpec {
-            images: 3,
-            side: 15,
-            channels: vec![2, 4, 5, 3],
-        },
-        ConvSpec {
-            images: 2,
-            side: 9,
-            channels: vec![1, 3, 2],
-        },
-    ] {
+    for spec in [conv_spec(3, 15, &[2, 4, 5, 3]), conv_spec(2, 9, &[1, 3, 2])] {
         let p = Params::<f64>::random(&spec, &mut rng);
         let x = random_vec(spec.input_len(), &mut rng);
         let r = random_vec(spec.output_len(), &mut rng);
@@ -269,11 +247,7 @@ fn gradients_match_finite_differences() {
 /// parameter gradients are the same and the input gradient is empty.
 #[test]
 fn f32_matches_f64_on_omniglot_shape() {
-    let spec = ConvSpec {
-        images: 6,
-        side: 31,
-        channels: vec![1, 64, 64, 64, 64],
-    };
+    let spec = conv_spec(6, 31, &[1, 64, 64, 64, 64]);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let p = Params::<f64>::random(&spec, &mut rng);
     let x: Vec<f64> = (0..spec.input_len())
@@ -310,11 +284,7 @@ fn f32_matches_f64_on_omniglot_shape() {
 /// (up to the rounding of summing the blocks' weight gradients).
 #[test]
 fn blocks_over_threads_agree() {
-    let spec = ConvSpec {
-        images: 7,
-        side: 15,
-        channels: vec![1, 8, 8, 4],
-    };
+    let spec = conv_spec(7, 15, &[1, 8, 8, 4]);
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     let p = Params::<f64>::random(&spec, &mut rng);
     let x = random_vec(spec.input_len(), &mut rng);
@@ -341,11 +311,7 @@ fn blocks_over_threads_agree() {
 /// Wrong shapes are errors naming what is wrong, never panics.
 #[test]
 fn shape_errors() {
-    let spec = ConvSpec {
-        images: 1,
-        side: 7,
-        channels: vec![1, 2, 2],
-    };
+    let spec = conv_spec(1, 7, &[1, 2, 2]);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let p = Params::<f64>::random(&spec, &mut rng);
     let x = vec![0.0; spec.input_len()];
@@ -355,11 +321,7 @@ fn shape_errors() {
     let mut bad = Params::<f64>::random(&spec, &mut rng);
     bad.biases[1].push(0.0);
     assert!(err(conv::forward(&spec, &bad.layers(), &x)).contains("bias 1"));
-    let too_small = ConvSpec {
-        images: 1,
-        side: 5,
-        channels: vec![1, 2, 2],
-    };
+    let too_small = conv_spec(1, 5, &[1, 2, 2]);
     assert!(err(conv::forward(&too_small, &p.layers(), &x)).contains("side"));
     let rec = conv::forward(&spec, &p.layers(), &x).unwrap();
     let e = conv::backward(&p.layers(), &rec, &[0.0; 3], false).unwrap_err();

@@ -102,7 +102,7 @@ fn case(rng: &mut ChaCha8Rng, rule: TraceRule, activation: DenseActivation, step
 fn dense_layer_matches_the_equations_and_their_finite_differences() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut checked = 0;
-    for rule in [TraceRule::Hebb, TraceRule::Oja] {
+    for rule in TraceRule::ALL {
         for activation in [
             DenseActivation::Softmax,
             DenseActivation::Tanh,

@@ -7,6 +7,11 @@ use plasticity_kernels::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+mod common;
+use common::{
+    assert_close, assert_derivative, block_of, central_difference, clamp_some, rows_of, uniform,
+};
+
 // ---------------------------------------------------------------------------------------------
 // Golden values: one step, 3 neurons, computed by hand.
 //
@@ -39,43 +44,39 @@ fn golden_inputs() -> Golden {
 
 fn golden_expected(rule: TraceRule) -> (Vec<f64>, Vec<f64>) {
     let y_new = vec![0.0, T35, T15];
-    let hebb = match rule {
-        TraceRule::Hebb => vec![
-            0.18,
-            0.1 * T35,
-            0.1 * T15, //
-            0.0,
-            0.05 * T35,
-            0.05 * T15, //
-            0.0,
-            -0.1 * T35,
-            -0.18 - 0.1 * T15,
-        ],
-        TraceRule::Oja => vec![
-            0.2,
-            0.1 * T35,
-            0.1 * T15, //
-            0.0,
-            0.05 * T35,
-            0.05 * T15, //
-            0.0,
-            -0.1 * T35,
-            -0.2 + 0.1 * T15 * (-1.0 + 0.2 * T15),
-        ],
+    // The rules differ in Hebb'_00 and Hebb'_22 only (the other entries of Hebb are 0).
+    let (h00, h22) = match rule {
+        TraceRule::Hebb => (0.18, -0.18 - 0.1 * T15),
+        TraceRule::Oja => (0.2, -0.2 + 0.1 * T15 * (-1.0 + 0.2 * T15)),
     };
+    let hebb = vec![
+        h00,
+        0.1 * T35,
+        0.1 * T15, //
+        0.0,
+        0.05 * T35,
+        0.05 * T15, //
+        0.0,
+        -0.1 * T35,
+        h22,
+    ];
     (y_new, hebb)
 }
 
-fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (k, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol, "{what}[{k}]: got {g}, want {w}");
-    }
+/// The fused forward of one episode of `spec` from the golden weights and state, input `x`.
+fn golden_forward(spec: &EpisodeSpec, x: &[f64]) -> plasticity_kernels::Episode<f64> {
+    let (w, alpha, hebb, y, _) = golden_inputs();
+    let p = Params {
+        w: &w,
+        alpha: &alpha,
+        eta: 0.1,
+    };
+    forward(spec, &p, x, &y, Some(&hebb)).unwrap()
 }
 
 #[test]
 fn one_step_matches_hand_computation_for_both_rules() {
-    for rule in [TraceRule::Hebb, TraceRule::Oja] {
+    for rule in TraceRule::ALL {
         let (w, alpha, hebb, y, x) = golden_inputs();
         let (want_y, want_h) = golden_expected(rule);
         let (y1, h1) = reference::step(
@@ -96,18 +97,7 @@ fn one_step_matches_hand_computation_for_both_rules() {
             rule,
             ..EpisodeSpec::new(3, 1, 1)
         };
-        let ep = forward(
-            &spec,
-            &Params {
-                w: &w,
-                alpha: &alpha,
-                eta: 0.1,
-            },
-            &x,
-            &y,
-            Some(&hebb),
-        )
-        .unwrap();
+        let ep = golden_forward(&spec, &x);
         assert_close("fused y'", &ep.ys, &want_y, 1e-15);
         assert_close("fused Hebb'", &ep.hebb, &want_h, 1e-15);
     }
@@ -115,25 +105,13 @@ fn one_step_matches_hand_computation_for_both_rules() {
 
 #[test]
 fn clamped_neurons_output_their_input_and_clip_bounds_the_trace() {
-    let (w, alpha, hebb, y, _) = golden_inputs();
     let x = vec![0.7, 0.0, 0.0];
     let spec = EpisodeSpec {
         input: InputMode::Clamped,
         clip: Some(0.19),
         ..EpisodeSpec::new(3, 1, 1)
     };
-    let ep = forward(
-        &spec,
-        &Params {
-            w: &w,
-            alpha: &alpha,
-            eta: 0.1,
-        },
-        &x,
-        &y,
-        Some(&hebb),
-    )
-    .unwrap();
+    let ep = golden_forward(&spec, &x);
     // Neuron 0 is clamped to 0.7; neuron 1 has no input now: pre_1 = 0.25.
     assert_close("clamped y'", &ep.ys, &[0.7, 0.25f64.tanh(), T15], 1e-15);
     // Hebb'_00 = 0.9*0.2 + 0.1*1*0.7 = 0.25, clipped to 0.19.
@@ -160,21 +138,12 @@ struct Problem<F> {
 fn problem<F: Real>(spec: EpisodeSpec, eta: f64, seed: u64) -> Problem<F> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
-    let mut normal = |scale: f64, len: usize| -> Vec<F> {
-        (0..len)
-            .map(|_| F::of(scale * (rng.gen::<f64>() * 2.0 - 1.0)))
-            .collect()
-    };
+    let mut normal = |scale: f64, len: usize| -> Vec<F> { uniform(&mut rng, scale, len) };
     let w = normal(0.6, n * n);
     let alpha = normal(0.8, spec.alpha.len(n));
     let mut x = normal(1.0, t * b * n);
     if spec.input == InputMode::Clamped {
-        // Clamp roughly a third of the neurons at each step; the others are free (x = 0).
-        for (k, v) in x.iter_mut().enumerate() {
-            if (k * 7 + k / n) % 3 != 0 {
-                *v = F::zero();
-            }
-        }
+        clamp_some(&mut x, n);
     }
     let y0 = normal(0.5, b * n);
     let h0 = normal(0.1, b * n * n);
@@ -202,39 +171,35 @@ impl<F: Real> Problem<F> {
         }
     }
 
-    /// L = sum gy * ys + sum gh * Hebb_T.
-    fn loss(&self) -> F {
-        let ep = forward(
+    fn run(&self) -> plasticity_kernels::Episode<F> {
+        forward(
             &self.spec,
             &self.params(),
             &self.x,
             &self.y0,
             Some(&self.h0),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// L = sum gy * ys + sum gh * Hebb_T.
+    fn loss(&self) -> F {
+        let ep = self.run();
         let a: F = ep.ys.iter().zip(&self.gy).map(|(a, b)| *a * *b).sum();
         let c: F = ep.hebb.iter().zip(&self.gh).map(|(a, b)| *a * *b).sum();
         a + c
     }
 
     fn grads(&self) -> Grads<F> {
-        let ep = forward(
-            &self.spec,
-            &self.params(),
-            &self.x,
-            &self.y0,
-            Some(&self.h0),
-        )
-        .unwrap();
-        backward(&self.params(), ep, &self.gy, Some(&self.gh)).unwrap()
+        backward(&self.params(), self.run(), &self.gy, Some(&self.gh)).unwrap()
     }
 }
 
 /// Central finite difference of the loss along one coordinate picked by `field`.
 fn numeric(p: &mut Problem<f64>, field: &str, k: usize) -> f64 {
-    let eps = 1e-6;
-    let slot = |p: &mut Problem<f64>| -> *mut f64 {
-        match field {
+    central_difference(
+        p,
+        |p| match field {
             "w" => &mut p.w[k],
             "alpha" => &mut p.alpha[k],
             "eta" => &mut p.eta,
@@ -242,17 +207,9 @@ fn numeric(p: &mut Problem<f64>, field: &str, k: usize) -> f64 {
             "y0" => &mut p.y0[k],
             "hebb0" => &mut p.h0[k],
             _ => unreachable!(),
-        }
-    };
-    let ptr = slot(p);
-    // SAFETY: `ptr` points into `p`, which outlives these writes; no other borrow is live.
-    let orig = unsafe { *ptr };
-    unsafe { *ptr = orig + eps };
-    let up = p.loss();
-    unsafe { *ptr = orig - eps };
-    let down = p.loss();
-    unsafe { *ptr = orig };
-    (up - down) / (2.0 * eps)
+        },
+        Problem::loss,
+    )
 }
 
 fn check_gradients(spec: EpisodeSpec, eta: f64, seed: u64) {
@@ -267,12 +224,7 @@ fn check_gradients(spec: EpisodeSpec, eta: f64, seed: u64) {
                 continue; // x = 0 is the switch point between free and clamped: no derivative.
             }
             let num = numeric(p, field, k);
-            let tol = 1e-6 * (1.0 + num.abs());
-            assert!(
-                (analytic[k] - num).abs() <= tol,
-                "{label}: d/d{field}[{k}]: analytic {} vs numeric {num}",
-                analytic[k]
-            );
+            assert_derivative(&format!("{label}: d/d{field}[{k}]"), analytic[k], num);
         }
     };
     check("w", &g.w, &mut p);
@@ -286,14 +238,10 @@ fn check_gradients(spec: EpisodeSpec, eta: f64, seed: u64) {
 #[test]
 fn gradients_match_finite_differences_for_every_rule_mode_and_alpha_shape() {
     let mut seed = 0;
-    for rule in [TraceRule::Hebb, TraceRule::Oja] {
+    for rule in TraceRule::ALL {
         for clip in [None, Some(0.12)] {
-            for input in [InputMode::Additive, InputMode::Clamped] {
-                for alpha in [
-                    AlphaShape::PerConnection,
-                    AlphaShape::PerNeuron,
-                    AlphaShape::Scalar,
-                ] {
+            for input in InputMode::ALL {
+                for alpha in AlphaShape::ALL {
                     seed += 1;
                     let spec = EpisodeSpec {
                         rule,
@@ -317,7 +265,7 @@ fn gradients_match_finite_differences_for_each_backward_strategy() {
         BackwardStrategy::Checkpoint { segment: 3 },
         BackwardStrategy::StoreAll,
     ] {
-        for rule in [TraceRule::Hebb, TraceRule::Oja] {
+        for rule in TraceRule::ALL {
             let spec = EpisodeSpec {
                 rule,
                 backward,
@@ -380,7 +328,7 @@ fn compare_to_store_all(spec: EpisodeSpec, eta: f64, seed: u64, tol: f64) -> boo
 #[test]
 fn reversed_and_recomputed_backward_equal_the_stored_trace_backward() {
     // The pattern task's time scale (T = 106, eta = 0.01) at a test-sized N, in f32.
-    for rule in [TraceRule::Hebb, TraceRule::Oja] {
+    for rule in TraceRule::ALL {
         for alpha in [AlphaShape::PerConnection, AlphaShape::PerNeuron] {
             let spec = EpisodeSpec {
                 rule,
@@ -388,7 +336,7 @@ fn reversed_and_recomputed_backward_equal_the_stored_trace_backward() {
                 ..EpisodeSpec::new(48, 2, 106)
             };
             let p = problem::<f32>(spec, 0.01, 7);
-            let ep = forward(&spec, &p.params(), &p.x, &p.y0, Some(&p.h0)).unwrap();
+            let ep = p.run();
             assert!(ep.reverses_trace(), "eta = 0.01, T = 106 should reverse");
             assert!(
                 !compare_to_store_all(spec, 0.01, 7, 1e-5),
@@ -414,7 +362,7 @@ fn large_eta_does_not_reverse_and_stays_exact() {
     // (1 - 0.3)^-100 is astronomically large: the forward must plan checkpoints.
     let spec = EpisodeSpec::new(16, 2, 100);
     let p = problem::<f32>(spec, 0.3, 9);
-    let ep = forward(&spec, &p.params(), &p.x, &p.y0, Some(&p.h0)).unwrap();
+    let ep = p.run();
     assert!(!ep.reverses_trace());
     compare_to_store_all(spec, 0.3, 9, 1e-5);
     // Near the planning threshold the reversal may be tried and rejected: either way the
@@ -424,8 +372,8 @@ fn large_eta_does_not_reverse_and_stays_exact() {
 
 #[test]
 fn fused_forward_matches_the_reference_step_by_step() {
-    for rule in [TraceRule::Hebb, TraceRule::Oja] {
-        for input in [InputMode::Additive, InputMode::Clamped] {
+    for rule in TraceRule::ALL {
+        for input in InputMode::ALL {
             let spec = EpisodeSpec {
                 rule,
                 input,
@@ -434,7 +382,7 @@ fn fused_forward_matches_the_reference_step_by_step() {
                 ..EpisodeSpec::new(6, 3, 9)
             };
             let p = problem::<f64>(spec, 0.2, 11);
-            let ep = forward(&spec, &p.params(), &p.x, &p.y0, Some(&p.h0)).unwrap();
+            let ep = p.run();
             let (n, bn) = (6, 18);
             for b in 0..3 {
                 let mut y = p.y0[b * n..(b + 1) * n].to_vec();
@@ -529,7 +477,7 @@ fn stepping_in_place_matches_the_episode_forward() {
     // activities and final trace equal the whole-episode forward's bit for bit.
     let mut case = 0u64;
     for (n, b, t) in [(6, 2, 8), (200, 2, 4)] {
-        for rule in [TraceRule::Hebb, TraceRule::Oja] {
+        for rule in TraceRule::ALL {
             for (clip, input, alpha) in [
                 (None, InputMode::Additive, AlphaShape::PerConnection),
                 (Some(0.05), InputMode::Additive, AlphaShape::Scalar),
@@ -544,7 +492,7 @@ fn stepping_in_place_matches_the_episode_forward() {
                     ..EpisodeSpec::new(n, b, t)
                 };
                 let p = problem::<f32>(spec, 0.3, case);
-                let ep = forward(&spec, &p.params(), &p.x, &p.y0, Some(&p.h0)).unwrap();
+                let ep = p.run();
                 let one = EpisodeSpec { steps: 1, ..spec };
                 let mut st =
                     plasticity_kernels::Stepper::new(&one, &p.y0, Some(&p.h0), None).unwrap();
@@ -589,51 +537,36 @@ fn a_batch_gives_the_sum_of_its_episodes_run_one_by_one() {
             ..EpisodeSpec::new(n, b, t)
         };
         let p = problem::<f64>(spec, 0.2, 31);
-        let ep = forward(&spec, &p.params(), &p.x, &p.y0, Some(&p.h0)).unwrap();
+        let ep = p.run();
         let grads = p.grads();
         let nn = n * n;
         let (mut sum_w, mut sum_alpha, mut sum_eta) =
             (vec![0.0; nn], vec![0.0; p.alpha.len()], 0.0);
         for bi in 0..b {
-            let pick = |v: &[f64]| -> Vec<f64> {
-                v.chunks(b * n)
-                    .flat_map(|s| s[bi * n..(bi + 1) * n].to_vec())
-                    .collect()
-            };
+            let pick = |v: &[f64]| rows_of(v, b, n, bi);
+            let (state, trace) = (
+                |v: &[f64]| block_of(v, n, bi),
+                |v: &[f64]| block_of(v, nn, bi),
+            );
             let q = Problem {
                 spec: EpisodeSpec { batch: 1, ..spec },
                 w: p.w.clone(),
                 alpha: p.alpha.clone(),
                 eta: p.eta,
                 x: pick(&p.x),
-                y0: p.y0[bi * n..(bi + 1) * n].to_vec(),
-                h0: p.h0[bi * nn..(bi + 1) * nn].to_vec(),
+                y0: state(&p.y0),
+                h0: trace(&p.h0),
                 gy: pick(&p.gy),
-                gh: p.gh[bi * nn..(bi + 1) * nn].to_vec(),
+                gh: trace(&p.gh),
             };
-            let e1 = forward(&q.spec, &q.params(), &q.x, &q.y0, Some(&q.h0)).unwrap();
-            let label = format!("{rule:?} {clip:?} episode {bi}");
-            assert_close(&format!("{label} ys"), &e1.ys, &pick(&ep.ys), 1e-12);
-            assert_close(
-                &format!("{label} Hebb_T"),
-                &e1.hebb,
-                &ep.hebb[bi * nn..(bi + 1) * nn],
-                1e-12,
-            );
+            let e1 = q.run();
+            let label = |what: &str| format!("{rule:?} {clip:?} episode {bi} {what}");
+            assert_close(&label("ys"), &e1.ys, &pick(&ep.ys), 1e-12);
+            assert_close(&label("Hebb_T"), &e1.hebb, &trace(&ep.hebb), 1e-12);
             let g1 = q.grads();
-            assert_close(&format!("{label} dx"), &g1.x, &pick(&grads.x), 1e-10);
-            assert_close(
-                &format!("{label} dy0"),
-                &g1.y0,
-                &grads.y0[bi * n..(bi + 1) * n],
-                1e-10,
-            );
-            assert_close(
-                &format!("{label} dHebb0"),
-                &g1.hebb0,
-                &grads.hebb0[bi * nn..(bi + 1) * nn],
-                1e-10,
-            );
+            assert_close(&label("dx"), &g1.x, &pick(&grads.x), 1e-10);
+            assert_close(&label("dy0"), &g1.y0, &state(&grads.y0), 1e-10);
+            assert_close(&label("dHebb0"), &g1.hebb0, &trace(&grads.hebb0), 1e-10);
             sum_w.iter_mut().zip(&g1.w).for_each(|(a, v)| *a += v);
             sum_alpha
                 .iter_mut()

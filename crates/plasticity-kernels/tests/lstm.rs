@@ -11,6 +11,9 @@ use plasticity_kernels::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+mod common;
+use common::{assert_close_rel, assert_derivative, central_difference};
+
 const KINDS: [LstmPlasticity; 4] = [
     LstmPlasticity::None,
     LstmPlasticity::Hebb,
@@ -220,16 +223,6 @@ fn reference_run(c: &Case) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
     (hs, cs, hebbs, eligs)
 }
 
-fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (k, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * (1.0 + w.abs()),
-            "{what}[{k}]: got {g}, want {w}"
-        );
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Golden values: one step, H = 2, B = 1, computed by hand.
 //
@@ -327,29 +320,29 @@ fn one_step_matches_hand_computation() {
         let c = golden_case(kind, clip);
         let label = format!("{kind:?} clip {clip}");
         let run = lstm_forward(&c.spec, &c.params(), &c.xproj, &c.init()).unwrap();
-        assert_close(&format!("{label} h'"), &run.hs, &h_new, 1e-15);
-        assert_close(&format!("{label} c'"), &run.c, &c_new, 1e-15);
-        assert_close(&format!("{label} Hebb'"), &run.hebb, &want_hebb, 1e-15);
-        assert_close(&format!("{label} E'"), &run.elig, &want_elig, 1e-15);
+        assert_close_rel(&format!("{label} h'"), &run.hs, &h_new, 1e-15);
+        assert_close_rel(&format!("{label} c'"), &run.c, &c_new, 1e-15);
+        assert_close_rel(&format!("{label} Hebb'"), &run.hebb, &want_hebb, 1e-15);
+        assert_close_rel(&format!("{label} E'"), &run.elig, &want_elig, 1e-15);
         if kind.is_modulated() {
-            assert_close(&format!("{label} M"), &run.modulator, &[0.5], 1e-15);
+            assert_close_rel(&format!("{label} M"), &run.modulator, &[0.5], 1e-15);
         }
         let (rh, rc, rhebb, relig) = reference_run(&c);
-        assert_close(&format!("{label} reference h'"), &rh, &h_new, 1e-15);
-        assert_close(&format!("{label} reference c'"), &rc, &c_new, 1e-15);
-        assert_close(
+        assert_close_rel(&format!("{label} reference h'"), &rh, &h_new, 1e-15);
+        assert_close_rel(&format!("{label} reference c'"), &rc, &c_new, 1e-15);
+        assert_close_rel(
             &format!("{label} reference Hebb'"),
             &rhebb,
             &want_hebb,
             1e-15,
         );
-        assert_close(&format!("{label} reference E'"), &relig, &want_elig, 1e-15);
+        assert_close_rel(&format!("{label} reference E'"), &relig, &want_elig, 1e-15);
     }
     // Without plasticity the candidate sees only w: a_g = [0.2, 0.3].
     let c = golden_case(LstmPlasticity::None, 2.0);
     let run = lstm_forward(&c.spec, &c.params(), &c.xproj, &c.init()).unwrap();
     let c_plain = [0.25 + 0.5 * 0.2f64.tanh(), 0.5 * 0.3f64.tanh()];
-    assert_close("plain c'", &run.c, &c_plain, 1e-15);
+    assert_close_rel("plain c'", &run.c, &c_plain, 1e-15);
     assert!(run.hebb.is_empty() && run.elig.is_empty());
 }
 
@@ -368,10 +361,10 @@ fn fused_matches_reference_for_every_kind_shape_and_segment() {
                 let run = lstm_forward(&c.spec, &c.params(), &c.xproj, &c.init()).unwrap();
                 let (rh, rc, rhebb, relig) = reference_run(&c);
                 let label = format!("{kind:?} {shape:?} segment {segment}");
-                assert_close(&format!("{label} hs"), &run.hs, &rh, 1e-12);
-                assert_close(&format!("{label} c"), &run.c, &rc, 1e-12);
-                assert_close(&format!("{label} Hebb"), &run.hebb, &rhebb, 1e-12);
-                assert_close(&format!("{label} E"), &run.elig, &relig, 1e-12);
+                assert_close_rel(&format!("{label} hs"), &run.hs, &rh, 1e-12);
+                assert_close_rel(&format!("{label} c"), &run.c, &rc, 1e-12);
+                assert_close_rel(&format!("{label} Hebb"), &run.hebb, &rhebb, 1e-12);
+                assert_close_rel(&format!("{label} E"), &run.elig, &relig, 1e-12);
             }
         }
     }
@@ -405,20 +398,9 @@ fn check_field(
     let mut c = base.clone();
     let n = get(&mut c).len();
     assert_eq!(n, analytic.len(), "{label}: gradient length");
-    let eps = 1e-6;
     for k in 0..n {
-        let orig = get(&mut c)[k];
-        get(&mut c)[k] = orig + eps;
-        let lp = loss(&c, r);
-        get(&mut c)[k] = orig - eps;
-        let lm = loss(&c, r);
-        get(&mut c)[k] = orig;
-        let fd = (lp - lm) / (2.0 * eps);
-        let a = analytic[k];
-        assert!(
-            (fd - a).abs() <= 1e-6 * (1.0 + fd.abs()),
-            "{label}[{k}]: analytic {a}, finite difference {fd}"
-        );
+        let fd = central_difference(&mut c, |c| &mut get(c)[k], |c| loss(c, r));
+        assert_derivative(&format!("{label}[{k}]"), analytic[k], fd);
     }
 }
 

@@ -6,8 +6,14 @@ use plasticity_kernels::{
     reference, AlphaShape, BackwardStrategy, EpisodeSpec, Grads, InputMode, ModulatedParams,
     Modulation, Params, Real, TraceRule,
 };
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+
+mod common;
+use common::{
+    assert_close, assert_derivative, block_of, central_difference, clamp_some, rows_of, uniform,
+    Modulator,
+};
 
 const KINDS: [Modulation; 4] = [
     Modulation::Simple { fan_out: false },
@@ -131,13 +137,6 @@ fn golden_expected(kind: Modulation) -> (Option<f64>, Vec<f64>, Vec<f64>) {
     }
 }
 
-fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (k, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol, "{what}[{k}]: got {g}, want {w}");
-    }
-}
-
 #[test]
 fn one_step_matches_hand_computation_for_every_modulation() {
     for kind in KINDS {
@@ -208,11 +207,7 @@ struct Problem<F> {
     spec: EpisodeSpec,
     w: Vec<F>,
     alpha: Vec<F>,
-    m: Vec<F>,
-    m_bias: F,
-    fan_w: Vec<F>,
-    fan_b: Vec<F>,
-    eta_e: F,
+    md: Modulator<F>,
     x: Vec<F>,
     y0: Vec<F>,
     h0: Vec<F>,
@@ -225,11 +220,7 @@ struct Problem<F> {
 fn problem<F: Real>(spec: EpisodeSpec, seed: u64) -> Problem<F> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
-    let mut uniform = |scale: f64, len: usize| -> Vec<F> {
-        (0..len)
-            .map(|_| F::of(scale * (rng.gen::<f64>() * 2.0 - 1.0)))
-            .collect()
-    };
+    let mut uniform = |scale: f64, len: usize| -> Vec<F> { uniform(&mut rng, scale, len) };
     let w = uniform(0.6, n * n);
     let alpha = uniform(0.8, spec.alpha.len(n));
     let m = uniform(1.0, n);
@@ -239,11 +230,7 @@ fn problem<F: Real>(spec: EpisodeSpec, seed: u64) -> Problem<F> {
     let fan_b = uniform(0.3, fan);
     let mut x = uniform(1.0, t * b * n);
     if spec.input == InputMode::Clamped {
-        for (k, v) in x.iter_mut().enumerate() {
-            if (k * 7 + k / n) % 3 != 0 {
-                *v = F::zero();
-            }
-        }
+        clamp_some(&mut x, n);
     }
     let y0 = uniform(0.5, b * n);
     let h0 = uniform(0.1, b * n * n);
@@ -255,11 +242,13 @@ fn problem<F: Real>(spec: EpisodeSpec, seed: u64) -> Problem<F> {
         spec,
         w,
         alpha,
-        m,
-        m_bias,
-        fan_w,
-        fan_b,
-        eta_e: F::of(0.3),
+        md: Modulator {
+            m,
+            m_bias,
+            fan_w,
+            fan_b,
+            eta_e: F::of(0.3),
+        },
         x,
         y0,
         h0,
@@ -272,15 +261,7 @@ fn problem<F: Real>(spec: EpisodeSpec, seed: u64) -> Problem<F> {
 
 impl<F: Real> Problem<F> {
     fn params(&self) -> ModulatedParams<'_, F> {
-        ModulatedParams {
-            w: &self.w,
-            alpha: &self.alpha,
-            m: &self.m,
-            m_bias: self.m_bias,
-            fan_w: &self.fan_w,
-            fan_b: &self.fan_b,
-            eta_e: self.eta_e,
-        }
+        self.md.params(&self.w, &self.alpha)
     }
 
     fn run(&self) -> plasticity_kernels::Episode<F> {
@@ -319,11 +300,11 @@ fn field_mut<'a>(p: &'a mut Problem<f64>, field: &str, k: usize) -> &'a mut f64 
     match field {
         "w" => &mut p.w[k],
         "alpha" => &mut p.alpha[k],
-        "m" => &mut p.m[k],
-        "m_bias" => &mut p.m_bias,
-        "fan_w" => &mut p.fan_w[k],
-        "fan_b" => &mut p.fan_b[k],
-        "eta_e" => &mut p.eta_e,
+        "m" => &mut p.md.m[k],
+        "m_bias" => &mut p.md.m_bias,
+        "fan_w" => &mut p.md.fan_w[k],
+        "fan_b" => &mut p.md.fan_b[k],
+        "eta_e" => &mut p.md.eta_e,
         "x" => &mut p.x[k],
         "y0" => &mut p.y0[k],
         "hebb0" => &mut p.h0[k],
@@ -334,14 +315,7 @@ fn field_mut<'a>(p: &'a mut Problem<f64>, field: &str, k: usize) -> &'a mut f64 
 
 /// Central finite difference of the loss along one coordinate of `field`.
 fn numeric(p: &mut Problem<f64>, field: &str, k: usize) -> f64 {
-    let eps = 1e-6;
-    let orig = *field_mut(p, field, k);
-    *field_mut(p, field, k) = orig + eps;
-    let up = p.loss();
-    *field_mut(p, field, k) = orig - eps;
-    let down = p.loss();
-    *field_mut(p, field, k) = orig;
-    (up - down) / (2.0 * eps)
+    central_difference(p, |p| field_mut(p, field, k), Problem::loss)
 }
 
 /// Number of entries of the final trace sitting at the clip bound.
@@ -381,12 +355,7 @@ fn check_gradients(spec: EpisodeSpec, seed: u64) {
                 continue; // x = 0 switches between free and clamped: no derivative.
             }
             let num = numeric(&mut p, field, k);
-            let tol = 1e-6 * (1.0 + num.abs());
-            assert!(
-                (analytic[k] - num).abs() <= tol,
-                "{label}: d/d{field}[{k}]: analytic {} vs numeric {num}",
-                analytic[k]
-            );
+            assert_derivative(&format!("{label}: d/d{field}[{k}]"), analytic[k], num);
         }
     }
     // Simple modulation has no eligibility trace: eta_E does not matter.
@@ -443,7 +412,7 @@ fn gradients_match_finite_differences_for_clamped_input_and_alpha_shapes() {
 #[test]
 fn fused_forward_matches_the_reference_step_by_step() {
     for kind in KINDS {
-        for input in [InputMode::Additive, InputMode::Clamped] {
+        for input in InputMode::ALL {
             let (n, b, t_len) = (6, 3, 9);
             let spec = EpisodeSpec {
                 modulation: kind,
@@ -463,8 +432,21 @@ fn fused_forward_matches_the_reference_step_by_step() {
                     let x = &p.x[t * bn + bi * n..t * bn + (bi + 1) * n];
                     let m;
                     (y, h, e, m) = reference::modulated_step(
-                        kind, input, spec.clip, spec.alpha, &p.w, &p.alpha, &p.m, p.m_bias,
-                        &p.fan_w, &p.fan_b, p.eta_e, &y, &h, &e, x,
+                        kind,
+                        input,
+                        spec.clip,
+                        spec.alpha,
+                        &p.w,
+                        &p.alpha,
+                        &p.md.m,
+                        p.md.m_bias,
+                        &p.md.fan_w,
+                        &p.md.fan_b,
+                        p.md.eta_e,
+                        &y,
+                        &h,
+                        &e,
+                        x,
                     );
                     let label = format!("{kind:?} {input:?} t={t}");
                     assert_close(
@@ -733,61 +715,30 @@ fn a_batch_gives_the_sum_of_its_episodes_run_one_by_one() {
         let mut sum_m = vec![0.0; n];
         let (mut sum_mb, mut sum_eta) = (0.0, 0.0);
         for bi in 0..b {
-            let pick = |v: &[f64]| -> Vec<f64> {
-                v.chunks(b * n)
-                    .flat_map(|s| s[bi * n..(bi + 1) * n].to_vec())
-                    .collect()
-            };
+            let pick = |v: &[f64]| rows_of(v, b, n, bi);
+            let trace = |v: &[f64]| block_of(v, nn, bi);
             let q = Problem {
                 spec: one,
+                w: p.w.clone(),
+                alpha: p.alpha.clone(),
+                md: p.md.clone(),
                 x: pick(&p.x),
-                y0: p.y0[bi * n..(bi + 1) * n].to_vec(),
-                h0: p.h0[bi * nn..(bi + 1) * nn].to_vec(),
-                e0: p.e0[bi * nn..(bi + 1) * nn].to_vec(),
+                y0: block_of(&p.y0, n, bi),
+                h0: trace(&p.h0),
+                e0: trace(&p.e0),
                 gy: pick(&p.gy),
-                gh: p.gh[bi * nn..(bi + 1) * nn].to_vec(),
-                ge: p.ge[bi * nn..(bi + 1) * nn].to_vec(),
-                ..problem::<f64>(one, 77)
-            };
-            let (w, alpha, m, fan_w, fan_b) = (
-                p.w.clone(),
-                p.alpha.clone(),
-                p.m.clone(),
-                p.fan_w.clone(),
-                p.fan_b.clone(),
-            );
-            let q = Problem {
-                w,
-                alpha,
-                m,
-                m_bias: p.m_bias,
-                fan_w,
-                fan_b,
-                ..q
+                gh: trace(&p.gh),
+                ge: trace(&p.ge),
             };
             let e1 = q.run();
-            assert_close(&format!("{kind:?} ys {bi}"), &e1.ys, &pick(&ep.ys), 1e-12);
-            assert_close(
-                &format!("{kind:?} Hebb_T {bi}"),
-                &e1.hebb,
-                &ep.hebb[bi * nn..(bi + 1) * nn],
-                1e-12,
-            );
+            let label = |what: &str| format!("{kind:?} {what} {bi}");
+            assert_close(&label("ys"), &e1.ys, &pick(&ep.ys), 1e-12);
+            assert_close(&label("Hebb_T"), &e1.hebb, &trace(&ep.hebb), 1e-12);
             let g1 = q.grads();
-            assert_close(&format!("{kind:?} dx {bi}"), &g1.x, &pick(&grads.x), 1e-10);
-            assert_close(
-                &format!("{kind:?} dHebb0 {bi}"),
-                &g1.hebb0,
-                &grads.hebb0[bi * nn..(bi + 1) * nn],
-                1e-10,
-            );
+            assert_close(&label("dx"), &g1.x, &pick(&grads.x), 1e-10);
+            assert_close(&label("dHebb0"), &g1.hebb0, &trace(&grads.hebb0), 1e-10);
             if retro {
-                assert_close(
-                    &format!("{kind:?} dE0 {bi}"),
-                    &g1.elig0,
-                    &grads.elig0[bi * nn..(bi + 1) * nn],
-                    1e-10,
-                );
+                assert_close(&label("dE0"), &g1.elig0, &trace(&grads.elig0), 1e-10);
             }
             sum_w.iter_mut().zip(&g1.w).for_each(|(a, b)| *a += b);
             sum_m.iter_mut().zip(&g1.rule.m).for_each(|(a, b)| *a += b);

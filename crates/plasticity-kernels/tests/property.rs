@@ -19,17 +19,18 @@ use plasticity_kernels::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+mod common;
+use common::{
+    assert_close_rel, assert_derivative, central_difference, clamp_some, uniform, Modulator,
+};
+
 #[derive(Clone, Debug)]
 struct Case {
     spec: EpisodeSpec,
     w: Vec<f64>,
     alpha: Vec<f64>,
     eta: f64,
-    m: Vec<f64>,
-    m_bias: f64,
-    fan_w: Vec<f64>,
-    fan_b: Vec<f64>,
-    eta_e: f64,
+    md: Modulator<f64>,
     x: Vec<f64>,
     y0: Vec<f64>,
     h0: Vec<f64>,
@@ -58,11 +59,7 @@ fn random_case(rng: &mut ChaCha8Rng, large: bool) -> Case {
     } else {
         TraceRule::Hebb
     };
-    let alpha = [
-        AlphaShape::PerConnection,
-        AlphaShape::PerNeuron,
-        AlphaShape::Scalar,
-    ][rng.gen_range(0..3)];
+    let alpha = AlphaShape::ALL[rng.gen_range(0..3)];
     let input = if rng.gen_range(0..3) == 0 {
         InputMode::Clamped
     } else {
@@ -106,31 +103,25 @@ fn random_case(rng: &mut ChaCha8Rng, large: bool) -> Case {
         modulation,
         ..EpisodeSpec::new(n, b, t)
     };
-    let mut uniform = |scale: f64, len: usize| -> Vec<f64> {
-        (0..len)
-            .map(|_| scale * (rng.gen::<f64>() * 2.0 - 1.0))
-            .collect()
-    };
+    let mut uniform = |scale: f64, len: usize| -> Vec<f64> { uniform(rng, scale, len) };
     let scale_w = 1.5 / (n as f64).sqrt();
     let fan = if modulation.fan_out() { n } else { 0 };
     let mut x = uniform(1.0, t * b * n);
     if input == InputMode::Clamped {
-        for (k, v) in x.iter_mut().enumerate() {
-            if (k * 7 + k / n) % 3 != 0 {
-                *v = 0.0;
-            }
-        }
+        clamp_some(&mut x, n);
     }
     Case {
         spec,
         w: uniform(scale_w, n * n),
         alpha: uniform(scale_w, alpha.len(n)),
         eta: uniform(0.4, 1)[0].abs(),
-        m: uniform(1.0, n),
-        m_bias: uniform(0.5, 1)[0],
-        fan_w: uniform(1.0, fan),
-        fan_b: uniform(0.3, fan),
-        eta_e: uniform(0.5, 1)[0].abs(),
+        md: Modulator {
+            m: uniform(1.0, n),
+            m_bias: uniform(0.5, 1)[0],
+            fan_w: uniform(1.0, fan),
+            fan_b: uniform(0.3, fan),
+            eta_e: uniform(0.5, 1)[0].abs(),
+        },
         x,
         y0: uniform(0.5, b * n),
         h0: uniform(0.1, b * n * n),
@@ -155,15 +146,7 @@ impl Case {
     }
 
     fn modulated_params(&self) -> ModulatedParams<'_, f64> {
-        ModulatedParams {
-            w: &self.w,
-            alpha: &self.alpha,
-            m: &self.m,
-            m_bias: self.m_bias,
-            fan_w: &self.fan_w,
-            fan_b: &self.fan_b,
-            eta_e: self.eta_e,
-        }
+        self.md.params(&self.w, &self.alpha)
     }
 
     /// The papers' step, one episode and one step at a time.
@@ -191,11 +174,11 @@ impl Case {
                         s.alpha,
                         &self.w,
                         &self.alpha,
-                        &self.m,
-                        self.m_bias,
-                        &self.fan_w,
-                        &self.fan_b,
-                        self.eta_e,
+                        &self.md.m,
+                        self.md.m_bias,
+                        &self.md.fan_w,
+                        &self.md.fan_b,
+                        self.md.eta_e,
                         &y,
                         &hebb,
                         &elig,
@@ -240,11 +223,11 @@ impl Case {
             "w" => &mut self.w,
             "alpha" => &mut self.alpha,
             "eta" => core::slice::from_mut(&mut self.eta),
-            "m" => &mut self.m,
-            "m_bias" => core::slice::from_mut(&mut self.m_bias),
-            "fan_w" => &mut self.fan_w,
-            "fan_b" => &mut self.fan_b,
-            "eta_e" => core::slice::from_mut(&mut self.eta_e),
+            "m" => &mut self.md.m,
+            "m_bias" => core::slice::from_mut(&mut self.md.m_bias),
+            "fan_w" => &mut self.md.fan_w,
+            "fan_b" => &mut self.md.fan_b,
+            "eta_e" => core::slice::from_mut(&mut self.md.eta_e),
             "x" => &mut self.x,
             "y0" => &mut self.y0,
             "h0" => &mut self.h0,
@@ -255,22 +238,8 @@ impl Case {
 
     /// Central difference of the reference loss for entry `k` of `name`.
     fn numeric(&self, name: &str, k: usize) -> f64 {
-        let h = 1e-6;
-        let mut plus = self.clone();
-        plus.field(name)[k] += h;
-        let mut minus = self.clone();
-        minus.field(name)[k] -= h;
-        (plus.reference_loss() - minus.reference_loss()) / (2.0 * h)
-    }
-}
-
-fn assert_close(label: &str, got: &[f64], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len(), "{label}: lengths");
-    for (k, (a, b)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (a - b).abs() <= tol * (1.0 + b.abs()),
-            "{label}[{k}]: engine {a} vs reference {b}"
-        );
+        let mut case = self.clone();
+        central_difference(&mut case, |c| &mut c.field(name)[k], Case::reference_loss)
     }
 }
 
@@ -292,10 +261,10 @@ fn check_case(case: &Case, label: &str, rng: &mut ChaCha8Rng) {
         forward(s, &case.params(), &case.x, &case.y0, Some(&case.h0))
     }
     .unwrap_or_else(|e| panic!("{label}: forward: {e}"));
-    assert_close(&format!("{label} ys"), &ep.ys, &want.ys, 1e-12);
-    assert_close(&format!("{label} Hebb_T"), &ep.hebb, &want.hebb, 1e-12);
-    assert_close(&format!("{label} E_T"), &ep.elig, &want.elig, 1e-12);
-    assert_close(&format!("{label} M"), &ep.modulator, &want.modulator, 1e-12);
+    assert_close_rel(&format!("{label} ys"), &ep.ys, &want.ys, 1e-12);
+    assert_close_rel(&format!("{label} Hebb_T"), &ep.hebb, &want.hebb, 1e-12);
+    assert_close_rel(&format!("{label} E_T"), &ep.elig, &want.elig, 1e-12);
+    assert_close_rel(&format!("{label} M"), &ep.modulator, &want.modulator, 1e-12);
 
     // The stepper runs the same maths one step at a time.
     let one = EpisodeSpec { steps: 1, ..*s };
@@ -308,7 +277,7 @@ fn check_case(case: &Case, label: &str, rng: &mut ChaCha8Rng) {
         } else {
             st.step(&case.params(), x).unwrap()
         };
-        assert_close(
+        assert_close_rel(
             &format!("{label} stepper y step {t}"),
             y,
             &ep.ys[t * bn..(t + 1) * bn],
@@ -316,8 +285,8 @@ fn check_case(case: &Case, label: &str, rng: &mut ChaCha8Rng) {
         );
     }
     let (_, hebb, elig) = st.finish();
-    assert_close(&format!("{label} stepper Hebb_T"), &hebb, &ep.hebb, 1e-12);
-    assert_close(&format!("{label} stepper E_T"), &elig, &ep.elig, 1e-12);
+    assert_close_rel(&format!("{label} stepper Hebb_T"), &hebb, &ep.hebb, 1e-12);
+    assert_close_rel(&format!("{label} stepper E_T"), &elig, &ep.elig, 1e-12);
 
     let g = if case.modulated() {
         backward_modulated(
@@ -363,33 +332,34 @@ fn check_case(case: &Case, label: &str, rng: &mut ChaCha8Rng) {
                 continue;
             }
             let num = case.numeric(name, k);
-            let an = analytic[k];
-            assert!(
-                (an - num).abs() <= 1e-6 * (1.0 + num.abs()),
-                "{label}: dL/d{name}[{k}] engine {an} vs reference finite difference {num}"
+            assert_derivative(
+                &format!("{label}: dL/d{name}[{k}] engine vs reference finite difference"),
+                analytic[k],
+                num,
             );
         }
     }
 }
 
-#[test]
-fn the_engine_equals_the_reference_on_random_configurations() {
-    let mut rng = ChaCha8Rng::seed_from_u64(2024);
-    for case_no in 0..160 {
-        let case = random_case(&mut rng, false);
-        let label = format!("case {case_no} {:?}", case.spec);
+/// Checks `cases` random cases (large ones when `large`) drawn from `seed`; each failure names
+/// its case, `"{kind} {number} {spec}"`.
+fn check_random_cases(seed: u64, cases: usize, large: bool, kind: &str) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for case_no in 0..cases {
+        let case = random_case(&mut rng, large);
+        let label = format!("{kind} {case_no} {:?}", case.spec);
         check_case(&case, &label, &mut rng);
     }
+}
+
+#[test]
+fn the_engine_equals_the_reference_on_random_configurations() {
+    check_random_cases(2024, 160, false, "case");
 }
 
 #[test]
 fn the_engine_equals_the_reference_on_random_large_configurations() {
     // Sizes where the rows split across threads (N^2 B >= 2^15) or the batch runs one episode
     // per thread.
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
-    for case_no in 0..8 {
-        let case = random_case(&mut rng, true);
-        let label = format!("large case {case_no} {:?}", case.spec);
-        check_case(&case, &label, &mut rng);
-    }
+    check_random_cases(7, 8, true, "large case");
 }

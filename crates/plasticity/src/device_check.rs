@@ -28,13 +28,9 @@ pub struct Difference {
 /// `N = 9, B = 3, T = 13`, then `N = 257, B = 4, T = 106`.
 pub fn settings() -> Vec<EpisodeSpec> {
     let mut specs = Vec::new();
-    for rule in [TraceRule::Hebb, TraceRule::Oja] {
-        for input in [InputMode::Additive, InputMode::Clamped] {
-            for alpha in [
-                AlphaShape::PerConnection,
-                AlphaShape::PerNeuron,
-                AlphaShape::Scalar,
-            ] {
+    for rule in TraceRule::ALL {
+        for input in InputMode::ALL {
+            for alpha in AlphaShape::ALL {
                 for clip in [None, Some(0.08)] {
                     specs.push(EpisodeSpec {
                         rule,

@@ -3,19 +3,16 @@
 
 use burn::module::Module;
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use plasticity::tensors::{from_vec, to_vec};
 use plasticity::{
     plastic_lstm, AlphaShape, LstmPlasticity, LstmSpec, LstmTensors, PlasticLstmConfig, Plasticity,
 };
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-fn random(rng: &mut ChaCha8Rng, len: usize, scale: f32) -> Vec<f32> {
-    (0..len)
-        .map(|_| scale * (rng.gen::<f32>() * 2.0 - 1.0))
-        .collect()
-}
+mod common;
+use common::{assert_grad_close, assert_trained, grad, max_rel, random, LeafRng};
 
 #[derive(Clone)]
 struct Leaves {
@@ -35,32 +32,24 @@ struct Leaves {
 }
 
 fn leaves(spec: &LstmSpec, seed: u64, plastic_scale: f32, device: &Device) -> (Leaves, Tensor<3>) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut r = LeafRng::new(seed, device);
     let (h, b, t) = (spec.hidden, spec.batch, spec.steps);
-    let mut leaf = |scale: f32, shape: Vec<usize>| {
-        let len = shape.iter().product();
-        TensorData::new(random(&mut rng, len, scale), shape)
-    };
-    fn grad_leaf<const D: usize>(d: TensorData, device: &Device) -> Tensor<D> {
-        Tensor::from_data(d, device).require_grad()
-    }
     let l = Leaves {
-        w_h: grad_leaf(leaf(0.5, vec![h, 4 * h]), device),
-        alpha: grad_leaf(leaf(plastic_scale, spec.alpha.dims(h).to_vec()), device),
-        eta: Tensor::from_data(TensorData::new(vec![0.3f32], [1]), device).require_grad(),
-        m: grad_leaf(leaf(1.0, vec![h]), device),
-        m_bias: grad_leaf(leaf(0.5, vec![1]), device),
-        fan_w: grad_leaf(leaf(plastic_scale, vec![h]), device),
-        fan_b: grad_leaf(leaf(0.3, vec![h]), device),
-        eta_e: Tensor::from_data(TensorData::new(vec![0.4f32], [1]), device).require_grad(),
-        xproj: grad_leaf(leaf(1.0, vec![b, t, 4 * h]), device),
-        h0: grad_leaf(leaf(0.5, vec![b, h]), device),
-        c0: grad_leaf(leaf(0.5, vec![b, h]), device),
-        hebb0: grad_leaf(leaf(0.2, vec![b, h, h]), device),
-        elig0: grad_leaf(leaf(0.3, vec![b, h, h]), device),
+        w_h: r.leaf(0.5, [h, 4 * h]),
+        alpha: r.leaf(plastic_scale, spec.alpha.dims(h)),
+        eta: r.scalar(0.3),
+        m: r.leaf(1.0, [h]),
+        m_bias: r.leaf(0.5, [1]),
+        fan_w: r.leaf(plastic_scale, [h]),
+        fan_b: r.leaf(0.3, [h]),
+        eta_e: r.scalar(0.4),
+        xproj: r.leaf(1.0, [b, t, 4 * h]),
+        h0: r.leaf(0.5, [b, h]),
+        c0: r.leaf(0.5, [b, h]),
+        hebb0: r.leaf(0.2, [b, h, h]),
+        elig0: r.leaf(0.3, [b, h, h]),
     };
-    let weights = from_vec(random(&mut rng, b * t * h, 1.0), [b, t, h], device);
-    (l, weights)
+    (l, r.tensor(1.0, [b, t, h]))
 }
 
 /// The recurrence as the module docs write it, with burn ops. Returns `hs: [B, T, H]`.
@@ -146,14 +135,6 @@ fn fused(spec: &LstmSpec, l: Leaves) -> Tensor<3> {
     .hs
 }
 
-fn max_rel(a: &[f32], b: &[f32]) -> f32 {
-    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
-        / scale
-}
-
 #[test]
 fn gradients_of_the_lstm_op_equal_burn_autodiff_of_the_plain_recurrence() {
     let device = Device::flex().autodiff();
@@ -182,25 +163,22 @@ fn gradients_of_the_lstm_op_equal_burn_autodiff_of_the_plain_recurrence() {
                     reference(&spec, l.clone())
                 };
                 let grads = (hs.clone() * weights).sum().backward();
-                let g1 = |t: &Tensor<1>| t.grad(&grads).map(to_vec);
-                let g2 = |t: &Tensor<2>| t.grad(&grads).map(to_vec);
-                let g3 = |t: &Tensor<3>| t.grad(&grads).map(to_vec);
                 (
                     to_vec(hs),
                     vec![
-                        ("w_h", g2(&l.w_h)),
-                        ("alpha", g2(&l.alpha)),
-                        ("eta", g1(&l.eta)),
-                        ("m", g1(&l.m)),
-                        ("m_bias", g1(&l.m_bias)),
-                        ("fan_w", g1(&l.fan_w)),
-                        ("fan_b", g1(&l.fan_b)),
-                        ("eta_e", g1(&l.eta_e)),
-                        ("xproj", g3(&l.xproj)),
-                        ("h0", g2(&l.h0)),
-                        ("c0", g2(&l.c0)),
-                        ("hebb0", g3(&l.hebb0)),
-                        ("elig0", g3(&l.elig0)),
+                        ("w_h", grad(&l.w_h, &grads)),
+                        ("alpha", grad(&l.alpha, &grads)),
+                        ("eta", grad(&l.eta, &grads)),
+                        ("m", grad(&l.m, &grads)),
+                        ("m_bias", grad(&l.m_bias, &grads)),
+                        ("fan_w", grad(&l.fan_w, &grads)),
+                        ("fan_b", grad(&l.fan_b, &grads)),
+                        ("eta_e", grad(&l.eta_e, &grads)),
+                        ("xproj", grad(&l.xproj, &grads)),
+                        ("h0", grad(&l.h0, &grads)),
+                        ("c0", grad(&l.c0, &grads)),
+                        ("hebb0", grad(&l.hebb0, &grads)),
+                        ("elig0", grad(&l.elig0, &grads)),
                     ],
                 )
             };
@@ -209,13 +187,7 @@ fn gradients_of_the_lstm_op_equal_burn_autodiff_of_the_plain_recurrence() {
             assert!(max_rel(&hs_f, &hs_r) < 1e-5, "{spec:?}: outputs differ");
             for ((name, a), (_, b)) in g_f.iter().zip(&g_r) {
                 match (a, b) {
-                    (Some(a), Some(b)) => {
-                        let d = max_rel(a, b);
-                        assert!(
-                            d < 1e-4,
-                            "{spec:?}: d/d{name} differs from burn autodiff by {d:e}"
-                        );
-                    }
+                    (Some(a), Some(b)) => assert_grad_close(&format!("{spec:?}"), name, a, b),
                     // What the recurrence does not use: no gradient on either side.
                     (None, None) => {}
                     (a, b) => panic!(
@@ -271,8 +243,8 @@ fn a_plastic_lstm_layer_counts_its_parameters_carries_its_state_and_trains_every
         assert_eq!(st2.elig.is_some(), k.has_eligibility());
         let grads = hs2.sum().backward();
         let mut named = vec![
-            ("w_h", layer.w_h.val().grad(&grads).map(to_vec)),
-            ("W_x", layer.input.weight.val().grad(&grads).map(to_vec)),
+            ("w_h", grad(&layer.w_h.val(), &grads)),
+            ("W_x", grad(&layer.input.weight.val(), &grads)),
         ];
         for (name, p) in [
             ("eta", &layer.eta),
@@ -283,19 +255,13 @@ fn a_plastic_lstm_layer_counts_its_parameters_carries_its_state_and_trains_every
             ("eta_e", &layer.eta_e),
         ] {
             if let Some(p) = p {
-                named.push((name, p.val().grad(&grads).map(to_vec)));
+                named.push((name, grad(&p.val(), &grads)));
             }
         }
         if let Some(a) = &layer.alpha {
-            named.push(("alpha", a.val().grad(&grads).map(to_vec)));
+            named.push(("alpha", grad(&a.val(), &grads)));
         }
-        for (name, g) in named {
-            let g = g.unwrap_or_else(|| panic!("{plasticity:?}: {name}: no gradient"));
-            assert!(
-                g.iter().any(|v| *v != 0.0) && g.iter().all(|v| v.is_finite()),
-                "{plasticity:?}: {name}: {g:?}"
-            );
-        }
+        assert_trained(&format!("{plasticity:?}"), named);
     }
 }
 

@@ -1,21 +1,18 @@
 //! The neuromodulated burn operation against the same recurrence written with plain burn tensor
 //! ops (whose gradients burn's autodiff computes), and the modulated `PlasticNet`.
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use plasticity::tensors::{from_vec, to_vec};
 use plasticity::PlasticityConfig;
 use plasticity::{
     modulated_episode, AlphaShape, EpisodeSpec, ModulatedTensors, Modulation, PlasticNetConfig,
     TraceRule,
 };
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-fn random(rng: &mut ChaCha8Rng, len: usize, scale: f32) -> Vec<f32> {
-    (0..len)
-        .map(|_| scale * (rng.gen::<f32>() * 2.0 - 1.0))
-        .collect()
-}
+mod common;
+use common::{assert_grad_close, assert_trained, grad, max_rel, random, LeafRng};
 
 #[derive(Clone)]
 struct Leaves {
@@ -33,27 +30,22 @@ struct Leaves {
 }
 
 fn leaves(spec: &EpisodeSpec, seed: u64, device: &Device) -> (Leaves, Tensor<3>) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut r = LeafRng::new(seed, device);
     let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
-    let mut leaf = |scale: f32, shape: Vec<usize>| {
-        let len = shape.iter().product();
-        TensorData::new(random(&mut rng, len, scale), shape)
-    };
     let l = Leaves {
-        w: Tensor::from_data(leaf(0.4, vec![n, n]), device).require_grad(),
-        alpha: Tensor::from_data(leaf(0.5, spec.alpha.dims(n).to_vec()), device).require_grad(),
-        m: Tensor::from_data(leaf(1.0, vec![n]), device).require_grad(),
-        m_bias: Tensor::from_data(leaf(0.5, vec![1]), device).require_grad(),
-        fan_w: Tensor::from_data(leaf(1.0, vec![n]), device).require_grad(),
-        fan_b: Tensor::from_data(leaf(0.3, vec![n]), device).require_grad(),
-        eta_e: Tensor::from_data(TensorData::new(vec![0.3f32], [1]), device).require_grad(),
-        x: Tensor::from_data(leaf(1.0, vec![b, t, n]), device).require_grad(),
-        y0: Tensor::from_data(leaf(0.5, vec![b, n]), device).require_grad(),
-        hebb0: Tensor::from_data(leaf(0.1, vec![b, n, n]), device).require_grad(),
-        elig0: Tensor::from_data(leaf(0.3, vec![b, n, n]), device).require_grad(),
+        w: r.leaf(0.4, [n, n]),
+        alpha: r.leaf(0.5, spec.alpha.dims(n)),
+        m: r.leaf(1.0, [n]),
+        m_bias: r.leaf(0.5, [1]),
+        fan_w: r.leaf(1.0, [n]),
+        fan_b: r.leaf(0.3, [n]),
+        eta_e: r.scalar(0.3),
+        x: r.leaf(1.0, [b, t, n]),
+        y0: r.leaf(0.5, [b, n]),
+        hebb0: r.leaf(0.1, [b, n, n]),
+        elig0: r.leaf(0.3, [b, n, n]),
     };
-    let weights = from_vec(random(&mut rng, b * t * n, 1.0), [b, t, n], device);
-    (l, weights)
+    (l, r.tensor(1.0, [b, t, n]))
 }
 
 /// The modulated episode as the paper writes it (ICLR 2019 section 3), with burn ops.
@@ -125,14 +117,6 @@ fn fused(spec: &EpisodeSpec, l: Leaves) -> Tensor<3> {
     .ys
 }
 
-fn max_rel(a: &[f32], b: &[f32]) -> f32 {
-    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
-        / scale
-}
-
 #[test]
 fn gradients_of_the_modulated_op_equal_burn_autodiff_of_the_plain_recurrence() {
     let device = Device::flex().autodiff();
@@ -162,23 +146,20 @@ fn gradients_of_the_modulated_op_equal_burn_autodiff_of_the_plain_recurrence() {
                     reference(&spec, l.clone())
                 };
                 let grads = (ys.clone() * weights).sum().backward();
-                let g = |t: &Tensor<1>| t.grad(&grads).map(to_vec);
-                let g2 = |t: &Tensor<2>| t.grad(&grads).map(to_vec);
-                let g3 = |t: &Tensor<3>| t.grad(&grads).map(to_vec);
                 (
                     to_vec(ys),
                     vec![
-                        ("w", g2(&l.w)),
-                        ("alpha", g2(&l.alpha)),
-                        ("m", g(&l.m)),
-                        ("m_bias", g(&l.m_bias)),
-                        ("fan_w", g(&l.fan_w)),
-                        ("fan_b", g(&l.fan_b)),
-                        ("eta_e", g(&l.eta_e)),
-                        ("x", g3(&l.x)),
-                        ("y0", g2(&l.y0)),
-                        ("hebb0", g3(&l.hebb0)),
-                        ("elig0", g3(&l.elig0)),
+                        ("w", grad(&l.w, &grads)),
+                        ("alpha", grad(&l.alpha, &grads)),
+                        ("m", grad(&l.m, &grads)),
+                        ("m_bias", grad(&l.m_bias, &grads)),
+                        ("fan_w", grad(&l.fan_w, &grads)),
+                        ("fan_b", grad(&l.fan_b, &grads)),
+                        ("eta_e", grad(&l.eta_e, &grads)),
+                        ("x", grad(&l.x, &grads)),
+                        ("y0", grad(&l.y0, &grads)),
+                        ("hebb0", grad(&l.hebb0, &grads)),
+                        ("elig0", grad(&l.elig0, &grads)),
                     ],
                 )
             };
@@ -187,13 +168,7 @@ fn gradients_of_the_modulated_op_equal_burn_autodiff_of_the_plain_recurrence() {
             assert!(max_rel(&ys_f, &ys_r) < 1e-5, "{spec:?}: outputs differ");
             for ((name, a), (_, b)) in g_f.iter().zip(&g_r) {
                 match (a, b) {
-                    (Some(a), Some(b)) => {
-                        let d = max_rel(a, b);
-                        assert!(
-                            d < 1e-4,
-                            "{spec:?}: d/d{name} differs from burn autodiff by {d:e}"
-                        );
-                    }
+                    (Some(a), Some(b)) => assert_grad_close(&format!("{spec:?}"), name, a, b),
                     // What the recurrence does not use: the op reports no or zero gradient.
                     (a, None) => assert!(
                         a.as_ref().is_none_or(|a| a.iter().all(|v| *v == 0.0)),
@@ -249,26 +224,17 @@ fn a_modulated_plastic_net_trains_its_modulator_and_old_configs_still_load() {
         assert_eq!(state.elig.is_some(), modulation.has_eligibility());
         let grads = ys.sum().backward();
         let mut named = vec![
-            ("w", net.w.val().grad(&grads).map(to_vec)),
-            ("m", md.m.val().grad(&grads).map(to_vec)),
-            ("m_bias", md.m_bias.val().grad(&grads).map(to_vec)),
+            ("w", grad(&net.w.val(), &grads)),
+            ("m", grad(&md.m.val(), &grads)),
+            ("m_bias", grad(&md.m_bias.val(), &grads)),
         ];
         if let Some(v) = &md.fan_w {
-            named.push(("fan_w", v.val().grad(&grads).map(to_vec)));
+            named.push(("fan_w", grad(&v.val(), &grads)));
         }
         if modulation.has_eligibility() {
-            named.push((
-                "eta (eligibility rate)",
-                net.eta.val().grad(&grads).map(to_vec),
-            ));
+            named.push(("eta (eligibility rate)", grad(&net.eta.val(), &grads)));
         }
-        for (name, g) in named {
-            let g = g.unwrap_or_else(|| panic!("{modulation:?}: {name}: no gradient"));
-            assert!(
-                g.iter().any(|v| *v != 0.0) && g.iter().all(|v| v.is_finite()),
-                "{modulation:?}: {name}: {g:?}"
-            );
-        }
+        assert_trained(&format!("{modulation:?}"), named);
     }
     let bad = PlasticNetConfig {
         plasticity: PlasticityConfig {

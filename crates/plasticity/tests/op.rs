@@ -3,7 +3,7 @@
 
 use burn::module::Param;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use plasticity::tensors::{from_vec, to_vec};
 use plasticity::PlasticityConfig;
 use plasticity::{
@@ -12,33 +12,21 @@ use plasticity::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn random(rng: &mut ChaCha8Rng, len: usize, scale: f32) -> Vec<f32> {
-    (0..len)
-        .map(|_| scale * (rng.gen::<f32>() * 2.0 - 1.0))
-        .collect()
-}
+mod common;
+use common::{assert_grad_close, assert_trained, grad, max_rel, random, LeafRng};
 
 /// The episode as the paper writes it, with burn ops: `y = tanh(y (w + alpha Hebb) + x)`, then
 /// the trace rule, then clipping. `x: [B, T, N]`. Returns `ys: [B, T, N]`.
-#[allow(clippy::too_many_arguments)]
-fn reference(
-    spec: &EpisodeSpec,
-    w: Tensor<2>,
-    alpha: Tensor<2>,
-    eta: Tensor<1>,
-    x: Tensor<3>,
-    y0: Tensor<2>,
-    hebb0: Tensor<3>,
-) -> Tensor<3> {
+fn reference(spec: &EpisodeSpec, l: Leaves) -> Tensor<3> {
     let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
-    let alpha3: Tensor<3> = alpha.unsqueeze_dim(0); // [1, N|1, N|1] broadcasts
-    let eta3: Tensor<3> = eta.reshape([1, 1, 1]);
-    let mut y = y0;
-    let mut hebb = hebb0;
+    let alpha3: Tensor<3> = l.alpha.unsqueeze_dim(0); // [1, N|1, N|1] broadcasts
+    let eta3: Tensor<3> = l.eta.reshape([1, 1, 1]);
+    let mut y = l.y0;
+    let mut hebb = l.hebb0;
     let mut ys = Vec::new();
     for s in 0..t {
-        let xs = x.clone().slice([0..b, s..s + 1, 0..n]).reshape([b, n]);
-        let weights = w.clone().unsqueeze_dim::<3>(0) + alpha3.clone() * hebb.clone(); // [B, N, N]
+        let xs = l.x.clone().slice([0..b, s..s + 1, 0..n]).reshape([b, n]);
+        let weights = l.w.clone().unsqueeze_dim::<3>(0) + alpha3.clone() * hebb.clone(); // [B, N, N]
         let pre = y
             .clone()
             .unsqueeze_dim::<3>(1)
@@ -62,6 +50,7 @@ fn reference(
     Tensor::cat(ys, 1)
 }
 
+#[derive(Clone)]
 struct Leaves {
     w: Tensor<2>,
     alpha: Tensor<2>,
@@ -72,58 +61,24 @@ struct Leaves {
 }
 
 fn leaves(spec: &EpisodeSpec, seed: u64, device: &Device) -> (Leaves, Tensor<3>) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut r = LeafRng::new(seed, device);
     let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
-    let alpha_dims = spec.alpha.dims(n);
-    let leaf = |v: Vec<f32>, shape: &[usize]| TensorData::new(v, shape.to_vec());
-    let w =
-        Tensor::<2>::from_data(leaf(random(&mut rng, n * n, 0.4), &[n, n]), device).require_grad();
-    let alpha = Tensor::<2>::from_data(
-        leaf(
-            random(&mut rng, alpha_dims[0] * alpha_dims[1], 0.5),
-            &alpha_dims,
-        ),
-        device,
-    )
-    .require_grad();
-    let eta = Tensor::<1>::from_data(leaf(vec![0.2], &[1]), device).require_grad();
-    let x = Tensor::<3>::from_data(leaf(random(&mut rng, b * t * n, 1.0), &[b, t, n]), device)
-        .require_grad();
-    let y0 =
-        Tensor::<2>::from_data(leaf(random(&mut rng, b * n, 0.5), &[b, n]), device).require_grad();
-    let hebb0 = Tensor::<3>::from_data(leaf(random(&mut rng, b * n * n, 0.1), &[b, n, n]), device)
-        .require_grad();
-    let weights = from_vec(random(&mut rng, b * t * n, 1.0), [b, t, n], device);
-    (
-        Leaves {
-            w,
-            alpha,
-            eta,
-            x,
-            y0,
-            hebb0,
-        },
-        weights,
-    )
-}
-
-fn max_rel(a: &[f32], b: &[f32]) -> f32 {
-    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
-        / scale
+    let l = Leaves {
+        w: r.leaf(0.4, [n, n]),
+        alpha: r.leaf(0.5, spec.alpha.dims(n)),
+        eta: r.scalar(0.2),
+        x: r.leaf(1.0, [b, t, n]),
+        y0: r.leaf(0.5, [b, n]),
+        hebb0: r.leaf(0.1, [b, n, n]),
+    };
+    (l, r.tensor(1.0, [b, t, n]))
 }
 
 #[test]
 fn gradients_of_the_op_equal_burn_autodiff_of_the_plain_recurrence() {
     let device = Device::flex().autodiff();
-    for rule in [TraceRule::Hebb, TraceRule::Oja] {
-        for alpha in [
-            AlphaShape::PerConnection,
-            AlphaShape::PerNeuron,
-            AlphaShape::Scalar,
-        ] {
+    for rule in TraceRule::ALL {
+        for alpha in AlphaShape::ALL {
             for clip in [None, Some(0.15)] {
                 let spec = EpisodeSpec {
                     rule,
@@ -146,27 +101,19 @@ fn gradients_of_the_op_equal_burn_autodiff_of_the_plain_recurrence() {
                         .unwrap()
                         .0
                     } else {
-                        reference(
-                            &spec,
-                            l.w.clone(),
-                            l.alpha.clone(),
-                            l.eta.clone(),
-                            l.x.clone(),
-                            l.y0.clone(),
-                            l.hebb0.clone(),
-                        )
+                        reference(&spec, l.clone())
                     };
                     let grads = (ys.clone() * weights).sum().backward();
                     let g = |t: Option<Vec<f32>>| t.expect("gradient present");
                     (
                         to_vec(ys),
                         [
-                            g(l.w.grad(&grads).map(to_vec)),
-                            g(l.alpha.grad(&grads).map(to_vec)),
-                            g(l.eta.grad(&grads).map(to_vec)),
-                            g(l.x.grad(&grads).map(to_vec)),
-                            g(l.y0.grad(&grads).map(to_vec)),
-                            g(l.hebb0.grad(&grads).map(to_vec)),
+                            g(grad(&l.w, &grads)),
+                            g(grad(&l.alpha, &grads)),
+                            g(grad(&l.eta, &grads)),
+                            g(grad(&l.x, &grads)),
+                            g(grad(&l.y0, &grads)),
+                            g(grad(&l.hebb0, &grads)),
                         ],
                     )
                 };
@@ -177,11 +124,7 @@ fn gradients_of_the_op_equal_burn_autodiff_of_the_plain_recurrence() {
                     .iter()
                     .zip(g_f.iter().zip(&g_r))
                 {
-                    let d = max_rel(a, b);
-                    assert!(
-                        d < 1e-4,
-                        "{spec:?}: d/d{name} differs from burn autodiff by {d:e}"
-                    );
+                    assert_grad_close(&format!("{spec:?}"), name, a, b);
                 }
             }
         }
@@ -218,25 +161,16 @@ fn burn_layers_before_and_after_the_op_receive_gradients() {
     assert!(!hebb.is_require_grad(), "the final trace is detached");
     let loss = decoder.forward(ys).sum();
     let grads = loss.backward();
-    for (name, g) in [
-        (
-            "encoder weight",
-            encoder.weight.val().grad(&grads).map(to_vec),
-        ),
-        (
-            "decoder weight",
-            decoder.weight.val().grad(&grads).map(to_vec),
-        ),
-        ("w", w.val().grad(&grads).map(to_vec)),
-        ("alpha", alpha.val().grad(&grads).map(to_vec)),
-        ("eta", eta.val().grad(&grads).map(to_vec)),
-    ] {
-        let g = g.unwrap_or_else(|| panic!("{name}: no gradient"));
-        assert!(
-            g.iter().any(|v| *v != 0.0) && g.iter().all(|v| v.is_finite()),
-            "{name}: {g:?}"
-        );
-    }
+    assert_trained(
+        "burn layers around the op",
+        vec![
+            ("encoder weight", grad(&encoder.weight.val(), &grads)),
+            ("decoder weight", grad(&decoder.weight.val(), &grads)),
+            ("w", grad(&w.val(), &grads)),
+            ("alpha", grad(&alpha.val(), &grads)),
+            ("eta", grad(&eta.val(), &grads)),
+        ],
+    );
 }
 
 #[test]
@@ -277,7 +211,7 @@ fn the_non_plastic_network_equals_the_plastic_one_with_zero_alpha() {
     use plasticity::PlasticNetConfig;
     let device = Device::flex().autodiff();
     let (n, b, t) = (7, 3, 9);
-    for input in [InputMode::Additive, InputMode::Clamped] {
+    for input in InputMode::ALL {
         for with_state in [false, true] {
             let label = format!("{input:?}, initial state: {with_state}");
             let config = PlasticNetConfig {

@@ -41,13 +41,9 @@ fn tensor_path_equals_the_cpu_kernels_for_every_setting() {
     let (n, b, t) = (7, 2, 11); // segment ceil(sqrt(11)) = 4: segments 4, 4, 3
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let mut cases = 0;
-    for rule in [TraceRule::Hebb, TraceRule::Oja] {
-        for input in [InputMode::Additive, InputMode::Clamped] {
-            for alpha_shape in [
-                AlphaShape::PerConnection,
-                AlphaShape::PerNeuron,
-                AlphaShape::Scalar,
-            ] {
+    for rule in TraceRule::ALL {
+        for input in InputMode::ALL {
+            for alpha_shape in AlphaShape::ALL {
                 for clip in [None, Some(0.05)] {
                     let mut spec = EpisodeSpec::new(n, b, t);
                     spec.rule = rule;

@@ -60,18 +60,35 @@ pub(super) fn forward_split<F: Real, R: Rule<F>>(
         elig.append(&mut part.elig);
     }
     Episode {
+        segment: parts[0].segment,
+        parts,
+        ..outputs(spec, init.y0, ys, hebb, elig, modulator)
+    }
+}
+
+/// An episode of `spec` that ran from `y0` with these outputs; what else the backward needs
+/// (stored state, checkpoints, the parts of a split batch) is left for the caller to add.
+fn outputs<F: Real>(
+    spec: &EpisodeSpec,
+    y0: &[F],
+    ys: Vec<F>,
+    hebb: Vec<F>,
+    elig: Vec<F>,
+    modulator: Vec<F>,
+) -> Episode<F> {
+    Episode {
         spec: *spec,
         ys,
         hebb,
         elig,
         modulator,
-        y0: init.y0.to_vec(),
+        y0: y0.to_vec(),
         h0: None,
         x_clamped: None,
         eta: F::zero(),
-        segment: parts[0].segment,
+        segment: 0,
         checkpoints: Vec::new(),
-        parts,
+        parts: Vec::new(),
     }
 }
 
@@ -139,18 +156,11 @@ pub(super) fn forward_steps<F: Real, R: Rule<F>>(
         update_pass::<F, R>(&mut hebb, &mut elig, blocks, c, clip, n);
     }
     Episode {
-        spec: *spec,
-        ys,
-        hebb,
-        elig,
-        modulator,
-        y0: init.y0.to_vec(),
         h0: h0_saved,
         x_clamped: (spec.input == InputMode::Clamped).then(|| init.x.to_vec()),
-        eta: F::zero(),
         segment,
         checkpoints,
-        parts: Vec::new(),
+        ..outputs(spec, init.y0, ys, hebb, elig, modulator)
     }
 }
 
@@ -180,11 +190,7 @@ crate::simd::multiversion! {
                 .map(|rows| static_block(rows, w, ypre, (m, n, batch)))
                 .collect()
         } else {
-            let hs = split_rows(hebb, blocks, n);
-            let es = split_rows(elig, blocks, n);
-            hs.into_par_iter()
-                .zip(es)
-                .zip(blocks.par_iter())
+            trace_blocks(hebb, elig, blocks, n)
                 .map(|((hs, es), rows)| {
                     forward_block::<F, R>(
                         hs,
@@ -386,15 +392,25 @@ crate::simd::multiversion! {
         n: usize,
     ) {
         let m = rows_of(blocks);
-        let hs = split_rows(hebb, blocks, n);
-        let es = split_rows(elig, blocks, n);
-        hs.into_par_iter()
-            .zip(es)
-            .zip(blocks.par_iter())
-            .for_each(|((hs, es), rows)| {
-                update_block::<F, ELIG>(hs, es, rows, c, clip, (m, n))
-            });
+        trace_blocks(hebb, elig, blocks, n).for_each(|((hs, es), rows)| {
+            update_block::<F, ELIG>(hs, es, rows, c, clip, (m, n))
+        });
     }
+}
+
+/// The rows of both traces cut by `blocks` ([`split_rows`]), each block with its rows, as one
+/// parallel iterator (the passes' bodies stay in their instruction-set copies).
+#[allow(clippy::type_complexity)]
+fn trace_blocks<'a, F: Send>(
+    hebb: &'a mut [F],
+    elig: &'a mut [F],
+    blocks: &'a [Range<usize>],
+    n: usize,
+) -> impl IndexedParallelIterator<Item = ((Vec<&'a mut [F]>, Vec<&'a mut [F]>), &'a Range<usize>)> {
+    split_rows(hebb, blocks, n)
+        .into_par_iter()
+        .zip(split_rows(elig, blocks, n))
+        .zip(blocks.par_iter())
 }
 
 /// [`update_rows`] over one block of rows; `#[inline(always)]` into its pass, so compiled for

@@ -1,7 +1,7 @@
 //! A stack of 3x3 stride-2 convolutions with `tanh` (the Omniglot image encoder, ICML 2018
 //! section 4.3): one op over `plasticity_kernels::conv`, its parameters packed in one tensor.
 
-use super::{op_tensors, run, HostKernels, Input, Op};
+use super::{op_tensors, HostKernels, Input, Op};
 use burn::backend::DispatchDevice;
 use burn::tensor::{Device, Tensor, TensorData};
 use plasticity_kernels::conv::{self as kernels, ConvForward, ConvLayer, ConvSpec};
@@ -60,11 +60,7 @@ pub fn conv_stack(x: Tensor<4>, layers: &[(Tensor<4>, Tensor<1>)]) -> Result<Ten
         x: Input::new(x, [m, c0, s, s]),
         params: Input::new(params, [spec.params_len()]),
     };
-    let mut out = run(
-        Op::ConvStack(spec),
-        ConvInputs::<()>::names(),
-        inputs.into_vec(),
-    )?;
+    let mut out = inputs.run(Op::ConvStack(spec))?;
     Ok(Tensor::from_dispatch(out.remove(0)))
 }
 

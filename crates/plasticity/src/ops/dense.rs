@@ -3,7 +3,7 @@
 //! activity.
 
 use super::device::{data, given, scalar, HostKernels};
-use super::{op_tensors, run, Input, Op};
+use super::{op_tensors, Input, Op};
 use crate::tensors::swap_bt;
 use burn::tensor::{Tensor, TensorData};
 use plasticity_kernels::dense::{self as kernels, DenseEpisode, DenseParams, DenseSpec};
@@ -38,11 +38,7 @@ pub fn plastic_dense(
         alpha: Input::new(alpha, [i, o]),
         eta: Input::new(eta, [1]),
     };
-    let mut out = run(
-        Op::Dense(spec),
-        DenseInputs::<()>::names(),
-        inputs.into_vec(),
-    )?;
+    let mut out = inputs.run(Op::Dense(spec))?;
     Ok(Tensor::from_dispatch(out.remove(0)))
 }
 

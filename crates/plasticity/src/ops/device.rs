@@ -84,23 +84,20 @@ pub fn host_forward<B: Backend>(
 ) -> (Vec<FloatTensor<B>>, Option<HostSaved>) {
     let device = TensorMetadata::device(&inputs[0]);
     let buffers: Vec<Vec<f32>> = inputs.into_iter().map(prim_to_vec::<B>).collect();
+    /// `spec`'s forward, its record wrapped by `saved`.
+    fn forward<K: HostKernels>(
+        spec: &K,
+        buffers: Vec<Vec<f32>>,
+        saved: fn(K::Saved) -> HostSaved,
+    ) -> (Vec<TensorData>, HostSaved) {
+        let (outputs, record) = spec.forward(buffers);
+        (outputs, saved(record))
+    }
     let (outputs, saved) = match op {
-        Op::Episode(spec) => {
-            let (outputs, saved) = spec.forward(buffers);
-            (outputs, HostSaved::Episode(saved))
-        }
-        Op::Lstm(spec) => {
-            let (outputs, saved) = spec.forward(buffers);
-            (outputs, HostSaved::Lstm(saved))
-        }
-        Op::ConvStack(spec) => {
-            let (outputs, saved) = spec.forward(buffers);
-            (outputs, HostSaved::ConvStack(saved))
-        }
-        Op::Dense(spec) => {
-            let (outputs, saved) = spec.forward(buffers);
-            (outputs, HostSaved::Dense(saved))
-        }
+        Op::Episode(spec) => forward(spec, buffers, HostSaved::Episode),
+        Op::Lstm(spec) => forward(spec, buffers, HostSaved::Lstm),
+        Op::ConvStack(spec) => forward(spec, buffers, HostSaved::ConvStack),
+        Op::Dense(spec) => forward(spec, buffers, HostSaved::Dense),
     };
     let outputs = outputs
         .into_iter()

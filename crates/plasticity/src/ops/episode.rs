@@ -4,7 +4,7 @@
 
 use super::device::{data, given};
 use super::rule::{rule_grads, RuleInputs};
-use super::{op_tensors, run, HostKernels, Input, Op};
+use super::{op_tensors, HostKernels, Input, Op};
 use crate::tensors::swap_bt;
 use burn::tensor::{Tensor, TensorData};
 use plasticity_kernels::{self as kernels, Episode, EpisodeSpec, Modulation, SpecError};
@@ -190,11 +190,7 @@ fn episode(
     spec: EpisodeSpec,
     inputs: EpisodeInputs<Input>,
 ) -> Result<EpisodeOutputs<burn::backend::DispatchTensor>, SpecError> {
-    let outputs = run(
-        Op::Episode(spec),
-        EpisodeInputs::<()>::names(),
-        inputs.into_vec(),
-    )?;
+    let outputs = inputs.run(Op::Episode(spec))?;
     Ok(EpisodeOutputs::from_vec(outputs))
 }
 

@@ -3,7 +3,7 @@
 
 use super::device::{data, given};
 use super::rule::{rule_grads, RuleInputs};
-use super::{op_tensors, run, HostKernels, Input, Op};
+use super::{op_tensors, HostKernels, Input, Op};
 use crate::tensors::swap_bt;
 use burn::tensor::{Tensor, TensorData};
 use plasticity_kernels::{self as kernels, LstmPlasticity, LstmSequence, LstmSpec, SpecError};
@@ -111,7 +111,7 @@ pub fn plastic_lstm(
         hebb0: Input::optional(hebb0.filter(|_| kind.is_plastic()), [b, h, h]),
         elig0: Input::optional(elig0.filter(|_| kind.has_eligibility()), [b, h, h]),
     };
-    let outputs = run(Op::Lstm(spec), LstmInputs::<()>::names(), inputs.into_vec())?;
+    let outputs = inputs.run(Op::Lstm(spec))?;
     let out = LstmOutputs::from_vec(outputs);
     Ok(LstmOutput {
         hs: Tensor::from_dispatch(out.hs),

@@ -112,6 +112,17 @@ macro_rules! op_tensors {
                 Self { $($field: $crate::ops::op_tensors!(@take all $(, $group)?),)* }
             }
         }
+
+        #[allow(dead_code)] // only an op's inputs run
+        impl $name<$crate::ops::Input> {
+            /// Runs `op` on these inputs, named and ordered as declared (see `ops::run`).
+            pub(crate) fn run(
+                self,
+                op: $crate::ops::Op,
+            ) -> Result<Vec<burn::backend::DispatchTensor>, plasticity_kernels::SpecError> {
+                $crate::ops::run(op, Self::names(), self.into_vec())
+            }
+        }
     };
     (@type $t:ident) => { $t };
     (@type $t:ident, $group:ident) => { $group<$t> };
