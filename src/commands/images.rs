@@ -70,13 +70,8 @@ pub(crate) fn train_images(args: ImagesArgs) -> Result<(), Failure> {
     let (n_train, n_test) = (train_set.len(), test_set.len());
     let task = ImageTask::new(config.clone(), train_set, test_set).map_err(usage)?;
     let data_json = data_dir.as_ref().map(|d| d.display().to_string());
-    let model = serde_json::to_value(config.model).expect("serializes");
     let spec = RunSpec {
-        out: s.out(&format!(
-            "images-{}-seed{}",
-            model.as_str().unwrap_or("model"),
-            s.seed
-        )),
+        out: s.model_out(config.model),
         total: s.updates(1000),
         unit: unit(config.batch),
         task_json: serde_json::to_value(&config).expect("serializes"),
@@ -92,19 +87,14 @@ pub(crate) fn train_images(args: ImagesArgs) -> Result<(), Failure> {
     let summary = s.train(&task, &spec, |p| {
         format!("loss {:.2}  erased_loss(50) {:.2}", p.loss, p.running[0])
     })?;
-    s.finish(&summary, &spec)?;
+    let (loss, erased) = (summary.final_loss, summary.final_metrics[0]);
+    let metrics = format!("loss {loss:.3}, erased_loss {erased:.3} (training images)");
+    s.finish(&summary, &spec, config.batch, &metrics)?;
     let out = &spec.out;
     let device = parse_device(&args.common.device)?;
     let (model, updates) = load_run_model(&task, out, &device)?;
     let path = out.join("reconstructions.png");
     write_reconstructions(&task, &model, updates, &path, 6, &device)?;
-    let (loss, erased) = (summary.final_loss, summary.final_metrics[0]);
-    s.report(
-        &summary,
-        &spec,
-        config.batch,
-        &format!("loss {loss:.3}, erased_loss {erased:.3} (training images)"),
-    );
     Ok(())
 }
 

@@ -186,7 +186,7 @@ pub fn train_lm(args: LmArgs) -> Result<(), Failure> {
         )
     })?;
     write_perplexity_curve(&spec.out)?;
-    s.finish(&summary, &spec)?;
+    s.check_stopped(&summary, &spec)?;
     eprintln!(
         "lm: {} updates ({:.2} epochs) in {:.1} s; {}: training perplexity {:.2}. Run directory: {}",
         summary.episodes,

@@ -148,14 +148,9 @@ pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
     let summary = s.train(&task, &spec, |p| {
         format!("loss {:.3}  accuracy(50) {:.3}", p.loss, p.running[0])
     })?;
-    s.finish(&summary, &spec)?;
     let (loss, accuracy) = (summary.final_loss, summary.final_metrics[0]);
-    s.report(
-        &summary,
-        &spec,
-        config.meta_batch,
-        &format!("loss {loss:.4}, training accuracy {accuracy:.4}"),
-    );
+    let metrics = format!("loss {loss:.4}, training accuracy {accuracy:.4}");
+    s.finish(&summary, &spec, config.meta_batch, &metrics)?;
     eprintln!(
         "held-out accuracy: plasticity eval omniglot --run {}",
         spec.out.display()

@@ -78,13 +78,8 @@ pub(crate) fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
     )?;
     crate::safety::check_memory("pattern", &config.memory_estimate())?;
     let task = PatternTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
-    let model = serde_json::to_value(config.model).expect("serializes");
     let spec = RunSpec {
-        out: s.out(&format!(
-            "pattern-{}-seed{}",
-            model.as_str().unwrap_or("model"),
-            s.seed
-        )),
+        out: s.model_out(config.model),
         total: s.updates(1000),
         unit: unit(config.batch),
         task_json: serde_json::to_value(&config).expect("serializes"),
@@ -95,14 +90,9 @@ pub(crate) fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
     let summary = s.train(&task, &spec, |p| {
         format!("loss {:.3}  error(50) {:.4}", p.loss, p.running[0])
     })?;
-    s.finish(&summary, &spec)?;
     let (loss, error) = (summary.final_loss, summary.final_metrics[0]);
-    s.report(
-        &summary,
-        &spec,
-        config.batch,
-        &format!("loss {loss:.4}, error {error:.4}"),
-    );
+    let metrics = format!("loss {loss:.4}, error {error:.4}");
+    s.finish(&summary, &spec, config.batch, &metrics)?;
     Ok(())
 }
 

@@ -136,6 +136,14 @@ impl<'a> Session<'a> {
             .unwrap_or_else(|| PathBuf::from(format!("runs/{default_name}")))
     }
 
+    /// Run directory of a run of `model`: the resumed run's, `--out`, or
+    /// `runs/<experiment>-<model>-seed<S>`.
+    pub(crate) fn model_out(&self, model: impl Serialize) -> PathBuf {
+        let model = serde_json::to_value(model).expect("serializes");
+        let model = model.as_str().unwrap_or("model");
+        self.out(&format!("{}-{model}-seed{}", self.experiment, self.seed))
+    }
+
     /// Checks the run-level options and the run directory before anything is allocated or
     /// written, for a run of `total` updates set by `--updates` (see [`safety::check_run_dir`]).
     pub(crate) fn check_updates_run(
@@ -210,15 +218,21 @@ impl<'a> Session<'a> {
         Ok(summary)
     }
 
-    /// The end-of-run line on stderr: updates (and the episodes of each, `batch`), time, the
-    /// running `metrics` and the run directory.
-    pub(crate) fn report(
+    /// Ends a run (see [`Session::check_stopped`]) and prints its last line on stderr: updates
+    /// (and the episodes of each, `batch`), time, the running `metrics` and the run directory.
+    pub(crate) fn finish(
         &self,
         summary: &Summary,
         spec: &RunSpec<'_>,
         batch: usize,
         metrics: &str,
-    ) {
+    ) -> Result<(), Failure> {
+        self.check_stopped(summary, spec)?;
+        self.report(summary, spec, batch, metrics);
+        Ok(())
+    }
+
+    fn report(&self, summary: &Summary, spec: &RunSpec<'_>, batch: usize, metrics: &str) {
         let done = match (spec.unit, batch) {
             ("updates", b) if b > 1 => format!("{} updates x {b} episodes", summary.episodes),
             (unit, _) => format!("{} {unit}", summary.episodes),
@@ -232,9 +246,13 @@ impl<'a> Session<'a> {
         );
     }
 
-    /// Ends a run after its own pictures are drawn: a run stopped by a signal is an error (exit
-    /// 130, saying how to resume it); one stopped at `--time-limit` says how to continue.
-    pub(crate) fn finish(&self, summary: &Summary, spec: &RunSpec<'_>) -> Result<(), Failure> {
+    /// A run stopped by a signal is an error (exit 130, saying how to resume it); one stopped
+    /// at `--time-limit` says how to continue.
+    pub(crate) fn check_stopped(
+        &self,
+        summary: &Summary,
+        spec: &RunSpec<'_>,
+    ) -> Result<(), Failure> {
         if summary.stopped_by_signal {
             return Err(safety::interrupted(
                 self.experiment,

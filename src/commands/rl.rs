@@ -177,14 +177,8 @@ fn train_rl<T: A2cTask>(
     config: serde_json::Value,
 ) -> Result<std::path::PathBuf, Failure> {
     let spec = task.agent_spec();
-    let name = task.task_name();
-    let model = serde_json::to_value(spec.model).expect("serializes");
     let run = RunSpec {
-        out: s.out(&format!(
-            "{name}-{}-seed{}",
-            model.as_str().unwrap_or("model"),
-            s.seed
-        )),
+        out: s.model_out(spec.model),
         total: s.updates(1000),
         unit: "updates",
         task_json: config,
@@ -195,15 +189,9 @@ fn train_rl<T: A2cTask>(
     let summary = s.train(task, &run, |p| {
         format!("loss {:.3}  reward(50) {:.2}", p.loss, p.running[0])
     })?;
-    s.finish(&summary, &run)?;
     let (loss, reward) = (summary.final_loss, summary.final_metrics[0]);
-    let batch = task.settings().batch;
-    s.report(
-        &summary,
-        &run,
-        batch,
-        &format!("loss {loss:.4}, reward {reward:.3}"),
-    );
+    let metrics = format!("loss {loss:.4}, reward {reward:.3}");
+    s.finish(&summary, &run, task.settings().batch, &metrics)?;
     Ok(run.out)
 }
 
