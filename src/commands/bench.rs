@@ -7,13 +7,12 @@ use super::pipeline::{median, time_steps};
 use super::{lm, omniglot, rl};
 use clap::{Args, ValueEnum};
 use plasticity::runtime;
-use plasticity::tasks::a2c::AgentModel;
 use plasticity::tasks::cue_reward::{CueRewardConfig, CueRewardTask};
 use plasticity::tasks::images::{ImageConfig, ImageTask};
 use plasticity::tasks::maze::{MazeConfig, MazeTask};
 use plasticity::tasks::pattern::{PatternConfig, PatternTask};
 use plasticity::tasks::synthetic::{SyntheticConfig, SyntheticTask};
-use plasticity::tasks::{parse_name, Model, ModelKind};
+use plasticity::tasks::{parse_name, Model};
 use plasticity::PlasticityConfig;
 use plasticity::TraceRule;
 use serde_json::json;
@@ -118,13 +117,12 @@ fn bench_plastic(
         return Err(usage(rl::RL_CPU_ONLY));
     }
     let model_name = model_name.unwrap_or(if rl { "modul" } else { "plastic" });
-    let agent = || {
-        parse_name::<AgentModel>("model", model_name).map_err(|e| usage(format!("--model: {e}")))
-    };
+    let agent =
+        || parse_name::<Model>("model", model_name).map_err(|e| usage(format!("--model: {e}")));
     let model = if rl {
-        ModelKind::Plastic // unused by the actor-critic workloads
+        Model::Plastic // unused by the actor-critic workloads
     } else {
-        parse_name::<ModelKind>("model", model_name).map_err(|e| usage(format!("--model: {e}")))?
+        parse_name::<Model>("model", model_name).map_err(|e| usage(format!("--model: {e}")))?
     };
     let pattern = |rule| PatternConfig {
         batch: batch.unwrap_or(1),

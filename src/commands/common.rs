@@ -51,15 +51,10 @@ pub(crate) struct CommonArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     pub(crate) progress_every: f64,
 }
-/// `--model` must be one of the task's variants (`T`: `ModelKind`, `AgentModel`).
-pub(crate) fn check_model<T: serde::de::DeserializeOwned>(
-    model: Option<Model>,
-) -> Result<(), Failure> {
+/// `--model` must be one of the task's models (`allowed`, e.g. `a2c::MODELS`).
+pub(crate) fn check_model(model: Option<Model>, allowed: &[Model]) -> Result<(), Failure> {
     match model {
-        Some(m) => m
-            .task_model::<T>()
-            .map(|_| ())
-            .map_err(|e| usage(format!("--model: {e}"))),
+        Some(m) => m.check(allowed).map_err(|e| usage(format!("--model: {e}"))),
         None => Ok(()),
     }
 }

@@ -11,7 +11,6 @@ use crate::picture::{self, text_style};
 use clap::Args;
 use plasticity::data::{cifar, embedded, ImageSet, Split};
 use plasticity::tasks::images::{ImageConfig, ImageTask};
-use plasticity::tasks::ModelKind;
 use plasticity::train::Experiment;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
@@ -52,7 +51,7 @@ fn saved_data_dir(saved: &serde_json::Value) -> Option<PathBuf> {
 
 /// `plasticity images`.
 pub(crate) fn train_images(args: ImagesArgs) -> Result<(), Failure> {
-    check_model::<ModelKind>(args.options.model)?;
+    check_model(args.options.model, plasticity::tasks::completion::MODELS)?;
     let s = Session::start(
         "images",
         &args.common,

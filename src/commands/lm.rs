@@ -3,7 +3,8 @@
 //! section 4.3).
 
 use super::common::{
-    check_experiment, read_json, updates_flag, usage, Alpha, CommonArgs, Failure, ProductThreads,
+    check_experiment, check_model, read_json, updates_flag, usage, Alpha, CommonArgs, Failure,
+    ProductThreads,
 };
 use super::overlay::Finite;
 use super::pipeline::{last_n, median, time_steps, RunSpec, Session};
@@ -11,7 +12,7 @@ use crate::{chart, plot, safety};
 use clap::Args;
 use plasticity::data::ptb::{self, Corpus};
 use plasticity::runtime;
-use plasticity::tasks::lm::{LmConfig, LmModel, LmPreset, LmTask};
+use plasticity::tasks::lm::{self, LmConfig, LmPreset, LmTask};
 use plasticity::tasks::Model;
 use plasticity::train::{self, Experiment};
 use rand::SeedableRng;
@@ -66,11 +67,8 @@ struct LmOptions {
 
 /// Resolves the configuration: preset (or a resumed run's), then `--config`, then options.
 fn lm_config(args: &LmArgs, s: &Session<'_>) -> Result<LmConfig, Failure> {
-    let model = args
-        .model
-        .unwrap_or(Model::Lstm)
-        .task_model::<LmModel>()
-        .map_err(|e| usage(format!("--model: {e}")))?;
+    let model = args.model.unwrap_or(Model::Lstm);
+    check_model(Some(model), lm::MODELS)?;
     let preset = args.preset.unwrap_or(LmPreset::Small);
     let fresh = || LmConfig::preset(preset, model);
     // Validated below, with --epochs (the run's length, which a resume may change).
@@ -278,10 +276,8 @@ pub fn bench_lm(
     if episodes == 0 {
         return Err(usage("bench: --episodes must be positive"));
     }
-    let layers = model
-        .task_model::<LmModel>()
-        .map_err(|e| usage(format!("--model: {e}")))?;
-    let mut config = LmConfig::preset(LmPreset::Small, layers);
+    check_model(Some(model), lm::MODELS)?;
+    let mut config = LmConfig::preset(LmPreset::Small, model);
     if let Some(b) = batch {
         config.batch = b;
     }

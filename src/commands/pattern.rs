@@ -8,7 +8,7 @@ use super::overlay::Finite;
 use super::pipeline::{eval_run, unit, RunSpec, Session};
 use clap::Args;
 use plasticity::tasks::pattern::{PatternConfig, PatternPreset, PatternTask};
-use plasticity::tasks::{Model, ModelKind};
+use plasticity::tasks::{completion, Model};
 use serde::Serialize;
 use serde_json::json;
 use std::path::Path;
@@ -62,7 +62,7 @@ pub(crate) struct NetOptions {
 
 /// `plasticity pattern`.
 pub(crate) fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
-    check_model::<ModelKind>(args.options.net.model)?;
+    check_model(args.options.net.model, completion::MODELS)?;
     let s = Session::start(
         "pattern",
         &args.common,

@@ -9,7 +9,7 @@ use super::overlay::Finite;
 use super::pipeline::{RunSpec, Session};
 use super::rl_pictures::{write_pictures, write_trajectory};
 use clap::Args;
-use plasticity::tasks::a2c::{self, A2cTask, AgentModel};
+use plasticity::tasks::a2c::{self, A2cTask};
 use plasticity::tasks::cue_reward::{self, CueRewardConfig, CueRewardTask};
 use plasticity::tasks::maze::{MazeConfig, MazePreset, MazeTask};
 use plasticity::tasks::Model;
@@ -121,7 +121,7 @@ pub fn train_maze(args: MazeArgs) -> Result<(), Failure> {
     if args.common.device != "cpu" {
         return Err(usage(RL_CPU_ONLY));
     }
-    check_model::<AgentModel>(args.options.agent.model)?;
+    check_model(args.options.agent.model, a2c::MODELS)?;
     let s = Session::start(
         "maze",
         &args.common,
@@ -149,7 +149,7 @@ pub fn train_cue_reward(args: CueRewardArgs) -> Result<(), Failure> {
     if args.common.device != "cpu" {
         return Err(usage(RL_CPU_ONLY));
     }
-    check_model::<AgentModel>(args.options.agent.model)?;
+    check_model(args.options.agent.model, a2c::MODELS)?;
     let s = Session::start(
         "cue-reward",
         &args.common,

@@ -4,7 +4,7 @@
 use burn::module::Module;
 use burn::tensor::Device;
 use plasticity::data::{cifar, embedded, normalise, ImageSet, Split};
-use plasticity::tasks::images::{generate, ImageConfig, ImageModel, ImageTask, ModelKind};
+use plasticity::tasks::images::{generate, ImageConfig, ImageModel, ImageTask, Model};
 use plasticity::train::{self, Experiment, RunOptions};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -236,7 +236,7 @@ fn small() -> ImageConfig {
     }
 }
 
-fn small_task(model: ModelKind) -> ImageTask {
+fn small_task(model: Model) -> ImageTask {
     ImageTask::new(
         ImageConfig { model, ..small() },
         small_set(40, 8, 1),
@@ -248,7 +248,7 @@ fn small_task(model: ModelKind) -> ImageTask {
 #[test]
 fn clamped_outputs_keep_the_visible_half_and_the_bias() {
     let device = Device::flex().autodiff();
-    for model in [ModelKind::Plastic, ModelKind::Rnn, ModelKind::Lstm] {
+    for model in [Model::Plastic, Model::Rnn, Model::Lstm] {
         let task = small_task(model);
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let net = task.init_model(&mut rng, &device);
@@ -270,7 +270,7 @@ fn clamped_outputs_keep_the_visible_half_and_the_bias() {
         );
     }
     // The bias neuron (index P) of the plastic network outputs 1 at every step.
-    let task = small_task(ModelKind::Plastic);
+    let task = small_task(Model::Plastic);
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let ImageModel::Plastic(net) = task.init_model(&mut rng, &device) else {
         unreachable!()
@@ -316,12 +316,12 @@ fn lstm_has_at_least_as_many_parameters_as_the_plastic_network() {
             plasticity::train::trainable_params(&model),
         )
     };
-    let (plastic, trained) = count(ModelKind::Plastic);
+    let (plastic, trained) = count(Model::Plastic);
     assert_eq!((plastic, trained), (2 * 1025 * 1025 + 1, plastic));
     // The non-plastic network keeps alpha (0) and eta, untrained.
-    assert_eq!(count(ModelKind::Rnn), (2 * 1025 * 1025 + 1, 1025 * 1025));
+    assert_eq!(count(Model::Rnn), (2 * 1025 * 1025 + 1, 1025 * 1025));
     // 4 gates x (1025 x 330 + 330 x 330 + 2 x 330 biases) + read-out 330 x 1024 + 1024.
-    let (lstm, lstm_trained) = count(ModelKind::Lstm);
+    let (lstm, lstm_trained) = count(Model::Lstm);
     assert_eq!(lstm, lstm_trained);
     assert_eq!(
         lstm,
@@ -386,7 +386,7 @@ fn plastic_network_learns_to_complete_held_out_images() {
     // 8x8 images, 2 per episode: the erased half is 32 pixels. Predicting 0 costs the sum of
     // their squares; after 300 updates the plastic network must do clearly better on
     // held-out images.
-    let task = small_task(ModelKind::Plastic);
+    let task = small_task(Model::Plastic);
     let device = Device::flex().autodiff();
     let zero: f64 = {
         let mut rng = ChaCha8Rng::seed_from_u64(77);
@@ -421,7 +421,7 @@ fn plastic_network_learns_to_complete_held_out_images() {
 
 #[test]
 fn training_is_deterministic() {
-    let task = small_task(ModelKind::Plastic);
+    let task = small_task(Model::Plastic);
     let (a, _) = run(&task, "det-a", 20, 4);
     let (b, _) = run(&task, "det-b", 20, 4);
     let rows = |d: &Path| -> Vec<String> {

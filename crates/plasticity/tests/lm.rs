@@ -4,7 +4,7 @@
 
 use burn::tensor::Device;
 use plasticity::data::ptb::{self, EOS};
-use plasticity::tasks::lm::{Batched, LmConfig, LmModel, LmPreset, LmTask};
+use plasticity::tasks::lm::{Batched, LmConfig, LmPreset, LmTask, Model};
 use plasticity::train::{self, Experiment, RunOptions};
 use plasticity::AlphaShape;
 use std::path::{Path, PathBuf};
@@ -79,12 +79,7 @@ fn the_real_penn_treebank_has_the_usual_sizes() {
 fn the_three_models_have_matched_parameter_counts_in_both_presets() {
     for preset in [LmPreset::Small, LmPreset::Paper] {
         let mut totals = Vec::new();
-        for model in [
-            LmModel::Lstm,
-            LmModel::Plastic,
-            LmModel::Modplast,
-            LmModel::Modul,
-        ] {
+        for model in [Model::Lstm, Model::Plastic, Model::Modplast, Model::Modul] {
             let config = LmConfig::preset(preset, model);
             let (base, own, layers) = config.sizes(10_000).unwrap();
             let gap = own.total.abs_diff(base.total) as f64 / base.total as f64;
@@ -100,7 +95,7 @@ fn the_three_models_have_matched_parameter_counts_in_both_presets() {
         }
     }
     // Per-connection alpha adds H^2 per layer: the plastic model's first layer shrinks.
-    let mut config = LmConfig::preset(LmPreset::Small, LmModel::Plastic);
+    let mut config = LmConfig::preset(LmPreset::Small, Model::Plastic);
     config.plasticity.alpha = AlphaShape::PerConnection;
     let (base, own, _) = config.sizes(10_000).unwrap();
     assert!(own.layer_units[0] < 200, "{own:?}");
@@ -137,7 +132,7 @@ fn every_model_learns_a_repeating_corpus_to_low_perplexity() {
     let dir = temp_dir("smoke");
     let corpus = repeating_corpus(&dir);
     let device = Device::flex().autodiff();
-    for model in [LmModel::Lstm, LmModel::Plastic, LmModel::Modplast] {
+    for model in [Model::Lstm, Model::Plastic, Model::Modplast] {
         let config = LmConfig {
             layers: 2,
             embedding: 16,
@@ -222,7 +217,7 @@ fn runs_are_reproducible_and_a_resume_equals_an_uninterrupted_run() {
         batch: 4,
         eval_batch: 2,
         epochs: 3,
-        ..LmConfig::preset(LmPreset::Small, LmModel::Modul)
+        ..LmConfig::preset(LmPreset::Small, Model::Modul)
     };
     let task = LmTask::new(config.clone(), corpus.clone()).unwrap();
     let spe = task.segments_per_epoch();

@@ -5,10 +5,9 @@
 use burn::optim::GradientsParams;
 use burn::tensor::activation::softmax;
 use burn::tensor::Device;
-use plasticity::tasks::a2c::{self, returns, A2cSettings, A2cTask, AgentModel, Environment};
+use plasticity::tasks::a2c::{self, returns, A2cSettings, A2cTask, Environment, Model};
 use plasticity::tasks::cue_reward::{AnswerReward, CueRewardConfig, CueRewardTask};
 use plasticity::tasks::maze::{Maze, MazeConfig, MazeEpisode, MazePreset, MazeTask, OBS};
-use plasticity::tasks::parse_name;
 use plasticity::tensors::to_vec;
 use plasticity::train::{clip_global_norm, Experiment};
 use plasticity::TraceRule;
@@ -19,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 /// agents and check determinism hold this lock so that they do not draw from it concurrently.
 static AGENT_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn small(model: AgentModel) -> MazeConfig {
+fn small(model: Model) -> MazeConfig {
     MazeConfig {
         size: 7,
         steps: 12,
@@ -146,7 +145,7 @@ fn check_replay<T: A2cTask>(task: &T, label: &str) {
     assert_eq!(ro.states.len(), b * t, "{label}");
     assert_eq!(
         ro.modulator.is_empty(),
-        matches!(spec.model, AgentModel::Rnn | AgentModel::Plastic),
+        matches!(spec.model, Model::Rnn | Model::Plastic),
         "{label}"
     );
     let (logits, _) = a2c::replay(&agent, &ro, &device).unwrap();
@@ -173,7 +172,7 @@ fn check_replay<T: A2cTask>(task: &T, label: &str) {
     );
     assert_eq!(
         grads.get::<2>(agent.net.alpha.id).is_some(),
-        spec.model != AgentModel::Rnn,
+        spec.model != Model::Rnn,
         "{label}: alpha is trained only by plastic models"
     );
     if let Some(md) = &agent.net.modulator {
@@ -194,14 +193,9 @@ fn check_replay<T: A2cTask>(task: &T, label: &str) {
 
 #[test]
 fn the_replay_reproduces_the_rollouts_policy_for_every_model() {
-    for model in [
-        AgentModel::Rnn,
-        AgentModel::Plastic,
-        AgentModel::Modplast,
-        AgentModel::Modul,
-    ] {
+    for model in [Model::Rnn, Model::Plastic, Model::Modplast, Model::Modul] {
         let mut config = small(model);
-        config.fan_out = model == AgentModel::Modplast;
+        config.fan_out = model == Model::Modplast;
         // Large weights so that plasticity and modulation change the policy visibly.
         config.plasticity.init_std = 0.6;
         check_replay(&MazeTask::new(config).unwrap(), &format!("maze {model:?}"));
@@ -214,7 +208,7 @@ fn the_replay_reproduces_the_rollouts_policy_for_every_model() {
         config.a2c.batch = 3;
         config.neurons = 10;
         config.plasticity.init_std = 0.6;
-        config.fan_out = model == AgentModel::Modul;
+        config.fan_out = model == Model::Modul;
         config.model = model;
         check_replay(
             &CueRewardTask::new(config).unwrap(),
@@ -511,9 +505,17 @@ fn invalid_configurations_name_the_field() {
         let err = CueRewardTask::new(config).unwrap_err();
         assert!(err.starts_with(field), "{err}");
     }
-    assert!(parse_name::<AgentModel>("model", "lstm")
+    assert!(Model::Lstm
+        .check(a2c::MODELS)
         .unwrap_err()
         .contains("modplast"));
+    let lstm_agent = MazeConfig {
+        model: Model::Lstm,
+        ..MazeConfig::default()
+    };
+    assert!(MazeTask::new(lstm_agent)
+        .unwrap_err()
+        .starts_with("model: unknown model 'lstm'"));
 }
 
 #[test]
@@ -523,9 +525,9 @@ fn the_rnn_agent_is_the_non_plastic_network() {
     let device = Device::flex().autodiff();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     for (model, plastic) in [
-        (AgentModel::Rnn, false),
-        (AgentModel::Plastic, true),
-        (AgentModel::Modul, true),
+        (Model::Rnn, false),
+        (Model::Plastic, true),
+        (Model::Modul, true),
     ] {
         let agent = MazeTask::new(small(model))
             .unwrap()
@@ -542,7 +544,7 @@ fn the_rnn_agent_is_the_non_plastic_network() {
 #[test]
 fn the_warm_up_association_is_learned_with_neuromodulation_not_without_plasticity() {
     let _guard = AGENT_INIT.lock().unwrap_or_else(|e| e.into_inner());
-    for (model, learns) in [(AgentModel::Modplast, true), (AgentModel::Rnn, false)] {
+    for (model, learns) in [(Model::Modplast, true), (Model::Rnn, false)] {
         let mut config = CueRewardConfig {
             cue_bits: 8,
             steps: 40, // 10 trials: about +4.5 for an agent that answers right after the first
@@ -635,7 +637,7 @@ impl A2cTask for FixedTarget {
 #[test]
 fn a_fixed_cue_reward_association_is_learned() {
     let _guard = AGENT_INIT.lock().unwrap_or_else(|e| e.into_inner());
-    for model in [AgentModel::Rnn, AgentModel::Modul] {
+    for model in [Model::Rnn, Model::Modul] {
         let mut config = CueRewardConfig {
             cue_bits: 8,
             steps: 40, // 10 trials: +10 for an agent that always answers right

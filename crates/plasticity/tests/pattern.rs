@@ -5,7 +5,7 @@ use burn::module::{Module, Param};
 use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor};
 use plasticity::tasks::parse_name;
-use plasticity::tasks::pattern::{generate, ModelKind, PatternConfig, PatternTask};
+use plasticity::tasks::pattern::{generate, Model, PatternConfig, PatternTask};
 use plasticity::tensors::from_vec;
 use plasticity::train::{self, Experiment, RunOptions, TrainError};
 use plasticity::PlasticityConfig;
@@ -222,7 +222,7 @@ fn same_seed_same_losses_and_resume_continues_identically() {
 
 #[test]
 fn baselines_train_on_the_same_episodes() {
-    for model in [ModelKind::Rnn, ModelKind::Lstm] {
+    for model in [Model::Rnn, Model::Lstm] {
         let config = PatternConfig {
             model,
             rnn_neurons: 80,
@@ -295,7 +295,7 @@ fn invalid_configurations_are_rejected_naming_the_field() {
         ),
         (
             PatternConfig {
-                model: ModelKind::Rnn,
+                model: Model::Rnn,
                 rnn_neurons: 10,
                 ..PatternConfig::default()
             },
@@ -313,7 +313,7 @@ fn invalid_configurations_are_rejected_naming_the_field() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("unknown field `bitz`"), "{err}");
-    assert!(parse_name::<ModelKind>("model", "mlp")
+    assert!(parse_name::<Model>("model", "mlp")
         .unwrap_err()
         .contains("unknown model 'mlp'"));
 }
@@ -336,7 +336,7 @@ fn corrupt_or_truncated_checkpoints_give_clear_errors() {
     let model = || task.init_model(&mut ChaCha8Rng::seed_from_u64(0), &device);
     // A sound checkpoint of another model (the plastic network's record into the RNN).
     let rnn = PatternTask::new(PatternConfig {
-        model: ModelKind::Rnn,
+        model: Model::Rnn,
         ..small()
     })
     .unwrap();

@@ -4,7 +4,7 @@
 //!
 //! # Agent
 //! `x(t) = W_in obs(t) + b_in` drives a recurrent network of `N` neurons ([`PlasticNet`]:
-//! non-plastic, plastic, or neuromodulated, [`AgentModel`]); linear heads read the policy
+//! non-plastic, plastic, or neuromodulated, [`Model`]); linear heads read the policy
 //! (softmax over the actions) and the value from `y(t)`.
 //!
 //! # Loss (ICLR 2019, section 4.2)
@@ -57,26 +57,18 @@ pub trait Environment {
     ) -> f32;
 }
 
-/// Which network drives the agent (ICLR 2019, sections 4.1-4.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-pub enum AgentModel {
-    /// Non-plastic recurrent network (`alpha = 0`, not trained).
-    Rnn,
-    /// Plastic network without modulation (decaying Hebb, learned `eta`; or Oja's rule).
-    Plastic,
-    /// Simple neuromodulation (ICLR 2019 eq. 3).
-    Modplast,
-    /// Retroactive neuromodulation with an eligibility trace (eq. 4-5).
-    Modul,
-}
+pub use super::Model;
+
+/// The networks that can drive an agent (ICLR 2019, sections 4.1-4.2): non-plastic
+/// (`alpha = 0`, not trained), plastic (decaying Hebb with a learned `eta`, or Oja's rule),
+/// simple and retroactive neuromodulation.
+pub const MODELS: &[Model] = &[Model::Rnn, Model::Plastic, Model::Modplast, Model::Modul];
 
 /// The recurrent network of an agent.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AgentSpec {
     /// Network variant.
-    pub model: AgentModel,
+    pub model: Model,
     /// Neurons `N`.
     pub neurons: usize,
     /// Fan the modulator out to one rate per neuron (`modplast`, `modul`).
@@ -112,13 +104,14 @@ impl AgentSpec {
         }
         PlasticNetConfig {
             neurons: n,
-            plastic: self.model != AgentModel::Rnn,
+            plastic: self.model != Model::Rnn,
             modulation: match self.model {
-                AgentModel::Rnn | AgentModel::Plastic => Modulation::None,
-                AgentModel::Modplast => Modulation::Simple {
+                // (`lstm` drives no agent: `validate` refuses it.)
+                Model::Rnn | Model::Plastic | Model::Lstm => Modulation::None,
+                Model::Modplast => Modulation::Simple {
                     fan_out: self.fan_out,
                 },
-                AgentModel::Modul => Modulation::Retroactive {
+                Model::Modul => Modulation::Retroactive {
                     fan_out: self.fan_out,
                 },
             },
@@ -129,11 +122,14 @@ impl AgentSpec {
 
     /// Checks the fields; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
+        self.model
+            .check(MODELS)
+            .map_err(|e| format!("model: {e}"))?;
         if self.neurons == 0 {
             return Err("neurons: must be positive".into());
         }
         if self.plasticity.rule == TraceRule::Oja
-            && matches!(self.model, AgentModel::Modplast | AgentModel::Modul)
+            && matches!(self.model, Model::Modplast | Model::Modul)
         {
             return Err("rule: the neuromodulated models (modplast, modul) use rule hebb".into());
         }
@@ -151,7 +147,7 @@ impl AgentSpec {
     ) {
         let n = self.neurons;
         m.add_recurrent(format!("neurons = {n}"), n, batch, steps);
-        if self.model == AgentModel::Modul {
+        if self.model == Model::Modul {
             m.add(
                 format!("neurons = {n} with batch = {batch} (eligibility traces of {n} x {n})"),
                 4.0 * 2.0 * batch as f64 * (n as f64) * (n as f64),

@@ -1,7 +1,7 @@
 //! What the two completion tasks (patterns, ICML 2018 section 4.1; images, section 4.2) share:
 //! their three networks and their loss.
 
-use super::ModelKind;
+use super::Model;
 use crate::layer::{PlasticNet, PlasticNetConfig};
 use crate::tensors::from_vec;
 use burn::module::Module;
@@ -9,6 +9,9 @@ use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
 use burn::tensor::{Device, Tensor};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+
+/// The networks of the completion tasks: plastic, non-plastic, LSTM.
+pub const MODELS: &[Model] = &[Model::Plastic, Model::Rnn, Model::Lstm];
 
 /// LSTM with a linear read-out (the completion tasks' LSTM baseline).
 #[derive(Module, Debug)]
@@ -36,16 +39,19 @@ impl CompletionModel {
     /// The network `kind`: the recurrent network of `net` (which says whether it is plastic),
     /// or an LSTM of `cells` cells on `inputs` inputs reading out `outputs` values.
     pub fn init(
-        kind: ModelKind,
+        kind: Model,
         net: &PlasticNetConfig,
         [inputs, cells, outputs]: [usize; 3],
         rng: &mut ChaCha8Rng,
         device: &Device,
     ) -> Self {
         match kind {
-            ModelKind::Plastic => CompletionModel::Plastic(net.init(rng, device)),
-            ModelKind::Rnn => CompletionModel::Rnn(net.init(rng, device)),
-            ModelKind::Lstm => {
+            // (The modulated networks learn no completion task: `validate` refuses them.)
+            Model::Plastic | Model::Modplast | Model::Modul => {
+                CompletionModel::Plastic(net.init(rng, device))
+            }
+            Model::Rnn => CompletionModel::Rnn(net.init(rng, device)),
+            Model::Lstm => {
                 // burn initialises these lazily from its own seeded RNG: seed it from ours.
                 device.seed(rng.gen());
                 CompletionModel::Lstm(LstmNet {

@@ -25,7 +25,7 @@
 //! The shared actor-critic of [`super::a2c`]; 200 neurons for every variant by default (the
 //! modulator adds `2N + 2` parameters or fewer, under 1% of the recurrent weights).
 
-use super::a2c::{agent_plasticity, A2cSettings, A2cTask, AgentModel, AgentSpec, Environment};
+use super::a2c::{agent_plasticity, A2cSettings, A2cTask, AgentSpec, Environment, Model};
 use crate::config::{NoOtherFields, PlasticityConfig};
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -83,7 +83,7 @@ pub struct CueRewardConfig {
     /// What an answer earns (see [`AnswerReward`]).
     pub answer_reward: AnswerReward,
     /// Network.
-    pub model: AgentModel,
+    pub model: Model,
     /// Neurons.
     pub neurons: usize,
     /// Fan the modulator out to one rate per neuron (`modplast`, `modul`).
@@ -112,7 +112,7 @@ impl Default for CueRewardConfig {
             steps: 120,
             reward: 1.0,
             answer_reward: AnswerReward::Match,
-            model: AgentModel::Modul,
+            model: Model::Modul,
             neurons: 200,
             fan_out: false,
             plasticity: agent_plasticity(),

@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use super::completion::squared_error;
 pub use super::completion::{CompletionModel, LstmNet};
-pub use super::ModelKind;
+pub use super::Model;
 
 /// Configuration of the image task; the defaults are the paper's (section 4.2).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -69,7 +69,7 @@ pub struct ImageConfig {
     /// Adam epsilon.
     pub adam_epsilon: f64,
     /// Model.
-    pub model: ModelKind,
+    pub model: Model,
     /// The plastic network's rule, `alpha`, `eta`, initialisation (also the RNN's `w`), clip and
     /// backward (fields beside these in JSON).
     #[serde(flatten)]
@@ -95,7 +95,7 @@ impl Default for ImageConfig {
             batch: 1,
             learning_rate: 1e-4,
             adam_epsilon: 1e-8,
-            model: ModelKind::Plastic,
+            model: Model::Plastic,
             plasticity: PlasticityConfig::default(),
             lstm_cells: 330,
             no_other_fields: NoOtherFields::default(),
@@ -121,6 +121,9 @@ impl ImageConfig {
 
     /// Checks every field; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
+        self.model
+            .check(super::completion::MODELS)
+            .map_err(|e| format!("model: {e}"))?;
         let positive = [
             ("side", self.side),
             ("images", self.images),
@@ -152,7 +155,7 @@ impl ImageConfig {
         let mut m = super::MemoryEstimate::default();
         let side = format!("side = {} ({} neurons)", self.side, self.neurons());
         match self.model {
-            ModelKind::Lstm => m.add_lstm(
+            Model::Lstm => m.add_lstm(
                 format!("lstm_cells = {}", self.lstm_cells),
                 self.neurons(),
                 self.lstm_cells,
@@ -167,7 +170,7 @@ impl ImageConfig {
     fn plastic_config(&self) -> PlasticNetConfig {
         PlasticNetConfig {
             neurons: self.neurons(),
-            plastic: self.model != ModelKind::Rnn,
+            plastic: self.model != Model::Rnn,
             input: InputMode::Clamped,
             plasticity: self.plasticity.clone(),
             ..PlasticNetConfig::default()

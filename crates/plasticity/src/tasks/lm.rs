@@ -4,7 +4,7 @@
 //! The model: a word embedding `[V, E]` (tied to the decoder: `logits = h E^T + b`), a stack of
 //! [`PlasticLstm`] layers (the last one has `E` units, the others `hidden`), dropout on the
 //! embeddings, between layers and on the output (one mask per sequence and segment, shared by all
-//! its steps). Three models ([`LmModel`]): a standard LSTM, a plastic LSTM and a neuromodulated
+//! its steps). Three models ([`Model`]): a standard LSTM, a plastic LSTM and a neuromodulated
 //! plastic LSTM; the plastic ones get the `hidden` size whose parameter count is closest to the
 //! LSTM's, and must land within 1% of it ([`LmConfig::sizes`]).
 //!
@@ -38,24 +38,12 @@ use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::sync::Arc;
 
-/// Which recurrent layers the language model stacks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-pub enum LmModel {
-    /// Standard LSTM layers.
-    Lstm,
-    /// Plastic LSTM layers (decaying Hebbian trace, learned rate).
-    Plastic,
-    /// Neuromodulated plastic LSTM layers, simple modulation (ICLR 2019 eq. 3); `modulated`
-    /// is its old name.
-    #[serde(alias = "modulated")]
-    #[cfg_attr(feature = "clap", value(alias = "modulated"))]
-    Modplast,
-    /// Neuromodulated plastic LSTM layers, retroactive modulation through an eligibility trace
-    /// (eq. 4-5).
-    Modul,
-}
+pub use super::Model;
+
+/// The layers the language model can stack: standard LSTM, plastic LSTM (decaying Hebbian
+/// trace, learned rate), neuromodulated plastic LSTM with simple (`modplast`) or retroactive
+/// (`modul`) modulation (ICLR 2019 section 4.3).
+pub const MODELS: &[Model] = &[Model::Lstm, Model::Plastic, Model::Modplast, Model::Modul];
 
 /// Sizes and schedule presets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,7 +64,7 @@ pub struct LmConfig {
     /// The preset the other fields started from (recorded; the fields are what counts).
     pub preset: LmPreset,
     /// Model.
-    pub model: LmModel,
+    pub model: Model,
     /// Recurrent layers.
     pub layers: usize,
     /// Embedding size `E` (also the last layer's units: the decoder is tied to the embedding).
@@ -135,7 +123,7 @@ pub fn upgrade_legacy_config(config: &mut serde_json::Value) {
 
 impl Default for LmConfig {
     fn default() -> Self {
-        LmConfig::preset(LmPreset::Small, LmModel::Lstm)
+        LmConfig::preset(LmPreset::Small, Model::Lstm)
     }
 }
 
@@ -154,7 +142,7 @@ pub struct ParamCount {
 
 impl LmConfig {
     /// The preset's configuration for `model`.
-    pub fn preset(preset: LmPreset, model: LmModel) -> Self {
+    pub fn preset(preset: LmPreset, model: Model) -> Self {
         let base = LmConfig {
             preset,
             model,
@@ -200,6 +188,9 @@ impl LmConfig {
 
     /// Checks the configuration; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
+        self.model
+            .check(MODELS)
+            .map_err(|e| format!("model: {e}"))?;
         let positive = [
             ("layers", self.layers),
             ("embedding", self.embedding),
@@ -288,10 +279,11 @@ impl LmConfig {
     /// The layers' plasticity.
     pub fn layer_plasticity(&self) -> Plasticity {
         match self.model {
-            LmModel::Lstm => Plasticity::None,
-            LmModel::Plastic => Plasticity::Plastic,
-            LmModel::Modplast => Plasticity::Modulated { retroactive: false },
-            LmModel::Modul => Plasticity::Modulated { retroactive: true },
+            // (`rnn` is no language model: `validate` refuses it.)
+            Model::Lstm | Model::Rnn => Plasticity::None,
+            Model::Plastic => Plasticity::Plastic,
+            Model::Modplast => Plasticity::Modulated { retroactive: false },
+            Model::Modul => Plasticity::Modulated { retroactive: true },
         }
     }
 
@@ -833,7 +825,7 @@ impl Experiment for LmTask {
 
 #[cfg(test)]
 mod tests {
-    use super::{upgrade_legacy_config, LmConfig, LmModel};
+    use super::{upgrade_legacy_config, LmConfig, Model};
     use serde_json::json;
 
     #[test]
@@ -846,8 +838,8 @@ mod tests {
         upgrade_legacy_config(&mut old);
         upgrade_legacy_config(&mut simple);
         let read = |v| serde_json::from_value::<LmConfig>(v).unwrap().model;
-        assert_eq!(read(old), LmModel::Modul);
-        assert_eq!(read(simple), LmModel::Modplast);
+        assert_eq!(read(old), Model::Modul);
+        assert_eq!(read(simple), Model::Modplast);
         let mut other = json!({"model": "modul", "eta": 0.1});
         upgrade_legacy_config(&mut other);
         assert_eq!(other, json!({"model": "modul", "eta": 0.1}));

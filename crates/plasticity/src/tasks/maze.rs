@@ -16,14 +16,14 @@
 //! `[14]` `step / steps`, `[15]` a bias of 1.
 //!
 //! # Agent and training
-//! The shared advantage actor-critic of [`super::a2c`], with the variants of [`AgentModel`].
+//! The shared advantage actor-critic of [`super::a2c`], with the variants of [`Model`].
 //!
 //! # Presets
 //! `paper` (the default): ICLR 2019 section 4.2, 13x13, batch 30, Hebbian trace clipped to
 //! [-1, 1]. `icml2018`: the ICML 2018 setting (section 4.4), a 9x9 maze, batch 1, Oja's rule
 //! (unclipped), to compare `--model plastic` with `--model rnn`.
 
-use super::a2c::{agent_plasticity, A2cSettings, A2cTask, AgentModel, AgentSpec, Environment};
+use super::a2c::{agent_plasticity, A2cSettings, A2cTask, AgentSpec, Environment, Model};
 use crate::config::{NoOtherFields, PlasticityConfig};
 use plasticity_kernels::TraceRule;
 use rand::Rng;
@@ -59,7 +59,7 @@ pub struct MazeConfig {
     /// Penalty for bumping into a wall.
     pub wall_penalty: f64,
     /// Network.
-    pub model: AgentModel,
+    pub model: Model,
     /// Neurons (`0`: the paper's parameter-matched size: 100, or 101 for `plastic`).
     pub neurons: usize,
     /// Fan the modulator out to one rate per neuron (`modplast`, `modul`).
@@ -84,7 +84,7 @@ impl Default for MazeConfig {
             steps: 200,
             reward: 10.0,
             wall_penalty: 0.0,
-            model: AgentModel::Modul,
+            model: Model::Modul,
             neurons: 0,
             fan_out: false,
             plasticity: agent_plasticity(),
@@ -105,7 +105,7 @@ impl MazeConfig {
                     ..MazeConfig::default()
                 };
                 c.a2c.batch = 1;
-                c.model = AgentModel::Plastic;
+                c.model = Model::Plastic;
                 c.plasticity.rule = TraceRule::Oja;
                 c.plasticity.clip = None;
                 c
@@ -116,7 +116,7 @@ impl MazeConfig {
     /// Neurons of the recurrent network.
     pub fn neurons(&self) -> usize {
         match (self.neurons, self.model) {
-            (0, AgentModel::Plastic) => 101,
+            (0, Model::Plastic) => 101,
             (0, _) => 100,
             (n, _) => n,
         }

@@ -25,10 +25,9 @@ pub fn parse_name<T: DeserializeOwned>(what: &str, name: &str) -> Result<T, Stri
     })
 }
 
-/// The network variants with the names users see (ICML 2018; ICLR 2019). Each task takes
-/// some of them, in its own type: [`ModelKind`] (pattern, images), [`a2c::AgentModel`]
-/// (maze, cue-reward), [`lm::LmModel`] (language model);
-/// [`Model::task_model`] converts, naming the valid ones in an error.
+/// The network variants, with the names users see (ICML 2018; ICLR 2019), one type for every
+/// task; each task takes some of them (its `MODELS`, checked by its configuration's
+/// `validate` through [`Model::check`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
@@ -59,24 +58,19 @@ impl Model {
         }
     }
 
-    /// The variant in a task's own model type (`ModelKind`, `AgentModel`, `LmModel`); an
-    /// error names the task's variants.
-    pub fn task_model<T: DeserializeOwned>(self) -> Result<T, String> {
-        parse_name("model", self.name())
+    /// `Ok` when the model is one of `allowed` (a task's `MODELS`); the error names them:
+    /// `unknown model 'modul' (expected plastic, rnn or lstm)`.
+    pub fn check(self, allowed: &[Model]) -> Result<(), String> {
+        if allowed.contains(&self) {
+            return Ok(());
+        }
+        let names: Vec<&str> = allowed.iter().map(|m| m.name()).collect();
+        let list = match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.join(""),
+        };
+        Err(format!("unknown model '{}' (expected {list})", self.name()))
     }
-}
-
-/// Which network learns the task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-pub enum ModelKind {
-    /// Plastic recurrent network (one neuron per input value, plus a bias neuron).
-    Plastic,
-    /// Non-plastic recurrent network.
-    Rnn,
-    /// LSTM with a linear read-out.
-    Lstm,
 }
 
 /// A lower bound on the memory a configuration needs before it allocates anything, in parts,

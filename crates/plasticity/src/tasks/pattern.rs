@@ -9,7 +9,7 @@
 
 use super::completion::squared_error;
 pub use super::completion::{CompletionModel, LstmNet};
-pub use super::ModelKind;
+pub use super::Model;
 use crate::config::{NoOtherFields, PlasticityConfig};
 use crate::layer::PlasticNetConfig;
 use crate::tensors::{from_vec, to_vec};
@@ -48,7 +48,7 @@ pub struct PatternConfig {
     /// Adam epsilon.
     pub adam_epsilon: f64,
     /// Model.
-    pub model: ModelKind,
+    pub model: Model,
     /// The plastic network's rule, `alpha`, `eta`, initialisation, clip and backward (fields
     /// beside these in JSON).
     #[serde(flatten)]
@@ -76,7 +76,7 @@ impl Default for PatternConfig {
             batch: 1,
             learning_rate: 3e-4,
             adam_epsilon: 1e-8,
-            model: ModelKind::Plastic,
+            model: Model::Plastic,
             plasticity: PlasticityConfig::default(),
             rnn_neurons: 0,
             lstm_cells: 2000,
@@ -128,13 +128,16 @@ impl PatternConfig {
     /// Neurons of the recurrent network for the chosen model (inputs + bias included).
     pub fn neurons(&self) -> usize {
         match self.model {
-            ModelKind::Rnn if self.rnn_neurons > 0 => self.rnn_neurons,
+            Model::Rnn if self.rnn_neurons > 0 => self.rnn_neurons,
             _ => self.bits + 1,
         }
     }
 
     /// Checks every field; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
+        self.model
+            .check(super::completion::MODELS)
+            .map_err(|e| format!("model: {e}"))?;
         let positive = [
             ("bits", self.bits),
             ("patterns", self.patterns),
@@ -159,7 +162,7 @@ impl PatternConfig {
         crate::check::positive("adam_epsilon", self.adam_epsilon)?;
         crate::check::unit_interval("degraded_fraction", self.degraded_fraction)?;
         crate::check::positive("input_scale", self.input_scale)?;
-        if self.model == ModelKind::Rnn && self.rnn_neurons != 0 && self.rnn_neurons <= self.bits {
+        if self.model == Model::Rnn && self.rnn_neurons != 0 && self.rnn_neurons <= self.bits {
             return Err(format!(
                 "rnn_neurons: must exceed bits ({}) to hold the inputs and the bias",
                 self.bits
@@ -173,14 +176,14 @@ impl PatternConfig {
         let mut m = super::MemoryEstimate::default();
         let steps = self.steps();
         match self.model {
-            ModelKind::Lstm => m.add_lstm(
+            Model::Lstm => m.add_lstm(
                 format!("lstm_cells = {}", self.lstm_cells),
                 self.bits + 1,
                 self.lstm_cells,
                 self.batch,
                 steps,
             ),
-            ModelKind::Rnn if self.rnn_neurons > 0 => m.add_recurrent(
+            Model::Rnn if self.rnn_neurons > 0 => m.add_recurrent(
                 format!("rnn_neurons = {}", self.rnn_neurons),
                 self.neurons(),
                 self.batch,
@@ -203,7 +206,7 @@ impl PatternConfig {
     fn plastic_config(&self) -> PlasticNetConfig {
         PlasticNetConfig {
             neurons: self.neurons(),
-            plastic: self.model != ModelKind::Rnn,
+            plastic: self.model != Model::Rnn,
             plasticity: self.plasticity.clone(),
             ..PlasticNetConfig::default()
         }
