@@ -18,7 +18,8 @@ ICLR 2019 (Miconi et al., "Backpropamine", arXiv 2002.10585), section 3::
     E_ij(t+1)    = (1 - eta_E) E_ij(t) + eta_E y_i(t-1) y_j(t)                      eq. 5
 
 then ``Hebb = clip(Hebb, -c, c)`` when a clip is set. In clamped input mode a neuron whose input
-is non-zero outputs its input (ICML 2018 section 4.2).
+is non-zero outputs its input (ICML 2018 section 4.2); ``dL/dx_j`` at ``x_j = 0`` (where the
+output jumps) is taken as the additive step's.
 """
 
 from typing import Optional, Tuple
@@ -67,7 +68,9 @@ def plastic_rnn(
         xt = x[:, t]
         pre = torch.bmm(y.unsqueeze(1), w + alpha * hebb).squeeze(1)  # [B, N]
         if input_mode == "clamped":
-            y_new = torch.where(xt != 0, xt, torch.tanh(pre))
+            # Free neurons (x_j = 0) take the additive step: the same value as tanh(pre), and
+            # at the switch point x_j = 0 the additive step's derivative, as the engine does.
+            y_new = torch.where(xt != 0, xt, torch.tanh(pre + xt))
         else:
             y_new = torch.tanh(pre + xt)
         outer = y.unsqueeze(2) * y_new.unsqueeze(1)  # y_i(t-1) y_j(t): [B, N, N]
