@@ -369,3 +369,42 @@ def test_engine_checks_arrays_itself():
         _engine.rnn_backward(episode, np.zeros((t, b, n + 1), np.float32), w, alpha, 0.1)
     with pytest.raises(ValueError, match="eta differs from the forward's"):
         _engine.rnn_backward(episode, np.zeros((t, b, n), np.float32), w, alpha, 0.2)
+
+
+def test_the_gil_is_released_while_the_kernels_run():
+    """Another Python thread runs while an episode is in the engine. With a 10 s switch
+    interval, a call that kept the GIL would stall the other thread until it returned."""
+    import sys
+    import threading
+    import time
+
+    n, b, t = 300, 4, 100
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((t, b, n)).astype(np.float32)
+    y0 = np.zeros((b, n), np.float32)
+    w = (0.01 * rng.standard_normal((n, n))).astype(np.float32)
+    done, stamps = threading.Event(), []
+
+    def tick():
+        while not done.is_set():
+            stamps.append(time.perf_counter())
+            time.sleep(0.0005)  # releases the GIL, so that the call can start
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(10.0)
+    ticker = threading.Thread(target=tick)
+    try:
+        ticker.start()
+        time.sleep(0.01)
+        calls = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            _engine.rnn_forward(x, y0, w, w, 0.01)
+            calls.append((t0, time.perf_counter()))
+    finally:
+        done.set()
+        ticker.join()
+        sys.setswitchinterval(interval)
+    inside = sum(t0 < s < t1 for s in stamps for t0, t1 in calls)
+    seconds = sum(t1 - t0 for t0, t1 in calls)
+    assert inside >= 10, f"{inside} ticks of the other thread in {seconds:.2f} s of engine calls"
