@@ -8,9 +8,11 @@ Shapes (those of `plasticity bench`, see BENCHMARKS.md):
     maze-modul  maze with retroactive neuromodulation and fan-out (ICLR 2019)
 
 Each (shape, implementation) runs in its own process: the time is the median of the timed
-steps after 2 warm-up steps; the memory is the peak resident set of the process minus its size
-just before the first step (the step's own memory; importing torch alone takes a few hundred
-MB, shown as "peak RSS").
+steps after 2 warm-up steps. "step MB" is the memory a step needs beyond what the process holds
+between steps (parameters, Adam's state, allocator and thread pools, torch itself): the peak
+resident set during the timed steps (Linux: the peak is reset after the warm-up through
+/proc/self/clear_refs) minus the resident set before them. "peak RSS" is the whole process's
+peak (importing torch alone takes a few hundred MB).
 
     python examples/python/bench.py --threads 2 --steps 5
 """
@@ -30,10 +32,19 @@ SHAPES = {
 }
 
 
-def rss_mb():
-    """The process's resident set now, in MB."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def status_mb(field):
+    """A memory field of /proc/self/status (VmRSS: now, VmHWM: peak), in MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def reset_peak():
+    """Resets the peak resident set (VmHWM) to the current one (Linux >= 4.0)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def run_one(shape, impl, threads, steps):
@@ -72,18 +83,20 @@ def run_one(shape, impl, threads, steps):
         loss.backward()
         opt.step()
 
-    before = rss_mb()
+    for _ in range(2):  # warm-up: Adam's state, thread pools, allocator caches
+        step()
+    before = status_mb("VmRSS")
+    reset_peak()
     times = []
-    for k in range(steps + 2):
+    for _ in range(steps):
         t0 = time.perf_counter()
         step()
-        if k >= 2:
-            times.append((time.perf_counter() - t0) * 1e3)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        times.append((time.perf_counter() - t0) * 1e3)
     times.sort()
     return dict(shape=shape, impl=impl, neurons=n, steps_per_episode=t, batch=b,
-                ms_per_step=times[len(times) // 2], step_mb=peak - before, peak_rss_mb=peak,
-                threads=threads)
+                ms_per_step=times[len(times) // 2], step_mb=status_mb("VmHWM") - before,
+                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+                threads=threads, load_average=os.getloadavg()[0])
 
 
 def main():
@@ -98,8 +111,8 @@ def main():
         return
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
     print(f"| shape | N | T | B | PlasticRNN ms/step | PyTorch ms/step | speed-up "
-          f"| PlasticRNN step MB | PyTorch step MB | memory ratio |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          f"| PlasticRNN step MB | PyTorch step MB | memory ratio | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for shape in args.shapes.split(","):
         r = {}
         for impl in ("plasticity", "pytorch"):
@@ -112,7 +125,9 @@ def main():
         print(f"| {shape} | {p['neurons']} | {p['steps_per_episode']} | {p['batch']} "
               f"| {p['ms_per_step']:.1f} | {q['ms_per_step']:.1f} "
               f"| {q['ms_per_step'] / p['ms_per_step']:.1f}x | {p['step_mb']:.0f} "
-              f"| {q['step_mb']:.0f} | 1/{q['step_mb'] / max(p['step_mb'], 1.0):.0f} |")
+              f"| {q['step_mb']:.0f} | 1/{q['step_mb'] / max(p['step_mb'], 1.0):.0f} "
+              f"| {p['peak_rss_mb']:.0f} vs {q['peak_rss_mb']:.0f} |")
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
