@@ -96,3 +96,78 @@ def plastic_rnn(
         ys.append(y_new)
         y = y_new
     return torch.stack(ys, dim=1), hebb, elig
+
+
+def plastic_lstm(
+    xproj: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_h: Tensor,
+    alpha: Optional[Tensor] = None,
+    eta: Optional[Tensor] = None,
+    *,
+    hebb0: Optional[Tensor] = None,
+    elig0: Optional[Tensor] = None,
+    m: Optional[Tensor] = None,
+    m_bias: Optional[Tensor] = None,
+    fan_w: Optional[Tensor] = None,
+    fan_b: Optional[Tensor] = None,
+    plasticity: Optional[str] = "hebb",
+    clip: float = 2.0,
+) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
+    """The plastic LSTM (ICLR 2019 section 4.3) over ``T`` steps of ``B`` sequences; returns
+    ``(hs, c, hebb, elig)``.
+
+    Shapes: ``xproj: [B, T, 4H]`` (the input projection ``W_x x + b``, gates ``i, f, o, g``),
+    ``h0, c0: [B, H]``, ``w_h: [H, 4H]`` (its last ``H`` columns are the candidate's fixed
+    weights ``w``), ``alpha: [H, H] | [H] | [1]``, ``eta: [1]`` (the trace's rate, or ``E``'s
+    with retroactive modulation), ``hebb0, elig0: [B, H, H]``, ``m, fan_w, fan_b: [H]``,
+    ``m_bias: [1]``. Each step::
+
+        a       = xp + h W_h;   a_g += h (alpha * Hebb)      the candidate's plastic part
+        i, f, o = sigmoid(a_i, a_f, a_o);   g = tanh(a_g);   c' = f c + i g;   h' = o tanh(c')
+        Hebb'   = clip((1 - eta) Hebb + eta outer(h, g))                       "hebb"
+        Hebb'   = clip(Hebb + eta_j outer(h, g)),  eta_j = v_j M + b_j          "simple"
+        Hebb'   = clip(Hebb + eta_j E);  E' = (1 - eta) E + eta outer(h, g)     "retroactive"
+
+    with ``M = tanh(m . h' + m_b)``. Returns ``hs: [B, T, H]``, the final ``c: [B, H]``,
+    ``hebb`` and ``elig`` (``[B, H, H]``, None when the kind has none).
+    """
+    batch, steps, h4 = xproj.shape
+    hidden = h4 // 4
+    if alpha is not None and alpha.dim() == 1:
+        alpha = alpha.view(1, -1)
+    plastic = plasticity is not None
+    hebb = None
+    if plastic:
+        hebb = torch.zeros(batch, hidden, hidden, dtype=xproj.dtype) if hebb0 is None else hebb0
+    elig = None
+    if plasticity == "retroactive":
+        elig = torch.zeros(batch, hidden, hidden, dtype=xproj.dtype) if elig0 is None else elig0
+    h, c = h0, c0
+    hs = []
+    for t in range(steps):
+        a = xproj[:, t] + h @ w_h
+        if plastic:
+            a_g = a[:, 3 * hidden:] + torch.bmm(h.unsqueeze(1), alpha * hebb).squeeze(1)
+            a = torch.cat([a[:, :3 * hidden], a_g], dim=1)
+        i, f, o = (torch.sigmoid(a[:, k * hidden:(k + 1) * hidden]) for k in range(3))
+        g = torch.tanh(a[:, 3 * hidden:])
+        c = f * c + i * g
+        h_new = o * torch.tanh(c)
+        if plastic:
+            outer = h.unsqueeze(2) * g.unsqueeze(1)  # h_i g_j
+            if plasticity == "hebb":
+                hebb = (1 - eta) * hebb + eta * outer
+            else:
+                mod = torch.tanh(h_new @ m + m_bias)  # [B]
+                rate = (fan_w * mod.unsqueeze(1) + fan_b).unsqueeze(1)  # eta_j: [B, 1, H]
+                if plasticity == "simple":
+                    hebb = hebb + rate * outer
+                else:
+                    hebb = hebb + rate * elig
+                    elig = (1 - eta) * elig + eta * outer
+            hebb = torch.clamp(hebb, -clip, clip)
+        hs.append(h_new)
+        h = h_new
+    return torch.stack(hs, dim=1), c, hebb, elig

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from . import _engine
 
-__all__ = ["PlasticRNN", "PlasticState", "plastic_rnn_episode", "RULES", "ALPHAS",
+__all__ = ["PlasticRNN", "PlasticState", "plastic_rnn_episode", "PlasticLSTM", "LstmState", "RULES", "ALPHAS",
            "MODULATIONS", "INPUT_MODES"]
 
 RULES = ("hebb", "oja")
@@ -332,3 +332,172 @@ class PlasticRNN(nn.Module):
             modulation=self.modulation, fan_out=self.fan_out, clip=self.clip,
             input_mode=self.input_mode)
         return ys.transpose(0, 1), PlasticState(ys[-1], hebb, elig)
+
+
+# ---------------------------------------------------------------------------------------------
+# The plastic LSTM (ICLR 2019 section 4.3).
+
+LSTM_PLASTICITY = (None, "hebb", "simple", "retroactive")
+
+
+class LstmState(NamedTuple):
+    """The state a :class:`PlasticLSTM` carries from one call to the next: ``h, c: [B, H]``,
+    ``hebb: [B, H, H]`` (plastic kinds), ``elig: [B, H, H]`` (retroactive); None where the kind
+    has no such trace."""
+
+    h: Tensor
+    c: Tensor
+    hebb: Optional[Tensor] = None
+    elig: Optional[Tensor] = None
+
+    def detach(self) -> "LstmState":
+        """The same state cut from the graph (truncated backpropagation through time)."""
+        return LstmState(*(None if t is None else t.detach() for t in self))
+
+
+class _PlasticLstmRun(torch.autograd.Function):
+    """One call of the engine's LSTM recurrence: forward and backward through ``T`` steps."""
+
+    @staticmethod
+    def forward(ctx, options, xproj, h0, c0, hebb0, elig0, w_h, alpha, eta, m, m_bias, fan_w,
+                fan_b):
+        run, hs, c, hebb, elig = _engine.lstm_forward(
+            _array(xproj), _array(h0), _array(c0), _array(w_h), alpha=_array(alpha),
+            eta=_scalar(eta), hebb0=_array(hebb0), elig0=_array(elig0), m=_array(m),
+            m_bias=_scalar(m_bias), fan_w=_array(fan_w), fan_b=_array(fan_b), **options)
+        ctx.run = run
+        ctx.save_for_backward(w_h, alpha, eta, m, m_bias, fan_w, fan_b)
+        ctx.set_materialize_grads(False)
+        outputs = tuple(torch.from_numpy(a) for a in (hs, c, hebb, elig))
+        for out in outputs[2:]:
+            if out.numel() == 0:
+                ctx.mark_non_differentiable(out)
+        return outputs
+
+    @staticmethod
+    def backward(ctx, g_hs, g_c, g_hebb, g_elig):
+        w_h, alpha, eta, m, m_bias, fan_w, fan_b = ctx.saved_tensors
+        hidden, b, t = ctx.run.shape
+        if g_hs is None:
+            g_hs = torch.zeros(t, b, hidden, dtype=w_h.dtype)
+
+        def contiguous(g):
+            return None if g is None or g.numel() == 0 else _array(g.contiguous())
+
+        g = _engine.lstm_backward(
+            ctx.run, _array(g_hs.contiguous()), _array(w_h), gc=contiguous(g_c),
+            ghebb=contiguous(g_hebb), gelig=contiguous(g_elig), alpha=_array(alpha),
+            eta=_scalar(eta), m=_array(m), m_bias=_scalar(m_bias), fan_w=_array(fan_w),
+            fan_b=_array(fan_b))
+        needs = ctx.needs_input_grad
+
+        def grad(k, key, like=None):
+            if not needs[k] or key not in g:
+                return None
+            v = g[key]
+            return torch.full_like(like, v) if isinstance(v, float) else torch.from_numpy(v)
+
+        return (None, grad(1, "xproj"), grad(2, "h0"), grad(3, "c0"), grad(4, "hebb0"),
+                grad(5, "elig0"), grad(6, "w_h"), grad(7, "alpha"), grad(8, "eta", eta),
+                grad(9, "m"), grad(10, "m_bias", m_bias), grad(11, "fan_w"), grad(12, "fan_b"))
+
+
+class PlasticLSTM(nn.Module):
+    """An LSTM whose cell candidate has plastic recurrent weights (Miconi et al., ICLR 2019,
+    section 4.3), run by the Rust engine (``plasticity.reference.plastic_lstm`` has the step).
+
+    Args:
+        input_size: ``D``, the features of each input step.
+        hidden_size: ``H``.
+        plasticity: None (a standard LSTM), ``"hebb"`` (a decaying Hebbian trace with a learned
+            rate ``eta``), ``"simple"`` or ``"retroactive"`` (neuromodulated, fanned out per
+            neuron: ``eta_j = v_j M + b_j``, ``M = tanh(m . h' + m_b)``).
+        alpha: ``"per_neuron"`` (``[H]``, the paper's), ``"per_connection"`` (``[H, H]``) or
+            ``"scalar"`` (``[1]``).
+        clip: the trace is clipped to ``[-clip, clip]`` after every update (the paper: 2).
+        learn_eta: whether ``eta`` is trained.
+        eta_init: the initial ``eta`` (``eta_E`` with retroactive modulation).
+
+    Parameters: ``input`` (``nn.Linear(D, 4H)``: ``W_x`` and ``b``, gates ``i, f, o, g``),
+    ``w_h: [H, 4H]``, and as the kind has them ``alpha``, ``eta: [1]``, ``m: [H]``,
+    ``m_bias: [1]``, ``fan_w: [H]``, ``fan_b: [H]``. ``input``, ``w_h``, ``alpha`` and ``m`` start
+    as ``U(-1/sqrt(H), 1/sqrt(H))``, ``fan_w`` as ``U(-1, 1)``, the biases ``m_b, b`` at 0.
+
+    Call: ``hs, state = lstm(x, state=None)`` with ``x: [B, T, D]`` (batch first); returns
+    ``hs: [B, T, H]`` and the :class:`LstmState` after the last step.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, plasticity: Optional[str] = "hebb",
+                 alpha: str = "per_neuron", clip: float = 2.0, learn_eta: bool = True,
+                 eta_init: float = 0.1):
+        super().__init__()
+        for name, v in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        if plasticity not in LSTM_PLASTICITY:
+            raise ValueError(f"plasticity: expected one of {LSTM_PLASTICITY}, got {plasticity!r}")
+        if alpha not in ALPHAS:
+            raise ValueError(f"alpha: expected one of {ALPHAS}, got {alpha!r}")
+        if not (isinstance(clip, (int, float)) and 0 < clip < float("inf")):
+            raise ValueError(f"clip: expected a positive finite number, got {clip!r}")
+        h = hidden_size
+        self.input_size, self.hidden_size = input_size, h
+        self.plasticity, self.alpha_shape, self.clip = plasticity, alpha, float(clip)
+        bound = 1.0 / h ** 0.5
+        self.input = nn.Linear(input_size, 4 * h)
+        nn.init.uniform_(self.input.weight, -bound, bound)
+        nn.init.uniform_(self.input.bias, -bound, bound)
+        self.w_h = nn.Parameter(torch.empty(h, 4 * h).uniform_(-bound, bound))
+        if plasticity is not None:
+            dims = {"per_connection": (h, h), "per_neuron": (h,), "scalar": (1,)}[alpha]
+            self.alpha = nn.Parameter(torch.empty(*dims).uniform_(-bound, bound))
+        if plasticity in ("hebb", "retroactive"):
+            eta = torch.full((1,), float(eta_init))
+            if learn_eta:
+                self.eta = nn.Parameter(eta)
+            else:
+                self.register_buffer("eta", eta)
+        if plasticity in ("simple", "retroactive"):
+            self.m = nn.Parameter(torch.empty(h).uniform_(-bound, bound))
+            self.m_bias = nn.Parameter(torch.zeros(1))
+            self.fan_w = nn.Parameter(torch.empty(h).uniform_(-1.0, 1.0))
+            self.fan_b = nn.Parameter(torch.zeros(h))
+
+    def extra_repr(self) -> str:
+        return (f"input_size={self.input_size}, hidden_size={self.hidden_size}, "
+                f"plasticity={self.plasticity!r}, alpha={self.alpha_shape!r}, clip={self.clip}")
+
+    def forward(self, x: Tensor, state: Optional[LstmState] = None
+                ) -> Tuple[Tensor, LstmState]:
+        """``x: [B, T, D]`` -> ``(hs: [B, T, H], state)``; ``state`` None starts from zeros."""
+        h, dtype = self.hidden_size, self.w_h.dtype
+        _check("x", x, dtype=dtype, contiguous=False)
+        if x.dim() != 3 or x.shape[2] != self.input_size or x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"x: expected shape [B, T, D] = [batch, steps, {self.input_size}] "
+                             f"with B, T > 0, got {list(x.shape)}")
+        b = x.shape[0]
+        plastic, retro = self.plasticity is not None, self.plasticity == "retroactive"
+        if state is None:
+            h0, c0 = torch.zeros(b, h, dtype=dtype), torch.zeros(b, h, dtype=dtype)
+            hebb0 = elig0 = None
+        else:
+            if not isinstance(state, tuple) or len(state) != 4:
+                raise TypeError(f"state: expected an LstmState (h, c, hebb, elig), got "
+                                f"{type(state).__name__}")
+            h0, c0, hebb0, elig0 = state
+            _check("state.h", h0, (b, h), dtype)
+            _check("state.c", c0, (b, h), dtype)
+            for name, t, wanted in (("state.hebb", hebb0, plastic), ("state.elig", elig0, retro)):
+                if wanted:
+                    _check(name, t, (b, h, h), dtype)
+                elif t is not None:
+                    raise ValueError(f"{name}: plasticity {self.plasticity!r} has no such "
+                                     f"trace; expected None")
+        xproj = self.input(x).transpose(0, 1).contiguous()  # [T, B, 4H]
+        options = dict(plasticity=self.plasticity, alpha_shape=self.alpha_shape, clip=self.clip)
+        hs, c, hebb, elig = _PlasticLstmRun.apply(
+            options, xproj, h0, c0, hebb0, elig0, self.w_h, getattr(self, "alpha", None),
+            getattr(self, "eta", None), getattr(self, "m", None), getattr(self, "m_bias", None),
+            getattr(self, "fan_w", None), getattr(self, "fan_b", None))
+        state = LstmState(hs[-1], c, hebb if plastic else None, elig if retro else None)
+        return hs.transpose(0, 1), state

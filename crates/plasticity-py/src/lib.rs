@@ -33,6 +33,14 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+mod lstm;
+
+/// An LSTM recurrence of either float type.
+enum AnyRun {
+    F32(plasticity_kernels::LstmSequence<f32>),
+    F64(plasticity_kernels::LstmSequence<f64>),
+}
+
 /// An episode of either float type.
 enum AnyEpisode {
     F32(Episode<f32>),
@@ -98,6 +106,8 @@ trait Float: Real + Element {
     const NAME: &'static str;
     /// Wraps an episode of this type.
     fn wrap(ep: Episode<Self>) -> AnyEpisode;
+    /// Wraps an LSTM recurrence of this type.
+    fn wrap_lstm(run: plasticity_kernels::LstmSequence<Self>) -> AnyRun;
 }
 
 impl Float for f32 {
@@ -105,12 +115,18 @@ impl Float for f32 {
     fn wrap(ep: Episode<f32>) -> AnyEpisode {
         AnyEpisode::F32(ep)
     }
+    fn wrap_lstm(run: plasticity_kernels::LstmSequence<f32>) -> AnyRun {
+        AnyRun::F32(run)
+    }
 }
 
 impl Float for f64 {
     const NAME: &'static str = "float64";
     fn wrap(ep: Episode<f64>) -> AnyEpisode {
         AnyEpisode::F64(ep)
+    }
+    fn wrap_lstm(run: plasticity_kernels::LstmSequence<f64>) -> AnyRun {
+        AnyRun::F64(run)
     }
 }
 
@@ -675,6 +691,9 @@ fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PyEpisode>()?;
     module.add_function(wrap_pyfunction!(rnn_forward, module)?)?;
     module.add_function(wrap_pyfunction!(rnn_backward, module)?)?;
+    module.add_class::<lstm::PyLstmRun>()?;
+    module.add_function(wrap_pyfunction!(lstm::lstm_forward_py, module)?)?;
+    module.add_function(wrap_pyfunction!(lstm::lstm_backward_py, module)?)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
