@@ -5,7 +5,8 @@
 //! Two functions run the fused kernels of [`plasticity_kernels::rnn`] on numpy arrays:
 //! [`rnn_forward`] runs a whole episode (ICML 2018 eq. 1-3; ICLR 2019 eq. 3-5 with
 //! neuromodulation) and returns an [`PyEpisode`] handle with the outputs, [`rnn_backward`] runs
-//! its backpropagation through time and returns every gradient.
+//! its backpropagation through time and returns every gradient. `lstm_forward` and
+//! `lstm_backward` (`lstm.rs`) do the same for the plastic LSTM (ICLR 2019 section 4.3).
 //!
 //! # Memory
 //! Inputs are float32 (or, for gradient checks, float64) C-contiguous numpy arrays (`torch.Tensor.numpy()` of a contiguous CPU
