@@ -7,12 +7,12 @@ Shapes (those of `plasticity bench`, see BENCHMARKS.md):
     maze        N=100 T=200 B=30, Hebb clipped to [-1, 1], loss at every step
     maze-modul  maze with retroactive neuromodulation and fan-out (ICLR 2019)
 
-Each (shape, implementation) runs in its own process: the time is the median of the timed
-steps after 2 warm-up steps. "step MB" is the memory a step needs beyond what the process holds
-between steps (parameters, Adam's state, allocator and thread pools, torch itself): the peak
-resident set during the timed steps (Linux: the peak is reset after the warm-up through
-/proc/self/clear_refs) minus the resident set before them. "peak RSS" is the whole process's
-peak (importing torch alone takes a few hundred MB).
+Each (shape, implementation) runs in its own process, `--rounds` times, the two
+implementations alternating: the time is the median of all the timed steps (2 warm-up steps
+per process) of all the rounds; on a shared machine, compare only numbers of one run. "step MB" is the memory training takes beyond the model and
+torch itself: the process's peak resident set over all the steps minus its resident set just
+before the first one (it includes the gradients and Adam's state, the same on both sides).
+"peak RSS" is the whole process's peak (importing torch alone takes a few hundred MB).
 
     python examples/python/bench.py --threads 2 --steps 5
 """
@@ -39,12 +39,6 @@ def status_mb(field):
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024.0
     raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def reset_peak():
-    """Resets the peak resident set (VmHWM) to the current one (Linux >= 4.0)."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
 
 
 def run_one(shape, impl, threads, steps):
@@ -83,18 +77,16 @@ def run_one(shape, impl, threads, steps):
         loss.backward()
         opt.step()
 
-    for _ in range(2):  # warm-up: Adam's state, thread pools, allocator caches
-        step()
     before = status_mb("VmRSS")
-    reset_peak()
     times = []
-    for _ in range(steps):
+    for k in range(steps + 2):  # 2 warm-up steps
         t0 = time.perf_counter()
         step()
-        times.append((time.perf_counter() - t0) * 1e3)
+        if k >= 2:
+            times.append((time.perf_counter() - t0) * 1e3)
     times.sort()
     return dict(shape=shape, impl=impl, neurons=n, steps_per_episode=t, batch=b,
-                ms_per_step=times[len(times) // 2], step_mb=status_mb("VmHWM") - before,
+                ms_per_step=times[len(times) // 2], times_ms=times, step_mb=status_mb("VmHWM") - before,
                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
                 threads=threads, load_average=os.getloadavg()[0])
 
@@ -103,6 +95,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5, help="timed steps after 2 warm-up steps")
+    ap.add_argument("--rounds", type=int, default=3, help="processes per implementation")
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--one", nargs=2, metavar=("SHAPE", "IMPL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -114,19 +107,29 @@ def main():
           f"| PlasticRNN step MB | PyTorch step MB | memory ratio | peak RSS MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for shape in args.shapes.split(","):
-        r = {}
-        for impl in ("plasticity", "pytorch"):
-            out = subprocess.run([sys.executable, __file__, "--one", shape, impl, "--threads",
-                                  str(args.threads), "--steps", str(args.steps)], env=env,
-                                 check=True, capture_output=True, text=True).stdout
-            r[impl] = json.loads(out.strip().splitlines()[-1])
-            print(f"# {json.dumps(r[impl])}", file=sys.stderr)
-        p, q = r["plasticity"], r["pytorch"]
-        print(f"| {shape} | {p['neurons']} | {p['steps_per_episode']} | {p['batch']} "
-              f"| {p['ms_per_step']:.1f} | {q['ms_per_step']:.1f} "
-              f"| {q['ms_per_step'] / p['ms_per_step']:.1f}x | {p['step_mb']:.0f} "
-              f"| {q['step_mb']:.0f} | 1/{q['step_mb'] / max(p['step_mb'], 1.0):.0f} "
-              f"| {p['peak_rss_mb']:.0f} vs {q['peak_rss_mb']:.0f} |")
+        runs = {"plasticity": [], "pytorch": []}
+        for round_ in range(args.rounds):
+            order = ("plasticity", "pytorch") if round_ % 2 == 0 else ("pytorch", "plasticity")
+            for impl in order:
+                out = subprocess.run([sys.executable, __file__, "--one", shape, impl,
+                                      "--threads", str(args.threads), "--steps", str(args.steps)],
+                                     env=env, check=True, capture_output=True, text=True).stdout
+                runs[impl].append(json.loads(out.strip().splitlines()[-1]))
+                print(f"# {json.dumps(runs[impl][-1])}", file=sys.stderr)
+
+        def median(values):
+            values = sorted(values)
+            return values[len(values) // 2]
+
+        p, q = ({"ms": median([t for r in runs[i] for t in r["times_ms"]]),
+                 "mb": median([r["step_mb"] for r in runs[i]]),
+                 "rss": median([r["peak_rss_mb"] for r in runs[i]])}
+                for i in ("plasticity", "pytorch"))
+        n, t, b = (runs["plasticity"][0][k] for k in ("neurons", "steps_per_episode", "batch"))
+        print(f"| {shape} | {n} | {t} | {b} | {p['ms']:.1f} | {q['ms']:.1f} "
+              f"| {q['ms'] / p['ms']:.1f}x | {p['mb']:.0f} | {q['mb']:.0f} "
+              f"| 1/{q['mb'] / max(p['mb'], 1.0):.0f} | {p['rss']:.0f} vs {q['rss']:.0f} |",
+              flush=True)
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
 
 
