@@ -1,0 +1,700 @@
+//! Python bindings of the plastic engine: the extension module `plasticity._engine`, which the
+//! PyTorch layer `plasticity.torch.PlasticRNN` (in `python/plasticity/torch.py`) calls from its
+//! `torch.autograd.Function`. See `docs/python.md`.
+//!
+//! Two functions run the fused kernels of [`plasticity_kernels::rnn`] on numpy arrays:
+//! [`rnn_forward`] runs a whole episode (ICML 2018 eq. 1-3; ICLR 2019 eq. 3-5 with
+//! neuromodulation) and returns an [`PyEpisode`] handle with the outputs, [`rnn_backward`] runs
+//! its backpropagation through time and returns every gradient. `lstm_forward` and
+//! `lstm_backward` (`lstm.rs`) do the same for the plastic LSTM (ICLR 2019 section 4.3).
+//!
+//! # Memory
+//! Inputs are float32 (or, for gradient checks, float64) C-contiguous numpy arrays (`torch.Tensor.numpy()` of a contiguous CPU
+//! float32 tensor shares the tensor's memory); the kernels read them in place, no copy. Outputs
+//! are numpy arrays that take ownership of the engine's `Vec`s (`PyArray::from_vec`, no copy;
+//! `torch.from_numpy` then shares them). The one copy: the activations `ys` and the final traces
+//! are copied once out of the [`PyEpisode`], which keeps its own for the backward.
+//!
+//! # Threads
+//! The kernels run with the GIL released (`Python::detach`), on rayon's pool (`RAYON_NUM_THREADS`
+//! sets its size; default: one thread per core).
+//!
+//! # Errors
+//! A wrong dtype is a `TypeError`; a wrong shape, a non-contiguous array or an unknown option is
+//! a `ValueError` whose message says what was expected. Nothing here panics on bad input.
+
+use numpy::Element;
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use plasticity_kernels::rnn::{backward_modulated, forward_modulated};
+use plasticity_kernels::{
+    backward, forward, AlphaShape, BackwardStrategy, Episode, EpisodeSpec, Grads, InputMode,
+    ModulatedParams, Modulation, Params, Real, SpecError, TraceRule,
+};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+mod lstm;
+
+/// An LSTM recurrence of either float type.
+enum AnyRun {
+    F32(plasticity_kernels::LstmSequence<f32>),
+    F64(plasticity_kernels::LstmSequence<f64>),
+}
+
+/// An episode of either float type.
+enum AnyEpisode {
+    F32(Episode<f32>),
+    F64(Episode<f64>),
+}
+
+/// Runs `$body` with `$ep` bound to the episode of an [`AnyEpisode`].
+macro_rules! with_episode {
+    ($any:expr, $ep:ident => $body:expr) => {
+        match $any {
+            AnyEpisode::F32($ep) => $body,
+            AnyEpisode::F64($ep) => $body,
+        }
+    };
+}
+
+/// An episode run forward by [`rnn_forward`]: what its backward needs (activations, final
+/// traces, checkpoints). Opaque to Python; pass it to [`rnn_backward`], as often as needed
+/// (each backward works on a copy, so `retain_graph=True` and `gradcheck` work).
+#[pyclass(name = "Episode", module = "plasticity._engine", frozen)]
+pub struct PyEpisode {
+    episode: AnyEpisode,
+}
+
+#[pymethods]
+impl PyEpisode {
+    /// `(neurons, batch, steps)` of the episode.
+    #[getter]
+    fn shape(&self) -> (usize, usize, usize) {
+        let s = self.spec();
+        (s.neurons, s.batch, s.steps)
+    }
+
+    /// Bytes the episode keeps for the backward beyond its outputs (checkpoints, initial state).
+    #[getter]
+    fn saved_bytes(&self) -> usize {
+        with_episode!(&self.episode, ep => ep.saved_bytes())
+    }
+
+    fn __repr__(&self) -> String {
+        let s = self.spec();
+        let (reverses, dtype) = match &self.episode {
+            AnyEpisode::F32(ep) => (ep.reverses_trace(), "float32"),
+            AnyEpisode::F64(ep) => (ep.reverses_trace(), "float64"),
+        };
+        format!(
+            "Episode(neurons={}, batch={}, steps={}, dtype={dtype}, rule={:?}, modulation={:?}, \
+             reverses_trace={reverses})",
+            s.neurons, s.batch, s.steps, s.rule, s.modulation,
+        )
+    }
+}
+
+impl PyEpisode {
+    fn spec(&self) -> EpisodeSpec {
+        with_episode!(&self.episode, ep => *ep.spec())
+    }
+}
+
+/// A float type the bindings run in: `f32` (training) or `f64` (gradient checks).
+trait Float: Real + Element {
+    /// The numpy name of the type.
+    const NAME: &'static str;
+    /// Wraps an episode of this type.
+    fn wrap(ep: Episode<Self>) -> AnyEpisode;
+    /// Wraps an LSTM recurrence of this type.
+    fn wrap_lstm(run: plasticity_kernels::LstmSequence<Self>) -> AnyRun;
+}
+
+impl Float for f32 {
+    const NAME: &'static str = "float32";
+    fn wrap(ep: Episode<f32>) -> AnyEpisode {
+        AnyEpisode::F32(ep)
+    }
+    fn wrap_lstm(run: plasticity_kernels::LstmSequence<f32>) -> AnyRun {
+        AnyRun::F32(run)
+    }
+}
+
+impl Float for f64 {
+    const NAME: &'static str = "float64";
+    fn wrap(ep: Episode<f64>) -> AnyEpisode {
+        AnyEpisode::F64(ep)
+    }
+    fn wrap_lstm(run: plasticity_kernels::LstmSequence<f64>) -> AnyRun {
+        AnyRun::F64(run)
+    }
+}
+
+fn value_error(msg: impl Into<String>) -> PyErr {
+    PyValueError::new_err(msg.into())
+}
+
+fn spec_error(e: SpecError) -> PyErr {
+    value_error(e.0)
+}
+
+/// A numpy array of `F` borrowed read-only (no copy), with its name for messages.
+struct Input<'py, F: Float> {
+    name: &'static str,
+    array: PyReadonlyArrayDyn<'py, F>,
+}
+
+impl<'py, F: Float> Input<'py, F> {
+    /// Borrows `obj` as a C-contiguous numpy array of `F`.
+    fn new(name: &'static str, obj: &Bound<'py, PyAny>) -> PyResult<Self> {
+        let array = obj.extract::<PyReadonlyArrayDyn<'py, F>>().map_err(|_| {
+            let what = match obj.getattr("dtype") {
+                Ok(dtype) => format!("an array of dtype {dtype}"),
+                Err(_) => format!("a {}", type_name(obj)),
+            };
+            PyTypeError::new_err(format!(
+                "{name}: expected a {} numpy array, got {what}",
+                F::NAME
+            ))
+        })?;
+        if !array.is_c_contiguous() {
+            return Err(value_error(format!(
+                "{name}: expected a C-contiguous array (the engine reads it in place); \
+                 got strides {:?} for shape {:?}",
+                array.strides(),
+                array.shape()
+            )));
+        }
+        Ok(Input { name, array })
+    }
+
+    /// Borrows an optional array (`None` or absent: `None`).
+    fn maybe(name: &'static str, obj: Option<&Bound<'py, PyAny>>) -> PyResult<Option<Self>> {
+        obj.filter(|o| !o.is_none())
+            .map(|o| Input::new(name, o))
+            .transpose()
+    }
+
+    /// Checks the shape against `want`.
+    fn expect(&self, want: &[usize]) -> PyResult<()> {
+        let got = self.array.shape();
+        if got == want {
+            Ok(())
+        } else {
+            Err(value_error(format!(
+                "{}: expected shape {:?}, got {:?}",
+                self.name, want, got
+            )))
+        }
+    }
+
+    /// The array's memory, row-major.
+    fn slice(&self) -> PyResult<&[F]> {
+        self.array
+            .as_slice()
+            .map_err(|e| value_error(format!("{}: {e}", self.name)))
+    }
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map_or_else(|_| "object".to_string(), |n| n.to_string())
+}
+
+/// The slice of an optional input (empty when absent).
+fn slice_or_empty<'a, F: Float>(input: &'a Option<Input<'_, F>>) -> PyResult<&'a [F]> {
+    input.as_ref().map_or(Ok(&[][..]), Input::slice)
+}
+
+/// The layer's options, as Python passes them.
+struct Options<'a> {
+    rule: &'a str,
+    alpha_shape: &'a str,
+    modulation: Option<&'a str>,
+    fan_out: bool,
+    clip: Option<f64>,
+    input_mode: &'a str,
+}
+
+impl Options<'_> {
+    /// The episode spec of these options with the sizes of this call.
+    fn spec(&self, neurons: usize, batch: usize, steps: usize) -> PyResult<EpisodeSpec> {
+        let rule = match self.rule {
+            "hebb" => TraceRule::Hebb,
+            "oja" => TraceRule::Oja,
+            other => {
+                return Err(value_error(format!(
+                    "rule: expected \"hebb\" or \"oja\", got {other:?}"
+                )))
+            }
+        };
+        let alpha = match self.alpha_shape {
+            "per_connection" => AlphaShape::PerConnection,
+            "per_neuron" => AlphaShape::PerNeuron,
+            "scalar" => AlphaShape::Scalar,
+            other => {
+                let expected = "\"per_connection\", \"per_neuron\" or \"scalar\"";
+                return Err(value_error(format!(
+                    "alpha: expected {expected}, got {other:?}"
+                )));
+            }
+        };
+        let fan_out = self.fan_out;
+        let modulation = match self.modulation {
+            None => Modulation::None,
+            Some("simple") => Modulation::Simple { fan_out },
+            Some("retroactive") => Modulation::Retroactive { fan_out },
+            Some(other) => {
+                return Err(value_error(format!(
+                    "modulation: expected None, \"simple\" or \"retroactive\", got {other:?}"
+                )))
+            }
+        };
+        if fan_out && modulation == Modulation::None {
+            return Err(value_error(
+                "fan_out: needs a modulation (\"simple\" or \"retroactive\")",
+            ));
+        }
+        let input = match self.input_mode {
+            "additive" => InputMode::Additive,
+            "clamped" => InputMode::Clamped,
+            other => {
+                return Err(value_error(format!(
+                    "input_mode: expected \"additive\" or \"clamped\", got {other:?}"
+                )))
+            }
+        };
+        let spec = EpisodeSpec {
+            rule,
+            clip: self.clip,
+            input,
+            alpha,
+            modulation,
+            backward: BackwardStrategy::Auto,
+            ..EpisodeSpec::new(neurons, batch, steps)
+        };
+        spec.validate().map_err(spec_error)?;
+        Ok(spec)
+    }
+}
+
+/// The shape of `alpha` as the Python layer holds it: `[N, N]`, `[N]` or `[1]`.
+fn alpha_dims(shape: AlphaShape, n: usize) -> Vec<usize> {
+    match shape {
+        AlphaShape::PerConnection => vec![n, n],
+        AlphaShape::PerNeuron => vec![n],
+        AlphaShape::Scalar => vec![1],
+    }
+}
+
+/// The learned parameters as Python passes them.
+struct Weights<'a, 'py> {
+    w: &'a Bound<'py, PyAny>,
+    alpha: &'a Bound<'py, PyAny>,
+    eta: f64,
+    m: Option<&'a Bound<'py, PyAny>>,
+    m_bias: f64,
+    fan_w: Option<&'a Bound<'py, PyAny>>,
+    fan_b: Option<&'a Bound<'py, PyAny>>,
+}
+
+/// The learned parameters, borrowed from numpy.
+struct Borrowed<'py, F: Float> {
+    w: Input<'py, F>,
+    alpha: Input<'py, F>,
+    eta: F,
+    m: Option<Input<'py, F>>,
+    m_bias: F,
+    fan_w: Option<Input<'py, F>>,
+    fan_b: Option<Input<'py, F>>,
+}
+
+impl<'py, F: Float> Borrowed<'py, F> {
+    /// Borrows `w: [N, N]`, `alpha` and the modulator's `m, fan_w, fan_b: [N]`; returns `N`.
+    fn new(p: &Weights<'_, 'py>) -> PyResult<(Self, usize)> {
+        let w = Input::new("w", p.w)?;
+        let n = match w.array.shape() {
+            [a, b] if a == b && *a > 0 => *a,
+            other => {
+                return Err(value_error(format!(
+                    "w: expected a square matrix [N, N] with N > 0, got shape {other:?}"
+                )))
+            }
+        };
+        let borrowed = Borrowed {
+            w,
+            alpha: Input::new("alpha", p.alpha)?,
+            eta: F::of(p.eta),
+            m: Input::maybe("m", p.m)?,
+            m_bias: F::of(p.m_bias),
+            fan_w: Input::maybe("fan_w", p.fan_w)?,
+            fan_b: Input::maybe("fan_b", p.fan_b)?,
+        };
+        Ok((borrowed, n))
+    }
+
+    /// Checks the shapes against the spec.
+    fn check(&self, spec: &EpisodeSpec) -> PyResult<()> {
+        let n = spec.neurons;
+        self.alpha.expect(&alpha_dims(spec.alpha, n))?;
+        let modulated = spec.modulation != Modulation::None;
+        let fan_out = spec.modulation.fan_out();
+        for (name, input, wanted) in [
+            ("m", &self.m, modulated),
+            ("fan_w", &self.fan_w, fan_out),
+            ("fan_b", &self.fan_b, fan_out),
+        ] {
+            match (input, wanted) {
+                (Some(a), true) => a.expect(&[n])?,
+                (None, true) => {
+                    return Err(value_error(format!(
+                        "{name}: expected an array of shape [{n}] with modulation {:?}, got None",
+                        spec.modulation
+                    )))
+                }
+                (Some(_), false) => {
+                    return Err(value_error(format!(
+                        "{name}: not used with modulation {:?}; pass None",
+                        spec.modulation
+                    )))
+                }
+                (None, false) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The slices as the engine takes them.
+    fn slices(&self) -> PyResult<Slices<'_, F>> {
+        Ok(Slices {
+            w: self.w.slice()?,
+            alpha: self.alpha.slice()?,
+            eta: self.eta,
+            m: slice_or_empty(&self.m)?,
+            m_bias: self.m_bias,
+            fan_w: slice_or_empty(&self.fan_w)?,
+            fan_b: slice_or_empty(&self.fan_b)?,
+        })
+    }
+}
+
+/// The learned parameters as flat slices (`Send`: they cross into the kernels' threads).
+struct Slices<'a, F> {
+    w: &'a [F],
+    alpha: &'a [F],
+    eta: F,
+    m: &'a [F],
+    m_bias: F,
+    fan_w: &'a [F],
+    fan_b: &'a [F],
+}
+
+impl<'a, F: Float> Slices<'a, F> {
+    fn params(&self) -> Params<'a, F> {
+        Params {
+            w: self.w,
+            alpha: self.alpha,
+            eta: self.eta,
+        }
+    }
+
+    /// With a modulation, `eta` is the eligibility trace's rate `eta_E`.
+    fn modulated(&self) -> ModulatedParams<'a, F> {
+        ModulatedParams {
+            w: self.w,
+            alpha: self.alpha,
+            m: self.m,
+            m_bias: self.m_bias,
+            fan_w: self.fan_w,
+            fan_b: self.fan_b,
+            eta_e: self.eta,
+        }
+    }
+}
+
+/// A numpy array that owns `values` (no copy), shaped `dims`.
+fn owned<'py, F: Float>(
+    py: Python<'py>,
+    values: Vec<F>,
+    dims: &[usize],
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(PyArray1::from_vec(py, values).reshape(dims)?.into_any())
+}
+
+/// Whether `obj` is a float64 numpy array (the episode then runs in `f64`).
+fn is_f64(obj: &Bound<'_, PyAny>) -> bool {
+    obj.extract::<PyReadonlyArrayDyn<'_, f64>>().is_ok()
+}
+
+/// What [`rnn_forward`] returns: the episode, `ys`, `hebb`, `elig`.
+type Forward<'py> = (
+    PyEpisode,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+);
+
+/// The state a forward starts from, as Python passes it.
+struct State<'a, 'py> {
+    x: &'a Bound<'py, PyAny>,
+    y0: &'a Bound<'py, PyAny>,
+    h0: Option<&'a Bound<'py, PyAny>>,
+    e0: Option<&'a Bound<'py, PyAny>>,
+}
+
+fn forward_in<'py, F: Float>(
+    py: Python<'py>,
+    state: &State<'_, 'py>,
+    weights: &Weights<'_, 'py>,
+    options: &Options<'_>,
+) -> PyResult<Forward<'py>> {
+    let (p, n) = Borrowed::<F>::new(weights)?;
+    let x = Input::<F>::new("x", state.x)?;
+    let (t, b) = match x.array.shape() {
+        [t, b, k] if *k == n && *t > 0 && *b > 0 => (*t, *b),
+        other => {
+            return Err(value_error(format!(
+                "x: expected shape [T, B, N] = [steps, batch, {n}] with T, B > 0, got {other:?}"
+            )))
+        }
+    };
+    let spec = options.spec(n, b, t)?;
+    p.check(&spec)?;
+    let y0 = Input::<F>::new("y0", state.y0)?;
+    y0.expect(&[b, n])?;
+    let h0 = Input::<F>::maybe("h0", state.h0)?;
+    let e0 = Input::<F>::maybe("e0", state.e0)?;
+    for s in [&h0, &e0].into_iter().flatten() {
+        s.expect(&[b, n, n])?;
+    }
+    if e0.is_some() && !spec.modulation.has_eligibility() {
+        return Err(value_error(
+            "e0: only retroactive modulation keeps an eligibility trace; pass None",
+        ));
+    }
+    let s = p.slices()?;
+    let (xs, y0s) = (x.slice()?, y0.slice()?);
+    let h0s = h0.as_ref().map(Input::slice).transpose()?;
+    let e0s = e0.as_ref().map(Input::slice).transpose()?;
+    let episode = py
+        .detach(|| {
+            if spec.modulation == Modulation::None {
+                forward(&spec, &s.params(), xs, y0s, h0s)
+            } else {
+                forward_modulated(&spec, &s.modulated(), xs, y0s, h0s, e0s)
+            }
+        })
+        .map_err(spec_error)?;
+    let ys = owned(py, episode.ys.clone(), &[t, b, n])?;
+    let hebb = owned(py, episode.hebb.clone(), &[b, n, n])?;
+    let elig_dims = if episode.elig.is_empty() {
+        vec![0]
+    } else {
+        vec![b, n, n]
+    };
+    let elig = owned(py, episode.elig.clone(), &elig_dims)?;
+    Ok((
+        PyEpisode {
+            episode: F::wrap(episode),
+        },
+        ys,
+        hebb,
+        elig,
+    ))
+}
+
+/// Runs a plastic episode forward (ICML 2018 eq. 1-3, or ICLR 2019 eq. 3-5 with a
+/// modulation), all `B` episodes of the batch together, in float32 or float64 (the dtype of
+/// `x`; every array must have it).
+///
+/// Shapes (C-contiguous, time-major): `x: [T, B, N]`, `y0: [B, N]`, `w: [N, N]`,
+/// `alpha: [N, N] | [N] | [1]` (per connection, per postsynaptic neuron, scalar),
+/// `h0, e0: [B, N, N]` or None (zeros), `m, fan_w, fan_b: [N]` or None. `eta` is the trace's
+/// rate (decaying Hebb, Oja) or the eligibility trace's rate `eta_E` (retroactive); simple
+/// modulation ignores it. Returns `(episode, ys: [T, B, N], hebb: [B, N, N], elig)`, `elig`
+/// the final eligibility trace `[B, N, N]` (retroactive) or an empty array.
+#[pyfunction]
+#[pyo3(signature = (
+    x, y0, w, alpha, eta, *, h0=None, e0=None, m=None, m_bias=0.0, fan_w=None, fan_b=None,
+    rule="hebb", alpha_shape="per_connection", modulation=None, fan_out=false, clip=None,
+    input_mode="additive"
+))]
+#[allow(clippy::too_many_arguments)]
+fn rnn_forward<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    y0: &Bound<'py, PyAny>,
+    w: &Bound<'py, PyAny>,
+    alpha: &Bound<'py, PyAny>,
+    eta: f64,
+    h0: Option<&Bound<'py, PyAny>>,
+    e0: Option<&Bound<'py, PyAny>>,
+    m: Option<&Bound<'py, PyAny>>,
+    m_bias: f64,
+    fan_w: Option<&Bound<'py, PyAny>>,
+    fan_b: Option<&Bound<'py, PyAny>>,
+    rule: &str,
+    alpha_shape: &str,
+    modulation: Option<&str>,
+    fan_out: bool,
+    clip: Option<f64>,
+    input_mode: &str,
+) -> PyResult<Forward<'py>> {
+    let state = State { x, y0, h0, e0 };
+    let weights = Weights {
+        w,
+        alpha,
+        eta,
+        m,
+        m_bias,
+        fan_w,
+        fan_b,
+    };
+    let options = Options {
+        rule,
+        alpha_shape,
+        modulation,
+        fan_out,
+        clip,
+        input_mode,
+    };
+    if is_f64(x) {
+        forward_in::<f64>(py, &state, &weights, &options)
+    } else {
+        forward_in::<f32>(py, &state, &weights, &options)
+    }
+}
+
+/// The gradients a backward starts from, as Python passes them.
+struct Cotangents<'a, 'py> {
+    gy: &'a Bound<'py, PyAny>,
+    gh: Option<&'a Bound<'py, PyAny>>,
+    ge: Option<&'a Bound<'py, PyAny>>,
+}
+
+fn backward_in<'py, F: Float>(
+    py: Python<'py>,
+    ep: &Episode<F>,
+    cot: &Cotangents<'_, 'py>,
+    weights: &Weights<'_, 'py>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let spec = *ep.spec();
+    let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
+    let (p, wn) = Borrowed::<F>::new(weights)?;
+    if wn != n {
+        return Err(value_error(format!(
+            "w: expected shape [{n}, {n}] (the forward's), got [{wn}, {wn}]"
+        )));
+    }
+    p.check(&spec)?;
+    let gy = Input::<F>::new("gy", cot.gy)?;
+    gy.expect(&[t, b, n])?;
+    let gh = Input::<F>::maybe("gh", cot.gh)?;
+    let ge = Input::<F>::maybe("ge", cot.ge)?;
+    for g in [&gh, &ge].into_iter().flatten() {
+        g.expect(&[b, n, n])?;
+    }
+    let s = p.slices()?;
+    let gys = gy.slice()?;
+    let ghs = gh.as_ref().map(Input::slice).transpose()?;
+    let ges = ge.as_ref().map(Input::slice).transpose()?;
+    let grads: Grads<F> = py
+        .detach(|| {
+            // The backward consumes the episode: it works on a copy, so that the handle serves
+            // again (retain_graph, gradcheck).
+            let ep = ep.clone();
+            if spec.modulation == Modulation::None {
+                backward(&s.params(), ep, gys, ghs)
+            } else {
+                backward_modulated(&s.modulated(), ep, gys, ghs, ges)
+            }
+        })
+        .map_err(spec_error)?;
+    let modulated = spec.modulation != Modulation::None;
+    let out = PyDict::new(py);
+    out.set_item("w", owned(py, grads.w, &[n, n])?)?;
+    out.set_item("alpha", owned(py, grads.alpha, &alpha_dims(spec.alpha, n))?)?;
+    let eta = if modulated {
+        grads.rule.eta_e
+    } else {
+        grads.rule.eta
+    };
+    out.set_item("eta", eta.to_f64())?;
+    if modulated {
+        out.set_item("m", owned(py, grads.rule.m, &[n])?)?;
+        out.set_item("m_bias", grads.rule.m_bias.to_f64())?;
+    }
+    if spec.modulation.fan_out() {
+        out.set_item("fan_w", owned(py, grads.rule.fan_w, &[n])?)?;
+        out.set_item("fan_b", owned(py, grads.rule.fan_b, &[n])?)?;
+    }
+    out.set_item("x", owned(py, grads.x, &[t, b, n])?)?;
+    out.set_item("y0", owned(py, grads.y0, &[b, n])?)?;
+    if grads.hebb0.len() == b * n * n {
+        out.set_item("h0", owned(py, grads.hebb0, &[b, n, n])?)?;
+    }
+    if spec.modulation.has_eligibility() && grads.elig0.len() == b * n * n {
+        out.set_item("e0", owned(py, grads.elig0, &[b, n, n])?)?;
+    }
+    out.set_item("reversal_rejected", grads.reversal_rejected)?;
+    Ok(out)
+}
+
+/// Backpropagation through an episode run by [`rnn_forward`], from `gy = dL/dy_t: [T, B, N]`
+/// (zeros where the loss does not look), `gh = dL/dHebb_T` and `ge = dL/dE_T` (`[B, N, N]` or
+/// None: zero), in the forward's float type. The parameters must be those the forward ran with.
+///
+/// Returns a dict of gradients: `w: [N, N]`, `alpha` (shaped like `alpha`), `eta` (float: the
+/// rate's, or `eta_E`'s with retroactive modulation), `m: [N]`, `m_bias` (float),
+/// `fan_w, fan_b: [N]` (modulated only), `x: [T, B, N]`, `y0: [B, N]`, `h0: [B, N, N]`,
+/// `e0: [B, N, N]` (retroactive only), and `reversal_rejected` (bool: the trace reversal failed
+/// its check and the traces were recomputed from checkpoints).
+#[pyfunction]
+#[pyo3(signature = (
+    episode, gy, w, alpha, eta, *, gh=None, ge=None, m=None, m_bias=0.0, fan_w=None, fan_b=None
+))]
+#[allow(clippy::too_many_arguments)]
+fn rnn_backward<'py>(
+    py: Python<'py>,
+    episode: &Bound<'py, PyEpisode>,
+    gy: &Bound<'py, PyAny>,
+    w: &Bound<'py, PyAny>,
+    alpha: &Bound<'py, PyAny>,
+    eta: f64,
+    gh: Option<&Bound<'py, PyAny>>,
+    ge: Option<&Bound<'py, PyAny>>,
+    m: Option<&Bound<'py, PyAny>>,
+    m_bias: f64,
+    fan_w: Option<&Bound<'py, PyAny>>,
+    fan_b: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let cot = Cotangents { gy, gh, ge };
+    let weights = Weights {
+        w,
+        alpha,
+        eta,
+        m,
+        m_bias,
+        fan_w,
+        fan_b,
+    };
+    match &episode.get().episode {
+        AnyEpisode::F32(ep) => backward_in(py, ep, &cot, &weights),
+        AnyEpisode::F64(ep) => backward_in(py, ep, &cot, &weights),
+    }
+}
+
+/// The plastic engine of `plasticity` (Rust), for `plasticity.torch`.
+#[pymodule]
+fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_class::<PyEpisode>()?;
+    module.add_function(wrap_pyfunction!(rnn_forward, module)?)?;
+    module.add_function(wrap_pyfunction!(rnn_backward, module)?)?;
+    module.add_class::<lstm::PyLstmRun>()?;
+    module.add_function(wrap_pyfunction!(lstm::lstm_forward_py, module)?)?;
+    module.add_function(wrap_pyfunction!(lstm::lstm_backward_py, module)?)?;
+    module.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,409 @@
+//! The plastic LSTM of `plasticity.torch.PlasticLSTM` (ICLR 2019 section 4.3): the kernels of
+//! [`plasticity_kernels::lstm`] on numpy arrays, as [`crate::rnn_forward`] does for the plastic
+//! network. The input projection `xp = W_x x + b` is computed by torch; the engine runs the
+//! gates, the cell and the candidate's plastic recurrence:
+//!
+//! ```text
+//! a       = xp + h W_h;   a_g,j += sum_i h_i alpha_ij Hebb_ij
+//! i, f, o = sigmoid(a_i, a_f, a_o);   g = tanh(a_g);   c' = f c + i g;   h' = o tanh(c')
+//! Hebb'   = clip((1 - eta) Hebb + eta outer(h, g))                      "hebb"
+//! Hebb'   = clip(Hebb + eta_j outer(h, g)),  eta_j = v_j M + b_j         "simple"
+//! Hebb'   = clip(Hebb + eta_j E);  E' = (1 - eta_E) E + eta_E outer(h, g) "retroactive"
+//! ```
+//!
+//! with `M = tanh(m . h' + m_b)`.
+
+use crate::{owned, slice_or_empty, value_error, AnyRun, Float, Input};
+use numpy::PyUntypedArrayMethods;
+use plasticity_kernels::{
+    lstm_backward, lstm_forward, AlphaShape, LstmInit, LstmParams, LstmPlasticity, LstmSequence,
+    LstmSpec, SpecError,
+};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+fn spec_error(e: SpecError) -> PyErr {
+    value_error(e.0)
+}
+
+/// A recurrence run forward by [`lstm_forward_py`]; pass it to [`lstm_backward_py`].
+#[pyclass(name = "LstmRun", module = "plasticity._engine", frozen)]
+pub struct PyLstmRun {
+    run: AnyRun,
+}
+
+#[pymethods]
+impl PyLstmRun {
+    /// `(hidden, batch, steps)` of the recurrence.
+    #[getter]
+    fn shape(&self) -> (usize, usize, usize) {
+        let s = match &self.run {
+            AnyRun::F32(r) => *r.spec(),
+            AnyRun::F64(r) => *r.spec(),
+        };
+        (s.hidden, s.batch, s.steps)
+    }
+}
+
+/// The LSTM's parameters as Python passes them.
+pub(crate) struct LstmWeights<'a, 'py> {
+    pub w_h: &'a Bound<'py, PyAny>,
+    pub alpha: Option<&'a Bound<'py, PyAny>>,
+    pub eta: f64,
+    pub m: Option<&'a Bound<'py, PyAny>>,
+    pub m_bias: f64,
+    pub fan_w: Option<&'a Bound<'py, PyAny>>,
+    pub fan_b: Option<&'a Bound<'py, PyAny>>,
+}
+
+/// The parameters borrowed from numpy and checked against the spec.
+struct Borrowed<'py, F: Float> {
+    w_h: Input<'py, F>,
+    alpha: Option<Input<'py, F>>,
+    m: Option<Input<'py, F>>,
+    fan_w: Option<Input<'py, F>>,
+    fan_b: Option<Input<'py, F>>,
+    eta: F,
+    m_bias: F,
+}
+
+impl<'py, F: Float> Borrowed<'py, F> {
+    fn new(p: &LstmWeights<'_, 'py>, spec: &LstmSpec) -> PyResult<Self> {
+        let h = spec.hidden;
+        let w_h = Input::new("w_h", p.w_h)?;
+        w_h.expect(&[h, 4 * h])?;
+        let borrowed = Borrowed {
+            w_h,
+            alpha: Input::maybe("alpha", p.alpha)?,
+            m: Input::maybe("m", p.m)?,
+            fan_w: Input::maybe("fan_w", p.fan_w)?,
+            fan_b: Input::maybe("fan_b", p.fan_b)?,
+            eta: F::of(p.eta),
+            m_bias: F::of(p.m_bias),
+        };
+        let alpha_dims = match spec.alpha {
+            AlphaShape::PerConnection => vec![h, h],
+            AlphaShape::PerNeuron => vec![h],
+            AlphaShape::Scalar => vec![1],
+        };
+        let plastic = spec.plasticity.is_plastic();
+        let modulated = spec.plasticity.is_modulated();
+        for (name, input, wanted, dims) in [
+            ("alpha", &borrowed.alpha, plastic, alpha_dims),
+            ("m", &borrowed.m, modulated, vec![h]),
+            ("fan_w", &borrowed.fan_w, modulated, vec![h]),
+            ("fan_b", &borrowed.fan_b, modulated, vec![h]),
+        ] {
+            match (input, wanted) {
+                (Some(a), true) => a.expect(&dims)?,
+                (None, false) => {}
+                (None, true) => {
+                    return Err(value_error(format!(
+                        "{name}: expected an array of shape {dims:?} with plasticity {:?}",
+                        spec.plasticity
+                    )))
+                }
+                (Some(_), false) => {
+                    return Err(value_error(format!(
+                        "{name}: not used with plasticity {:?}; pass None",
+                        spec.plasticity
+                    )))
+                }
+            }
+        }
+        Ok(borrowed)
+    }
+
+    fn params(&self) -> PyResult<LstmParams<'_, F>> {
+        Ok(LstmParams {
+            w_h: self.w_h.slice()?,
+            alpha: slice_or_empty(&self.alpha)?,
+            eta: self.eta,
+            m: slice_or_empty(&self.m)?,
+            m_bias: self.m_bias,
+            fan_w: slice_or_empty(&self.fan_w)?,
+            fan_b: slice_or_empty(&self.fan_b)?,
+            eta_e: self.eta,
+        })
+    }
+}
+
+/// The spec from the layer's options and the sizes of this call.
+fn spec_of(
+    hidden: usize,
+    batch: usize,
+    steps: usize,
+    plasticity: Option<&str>,
+    alpha_shape: &str,
+    clip: f64,
+) -> PyResult<LstmSpec> {
+    let plasticity = match plasticity {
+        None => LstmPlasticity::None,
+        Some("hebb") => LstmPlasticity::Hebb,
+        Some("simple") => LstmPlasticity::Simple,
+        Some("retroactive") => LstmPlasticity::Retroactive,
+        Some(other) => {
+            return Err(value_error(format!(
+                "plasticity: expected None, \"hebb\", \"simple\" or \"retroactive\", got {other:?}"
+            )))
+        }
+    };
+    let alpha = match alpha_shape {
+        "per_connection" => AlphaShape::PerConnection,
+        "per_neuron" => AlphaShape::PerNeuron,
+        "scalar" => AlphaShape::Scalar,
+        other => {
+            let expected = "\"per_connection\", \"per_neuron\" or \"scalar\"";
+            return Err(value_error(format!(
+                "alpha: expected {expected}, got {other:?}"
+            )));
+        }
+    };
+    let spec = LstmSpec {
+        alpha,
+        clip,
+        ..LstmSpec::new(hidden, batch, steps, plasticity)
+    };
+    spec.validate().map_err(spec_error)?;
+    Ok(spec)
+}
+
+/// What [`lstm_forward_py`] returns: the run, `hs`, `c`, `hebb`, `elig`.
+type Forward<'py> = (
+    PyLstmRun,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+);
+
+/// The state a recurrence starts from, as Python passes it.
+pub(crate) struct LstmState<'a, 'py> {
+    pub xproj: &'a Bound<'py, PyAny>,
+    pub h0: &'a Bound<'py, PyAny>,
+    pub c0: &'a Bound<'py, PyAny>,
+    pub hebb0: Option<&'a Bound<'py, PyAny>>,
+    pub elig0: Option<&'a Bound<'py, PyAny>>,
+}
+
+fn forward_in<'py, F: Float>(
+    py: Python<'py>,
+    state: &LstmState<'_, 'py>,
+    weights: &LstmWeights<'_, 'py>,
+    options: (Option<&str>, &str, f64),
+) -> PyResult<Forward<'py>> {
+    let xproj = Input::<F>::new("xproj", state.xproj)?;
+    let (t, b, h) = match xproj.array.shape() {
+        [t, b, h4] if *t > 0 && *b > 0 && *h4 > 0 && h4 % 4 == 0 => (*t, *b, h4 / 4),
+        other => {
+            return Err(value_error(format!(
+                "xproj: expected shape [T, B, 4H] with T, B, H > 0, got {other:?}"
+            )))
+        }
+    };
+    let spec = spec_of(h, b, t, options.0, options.1, options.2)?;
+    let p = Borrowed::<F>::new(weights, &spec)?;
+    let h0 = Input::<F>::new("h0", state.h0)?;
+    let c0 = Input::<F>::new("c0", state.c0)?;
+    h0.expect(&[b, h])?;
+    c0.expect(&[b, h])?;
+    let hebb0 = Input::<F>::maybe("hebb0", state.hebb0)?;
+    let elig0 = Input::<F>::maybe("elig0", state.elig0)?;
+    for s in [&hebb0, &elig0].into_iter().flatten() {
+        s.expect(&[b, h, h])?;
+    }
+    let params = p.params()?;
+    let init = LstmInit {
+        h0: h0.slice()?,
+        c0: c0.slice()?,
+        hebb0: hebb0.as_ref().map(Input::slice).transpose()?,
+        elig0: elig0.as_ref().map(Input::slice).transpose()?,
+    };
+    let xs = xproj.slice()?;
+    let run: LstmSequence<F> = py
+        .detach(|| lstm_forward(&spec, &params, xs, &init))
+        .map_err(spec_error)?;
+    let hs = owned(py, run.hs.clone(), &[t, b, h])?;
+    let c = owned(py, run.c.clone(), &[b, h])?;
+    let trace_dims = |v: &Vec<F>| if v.is_empty() { vec![0] } else { vec![b, h, h] };
+    let hebb = owned(py, run.hebb.clone(), &trace_dims(&run.hebb))?;
+    let elig = owned(py, run.elig.clone(), &trace_dims(&run.elig))?;
+    Ok((
+        PyLstmRun {
+            run: F::wrap_lstm(run),
+        },
+        hs,
+        c,
+        hebb,
+        elig,
+    ))
+}
+
+/// Runs the plastic LSTM forward over `T` steps of `B` sequences, in float32 or float64 (the
+/// dtype of `xproj`). Shapes (C-contiguous, time-major): `xproj: [T, B, 4H]` (the input
+/// projection, gates `i, f, o, g`), `h0, c0: [B, H]`, `w_h: [H, 4H]`,
+/// `alpha: [H, H] | [H] | [1]` (None without plasticity), `hebb0, elig0: [B, H, H]` or None,
+/// `m, fan_w, fan_b: [H]` (modulated). `eta` is the Hebbian rate or the eligibility trace's
+/// `eta_E`. Returns `(run, hs: [T, B, H], c: [B, H], hebb, elig)` (`[B, H, H]`, or empty).
+#[pyfunction]
+#[pyo3(name = "lstm_forward", signature = (
+    xproj, h0, c0, w_h, *, alpha=None, eta=0.0, hebb0=None, elig0=None, m=None, m_bias=0.0,
+    fan_w=None, fan_b=None, plasticity=None, alpha_shape="per_neuron", clip=2.0
+))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lstm_forward_py<'py>(
+    py: Python<'py>,
+    xproj: &Bound<'py, PyAny>,
+    h0: &Bound<'py, PyAny>,
+    c0: &Bound<'py, PyAny>,
+    w_h: &Bound<'py, PyAny>,
+    alpha: Option<&Bound<'py, PyAny>>,
+    eta: f64,
+    hebb0: Option<&Bound<'py, PyAny>>,
+    elig0: Option<&Bound<'py, PyAny>>,
+    m: Option<&Bound<'py, PyAny>>,
+    m_bias: f64,
+    fan_w: Option<&Bound<'py, PyAny>>,
+    fan_b: Option<&Bound<'py, PyAny>>,
+    plasticity: Option<&str>,
+    alpha_shape: &str,
+    clip: f64,
+) -> PyResult<Forward<'py>> {
+    let state = LstmState {
+        xproj,
+        h0,
+        c0,
+        hebb0,
+        elig0,
+    };
+    let weights = LstmWeights {
+        w_h,
+        alpha,
+        eta,
+        m,
+        m_bias,
+        fan_w,
+        fan_b,
+    };
+    let options = (plasticity, alpha_shape, clip);
+    if crate::is_f64(xproj) {
+        forward_in::<f64>(py, &state, &weights, options)
+    } else {
+        forward_in::<f32>(py, &state, &weights, options)
+    }
+}
+
+/// The gradients a backward starts from, as Python passes them.
+struct Cotangents<'a, 'py> {
+    gh: &'a Bound<'py, PyAny>,
+    gc: Option<&'a Bound<'py, PyAny>>,
+    ghebb: Option<&'a Bound<'py, PyAny>>,
+    gelig: Option<&'a Bound<'py, PyAny>>,
+}
+
+fn backward_in<'py, F: Float>(
+    py: Python<'py>,
+    run: &LstmSequence<F>,
+    cot: &Cotangents<'_, 'py>,
+    weights: &LstmWeights<'_, 'py>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let spec = *run.spec();
+    let (h, b, t) = (spec.hidden, spec.batch, spec.steps);
+    let p = Borrowed::<F>::new(weights, &spec)?;
+    let gh = Input::<F>::new("gh", cot.gh)?;
+    gh.expect(&[t, b, h])?;
+    let gc = Input::<F>::maybe("gc", cot.gc)?;
+    if let Some(g) = &gc {
+        g.expect(&[b, h])?;
+    }
+    let ghebb = Input::<F>::maybe("ghebb", cot.ghebb)?;
+    let gelig = Input::<F>::maybe("gelig", cot.gelig)?;
+    for g in [&ghebb, &gelig].into_iter().flatten() {
+        g.expect(&[b, h, h])?;
+    }
+    let params = p.params()?;
+    let (ghs, gcs) = (gh.slice()?, gc.as_ref().map(Input::slice).transpose()?);
+    let gheb = ghebb.as_ref().map(Input::slice).transpose()?;
+    let gel = gelig.as_ref().map(Input::slice).transpose()?;
+    let grads = py
+        .detach(|| lstm_backward(&params, run, ghs, gcs, gheb, gel))
+        .map_err(spec_error)?;
+    let out = PyDict::new(py);
+    out.set_item("xproj", owned(py, grads.xproj, &[t, b, 4 * h])?)?;
+    out.set_item("w_h", owned(py, grads.w_h, &[h, 4 * h])?)?;
+    if spec.plasticity.is_plastic() {
+        let dims = p
+            .alpha
+            .as_ref()
+            .map_or(vec![0], |a| a.array.shape().to_vec());
+        out.set_item("alpha", owned(py, grads.alpha, &dims)?)?;
+        let eta = if spec.plasticity == LstmPlasticity::Retroactive {
+            grads.rule.eta_e
+        } else {
+            grads.rule.eta
+        };
+        out.set_item("eta", eta.to_f64())?;
+        if grads.hebb0.len() == b * h * h {
+            out.set_item("hebb0", owned(py, grads.hebb0, &[b, h, h])?)?;
+        }
+    }
+    if spec.plasticity.is_modulated() {
+        out.set_item("m", owned(py, grads.rule.m, &[h])?)?;
+        out.set_item("m_bias", grads.rule.m_bias.to_f64())?;
+        out.set_item("fan_w", owned(py, grads.rule.fan_w, &[h])?)?;
+        out.set_item("fan_b", owned(py, grads.rule.fan_b, &[h])?)?;
+    }
+    if spec.plasticity.has_eligibility() && grads.elig0.len() == b * h * h {
+        out.set_item("elig0", owned(py, grads.elig0, &[b, h, h])?)?;
+    }
+    out.set_item("h0", owned(py, grads.h0, &[b, h])?)?;
+    out.set_item("c0", owned(py, grads.c0, &[b, h])?)?;
+    Ok(out)
+}
+
+/// Backward of a recurrence run by [`lstm_forward_py`], from `gh = dL/dh_t: [T, B, H]`,
+/// `gc = dL/dc_T: [B, H]`, `ghebb, gelig = dL/dHebb_T, dL/dE_T: [B, H, H]` (None: zero). The
+/// parameters must be the forward's. Returns a dict of gradients: `xproj: [T, B, 4H]`,
+/// `w_h: [H, 4H]`, `alpha`, `eta` (float), `m`, `m_bias` (float), `fan_w`, `fan_b`, `h0`,
+/// `c0`, `hebb0`, `elig0` (those the kind has).
+#[pyfunction]
+#[pyo3(name = "lstm_backward", signature = (
+    run, gh, w_h, *, gc=None, ghebb=None, gelig=None, alpha=None, eta=0.0, m=None, m_bias=0.0,
+    fan_w=None, fan_b=None
+))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lstm_backward_py<'py>(
+    py: Python<'py>,
+    run: &Bound<'py, PyLstmRun>,
+    gh: &Bound<'py, PyAny>,
+    w_h: &Bound<'py, PyAny>,
+    gc: Option<&Bound<'py, PyAny>>,
+    ghebb: Option<&Bound<'py, PyAny>>,
+    gelig: Option<&Bound<'py, PyAny>>,
+    alpha: Option<&Bound<'py, PyAny>>,
+    eta: f64,
+    m: Option<&Bound<'py, PyAny>>,
+    m_bias: f64,
+    fan_w: Option<&Bound<'py, PyAny>>,
+    fan_b: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let cot = Cotangents {
+        gh,
+        gc,
+        ghebb,
+        gelig,
+    };
+    let weights = LstmWeights {
+        w_h,
+        alpha,
+        eta,
+        m,
+        m_bias,
+        fan_w,
+        fan_b,
+    };
+    match &run.get().run {
+        AnyRun::F32(r) => backward_in(py, r, &cot, &weights),
+        AnyRun::F64(r) => backward_in(py, r, &cot, &weights),
+    }
+}
