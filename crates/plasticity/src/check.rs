@@ -10,6 +10,22 @@ pub(crate) fn positive(name: &str, v: f64) -> Result<(), String> {
     }
 }
 
+/// Each count must be positive; the first that is 0 is named.
+pub(crate) fn counts(fields: &[(&str, usize)]) -> Result<(), String> {
+    match fields.iter().find(|(_, v)| *v == 0) {
+        Some((name, _)) => Err(format!("{name}: must be positive")),
+        None => Ok(()),
+    }
+}
+
+/// The configuration's `model` must be one of the task's `allowed`.
+pub(crate) fn model(
+    model: crate::tasks::Model,
+    allowed: &[crate::tasks::Model],
+) -> Result<(), String> {
+    model.check(allowed).map_err(|e| format!("model: {e}"))
+}
+
 /// `v` must lie in `[0, 1]`.
 pub(crate) fn unit_interval(name: &str, v: f64) -> Result<(), String> {
     if (0.0..=1.0).contains(&v) {
@@ -31,6 +47,11 @@ mod tests {
         assert_eq!(
             super::positive("lr", 0.0).unwrap_err(),
             "lr: must be positive (got 0)"
+        );
+        assert_eq!(super::counts(&[("a", 1), ("b", 2)]), Ok(()));
+        assert_eq!(
+            super::counts(&[("a", 1), ("b", 0), ("c", 0)]).unwrap_err(),
+            "b: must be positive"
         );
         assert_eq!(super::unit_interval("p", 1.0), Ok(()));
         assert_eq!(

@@ -122,9 +122,7 @@ impl AgentSpec {
 
     /// Checks the fields; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
-        self.model
-            .check(MODELS)
-            .map_err(|e| format!("model: {e}"))?;
+        crate::check::model(self.model, MODELS)?;
         if self.neurons == 0 {
             return Err("neurons: must be positive".into());
         }

@@ -121,10 +121,8 @@ impl ImageConfig {
 
     /// Checks every field; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
-        self.model
-            .check(super::completion::MODELS)
-            .map_err(|e| format!("model: {e}"))?;
-        let positive = [
+        crate::check::model(self.model, super::completion::MODELS)?;
+        crate::check::counts(&[
             ("side", self.side),
             ("images", self.images),
             ("cycles", self.cycles),
@@ -132,12 +130,7 @@ impl ImageConfig {
             ("test_steps", self.test_steps),
             ("batch", self.batch),
             ("lstm_cells", self.lstm_cells),
-        ];
-        for (name, v) in positive {
-            if v == 0 {
-                return Err(format!("{name}: must be positive"));
-            }
-        }
+        ])?;
         if !self.pixels().is_multiple_of(2) {
             return Err(format!(
                 "side: side^2 must be even (two halves), got side {}",

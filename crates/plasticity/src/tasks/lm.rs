@@ -188,22 +188,15 @@ impl LmConfig {
 
     /// Checks the configuration; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
-        self.model
-            .check(MODELS)
-            .map_err(|e| format!("model: {e}"))?;
-        let positive = [
+        crate::check::model(self.model, MODELS)?;
+        crate::check::counts(&[
             ("layers", self.layers),
             ("embedding", self.embedding),
             ("hidden", self.hidden),
             ("bptt", self.bptt),
             ("batch", self.batch),
             ("eval_batch", self.eval_batch),
-        ];
-        for (name, v) in positive {
-            if v == 0 {
-                return Err(format!("{name}: must be positive"));
-            }
-        }
+        ])?;
         if self.epochs == 0 {
             return Err("epochs: must be positive".into());
         }

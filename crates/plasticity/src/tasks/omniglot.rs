@@ -206,18 +206,14 @@ impl OmniglotConfig {
 
     /// Checks every field; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
-        for (name, v) in [
+        crate::check::counts(&[
             ("ways", self.ways),
             ("shots", self.shots),
             ("channels", self.channels),
             ("meta_batch", self.meta_batch),
             ("queries", self.queries),
             ("test_classes", self.test_classes),
-        ] {
-            if v == 0 {
-                return Err(format!("{name}: must be positive"));
-            }
-        }
+        ])?;
         if self.ways < 2 {
             return Err(format!("ways: must be at least 2 (got {})", self.ways));
         }

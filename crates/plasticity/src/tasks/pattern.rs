@@ -135,10 +135,8 @@ impl PatternConfig {
 
     /// Checks every field; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
-        self.model
-            .check(super::completion::MODELS)
-            .map_err(|e| format!("model: {e}"))?;
-        let positive = [
+        crate::check::model(self.model, super::completion::MODELS)?;
+        crate::check::counts(&[
             ("bits", self.bits),
             ("patterns", self.patterns),
             ("cycles", self.cycles),
@@ -146,12 +144,7 @@ impl PatternConfig {
             ("test_steps", self.test_steps),
             ("batch", self.batch),
             ("lstm_cells", self.lstm_cells),
-        ];
-        for (name, v) in positive {
-            if v == 0 {
-                return Err(format!("{name}: must be positive"));
-            }
-        }
+        ])?;
         if !self.bits.is_multiple_of(2) {
             return Err(format!(
                 "bits: must be even (half +1, half -1), got {}",
