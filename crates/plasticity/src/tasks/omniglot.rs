@@ -828,6 +828,23 @@ impl OmniglotTask {
         Ok((correct, done))
     }
 
+    /// `batch` training episodes as training draws them (training classes, shifted images,
+    /// `queries` queries).
+    fn training_batch(
+        &self,
+        model: &OmniglotNet,
+        batch: usize,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<BatchResult, String> {
+        let c = &self.config;
+        let classes = &self.split.train;
+        let (ways, shots, shift, queries) = (c.ways, c.shots, c.max_shift, c.queries);
+        self.run_batch(
+            model, classes, ways, shots, shift, queries, batch, rng, device,
+        )
+    }
+
     /// Training-class accuracy helper for tests: `(correct, episodes)` on one batch.
     pub fn train_batch_accuracy(
         &self,
@@ -836,18 +853,7 @@ impl OmniglotTask {
         rng: &mut ChaCha8Rng,
         device: &Device,
     ) -> Result<(usize, usize), String> {
-        let c = &self.config;
-        let r = self.run_batch(
-            model,
-            &self.split.train,
-            c.ways,
-            c.shots,
-            c.max_shift,
-            c.queries,
-            batch,
-            rng,
-            device,
-        )?;
+        let r = self.training_batch(model, batch, rng, device)?;
         Ok((r.correct, r.episodes))
     }
 }
@@ -965,18 +971,7 @@ impl Experiment for OmniglotTask {
         rng: &mut ChaCha8Rng,
         device: &Device,
     ) -> Result<(Tensor<1>, Vec<f64>), String> {
-        let c = &self.config;
-        let r = self.run_batch(
-            model,
-            &self.split.train,
-            c.ways,
-            c.shots,
-            c.max_shift,
-            c.queries,
-            c.meta_batch,
-            rng,
-            device,
-        )?;
+        let r = self.training_batch(model, self.config.meta_batch, rng, device)?;
         Ok((r.loss, vec![r.correct as f64 / r.episodes as f64]))
     }
 
