@@ -1,7 +1,9 @@
 //! `plasticity bench <workload>`: times full training steps (forward, backward, Adam) of the
 //! papers' sizes, with the kernels' memory traffic against this machine's streaming bandwidth.
 
-use super::common::{parse_device, product_threads, set_threads, usage, value_name, Failure};
+use super::common::{
+    check_model, parse_device, product_threads, set_threads, usage, value_name, Failure,
+};
 use super::images::image_sets;
 use super::pipeline::{median, time_steps};
 use super::{lm, omniglot, rl};
@@ -12,7 +14,7 @@ use plasticity::tasks::images::{ImageConfig, ImageTask};
 use plasticity::tasks::maze::{MazeConfig, MazeTask};
 use plasticity::tasks::pattern::{PatternConfig, PatternTask};
 use plasticity::tasks::synthetic::{SyntheticConfig, SyntheticTask};
-use plasticity::tasks::{parse_name, Model};
+use plasticity::tasks::{a2c, completion, parse_name, Model};
 use plasticity::PlasticityConfig;
 use plasticity::TraceRule;
 use serde_json::json;
@@ -117,13 +119,12 @@ fn bench_plastic(
         return Err(usage(rl::RL_CPU_ONLY));
     }
     let model_name = model_name.unwrap_or(if rl { "modul" } else { "plastic" });
-    let agent =
-        || parse_name::<Model>("model", model_name).map_err(|e| usage(format!("--model: {e}")));
-    let model = if rl {
-        Model::Plastic // unused by the actor-critic workloads
-    } else {
-        parse_name::<Model>("model", model_name).map_err(|e| usage(format!("--model: {e}")))?
-    };
+    let model =
+        parse_name::<Model>("model", model_name).map_err(|e| usage(format!("--model: {e}")))?;
+    check_model(
+        Some(model),
+        if rl { a2c::MODELS } else { completion::MODELS },
+    )?;
     let pattern = |rule| PatternConfig {
         batch: batch.unwrap_or(1),
         model,
@@ -170,7 +171,7 @@ fn bench_plastic(
         }
         "maze-agent" => {
             let mut c = MazeConfig {
-                model: agent()?,
+                model,
                 ..MazeConfig::default()
             };
             c.a2c.batch = batch.unwrap_or(c.a2c.batch);
@@ -180,7 +181,7 @@ fn bench_plastic(
         }
         "cue-reward" => {
             let mut c = CueRewardConfig {
-                model: agent()?,
+                model,
                 ..CueRewardConfig::default()
             };
             c.a2c.batch = batch.unwrap_or(c.a2c.batch);
@@ -199,7 +200,7 @@ fn bench_plastic(
     // Roofline (CPU): the kernels' minimal traffic over the step's time, against the triad over
     // a working set of the same size (w, alpha, each episode's Hebb and its gradient).
     // Only the plastic kernels have that traffic: not the non-plastic RNN or the LSTM.
-    let plastic = !matches!(model_name, "rnn" | "lstm");
+    let plastic = !matches!(model, Model::Rnn | Model::Lstm);
     let achieved_gbs = plastic.then(|| runtime::plastic_step_bytes(n, t, b) / (ms / 1e3) / 1e9);
     let stream_gbs = (plastic && device_name == "cpu")
         .then(|| runtime::triad_gbs(runtime::plastic_working_set(n, b)));

@@ -122,11 +122,10 @@ pub fn train_lm(args: LmArgs) -> Result<(), Failure> {
     )?;
     let config = lm_config(&args, &s)?;
     let data_dir = s.data_dir(args.data_dir.as_ref(), DEFAULT_DATA_DIR);
-    let model_name = serde_json::to_value(config.model).expect("serializes");
     let preset_name = serde_json::to_value(config.preset).expect("serializes");
     let out = s.out(&format!(
         "lm-{}-{}-seed{}",
-        model_name.as_str().unwrap_or("model"),
+        config.model.name(),
         preset_name.as_str().unwrap_or("preset"),
         s.seed
     ));
@@ -147,7 +146,7 @@ pub fn train_lm(args: LmArgs) -> Result<(), Failure> {
     let (baseline, own) = task.param_counts();
     eprintln!(
         "lm: {} model, layers of {:?} units: {} parameters ({} embedding + {} recurrent); the LSTM baseline has {} ({:+.3}%)",
-        model_name.as_str().unwrap_or("?"),
+        config.model.name(),
         own.layer_units,
         own.total,
         own.embedding,
@@ -245,7 +244,7 @@ pub fn eval_lm(run: &Path, data_dir: Option<PathBuf>, json_out: bool) -> Result<
     let test = task.perplexity(&model, &task.corpus.test).map_err(usage)?;
     let valid = task.perplexity(&model, &task.corpus.valid).map_err(usage)?;
     let epochs = trained as f64 / task.segments_per_epoch() as f64;
-    let model_name = serde_json::to_value(config.model).expect("serializes");
+    let model_name = config.model.name();
     if json_out {
         println!(
             "{}",
@@ -257,7 +256,7 @@ pub fn eval_lm(run: &Path, data_dir: Option<PathBuf>, json_out: bool) -> Result<
     } else {
         println!(
             "lm: test perplexity {test:.2}, validation perplexity {valid:.2} ({} model, {:.2} epochs; {:.1} s)",
-            model_name.as_str().unwrap_or("?"),
+            model_name,
             epochs,
             started.elapsed().as_secs_f64()
         );
@@ -297,7 +296,7 @@ pub fn bench_lm(
     let epoch_min = task.segments_per_epoch() as f64 * update_ms / 6e4;
     let params = task.param_counts().1.total;
     let rss = runtime::peak_rss_mb();
-    let model_name = serde_json::to_value(model).expect("serializes");
+    let model_name = model.name();
     if json_out {
         println!(
             "{}",
@@ -315,7 +314,7 @@ pub fn bench_lm(
         println!("|---|---|---|---|---|---|---|---|---|---|---|");
         println!(
             "| lm small ({params} parameters) | {} | {} x {} | {threads} | {tokens_per_s:.0} | {update_ms:.1} | {forward_ms:.1} | {backward_ms:.1} | {optimizer_ms:.1} | {epoch_min:.1} | {rss:.0} |",
-            model_name.as_str().unwrap_or("?"),
+            model_name,
             config.batch,
             config.bptt
         );

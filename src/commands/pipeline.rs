@@ -9,6 +9,7 @@ use super::common::{
 };
 use super::overlay;
 use crate::{chart, plot, safety};
+use plasticity::tasks::Model;
 use plasticity::train::{self, Experiment, Progress, RunOptions, Summary};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::json;
@@ -138,10 +139,13 @@ impl<'a> Session<'a> {
 
     /// Run directory of a run of `model`: the resumed run's, `--out`, or
     /// `runs/<experiment>-<model>-seed<S>`.
-    pub(crate) fn model_out(&self, model: impl Serialize) -> PathBuf {
-        let model = serde_json::to_value(model).expect("serializes");
-        let model = model.as_str().unwrap_or("model");
-        self.out(&format!("{}-{model}-seed{}", self.experiment, self.seed))
+    pub(crate) fn model_out(&self, model: Model) -> PathBuf {
+        self.out(&format!(
+            "{}-{}-seed{}",
+            self.experiment,
+            model.name(),
+            self.seed
+        ))
     }
 
     /// Checks the run-level options and the run directory before anything is allocated or

@@ -105,11 +105,12 @@ pub struct LmConfig {
     pub no_other_fields: NoOtherFields,
 }
 
-/// Rewrites a language-model configuration written before `modul` was a model of its own
-/// (`"model": "modulated", "retroactive": true`) as today's (`"model": "modul"`), dropping the
-/// `retroactive` flag; leaves any other JSON as it is.
+/// Rewrites a language-model configuration (one with `bptt`) written before `modul` was a model
+/// of its own (`"model": "modulated", "retroactive": true`) as today's (`"model": "modul"`),
+/// dropping the `retroactive` flag; leaves any other JSON as it is (so another experiment's
+/// configuration with a `retroactive` key is still refused as unknown).
 pub fn upgrade_legacy_config(config: &mut serde_json::Value) {
-    let Some(obj) = config.as_object_mut() else {
+    let Some(obj) = config.as_object_mut().filter(|o| o.contains_key("bptt")) else {
         return;
     };
     if let Some(retroactive) = obj.remove("retroactive") {
@@ -836,5 +837,9 @@ mod tests {
         let mut other = json!({"model": "modul", "eta": 0.1});
         upgrade_legacy_config(&mut other);
         assert_eq!(other, json!({"model": "modul", "eta": 0.1}));
+        let pattern = json!({"model": "plastic", "retroactive": true});
+        let mut kept = pattern.clone();
+        upgrade_legacy_config(&mut kept);
+        assert_eq!(kept, pattern, "not a language model: left to be refused");
     }
 }
