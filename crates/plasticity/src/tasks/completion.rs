@@ -1,5 +1,6 @@
 //! What the two completion tasks (patterns, ICML 2018 section 4.1; images, section 4.2) share:
-//! their three networks and their loss.
+//! the episode's schedule, their three networks, their loss and their
+//! [`Experiment`](crate::train::Experiment) hooks.
 
 use super::Model;
 use crate::layer::{PlasticNet, PlasticNetConfig};
@@ -7,8 +8,73 @@ use crate::tensors::from_vec;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
 use burn::tensor::{Device, Tensor};
+use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+
+/// How a completion episode shows its items (patterns or images): `cycles` times in an order
+/// shuffled each cycle, each for `present_steps` steps followed by `gap_steps` steps of zero
+/// input, then the degraded test item for `test_steps` steps: `[cycles, present_steps,
+/// gap_steps, test_steps]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Schedule(pub [usize; 4]);
+
+impl Schedule {
+    /// Writes the presentations of `items` (each `width` values) into the episode `ep: [T,
+    /// width]` (zeros between them) and draws the test item; returns its index in `items`.
+    /// Complete the episode with [`Schedule::write_test`].
+    pub fn write_items(&self, ep: &mut [f32], items: &[&[f32]], rng: &mut impl Rng) -> usize {
+        let [cycles, present_steps, gap_steps, _] = self.0;
+        let width = items[0].len();
+        let mut t = 0;
+        for _ in 0..cycles {
+            let mut order: Vec<usize> = (0..items.len()).collect();
+            order.shuffle(rng);
+            for k in order {
+                for _ in 0..present_steps {
+                    ep[t * width..(t + 1) * width].copy_from_slice(items[k]);
+                    t += 1;
+                }
+                t += gap_steps;
+            }
+        }
+        rng.gen_range(0..items.len())
+    }
+
+    /// Writes the degraded test item into the episode's last `test_steps` steps.
+    pub fn write_test(&self, ep: &mut [f32], degraded: &[f32]) {
+        let width = degraded.len();
+        let start = ep.len() - self.0[3] * width;
+        for row in ep[start..].chunks_mut(width) {
+            row.copy_from_slice(degraded);
+        }
+    }
+}
+
+/// The network's input `[B, T, n]` from the episodes' values `inputs: [B, T, width]`: the values
+/// times `scale`, then the bias neuron's constant `scale`, then zeros (hidden neurons).
+pub(crate) fn with_bias(
+    inputs: &[f32],
+    [b, t, width]: [usize; 3],
+    n: usize,
+    scale: f32,
+    device: &Device,
+) -> Tensor<3> {
+    let mut x = vec![0.0f32; b * t * n];
+    for (row, src) in x.chunks_mut(n).zip(inputs.chunks(width)) {
+        for (d, s) in row.iter_mut().zip(src) {
+            *d = s * scale;
+        }
+        row[width] = scale;
+    }
+    from_vec(x, [b, t, n], device)
+}
+
+/// The last step of `ys: [B, T, H]`, its first `width` values: `[B, width]`.
+pub(crate) fn last_step(ys: Tensor<3>, width: usize) -> Tensor<2> {
+    let [b, t, _] = ys.dims();
+    ys.slice([0..b, t - 1..t, 0..width]).reshape([b, width])
+}
 
 /// The networks of the completion tasks: plastic, non-plastic, LSTM.
 pub const MODELS: &[Model] = &[Model::Plastic, Model::Rnn, Model::Lstm];
@@ -33,6 +99,15 @@ pub enum CompletionModel {
     Rnn(PlasticNet),
     /// LSTM.
     Lstm(LstmNet),
+}
+
+impl LstmNet {
+    /// The read-out of the last step, `tanh(head(h_T))`: `[B, outputs]` from `x: [B, T, inputs]`.
+    pub fn last_output(&self, x: Tensor<3>) -> Tensor<2> {
+        let (hs, _) = self.lstm.forward(x, None);
+        let cells = hs.dims()[2];
+        self.head.forward(last_step(hs, cells)).tanh()
+    }
 }
 
 impl CompletionModel {
@@ -70,3 +145,81 @@ pub fn squared_error(out: Tensor<2>, target: &[f32], device: &Device) -> Tensor<
     let target = from_vec(target.to_vec(), [b, p], device);
     (out - target).powf_scalar(2.0).sum().div_scalar(b as f32)
 }
+
+/// What a completion task supplies; `completion_experiment!` implements
+/// [`Experiment`](crate::train::Experiment) from it.
+pub trait CompletionTask {
+    /// Name used in outputs.
+    const NAME: &'static str;
+    /// The metric's name, as one column.
+    const METRICS: &'static [&'static str];
+    /// The model kind, the plastic network's configuration and the LSTM's `[inputs, cells,
+    /// outputs]`.
+    fn networks(&self) -> (Model, PlasticNetConfig, [usize; 3]);
+    /// Adam's learning rate and epsilon.
+    fn adam(&self) -> (f64, f64);
+    /// One batch of episodes (training data, or held-out data with `training: false`): the
+    /// loss `[1]` and the metric.
+    fn loss_and_metric(
+        &self,
+        model: &CompletionModel,
+        training: bool,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<(Tensor<1>, f64), String>;
+}
+
+/// Implements [`Experiment`](crate::train::Experiment) for a [`CompletionTask`] (one impl for both tasks; a blanket impl
+/// would collide with the A2C tasks' one).
+macro_rules! completion_experiment {
+    ($task:ty) => {
+        const _: () = {
+            use burn::optim::AdamConfig;
+            use burn::tensor::{Device, Tensor};
+            use rand_chacha::ChaCha8Rng;
+            use $crate::tasks::completion::{CompletionModel, CompletionTask};
+
+            impl $crate::train::Experiment for $task {
+                type Model = CompletionModel;
+
+                fn name(&self) -> &'static str {
+                    <$task as CompletionTask>::NAME
+                }
+
+                fn metric_names(&self) -> &'static [&'static str] {
+                    <$task as CompletionTask>::METRICS
+                }
+
+                fn init_model(&self, rng: &mut ChaCha8Rng, device: &Device) -> CompletionModel {
+                    let (kind, net, lstm) = self.networks();
+                    CompletionModel::init(kind, &net, lstm, rng, device)
+                }
+
+                fn optimizer(&self) -> (AdamConfig, f64) {
+                    let (lr, epsilon) = self.adam();
+                    (AdamConfig::new().with_epsilon(epsilon as f32), lr)
+                }
+
+                fn train_episode(
+                    &self,
+                    model: &CompletionModel,
+                    rng: &mut ChaCha8Rng,
+                    device: &Device,
+                ) -> Result<(Tensor<1>, Vec<f64>), String> {
+                    let (loss, metric) = self.loss_and_metric(model, true, rng, device)?;
+                    Ok((loss.reshape([1]), vec![metric]))
+                }
+
+                fn eval_episode(
+                    &self,
+                    model: &CompletionModel,
+                    rng: &mut ChaCha8Rng,
+                    device: &Device,
+                ) -> Result<Vec<f64>, String> {
+                    Ok(vec![self.loss_and_metric(model, false, rng, device)?.1])
+                }
+            }
+        };
+    };
+}
+pub(crate) use completion_experiment;

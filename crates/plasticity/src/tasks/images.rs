@@ -31,16 +31,13 @@ use crate::config::{NoOtherFields, PlasticityConfig};
 use crate::data::ImageSet;
 use crate::layer::PlasticNetConfig;
 use crate::tensors::{from_vec, to_vec};
-use crate::train::Experiment;
-use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor};
 use plasticity_kernels::InputMode;
-use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::completion::squared_error;
+use super::completion::{last_step, squared_error, with_bias, CompletionTask, Schedule};
 pub use super::completion::{CompletionModel, LstmNet};
 pub use super::Model;
 
@@ -160,6 +157,15 @@ impl ImageConfig {
         m
     }
 
+    fn schedule(&self) -> Schedule {
+        Schedule([
+            self.cycles,
+            self.present_steps,
+            self.gap_steps,
+            self.test_steps,
+        ])
+    }
+
     fn plastic_config(&self) -> PlasticNetConfig {
         PlasticNetConfig {
             neurons: self.neurons(),
@@ -199,34 +205,19 @@ pub fn generate(
     let mut shown = Vec::with_capacity(batch * c.images * p);
     let mut targets = Vec::with_capacity(batch * p);
     let mut erased = Vec::with_capacity(batch * p);
-    for b in 0..batch {
+    for ep in inputs.chunks_mut(t_len * p) {
         let picked = rand::seq::index::sample(rng, set.len(), c.images).into_vec();
-        for &k in &picked {
-            shown.extend_from_slice(set.image(k));
+        let items: Vec<&[f32]> = picked.iter().map(|&k| set.image(k)).collect();
+        for item in &items {
+            shown.extend_from_slice(item);
         }
-        let ep = &mut inputs[b * t_len * p..(b + 1) * t_len * p];
-        let mut t = 0;
-        for _ in 0..c.cycles {
-            let mut order = picked.clone();
-            order.shuffle(rng);
-            for k in order {
-                for _ in 0..c.present_steps {
-                    ep[t * p..(t + 1) * p].copy_from_slice(set.image(k));
-                    t += 1;
-                }
-                t += c.gap_steps;
-            }
-        }
-        let target = set.image(picked[rng.gen_range(0..c.images)]);
+        let target = items[c.schedule().write_items(ep, &items, rng)];
         let erase_top = rng.gen_bool(c.top_half_probability);
         let is_erased = |k: usize| (k < p / 2) == erase_top;
         let degraded: Vec<f32> = (0..p)
             .map(|k| if is_erased(k) { 0.0 } else { target[k] })
             .collect();
-        for _ in 0..c.test_steps {
-            ep[t * p..(t + 1) * p].copy_from_slice(&degraded);
-            t += 1;
-        }
+        c.schedule().write_test(ep, &degraded);
         targets.extend_from_slice(target);
         erased.extend((0..p).map(is_erased));
     }
@@ -281,18 +272,6 @@ impl ImageTask {
         })
     }
 
-    /// The network's input `[B, T, N]`: the pixels, then the bias neuron's constant 1.
-    fn network_input(&self, ep: &ImageEpisodes, device: &Device) -> Tensor<3> {
-        let [b, t, p] = ep.dims;
-        let n = p + 1;
-        let mut x = vec![0.0f32; b * t * n];
-        for (row, src) in x.chunks_mut(n).zip(ep.inputs.chunks(p)) {
-            row[..p].copy_from_slice(src);
-            row[p] = 1.0;
-        }
-        from_vec(x, [b, t, n], device)
-    }
-
     /// The reconstructed test images: the last step's output of the pixel neurons, `[B, P]`.
     pub fn outputs(
         &self,
@@ -301,17 +280,14 @@ impl ImageTask {
         device: &Device,
     ) -> Result<Tensor<2>, String> {
         let [b, t, p] = ep.dims;
-        let x = self.network_input(ep, device);
-        let last = |ys: Tensor<3>| ys.slice([0..b, t - 1..t, 0..p]).reshape([b, p]);
+        // The pixels, then the bias neuron's constant 1.
+        let x = with_bias(&ep.inputs, ep.dims, p + 1, 1.0, device);
         match model {
             ImageModel::Plastic(net) | ImageModel::Rnn(net) => {
-                Ok(last(net.forward(x, None).map_err(|e| e.0)?.0))
+                Ok(last_step(net.forward(x, None).map_err(|e| e.0)?.0, p))
             }
             ImageModel::Lstm(net) => {
-                let (hs, _) = net.lstm.forward(x, None);
-                let cells = hs.dims()[2];
-                let h = hs.slice([0..b, t - 1..t, 0..cells]).reshape([b, cells]);
-                let predicted = net.head.forward(h).tanh();
+                let predicted = net.last_output(x);
                 // Clamp like the plastic network: visible pixels output their input.
                 let x_last: Vec<f32> = ep.inputs[..]
                     .chunks(t * p)
@@ -363,59 +339,40 @@ pub fn erased_loss(output: &[f32], target: &[f32], erased: &[bool]) -> f64 {
         .sum()
 }
 
-impl Experiment for ImageTask {
-    type Model = ImageModel;
+super::completion::completion_experiment!(ImageTask);
 
-    fn name(&self) -> &'static str {
-        "images"
-    }
+impl CompletionTask for ImageTask {
+    const NAME: &'static str = "images";
+    const METRICS: &'static [&'static str] = &["erased_loss"];
 
-    fn metric_names(&self) -> &'static [&'static str] {
-        &["erased_loss"]
-    }
-
-    fn init_model(&self, rng: &mut ChaCha8Rng, device: &Device) -> ImageModel {
+    fn networks(&self) -> (Model, PlasticNetConfig, [usize; 3]) {
         let c = &self.config;
-        let lstm = [c.neurons(), c.lstm_cells, c.pixels()];
-        CompletionModel::init(c.model, &c.plastic_config(), lstm, rng, device)
-    }
-
-    fn optimizer(&self) -> (AdamConfig, f64) {
         (
-            AdamConfig::new().with_epsilon(self.config.adam_epsilon as f32),
-            self.config.learning_rate,
+            c.model,
+            c.plastic_config(),
+            [c.neurons(), c.lstm_cells, c.pixels()],
         )
     }
 
-    fn train_episode(
-        &self,
-        model: &ImageModel,
-        rng: &mut ChaCha8Rng,
-        device: &Device,
-    ) -> Result<(Tensor<1>, Vec<f64>), String> {
-        let (_, loss, _, erased) = self.run_episodes(
-            model,
-            crate::data::Split::Train,
-            self.config.batch,
-            rng,
-            device,
-        )?;
-        Ok((loss.reshape([1]), vec![erased]))
+    fn adam(&self) -> (f64, f64) {
+        (self.config.learning_rate, self.config.adam_epsilon)
     }
 
-    fn eval_episode(
+    /// The loss and the erased-half loss, on training or test images.
+    fn loss_and_metric(
         &self,
         model: &ImageModel,
+        training: bool,
         rng: &mut ChaCha8Rng,
         device: &Device,
-    ) -> Result<Vec<f64>, String> {
-        let (_, _, _, erased) = self.run_episodes(
-            model,
-            crate::data::Split::Test,
-            self.config.batch,
-            rng,
-            device,
-        )?;
-        Ok(vec![erased])
+    ) -> Result<(Tensor<1>, f64), String> {
+        let split = if training {
+            crate::data::Split::Train
+        } else {
+            crate::data::Split::Test
+        };
+        let (_, loss, _, erased) =
+            self.run_episodes(model, split, self.config.batch, rng, device)?;
+        Ok((loss, erased))
     }
 }

@@ -7,14 +7,12 @@
 //! loss is the sum of squared errors between the last step's activity of the pattern neurons
 //! and the full test pattern; the metric `error` is the fraction of bits whose sign is wrong.
 
-use super::completion::squared_error;
+use super::completion::{last_step, squared_error, with_bias, CompletionTask, Schedule};
 pub use super::completion::{CompletionModel, LstmNet};
 pub use super::Model;
 use crate::config::{NoOtherFields, PlasticityConfig};
 use crate::layer::PlasticNetConfig;
-use crate::tensors::{from_vec, to_vec};
-use crate::train::Experiment;
-use burn::optim::AdamConfig;
+use crate::tensors::to_vec;
 use burn::tensor::{Device, Tensor};
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -196,6 +194,15 @@ impl PatternConfig {
         m
     }
 
+    fn schedule(&self) -> Schedule {
+        Schedule([
+            self.cycles,
+            self.present_steps,
+            self.gap_steps,
+            self.test_steps,
+        ])
+    }
+
     fn plastic_config(&self) -> PlasticNetConfig {
         PlasticNetConfig {
             neurons: self.neurons(),
@@ -231,31 +238,16 @@ pub fn generate(c: &PatternConfig, batch: usize, rng: &mut impl Rng) -> PatternE
     let (t_len, bits) = (c.steps(), c.bits);
     let mut inputs = vec![0.0f32; batch * t_len * bits];
     let mut targets = Vec::with_capacity(batch * bits);
-    for b in 0..batch {
+    for ep in inputs.chunks_mut(t_len * bits) {
         let patterns: Vec<Vec<f32>> = (0..c.patterns).map(|_| draw_pattern(bits, rng)).collect();
-        let mut t = 0;
-        let ep = &mut inputs[b * t_len * bits..(b + 1) * t_len * bits];
-        for _ in 0..c.cycles {
-            let mut order: Vec<usize> = (0..c.patterns).collect();
-            order.shuffle(rng);
-            for k in order {
-                for _ in 0..c.present_steps {
-                    ep[t * bits..(t + 1) * bits].copy_from_slice(&patterns[k]);
-                    t += 1;
-                }
-                t += c.gap_steps;
-            }
-        }
-        let target = &patterns[rng.gen_range(0..c.patterns)];
+        let items: Vec<&[f32]> = patterns.iter().map(|p| &p[..]).collect();
+        let target = &patterns[c.schedule().write_items(ep, &items, rng)];
         let mut degraded = target.clone();
         let zeroed = (bits as f64 * c.degraded_fraction).round() as usize;
         for k in rand::seq::index::sample(rng, bits, zeroed) {
             degraded[k] = 0.0;
         }
-        for _ in 0..c.test_steps {
-            ep[t * bits..(t + 1) * bits].copy_from_slice(&degraded);
-            t += 1;
-        }
+        c.schedule().write_test(ep, &degraded);
         targets.extend_from_slice(target);
     }
     PatternEpisodes {
@@ -290,50 +282,46 @@ impl PatternTask {
         device: &Device,
     ) -> Result<Tensor<2>, String> {
         let c = &self.config;
-        let [b, t, bits] = ep.dims;
-        let scale = c.input_scale as f32;
+        let bits = ep.dims[2];
         match model {
-            PatternModel::Plastic(_) | PatternModel::Rnn(_) => {
+            PatternModel::Plastic(net) | PatternModel::Rnn(net) => {
                 // Neurons 0..bits get the pattern, neuron `bits` is the bias; any others are hidden.
-                let n = c.neurons();
-                let mut x = vec![0.0f32; b * t * n];
-                for (row, src) in x.chunks_mut(n).zip(ep.inputs.chunks(bits)) {
-                    for (d, s) in row.iter_mut().zip(src) {
-                        *d = s * scale;
-                    }
-                    row[bits] = scale;
-                }
-                let x = from_vec(x, [b, t, n], device);
-                let ys = match model {
-                    PatternModel::Plastic(net) | PatternModel::Rnn(net) => {
-                        net.forward(x, None).map_err(|e| e.0)?.0
-                    }
-                    PatternModel::Lstm(_) => unreachable!(),
-                };
-                let t_out = ys.dims()[1];
-                Ok(ys
-                    .slice([0..b, t_out - 1..t_out, 0..bits])
-                    .reshape([b, bits]))
+                let scale = c.input_scale as f32;
+                let x = with_bias(&ep.inputs, ep.dims, c.neurons(), scale, device);
+                Ok(last_step(net.forward(x, None).map_err(|e| e.0)?.0, bits))
             }
+            // Unscaled pattern plus a constant bias input.
             PatternModel::Lstm(net) => {
-                // Unscaled pattern plus a constant bias input.
-                let mut x = vec![0.0f32; b * t * (bits + 1)];
-                for (row, src) in x.chunks_mut(bits + 1).zip(ep.inputs.chunks(bits)) {
-                    row[..bits].copy_from_slice(src);
-                    row[bits] = 1.0;
-                }
-                let x = from_vec(x, [b, t, bits + 1], device);
-                let (hs, _) = net.lstm.forward(x, None);
-                let cells = hs.dims()[2];
-                let last = hs.slice([0..b, t - 1..t, 0..cells]).reshape([b, cells]);
-                Ok(net.head.forward(last).tanh())
+                Ok(net.last_output(with_bias(&ep.inputs, ep.dims, bits + 1, 1.0, device)))
             }
         }
     }
+}
 
-    fn loss_and_error(
+super::completion::completion_experiment!(PatternTask);
+
+impl CompletionTask for PatternTask {
+    const NAME: &'static str = "pattern";
+    const METRICS: &'static [&'static str] = &["error"];
+
+    fn networks(&self) -> (Model, PlasticNetConfig, [usize; 3]) {
+        let c = &self.config;
+        (
+            c.model,
+            c.plastic_config(),
+            [c.bits + 1, c.lstm_cells, c.bits],
+        )
+    }
+
+    fn adam(&self) -> (f64, f64) {
+        (self.config.learning_rate, self.config.adam_epsilon)
+    }
+
+    /// The loss and the fraction of bits of wrong sign (the task has no held-out data).
+    fn loss_and_metric(
         &self,
         model: &PatternModel,
+        _training: bool,
         rng: &mut ChaCha8Rng,
         device: &Device,
     ) -> Result<(Tensor<1>, f64), String> {
@@ -347,50 +335,5 @@ impl PatternTask {
             .filter(|(o, t)| (**o > 0.0) != (**t > 0.0))
             .count();
         Ok((loss, wrong as f64 / (b * bits) as f64))
-    }
-}
-
-impl Experiment for PatternTask {
-    type Model = PatternModel;
-
-    fn name(&self) -> &'static str {
-        "pattern"
-    }
-
-    fn metric_names(&self) -> &'static [&'static str] {
-        &["error"]
-    }
-
-    fn init_model(&self, rng: &mut ChaCha8Rng, device: &Device) -> PatternModel {
-        let c = &self.config;
-        let lstm = [c.bits + 1, c.lstm_cells, c.bits];
-        CompletionModel::init(c.model, &c.plastic_config(), lstm, rng, device)
-    }
-
-    fn optimizer(&self) -> (AdamConfig, f64) {
-        (
-            AdamConfig::new().with_epsilon(self.config.adam_epsilon as f32),
-            self.config.learning_rate,
-        )
-    }
-
-    fn train_episode(
-        &self,
-        model: &PatternModel,
-        rng: &mut ChaCha8Rng,
-        device: &Device,
-    ) -> Result<(Tensor<1>, Vec<f64>), String> {
-        let (loss, error) = self.loss_and_error(model, rng, device)?;
-        Ok((loss.reshape([1]), vec![error]))
-    }
-
-    fn eval_episode(
-        &self,
-        model: &PatternModel,
-        rng: &mut ChaCha8Rng,
-        device: &Device,
-    ) -> Result<Vec<f64>, String> {
-        let (_, error) = self.loss_and_error(model, rng, device)?;
-        Ok(vec![error])
     }
 }
