@@ -20,34 +20,41 @@ use rand_chacha::ChaCha8Rng;
 pub(crate) struct Schedule(pub [usize; 4]);
 
 impl Schedule {
-    /// Writes the presentations of `items` (each `width` values) into the episode `ep: [T,
-    /// width]` (zeros between them) and draws the test item; returns its index in `items`.
-    /// Complete the episode with [`Schedule::write_test`].
-    pub fn write_items(&self, ep: &mut [f32], items: &[&[f32]], rng: &mut impl Rng) -> usize {
-        let [cycles, present_steps, gap_steps, _] = self.0;
-        let width = items[0].len();
-        let mut t = 0;
-        for _ in 0..cycles {
-            let mut order: Vec<usize> = (0..items.len()).collect();
-            order.shuffle(rng);
-            for k in order {
-                for _ in 0..present_steps {
-                    ep[t * width..(t + 1) * width].copy_from_slice(items[k]);
-                    t += 1;
+    /// `batch` episodes of `t_len` steps of `width` values, `([B, T, width], [B, width])`: the
+    /// inputs and the test items. Each episode shows the items `draw` returns, then the test
+    /// item (drawn among them) as `degrade` leaves it.
+    pub fn episodes<R: Rng, I: AsRef<[f32]>>(
+        &self,
+        [batch, t_len, width]: [usize; 3],
+        rng: &mut R,
+        mut draw: impl FnMut(&mut R) -> Vec<I>,
+        mut degrade: impl FnMut(&[f32], &mut R) -> Vec<f32>,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let [cycles, present_steps, gap_steps, test_steps] = self.0;
+        let mut inputs = vec![0.0f32; batch * t_len * width];
+        let mut targets = Vec::with_capacity(batch * width);
+        for ep in inputs.chunks_mut(t_len * width) {
+            let items = draw(rng);
+            let mut t = 0;
+            for _ in 0..cycles {
+                let mut order: Vec<usize> = (0..items.len()).collect();
+                order.shuffle(rng);
+                for k in order {
+                    for _ in 0..present_steps {
+                        ep[t * width..(t + 1) * width].copy_from_slice(items[k].as_ref());
+                        t += 1;
+                    }
+                    t += gap_steps;
                 }
-                t += gap_steps;
             }
+            let target = items[rng.gen_range(0..items.len())].as_ref();
+            let degraded = degrade(target, rng);
+            for row in ep[t * width..].chunks_mut(width).take(test_steps) {
+                row.copy_from_slice(&degraded);
+            }
+            targets.extend_from_slice(target);
         }
-        rng.gen_range(0..items.len())
-    }
-
-    /// Writes the degraded test item into the episode's last `test_steps` steps.
-    pub fn write_test(&self, ep: &mut [f32], degraded: &[f32]) {
-        let width = degraded.len();
-        let start = ep.len() - self.0[3] * width;
-        for row in ep[start..].chunks_mut(width) {
-            row.copy_from_slice(degraded);
-        }
+        (inputs, targets)
     }
 }
 
@@ -223,3 +230,44 @@ macro_rules! completion_experiment {
     };
 }
 pub(crate) use completion_experiment;
+
+#[cfg(test)]
+mod tests {
+    use super::Schedule;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// Two items of two values, one cycle of 2 + 1 steps each, 2 test steps: every step by hand.
+    #[test]
+    fn episodes_follow_the_schedule() {
+        let items = [[1.0f32, 2.0], [3.0, 4.0]];
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut drawn_test = Vec::new();
+        let (inputs, targets) = Schedule([1, 2, 1, 2]).episodes(
+            [2, 8, 2],
+            &mut rng,
+            |_| items.to_vec(),
+            |target, _| {
+                drawn_test.push(target.to_vec());
+                vec![target[0], 0.0]
+            },
+        );
+        assert_eq!(inputs.len(), 2 * 8 * 2);
+        assert_eq!(targets, drawn_test.concat());
+        for (ep, target) in inputs.chunks(16).zip(targets.chunks(2)) {
+            let step = |t: usize| &ep[2 * t..2 * t + 2];
+            let (first, second) = (step(0), step(3));
+            assert_ne!(first, second, "each item once per cycle");
+            for t in [0, 1] {
+                assert_eq!(step(t), first);
+                assert_eq!(step(t + 3), second);
+            }
+            assert!(items.iter().any(|i| i == first) && items.iter().any(|i| i == second));
+            assert_eq!(step(2), [0.0, 0.0], "gap");
+            assert_eq!(step(5), [0.0, 0.0], "gap");
+            for t in [6, 7] {
+                assert_eq!(step(t), [target[0], 0.0], "degraded test item");
+            }
+        }
+    }
+}

@@ -158,12 +158,8 @@ impl ImageConfig {
     }
 
     fn schedule(&self) -> Schedule {
-        Schedule([
-            self.cycles,
-            self.present_steps,
-            self.gap_steps,
-            self.test_steps,
-        ])
+        let s = self;
+        Schedule([s.cycles, s.present_steps, s.gap_steps, s.test_steps])
     }
 
     fn plastic_config(&self) -> PlasticNetConfig {
@@ -194,39 +190,36 @@ pub struct ImageEpisodes {
 
 /// Generates `batch` episodes from the images of `set` (three distinct images per episode).
 /// `set` must hold at least `c.images` images of `c.side` pixels a side.
-pub fn generate(
+pub fn generate<R: Rng>(
     c: &ImageConfig,
     set: &ImageSet,
     batch: usize,
-    rng: &mut impl Rng,
+    rng: &mut R,
 ) -> ImageEpisodes {
-    let (t_len, p) = (c.steps(), c.pixels());
-    let mut inputs = vec![0.0f32; batch * t_len * p];
+    let (dims, p) = ([batch, c.steps(), c.pixels()], c.pixels());
     let mut shown = Vec::with_capacity(batch * c.images * p);
-    let mut targets = Vec::with_capacity(batch * p);
     let mut erased = Vec::with_capacity(batch * p);
-    for ep in inputs.chunks_mut(t_len * p) {
-        let picked = rand::seq::index::sample(rng, set.len(), c.images).into_vec();
-        let items: Vec<&[f32]> = picked.iter().map(|&k| set.image(k)).collect();
-        for item in &items {
-            shown.extend_from_slice(item);
-        }
-        let target = items[c.schedule().write_items(ep, &items, rng)];
+    let draw = |rng: &mut R| {
+        let picked = rand::seq::index::sample(rng, set.len(), c.images);
+        let items: Vec<&[f32]> = picked.iter().map(|k| set.image(k)).collect();
+        shown.extend(items.iter().flat_map(|item| item.iter()));
+        items
+    };
+    let degrade = |target: &[f32], rng: &mut R| {
         let erase_top = rng.gen_bool(c.top_half_probability);
         let is_erased = |k: usize| (k < p / 2) == erase_top;
-        let degraded: Vec<f32> = (0..p)
-            .map(|k| if is_erased(k) { 0.0 } else { target[k] })
-            .collect();
-        c.schedule().write_test(ep, &degraded);
-        targets.extend_from_slice(target);
         erased.extend((0..p).map(is_erased));
-    }
+        (0..p)
+            .map(|k| if is_erased(k) { 0.0 } else { target[k] })
+            .collect()
+    };
+    let (inputs, targets) = c.schedule().episodes(dims, rng, draw, degrade);
     ImageEpisodes {
         inputs,
         shown,
         targets,
         erased,
-        dims: [batch, t_len, p],
+        dims,
     }
 }
 

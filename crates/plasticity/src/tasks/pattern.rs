@@ -195,12 +195,8 @@ impl PatternConfig {
     }
 
     fn schedule(&self) -> Schedule {
-        Schedule([
-            self.cycles,
-            self.present_steps,
-            self.gap_steps,
-            self.test_steps,
-        ])
+        let s = self;
+        Schedule([s.cycles, s.present_steps, s.gap_steps, s.test_steps])
     }
 
     fn plastic_config(&self) -> PlasticNetConfig {
@@ -235,25 +231,21 @@ fn draw_pattern(bits: usize, rng: &mut impl Rng) -> Vec<f32> {
 
 /// Generates `batch` episodes of the task.
 pub fn generate(c: &PatternConfig, batch: usize, rng: &mut impl Rng) -> PatternEpisodes {
-    let (t_len, bits) = (c.steps(), c.bits);
-    let mut inputs = vec![0.0f32; batch * t_len * bits];
-    let mut targets = Vec::with_capacity(batch * bits);
-    for ep in inputs.chunks_mut(t_len * bits) {
-        let patterns: Vec<Vec<f32>> = (0..c.patterns).map(|_| draw_pattern(bits, rng)).collect();
-        let items: Vec<&[f32]> = patterns.iter().map(|p| &p[..]).collect();
-        let target = &patterns[c.schedule().write_items(ep, &items, rng)];
-        let mut degraded = target.clone();
+    let (dims, bits) = ([batch, c.steps(), c.bits], c.bits);
+    let draw = |rng: &mut _| (0..c.patterns).map(|_| draw_pattern(bits, rng)).collect();
+    let degrade = |target: &[f32], rng: &mut _| {
+        let mut degraded = target.to_vec();
         let zeroed = (bits as f64 * c.degraded_fraction).round() as usize;
         for k in rand::seq::index::sample(rng, bits, zeroed) {
             degraded[k] = 0.0;
         }
-        c.schedule().write_test(ep, &degraded);
-        targets.extend_from_slice(target);
-    }
+        degraded
+    };
+    let (inputs, targets) = c.schedule().episodes(dims, rng, draw, degrade);
     PatternEpisodes {
         inputs,
         targets,
-        dims: [batch, t_len, bits],
+        dims,
     }
 }
 
