@@ -82,13 +82,7 @@ pub(crate) fn train_images(args: ImagesArgs) -> Result<(), Failure> {
         }),
         curves: &["loss", "erased_loss"],
     };
-    s.check_updates_run(&spec.out, spec.total, spec.unit)?;
-    let summary = s.train(&task, &spec, |p| {
-        format!("loss {:.2}  erased_loss(50) {:.2}", p.loss, p.running[0])
-    })?;
-    let (loss, erased) = (summary.final_loss, summary.final_metrics[0]);
-    let metrics = format!("loss {loss:.3}, erased_loss {erased:.3} (training images)");
-    s.finish(&summary, &spec, config.batch, &metrics)?;
+    s.run(&task, &spec, config.batch)?;
     let out = &spec.out;
     let device = parse_device(&args.common.device)?;
     let (model, updates) = load_run_model(&task, out, &device)?;

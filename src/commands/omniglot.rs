@@ -145,12 +145,7 @@ pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
         }),
         curves: &["loss", "accuracy"],
     };
-    let summary = s.train(&task, &spec, |p| {
-        format!("loss {:.3}  accuracy(50) {:.3}", p.loss, p.running[0])
-    })?;
-    let (loss, accuracy) = (summary.final_loss, summary.final_metrics[0]);
-    let metrics = format!("loss {loss:.4}, training accuracy {accuracy:.4}");
-    s.finish(&summary, &spec, config.meta_batch, &metrics)?;
+    s.run(&task, &spec, config.meta_batch)?;
     eprintln!(
         "held-out accuracy: plasticity eval omniglot --run {}",
         spec.out.display()

@@ -86,13 +86,7 @@ pub(crate) fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
         extra: json!({"steps_per_episode": config.steps()}),
         curves: &["loss", "error"],
     };
-    s.check_updates_run(&spec.out, spec.total, spec.unit)?;
-    let summary = s.train(&task, &spec, |p| {
-        format!("loss {:.3}  error(50) {:.4}", p.loss, p.running[0])
-    })?;
-    let (loss, error) = (summary.final_loss, summary.final_metrics[0]);
-    let metrics = format!("loss {loss:.4}, error {error:.4}");
-    s.finish(&summary, &spec, config.batch, &metrics)?;
+    s.run(&task, &spec, config.batch)?;
     Ok(())
 }
 

@@ -222,6 +222,31 @@ impl<'a> Session<'a> {
         Ok(summary)
     }
 
+    /// Checks the run's options and folder, trains `task` into `spec.out` (see
+    /// [`Session::train`]; progress lines show the loss and the running mean of the task's
+    /// first metric) and ends the run (see [`Session::finish`]; `batch`: episodes per update).
+    pub(crate) fn run<E: Experiment>(
+        &self,
+        task: &E,
+        spec: &RunSpec<'_>,
+        batch: usize,
+    ) -> Result<Summary, Failure> {
+        self.check_updates_run(&spec.out, spec.total, spec.unit)?;
+        let metric = task.metric_names()[0];
+        let summary = self.train(task, spec, |p| {
+            let (loss, value) = (significant(p.loss), significant(p.running[0]));
+            format!("loss {loss}  {metric}(50) {value}")
+        })?;
+        let (loss, value) = (summary.final_loss, summary.final_metrics[0]);
+        let metrics = format!(
+            "loss {}, {metric} {}",
+            significant(loss),
+            significant(value)
+        );
+        self.finish(&summary, spec, batch, &metrics)?;
+        Ok(summary)
+    }
+
     /// Ends a run (see [`Session::check_stopped`]) and prints its last line on stderr: updates
     /// (and the episodes of each, `batch`), time, the running `metrics` and the run directory.
     pub(crate) fn finish(
@@ -278,6 +303,16 @@ impl<'a> Session<'a> {
         }
         Ok(())
     }
+}
+
+/// `x` with four significant digits (at most six decimals): `61.21`, `0.1234`, `1234`.
+pub(crate) fn significant(x: f64) -> String {
+    let magnitude = if x == 0.0 || !x.is_finite() {
+        0
+    } else {
+        x.abs().log10().floor() as i32
+    };
+    format!("{x:.*}", (3 - magnitude).clamp(0, 6) as usize)
 }
 
 /// `--time-limit` must be a positive number of minutes.

@@ -185,13 +185,7 @@ fn train_rl<T: A2cTask>(
         extra: json!({"neurons": spec.neurons}),
         curves: &["loss", "reward"],
     };
-    s.check_updates_run(&run.out, run.total, run.unit)?;
-    let summary = s.train(task, &run, |p| {
-        format!("loss {:.3}  reward(50) {:.2}", p.loss, p.running[0])
-    })?;
-    let (loss, reward) = (summary.final_loss, summary.final_metrics[0]);
-    let metrics = format!("loss {loss:.4}, reward {reward:.3}");
-    s.finish(&summary, &run, task.settings().batch, &metrics)?;
+    s.run(task, &run, task.settings().batch)?;
     Ok(run.out)
 }
 
