@@ -220,14 +220,8 @@ pub struct Grads<B: Backend> {
 /// dL/deta += sum G * (y_{t-1} outer y_t - Hebb_t)      (Oja: - Hebb_t y_t^2)
 /// ```
 pub fn backward<B: Backend>(saved: Saved<B>, gy: F<B>) -> Grads<B> {
-    let Saved {
-        spec,
-        params,
-        ys,
-        clamped,
-        checkpoints,
-        segment,
-    } = saved;
+    let (spec, params, ys) = (saved.spec, saved.params, saved.ys);
+    let (clamped, checkpoints, segment) = (saved.clamped, saved.checkpoints, saved.segment);
     let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
     let eta = params.eta;
     let device: Device<B> = TensorMetadata::device(&params.w);
