@@ -19,6 +19,7 @@
 //! the recorded observations are replayed through the fused episode operation in one call,
 //! which gives the same activities, for the gradient.
 
+use crate::check::fields;
 use crate::config::PlasticityConfig;
 use crate::layer::{PlasticNet, PlasticNetConfig};
 use crate::tensors::{from_vec, to_vec};
@@ -123,9 +124,7 @@ impl AgentSpec {
     /// Checks the fields; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
         crate::check::model(self.model, MODELS)?;
-        if self.neurons == 0 {
-            return Err("neurons: must be positive".into());
-        }
+        fields!(self, count: [neurons]);
         if self.plasticity.rule == TraceRule::Oja
             && matches!(self.model, Model::Modplast | Model::Modul)
         {
@@ -197,29 +196,9 @@ impl Default for A2cSettings {
 impl A2cSettings {
     /// Checks the fields; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
-        if self.batch == 0 {
-            return Err("batch: must be positive".into());
-        }
-        for (name, v) in [
-            ("value_weight", self.value_weight),
-            ("prob_penalty", self.prob_penalty),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(format!("{name}: must be finite and >= 0 (got {v})"));
-            }
-        }
-        for (name, v) in [
-            ("learning_rate", self.learning_rate),
-            ("adam_epsilon", self.adam_epsilon),
-            ("max_grad_norm", self.max_grad_norm),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(format!("{name}: must be positive (got {v})"));
-            }
-        }
-        if !(self.gamma >= 0.0 && self.gamma <= 1.0) {
-            return Err(format!("gamma: must be in [0, 1] (got {})", self.gamma));
-        }
+        fields!(self, count: [batch], non_negative: [value_weight, prob_penalty]);
+        fields!(self, positive: [learning_rate, adam_epsilon, max_grad_norm]);
+        fields!(self, unit_interval: [gamma]);
         Ok(())
     }
 }

@@ -26,6 +26,7 @@
 //! modulator adds `2N + 2` parameters or fewer, under 1% of the recurrent weights).
 
 use super::a2c::{agent_plasticity, A2cSettings, A2cTask, AgentSpec, Environment, Model};
+use crate::check::fields;
 use crate::config::{NoOtherFields, PlasticityConfig};
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -157,7 +158,7 @@ impl CueRewardConfig {
                 self.steps
             ));
         }
-        crate::check::positive("reward", self.reward)?;
+        fields!(self, positive: [reward]);
         self.a2c.validate()?;
         self.agent_spec().validate()
     }

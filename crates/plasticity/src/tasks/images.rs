@@ -27,6 +27,7 @@
 //! is clamped like the plastic network's (visible pixels of the last step output their input),
 //! so only the erased half is predicted.
 
+use crate::check::fields;
 use crate::config::{NoOtherFields, PlasticityConfig};
 use crate::data::ImageSet;
 use crate::layer::PlasticNetConfig;
@@ -119,24 +120,15 @@ impl ImageConfig {
     /// Checks every field; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
         crate::check::model(self.model, super::completion::MODELS)?;
-        crate::check::counts(&[
-            ("side", self.side),
-            ("images", self.images),
-            ("cycles", self.cycles),
-            ("present_steps", self.present_steps),
-            ("test_steps", self.test_steps),
-            ("batch", self.batch),
-            ("lstm_cells", self.lstm_cells),
-        ])?;
+        fields!(self, count: [side, images, cycles, present_steps, test_steps, batch, lstm_cells]);
         if !self.pixels().is_multiple_of(2) {
             return Err(format!(
                 "side: side^2 must be even (two halves), got side {}",
                 self.side
             ));
         }
-        crate::check::unit_interval("top_half_probability", self.top_half_probability)?;
-        crate::check::positive("learning_rate", self.learning_rate)?;
-        crate::check::positive("adam_epsilon", self.adam_epsilon)?;
+        fields!(self, unit_interval: [top_half_probability]);
+        fields!(self, positive: [learning_rate, adam_epsilon]);
         self.plastic_config().validate()
     }
 

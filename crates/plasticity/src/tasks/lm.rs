@@ -21,6 +21,7 @@
 //! (empty fields otherwise). Validation and test run through the whole stream with `eval_batch`
 //! sequences, without dropout, the state carried across segments.
 
+use crate::check::fields;
 use crate::config::{NoOtherFields, PlasticityConfig};
 use crate::data::ptb::Corpus;
 use crate::lstm::{LstmState, PlasticLstm, PlasticLstmConfig, Plasticity};
@@ -190,35 +191,9 @@ impl LmConfig {
     /// Checks the configuration; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
         crate::check::model(self.model, MODELS)?;
-        crate::check::counts(&[
-            ("layers", self.layers),
-            ("embedding", self.embedding),
-            ("hidden", self.hidden),
-            ("bptt", self.bptt),
-            ("batch", self.batch),
-            ("eval_batch", self.eval_batch),
-        ])?;
-        if self.epochs == 0 {
-            return Err("epochs: must be positive".into());
-        }
-        for (name, p) in [
-            ("dropout_embedding", self.dropout_embedding),
-            ("dropout_hidden", self.dropout_hidden),
-            ("dropout_output", self.dropout_output),
-        ] {
-            if !(0.0..1.0).contains(&p) {
-                return Err(format!("{name}: must be in [0, 1) (got {p})"));
-            }
-        }
-        for (name, v) in [
-            ("learning_rate", self.learning_rate),
-            ("lr_decay", self.lr_decay),
-            ("max_grad_norm", self.max_grad_norm),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(format!("{name}: must be positive (got {v})"));
-            }
-        }
+        fields!(self, count: [layers, embedding, hidden, bptt, batch, eval_batch, epochs]);
+        fields!(self, below_one: [dropout_embedding, dropout_hidden, dropout_output]);
+        fields!(self, positive: [learning_rate, lr_decay, max_grad_norm]);
         self.plasticity.validate()?;
         if self.plasticity.clip.is_none() {
             return Err("clip: the plastic LSTM needs one (the paper: 2)".into());

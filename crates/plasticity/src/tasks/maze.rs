@@ -24,6 +24,7 @@
 //! (unclipped), to compare `--model plastic` with `--model rnn`.
 
 use super::a2c::{agent_plasticity, A2cSettings, A2cTask, AgentSpec, Environment, Model};
+use crate::check::fields;
 use crate::config::{NoOtherFields, PlasticityConfig};
 use plasticity_kernels::TraceRule;
 use rand::Rng;
@@ -130,14 +131,7 @@ impl MazeConfig {
                 self.size
             ));
         }
-        if self.steps == 0 {
-            return Err("steps: must be positive".into());
-        }
-        for (name, v) in [("reward", self.reward), ("wall_penalty", self.wall_penalty)] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(format!("{name}: must be finite and >= 0 (got {v})"));
-            }
-        }
+        fields!(self, count: [steps], non_negative: [reward, wall_penalty]);
         self.a2c.validate()?;
         self.agent_spec().validate()
     }

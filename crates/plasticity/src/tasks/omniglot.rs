@@ -19,6 +19,7 @@
 //! out, fixed by `split_seed`) or the standard one (background set for training, evaluation
 //! set's unseen alphabets for testing).
 
+use crate::check::fields;
 use crate::config::{NoOtherFields, PlasticityConfig};
 use crate::data::omniglot::{rotate90, Omniglot, OmniglotSet};
 use crate::dense::{DenseActivation, PlasticDense, PlasticDenseConfig};
@@ -206,14 +207,7 @@ impl OmniglotConfig {
 
     /// Checks every field; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
-        crate::check::counts(&[
-            ("ways", self.ways),
-            ("shots", self.shots),
-            ("channels", self.channels),
-            ("meta_batch", self.meta_batch),
-            ("queries", self.queries),
-            ("test_classes", self.test_classes),
-        ])?;
+        fields!(self, count: [ways, shots, channels, meta_batch, queries, test_classes]);
         if self.ways < 2 {
             return Err(format!("ways: must be at least 2 (got {})", self.ways));
         }
@@ -223,31 +217,15 @@ impl OmniglotConfig {
                 self.side
             ));
         }
-        for (name, v) in [
-            ("learning_rate", self.learning_rate),
-            ("adam_epsilon", self.adam_epsilon),
-            ("lr_decay", self.lr_decay),
-            ("conv_init_gain", self.conv_init_gain),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(format!("{name}: must be positive (got {v})"));
-            }
-        }
-        if self.lr_decay_every == 0 {
-            return Err("lr_decay_every: must be positive".into());
-        }
+        fields!(self, positive: [learning_rate, adam_epsilon, lr_decay, conv_init_gain]);
+        fields!(self, count: [lr_decay_every]);
         if 2 * self.max_shift >= self.side {
             return Err(format!(
                 "max_shift: must be less than half the image side {} (got {})",
                 self.side, self.max_shift
             ));
         }
-        if !(self.label_clamp.is_finite() && self.label_clamp >= 0.0) {
-            return Err(format!(
-                "label_clamp: must be finite and >= 0 (got {})",
-                self.label_clamp
-            ));
-        }
+        fields!(self, non_negative: [label_clamp]);
         self.plasticity.validate()?;
         self.plasticity.unused(
             &PlasticityConfig::default(),

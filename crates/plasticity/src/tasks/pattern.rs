@@ -10,6 +10,7 @@
 use super::completion::{last_step, squared_error, with_bias, CompletionTask, Schedule};
 pub use super::completion::{CompletionModel, LstmNet};
 pub use super::Model;
+use crate::check::fields;
 use crate::config::{NoOtherFields, PlasticityConfig};
 use crate::layer::PlasticNetConfig;
 use crate::tensors::to_vec;
@@ -134,25 +135,15 @@ impl PatternConfig {
     /// Checks every field; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
         crate::check::model(self.model, super::completion::MODELS)?;
-        crate::check::counts(&[
-            ("bits", self.bits),
-            ("patterns", self.patterns),
-            ("cycles", self.cycles),
-            ("present_steps", self.present_steps),
-            ("test_steps", self.test_steps),
-            ("batch", self.batch),
-            ("lstm_cells", self.lstm_cells),
-        ])?;
+        fields!(self, count: [bits, patterns, cycles, present_steps, test_steps, batch, lstm_cells]);
         if !self.bits.is_multiple_of(2) {
             return Err(format!(
                 "bits: must be even (half +1, half -1), got {}",
                 self.bits
             ));
         }
-        crate::check::positive("learning_rate", self.learning_rate)?;
-        crate::check::positive("adam_epsilon", self.adam_epsilon)?;
-        crate::check::unit_interval("degraded_fraction", self.degraded_fraction)?;
-        crate::check::positive("input_scale", self.input_scale)?;
+        fields!(self, positive: [learning_rate, adam_epsilon]);
+        fields!(self, unit_interval: [degraded_fraction], positive: [input_scale]);
         if self.model == Model::Rnn && self.rnn_neurons != 0 && self.rnn_neurons <= self.bits {
             return Err(format!(
                 "rnn_neurons: must exceed bits ({}) to hold the inputs and the bias",
