@@ -3,11 +3,13 @@
 //! [`Experiment`](crate::train::Experiment) hooks.
 
 use super::Model;
+use crate::config::PlasticityConfig;
 use crate::layer::{PlasticNet, PlasticNetConfig};
 use crate::tensors::from_vec;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
 use burn::tensor::{Device, Tensor};
+use plasticity_kernels::InputMode;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -55,6 +57,38 @@ impl Schedule {
             targets.extend_from_slice(target);
         }
         (inputs, targets)
+    }
+}
+
+/// The recurrent network of a completion task: `neurons` neurons, plastic unless `model` is
+/// `rnn`.
+pub(crate) fn recurrent_net(
+    model: Model,
+    neurons: usize,
+    plasticity: &PlasticityConfig,
+    input: InputMode,
+) -> PlasticNetConfig {
+    PlasticNetConfig {
+        neurons,
+        plastic: model != Model::Rnn,
+        input,
+        plasticity: plasticity.clone(),
+        ..PlasticNetConfig::default()
+    }
+}
+
+/// Adds the memory of a completion network to `m`: the LSTM's (`[inputs, cells]`) or the
+/// recurrent network's (`(what sizes it, neurons)`), for `[batch, steps]`.
+pub(crate) fn add_network_memory(
+    m: &mut super::MemoryEstimate,
+    model: Model,
+    (sized_by, neurons): (String, usize),
+    [inputs, cells]: [usize; 2],
+    [batch, steps]: [usize; 2],
+) {
+    match model {
+        Model::Lstm => m.add_lstm(format!("lstm_cells = {cells}"), inputs, cells, batch, steps),
+        _ => m.add_recurrent(sized_by, neurons, batch, steps),
     }
 }
 

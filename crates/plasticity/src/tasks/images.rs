@@ -38,8 +38,9 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::completion::{last_step, squared_error, with_bias, CompletionTask, Schedule};
+use super::completion::{add_network_memory, last_step, recurrent_net, squared_error, with_bias};
 pub use super::completion::{CompletionModel, LstmNet};
+use super::completion::{CompletionTask, Schedule};
 pub use super::Model;
 
 /// Configuration of the image task; the defaults are the paper's (section 4.2).
@@ -136,16 +137,11 @@ impl ImageConfig {
     pub fn memory_estimate(&self) -> super::MemoryEstimate {
         let mut m = super::MemoryEstimate::default();
         let side = format!("side = {} ({} neurons)", self.side, self.neurons());
-        match self.model {
-            Model::Lstm => m.add_lstm(
-                format!("lstm_cells = {}", self.lstm_cells),
-                self.neurons(),
-                self.lstm_cells,
-                self.batch,
-                self.steps(),
-            ),
-            _ => m.add_recurrent(side, self.neurons(), self.batch, self.steps()),
-        }
+        let (lstm, run) = (
+            [self.neurons(), self.lstm_cells],
+            [self.batch, self.steps()],
+        );
+        add_network_memory(&mut m, self.model, (side, self.neurons()), lstm, run);
         m
     }
 
@@ -155,13 +151,8 @@ impl ImageConfig {
     }
 
     fn plastic_config(&self) -> PlasticNetConfig {
-        PlasticNetConfig {
-            neurons: self.neurons(),
-            plastic: self.model != Model::Rnn,
-            input: InputMode::Clamped,
-            plasticity: self.plasticity.clone(),
-            ..PlasticNetConfig::default()
-        }
+        let s = self;
+        recurrent_net(s.model, s.neurons(), &s.plasticity, InputMode::Clamped)
     }
 }
 

@@ -7,14 +7,16 @@
 //! loss is the sum of squared errors between the last step's activity of the pattern neurons
 //! and the full test pattern; the metric `error` is the fraction of bits whose sign is wrong.
 
-use super::completion::{last_step, squared_error, with_bias, CompletionTask, Schedule};
+use super::completion::{add_network_memory, last_step, recurrent_net, squared_error, with_bias};
 pub use super::completion::{CompletionModel, LstmNet};
+use super::completion::{CompletionTask, Schedule};
 pub use super::Model;
 use crate::check::fields;
 use crate::config::{NoOtherFields, PlasticityConfig};
 use crate::layer::PlasticNetConfig;
 use crate::tensors::to_vec;
 use burn::tensor::{Device, Tensor};
+use plasticity_kernels::InputMode;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -157,27 +159,12 @@ impl PatternConfig {
     pub fn memory_estimate(&self) -> super::MemoryEstimate {
         let mut m = super::MemoryEstimate::default();
         let steps = self.steps();
-        match self.model {
-            Model::Lstm => m.add_lstm(
-                format!("lstm_cells = {}", self.lstm_cells),
-                self.bits + 1,
-                self.lstm_cells,
-                self.batch,
-                steps,
-            ),
-            Model::Rnn if self.rnn_neurons > 0 => m.add_recurrent(
-                format!("rnn_neurons = {}", self.rnn_neurons),
-                self.neurons(),
-                self.batch,
-                steps,
-            ),
-            _ => m.add_recurrent(
-                format!("bits = {} ({} neurons)", self.bits, self.neurons()),
-                self.neurons(),
-                self.batch,
-                steps,
-            ),
-        }
+        let sized_by = match self.model {
+            Model::Rnn if self.rnn_neurons > 0 => format!("rnn_neurons = {}", self.rnn_neurons),
+            _ => format!("bits = {} ({} neurons)", self.bits, self.neurons()),
+        };
+        let (lstm, run) = ([self.bits + 1, self.lstm_cells], [self.batch, steps]);
+        add_network_memory(&mut m, self.model, (sized_by, self.neurons()), lstm, run);
         m.add(
             format!("patterns = {} (the episodes' patterns)", self.patterns),
             4.0 * (self.batch as f64) * (self.patterns as f64 + steps as f64) * self.bits as f64,
@@ -191,12 +178,8 @@ impl PatternConfig {
     }
 
     fn plastic_config(&self) -> PlasticNetConfig {
-        PlasticNetConfig {
-            neurons: self.neurons(),
-            plastic: self.model != Model::Rnn,
-            plasticity: self.plasticity.clone(),
-            ..PlasticNetConfig::default()
-        }
+        let s = self;
+        recurrent_net(s.model, s.neurons(), &s.plasticity, InputMode::Additive)
     }
 }
 
