@@ -14,13 +14,18 @@ action=${1:-start}
 dir=${2:-/tmp/plasticity-slurm}
 conf=$dir/slurm.conf
 
+# Stops the daemons of the pid files and waits (at most 15 s each, then SIGKILL) until they
+# are gone, so that a restart finds the ports free.
 stop() {
   for pidfile in "$dir/slurmd.pid" "$dir/slurmctld.pid" "$dir/munged.pid"; do
-    if [ -f "$pidfile" ]; then
-      pid=$(cat "$pidfile")
-      kill "$pid" 2>/dev/null || true
-      rm -f "$pidfile"
+    [ -f "$pidfile" ] || continue
+    pid=$(cat "$pidfile")
+    if kill "$pid" 2>/dev/null; then
+      k=0
+      while kill -0 "$pid" 2>/dev/null && [ $k -lt 150 ]; do sleep 0.1; k=$((k + 1)); done
+      kill -9 "$pid" 2>/dev/null || true
     fi
+    rm -f "$pidfile"
   done
 }
 
