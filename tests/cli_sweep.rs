@@ -464,3 +464,42 @@ fn a_slurm_sweep_runs_on_a_real_cluster() {
     assert!(stderr(&o).contains("nothing to submit"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The papers' grids in configs/ are valid specs of the expected sizes (checked as a run
+/// would be, without running).
+#[test]
+fn the_papers_grids_in_configs_are_valid_specs() {
+    let dir = temp_dir("sweep-configs");
+    for (file, points, last) in [
+        (
+            "sweep-maze.toml",
+            45,
+            "rnn139-seed8: start: plasticity maze",
+        ),
+        (
+            "sweep-cue-reward.toml",
+            40,
+            "rnn-seed9: start: plasticity cue-reward",
+        ),
+        ("sweep-lm.toml", 12, "modul-seed2: start: plasticity lm"),
+    ] {
+        let spec = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("configs")
+            .join(file);
+        let out = dir.join(file);
+        let o = succeeds(&[
+            "sweep",
+            spec.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--dry-run",
+        ]);
+        let plan = String::from_utf8(o.stdout).unwrap();
+        assert_eq!(plan.lines().count(), points, "{file}: {plan}");
+        assert!(
+            plan.lines().last().unwrap().starts_with(last),
+            "{file}: {plan}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

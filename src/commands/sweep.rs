@@ -8,7 +8,7 @@
 
 use super::common::{usage, Failure};
 use super::sweep_point::{
-    point_state, run_point, write_atomic, Manifest, ManifestPoint, PointState,
+    point_state, print_out, run_point, write_atomic, Manifest, ManifestPoint, PointState,
 };
 use super::{sweep_report, sweep_slurm};
 use crate::sweep_spec::{scalar_text, Spec, MAX_POINTS};
@@ -392,7 +392,11 @@ fn run_local(dir: &Path, m: &Manifest, args: &SweepArgs) -> Result<(), Failure> 
             } else {
                 ("start", &p.args)
             };
-            println!("{}: {how}: plasticity {}", p.name, args.join(" "));
+            print_out(&format!(
+                "{}: {how}: plasticity {}\n",
+                p.name,
+                args.join(" ")
+            ));
         }
         return Ok(());
     }

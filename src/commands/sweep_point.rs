@@ -68,6 +68,12 @@ impl Manifest {
     }
 }
 
+/// Writes `text` on stdout; a closed stdout (`| head`) is not an error.
+pub(crate) fn print_out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     let tmp = path.with_extension("tmp");

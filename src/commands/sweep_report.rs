@@ -3,7 +3,9 @@
 //! median and inter-quartile range per group, wall times, and the plot of the groups).
 
 use super::common::{usage, Failure};
-use super::sweep_point::{last_log_line, point_state, write_atomic, Manifest, PointState};
+use super::sweep_point::{
+    last_log_line, point_state, print_out, write_atomic, Manifest, PointState,
+};
 use super::sweep_slurm;
 use crate::plot;
 use clap::Args;
@@ -96,40 +98,47 @@ pub(crate) fn status(dir: &Path, json_out: bool) -> Result<(), Failure> {
                        "updates": last_row(&dir.join(&p.name)).map(|r| r.0)})
             })
             .collect();
-        println!(
-            "{}",
+        print_out(&format!(
+            "{}\n",
             json!({"experiment": m.experiment, "points": points, "slurm_jobs": jobs,
                    "scheduler_error": note, "summary": summary(&states)})
-        );
+        ));
         return Ok(());
     }
-    println!(
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
         "sweep {}: {}, {}",
         dir.display(),
         m.experiment,
         summary(&states)
     );
     if !jobs.is_empty() {
-        println!("Slurm jobs: {}", jobs.join(", "));
+        let _ = writeln!(text, "Slurm jobs: {}", jobs.join(", "));
     }
     if let Some(n) = note {
-        println!("(the scheduler did not answer: {n}; states from the run folders)");
+        let _ = writeln!(
+            text,
+            "(the scheduler did not answer: {n}; states from the run folders)"
+        );
     }
-    println!("| point | run | state | updates | note |");
-    println!("|---|---|---|---|---|");
+    let _ = writeln!(text, "| point | run | state | updates | note |");
+    let _ = writeln!(text, "|---|---|---|---|---|");
     for (p, s) in m.points.iter().zip(&states) {
         let updates = last_row(&dir.join(&p.name)).map_or("-".into(), |r| r.0.to_string());
         let note = match s {
             PointState::Failed => last_log_line(dir, &p.name),
             _ => String::new(),
         };
-        println!(
+        let _ = writeln!(
+            text,
             "| {} | {} | {} | {updates} | {note} |",
             p.index,
             p.name,
             s.name()
         );
     }
+    print_out(&text);
     Ok(())
 }
 
@@ -287,9 +296,9 @@ pub(crate) fn report(a: &ReportArgs) -> Result<(), Failure> {
     let pretty = serde_json::to_string_pretty(&report).expect("serializes") + "\n";
     write_atomic(&dir.join("report.json"), pretty.as_bytes())?;
     if a.json {
-        println!("{report}");
+        print_out(&format!("{report}\n"));
     } else {
-        print!("{text}");
+        print_out(&text);
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! nodes share, and so must this binary.
 
 use super::common::Failure;
-use super::sweep_point::{point_state, write_atomic, Manifest, PointState, Scheduled};
+use super::sweep_point::{point_state, print_out, write_atomic, Manifest, PointState, Scheduled};
 use crate::sweep_spec::Spec;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -168,7 +168,7 @@ pub(crate) fn submit(
     });
     let json = serde_json::to_string_pretty(&jobs).expect("serializes") + "\n";
     write_atomic(&dir.join("slurm").join("jobs.json"), json.as_bytes())?;
-    println!("{job}");
+    print_out(&format!("{job}\n"));
     eprintln!(
         "sweep {}: submitted job {job}: {} of {} points (--array={}%{max}); follow it with: plasticity sweep status {}",
         dir.display(),
