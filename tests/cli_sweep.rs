@@ -31,6 +31,22 @@ fn tiny_spec(dir: &Path, updates: u64, more: &str) -> PathBuf {
     spec
 }
 
+/// A scratch folder for test `name` with [`tiny_spec`] in it: the folder, the spec and the
+/// sweep folder `sweep` inside it (not created).
+fn scratch(name: &str, updates: u64, more: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = temp_dir(name);
+    let spec = tiny_spec(&dir, updates, more);
+    let sweep = dir.join("sweep");
+    (dir, spec, sweep)
+}
+
+/// `sweep SPEC --out SWEEP` and `more`.
+fn sweep_args<'a>(spec: &'a Path, sweep: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["sweep", spec.to_str().unwrap(), "--out", sweep];
+    args.extend(more);
+    args
+}
+
 /// The JSON that a command prints, after asserting it succeeded.
 fn json_of(args: &[&str]) -> Value {
     stdout_json(&succeeds(args))
@@ -132,20 +148,9 @@ fn check_report(sweep: &Path, metric: &str, last: usize) {
 /// run's), and a report whose numbers are those of each run's metrics.csv.
 #[test]
 fn a_local_sweep_runs_resumes_and_reports() {
-    let dir = temp_dir("sweep-local");
-    let spec = tiny_spec(&dir, 12, "");
-    let (spec_s, sweep) = (spec.to_str().unwrap(), dir.join("sweep"));
+    let (dir, spec, sweep) = scratch("sweep-local", 12, "");
     let sweep_s = sweep.to_str().unwrap();
-    let cmd = [
-        "sweep",
-        spec_s,
-        "--out",
-        sweep_s,
-        "--jobs",
-        "2",
-        "--threads",
-        "1",
-    ];
+    let cmd = sweep_args(&spec, sweep_s, &["--jobs", "2", "--threads", "1"]);
     let o = succeeds(&cmd);
     let e = stderr(&o);
     assert!(
@@ -243,20 +248,11 @@ fn a_local_sweep_runs_resumes_and_reports() {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_stops_a_local_sweep_with_resumable_runs() {
-    let dir = temp_dir("sweep-sigint");
-    let spec = tiny_spec(&dir, 100_000_000, "");
-    let sweep = dir.join("sweep");
+    let (dir, spec, sweep) = scratch("sweep-sigint", 100_000_000, "");
     let sweep_s = sweep.to_str().unwrap();
-    let args = [
-        "sweep",
-        spec.to_str().unwrap(),
-        "--out",
-        sweep_s,
-        "--threads",
-        "1",
-    ];
+    let args = sweep_args(&spec, sweep_s, &["--threads", "1"]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_plasticity"))
-        .args(args)
+        .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -429,18 +425,9 @@ fn a_slurm_sweep_runs_on_a_real_cluster() {
         eprintln!("skipped: the Slurm sweep test needs a cluster: {why}");
         return;
     }
-    let dir = temp_dir("sweep-slurm");
-    let spec = tiny_spec(&dir, 12, "[slurm]\nmax-parallel = 2\n");
-    let sweep = dir.join("sweep");
+    let (dir, spec, sweep) = scratch("sweep-slurm", 12, "[slurm]\nmax-parallel = 2\n");
     let sweep_s = sweep.to_str().unwrap();
-    let cmd = [
-        "sweep",
-        spec.to_str().unwrap(),
-        "--out",
-        sweep_s,
-        "--on",
-        "slurm",
-    ];
+    let cmd = sweep_args(&spec, sweep_s, &["--on", "slurm"]);
     let o = succeeds(&cmd);
     let job = String::from_utf8_lossy(&o.stdout).trim().to_string();
     assert!(job.parse::<u64>().is_ok(), "job id: {job} ({})", stderr(&o));
