@@ -501,3 +501,41 @@ fn the_papers_grids_in_configs_are_valid_specs() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A point whose run fails (here: refused as too large for the machine, exit 2 of its own) is
+/// reported by the sweep (exit 1), shown as failed with its reason, and tried again by the next
+/// run, while the finished point is skipped.
+#[test]
+fn a_failing_point_is_reported_and_tried_again() {
+    let (dir, spec, sweep) = scratch("sweep-failing", 4, "");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let text = text.replace(
+        "model = [\"plastic\", \"rnn\"]\nseed = [0, 1]",
+        "bits = [8, 1000000000]",
+    );
+    std::fs::write(&spec, text).unwrap();
+    let sweep_s = sweep.to_str().unwrap();
+    let args = sweep_args(&spec, sweep_s, &["--threads", "1"]);
+    let e = common::fails(&args, 1, &["1 of 2 points failed (bits1000000000)"]);
+    assert!(e.contains("[1/2] bits8: done"), "{e}");
+    let status = states(sweep_s);
+    assert_eq!(
+        status,
+        [
+            ("bits8".into(), "done".into()),
+            ("bits1000000000".into(), "failed".into())
+        ]
+    );
+    let table = String::from_utf8(succeeds(&["sweep", "status", sweep_s]).stdout).unwrap();
+    assert!(
+        table.contains("| 1 | bits1000000000 | failed | - | error: config: bits"),
+        "{table}"
+    );
+    let e = common::fails(
+        &args,
+        1,
+        &["1 done", "1 to start", "[1/1] bits1000000000: failed"],
+    );
+    assert!(!e.contains("bits8:"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
