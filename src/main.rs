@@ -10,10 +10,11 @@ mod picture;
 mod plot;
 mod png;
 mod safety;
+mod sweep_spec;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use commands::common::Failure;
-use commands::{bench, check, eval, images, lm, omniglot, pattern, rl};
+use commands::{bench, check, eval, images, lm, omniglot, pattern, rl, sweep};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -59,6 +60,10 @@ enum Command {
     },
     /// Draw the smoothed learning curves of several runs into one chart (SVG, or PNG).
     Plot(Box<commands::plot::PlotArgs>),
+    /// Many seeds and settings as one command: every point of a grid (a TOML or JSON spec) as
+    /// a run folder, here (`--jobs` at a time) or as a Slurm job array; resumable. `sweep
+    /// status DIR`, `sweep report DIR`.
+    Sweep(Box<sweep::SweepArgs>),
 }
 
 fn main() -> ExitCode {
@@ -105,6 +110,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Bench(args) => bench::bench(*args),
         Command::Check { device } => check::check(device),
         Command::Plot(args) => commands::plot::plot_runs(*args),
+        Command::Sweep(args) => sweep::sweep(*args),
     }
 }
 

@@ -1,5 +1,5 @@
 //! The commands: one module per experiment (training, evaluation and its pictures), the
-//! benchmark, the device check and the plot, over the shared pipeline and helpers.
+//! benchmark, the device check, the plot and the sweeps, over the shared pipeline and helpers.
 
 pub(crate) mod bench;
 pub(crate) mod check;
@@ -14,3 +14,7 @@ pub(crate) mod pipeline;
 pub(crate) mod plot;
 pub(crate) mod rl;
 pub(crate) mod rl_pictures;
+pub(crate) mod sweep;
+pub(crate) mod sweep_point;
+pub(crate) mod sweep_report;
+pub(crate) mod sweep_slurm;

@@ -4,7 +4,7 @@
 use super::common::{usage, Failure};
 use crate::{chart, plot};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Options of `plasticity plot`.
 #[derive(Args)]
@@ -34,29 +34,29 @@ pub(crate) struct PlotArgs {
     seeds: bool,
 }
 
-/// `plasticity plot`.
-pub(crate) fn plot_runs(a: PlotArgs) -> Result<(), Failure> {
-    let PlotArgs {
-        runs,
-        metric,
-        smooth,
-        out,
-        log,
-        x,
-        seeds,
-    } = a;
+/// Draws column `metric` of the `runs` against column `x` into `out` (see [`PlotArgs`]);
+/// returns the curves, the smoothing window and what a row is called.
+pub(crate) fn draw(
+    runs: &[PathBuf],
+    metric: &str,
+    smooth: Option<usize>,
+    out: &Path,
+    log: bool,
+    x: &str,
+    seeds: bool,
+) -> Result<(Vec<plot::Series>, usize, &'static str), Failure> {
     if runs.is_empty() {
         return Err(usage("plot: give at least one run directory"));
     }
     let curves = runs
         .iter()
-        .map(|r| plot::read_columns(r, &x, &metric).map_err(usage))
+        .map(|r| plot::read_columns(r, x, metric).map_err(usage))
         .collect::<Result<Vec<_>, _>>()?;
     let longest = curves.iter().map(Vec::len).max().unwrap_or(0);
     let smooth = smooth.unwrap_or_else(|| plot::auto_window(longest)).max(1);
     let mut series = Vec::new();
     if seeds {
-        for (group, dirs) in plot::group_by_seed(&runs) {
+        for (group, dirs) in plot::group_by_seed(runs) {
             let smoothed: Vec<_> = dirs
                 .iter()
                 .filter_map(|d| runs.iter().position(|r| r == d))
@@ -74,7 +74,7 @@ pub(crate) fn plot_runs(a: PlotArgs) -> Result<(), Failure> {
             series.push(plot::Series::smoothed(label, pts, smooth));
         }
     }
-    let (x_label, rows) = match x.as_str() {
+    let (x_label, rows) = match x {
         "episode" => ("update", "updates"),
         "seconds" => ("wall time (seconds)", "points"),
         other => (other, "points"),
@@ -96,11 +96,18 @@ pub(crate) fn plot_runs(a: PlotArgs) -> Result<(), Failure> {
         ),
         note,
         x_label: x_label.to_string(),
-        y_label: metric.clone(),
+        y_label: metric.to_string(),
         log_y: log,
         series: &series,
     };
-    chart::write(&drawing, &out).map_err(|e| Failure(1, e))?;
+    chart::write(&drawing, out).map_err(|e| Failure(1, e))?;
+    Ok((series, smooth, rows))
+}
+
+/// `plasticity plot`.
+pub(crate) fn plot_runs(a: PlotArgs) -> Result<(), Failure> {
+    let (series, smooth, rows) = draw(&a.runs, &a.metric, a.smooth, &a.out, a.log, &a.x, a.seeds)?;
+    let (metric, x) = (a.metric, a.x);
     // The final values as a table (stdout), ready for a README.
     println!("| run | {x} | {metric}, mean of the last {smooth} {rows} |");
     println!("|---|---|---|");
