@@ -233,7 +233,10 @@ impl Engine {
             return Ok(Vec::new());
         }
         self.to_host.fetch_add(4 * len as u64, Ordering::Relaxed);
-        Ok(self.stream.clone_dtoh(&s.slice(..len))?)
+        let v = self.stream.clone_dtoh(&s.slice(..len))?;
+        // The copy is asynchronous: wait for it before the host reads `v`.
+        self.stream.synchronize()?;
+        Ok(v)
     }
 
     /// Runs an episode forward. Shapes as the CPU engine's ([`plasticity_kernels::forward`]):
