@@ -170,6 +170,9 @@ impl Engine {
         }
         discovery::load(Library::Nvrtc).map_err(Error::Missing)?;
         let ctx = CudaContext::new(ordinal)?;
+        // SAFETY: the engine uses one stream, the context's default stream, for every buffer
+        // and launch, so the stream orders all accesses without cudarc's per-buffer events.
+        unsafe { ctx.disable_event_tracking() };
         let arch = ctx.compute_capability()?;
         let ptx = ptx_for(arch)?;
         let module = ctx.load_module(cudarc::nvrtc::Ptx::from_src(ptx))?;
