@@ -53,7 +53,7 @@ enum Command {
     /// Compare the plastic episode on a device (a GPU) with the CPU kernels: outputs and every
     /// gradient, for every trace rule, input mode, alpha shape and clipping setting.
     Check {
-        /// Device to check: wgpu[:INDEX] (or cpu, which compares the CPU with itself)
+        /// Device to check: wgpu[:INDEX] or cuda[:INDEX] (or cpu, which compares the CPU with itself)
         /// [default: wgpu in a build with `--features wgpu`].
         #[arg(long)]
         device: Option<String>,

@@ -539,3 +539,19 @@ fn the_shipped_configuration_files_are_valid() {
     }
     assert!(seen >= 2, "{seen} files in {}", dir.display());
 }
+
+#[test]
+fn device_cuda_without_the_feature_or_a_device_is_a_usage_error() {
+    // Device 7 exists on no machine this runs on: a build with `--features cuda` says which
+    // library or device is missing, a build without says how to get the feature; exit 2 both.
+    let args = ["bench", "pattern", "--device", "cuda:7", "--episodes", "1"];
+    if cfg!(feature = "cuda") {
+        fails(&args, 2, &["--device cuda:7"]);
+    } else {
+        expect_usage(&args, &["--device cuda:7", "built without --features cuda"]);
+    }
+    expect_usage(
+        &["bench", "pattern", "--device", "cuda:x"],
+        &["the index after ':' must be a number"],
+    );
+}

@@ -45,7 +45,7 @@ pub(crate) struct BenchArgs {
     /// omniglot, lm: data folder [default: data/omniglot, data/ptb].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Device: cpu | wgpu[:INDEX] (a GPU; needs a build with `--features wgpu`).
+    /// Device: cpu | wgpu[:INDEX] | cuda[:INDEX] (a GPU; needs a build with `--features wgpu` or `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
 }
@@ -115,7 +115,7 @@ fn bench_plastic(
     }
     let device = parse_device(device_name)?;
     let rl = matches!(workload, "maze-agent" | "cue-reward");
-    if rl && device_name != "cpu" {
+    if rl && !rl::rl_device_ok(device_name) {
         return Err(usage(rl::RL_CPU_ONLY));
     }
     let model_name = model_name.unwrap_or(if rl { "modul" } else { "plastic" });

@@ -39,7 +39,7 @@ pub(crate) struct CommonArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub(crate) threads: Option<usize>,
-    /// Device: cpu | wgpu[:INDEX] (a GPU; needs a build with `--features wgpu`).
+    /// Device: cpu | wgpu[:INDEX] | cuda[:INDEX] (a GPU; needs a build with `--features wgpu` or `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub(crate) device: String,
     /// Replace the run in --out if the folder holds one (without it, a new run never
@@ -116,8 +116,9 @@ pub(crate) fn set_threads(
 }
 
 /// The autodiff device named by `--device`: `cpu` (burn's Flex backend with the fused
-/// kernels) or `wgpu[:INDEX]` (a GPU through burn's wgpu / CubeCL runtime: the default adapter,
-/// or the INDEX-th discrete GPU; needs a build with `--features wgpu`).
+/// kernels), `wgpu[:INDEX]` (a GPU through burn's wgpu / CubeCL runtime: the default adapter,
+/// or the INDEX-th discrete GPU; needs a build with `--features wgpu`) or `cuda[:INDEX]` (the
+/// CPU backend with every plastic episode on CUDA device INDEX; `--features cuda`).
 pub(crate) fn parse_device(name: &str) -> Result<burn::tensor::Device, Failure> {
     let (kind, index) = match name.split_once(':') {
         Some((kind, i)) => (
@@ -151,10 +152,29 @@ pub(crate) fn parse_device(name: &str) -> Result<burn::tensor::Device, Failure> 
                 "--device {name}: this binary was built without GPU support; build it with `cargo build --release --features wgpu`"
             )))
         }
+        "cuda" => select_cuda(name, index.unwrap_or(0)),
         _ => Err(usage(format!(
-            "--device {name}: unknown device (expected cpu or wgpu[:INDEX])"
+            "--device {name}: unknown device (expected cpu, wgpu[:INDEX] or cuda[:INDEX])"
         ))),
     }
+}
+
+/// `--device cuda[:INDEX]`: runs every plastic episode on CUDA device INDEX (default 0), the
+/// tensors around it on the CPU backend; a missing driver or NVRTC, or no such device, is a
+/// usage error that says what was looked for.
+#[cfg(feature = "cuda")]
+fn select_cuda(name: &str, index: usize) -> Result<burn::tensor::Device, Failure> {
+    let engine =
+        plasticity::cuda::select(index).map_err(|e| usage(format!("--device {name}: {e}")))?;
+    eprintln!("--device {name}: {}", engine.name());
+    Ok(burn::tensor::Device::flex().autodiff())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn select_cuda(name: &str, _index: usize) -> Result<burn::tensor::Device, Failure> {
+    Err(usage(format!(
+        "--device {name}: this binary was built without --features cuda; build it with `cargo build --release --features cuda`"
+    )))
 }
 
 /// Runs one tiny operation on `device`. burn's wgpu runtime panics (on its own thread, then on

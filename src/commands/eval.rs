@@ -39,7 +39,7 @@ pub(crate) struct EvalArgs {
     /// Data directory for experiments that read data (default: the run's).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Device: cpu | wgpu[:INDEX] (a GPU; needs a build with `--features wgpu`).
+    /// Device: cpu | wgpu[:INDEX] | cuda[:INDEX] (a GPU; needs a build with `--features wgpu` or `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
 }
@@ -94,7 +94,7 @@ pub(crate) fn eval(a: EvalArgs) -> Result<(), Failure> {
     if a.episodes == Some(0) {
         return Err(usage("--episodes: must be positive (0 evaluates nothing)"));
     }
-    if (experiment == "maze" || experiment == "cue-reward") && a.device != "cpu" {
+    if (experiment == "maze" || experiment == "cue-reward") && !rl::rl_device_ok(&a.device) {
         return Err(usage(rl::RL_CPU_ONLY));
     }
     let device = parse_device(&a.device)?;

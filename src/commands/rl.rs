@@ -112,13 +112,19 @@ fn check_trials(c: &CueRewardConfig) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The modulated episode operation has a CPU implementation only.
+/// The modulated episode operation runs on the CPU and on CUDA, not on wgpu.
 pub const RL_CPU_ONLY: &str =
-    "--device: maze and cue-reward run on the CPU (the neuromodulated operation has no GPU path yet)";
+    "--device: maze and cue-reward run on the CPU or with --device cuda[:INDEX] (the wgpu path has no neuromodulated episode)";
+
+/// Whether `--device` can run maze and cue-reward: `cpu`, or `cuda[:INDEX]` (the episode op on
+/// the GPU, the tensors around it on the CPU).
+pub fn rl_device_ok(device: &str) -> bool {
+    device == "cpu" || device.split(':').next() == Some("cuda")
+}
 
 /// `plasticity maze`.
 pub fn train_maze(args: MazeArgs) -> Result<(), Failure> {
-    if args.common.device != "cpu" {
+    if !rl_device_ok(&args.common.device) {
         return Err(usage(RL_CPU_ONLY));
     }
     check_model(args.options.agent.model, a2c::MODELS)?;
@@ -146,7 +152,7 @@ pub fn train_maze(args: MazeArgs) -> Result<(), Failure> {
 
 /// `plasticity cue-reward`.
 pub fn train_cue_reward(args: CueRewardArgs) -> Result<(), Failure> {
-    if args.common.device != "cpu" {
+    if !rl_device_ok(&args.common.device) {
         return Err(usage(RL_CPU_ONLY));
     }
     check_model(args.options.agent.model, a2c::MODELS)?;

@@ -211,6 +211,28 @@ impl EpisodeSpec {
         }
     }
 
+    /// This spec with every fixed-rate rule x input mode x alpha shape, unclipped and clipped at
+    /// `clip` (24 specs): the grid the device checks compare with the CPU.
+    pub fn fixed_rate_grid(self, clip: f64) -> Vec<EpisodeSpec> {
+        let mut specs = Vec::new();
+        for rule in TraceRule::ALL {
+            for input in InputMode::ALL {
+                for alpha in AlphaShape::ALL {
+                    for clip in [None, Some(clip)] {
+                        specs.push(EpisodeSpec {
+                            rule,
+                            input,
+                            alpha,
+                            clip,
+                            ..self
+                        });
+                    }
+                }
+            }
+        }
+        specs
+    }
+
     /// Checks the sizes and the clip value.
     pub fn validate(&self) -> Result<(), SpecError> {
         if self.neurons == 0 || self.batch == 0 || self.steps == 0 {

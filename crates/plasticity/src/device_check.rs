@@ -8,7 +8,7 @@
 use crate::ops::plastic_episode;
 use crate::tensors::to_vec;
 use burn::tensor::{Device, Tensor, TensorData};
-use plasticity_kernels::{AlphaShape, EpisodeSpec, InputMode, TraceRule};
+use plasticity_kernels::{EpisodeSpec, InputMode};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -27,22 +27,7 @@ pub struct Difference {
 /// The settings compared: every rule, input mode, alpha shape and clip setting at
 /// `N = 9, B = 3, T = 13`, then `N = 257, B = 4, T = 106`.
 pub fn settings() -> Vec<EpisodeSpec> {
-    let mut specs = Vec::new();
-    for rule in TraceRule::ALL {
-        for input in InputMode::ALL {
-            for alpha in AlphaShape::ALL {
-                for clip in [None, Some(0.08)] {
-                    specs.push(EpisodeSpec {
-                        rule,
-                        input,
-                        alpha,
-                        clip,
-                        ..EpisodeSpec::new(9, 3, 13)
-                    });
-                }
-            }
-        }
-    }
+    let mut specs = EpisodeSpec::new(9, 3, 13).fixed_rate_grid(0.08);
     specs.push(EpisodeSpec::new(257, 4, 106));
     specs
 }

@@ -21,6 +21,8 @@
 
 mod check;
 pub mod config;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod data;
 pub mod dense;
 pub mod device_check;

@@ -194,34 +194,94 @@ fn episode(
     Ok(EpisodeOutputs::from_vec(outputs))
 }
 
-/// The episode's CPU kernels: `plasticity_kernels::rnn` on host buffers.
+/// What an episode's backward needs: the CPU engine's record and the inputs without `x` and
+/// the initial state, or (feature `cuda`, after `--device cuda`) the GPU's record.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one value per recorded op
+pub enum EpisodeSaved {
+    /// The CPU engine ran the episode.
+    Cpu(Episode<f32>, EpisodeInputs<Vec<f32>>),
+    /// The CUDA engine ran it ([`crate::cuda`]).
+    #[cfg(feature = "cuda")]
+    Cuda(Box<crate::cuda::Saved>),
+}
+
+/// The op's outputs from an engine's `ys: [T, B, N]`, final traces and modulator `[T, B]`.
+fn episode_outputs(
+    spec: &EpisodeSpec,
+    ys: &[f32],
+    hebb: Vec<f32>,
+    elig: Vec<f32>,
+    modulator: &[f32],
+) -> Vec<TensorData> {
+    let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
+    let outputs = EpisodeOutputs {
+        ys: data(swap_bt(ys, t, b, n), [b, t, n]),
+        hebb: data(hebb, [b, n, n]),
+        elig: data(elig, [b, n, n]),
+        modulator: data(swap_bt(modulator, t, b, 1), [b, t]),
+    };
+    outputs.into_vec()
+}
+
+/// The op's gradients, in its inputs' order, from an engine's.
+fn episode_grads(spec: &EpisodeSpec, g: kernels::Grads<f32>) -> Vec<Option<TensorData>> {
+    let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
+    let grads = EpisodeInputs {
+        w: data(g.w, [n, n]),
+        rule: rule_grads!(g, spec.alpha.dims(n)),
+        x: data(swap_bt(&g.x, t, b, n), [b, t, n]),
+        y0: data(g.y0, [b, n]),
+        hebb0: data(g.hebb0, [b, n, n]),
+        elig0: data(g.elig0, [b, n, n]),
+    };
+    grads.into_vec().into_iter().map(Some).collect()
+}
+
+/// The episode's host kernels: `plasticity_kernels::rnn` on host buffers, or the CUDA engine
+/// when one is selected ([`crate::cuda::select`]).
 impl HostKernels for EpisodeSpec {
-    /// The kernels' record, and the inputs without `x` and the initial state.
-    type Saved = (Episode<f32>, EpisodeInputs<Vec<f32>>);
+    type Saved = EpisodeSaved;
 
     fn forward(&self, inputs: Vec<Vec<f32>>) -> (Vec<TensorData>, Self::Saved) {
         let (n, b, t) = (self.neurons, self.batch, self.steps);
         let mut p = EpisodeInputs::from_vec(inputs);
-        let (w, y0, h0, e0) = (&p.w, &p.y0, given(&p.hebb0), given(&p.elig0));
         let x = swap_bt(&p.x, b, t, n);
+        #[cfg(feature = "cuda")]
+        if let Some(engine) = crate::cuda::selected() {
+            let (out, saved) = crate::cuda::forward(engine, self, &p, &x);
+            let outputs = episode_outputs(self, &out.ys, out.hebb, out.elig, &out.modulator);
+            return (outputs, EpisodeSaved::Cuda(Box::new(saved)));
+        }
+        let (w, y0, h0, e0) = (&p.w, &p.y0, given(&p.hebb0), given(&p.elig0));
         // Shapes were checked by `run` before dispatch.
         let episode = match self.modulation {
             Modulation::None => kernels::forward(self, &p.rule.plain(w), &x, y0, h0),
             _ => kernels::rnn::forward_modulated(self, &p.rule.modulated(w), &x, y0, h0, e0),
         }
         .expect("shapes checked before dispatch");
-        let outputs = EpisodeOutputs {
-            ys: data(swap_bt(&episode.ys, t, b, n), [b, t, n]),
-            hebb: data(episode.hebb.clone(), [b, n, n]),
-            elig: data(episode.elig.clone(), [b, n, n]),
-            modulator: data(swap_bt(&episode.modulator, t, b, 1), [b, t]),
-        };
+        let outputs = episode_outputs(
+            self,
+            &episode.ys,
+            episode.hebb.clone(),
+            episode.elig.clone(),
+            &episode.modulator,
+        );
         (p.x, p.y0, p.hebb0, p.elig0) = Default::default();
-        (outputs.into_vec(), (episode, p))
+        (outputs, EpisodeSaved::Cpu(episode, p))
     }
 
     fn backward(saved: Self::Saved, gy: Vec<f32>, _: &[bool]) -> Vec<Option<TensorData>> {
-        let (episode, p) = saved;
+        let (episode, p) = match saved {
+            EpisodeSaved::Cpu(episode, p) => (episode, p),
+            #[cfg(feature = "cuda")]
+            EpisodeSaved::Cuda(s) => {
+                let spec = *s.spec();
+                let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
+                let g = crate::cuda::backward(*s, &swap_bt(&gy, b, t, n));
+                return episode_grads(&spec, g);
+            }
+        };
         let spec = *episode.spec();
         let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
         let gy = swap_bt(&gy, b, t, n);
@@ -233,15 +293,7 @@ impl HostKernels for EpisodeSpec {
             }
         }
         .expect("shapes checked before dispatch");
-        let grads = EpisodeInputs {
-            w: data(g.w, [n, n]),
-            rule: rule_grads!(g, spec.alpha.dims(n)),
-            x: data(swap_bt(&g.x, t, b, n), [b, t, n]),
-            y0: data(g.y0, [b, n]),
-            hebb0: data(g.hebb0, [b, n, n]),
-            elig0: data(g.elig0, [b, n, n]),
-        };
-        grads.into_vec().into_iter().map(Some).collect()
+        episode_grads(&spec, g)
     }
 }
 

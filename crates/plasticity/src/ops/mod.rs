@@ -42,6 +42,8 @@ pub use episode::{
     modulated_episode, plastic_episode, static_episode, ModulatedOutput, ModulatedTensors,
 };
 pub use lstm::{plastic_lstm, LstmOutput, LstmTensors};
+#[cfg(feature = "cuda")]
+pub(crate) use {device::given, episode::EpisodeInputs};
 
 use burn::backend::autodiff::{
     checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
