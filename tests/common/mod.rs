@@ -5,6 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "../../crates/plasticity/tests/common/shared_data.rs"]
+mod shared_data;
+// Each test file that reads a shared data set uses it.
+#[allow(unused_imports)]
+pub use shared_data::shared_data;
+
 /// Runs the `plasticity` binary with `args`.
 pub fn plasticity(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_plasticity"))

@@ -14,6 +14,9 @@ use plasticity::TraceRule;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+mod common;
+use common::{assert_rejected, options, temp_dir, train_ok};
+
 /// burn seeds its layers' initialisation from one global RNG per device: tests that build
 /// agents and check determinism hold this lock so that they do not draw from it concurrently.
 static AGENT_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -407,115 +410,38 @@ fn the_cue_reward_warm_up_trains_on_two_cues_one_per_trial_then_on_the_task() {
 
 #[test]
 fn invalid_configurations_name_the_field() {
-    for (config, field) in [
-        (
-            MazeConfig {
-                size: 12,
-                ..MazeConfig::default()
-            },
-            "size",
-        ),
-        (
-            MazeConfig {
-                a2c: A2cSettings {
-                    batch: 0,
-                    ..A2cSettings::default()
-                },
-                ..MazeConfig::default()
-            },
-            "batch",
-        ),
-        (
-            MazeConfig {
-                a2c: A2cSettings {
-                    gamma: 1.5,
-                    ..A2cSettings::default()
-                },
-                ..MazeConfig::default()
-            },
-            "gamma",
-        ),
-        (
-            MazeConfig {
-                a2c: A2cSettings {
-                    max_grad_norm: 0.0,
-                    ..A2cSettings::default()
-                },
-                ..MazeConfig::default()
-            },
-            "max_grad_norm",
-        ),
-    ] {
-        let err = MazeTask::new(config).unwrap_err();
-        assert!(err.starts_with(field), "{err}");
-    }
-    let mut oja_modulated = MazeConfig::default();
-    oja_modulated.plasticity.rule = TraceRule::Oja;
-    assert!(MazeTask::new(oja_modulated)
-        .unwrap_err()
-        .starts_with("rule"));
-    for (config, field) in [
-        (
-            CueRewardConfig {
-                cues: 1,
-                ..CueRewardConfig::default()
-            },
-            "cues",
-        ),
-        (
-            CueRewardConfig {
-                cue_bits: 1,
-                ..CueRewardConfig::default()
-            },
-            "cue_bits",
-        ),
-        (
-            CueRewardConfig {
-                cues_per_trial: 3,
-                ..CueRewardConfig::default()
-            },
-            "cues_per_trial",
-        ),
-        (
-            CueRewardConfig {
-                steps: 3,
-                ..CueRewardConfig::default()
-            },
-            "steps",
-        ),
-        (
-            {
-                let mut c = CueRewardConfig::default();
-                c.plasticity.clip = Some(-1.0);
-                c
-            },
-            "clip",
-        ),
-        (
-            CueRewardConfig {
-                a2c: A2cSettings {
-                    learning_rate: f64::NAN,
-                    ..A2cSettings::default()
-                },
-                ..CueRewardConfig::default()
-            },
-            "learning_rate",
-        ),
-    ] {
-        let err = CueRewardTask::new(config).unwrap_err();
-        assert!(err.starts_with(field), "{err}");
-    }
+    assert_rejected(
+        &MazeConfig::default(),
+        MazeTask::new,
+        &[
+            (|c| c.size = 12, "size"),
+            (|c| c.a2c.batch = 0, "batch"),
+            (|c| c.a2c.gamma = 1.5, "gamma"),
+            (|c| c.a2c.max_grad_norm = 0.0, "max_grad_norm"),
+            (|c| c.plasticity.rule = TraceRule::Oja, "rule"),
+        ],
+    );
+    assert_rejected(
+        &CueRewardConfig::default(),
+        CueRewardTask::new,
+        &[
+            (|c| c.cues = 1, "cues"),
+            (|c| c.cue_bits = 1, "cue_bits"),
+            (|c| c.cues_per_trial = 3, "cues_per_trial"),
+            (|c| c.steps = 3, "steps"),
+            (|c| c.plasticity.clip = Some(-1.0), "clip"),
+            (|c| c.a2c.learning_rate = f64::NAN, "learning_rate"),
+        ],
+    );
     assert!(Model::Lstm
         .check(a2c::MODELS)
         .unwrap_err()
         .contains("modplast"));
-    let lstm_agent = MazeConfig {
-        model: Model::Lstm,
-        ..MazeConfig::default()
-    };
-    assert!(MazeTask::new(lstm_agent)
-        .unwrap_err()
-        .starts_with("model: unknown model 'lstm'"));
+    assert_rejected(
+        &MazeConfig::default(),
+        MazeTask::new,
+        &[(|c| c.model = Model::Lstm, "model: unknown model 'lstm'")],
+    );
 }
 
 #[test]
@@ -575,20 +501,12 @@ fn the_warm_up_association_is_learned_with_neuromodulation_not_without_plasticit
 /// Trains `task` for `updates` updates from seed 0 in a temporary run directory (removed
 /// afterwards); returns the mean reward of the last updates (`train`'s final metric).
 fn train_final_reward<T: A2cTask>(task: &T, name: &str, updates: u64) -> f64 {
-    let out = std::env::temp_dir().join(format!("plasticity-cue-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = temp_dir(name);
     let opts = plasticity::train::RunOptions {
-        episodes: updates,
-        seed: 0,
-        out: out.clone(),
-        resume: false,
         checkpoint_every: updates + 1,
-        time_limit: None,
+        ..options(out.clone(), updates, 0)
     };
-    let device = Device::flex().autodiff();
-    let summary =
-        plasticity::train::train(task, &serde_json::json!({}), &opts, &device, &mut |_| {})
-            .unwrap();
+    let summary = train_ok(task, &opts, &Device::flex().autodiff());
     let _ = std::fs::remove_dir_all(&out);
     summary.final_metrics[0]
 }
