@@ -100,12 +100,14 @@ pub fn assert_run_files(run: &Path, more: &[&str]) {
 }
 
 /// A scratch folder for one test (see [`temp_dir`]) with [`small_config`] in it: the folder,
-/// the configuration's path and the run folder `run` inside it (not created).
-pub fn pattern_scratch(name: &str) -> (PathBuf, String, PathBuf) {
+/// the configuration's path and the run folder `run` inside it (not created), as a path and
+/// as an argument.
+pub fn pattern_scratch(name: &str) -> (PathBuf, String, PathBuf, String) {
     let dir = temp_dir(name);
     let config = small_config(&dir);
     let run = dir.join("run");
-    (dir, config, run)
+    let run_s = run.to_string_lossy().into_owned();
+    (dir, config, run, run_s)
 }
 
 /// The arguments of a pattern run of `config` for `episodes` episodes into `run`, then `more`.

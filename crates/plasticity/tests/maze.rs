@@ -35,6 +35,13 @@ fn small(model: Model) -> MazeConfig {
     }
 }
 
+/// The cue-reward task of the default configuration changed by `change`.
+fn cue_reward(change: impl FnOnce(&mut CueRewardConfig)) -> CueRewardTask {
+    let mut config = CueRewardConfig::default();
+    change(&mut config);
+    CueRewardTask::new(config).unwrap()
+}
+
 #[test]
 fn the_maze_has_border_walls_and_walls_at_even_even_cells_except_the_centre() {
     let maze = Maze::new(13);
@@ -298,11 +305,7 @@ fn cue_reward_trials_show_two_cues_then_ask_and_reward_the_right_answer() {
     // The target is in the pair half the time (100 of 200 expected; 5 sigma = 35).
     assert!((65..=135).contains(&shown), "target shown {shown} of 200");
     // One cue per trial: shown at both cue steps, the target a quarter of the time.
-    let one = CueRewardTask::new(CueRewardConfig {
-        cues_per_trial: 1,
-        ..CueRewardConfig::default()
-    })
-    .unwrap();
+    let one = cue_reward(|c| c.cues_per_trial = 1);
     let mut shown = 0;
     for _ in 0..400 {
         let ep = one.reset(&mut rng);
@@ -314,12 +317,10 @@ fn cue_reward_trials_show_two_cues_then_ask_and_reward_the_right_answer() {
     // Cues at the response step: the sum of the pair (or the single cue), with the response
     // signal; off by default (checked above: zeros).
     for per_trial in [1, 2] {
-        let held = CueRewardTask::new(CueRewardConfig {
-            cues_per_trial: per_trial,
-            cues_at_response: true,
-            ..CueRewardConfig::default()
-        })
-        .unwrap();
+        let held = cue_reward(|c| {
+            c.cues_per_trial = per_trial;
+            c.cues_at_response = true;
+        });
         let ep = held.reset(&mut rng);
         let mut obs = vec![0.0; held.observation_size()];
         held.observe(&ep, 2, &mut obs);
@@ -341,11 +342,7 @@ fn cue_reward_trials_show_two_cues_then_ask_and_reward_the_right_answer() {
         );
     }
     // Go/no-go: responding earns +1 when the target was shown, -1 when not; withholding 0.
-    let go = CueRewardTask::new(CueRewardConfig {
-        answer_reward: AnswerReward::GoNoGo,
-        ..CueRewardConfig::default()
-    })
-    .unwrap();
+    let go = cue_reward(|c| c.answer_reward = AnswerReward::GoNoGo);
     let mut seen = std::collections::HashSet::new();
     for _ in 0..200 {
         let mut ep = go.reset(&mut rng);
@@ -364,11 +361,7 @@ fn cue_reward_trials_show_two_cues_then_ask_and_reward_the_right_answer() {
 
 #[test]
 fn the_cue_reward_warm_up_trains_on_two_cues_one_per_trial_then_on_the_task() {
-    let task = CueRewardTask::new(CueRewardConfig {
-        warmup_updates: 3,
-        ..CueRewardConfig::default()
-    })
-    .unwrap();
+    let task = cue_reward(|c| c.warmup_updates = 3);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     // A fresh task (evaluation) draws the configured episodes.
     assert!(!task.warming_up());
@@ -578,11 +571,7 @@ fn a_fixed_cue_reward_association_is_learned() {
 #[test]
 fn response_rates_split_the_answers_by_whether_the_target_was_shown() {
     use plasticity::tasks::cue_reward::{response_rates, TRIAL_STEPS};
-    let task = CueRewardTask::new(CueRewardConfig {
-        steps: 40,
-        ..CueRewardConfig::default()
-    })
-    .unwrap();
+    let task = cue_reward(|c| c.steps = 40);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let (batch, steps) = (6, 40);
     let mut states = Vec::new();
