@@ -64,10 +64,8 @@ fn bad_options_and_configs_exit_2_with_a_message_naming_the_problem() {
 
 #[test]
 fn train_writes_the_run_directory_then_eval_and_resume_use_it() {
-    let (dir, config, run) = pattern_scratch("run");
-    let run_s = run.to_str().unwrap();
-    let args = pattern_run(&config, "20", run_s, &["--seed", "3"]);
-    succeeds(&args);
+    let (dir, config, run, run_s) = pattern_scratch("run");
+    succeeds(&pattern_run(&config, "20", &run_s, &["--seed", "3"]));
     assert_run_files(
         &run,
         &["learning_curve_error.svg", "learning_curve_loss.svg"],
@@ -87,7 +85,7 @@ fn train_writes_the_run_directory_then_eval_and_resume_use_it() {
         "eval",
         "pattern",
         "--run",
-        run_s,
+        &run_s,
         "--episodes",
         "5",
         "--json",
@@ -105,18 +103,18 @@ fn train_writes_the_run_directory_then_eval_and_resume_use_it() {
     assert!((0.0..=1.0).contains(&error));
 
     fails(
-        &["pattern", "--resume", run_s, "--bits", "8"],
+        &["pattern", "--resume", &run_s, "--bits", "8"],
         2,
         &["--bits: --resume continues a run with its saved config.json"],
     );
-    succeeds(&["pattern", "--resume", run_s, "--episodes", "30"]);
+    succeeds(&["pattern", "--resume", &run_s, "--episodes", "30"]);
     assert_eq!(metrics(&run).lines().count(), 31);
 
     // A corrupt checkpoint: clear error, exit 2, for eval and for resume.
     std::fs::write(run.join("checkpoint.bin"), b"PLSTCKP1garbage").unwrap();
     for args in [
-        vec!["eval", "pattern", "--run", run_s],
-        vec!["pattern", "--resume", run_s, "--episodes", "40"],
+        vec!["eval", "pattern", "--run", &run_s],
+        vec!["pattern", "--resume", &run_s, "--episodes", "40"],
     ] {
         fails(
             &args,
@@ -127,7 +125,7 @@ fn train_writes_the_run_directory_then_eval_and_resume_use_it() {
 
     let svg = dir.join("curves.svg");
 
-    let o = succeeds(&["plot", run_s, run_s, "--out", svg.to_str().unwrap()]);
+    let o = succeeds(&["plot", &run_s, &run_s, "--out", svg.to_str().unwrap()]);
     assert!(
         std::fs::read_to_string(&svg)
             .unwrap()
@@ -141,8 +139,8 @@ fn train_writes_the_run_directory_then_eval_and_resume_use_it() {
     assert_eq!(table.lines().count(), 4, "{table}");
     let o = succeeds(&[
         "plot",
-        run_s,
-        run_s,
+        &run_s,
+        &run_s,
         "--seeds",
         "--out",
         svg.to_str().unwrap(),

@@ -4,10 +4,9 @@
 mod common;
 
 use common::{
-    assert_run_files, config_json, eval_json, expect_usage, fails, metrics, stderr, stdout_json,
-    succeeds, temp_dir, tiny_lm as tiny,
+    assert_run_files, config_json, eval_json, expect_usage, fails, metrics, shared_data, stderr,
+    stdout_json, succeeds, temp_dir, tiny_lm as tiny,
 };
-use std::path::Path;
 
 #[test]
 fn lm_trains_evaluates_and_resumes() {
@@ -93,11 +92,9 @@ fn lm_rejects_bad_input_with_exit_2_and_a_message() {
 
 #[test]
 fn bench_lm_reports_tokens_per_second_on_the_real_corpus() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ptb");
-    if !dir.join("ptb.train.txt").exists() {
-        eprintln!("skipped: no Penn Treebank at {}", dir.display());
+    let Some(dir) = shared_data("ptb", "ptb.train.txt") else {
         return;
-    }
+    };
     let d = dir.to_string_lossy().into_owned();
     let o = succeeds(&[
         "bench",

@@ -24,23 +24,25 @@ fn run_files(run: &Path) -> Vec<Vec<u8>> {
 /// `runs/<experiment>-<model>-seed<S>`) is refused and the run is untouched; --force replaces it.
 #[test]
 fn a_new_run_never_replaces_a_run_unless_forced() {
-    let (dir, config, run) = pattern_scratch("overwrite");
-    let run_s = run.to_str().unwrap();
-    let args = pattern_run(&config, "20", run_s, &["--checkpoint-every", "10"]);
-    succeeds(&args);
+    let (dir, config, run, run_s) = pattern_scratch("overwrite");
+    succeeds(&pattern_run(
+        &config,
+        "20",
+        &run_s,
+        &["--checkpoint-every", "10"],
+    ));
     let before = run_files(&run);
     let e = expect_usage(
-        &pattern_run(&config, "50", run_s, &[]),
+        &pattern_run(&config, "50", &run_s, &[]),
         &["holds a run at episode 20", "--resume", "--force"],
     );
-    assert!(e.contains(run_s), "{e}");
+    assert!(e.contains(&run_s), "{e}");
     assert!(
         before == run_files(&run),
         "the refused run changed the existing one"
     );
     // --force replaces it: a fresh run of 5 episodes, none of the old rows left.
-    let args = pattern_run(&config, "5", run_s, &["--force"]);
-    succeeds(&args);
+    succeeds(&pattern_run(&config, "5", &run_s, &["--force"]));
     assert_eq!(metrics_rows(&run), 5);
     assert_eq!(config_json(&run)["episodes"], 5);
     // The default run directory, from a working directory of our own.
@@ -107,10 +109,8 @@ fn sizes_too_large_for_the_machine_are_refused_before_allocating() {
 /// run and config.json records it.
 #[test]
 fn resume_refuses_what_cannot_take_effect_and_records_what_ran() {
-    let (dir, config, run) = pattern_scratch("resume");
-    let run_s = run.to_str().unwrap();
-    let args = pattern_run(&config, "20", run_s, &["--seed", "3"]);
-    succeeds(&args);
+    let (dir, config, run, run_s) = pattern_scratch("resume");
+    succeeds(&pattern_run(&config, "20", &run_s, &["--seed", "3"]));
     let saved = std::fs::read(run.join("config.json")).unwrap();
     let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
         (vec!["--seed", "5"], vec!["--seed 5", "trained with seed 3"]),
@@ -126,7 +126,7 @@ fn resume_refuses_what_cannot_take_effect_and_records_what_ran() {
         (vec!["--episodes", "30", "--force"], vec!["--force"]),
     ];
     for (extra, wants) in cases {
-        let mut args = vec!["pattern", "--resume", run_s];
+        let mut args = vec!["pattern", "--resume", &run_s];
         args.extend(extra);
         expect_usage(&args, &wants);
         assert_eq!(
@@ -140,7 +140,7 @@ fn resume_refuses_what_cannot_take_effect_and_records_what_ran() {
     succeeds(&[
         "pattern",
         "--resume",
-        run_s,
+        &run_s,
         "--seed",
         "3",
         "--episodes",
@@ -193,9 +193,8 @@ fn a_diverging_language_model_is_stopped() {
 /// [0, 1] is a configuration error.
 #[test]
 fn the_nan_message_says_what_is_kept_and_eta_is_range_checked() {
-    let (dir, config, run) = pattern_scratch("nan");
-    let run_s = run.to_str().unwrap();
-    let base = pattern_run(&config, "100", run_s, &["--lr", "1e30"]);
+    let (dir, config, run, run_s) = pattern_scratch("nan");
+    let base = pattern_run(&config, "100", &run_s, &["--lr", "1e30"]);
     let e = fails(&base, 1, &["loss is NaN or infinite at episode"]);
     assert!(
         e.contains("No checkpoint had been written yet") && !e.contains("is kept"),
@@ -227,7 +226,7 @@ fn the_nan_message_says_what_is_kept_and_eta_is_range_checked() {
                 "--config",
                 file.to_str().unwrap(),
                 "--out",
-                run_s,
+                &run_s,
                 "--force",
             ];
             expect_usage(&args, &[&want]);
@@ -305,9 +304,8 @@ fn sigint_and_sigterm_checkpoint_and_exit_130() {
 /// `--progress-every` interval (0: every episode).
 #[test]
 fn progress_lines_are_written_when_stderr_is_not_a_terminal() {
-    let (dir, config, run) = pattern_scratch("progress");
-    let run_s = run.to_str().unwrap();
-    let args = pattern_run(&config, "5", run_s, &["--progress-every", "0"]);
+    let (dir, config, _, run_s) = pattern_scratch("progress");
+    let args = pattern_run(&config, "5", &run_s, &["--progress-every", "0"]);
     let e = stderr(&succeeds(&args));
     for k in 1..=5 {
         let line = e
@@ -319,14 +317,14 @@ fn progress_lines_are_written_when_stderr_is_not_a_terminal() {
         }
     }
     // The default interval still reports the first and the last episode.
-    let args = pattern_run(&config, "5", run_s, &["--force"]);
+    let args = pattern_run(&config, "5", &run_s, &["--force"]);
     let e = stderr(&plasticity(&args));
     assert!(
         e.contains("pattern: episode 1/5 ") && e.contains("pattern: episode 5/5 "),
         "{e}"
     );
     expect_usage(
-        &["pattern", "--progress-every", "nan", "--out", run_s],
+        &["pattern", "--progress-every", "nan", "--out", &run_s],
         &["--progress-every"],
     );
     std::fs::remove_dir_all(&dir).unwrap();
@@ -335,42 +333,41 @@ fn progress_lines_are_written_when_stderr_is_not_a_terminal() {
 /// The "unclear" cases: each is a clear usage error or a truthful message now.
 #[test]
 fn the_unclear_cases_have_clear_messages() {
-    let (dir, config, run) = pattern_scratch("unclear");
-    let run_s = run.to_str().unwrap();
+    let (dir, config, run, run_s) = pattern_scratch("unclear");
     // --episodes 0 trains nothing and writes no run.
     expect_usage(
-        &pattern_run(&config, "0", run_s, &[]),
+        &pattern_run(&config, "0", &run_s, &[]),
         &["--episodes: must be positive"],
     );
     assert!(!run.exists());
     // The summary counts the episodes it averaged.
-    let e = stderr(&succeeds(&pattern_run(&config, "20", run_s, &[])));
+    let e = stderr(&succeeds(&pattern_run(&config, "20", &run_s, &[])));
     assert!(e.contains("last 20 episodes: loss"), "{e}");
     assert!(!e.contains("last 50"), "{e}");
     expect_usage(
-        &["eval", "pattern", "--run", run_s, "--episodes", "0"],
+        &["eval", "pattern", "--run", &run_s, "--episodes", "0"],
         &["--episodes: must be positive"],
     );
     // A run of another experiment.
     expect_usage(
-        &["eval", "images", "--run", run_s],
+        &["eval", "images", "--run", &run_s],
         &["this is a run of experiment pattern, not images"],
     );
     expect_usage(
-        &["images", "--resume", run_s],
+        &["images", "--resume", &run_s],
         &["this is a run of experiment pattern, not images"],
     );
     // The lists of valid names.
-    let e = expect_usage(&["eval", "nothing", "--run", run_s], &["omniglot, lm"]);
+    let e = expect_usage(&["eval", "nothing", "--run", &run_s], &["omniglot, lm"]);
     assert!(e.contains("cue-reward"), "{e}");
     let e = expect_usage(&["bench", "nothing"], &["omniglot (", "lm ("]);
     assert!(e.contains("cue-reward"), "{e}");
     expect_usage(
-        &["pattern", "--threads", "100000", "--out", run_s],
+        &["pattern", "--threads", "100000", "--out", &run_s],
         &["--threads 100000: at most"],
     );
     expect_usage(
-        &["cue-reward", "--steps", "122", "--out", run_s],
+        &["cue-reward", "--steps", "122", "--out", &run_s],
         &["steps: must be a whole number of 4-step trials (got 122; 120 or 124)"],
     );
     // Negative numbers.
@@ -381,7 +378,7 @@ fn the_unclear_cases_have_clear_messages() {
         ),
         (vec!["maze", "--size", "-7"], "--size -7: must be >= 0"),
         (
-            vec!["eval", "pattern", "--run", run_s, "--episodes", "-1"],
+            vec!["eval", "pattern", "--run", &run_s, "--episodes", "-1"],
             "--episodes -1: must be >= 0",
         ),
     ] {
@@ -411,7 +408,7 @@ fn the_unclear_cases_have_clear_messages() {
             "--ways",
             "9",
             "--out",
-            run_s,
+            &run_s,
             "--force",
         ],
         &["the standard split has only 8 training classes"],

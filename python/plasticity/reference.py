@@ -28,6 +28,35 @@ import torch
 from torch import Tensor
 
 
+def _trace0(t: Optional[Tensor], batch: int, n: int, dtype: torch.dtype) -> Tensor:
+    """A starting trace ``[B, N, N]``: ``t``, or zeros when None."""
+    return torch.zeros(batch, n, n, dtype=dtype) if t is None else t
+
+
+def _modulated_rate(post: Tensor, m: Tensor, m_bias: Tensor, fan_w: Optional[Tensor],
+                    fan_b: Optional[Tensor]) -> Tensor:
+    """The plastic rate set by the modulator (ICLR 2019 section 3) from the new activity
+    ``post: [B, N]``: ``M = tanh(m . post + m_b)``, ``eta_j = M`` or ``v_j M + b_j`` with
+    fan-out; returns ``[B, 1, N|1]``, broadcast over the presynaptic ``i``."""
+    rate = torch.tanh(post @ m + m_bias).unsqueeze(1)  # M(t): [B, 1]
+    if fan_w is not None:
+        rate = fan_w * rate + fan_b  # [B, N]: eta_j = v_j M + b_j
+    return rate.unsqueeze(1)
+
+
+def _trace_step(kind: str, hebb: Tensor, elig: Optional[Tensor], outer: Tensor, eta,
+                rate: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
+    """One update of the traces from ``outer = y_i(t-1) y_j(t): [B, N, N]``: ``"hebb"`` (the
+    decaying trace at rate ``eta``, ICML 2018 eq. 2), ``"simple"`` (ICLR 2019 eq. 3) or
+    ``"retroactive"`` (the old ``E``, eq. 4, then ``E``'s update at rate ``eta``, eq. 5), the
+    modulated ones at ``rate``. Returns ``(hebb, elig)`` before clipping."""
+    if kind == "hebb":
+        return (1 - eta) * hebb + eta * outer, elig
+    if kind == "simple":
+        return hebb + rate * outer, elig
+    return hebb + rate * elig, (1 - eta) * elig + eta * outer
+
+
 def plastic_rnn(
     x: Tensor,
     y0: Tensor,
@@ -58,10 +87,8 @@ def plastic_rnn(
     batch, steps, n = x.shape
     if alpha.dim() == 1:  # per neuron [N] or scalar [1]: alpha_ij = alpha_j
         alpha = alpha.view(1, -1)
-    hebb = torch.zeros(batch, n, n, dtype=x.dtype) if hebb0 is None else hebb0
-    elig = None
-    if modulation == "retroactive":
-        elig = torch.zeros(batch, n, n, dtype=x.dtype) if elig0 is None else elig0
+    hebb = _trace0(hebb0, batch, n, x.dtype)
+    elig = _trace0(elig0, batch, n, x.dtype) if modulation == "retroactive" else None
     y = y0
     ys = []
     for t in range(steps):
@@ -74,23 +101,14 @@ def plastic_rnn(
         else:
             y_new = torch.tanh(pre + xt)
         outer = y.unsqueeze(2) * y_new.unsqueeze(1)  # y_i(t-1) y_j(t): [B, N, N]
-        if modulation is None:
-            if rule == "hebb":
-                hebb = (1 - eta) * hebb + eta * outer
-            else:  # Oja
-                post = y_new.unsqueeze(1)
-                hebb = hebb + eta * post * (y.unsqueeze(2) - hebb * post)
+        if modulation is None and rule == "oja":
+            post = y_new.unsqueeze(1)
+            hebb = hebb + eta * post * (y.unsqueeze(2) - hebb * post)
+        elif modulation is None:
+            hebb, _ = _trace_step("hebb", hebb, None, outer, eta, None)
         else:
-            mod = torch.tanh(y_new @ m + m_bias)  # M(t): [B]
-            rate = mod.unsqueeze(1)  # [B, 1]: eta_j = M
-            if fan_w is not None:
-                rate = fan_w * rate + fan_b  # [B, N]: eta_j = v_j M + b_j
-            rate = rate.unsqueeze(1)  # broadcast over the presynaptic i
-            if modulation == "simple":
-                hebb = hebb + rate * outer
-            else:  # retroactive: the old E (eq. 4), then E's update (eq. 5)
-                hebb = hebb + rate * elig
-                elig = (1 - eta) * elig + eta * outer
+            rate = _modulated_rate(y_new, m, m_bias, fan_w, fan_b)
+            hebb, elig = _trace_step(modulation, hebb, elig, outer, eta, rate)
         if clip is not None:
             hebb = torch.clamp(hebb, -clip, clip)
         ys.append(y_new)
@@ -138,12 +156,8 @@ def plastic_lstm(
     if alpha is not None and alpha.dim() == 1:
         alpha = alpha.view(1, -1)
     plastic = plasticity is not None
-    hebb = None
-    if plastic:
-        hebb = torch.zeros(batch, hidden, hidden, dtype=xproj.dtype) if hebb0 is None else hebb0
-    elig = None
-    if plasticity == "retroactive":
-        elig = torch.zeros(batch, hidden, hidden, dtype=xproj.dtype) if elig0 is None else elig0
+    hebb = _trace0(hebb0, batch, hidden, xproj.dtype) if plastic else None
+    elig = _trace0(elig0, batch, hidden, xproj.dtype) if plasticity == "retroactive" else None
     h, c = h0, c0
     hs = []
     for t in range(steps):
@@ -157,16 +171,10 @@ def plastic_lstm(
         h_new = o * torch.tanh(c)
         if plastic:
             outer = h.unsqueeze(2) * g.unsqueeze(1)  # h_i g_j
-            if plasticity == "hebb":
-                hebb = (1 - eta) * hebb + eta * outer
-            else:
-                mod = torch.tanh(h_new @ m + m_bias)  # [B]
-                rate = (fan_w * mod.unsqueeze(1) + fan_b).unsqueeze(1)  # eta_j: [B, 1, H]
-                if plasticity == "simple":
-                    hebb = hebb + rate * outer
-                else:
-                    hebb = hebb + rate * elig
-                    elig = (1 - eta) * elig + eta * outer
+            rate = None
+            if plasticity != "hebb":  # eta_j = v_j M + b_j: [B, 1, H]
+                rate = _modulated_rate(h_new, m, m_bias, fan_w, fan_b)
+            hebb, elig = _trace_step(plasticity, hebb, elig, outer, eta, rate)
             hebb = torch.clamp(hebb, -clip, clip)
         hs.append(h_new)
         h = h_new

@@ -80,6 +80,73 @@ def _scalar(t: Optional[Tensor]) -> float:
     return 0.0 if t is None else float(t.detach().reshape(-1)[0])
 
 
+def _choice(name: str, value, choices: Sequence) -> None:
+    """Raises ValueError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {choices}, got {value!r}")
+
+
+def _alpha_dims(alpha_shape: str, n: int) -> Tuple[int, ...]:
+    """The shape of ``alpha`` for ``n`` neurons: ``[N, N]``, ``[N]`` or ``[1]``."""
+    return {"per_connection": (n, n), "per_neuron": (n,), "scalar": (1,)}[alpha_shape]
+
+
+def _add_eta(module: nn.Module, eta_init: float, learn_eta: bool) -> None:
+    """Gives ``module`` its rate ``eta: [1]`` at ``eta_init``: a parameter when ``learn_eta``,
+    else a buffer."""
+    eta = torch.full((1,), float(eta_init))
+    if learn_eta:
+        module.eta = nn.Parameter(eta)
+    else:
+        module.register_buffer("eta", eta)
+
+
+def _add_modulator(module: nn.Module, n: int, fan_out: bool) -> None:
+    """Gives ``module`` the neuromodulator's parameters (ICLR 2019 section 3): ``m: [N]``
+    (``U(-1/sqrt(N), 1/sqrt(N))``), ``m_bias: [1]`` (0) and with ``fan_out`` ``fan_w: [N]``
+    (``U(-1, 1)``) and ``fan_b: [N]`` (0)."""
+    bound = 1.0 / n ** 0.5
+    module.m = nn.Parameter(torch.empty(n).uniform_(-bound, bound))
+    module.m_bias = nn.Parameter(torch.zeros(1))
+    if fan_out:
+        module.fan_w = nn.Parameter(torch.empty(n).uniform_(-1.0, 1.0))
+        module.fan_b = nn.Parameter(torch.zeros(n))
+
+
+def _modulator_of(module: nn.Module) -> dict:
+    """The module's neuromodulator parameters (None where it has none), as keyword arguments."""
+    return {k: getattr(module, k, None) for k in ("m", "m_bias", "fan_w", "fan_b")}
+
+
+def _check_input(x: Tensor, size: int, dtype: torch.dtype, what: str) -> None:
+    """Checks a layer's input ``x: [B, T, size]`` with ``B, T > 0`` (any strides); ``what``
+    names the last dimension."""
+    _check("x", x, dtype=dtype, contiguous=False)
+    if x.dim() != 3 or x.shape[2] != size or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"x: expected shape [B, T, {what}] = [batch, steps, {size}] with B, "
+                         f"T > 0, got {list(x.shape)}")
+
+
+def _input_grads(needs: Sequence[bool], g: dict, keys: Sequence[Optional[str]],
+                 scalars: dict) -> tuple:
+    """The gradients an autograd Function's backward returns: for input ``k`` named
+    ``keys[k]`` (None: not differentiable), the engine's ``g[key]`` as a tensor (a float
+    ``g[key]`` filled into the shape of ``scalars[key]``), or None when not needed or absent."""
+    def grad(k, key):
+        if key is None or not needs[k] or key not in g:
+            return None
+        v = g[key]
+        return torch.full_like(scalars[key], v) if isinstance(v, float) else torch.from_numpy(v)
+    return tuple(grad(k, key) for k, key in enumerate(keys))
+
+
+def _modulator(m: Optional[Tensor], m_bias: Optional[Tensor], fan_w: Optional[Tensor],
+               fan_b: Optional[Tensor]) -> dict:
+    """The neuromodulator's parameters as the engine takes them: ``m, fan_w, fan_b: [N]``
+    (arrays or None) and ``m_bias`` (a float)."""
+    return dict(m=_array(m), m_bias=_scalar(m_bias), fan_w=_array(fan_w), fan_b=_array(fan_b))
+
+
 class _PlasticEpisode(torch.autograd.Function):
     """One call of the engine: forward and backward through ``T`` steps of ``B`` episodes."""
 
@@ -87,8 +154,8 @@ class _PlasticEpisode(torch.autograd.Function):
     def forward(ctx, options, x, y0, hebb0, elig0, w, alpha, eta, m, m_bias, fan_w, fan_b):
         episode, ys, hebb, elig = _engine.rnn_forward(
             _array(x), _array(y0), _array(w), _array(alpha), _scalar(eta),
-            h0=_array(hebb0), e0=_array(elig0), m=_array(m), m_bias=_scalar(m_bias),
-            fan_w=_array(fan_w), fan_b=_array(fan_b), **options)
+            h0=_array(hebb0), e0=_array(elig0), modulator=_modulator(m, m_bias, fan_w, fan_b),
+            **options)
         ctx.episode = episode
         ctx.save_for_backward(w, alpha, eta, m, m_bias, fan_w, fan_b)
         ctx.set_materialize_grads(False)
@@ -106,21 +173,10 @@ class _PlasticEpisode(torch.autograd.Function):
         contiguous = (lambda g: None if g is None else g.contiguous())
         g = _engine.rnn_backward(
             ctx.episode, _array(g_ys.contiguous()), _array(w), _array(alpha), _scalar(eta),
-            gh=_array(contiguous(g_hebb)), ge=_array(contiguous(g_elig)), m=_array(m),
-            m_bias=_scalar(m_bias), fan_w=_array(fan_w), fan_b=_array(fan_b))
-        needs = ctx.needs_input_grad
-
-        def grad(k, key, like=None):
-            if not needs[k] or key not in g:
-                return None
-            v = g[key]
-            if isinstance(v, float):
-                return torch.full_like(like, v)
-            return torch.from_numpy(v)
-
-        return (None, grad(1, "x"), grad(2, "y0"), grad(3, "h0"), grad(4, "e0"), grad(5, "w"),
-                grad(6, "alpha"), grad(7, "eta", eta), grad(8, "m"), grad(9, "m_bias", m_bias),
-                grad(10, "fan_w"), grad(11, "fan_b"))
+            gh=_array(contiguous(g_hebb)), ge=_array(contiguous(g_elig)),
+            modulator=_modulator(m, m_bias, fan_w, fan_b))
+        keys = (None, "x", "y0", "h0", "e0", "w", "alpha", "eta", "m", "m_bias", "fan_w", "fan_b")
+        return _input_grads(ctx.needs_input_grad, g, keys, dict(eta=eta, m_bias=m_bias))
 
 
 def plastic_rnn_episode(
@@ -154,14 +210,10 @@ def plastic_rnn_episode(
     ``hebb: [B, N, N]`` (the trace after the last step) and ``elig: [B, N, N]`` (retroactive;
     else None). Differentiable with respect to every tensor argument.
     """
-    if rule not in RULES:
-        raise ValueError(f"rule: expected one of {RULES}, got {rule!r}")
-    if alpha_shape not in ALPHAS:
-        raise ValueError(f"alpha_shape: expected one of {ALPHAS}, got {alpha_shape!r}")
-    if modulation not in MODULATIONS:
-        raise ValueError(f"modulation: expected one of {MODULATIONS}, got {modulation!r}")
-    if input_mode not in INPUT_MODES:
-        raise ValueError(f"input_mode: expected one of {INPUT_MODES}, got {input_mode!r}")
+    for name, value, choices in (("rule", rule, RULES), ("alpha_shape", alpha_shape, ALPHAS),
+                                 ("modulation", modulation, MODULATIONS),
+                                 ("input_mode", input_mode, INPUT_MODES)):
+        _choice(name, value, choices)
     _check("w", w)
     dtype = w.dtype
     if w.dim() != 2 or w.shape[0] != w.shape[1] or w.shape[0] == 0:
@@ -173,8 +225,7 @@ def plastic_rnn_episode(
                          f"got {list(x.shape)}")
     b = x.shape[1]
     _check("y0", y0, (b, n), dtype)
-    _check("alpha", alpha, {"per_connection": (n, n), "per_neuron": (n,), "scalar": (1,)}
-           [alpha_shape], dtype)
+    _check("alpha", alpha, _alpha_dims(alpha_shape, n), dtype)
     if modulation != "simple":
         _check("eta", eta, (1,), dtype)
     for name, t in (("hebb0", hebb0), ("elig0", elig0)):
@@ -246,12 +297,10 @@ class PlasticRNN(nn.Module):
         super().__init__()
         if not isinstance(neurons, int) or neurons <= 0:
             raise ValueError(f"neurons: expected a positive int, got {neurons!r}")
-        if rule not in RULES:
-            raise ValueError(f"rule: expected one of {RULES}, got {rule!r}")
-        if alpha not in ALPHAS:
-            raise ValueError(f"alpha: expected one of {ALPHAS}, got {alpha!r}")
-        if modulation not in MODULATIONS:
-            raise ValueError(f"modulation: expected one of {MODULATIONS}, got {modulation!r}")
+        for name, value, choices in (("rule", rule, RULES), ("alpha", alpha, ALPHAS),
+                                     ("modulation", modulation, MODULATIONS),
+                                     ("input_mode", input_mode, INPUT_MODES)):
+            _choice(name, value, choices)
         if modulation is not None and rule != "hebb":
             raise ValueError(f"rule: neuromodulation sets the rate of the decaying Hebbian "
                              f"trace; rule={rule!r} is not supported with it")
@@ -259,30 +308,18 @@ class PlasticRNN(nn.Module):
             raise ValueError("fan_out: needs a modulation (\"simple\" or \"retroactive\")")
         if clip is not None and not (isinstance(clip, (int, float)) and clip > 0):
             raise ValueError(f"clip: expected a positive number or None, got {clip!r}")
-        if input_mode not in INPUT_MODES:
-            raise ValueError(f"input_mode: expected one of {INPUT_MODES}, got {input_mode!r}")
         n = neurons
         self.neurons, self.rule, self.alpha_shape = n, rule, alpha
         self.modulation, self.fan_out, self.clip, self.input_mode = (
             modulation, fan_out, None if clip is None else float(clip), input_mode)
         self.w = nn.Parameter(init_std * torch.randn(n, n))
-        alpha_dims = {"per_connection": (n, n), "per_neuron": (n,), "scalar": (1,)}[alpha]
-        self.alpha = nn.Parameter(init_std * torch.randn(*alpha_dims))
+        self.alpha = nn.Parameter(init_std * torch.randn(*_alpha_dims(alpha, n)))
         if modulation != "simple":
-            eta = torch.full((1,), float(eta_init))
-            if learn_eta:
-                self.eta = nn.Parameter(eta)
-            else:
-                self.register_buffer("eta", eta)
+            _add_eta(self, eta_init, learn_eta)
         else:
             self.eta = None
         if modulation is not None:
-            bound = 1.0 / n ** 0.5
-            self.m = nn.Parameter(torch.empty(n).uniform_(-bound, bound))
-            self.m_bias = nn.Parameter(torch.zeros(1))
-            if fan_out:
-                self.fan_w = nn.Parameter(torch.empty(n).uniform_(-1.0, 1.0))
-                self.fan_b = nn.Parameter(torch.zeros(n))
+            _add_modulator(self, n, fan_out)
 
     def extra_repr(self) -> str:
         return (f"neurons={self.neurons}, rule={self.rule!r}, alpha={self.alpha_shape!r}, "
@@ -304,10 +341,7 @@ class PlasticRNN(nn.Module):
         (no copy when ``B = 1``). The state's tensors must be contiguous.
         """
         n, dtype = self.neurons, self.w.dtype
-        _check("x", x, dtype=dtype, contiguous=False)
-        if x.dim() != 3 or x.shape[2] != n or x.shape[0] == 0 or x.shape[1] == 0:
-            raise ValueError(f"x: expected shape [B, T, N] = [batch, steps, {n}] with B, T > 0, "
-                             f"got {list(x.shape)}")
+        _check_input(x, n, dtype, "N")
         b = x.shape[0]
         if state is None:
             y0, hebb0, elig0 = torch.zeros(b, n, dtype=dtype), None, None
@@ -326,9 +360,7 @@ class PlasticRNN(nn.Module):
                                  "trace; expected None")
         ys, hebb, elig = plastic_rnn_episode(
             x.transpose(0, 1).contiguous(), y0, self.w, self.alpha, self.eta,
-            hebb0=hebb0, elig0=elig0, m=getattr(self, "m", None),
-            m_bias=getattr(self, "m_bias", None), fan_w=getattr(self, "fan_w", None),
-            fan_b=getattr(self, "fan_b", None), rule=self.rule, alpha_shape=self.alpha_shape,
+            hebb0=hebb0, elig0=elig0, **_modulator_of(self), rule=self.rule, alpha_shape=self.alpha_shape,
             modulation=self.modulation, fan_out=self.fan_out, clip=self.clip,
             input_mode=self.input_mode)
         return ys.transpose(0, 1), PlasticState(ys[-1], hebb, elig)
@@ -363,8 +395,8 @@ class _PlasticLstmRun(torch.autograd.Function):
                 fan_b):
         run, hs, c, hebb, elig = _engine.lstm_forward(
             _array(xproj), _array(h0), _array(c0), _array(w_h), alpha=_array(alpha),
-            eta=_scalar(eta), hebb0=_array(hebb0), elig0=_array(elig0), m=_array(m),
-            m_bias=_scalar(m_bias), fan_w=_array(fan_w), fan_b=_array(fan_b), **options)
+            eta=_scalar(eta), hebb0=_array(hebb0), elig0=_array(elig0),
+            modulator=_modulator(m, m_bias, fan_w, fan_b), **options)
         ctx.run = run
         ctx.save_for_backward(w_h, alpha, eta, m, m_bias, fan_w, fan_b)
         ctx.set_materialize_grads(False)
@@ -387,19 +419,10 @@ class _PlasticLstmRun(torch.autograd.Function):
         g = _engine.lstm_backward(
             ctx.run, _array(g_hs.contiguous()), _array(w_h), gc=contiguous(g_c),
             ghebb=contiguous(g_hebb), gelig=contiguous(g_elig), alpha=_array(alpha),
-            eta=_scalar(eta), m=_array(m), m_bias=_scalar(m_bias), fan_w=_array(fan_w),
-            fan_b=_array(fan_b))
-        needs = ctx.needs_input_grad
-
-        def grad(k, key, like=None):
-            if not needs[k] or key not in g:
-                return None
-            v = g[key]
-            return torch.full_like(like, v) if isinstance(v, float) else torch.from_numpy(v)
-
-        return (None, grad(1, "xproj"), grad(2, "h0"), grad(3, "c0"), grad(4, "hebb0"),
-                grad(5, "elig0"), grad(6, "w_h"), grad(7, "alpha"), grad(8, "eta", eta),
-                grad(9, "m"), grad(10, "m_bias", m_bias), grad(11, "fan_w"), grad(12, "fan_b"))
+            eta=_scalar(eta), modulator=_modulator(m, m_bias, fan_w, fan_b))
+        keys = (None, "xproj", "h0", "c0", "hebb0", "elig0", "w_h", "alpha", "eta", "m", "m_bias",
+                "fan_w", "fan_b")
+        return _input_grads(ctx.needs_input_grad, g, keys, dict(eta=eta, m_bias=m_bias))
 
 
 class PlasticLSTM(nn.Module):
@@ -434,10 +457,8 @@ class PlasticLSTM(nn.Module):
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size)):
             if not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{name}: expected a positive int, got {v!r}")
-        if plasticity not in LSTM_PLASTICITY:
-            raise ValueError(f"plasticity: expected one of {LSTM_PLASTICITY}, got {plasticity!r}")
-        if alpha not in ALPHAS:
-            raise ValueError(f"alpha: expected one of {ALPHAS}, got {alpha!r}")
+        _choice("plasticity", plasticity, LSTM_PLASTICITY)
+        _choice("alpha", alpha, ALPHAS)
         if not (isinstance(clip, (int, float)) and 0 < clip < float("inf")):
             raise ValueError(f"clip: expected a positive finite number, got {clip!r}")
         h = hidden_size
@@ -449,19 +470,11 @@ class PlasticLSTM(nn.Module):
         nn.init.uniform_(self.input.bias, -bound, bound)
         self.w_h = nn.Parameter(torch.empty(h, 4 * h).uniform_(-bound, bound))
         if plasticity is not None:
-            dims = {"per_connection": (h, h), "per_neuron": (h,), "scalar": (1,)}[alpha]
-            self.alpha = nn.Parameter(torch.empty(*dims).uniform_(-bound, bound))
+            self.alpha = nn.Parameter(torch.empty(*_alpha_dims(alpha, h)).uniform_(-bound, bound))
         if plasticity in ("hebb", "retroactive"):
-            eta = torch.full((1,), float(eta_init))
-            if learn_eta:
-                self.eta = nn.Parameter(eta)
-            else:
-                self.register_buffer("eta", eta)
+            _add_eta(self, eta_init, learn_eta)
         if plasticity in ("simple", "retroactive"):
-            self.m = nn.Parameter(torch.empty(h).uniform_(-bound, bound))
-            self.m_bias = nn.Parameter(torch.zeros(1))
-            self.fan_w = nn.Parameter(torch.empty(h).uniform_(-1.0, 1.0))
-            self.fan_b = nn.Parameter(torch.zeros(h))
+            _add_modulator(self, h, fan_out=True)
 
     def extra_repr(self) -> str:
         return (f"input_size={self.input_size}, hidden_size={self.hidden_size}, "
@@ -471,10 +484,7 @@ class PlasticLSTM(nn.Module):
                 ) -> Tuple[Tensor, LstmState]:
         """``x: [B, T, D]`` -> ``(hs: [B, T, H], state)``; ``state`` None starts from zeros."""
         h, dtype = self.hidden_size, self.w_h.dtype
-        _check("x", x, dtype=dtype, contiguous=False)
-        if x.dim() != 3 or x.shape[2] != self.input_size or x.shape[0] == 0 or x.shape[1] == 0:
-            raise ValueError(f"x: expected shape [B, T, D] = [batch, steps, {self.input_size}] "
-                             f"with B, T > 0, got {list(x.shape)}")
+        _check_input(x, self.input_size, dtype, "D")
         b = x.shape[0]
         plastic, retro = self.plasticity is not None, self.plasticity == "retroactive"
         if state is None:
@@ -497,7 +507,6 @@ class PlasticLSTM(nn.Module):
         options = dict(plasticity=self.plasticity, alpha_shape=self.alpha_shape, clip=self.clip)
         hs, c, hebb, elig = _PlasticLstmRun.apply(
             options, xproj, h0, c0, hebb0, elig0, self.w_h, getattr(self, "alpha", None),
-            getattr(self, "eta", None), getattr(self, "m", None), getattr(self, "m_bias", None),
-            getattr(self, "fan_w", None), getattr(self, "fan_b", None))
+            getattr(self, "eta", None), *_modulator_of(self).values())
         state = LstmState(hs[-1], c, hebb if plastic else None, elig if retro else None)
         return hs.transpose(0, 1), state

@@ -5,6 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "../../crates/plasticity/tests/common/shared_data.rs"]
+mod shared_data;
+// Each test file that reads a shared data set uses it.
+#[allow(unused_imports)]
+pub use shared_data::shared_data;
+
 /// Runs the `plasticity` binary with `args`.
 pub fn plasticity(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_plasticity"))
@@ -94,12 +100,14 @@ pub fn assert_run_files(run: &Path, more: &[&str]) {
 }
 
 /// A scratch folder for one test (see [`temp_dir`]) with [`small_config`] in it: the folder,
-/// the configuration's path and the run folder `run` inside it (not created).
-pub fn pattern_scratch(name: &str) -> (PathBuf, String, PathBuf) {
+/// the configuration's path and the run folder `run` inside it (not created), as a path and
+/// as an argument.
+pub fn pattern_scratch(name: &str) -> (PathBuf, String, PathBuf, String) {
     let dir = temp_dir(name);
     let config = small_config(&dir);
     let run = dir.join("run");
-    (dir, config, run)
+    let run_s = run.to_string_lossy().into_owned();
+    (dir, config, run, run_s)
 }
 
 /// The arguments of a pattern run of `config` for `episodes` episodes into `run`, then `more`.

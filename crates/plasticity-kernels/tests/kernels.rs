@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 
 mod common;
 use common::{
-    assert_close, assert_derivative, block_of, central_difference, clamp_some, rows_of, uniform,
+    add_into, assert_close, assert_derivative, central_difference, clamp_some, uniform, EpisodeOf,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -543,35 +543,28 @@ fn a_batch_gives_the_sum_of_its_episodes_run_one_by_one() {
         let (mut sum_w, mut sum_alpha, mut sum_eta) =
             (vec![0.0; nn], vec![0.0; p.alpha.len()], 0.0);
         for bi in 0..b {
-            let pick = |v: &[f64]| rows_of(v, b, n, bi);
-            let (state, trace) = (
-                |v: &[f64]| block_of(v, n, bi),
-                |v: &[f64]| block_of(v, nn, bi),
-            );
+            let e = EpisodeOf { b, n, bi };
             let q = Problem {
                 spec: EpisodeSpec { batch: 1, ..spec },
                 w: p.w.clone(),
                 alpha: p.alpha.clone(),
                 eta: p.eta,
-                x: pick(&p.x),
-                y0: state(&p.y0),
-                h0: trace(&p.h0),
-                gy: pick(&p.gy),
-                gh: trace(&p.gh),
+                x: e.rows(&p.x),
+                y0: e.state(&p.y0),
+                h0: e.trace(&p.h0),
+                gy: e.rows(&p.gy),
+                gh: e.trace(&p.gh),
             };
-            let e1 = q.run();
-            let label = |what: &str| format!("{rule:?} {clip:?} episode {bi} {what}");
-            assert_close(&label("ys"), &e1.ys, &pick(&ep.ys), 1e-12);
-            assert_close(&label("Hebb_T"), &e1.hebb, &trace(&ep.hebb), 1e-12);
-            let g1 = q.grads();
-            assert_close(&label("dx"), &g1.x, &pick(&grads.x), 1e-10);
-            assert_close(&label("dy0"), &g1.y0, &state(&grads.y0), 1e-10);
-            assert_close(&label("dHebb0"), &g1.hebb0, &trace(&grads.hebb0), 1e-10);
-            sum_w.iter_mut().zip(&g1.w).for_each(|(a, v)| *a += v);
-            sum_alpha
-                .iter_mut()
-                .zip(&g1.alpha)
-                .for_each(|(a, v)| *a += v);
+            let (e1, g1) = (q.run(), q.grads());
+            let label = format!("{rule:?} {clip:?} episode {bi}");
+            e.assert_alone_equals_slice(
+                &label,
+                [&e1.ys, &e1.hebb, &g1.x, &g1.hebb0],
+                [&ep.ys, &ep.hebb, &grads.x, &grads.hebb0],
+            );
+            assert_close(&format!("{label} dy0"), &g1.y0, &e.state(&grads.y0), 1e-10);
+            add_into(&mut sum_w, &g1.w);
+            add_into(&mut sum_alpha, &g1.alpha);
             sum_eta += g1.rule.eta;
         }
         assert_close("dw", &grads.w, &sum_w, 1e-10);

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 mod common;
 use common::{
-    assert_close, assert_derivative, block_of, central_difference, clamp_some, rows_of, uniform,
+    add_into, assert_close, assert_derivative, central_difference, clamp_some, uniform, EpisodeOf,
     Modulator,
 };
 
@@ -710,38 +710,42 @@ fn a_batch_gives_the_sum_of_its_episodes_run_one_by_one() {
         let ep = p.run();
         let grads = p.grads();
         let one = EpisodeSpec { batch: 1, ..spec };
-        let (nn, retro) = (n * n, kind.has_eligibility());
+        let retro = kind.has_eligibility();
         let mut sum_w = vec![0.0; n * n];
         let mut sum_m = vec![0.0; n];
         let (mut sum_mb, mut sum_eta) = (0.0, 0.0);
         for bi in 0..b {
-            let pick = |v: &[f64]| rows_of(v, b, n, bi);
-            let trace = |v: &[f64]| block_of(v, nn, bi);
+            let e = EpisodeOf { b, n, bi };
             let q = Problem {
                 spec: one,
                 w: p.w.clone(),
                 alpha: p.alpha.clone(),
                 md: p.md.clone(),
-                x: pick(&p.x),
-                y0: block_of(&p.y0, n, bi),
-                h0: trace(&p.h0),
-                e0: trace(&p.e0),
-                gy: pick(&p.gy),
-                gh: trace(&p.gh),
-                ge: trace(&p.ge),
+                x: e.rows(&p.x),
+                y0: e.state(&p.y0),
+                h0: e.trace(&p.h0),
+                e0: e.trace(&p.e0),
+                gy: e.rows(&p.gy),
+                gh: e.trace(&p.gh),
+                ge: e.trace(&p.ge),
             };
-            let e1 = q.run();
-            let label = |what: &str| format!("{kind:?} {what} {bi}");
-            assert_close(&label("ys"), &e1.ys, &pick(&ep.ys), 1e-12);
-            assert_close(&label("Hebb_T"), &e1.hebb, &trace(&ep.hebb), 1e-12);
-            let g1 = q.grads();
-            assert_close(&label("dx"), &g1.x, &pick(&grads.x), 1e-10);
-            assert_close(&label("dHebb0"), &g1.hebb0, &trace(&grads.hebb0), 1e-10);
+            let (e1, g1) = (q.run(), q.grads());
+            let label = format!("{kind:?} episode {bi}");
+            e.assert_alone_equals_slice(
+                &label,
+                [&e1.ys, &e1.hebb, &g1.x, &g1.hebb0],
+                [&ep.ys, &ep.hebb, &grads.x, &grads.hebb0],
+            );
             if retro {
-                assert_close(&label("dE0"), &g1.elig0, &trace(&grads.elig0), 1e-10);
+                assert_close(
+                    &format!("{label} dE0"),
+                    &g1.elig0,
+                    &e.trace(&grads.elig0),
+                    1e-10,
+                );
             }
-            sum_w.iter_mut().zip(&g1.w).for_each(|(a, b)| *a += b);
-            sum_m.iter_mut().zip(&g1.rule.m).for_each(|(a, b)| *a += b);
+            add_into(&mut sum_w, &g1.w);
+            add_into(&mut sum_m, &g1.rule.m);
             sum_mb += g1.rule.m_bias;
             sum_eta += g1.rule.eta_e;
         }

@@ -28,7 +28,7 @@ use numpy::{PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods}
 use plasticity_kernels::rnn::{backward_modulated, forward_modulated};
 use plasticity_kernels::{
     backward, forward, AlphaShape, BackwardStrategy, Episode, EpisodeSpec, Grads, InputMode,
-    ModulatedParams, Modulation, Params, Real, SpecError, TraceRule,
+    ModulatedParams, Modulation, Params, Real, RuleGrads, SpecError, TraceRule,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -176,6 +176,26 @@ impl<'py, F: Float> Input<'py, F> {
             .transpose()
     }
 
+    /// [`Input::new`] of an array that must have the shape `want`.
+    fn shaped(name: &'static str, obj: &Bound<'py, PyAny>, want: &[usize]) -> PyResult<Self> {
+        let input = Input::new(name, obj)?;
+        input.expect(want)?;
+        Ok(input)
+    }
+
+    /// [`Input::maybe`] of an array that, when given, must have the shape `want`.
+    fn maybe_shaped(
+        name: &'static str,
+        obj: Option<&Bound<'py, PyAny>>,
+        want: &[usize],
+    ) -> PyResult<Option<Self>> {
+        let input = Input::maybe(name, obj)?;
+        if let Some(i) = &input {
+            i.expect(want)?;
+        }
+        Ok(input)
+    }
+
     /// Checks the shape against `want`.
     fn expect(&self, want: &[usize]) -> PyResult<()> {
         let got = self.array.shape();
@@ -201,6 +221,11 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
         .name()
         .map_or_else(|_| "object".to_string(), |n| n.to_string())
+}
+
+/// The slice of an optional input, if given.
+fn slice_opt<'a, F: Float>(input: &'a Option<Input<'_, F>>) -> PyResult<Option<&'a [F]>> {
+    input.as_ref().map(Input::slice).transpose()
 }
 
 /// The slice of an optional input (empty when absent).
@@ -230,17 +255,7 @@ impl Options<'_> {
                 )))
             }
         };
-        let alpha = match self.alpha_shape {
-            "per_connection" => AlphaShape::PerConnection,
-            "per_neuron" => AlphaShape::PerNeuron,
-            "scalar" => AlphaShape::Scalar,
-            other => {
-                let expected = "\"per_connection\", \"per_neuron\" or \"scalar\"";
-                return Err(value_error(format!(
-                    "alpha: expected {expected}, got {other:?}"
-                )));
-            }
-        };
+        let alpha = parse_alpha(self.alpha_shape)?;
         let fan_out = self.fan_out;
         let modulation = match self.modulation {
             None => Modulation::None,
@@ -280,6 +295,21 @@ impl Options<'_> {
     }
 }
 
+/// The alpha shape a layer's `alpha` option names.
+fn parse_alpha(alpha_shape: &str) -> PyResult<AlphaShape> {
+    match alpha_shape {
+        "per_connection" => Ok(AlphaShape::PerConnection),
+        "per_neuron" => Ok(AlphaShape::PerNeuron),
+        "scalar" => Ok(AlphaShape::Scalar),
+        other => {
+            let expected = "\"per_connection\", \"per_neuron\" or \"scalar\"";
+            Err(value_error(format!(
+                "alpha: expected {expected}, got {other:?}"
+            )))
+        }
+    }
+}
+
 /// The shape of `alpha` as the Python layer holds it: `[N, N]`, `[N]` or `[1]`.
 fn alpha_dims(shape: AlphaShape, n: usize) -> Vec<usize> {
     match shape {
@@ -289,15 +319,105 @@ fn alpha_dims(shape: AlphaShape, n: usize) -> Vec<usize> {
     }
 }
 
+/// The neuromodulator's parameters as Python passes them (ICLR 2019 section 3): a dict with
+/// the keys `m` (`[N]`), `m_bias` (float), `fan_w` and `fan_b` (`[N]`, the fan-out), the arrays
+/// or None; absent (None) for a network without modulation.
+#[derive(FromPyObject, Default)]
+#[pyo3(from_item_all)]
+struct ModulatorArgs<'py> {
+    m: Option<Bound<'py, PyAny>>,
+    m_bias: f64,
+    fan_w: Option<Bound<'py, PyAny>>,
+    fan_b: Option<Bound<'py, PyAny>>,
+}
+
+impl<'py> ModulatorArgs<'py> {
+    /// Borrows the arrays from numpy.
+    fn borrow<F: Float>(&self) -> PyResult<Modulator<'py, F>> {
+        Ok(Modulator {
+            m: Input::maybe("m", self.m.as_ref())?,
+            m_bias: F::of(self.m_bias),
+            fan_w: Input::maybe("fan_w", self.fan_w.as_ref())?,
+            fan_b: Input::maybe("fan_b", self.fan_b.as_ref())?,
+        })
+    }
+}
+
+/// The neuromodulator's parameters, borrowed from numpy.
+struct Modulator<'py, F: Float> {
+    m: Option<Input<'py, F>>,
+    m_bias: F,
+    fan_w: Option<Input<'py, F>>,
+    fan_b: Option<Input<'py, F>>,
+}
+
+impl<F: Float> Modulator<'_, F> {
+    /// Checks that `m` is there exactly when `modulated` and `fan_w, fan_b` exactly when
+    /// `fan_out`, each of shape `[n]`; `kind` names the variant in messages.
+    fn check(&self, n: usize, modulated: bool, fan_out: bool, kind: &str) -> PyResult<()> {
+        expect_present("m", &self.m, modulated, &[n], kind)?;
+        expect_present("fan_w", &self.fan_w, fan_out, &[n], kind)?;
+        expect_present("fan_b", &self.fan_b, fan_out, &[n], kind)
+    }
+
+    /// `(m, fan_w, fan_b)` as slices (empty when absent).
+    fn slices(&self) -> PyResult<(&[F], &[F], &[F])> {
+        Ok((
+            slice_or_empty(&self.m)?,
+            slice_or_empty(&self.fan_w)?,
+            slice_or_empty(&self.fan_b)?,
+        ))
+    }
+}
+
+/// Checks that the optional input `name` is there, shaped `dims`, exactly when `wanted` (by the
+/// variant `kind`, named in the messages).
+fn expect_present<F: Float>(
+    name: &str,
+    input: &Option<Input<'_, F>>,
+    wanted: bool,
+    dims: &[usize],
+    kind: &str,
+) -> PyResult<()> {
+    match (input, wanted) {
+        (Some(a), true) => a.expect(dims),
+        (None, true) => Err(value_error(format!(
+            "{name}: expected an array of shape {dims:?} with {kind}, got None"
+        ))),
+        (Some(_), false) => Err(value_error(format!(
+            "{name}: not used with {kind}; pass None"
+        ))),
+        (None, false) => Ok(()),
+    }
+}
+
+/// Puts the gradients of the modulator's parameters into `out`: `m: [n]` and `m_bias`
+/// (float) when `modulated`, `fan_w, fan_b: [n]` when `fan_out`.
+fn set_modulator_grads<F: Float>(
+    out: &Bound<'_, PyDict>,
+    rule: RuleGrads<F>,
+    n: usize,
+    modulated: bool,
+    fan_out: bool,
+) -> PyResult<()> {
+    let py = out.py();
+    if modulated {
+        out.set_item("m", owned(py, rule.m, &[n])?)?;
+        out.set_item("m_bias", rule.m_bias.to_f64())?;
+    }
+    if fan_out {
+        out.set_item("fan_w", owned(py, rule.fan_w, &[n])?)?;
+        out.set_item("fan_b", owned(py, rule.fan_b, &[n])?)?;
+    }
+    Ok(())
+}
+
 /// The learned parameters as Python passes them.
 struct Weights<'a, 'py> {
     w: &'a Bound<'py, PyAny>,
     alpha: &'a Bound<'py, PyAny>,
     eta: f64,
-    m: Option<&'a Bound<'py, PyAny>>,
-    m_bias: f64,
-    fan_w: Option<&'a Bound<'py, PyAny>>,
-    fan_b: Option<&'a Bound<'py, PyAny>>,
+    modulator: ModulatorArgs<'py>,
 }
 
 /// The learned parameters, borrowed from numpy.
@@ -305,10 +425,7 @@ struct Borrowed<'py, F: Float> {
     w: Input<'py, F>,
     alpha: Input<'py, F>,
     eta: F,
-    m: Option<Input<'py, F>>,
-    m_bias: F,
-    fan_w: Option<Input<'py, F>>,
-    fan_b: Option<Input<'py, F>>,
+    modulator: Modulator<'py, F>,
 }
 
 impl<'py, F: Float> Borrowed<'py, F> {
@@ -327,10 +444,7 @@ impl<'py, F: Float> Borrowed<'py, F> {
             w,
             alpha: Input::new("alpha", p.alpha)?,
             eta: F::of(p.eta),
-            m: Input::maybe("m", p.m)?,
-            m_bias: F::of(p.m_bias),
-            fan_w: Input::maybe("fan_w", p.fan_w)?,
-            fan_b: Input::maybe("fan_b", p.fan_b)?,
+            modulator: p.modulator.borrow()?,
         };
         Ok((borrowed, n))
     }
@@ -339,43 +453,25 @@ impl<'py, F: Float> Borrowed<'py, F> {
     fn check(&self, spec: &EpisodeSpec) -> PyResult<()> {
         let n = spec.neurons;
         self.alpha.expect(&alpha_dims(spec.alpha, n))?;
-        let modulated = spec.modulation != Modulation::None;
-        let fan_out = spec.modulation.fan_out();
-        for (name, input, wanted) in [
-            ("m", &self.m, modulated),
-            ("fan_w", &self.fan_w, fan_out),
-            ("fan_b", &self.fan_b, fan_out),
-        ] {
-            match (input, wanted) {
-                (Some(a), true) => a.expect(&[n])?,
-                (None, true) => {
-                    return Err(value_error(format!(
-                        "{name}: expected an array of shape [{n}] with modulation {:?}, got None",
-                        spec.modulation
-                    )))
-                }
-                (Some(_), false) => {
-                    return Err(value_error(format!(
-                        "{name}: not used with modulation {:?}; pass None",
-                        spec.modulation
-                    )))
-                }
-                (None, false) => {}
-            }
-        }
-        Ok(())
+        self.modulator.check(
+            n,
+            spec.modulation != Modulation::None,
+            spec.modulation.fan_out(),
+            &format!("modulation {:?}", spec.modulation),
+        )
     }
 
     /// The slices as the engine takes them.
     fn slices(&self) -> PyResult<Slices<'_, F>> {
+        let (m, fan_w, fan_b) = self.modulator.slices()?;
         Ok(Slices {
             w: self.w.slice()?,
             alpha: self.alpha.slice()?,
             eta: self.eta,
-            m: slice_or_empty(&self.m)?,
-            m_bias: self.m_bias,
-            fan_w: slice_or_empty(&self.fan_w)?,
-            fan_b: slice_or_empty(&self.fan_b)?,
+            m,
+            m_bias: self.modulator.m_bias,
+            fan_w,
+            fan_b,
         })
     }
 }
@@ -462,13 +558,9 @@ fn forward_in<'py, F: Float>(
     };
     let spec = options.spec(n, b, t)?;
     p.check(&spec)?;
-    let y0 = Input::<F>::new("y0", state.y0)?;
-    y0.expect(&[b, n])?;
-    let h0 = Input::<F>::maybe("h0", state.h0)?;
-    let e0 = Input::<F>::maybe("e0", state.e0)?;
-    for s in [&h0, &e0].into_iter().flatten() {
-        s.expect(&[b, n, n])?;
-    }
+    let y0 = Input::<F>::shaped("y0", state.y0, &[b, n])?;
+    let h0 = Input::<F>::maybe_shaped("h0", state.h0, &[b, n, n])?;
+    let e0 = Input::<F>::maybe_shaped("e0", state.e0, &[b, n, n])?;
     if e0.is_some() && !spec.modulation.has_eligibility() {
         return Err(value_error(
             "e0: only retroactive modulation keeps an eligibility trace; pass None",
@@ -476,8 +568,7 @@ fn forward_in<'py, F: Float>(
     }
     let s = p.slices()?;
     let (xs, y0s) = (x.slice()?, y0.slice()?);
-    let h0s = h0.as_ref().map(Input::slice).transpose()?;
-    let e0s = e0.as_ref().map(Input::slice).transpose()?;
+    let (h0s, e0s) = (slice_opt(&h0)?, slice_opt(&e0)?);
     let episode = py
         .detach(|| {
             if spec.modulation == Modulation::None {
@@ -511,15 +602,15 @@ fn forward_in<'py, F: Float>(
 ///
 /// Shapes (C-contiguous, time-major): `x: [T, B, N]`, `y0: [B, N]`, `w: [N, N]`,
 /// `alpha: [N, N] | [N] | [1]` (per connection, per postsynaptic neuron, scalar),
-/// `h0, e0: [B, N, N]` or None (zeros), `m, fan_w, fan_b: [N]` or None. `eta` is the trace's
+/// `h0, e0: [B, N, N]` or None (zeros), `modulator` a dict of `m, fan_w, fan_b: [N]` (arrays or
+/// None) and `m_bias` (float), or None without modulation. `eta` is the trace's
 /// rate (decaying Hebb, Oja) or the eligibility trace's rate `eta_E` (retroactive); simple
 /// modulation ignores it. Returns `(episode, ys: [T, B, N], hebb: [B, N, N], elig)`, `elig`
 /// the final eligibility trace `[B, N, N]` (retroactive) or an empty array.
 #[pyfunction]
 #[pyo3(signature = (
-    x, y0, w, alpha, eta, *, h0=None, e0=None, m=None, m_bias=0.0, fan_w=None, fan_b=None,
-    rule="hebb", alpha_shape="per_connection", modulation=None, fan_out=false, clip=None,
-    input_mode="additive"
+    x, y0, w, alpha, eta, *, h0=None, e0=None, modulator=None, rule="hebb",
+    alpha_shape="per_connection", modulation=None, fan_out=false, clip=None, input_mode="additive"
 ))]
 #[allow(clippy::too_many_arguments)]
 fn rnn_forward<'py>(
@@ -531,10 +622,7 @@ fn rnn_forward<'py>(
     eta: f64,
     h0: Option<&Bound<'py, PyAny>>,
     e0: Option<&Bound<'py, PyAny>>,
-    m: Option<&Bound<'py, PyAny>>,
-    m_bias: f64,
-    fan_w: Option<&Bound<'py, PyAny>>,
-    fan_b: Option<&Bound<'py, PyAny>>,
+    modulator: Option<ModulatorArgs<'py>>,
     rule: &str,
     alpha_shape: &str,
     modulation: Option<&str>,
@@ -543,14 +631,12 @@ fn rnn_forward<'py>(
     input_mode: &str,
 ) -> PyResult<Forward<'py>> {
     let state = State { x, y0, h0, e0 };
+    let modulator = modulator.unwrap_or_default();
     let weights = Weights {
         w,
         alpha,
         eta,
-        m,
-        m_bias,
-        fan_w,
-        fan_b,
+        modulator,
     };
     let options = Options {
         rule,
@@ -589,17 +675,11 @@ fn backward_in<'py, F: Float>(
         )));
     }
     p.check(&spec)?;
-    let gy = Input::<F>::new("gy", cot.gy)?;
-    gy.expect(&[t, b, n])?;
-    let gh = Input::<F>::maybe("gh", cot.gh)?;
-    let ge = Input::<F>::maybe("ge", cot.ge)?;
-    for g in [&gh, &ge].into_iter().flatten() {
-        g.expect(&[b, n, n])?;
-    }
+    let gy = Input::<F>::shaped("gy", cot.gy, &[t, b, n])?;
+    let gh = Input::<F>::maybe_shaped("gh", cot.gh, &[b, n, n])?;
+    let ge = Input::<F>::maybe_shaped("ge", cot.ge, &[b, n, n])?;
     let s = p.slices()?;
-    let gys = gy.slice()?;
-    let ghs = gh.as_ref().map(Input::slice).transpose()?;
-    let ges = ge.as_ref().map(Input::slice).transpose()?;
+    let (gys, ghs, ges) = (gy.slice()?, slice_opt(&gh)?, slice_opt(&ge)?);
     let grads: Grads<F> = py
         .detach(|| {
             // The backward consumes the episode: it works on a copy, so that the handle serves
@@ -622,14 +702,7 @@ fn backward_in<'py, F: Float>(
         grads.rule.eta
     };
     out.set_item("eta", eta.to_f64())?;
-    if modulated {
-        out.set_item("m", owned(py, grads.rule.m, &[n])?)?;
-        out.set_item("m_bias", grads.rule.m_bias.to_f64())?;
-    }
-    if spec.modulation.fan_out() {
-        out.set_item("fan_w", owned(py, grads.rule.fan_w, &[n])?)?;
-        out.set_item("fan_b", owned(py, grads.rule.fan_b, &[n])?)?;
-    }
+    set_modulator_grads(&out, grads.rule, n, modulated, spec.modulation.fan_out())?;
     out.set_item("x", owned(py, grads.x, &[t, b, n])?)?;
     out.set_item("y0", owned(py, grads.y0, &[b, n])?)?;
     if grads.hebb0.len() == b * n * n {
@@ -653,7 +726,7 @@ fn backward_in<'py, F: Float>(
 /// its check and the traces were recomputed from checkpoints).
 #[pyfunction]
 #[pyo3(signature = (
-    episode, gy, w, alpha, eta, *, gh=None, ge=None, m=None, m_bias=0.0, fan_w=None, fan_b=None
+    episode, gy, w, alpha, eta, *, gh=None, ge=None, modulator=None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn rnn_backward<'py>(
@@ -665,20 +738,15 @@ fn rnn_backward<'py>(
     eta: f64,
     gh: Option<&Bound<'py, PyAny>>,
     ge: Option<&Bound<'py, PyAny>>,
-    m: Option<&Bound<'py, PyAny>>,
-    m_bias: f64,
-    fan_w: Option<&Bound<'py, PyAny>>,
-    fan_b: Option<&Bound<'py, PyAny>>,
+    modulator: Option<ModulatorArgs<'py>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let cot = Cotangents { gy, gh, ge };
+    let modulator = modulator.unwrap_or_default();
     let weights = Weights {
         w,
         alpha,
         eta,
-        m,
-        m_bias,
-        fan_w,
-        fan_b,
+        modulator,
     };
     match &episode.get().episode {
         AnyEpisode::F32(ep) => backward_in(py, ep, &cot, &weights),

@@ -13,18 +13,16 @@
 //!
 //! with `M = tanh(m . h' + m_b)`.
 
-use crate::{owned, slice_or_empty, value_error, AnyRun, Float, Input};
+use crate::{
+    alpha_dims, expect_present, owned, parse_alpha, set_modulator_grads, slice_opt, slice_or_empty,
+    spec_error, value_error, AnyRun, Float, Input, Modulator, ModulatorArgs,
+};
 use numpy::PyUntypedArrayMethods;
 use plasticity_kernels::{
-    lstm_backward, lstm_forward, AlphaShape, LstmInit, LstmParams, LstmPlasticity, LstmSequence,
-    LstmSpec, SpecError,
+    lstm_backward, lstm_forward, LstmInit, LstmParams, LstmPlasticity, LstmSequence, LstmSpec,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-
-fn spec_error(e: SpecError) -> PyErr {
-    value_error(e.0)
-}
 
 /// A recurrence run forward by [`lstm_forward_py`]; pass it to [`lstm_backward_py`].
 #[pyclass(name = "LstmRun", module = "plasticity._engine", frozen)]
@@ -50,21 +48,15 @@ pub(crate) struct LstmWeights<'a, 'py> {
     pub w_h: &'a Bound<'py, PyAny>,
     pub alpha: Option<&'a Bound<'py, PyAny>>,
     pub eta: f64,
-    pub m: Option<&'a Bound<'py, PyAny>>,
-    pub m_bias: f64,
-    pub fan_w: Option<&'a Bound<'py, PyAny>>,
-    pub fan_b: Option<&'a Bound<'py, PyAny>>,
+    pub modulator: ModulatorArgs<'py>,
 }
 
 /// The parameters borrowed from numpy and checked against the spec.
 struct Borrowed<'py, F: Float> {
     w_h: Input<'py, F>,
     alpha: Option<Input<'py, F>>,
-    m: Option<Input<'py, F>>,
-    fan_w: Option<Input<'py, F>>,
-    fan_b: Option<Input<'py, F>>,
     eta: F,
-    m_bias: F,
+    modulator: Modulator<'py, F>,
 }
 
 impl<'py, F: Float> Borrowed<'py, F> {
@@ -75,54 +67,28 @@ impl<'py, F: Float> Borrowed<'py, F> {
         let borrowed = Borrowed {
             w_h,
             alpha: Input::maybe("alpha", p.alpha)?,
-            m: Input::maybe("m", p.m)?,
-            fan_w: Input::maybe("fan_w", p.fan_w)?,
-            fan_b: Input::maybe("fan_b", p.fan_b)?,
             eta: F::of(p.eta),
-            m_bias: F::of(p.m_bias),
+            modulator: p.modulator.borrow()?,
         };
-        let alpha_dims = match spec.alpha {
-            AlphaShape::PerConnection => vec![h, h],
-            AlphaShape::PerNeuron => vec![h],
-            AlphaShape::Scalar => vec![1],
-        };
+        let kind = format!("plasticity {:?}", spec.plasticity);
         let plastic = spec.plasticity.is_plastic();
+        let alpha = alpha_dims(spec.alpha, h);
+        expect_present("alpha", &borrowed.alpha, plastic, &alpha, &kind)?;
         let modulated = spec.plasticity.is_modulated();
-        for (name, input, wanted, dims) in [
-            ("alpha", &borrowed.alpha, plastic, alpha_dims),
-            ("m", &borrowed.m, modulated, vec![h]),
-            ("fan_w", &borrowed.fan_w, modulated, vec![h]),
-            ("fan_b", &borrowed.fan_b, modulated, vec![h]),
-        ] {
-            match (input, wanted) {
-                (Some(a), true) => a.expect(&dims)?,
-                (None, false) => {}
-                (None, true) => {
-                    return Err(value_error(format!(
-                        "{name}: expected an array of shape {dims:?} with plasticity {:?}",
-                        spec.plasticity
-                    )))
-                }
-                (Some(_), false) => {
-                    return Err(value_error(format!(
-                        "{name}: not used with plasticity {:?}; pass None",
-                        spec.plasticity
-                    )))
-                }
-            }
-        }
+        borrowed.modulator.check(h, modulated, modulated, &kind)?;
         Ok(borrowed)
     }
 
     fn params(&self) -> PyResult<LstmParams<'_, F>> {
+        let (m, fan_w, fan_b) = self.modulator.slices()?;
         Ok(LstmParams {
             w_h: self.w_h.slice()?,
             alpha: slice_or_empty(&self.alpha)?,
             eta: self.eta,
-            m: slice_or_empty(&self.m)?,
-            m_bias: self.m_bias,
-            fan_w: slice_or_empty(&self.fan_w)?,
-            fan_b: slice_or_empty(&self.fan_b)?,
+            m,
+            m_bias: self.modulator.m_bias,
+            fan_w,
+            fan_b,
             eta_e: self.eta,
         })
     }
@@ -148,17 +114,7 @@ fn spec_of(
             )))
         }
     };
-    let alpha = match alpha_shape {
-        "per_connection" => AlphaShape::PerConnection,
-        "per_neuron" => AlphaShape::PerNeuron,
-        "scalar" => AlphaShape::Scalar,
-        other => {
-            let expected = "\"per_connection\", \"per_neuron\" or \"scalar\"";
-            return Err(value_error(format!(
-                "alpha: expected {expected}, got {other:?}"
-            )));
-        }
-    };
+    let alpha = parse_alpha(alpha_shape)?;
     let spec = LstmSpec {
         alpha,
         clip,
@@ -203,21 +159,16 @@ fn forward_in<'py, F: Float>(
     };
     let spec = spec_of(h, b, t, options.0, options.1, options.2)?;
     let p = Borrowed::<F>::new(weights, &spec)?;
-    let h0 = Input::<F>::new("h0", state.h0)?;
-    let c0 = Input::<F>::new("c0", state.c0)?;
-    h0.expect(&[b, h])?;
-    c0.expect(&[b, h])?;
-    let hebb0 = Input::<F>::maybe("hebb0", state.hebb0)?;
-    let elig0 = Input::<F>::maybe("elig0", state.elig0)?;
-    for s in [&hebb0, &elig0].into_iter().flatten() {
-        s.expect(&[b, h, h])?;
-    }
+    let h0 = Input::<F>::shaped("h0", state.h0, &[b, h])?;
+    let c0 = Input::<F>::shaped("c0", state.c0, &[b, h])?;
+    let hebb0 = Input::<F>::maybe_shaped("hebb0", state.hebb0, &[b, h, h])?;
+    let elig0 = Input::<F>::maybe_shaped("elig0", state.elig0, &[b, h, h])?;
     let params = p.params()?;
     let init = LstmInit {
         h0: h0.slice()?,
         c0: c0.slice()?,
-        hebb0: hebb0.as_ref().map(Input::slice).transpose()?,
-        elig0: elig0.as_ref().map(Input::slice).transpose()?,
+        hebb0: slice_opt(&hebb0)?,
+        elig0: slice_opt(&elig0)?,
     };
     let xs = xproj.slice()?;
     let run: LstmSequence<F> = py
@@ -243,12 +194,12 @@ fn forward_in<'py, F: Float>(
 /// dtype of `xproj`). Shapes (C-contiguous, time-major): `xproj: [T, B, 4H]` (the input
 /// projection, gates `i, f, o, g`), `h0, c0: [B, H]`, `w_h: [H, 4H]`,
 /// `alpha: [H, H] | [H] | [1]` (None without plasticity), `hebb0, elig0: [B, H, H]` or None,
-/// `m, fan_w, fan_b: [H]` (modulated). `eta` is the Hebbian rate or the eligibility trace's
-/// `eta_E`. Returns `(run, hs: [T, B, H], c: [B, H], hebb, elig)` (`[B, H, H]`, or empty).
+/// `modulator` a dict of `m, fan_w, fan_b: [H]` and `m_bias` (modulated; None otherwise).
+/// `eta` is the Hebbian rate or the eligibility trace's `eta_E`. Returns `(run, hs: [T, B, H], c: [B, H], hebb, elig)` (`[B, H, H]`, or empty).
 #[pyfunction]
 #[pyo3(name = "lstm_forward", signature = (
-    xproj, h0, c0, w_h, *, alpha=None, eta=0.0, hebb0=None, elig0=None, m=None, m_bias=0.0,
-    fan_w=None, fan_b=None, plasticity=None, alpha_shape="per_neuron", clip=2.0
+    xproj, h0, c0, w_h, *, alpha=None, eta=0.0, hebb0=None, elig0=None, modulator=None,
+    plasticity=None, alpha_shape="per_neuron", clip=2.0
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn lstm_forward_py<'py>(
@@ -261,10 +212,7 @@ pub(crate) fn lstm_forward_py<'py>(
     eta: f64,
     hebb0: Option<&Bound<'py, PyAny>>,
     elig0: Option<&Bound<'py, PyAny>>,
-    m: Option<&Bound<'py, PyAny>>,
-    m_bias: f64,
-    fan_w: Option<&Bound<'py, PyAny>>,
-    fan_b: Option<&Bound<'py, PyAny>>,
+    modulator: Option<ModulatorArgs<'py>>,
     plasticity: Option<&str>,
     alpha_shape: &str,
     clip: f64,
@@ -276,14 +224,12 @@ pub(crate) fn lstm_forward_py<'py>(
         hebb0,
         elig0,
     };
+    let modulator = modulator.unwrap_or_default();
     let weights = LstmWeights {
         w_h,
         alpha,
         eta,
-        m,
-        m_bias,
-        fan_w,
-        fan_b,
+        modulator,
     };
     let options = (plasticity, alpha_shape, clip);
     if crate::is_f64(xproj) {
@@ -310,21 +256,13 @@ fn backward_in<'py, F: Float>(
     let spec = *run.spec();
     let (h, b, t) = (spec.hidden, spec.batch, spec.steps);
     let p = Borrowed::<F>::new(weights, &spec)?;
-    let gh = Input::<F>::new("gh", cot.gh)?;
-    gh.expect(&[t, b, h])?;
-    let gc = Input::<F>::maybe("gc", cot.gc)?;
-    if let Some(g) = &gc {
-        g.expect(&[b, h])?;
-    }
-    let ghebb = Input::<F>::maybe("ghebb", cot.ghebb)?;
-    let gelig = Input::<F>::maybe("gelig", cot.gelig)?;
-    for g in [&ghebb, &gelig].into_iter().flatten() {
-        g.expect(&[b, h, h])?;
-    }
+    let gh = Input::<F>::shaped("gh", cot.gh, &[t, b, h])?;
+    let gc = Input::<F>::maybe_shaped("gc", cot.gc, &[b, h])?;
+    let ghebb = Input::<F>::maybe_shaped("ghebb", cot.ghebb, &[b, h, h])?;
+    let gelig = Input::<F>::maybe_shaped("gelig", cot.gelig, &[b, h, h])?;
     let params = p.params()?;
-    let (ghs, gcs) = (gh.slice()?, gc.as_ref().map(Input::slice).transpose()?);
-    let gheb = ghebb.as_ref().map(Input::slice).transpose()?;
-    let gel = gelig.as_ref().map(Input::slice).transpose()?;
+    let (ghs, gcs) = (gh.slice()?, slice_opt(&gc)?);
+    let (gheb, gel) = (slice_opt(&ghebb)?, slice_opt(&gelig)?);
     let grads = py
         .detach(|| lstm_backward(&params, run, ghs, gcs, gheb, gel))
         .map_err(spec_error)?;
@@ -347,12 +285,8 @@ fn backward_in<'py, F: Float>(
             out.set_item("hebb0", owned(py, grads.hebb0, &[b, h, h])?)?;
         }
     }
-    if spec.plasticity.is_modulated() {
-        out.set_item("m", owned(py, grads.rule.m, &[h])?)?;
-        out.set_item("m_bias", grads.rule.m_bias.to_f64())?;
-        out.set_item("fan_w", owned(py, grads.rule.fan_w, &[h])?)?;
-        out.set_item("fan_b", owned(py, grads.rule.fan_b, &[h])?)?;
-    }
+    let modulated = spec.plasticity.is_modulated();
+    set_modulator_grads(&out, grads.rule, h, modulated, modulated)?;
     if spec.plasticity.has_eligibility() && grads.elig0.len() == b * h * h {
         out.set_item("elig0", owned(py, grads.elig0, &[b, h, h])?)?;
     }
@@ -368,8 +302,7 @@ fn backward_in<'py, F: Float>(
 /// `c0`, `hebb0`, `elig0` (those the kind has).
 #[pyfunction]
 #[pyo3(name = "lstm_backward", signature = (
-    run, gh, w_h, *, gc=None, ghebb=None, gelig=None, alpha=None, eta=0.0, m=None, m_bias=0.0,
-    fan_w=None, fan_b=None
+    run, gh, w_h, *, gc=None, ghebb=None, gelig=None, alpha=None, eta=0.0, modulator=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn lstm_backward_py<'py>(
@@ -382,10 +315,7 @@ pub(crate) fn lstm_backward_py<'py>(
     gelig: Option<&Bound<'py, PyAny>>,
     alpha: Option<&Bound<'py, PyAny>>,
     eta: f64,
-    m: Option<&Bound<'py, PyAny>>,
-    m_bias: f64,
-    fan_w: Option<&Bound<'py, PyAny>>,
-    fan_b: Option<&Bound<'py, PyAny>>,
+    modulator: Option<ModulatorArgs<'py>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let cot = Cotangents {
         gh,
@@ -393,14 +323,12 @@ pub(crate) fn lstm_backward_py<'py>(
         ghebb,
         gelig,
     };
+    let modulator = modulator.unwrap_or_default();
     let weights = LstmWeights {
         w_h,
         alpha,
         eta,
-        m,
-        m_bias,
-        fan_w,
-        fan_b,
+        modulator,
     };
     match &run.get().run {
         AnyRun::F32(r) => backward_in(py, r, &cot, &weights),

@@ -8,17 +8,12 @@ use plasticity::tasks::images::{generate, ImageConfig, ImageModel, ImageTask, Mo
 use plasticity::train::{self, Experiment, RunOptions};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "plasticity-test-images-{name}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{
+    assert_rejected, load_trained, metrics_without_time, options, shared_data, temp_dir, train_ok,
+};
 
 /// `count` CIFAR-10 records with label `k % 10` and pixel bytes from `rng`.
 fn cifar_bytes(count: usize, rng: &mut impl Rng) -> Vec<u8> {
@@ -28,19 +23,6 @@ fn cifar_bytes(count: usize, rng: &mut impl Rng) -> Vec<u8> {
         out.extend((0..3072).map(|_| rng.gen::<u8>()));
     }
     out
-}
-
-fn shared_cifar() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/cifar10");
-    if dir.join("test_batch.bin").exists() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: {} not found (the shared CIFAR-10 copy)",
-            dir.display()
-        );
-        None
-    }
 }
 
 #[test]
@@ -124,7 +106,9 @@ fn cifar_reader_reads_directories_by_split_and_rejects_bad_files() {
 
 #[test]
 fn shared_cifar_copy_reads_when_present() {
-    let Some(dir) = shared_cifar() else { return };
+    let Some(dir) = shared_data("cifar10", "test_batch.bin") else {
+        return;
+    };
     let train = cifar::read_dir(&dir, Split::Train).unwrap();
     let test = cifar::read_dir(&dir, Split::Test).unwrap();
     assert!(
@@ -332,34 +316,16 @@ fn lstm_has_at_least_as_many_parameters_as_the_plastic_network() {
 
 #[test]
 fn invalid_configurations_and_sets_are_rejected() {
-    let bad = [
-        (
-            ImageConfig {
-                images: 0,
-                ..small()
-            },
-            "images",
-        ),
-        (ImageConfig { side: 3, ..small() }, "side"),
-        (
-            ImageConfig {
-                top_half_probability: 1.5,
-                ..small()
-            },
-            "top_half_probability",
-        ),
-        (
-            ImageConfig {
-                learning_rate: -1.0,
-                ..small()
-            },
-            "learning_rate",
-        ),
-    ];
-    for (c, field) in bad {
-        let err = ImageTask::new(c, small_set(5, 8, 1), small_set(5, 8, 1)).unwrap_err();
-        assert!(err.starts_with(field), "{err}");
-    }
+    assert_rejected(
+        &small(),
+        |c| ImageTask::new(c, small_set(5, 8, 1), small_set(5, 8, 1)),
+        &[
+            (|c| c.images = 0, "images"),
+            (|c| c.side = 3, "side"),
+            (|c| c.top_half_probability = 1.5, "top_half_probability"),
+            (|c| c.learning_rate = -1.0, "learning_rate"),
+        ],
+    );
     let err = ImageTask::new(small(), small_set(1, 8, 1), small_set(5, 8, 1)).unwrap_err();
     assert!(err.contains("training images"), "{err}");
     let err = ImageTask::new(small(), small_set(5, 8, 1), small_set(5, 4, 1)).unwrap_err();
@@ -369,16 +335,13 @@ fn invalid_configurations_and_sets_are_rejected() {
 fn run(task: &ImageTask, name: &str, episodes: u64, seed: u64) -> (PathBuf, train::Summary) {
     let out = temp_dir(name);
     let opts = RunOptions {
-        episodes,
-        seed,
-        out: out.clone(),
-        resume: false,
         checkpoint_every: 50,
-        time_limit: None,
+        ..options(out.clone(), episodes, seed)
     };
-    let device = Device::flex().autodiff();
-    let s = train::train(task, &serde_json::json!({}), &opts, &device, &mut |_| {}).unwrap();
-    (out, s)
+    (
+        out.clone(),
+        train_ok(task, &opts, &Device::flex().autodiff()),
+    )
 }
 
 #[test]
@@ -404,9 +367,7 @@ fn plastic_network_learns_to_complete_held_out_images() {
             / 100.0
     };
     let (out, _) = run(&task, "learn", 300, 1);
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let model = task.init_model(&mut rng, &device);
-    let (model, _) = train::load_model(&out, model).unwrap();
+    let (model, _) = load_trained(&task, &out, &device);
     let (means, _) = train::evaluate(&task, &model, 100, 77, &device).unwrap();
     eprintln!(
         "held-out erased loss {} vs {zero} for predicting 0",
@@ -424,13 +385,6 @@ fn training_is_deterministic() {
     let task = small_task(Model::Plastic);
     let (a, _) = run(&task, "det-a", 20, 4);
     let (b, _) = run(&task, "det-b", 20, 4);
-    let rows = |d: &Path| -> Vec<String> {
-        std::fs::read_to_string(d.join("metrics.csv"))
-            .unwrap()
-            .lines()
-            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
-            .collect()
-    };
-    assert_eq!(rows(&a), rows(&b));
-    assert_eq!(rows(&a)[0], "episode,loss,erased_loss");
+    assert_eq!(metrics_without_time(&a), metrics_without_time(&b));
+    assert_eq!(metrics_without_time(&a)[0], "episode,loss,erased_loss");
 }

@@ -5,18 +5,15 @@
 use burn::tensor::Device;
 use plasticity::data::ptb::{self, EOS};
 use plasticity::tasks::lm::{Batched, LmConfig, LmPreset, LmTask, Model};
-use plasticity::train::{self, Experiment, RunOptions};
+use plasticity::train::RunOptions;
 use plasticity::AlphaShape;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("plasticity-test-lm-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{
+    load_trained, metrics_without_time, options, shared_data, temp_dir, train_ok, try_train,
+};
 
 fn write_corpus(dir: &Path, train: &str, valid: &str, test: &str) {
     for (f, text) in ptb::FILES.iter().zip([train, valid, test]) {
@@ -63,11 +60,9 @@ fn the_reader_names_the_file_and_line_of_an_unknown_word_and_missing_files() {
 
 #[test]
 fn the_real_penn_treebank_has_the_usual_sizes() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/ptb");
-    if !dir.join("ptb.train.txt").exists() {
-        eprintln!("skipped: no Penn Treebank at {}", dir.display());
+    let Some(dir) = shared_data("ptb", "ptb.train.txt") else {
         return;
-    }
+    };
     let c = ptb::load(&dir).unwrap();
     assert_eq!(c.vocab.len(), 10_000);
     assert_eq!(c.train.len(), 929_589);
@@ -153,15 +148,10 @@ fn every_model_learns_a_repeating_corpus_to_low_perplexity() {
         let task = LmTask::new(config, corpus.clone()).unwrap();
         let out = dir.join(format!("{model:?}"));
         let opts = RunOptions {
-            episodes: task.total_updates(),
-            seed: 3,
-            out: out.clone(),
-            resume: false,
             checkpoint_every: 1000,
-            time_limit: None,
+            ..options(out.clone(), task.total_updates(), 3)
         };
-        let summary =
-            train::train(&task, &serde_json::json!({}), &opts, &device, &mut |_| {}).unwrap();
+        let summary = train_ok(&task, &opts, &device);
         assert_eq!(summary.episodes, task.total_updates());
         // metrics.csv: perplexities at the end of each epoch only.
         let text = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
@@ -187,21 +177,11 @@ fn every_model_learns_a_repeating_corpus_to_low_perplexity() {
         assert!(last < 1.5, "{model:?}: validation perplexity {measured:?}");
         assert!(last < first, "{model:?}: {measured:?}");
         // eval: the checkpoint's model on the test set.
-        let net = task.init_model(&mut rand::SeedableRng::seed_from_u64(0), &device);
-        let (net, updates) = train::load_model(&out, net).unwrap();
+        let (net, updates) = load_trained(&task, &out, &device);
         assert_eq!(updates, task.total_updates());
         let test = task.perplexity(&net, &task.corpus.test).unwrap();
         assert!(test < 1.5, "{model:?}: test perplexity {test}");
     }
-}
-
-/// `metrics.csv` without its `seconds` column.
-fn metrics_without_time(run: &Path) -> Vec<String> {
-    std::fs::read_to_string(run.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
-        .collect()
 }
 
 #[test]
@@ -222,17 +202,15 @@ fn runs_are_reproducible_and_a_resume_equals_an_uninterrupted_run() {
     let task = LmTask::new(config.clone(), corpus.clone()).unwrap();
     let spe = task.segments_per_epoch();
     assert!(spe >= 2, "the test needs segments to resume between");
+    // Runs of `episodes` updates from `seed` into `dir/name`, a checkpoint each epoch.
+    let opts = |name: &str, episodes: u64, seed: u64, resume: bool| RunOptions {
+        resume,
+        checkpoint_every: spe,
+        ..options(dir.join(name), episodes, seed)
+    };
     let run_task = |task: &LmTask, name: &str, episodes: u64, resume: bool| {
-        let out = dir.join(name);
-        let opts = RunOptions {
-            episodes,
-            seed: 9,
-            out: out.clone(),
-            resume,
-            checkpoint_every: spe,
-            time_limit: None,
-        };
-        train::train(task, &serde_json::json!({}), &opts, &device, &mut |_| {}).map(|_| out)
+        let opts = opts(name, episodes, 9, resume);
+        try_train(task, &opts, &device).map(|_| opts.out)
     };
     let run =
         |name: &str, episodes: u64, resume: bool| run_task(&task, name, episodes, resume).unwrap();
@@ -270,18 +248,8 @@ fn runs_are_reproducible_and_a_resume_equals_an_uninterrupted_run() {
         "{err}"
     );
     // Dropout and data order come from the seed: another seed gives other training losses.
-    let other = {
-        let out = dir.join("d");
-        let opts = RunOptions {
-            episodes: spe,
-            seed: 10,
-            out: out.clone(),
-            resume: false,
-            checkpoint_every: spe,
-            time_limit: None,
-        };
-        train::train(&task, &serde_json::json!({}), &opts, &device, &mut |_| {}).unwrap();
-        metrics_without_time(&out)
-    };
+    let other = opts("d", spe, 10, false);
+    train_ok(&task, &other, &device);
+    let other = metrics_without_time(&other.out);
     assert_ne!(a[1..=spe as usize], other[1..]);
 }

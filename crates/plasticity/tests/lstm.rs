@@ -12,7 +12,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 mod common;
-use common::{assert_grad_close, assert_trained, grad, max_rel, random, LeafRng};
+use common::{
+    assert_json_round_trip, assert_op_matches_reference, assert_trained, grad, max_rel,
+    named_grads, random, LeafRng, Unused,
+};
 
 #[derive(Clone)]
 struct Leaves {
@@ -155,49 +158,23 @@ fn gradients_of_the_lstm_op_equal_burn_autodiff_of_the_plain_recurrence() {
                 clip,
                 ..LstmSpec::new(5, 3, 7, kind)
             };
-            let run = |use_fused: bool| {
-                let (l, weights) = leaves(&spec, 42, scale, &device);
-                let hs = if use_fused {
-                    fused(&spec, l.clone())
-                } else {
-                    reference(&spec, l.clone())
-                };
-                let grads = (hs.clone() * weights).sum().backward();
-                (
-                    to_vec(hs),
-                    vec![
-                        ("w_h", grad(&l.w_h, &grads)),
-                        ("alpha", grad(&l.alpha, &grads)),
-                        ("eta", grad(&l.eta, &grads)),
-                        ("m", grad(&l.m, &grads)),
-                        ("m_bias", grad(&l.m_bias, &grads)),
-                        ("fan_w", grad(&l.fan_w, &grads)),
-                        ("fan_b", grad(&l.fan_b, &grads)),
-                        ("eta_e", grad(&l.eta_e, &grads)),
-                        ("xproj", grad(&l.xproj, &grads)),
-                        ("h0", grad(&l.h0, &grads)),
-                        ("c0", grad(&l.c0, &grads)),
-                        ("hebb0", grad(&l.hebb0, &grads)),
-                        ("elig0", grad(&l.elig0, &grads)),
-                    ],
-                )
-            };
-            let (hs_f, g_f) = run(true);
-            let (hs_r, g_r) = run(false);
-            assert!(max_rel(&hs_f, &hs_r) < 1e-5, "{spec:?}: outputs differ");
-            for ((name, a), (_, b)) in g_f.iter().zip(&g_r) {
-                match (a, b) {
-                    (Some(a), Some(b)) => assert_grad_close(&format!("{spec:?}"), name, a, b),
-                    // What the recurrence does not use: no gradient on either side.
-                    (None, None) => {}
-                    (a, b) => panic!(
-                        "{spec:?}: d/d{name}: op has {}, reference has {}",
-                        a.is_some(),
-                        b.is_some()
-                    ),
-                }
-            }
-            let used = g_r.iter().filter(|(_, g)| g.is_some()).count();
+            // What the recurrence does not use: no gradient on either side.
+            let used = assert_op_matches_reference(
+                &format!("{spec:?}"),
+                Unused::None,
+                |use_fused: bool| {
+                    let (l, weights) = leaves(&spec, 42, scale, &device);
+                    let hs = if use_fused {
+                        fused(&spec, l.clone())
+                    } else {
+                        reference(&spec, l.clone())
+                    };
+                    let grads = (hs.clone() * weights).sum().backward();
+                    let named = named_grads!(&grads, l; w_h, alpha, eta, m, m_bias, fan_w, fan_b,
+                        eta_e, xproj, h0, c0, hebb0, elig0);
+                    (to_vec(hs), named)
+                },
+            );
             let expected = match kind {
                 LstmPlasticity::None => 4,         // w_h, xproj, h0, c0
                 LstmPlasticity::Hebb => 7,         // + alpha, eta, hebb0
@@ -219,11 +196,7 @@ fn a_plastic_lstm_layer_counts_its_parameters_carries_its_state_and_trains_every
         Plasticity::Modulated { retroactive: true },
     ] {
         let config = PlasticLstmConfig::new(3, 4, plasticity);
-        let json = serde_json::to_string(&config).unwrap();
-        assert_eq!(
-            serde_json::from_str::<PlasticLstmConfig>(&json).unwrap(),
-            config
-        );
+        assert_json_round_trip(&config);
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let layer = config.init(&mut rng, &device);
         assert_eq!(layer.num_params(), config.num_params(), "{plasticity:?}");

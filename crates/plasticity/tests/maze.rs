@@ -14,6 +14,9 @@ use plasticity::TraceRule;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+mod common;
+use common::{assert_rejected, options, temp_dir, train_ok};
+
 /// burn seeds its layers' initialisation from one global RNG per device: tests that build
 /// agents and check determinism hold this lock so that they do not draw from it concurrently.
 static AGENT_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -30,6 +33,13 @@ fn small(model: Model) -> MazeConfig {
         },
         ..MazeConfig::default()
     }
+}
+
+/// The cue-reward task of the default configuration changed by `change`.
+fn cue_reward(change: impl FnOnce(&mut CueRewardConfig)) -> CueRewardTask {
+    let mut config = CueRewardConfig::default();
+    change(&mut config);
+    CueRewardTask::new(config).unwrap()
 }
 
 #[test]
@@ -295,11 +305,7 @@ fn cue_reward_trials_show_two_cues_then_ask_and_reward_the_right_answer() {
     // The target is in the pair half the time (100 of 200 expected; 5 sigma = 35).
     assert!((65..=135).contains(&shown), "target shown {shown} of 200");
     // One cue per trial: shown at both cue steps, the target a quarter of the time.
-    let one = CueRewardTask::new(CueRewardConfig {
-        cues_per_trial: 1,
-        ..CueRewardConfig::default()
-    })
-    .unwrap();
+    let one = cue_reward(|c| c.cues_per_trial = 1);
     let mut shown = 0;
     for _ in 0..400 {
         let ep = one.reset(&mut rng);
@@ -311,12 +317,10 @@ fn cue_reward_trials_show_two_cues_then_ask_and_reward_the_right_answer() {
     // Cues at the response step: the sum of the pair (or the single cue), with the response
     // signal; off by default (checked above: zeros).
     for per_trial in [1, 2] {
-        let held = CueRewardTask::new(CueRewardConfig {
-            cues_per_trial: per_trial,
-            cues_at_response: true,
-            ..CueRewardConfig::default()
-        })
-        .unwrap();
+        let held = cue_reward(|c| {
+            c.cues_per_trial = per_trial;
+            c.cues_at_response = true;
+        });
         let ep = held.reset(&mut rng);
         let mut obs = vec![0.0; held.observation_size()];
         held.observe(&ep, 2, &mut obs);
@@ -338,11 +342,7 @@ fn cue_reward_trials_show_two_cues_then_ask_and_reward_the_right_answer() {
         );
     }
     // Go/no-go: responding earns +1 when the target was shown, -1 when not; withholding 0.
-    let go = CueRewardTask::new(CueRewardConfig {
-        answer_reward: AnswerReward::GoNoGo,
-        ..CueRewardConfig::default()
-    })
-    .unwrap();
+    let go = cue_reward(|c| c.answer_reward = AnswerReward::GoNoGo);
     let mut seen = std::collections::HashSet::new();
     for _ in 0..200 {
         let mut ep = go.reset(&mut rng);
@@ -361,11 +361,7 @@ fn cue_reward_trials_show_two_cues_then_ask_and_reward_the_right_answer() {
 
 #[test]
 fn the_cue_reward_warm_up_trains_on_two_cues_one_per_trial_then_on_the_task() {
-    let task = CueRewardTask::new(CueRewardConfig {
-        warmup_updates: 3,
-        ..CueRewardConfig::default()
-    })
-    .unwrap();
+    let task = cue_reward(|c| c.warmup_updates = 3);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     // A fresh task (evaluation) draws the configured episodes.
     assert!(!task.warming_up());
@@ -407,115 +403,38 @@ fn the_cue_reward_warm_up_trains_on_two_cues_one_per_trial_then_on_the_task() {
 
 #[test]
 fn invalid_configurations_name_the_field() {
-    for (config, field) in [
-        (
-            MazeConfig {
-                size: 12,
-                ..MazeConfig::default()
-            },
-            "size",
-        ),
-        (
-            MazeConfig {
-                a2c: A2cSettings {
-                    batch: 0,
-                    ..A2cSettings::default()
-                },
-                ..MazeConfig::default()
-            },
-            "batch",
-        ),
-        (
-            MazeConfig {
-                a2c: A2cSettings {
-                    gamma: 1.5,
-                    ..A2cSettings::default()
-                },
-                ..MazeConfig::default()
-            },
-            "gamma",
-        ),
-        (
-            MazeConfig {
-                a2c: A2cSettings {
-                    max_grad_norm: 0.0,
-                    ..A2cSettings::default()
-                },
-                ..MazeConfig::default()
-            },
-            "max_grad_norm",
-        ),
-    ] {
-        let err = MazeTask::new(config).unwrap_err();
-        assert!(err.starts_with(field), "{err}");
-    }
-    let mut oja_modulated = MazeConfig::default();
-    oja_modulated.plasticity.rule = TraceRule::Oja;
-    assert!(MazeTask::new(oja_modulated)
-        .unwrap_err()
-        .starts_with("rule"));
-    for (config, field) in [
-        (
-            CueRewardConfig {
-                cues: 1,
-                ..CueRewardConfig::default()
-            },
-            "cues",
-        ),
-        (
-            CueRewardConfig {
-                cue_bits: 1,
-                ..CueRewardConfig::default()
-            },
-            "cue_bits",
-        ),
-        (
-            CueRewardConfig {
-                cues_per_trial: 3,
-                ..CueRewardConfig::default()
-            },
-            "cues_per_trial",
-        ),
-        (
-            CueRewardConfig {
-                steps: 3,
-                ..CueRewardConfig::default()
-            },
-            "steps",
-        ),
-        (
-            {
-                let mut c = CueRewardConfig::default();
-                c.plasticity.clip = Some(-1.0);
-                c
-            },
-            "clip",
-        ),
-        (
-            CueRewardConfig {
-                a2c: A2cSettings {
-                    learning_rate: f64::NAN,
-                    ..A2cSettings::default()
-                },
-                ..CueRewardConfig::default()
-            },
-            "learning_rate",
-        ),
-    ] {
-        let err = CueRewardTask::new(config).unwrap_err();
-        assert!(err.starts_with(field), "{err}");
-    }
+    assert_rejected(
+        &MazeConfig::default(),
+        MazeTask::new,
+        &[
+            (|c| c.size = 12, "size"),
+            (|c| c.a2c.batch = 0, "batch"),
+            (|c| c.a2c.gamma = 1.5, "gamma"),
+            (|c| c.a2c.max_grad_norm = 0.0, "max_grad_norm"),
+            (|c| c.plasticity.rule = TraceRule::Oja, "rule"),
+        ],
+    );
+    assert_rejected(
+        &CueRewardConfig::default(),
+        CueRewardTask::new,
+        &[
+            (|c| c.cues = 1, "cues"),
+            (|c| c.cue_bits = 1, "cue_bits"),
+            (|c| c.cues_per_trial = 3, "cues_per_trial"),
+            (|c| c.steps = 3, "steps"),
+            (|c| c.plasticity.clip = Some(-1.0), "clip"),
+            (|c| c.a2c.learning_rate = f64::NAN, "learning_rate"),
+        ],
+    );
     assert!(Model::Lstm
         .check(a2c::MODELS)
         .unwrap_err()
         .contains("modplast"));
-    let lstm_agent = MazeConfig {
-        model: Model::Lstm,
-        ..MazeConfig::default()
-    };
-    assert!(MazeTask::new(lstm_agent)
-        .unwrap_err()
-        .starts_with("model: unknown model 'lstm'"));
+    assert_rejected(
+        &MazeConfig::default(),
+        MazeTask::new,
+        &[(|c| c.model = Model::Lstm, "model: unknown model 'lstm'")],
+    );
 }
 
 #[test]
@@ -575,20 +494,12 @@ fn the_warm_up_association_is_learned_with_neuromodulation_not_without_plasticit
 /// Trains `task` for `updates` updates from seed 0 in a temporary run directory (removed
 /// afterwards); returns the mean reward of the last updates (`train`'s final metric).
 fn train_final_reward<T: A2cTask>(task: &T, name: &str, updates: u64) -> f64 {
-    let out = std::env::temp_dir().join(format!("plasticity-cue-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = temp_dir(name);
     let opts = plasticity::train::RunOptions {
-        episodes: updates,
-        seed: 0,
-        out: out.clone(),
-        resume: false,
         checkpoint_every: updates + 1,
-        time_limit: None,
+        ..options(out.clone(), updates, 0)
     };
-    let device = Device::flex().autodiff();
-    let summary =
-        plasticity::train::train(task, &serde_json::json!({}), &opts, &device, &mut |_| {})
-            .unwrap();
+    let summary = train_ok(task, &opts, &Device::flex().autodiff());
     let _ = std::fs::remove_dir_all(&out);
     summary.final_metrics[0]
 }
@@ -660,11 +571,7 @@ fn a_fixed_cue_reward_association_is_learned() {
 #[test]
 fn response_rates_split_the_answers_by_whether_the_target_was_shown() {
     use plasticity::tasks::cue_reward::{response_rates, TRIAL_STEPS};
-    let task = CueRewardTask::new(CueRewardConfig {
-        steps: 40,
-        ..CueRewardConfig::default()
-    })
-    .unwrap();
+    let task = cue_reward(|c| c.steps = 40);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let (batch, steps) = (6, 40);
     let mut states = Vec::new();

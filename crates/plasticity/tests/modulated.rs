@@ -12,72 +12,32 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 mod common;
-use common::{assert_grad_close, assert_trained, grad, max_rel, random, LeafRng};
-
-#[derive(Clone)]
-struct Leaves {
-    w: Tensor<2>,
-    alpha: Tensor<2>,
-    m: Tensor<1>,
-    m_bias: Tensor<1>,
-    fan_w: Tensor<1>,
-    fan_b: Tensor<1>,
-    eta_e: Tensor<1>,
-    x: Tensor<3>,
-    y0: Tensor<2>,
-    hebb0: Tensor<3>,
-    elig0: Tensor<3>,
-}
-
-fn leaves(spec: &EpisodeSpec, seed: u64, device: &Device) -> (Leaves, Tensor<3>) {
-    let mut r = LeafRng::new(seed, device);
-    let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
-    let l = Leaves {
-        w: r.leaf(0.4, [n, n]),
-        alpha: r.leaf(0.5, spec.alpha.dims(n)),
-        m: r.leaf(1.0, [n]),
-        m_bias: r.leaf(0.5, [1]),
-        fan_w: r.leaf(1.0, [n]),
-        fan_b: r.leaf(0.3, [n]),
-        eta_e: r.scalar(0.3),
-        x: r.leaf(1.0, [b, t, n]),
-        y0: r.leaf(0.5, [b, n]),
-        hebb0: r.leaf(0.1, [b, n, n]),
-        elig0: r.leaf(0.3, [b, n, n]),
-    };
-    (l, r.tensor(1.0, [b, t, n]))
-}
+use common::{
+    assert_json_round_trip, assert_op_on_episode, assert_trained, grad, random, reference_step,
+    EpisodeLeaves, Unused,
+};
 
 /// The modulated episode as the paper writes it (ICLR 2019 section 3), with burn ops.
 /// Returns `ys: [B, T, N]`.
-fn reference(spec: &EpisodeSpec, l: Leaves) -> Tensor<3> {
-    let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
-    let alpha3: Tensor<3> = l.alpha.unsqueeze_dim(0);
-    let mut y = l.y0;
-    let mut hebb = l.hebb0;
-    let mut elig = l.elig0;
+fn reference(spec: &EpisodeSpec, l: EpisodeLeaves) -> Tensor<3> {
+    let md = l.modulator();
+    let mut y = l.y0.clone();
+    let mut hebb = l.hebb0.clone();
+    let mut elig = l.elig0.clone().unwrap();
     let mut ys = Vec::new();
-    for s in 0..t {
-        let xs = l.x.clone().slice([0..b, s..s + 1, 0..n]).reshape([b, n]);
-        let weights = l.w.clone().unsqueeze_dim::<3>(0) + alpha3.clone() * hebb.clone();
-        let pre = y
-            .clone()
-            .unsqueeze_dim::<3>(1)
-            .matmul(weights)
-            .reshape([b, n]);
-        let y_new = (pre + xs).tanh(); // eq. 1
-                                       // M(t) = tanh(m . y(t) + m_b): [B, 1]
-        let modulator = ((y_new.clone() * l.m.clone().unsqueeze_dim::<2>(0)).sum_dim(1)
-            + l.m_bias.clone().reshape([1, 1]))
+    for s in 0..spec.steps {
+        let (y_new, outer) = reference_step(&l, &y, &hebb, s); // eq. 1
+                                                               // M(t) = tanh(m . y(t) + m_b): [B, 1]
+        let modulator = ((y_new.clone() * md.m.clone().unsqueeze_dim::<2>(0)).sum_dim(1)
+            + md.m_bias.clone().reshape([1, 1]))
         .tanh();
         // eta_j(t): [B, N] (fan-out) or [B, 1]
         let eta: Tensor<2> = if spec.modulation.fan_out() {
-            modulator * l.fan_w.clone().unsqueeze_dim::<2>(0) + l.fan_b.clone().unsqueeze_dim(0)
+            modulator * md.fan_w.clone().unsqueeze_dim::<2>(0) + md.fan_b.clone().unsqueeze_dim(0)
         } else {
             modulator
         };
         let eta3: Tensor<3> = eta.unsqueeze_dim(1); // [B, 1, N|1]: per postsynaptic neuron j
-        let outer = y.clone().unsqueeze_dim::<3>(2) * y_new.clone().unsqueeze_dim::<3>(1);
         let clip = |h: Tensor<3>| match spec.clip {
             Some(c) => h.clamp(-c as f32, c as f32),
             None => h,
@@ -86,7 +46,7 @@ fn reference(spec: &EpisodeSpec, l: Leaves) -> Tensor<3> {
             Modulation::Simple { .. } => hebb = clip(hebb + eta3 * outer), // eq. 3
             Modulation::Retroactive { .. } => {
                 hebb = clip(hebb + eta3 * elig.clone()); // eq. 4, the old E
-                let eta_e: Tensor<3> = l.eta_e.clone().reshape([1, 1, 1]);
+                let eta_e: Tensor<3> = md.eta_e.clone().reshape([1, 1, 1]);
                 elig = elig.clone() - eta_e.clone() * elig + eta_e * outer; // eq. 5
             }
             Modulation::None => unreachable!(),
@@ -97,20 +57,21 @@ fn reference(spec: &EpisodeSpec, l: Leaves) -> Tensor<3> {
     Tensor::cat(ys, 1)
 }
 
-fn fused(spec: &EpisodeSpec, l: Leaves) -> Tensor<3> {
+fn fused(spec: &EpisodeSpec, l: EpisodeLeaves) -> Tensor<3> {
+    let md = l.modulator().clone();
     modulated_episode(
         ModulatedTensors {
             w: l.w,
             alpha: l.alpha,
-            m: l.m,
-            m_bias: l.m_bias,
-            fan_out: Some((l.fan_w, l.fan_b)),
-            eta_e: l.eta_e,
+            m: md.m,
+            m_bias: md.m_bias,
+            fan_out: Some((md.fan_w, md.fan_b)),
+            eta_e: md.eta_e,
         },
         l.x,
         l.y0,
         Some(l.hebb0),
-        Some(l.elig0),
+        l.elig0,
         *spec,
     )
     .unwrap()
@@ -119,14 +80,12 @@ fn fused(spec: &EpisodeSpec, l: Leaves) -> Tensor<3> {
 
 #[test]
 fn gradients_of_the_modulated_op_equal_burn_autodiff_of_the_plain_recurrence() {
-    let device = Device::flex().autodiff();
-    let kinds = [
+    for modulation in [
         Modulation::Simple { fan_out: false },
         Modulation::Simple { fan_out: true },
         Modulation::Retroactive { fan_out: false },
         Modulation::Retroactive { fan_out: true },
-    ];
-    for modulation in kinds {
+    ] {
         for (alpha, clip) in [
             (AlphaShape::PerConnection, None),
             (AlphaShape::PerConnection, Some(0.15)),
@@ -138,46 +97,10 @@ fn gradients_of_the_modulated_op_equal_burn_autodiff_of_the_plain_recurrence() {
                 clip,
                 ..EpisodeSpec::new(6, 3, 8)
             };
-            let run = |use_fused: bool| {
-                let (l, weights) = leaves(&spec, 42, &device);
-                let ys = if use_fused {
-                    fused(&spec, l.clone())
-                } else {
-                    reference(&spec, l.clone())
-                };
-                let grads = (ys.clone() * weights).sum().backward();
-                (
-                    to_vec(ys),
-                    vec![
-                        ("w", grad(&l.w, &grads)),
-                        ("alpha", grad(&l.alpha, &grads)),
-                        ("m", grad(&l.m, &grads)),
-                        ("m_bias", grad(&l.m_bias, &grads)),
-                        ("fan_w", grad(&l.fan_w, &grads)),
-                        ("fan_b", grad(&l.fan_b, &grads)),
-                        ("eta_e", grad(&l.eta_e, &grads)),
-                        ("x", grad(&l.x, &grads)),
-                        ("y0", grad(&l.y0, &grads)),
-                        ("hebb0", grad(&l.hebb0, &grads)),
-                        ("elig0", grad(&l.elig0, &grads)),
-                    ],
-                )
-            };
-            let (ys_f, g_f) = run(true);
-            let (ys_r, g_r) = run(false);
-            assert!(max_rel(&ys_f, &ys_r) < 1e-5, "{spec:?}: outputs differ");
-            for ((name, a), (_, b)) in g_f.iter().zip(&g_r) {
-                match (a, b) {
-                    (Some(a), Some(b)) => assert_grad_close(&format!("{spec:?}"), name, a, b),
-                    // What the recurrence does not use: the op reports no or zero gradient.
-                    (a, None) => assert!(
-                        a.as_ref().is_none_or(|a| a.iter().all(|v| *v == 0.0)),
-                        "{spec:?}: d/d{name} should be zero"
-                    ),
-                    (None, Some(_)) => panic!("{spec:?}: d/d{name} missing from the op"),
-                }
-            }
-            let used_by_reference = g_r.iter().filter(|(_, g)| g.is_some()).count();
+            // What the recurrence does not use: the op reports no or zero gradient.
+            let used_by_reference =
+                assert_op_on_episode(&spec, Unused::NoneOrZero, fused, reference);
+            // w, alpha, the modulator's 5, x, y0, hebb0, elig0 (eta is the fixed-rate rule's).
             let expected = 11
                 - if modulation.fan_out() { 0 } else { 2 }
                 - if modulation.has_eligibility() { 0 } else { 2 };
@@ -206,11 +129,7 @@ fn a_modulated_plastic_net_trains_its_modulator_and_old_configs_still_load() {
             },
             ..PlasticNetConfig::default()
         };
-        let json = serde_json::to_string(&config).unwrap();
-        assert_eq!(
-            serde_json::from_str::<PlasticNetConfig>(&json).unwrap(),
-            config
-        );
+        assert_json_round_trip(&config);
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let net = config.init(&mut rng, &device);
         let md = net

@@ -12,20 +12,19 @@ use plasticity::tasks::omniglot::{
     OmniglotConfig, OmniglotTask, Split,
 };
 use plasticity::tensors::to_vec;
-use plasticity::train::{self, Experiment, RunOptions};
+use plasticity::train::Experiment;
 use plasticity::TraceRule;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("plasticity-omni-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{
+    assert_rejected, load_trained, metrics_without_time, options, resumed, shared_data, temp_dir,
+    train_ok,
+};
 
 // ---------------------------------------------------------------- reader
 
@@ -219,14 +218,9 @@ fn bad_data_gives_errors_naming_the_path() {
 
 #[test]
 fn the_shared_omniglot_data_set_reads_completely() {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/omniglot");
-    if !data.join("images_background.zip").exists() {
-        eprintln!(
-            "skipped: {} not found (the shared Omniglot data)",
-            data.display()
-        );
+    let Some(data) = shared_data("omniglot", "images_background.zip") else {
         return;
-    }
+    };
     let o = Omniglot::load(
         &data,
         &[OmniglotSet::Background, OmniglotSet::Evaluation],
@@ -796,46 +790,17 @@ fn splits_are_fixed_by_the_split_seed_and_disjoint() {
         err.starts_with("shots") && err.contains("character"),
         "{err}"
     );
-    for (c, field) in [
-        (
-            OmniglotConfig {
-                ways: 0,
-                ..paper.clone()
-            },
-            "ways",
-        ),
-        (
-            OmniglotConfig {
-                side: 28,
-                ..paper.clone()
-            },
-            "side",
-        ),
-        (
-            OmniglotConfig {
-                learning_rate: -1.0,
-                ..paper.clone()
-            },
-            "learning_rate",
-        ),
-        (
-            OmniglotConfig {
-                ways: 31,
-                ..paper.clone()
-            },
-            "ways",
-        ),
-        (
-            OmniglotConfig {
-                max_shift: 16,
-                ..paper.clone()
-            },
-            "max_shift",
-        ),
-    ] {
-        let err = OmniglotTask::new(c, Arc::new(data.clone())).unwrap_err();
-        assert!(err.starts_with(field), "{field}: {err}");
-    }
+    assert_rejected(
+        &paper,
+        |c| OmniglotTask::new(c, Arc::new(data.clone())),
+        &[
+            (|c| c.ways = 0, "ways"),
+            (|c| c.side = 28, "side"),
+            (|c| c.learning_rate = -1.0, "learning_rate"),
+            (|c| c.ways = 31, "ways"),
+            (|c| c.max_shift = 16, "max_shift"),
+        ],
+    );
 }
 
 #[test]
@@ -885,17 +850,6 @@ fn small_config() -> OmniglotConfig {
     }
 }
 
-fn options(out: PathBuf, episodes: u64, seed: u64) -> RunOptions {
-    RunOptions {
-        episodes,
-        seed,
-        out,
-        resume: false,
-        checkpoint_every: 10,
-        time_limit: None,
-    }
-}
-
 #[test]
 fn a_synthetic_one_shot_task_is_learned() {
     // Drawings shifted by up to 1 pixel with 0.5% of the pixels flipped.
@@ -916,19 +870,8 @@ fn a_synthetic_one_shot_task_is_learned() {
         .unwrap();
     let acc0 = c0 as f64 / n0 as f64;
     let out = temp_dir("learn");
-    let summary = train::train(
-        &task,
-        &serde_json::json!({}),
-        &options(out.clone(), 150, 1),
-        &device,
-        &mut |_| {},
-    )
-    .unwrap();
-    let (model, _) = train::load_model(
-        &out,
-        task.init_model(&mut ChaCha8Rng::seed_from_u64(0), &device),
-    )
-    .unwrap();
+    let summary = train_ok(&task, &options(out.clone(), 150, 1), &device);
+    let (model, _) = load_trained(&task, &out, &device);
     let mut rng = ChaCha8Rng::seed_from_u64(99);
     let (correct, n) = task
         .accuracy(&model, ClassSet::Test, 400, 5, 1, 100, &mut rng)
@@ -954,14 +897,6 @@ fn a_synthetic_one_shot_task_is_learned() {
     std::fs::remove_dir_all(out).unwrap();
 }
 
-fn metrics_without_time(run: &Path) -> Vec<String> {
-    std::fs::read_to_string(run.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
-        .collect()
-}
-
 #[test]
 fn same_seed_same_run_and_resume_continues_identically() {
     let data = Arc::new(synthetic(30, 3, 6));
@@ -969,36 +904,11 @@ fn same_seed_same_run_and_resume_continues_identically() {
     let device = Device::flex().autodiff();
     let (a, b, c) = (temp_dir("det-a"), temp_dir("det-b"), temp_dir("det-c"));
     for dir in [&a, &b] {
-        train::train(
-            &task,
-            &serde_json::json!({}),
-            &options(dir.clone(), 20, 3),
-            &device,
-            &mut |_| {},
-        )
-        .unwrap();
+        train_ok(&task, &options(dir.clone(), 20, 3), &device);
     }
     assert_eq!(metrics_without_time(&a), metrics_without_time(&b));
-    train::train(
-        &task,
-        &serde_json::json!({}),
-        &options(c.clone(), 10, 3),
-        &device,
-        &mut |_| {},
-    )
-    .unwrap();
-    let resumed = RunOptions {
-        resume: true,
-        ..options(c.clone(), 20, 3)
-    };
-    train::train(
-        &task,
-        &serde_json::json!({}),
-        &resumed,
-        &device,
-        &mut |_| {},
-    )
-    .unwrap();
+    train_ok(&task, &options(c.clone(), 10, 3), &device);
+    train_ok(&task, &resumed(options(c.clone(), 20, 3)), &device);
     assert_eq!(metrics_without_time(&a), metrics_without_time(&c));
     for dir in [a, b, c] {
         std::fs::remove_dir_all(dir).unwrap();

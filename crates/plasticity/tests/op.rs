@@ -13,27 +13,20 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 mod common;
-use common::{assert_grad_close, assert_trained, grad, max_rel, random, LeafRng};
+use common::{
+    assert_op_on_episode, assert_trained, grad, max_rel, random, reference_step, EpisodeLeaves,
+    Unused,
+};
 
 /// The episode as the paper writes it, with burn ops: `y = tanh(y (w + alpha Hebb) + x)`, then
 /// the trace rule, then clipping. `x: [B, T, N]`. Returns `ys: [B, T, N]`.
-fn reference(spec: &EpisodeSpec, l: Leaves) -> Tensor<3> {
-    let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
-    let alpha3: Tensor<3> = l.alpha.unsqueeze_dim(0); // [1, N|1, N|1] broadcasts
-    let eta3: Tensor<3> = l.eta.reshape([1, 1, 1]);
-    let mut y = l.y0;
-    let mut hebb = l.hebb0;
+fn reference(spec: &EpisodeSpec, l: EpisodeLeaves) -> Tensor<3> {
+    let eta3: Tensor<3> = l.eta.clone().reshape([1, 1, 1]);
+    let mut y = l.y0.clone();
+    let mut hebb = l.hebb0.clone();
     let mut ys = Vec::new();
-    for s in 0..t {
-        let xs = l.x.clone().slice([0..b, s..s + 1, 0..n]).reshape([b, n]);
-        let weights = l.w.clone().unsqueeze_dim::<3>(0) + alpha3.clone() * hebb.clone(); // [B, N, N]
-        let pre = y
-            .clone()
-            .unsqueeze_dim::<3>(1)
-            .matmul(weights)
-            .reshape([b, n]); // [B, N]
-        let y_new = (pre + xs).tanh();
-        let outer = y.clone().unsqueeze_dim::<3>(2) * y_new.clone().unsqueeze_dim::<3>(1); // [B, N, N]
+    for s in 0..spec.steps {
+        let (y_new, outer) = reference_step(&l, &y, &hebb, s);
         hebb = match spec.rule {
             TraceRule::Hebb => hebb.clone() - eta3.clone() * hebb + eta3.clone() * outer,
             TraceRule::Oja => {
@@ -50,33 +43,15 @@ fn reference(spec: &EpisodeSpec, l: Leaves) -> Tensor<3> {
     Tensor::cat(ys, 1)
 }
 
-#[derive(Clone)]
-struct Leaves {
-    w: Tensor<2>,
-    alpha: Tensor<2>,
-    eta: Tensor<1>,
-    x: Tensor<3>,
-    y0: Tensor<2>,
-    hebb0: Tensor<3>,
-}
-
-fn leaves(spec: &EpisodeSpec, seed: u64, device: &Device) -> (Leaves, Tensor<3>) {
-    let mut r = LeafRng::new(seed, device);
-    let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
-    let l = Leaves {
-        w: r.leaf(0.4, [n, n]),
-        alpha: r.leaf(0.5, spec.alpha.dims(n)),
-        eta: r.scalar(0.2),
-        x: r.leaf(1.0, [b, t, n]),
-        y0: r.leaf(0.5, [b, n]),
-        hebb0: r.leaf(0.1, [b, n, n]),
-    };
-    (l, r.tensor(1.0, [b, t, n]))
+/// The episode through the op. Returns `ys: [B, T, N]`.
+fn fused(spec: &EpisodeSpec, l: EpisodeLeaves) -> Tensor<3> {
+    plastic_episode(l.w, l.alpha, l.eta, l.x, l.y0, Some(l.hebb0), *spec)
+        .unwrap()
+        .0
 }
 
 #[test]
 fn gradients_of_the_op_equal_burn_autodiff_of_the_plain_recurrence() {
-    let device = Device::flex().autodiff();
     for rule in TraceRule::ALL {
         for alpha in AlphaShape::ALL {
             for clip in [None, Some(0.15)] {
@@ -86,46 +61,9 @@ fn gradients_of_the_op_equal_burn_autodiff_of_the_plain_recurrence() {
                     clip,
                     ..EpisodeSpec::new(6, 3, 8)
                 };
-                let run = |fused: bool| {
-                    let (l, weights) = leaves(&spec, 42, &device);
-                    let ys = if fused {
-                        plastic_episode(
-                            l.w.clone(),
-                            l.alpha.clone(),
-                            l.eta.clone(),
-                            l.x.clone(),
-                            l.y0.clone(),
-                            Some(l.hebb0.clone()),
-                            spec,
-                        )
-                        .unwrap()
-                        .0
-                    } else {
-                        reference(&spec, l.clone())
-                    };
-                    let grads = (ys.clone() * weights).sum().backward();
-                    let g = |t: Option<Vec<f32>>| t.expect("gradient present");
-                    (
-                        to_vec(ys),
-                        [
-                            g(grad(&l.w, &grads)),
-                            g(grad(&l.alpha, &grads)),
-                            g(grad(&l.eta, &grads)),
-                            g(grad(&l.x, &grads)),
-                            g(grad(&l.y0, &grads)),
-                            g(grad(&l.hebb0, &grads)),
-                        ],
-                    )
-                };
-                let (ys_f, g_f) = run(true);
-                let (ys_r, g_r) = run(false);
-                assert!(max_rel(&ys_f, &ys_r) < 1e-5, "{spec:?}: outputs differ");
-                for (name, (a, b)) in ["w", "alpha", "eta", "x", "y0", "hebb0"]
-                    .iter()
-                    .zip(g_f.iter().zip(&g_r))
-                {
-                    assert_grad_close(&format!("{spec:?}"), name, a, b);
-                }
+                let used = assert_op_on_episode(&spec, Unused::None, fused, reference);
+                // w, alpha, eta, x, y0, hebb0.
+                assert_eq!(used, 6, "{spec:?}");
             }
         }
     }

@@ -8,16 +8,14 @@ use plasticity::tasks::parse_name;
 use plasticity::tasks::pattern::{generate, Model, PatternConfig, PatternTask};
 use plasticity::tensors::from_vec;
 use plasticity::train::{self, Experiment, RunOptions, TrainError};
-use plasticity::PlasticityConfig;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use std::path::PathBuf;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("plasticity-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+mod common;
+use common::{
+    assert_rejected, load_trained, metrics_without_time, options, resumed, temp_dir, train_ok,
+    try_train,
+};
 
 /// A small version of the task that a test can learn in seconds.
 fn small() -> PatternConfig {
@@ -33,24 +31,9 @@ fn small() -> PatternConfig {
     }
 }
 
+/// The rows of a run's `metrics.csv` (episode, loss, error) without its header.
 fn losses(run: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string(run.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').take(3).collect::<Vec<_>>().join(","))
-        .collect()
-}
-
-fn options(out: PathBuf, episodes: u64, seed: u64) -> RunOptions {
-    RunOptions {
-        episodes,
-        seed,
-        out,
-        resume: false,
-        checkpoint_every: 10,
-        time_limit: None,
-    }
+    metrics_without_time(run).split_off(1)
 }
 
 #[test]
@@ -101,25 +84,14 @@ fn a_small_pattern_task_is_learned() {
     let task = PatternTask::new(small()).unwrap();
     let dir = temp_dir("learn");
     let device = Device::flex().autodiff();
-    let summary = train::train(
-        &task,
-        &serde_json::json!({}),
-        &options(dir.clone(), 1500, 1),
-        &device,
-        &mut |_| {},
-    )
-    .unwrap();
+    let summary = train_ok(&task, &options(dir.clone(), 1500, 1), &device);
     // Chance is 0.5 on the 32 erased bits (0.25 over all 64 bits); measured: 0.019.
     assert!(
         summary.final_metrics[0] < 0.04,
         "error over the last 50 episodes: {}",
         summary.final_metrics[0]
     );
-    let (model, trained) = train::load_model(
-        &dir,
-        task.init_model(&mut ChaCha8Rng::seed_from_u64(9), &device),
-    )
-    .unwrap();
+    let (model, trained) = load_trained(&task, &dir, &device);
     assert_eq!(trained, 1500);
     let (eval, _) = train::evaluate(&task, &model, 50, 77, &device).unwrap();
     assert!(eval[0] < 0.04, "held-out error {}", eval[0]);
@@ -131,56 +103,18 @@ fn same_seed_same_losses_and_resume_continues_identically() {
     let task = PatternTask::new(small()).unwrap();
     let device = Device::flex().autodiff();
     let (a, b, c) = (temp_dir("det-a"), temp_dir("det-b"), temp_dir("det-c"));
-    train::train(
-        &task,
-        &serde_json::json!({}),
-        &options(a.clone(), 30, 4),
-        &device,
-        &mut |_| {},
-    )
-    .unwrap();
-    train::train(
-        &task,
-        &serde_json::json!({}),
-        &options(b.clone(), 30, 4),
-        &device,
-        &mut |_| {},
-    )
-    .unwrap();
+    for dir in [&a, &b] {
+        train_ok(&task, &options(dir.clone(), 30, 4), &device);
+    }
     assert_eq!(losses(&a), losses(&b));
     assert_eq!(losses(&a).len(), 30);
     // Interrupted at 20 (the last checkpoint), then resumed to 30.
-    train::train(
-        &task,
-        &serde_json::json!({}),
-        &options(c.clone(), 20, 4),
-        &device,
-        &mut |_| {},
-    )
-    .unwrap();
-    let resumed = RunOptions {
-        resume: true,
-        ..options(c.clone(), 30, 4)
-    };
-    train::train(
-        &task,
-        &serde_json::json!({}),
-        &resumed,
-        &device,
-        &mut |_| {},
-    )
-    .unwrap();
+    train_ok(&task, &options(c.clone(), 20, 4), &device);
+    train_ok(&task, &resumed(options(c.clone(), 30, 4)), &device);
     assert_eq!(losses(&a), losses(&c));
     // A different seed gives different losses.
     let d = temp_dir("det-d");
-    train::train(
-        &task,
-        &serde_json::json!({}),
-        &options(d.clone(), 5, 5),
-        &device,
-        &mut |_| {},
-    )
-    .unwrap();
+    train_ok(&task, &options(d.clone(), 5, 5), &device);
     assert_ne!(losses(&a)[..5], losses(&d)[..]);
     // A time limit stops the run after the episode that reaches it, with a checkpoint there;
     // resuming without a limit continues identically.
@@ -189,29 +123,11 @@ fn same_seed_same_losses_and_resume_continues_identically() {
         time_limit: Some(0.0),
         ..options(e.clone(), 30, 4)
     };
-    let s = train::train(
-        &task,
-        &serde_json::json!({}),
-        &limited,
-        &device,
-        &mut |_| {},
-    )
-    .unwrap();
+    let s = train_ok(&task, &limited, &device);
     assert!(s.stopped_by_time_limit);
     assert_eq!(s.episodes, 1);
     assert_eq!(losses(&e).len(), 1);
-    let resumed = RunOptions {
-        resume: true,
-        ..options(e.clone(), 30, 4)
-    };
-    let s = train::train(
-        &task,
-        &serde_json::json!({}),
-        &resumed,
-        &device,
-        &mut |_| {},
-    )
-    .unwrap();
+    let s = train_ok(&task, &resumed(options(e.clone(), 30, 4)), &device);
     assert!(!s.stopped_by_time_limit);
     assert_eq!(s.episodes, 30);
     assert_eq!(losses(&a), losses(&e));
@@ -232,14 +148,7 @@ fn baselines_train_on_the_same_episodes() {
         let task = PatternTask::new(config).unwrap();
         let dir = temp_dir("baseline");
         let device = Device::flex().autodiff();
-        let summary = train::train(
-            &task,
-            &serde_json::json!({}),
-            &options(dir.clone(), 3, 1),
-            &device,
-            &mut |_| {},
-        )
-        .unwrap();
+        let summary = train_ok(&task, &options(dir.clone(), 3, 1), &device);
         assert!(summary.final_loss.is_finite());
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -247,68 +156,28 @@ fn baselines_train_on_the_same_episodes() {
 
 #[test]
 fn invalid_configurations_are_rejected_naming_the_field() {
-    let cases = [
-        (
-            PatternConfig {
-                bits: 0,
-                ..PatternConfig::default()
-            },
-            "bits: must be positive",
-        ),
-        (
-            PatternConfig {
-                bits: 31,
-                ..PatternConfig::default()
-            },
-            "bits: must be even",
-        ),
-        (
-            PatternConfig {
-                learning_rate: -1e-3,
-                ..PatternConfig::default()
-            },
-            "learning_rate: must be positive",
-        ),
-        (
-            PatternConfig {
-                patterns: 0,
-                ..PatternConfig::default()
-            },
-            "patterns: must be positive",
-        ),
-        (
-            PatternConfig {
-                degraded_fraction: 1.5,
-                ..PatternConfig::default()
-            },
-            "degraded_fraction",
-        ),
-        (
-            PatternConfig {
-                plasticity: PlasticityConfig {
-                    eta: f64::NAN,
-                    ..PlasticityConfig::default()
+    assert_rejected(
+        &PatternConfig::default(),
+        PatternTask::new,
+        &[
+            (|c| c.bits = 0, "bits: must be positive"),
+            (|c| c.bits = 31, "bits: must be even"),
+            (
+                |c| c.learning_rate = -1e-3,
+                "learning_rate: must be positive",
+            ),
+            (|c| c.patterns = 0, "patterns: must be positive"),
+            (|c| c.degraded_fraction = 1.5, "degraded_fraction"),
+            (|c| c.plasticity.eta = f64::NAN, "eta: must be finite"),
+            (
+                |c| {
+                    c.model = Model::Rnn;
+                    c.rnn_neurons = 10;
                 },
-                ..PatternConfig::default()
-            },
-            "eta: must be finite",
-        ),
-        (
-            PatternConfig {
-                model: Model::Rnn,
-                rnn_neurons: 10,
-                ..PatternConfig::default()
-            },
-            "rnn_neurons",
-        ),
-    ];
-    for (config, message) in cases {
-        let err = PatternTask::new(config).unwrap_err();
-        assert!(
-            err.starts_with(message),
-            "expected '{message}', got '{err}'"
-        );
-    }
+                "rnn_neurons",
+            ),
+        ],
+    );
     let err = serde_json::from_str::<PatternConfig>(r#"{"bitz": 3}"#)
         .unwrap_err()
         .to_string();
@@ -323,14 +192,7 @@ fn corrupt_or_truncated_checkpoints_give_clear_errors() {
     let task = PatternTask::new(small()).unwrap();
     let dir = temp_dir("corrupt");
     let device = Device::flex().autodiff();
-    train::train(
-        &task,
-        &serde_json::json!({}),
-        &options(dir.clone(), 2, 1),
-        &device,
-        &mut |_| {},
-    )
-    .unwrap();
+    train_ok(&task, &options(dir.clone(), 2, 1), &device);
     let path = dir.join("checkpoint.bin");
     let bytes = std::fs::read(&path).unwrap();
     let model = || task.init_model(&mut ChaCha8Rng::seed_from_u64(0), &device);
@@ -365,12 +227,8 @@ fn corrupt_or_truncated_checkpoints_give_clear_errors() {
     std::fs::write(&path, b"hello").unwrap();
     let err = train::load_model(&dir, model()).unwrap_err().to_string();
     assert!(err.contains("not a plasticity checkpoint"), "{err}");
-    let resume = RunOptions {
-        resume: true,
-        ..options(dir.clone(), 4, 1)
-    };
     assert!(matches!(
-        train::train(&task, &serde_json::json!({}), &resume, &device, &mut |_| {}),
+        try_train(&task, &resumed(options(dir.clone(), 4, 1)), &device),
         Err(TrainError::Usage(_))
     ));
     std::fs::remove_dir_all(&dir).unwrap();
@@ -428,21 +286,10 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     let dir = temp_dir("nan");
     let device = Device::flex().autodiff();
     let opts = RunOptions {
-        episodes: 20,
-        seed: 0,
-        out: dir.clone(),
-        resume: false,
         checkpoint_every: 5,
-        time_limit: None,
+        ..options(dir.clone(), 20, 0)
     };
-    let err = train::train(
-        &NanAtSeven,
-        &serde_json::json!({}),
-        &opts,
-        &device,
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let err = try_train(&NanAtSeven, &opts, &device).unwrap_err();
     assert!(
         matches!(
             err,
@@ -456,11 +303,7 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     assert!(
         err.to_string().contains("episode 7") && err.to_string().contains("(episode 5) is kept")
     );
-    let (_, episode) = train::load_model(
-        &dir,
-        NanAtSeven.init_model(&mut ChaCha8Rng::seed_from_u64(0), &device),
-    )
-    .unwrap();
+    let (_, episode) = load_trained(&NanAtSeven, &dir, &device);
     assert_eq!(episode, 5);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -473,8 +316,7 @@ fn train_and_load(
     device: &Device,
 ) -> (<PatternTask as Experiment>::Model, u64) {
     train::train(task, config, opts, device, &mut |_| {}).unwrap();
-    let fresh = task.init_model(&mut ChaCha8Rng::seed_from_u64(9), device);
-    train::load_model(&opts.out, fresh).unwrap()
+    load_trained(task, &opts.out, device)
 }
 
 /// Bytes of a safetensors `F32` tensor as values.
@@ -529,11 +371,12 @@ fn weights_safetensors_holds_the_named_parameters_and_the_config() {
     // A run from before weights.safetensors (only checkpoint.bin) resumes, and its next
     // checkpoint writes the file.
     std::fs::remove_file(dir.join(WEIGHTS_FILE)).unwrap();
-    let resumed = RunOptions {
-        resume: true,
-        ..options(dir.clone(), 15, 3)
-    };
-    let (model, update) = train_and_load(&task, &config, &resumed, &device);
+    let (model, update) = train_and_load(
+        &task,
+        &config,
+        &resumed(options(dir.clone(), 15, 3)),
+        &device,
+    );
     assert_eq!(update, 15);
     let bytes = std::fs::read(dir.join(WEIGHTS_FILE)).unwrap();
     let file = SafeTensors::deserialize(&bytes).unwrap();

@@ -112,3 +112,54 @@ pub fn rows_of(v: &[f64], b: usize, n: usize, bi: usize) -> Vec<f64> {
 pub fn block_of(v: &[f64], len: usize, bi: usize) -> Vec<f64> {
     v[bi * len..(bi + 1) * len].to_vec()
 }
+
+/// Episode `bi` of a batch of `b` episodes of `n` neurons, picking its slices of the batch's
+/// buffers.
+#[derive(Clone, Copy, Debug)]
+pub struct EpisodeOf {
+    /// Episodes in the batch.
+    pub b: usize,
+    /// Neurons.
+    pub n: usize,
+    /// The episode.
+    pub bi: usize,
+}
+
+impl EpisodeOf {
+    /// Its rows `[T, N]` of a time-major `[T, B, N]` buffer.
+    pub fn rows(&self, v: &[f64]) -> Vec<f64> {
+        rows_of(v, self.b, self.n, self.bi)
+    }
+
+    /// Its state `[N]` of a `[B, N]` buffer.
+    pub fn state(&self, v: &[f64]) -> Vec<f64> {
+        block_of(v, self.n, self.bi)
+    }
+
+    /// Its trace `[N, N]` of a `[B, N, N]` buffer.
+    pub fn trace(&self, v: &[f64]) -> Vec<f64> {
+        block_of(v, self.n * self.n, self.bi)
+    }
+
+    /// Asserts that the episode run alone equals its slices of the batched run: the outputs
+    /// `ys: [T, N]` and the final trace `Hebb_T` to `1e-12`, the gradients `dx` and `dHebb0`
+    /// to `1e-10`. `alone` and `batched` hold `[ys, Hebb_T, dx, dHebb0]`.
+    pub fn assert_alone_equals_slice(&self, label: &str, alone: [&[f64]; 4], batched: [&[f64]; 4]) {
+        // (name, a trace (else rows), tolerance)
+        let checks = [
+            ("ys", false, 1e-12),
+            ("Hebb_T", true, 1e-12),
+            ("dx", false, 1e-10),
+            ("dHebb0", true, 1e-10),
+        ];
+        for ((what, trace, tol), (a, b)) in checks.into_iter().zip(alone.into_iter().zip(batched)) {
+            let slice = if trace { self.trace(b) } else { self.rows(b) };
+            assert_close(&format!("{label} {what}"), a, &slice, tol);
+        }
+    }
+}
+
+/// `sum += v`, entry by entry.
+pub fn add_into(sum: &mut [f64], v: &[f64]) {
+    sum.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+}
