@@ -16,3 +16,24 @@ PLASTICITY_LIBCUDA="$build/libcuda.so.1" PLASTICITY_CHECK_MAX_NEURONS=${PLASTICI
 # The episode ops through burn's autodiff with the engine selected (what --device cuda does).
 PLASTICITY_LIBCUDA="$build/libcuda.so.1" PLASTICITY_REQUIRE_CUDA=1 \
   cargo test --release --features cuda -p plasticity --test cuda -- --nocapture
+# The command line end to end: `--device cuda` runs of pattern (decaying Hebb) and maze (retroactive
+# neuromodulation, the agent) must write the same metrics as the CPU runs of the same seed (loss
+# and metric of every update within 1e-4 relative).
+cargo build --release --features cuda --bin plasticity
+runs=$(mktemp -d)
+trap 'rm -rf "$runs"' EXIT
+compare() { # name, then the training options
+  local name=$1; shift
+  target/release/plasticity "$@" --seed 1 --threads 2 --out "$runs/$name-cpu" 2>/dev/null
+  PLASTICITY_LIBCUDA="$build/libcuda.so.1" \
+    target/release/plasticity "$@" --seed 1 --threads 2 --device cuda --out "$runs/$name-cuda" 2>/dev/null
+  paste -d, <(cut -d, -f1-3 "$runs/$name-cpu/metrics.csv") <(cut -d, -f1-3 "$runs/$name-cuda/metrics.csv") |
+    awk -F, -v name="$name" '
+      NR == 1 { next }
+      { for (k = 2; k <= 3; k++) { d = $k - $(k + 3); if (d < 0) d = -d; a = $k < 0 ? -$k : $k
+          if (d > 1e-4 * (1 + a)) { printf "%s: update %s: column %d: cpu %s, cuda %s\n", name, $1, k, $k, $(k + 3); bad = 1 } } }
+      END { if (NR < 2) { print name ": no metrics"; exit 1 }
+            if (bad) exit 1; printf "%s: --device cuda equals the CPU run (%d updates)\n", name, NR - 1 }'
+}
+compare pattern pattern --bits 16 --patterns 2 --updates 3
+compare maze maze --neurons 12 --steps 12 --batch 2 --size 5 --updates 3
