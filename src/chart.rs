@@ -72,7 +72,7 @@ pub fn write(chart: &Chart, path: &Path) -> Result<(), String> {
     } else {
         svg(chart)?.into_bytes()
     };
-    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+    plasticity::train::write_atomic(path, &bytes).map_err(|e| e.to_string())
 }
 
 /// The chart's size: [`SIZE`] and the legend's rows.

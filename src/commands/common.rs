@@ -87,6 +87,12 @@ impl From<TrainError> for Failure {
     }
 }
 
+/// Writes `bytes` to `path` through a temporary file and a rename
+/// ([`plasticity::train::write_atomic`], as checkpoints are); a failure is exit 1.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    plasticity::train::write_atomic(path, bytes).map_err(|e| Failure(1, e.to_string()))
+}
+
 /// A usage error (exit 2).
 pub(crate) fn usage(msg: impl Into<String>) -> Failure {
     Failure(2, msg.into())

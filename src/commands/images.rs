@@ -160,7 +160,7 @@ fn write_reconstructions(
         Ok(())
     })
     .map_err(|e| Failure(1, e))?;
-    std::fs::write(path, bytes).map_err(|e| Failure(1, format!("{}: {e}", path.display())))
+    super::common::write_atomic(path, &bytes)
 }
 
 /// `plasticity eval images`: the erased-half loss on held-out images.

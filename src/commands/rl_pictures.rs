@@ -173,7 +173,7 @@ pub fn write_trajectory(
         Ok(())
     })
     .map_err(|e| Failure(1, e))?;
-    std::fs::write(path, bytes).map_err(|e| Failure(1, format!("{}: {e}", path.display())))
+    super::common::write_atomic(path, &bytes)
 }
 
 /// Plots the modulator `M(t)` of the rollout's episodes and episode 1's rewards (dots, scaled to

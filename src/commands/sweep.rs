@@ -6,10 +6,8 @@
 //! skips finished points and resumes interrupted ones. `sweep status` and `sweep report`
 //! ([`super::sweep_report`]) read the folder.
 
-use super::common::{usage, Failure};
-use super::sweep_point::{
-    point_state, print_out, run_point, write_atomic, Manifest, ManifestPoint, PointState,
-};
+use super::common::{usage, write_atomic, Failure};
+use super::sweep_point::{point_state, print_out, run_point, Manifest, ManifestPoint, PointState};
 use super::{sweep_report, sweep_slurm};
 use crate::sweep_spec::{scalar_text, Spec, MAX_POINTS};
 use clap::{Args, CommandFactory, Subcommand, ValueEnum};

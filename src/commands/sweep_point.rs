@@ -2,7 +2,7 @@
 //! log, its state, and [`run_point`], which runs one point as a child process of this binary
 //! (a new run, or the resumption of an interrupted one) on either backend.
 
-use super::common::{usage, Failure};
+use super::common::{usage, write_atomic, Failure};
 use crate::sweep_spec::Spec;
 use plasticity::train::STOP_REQUESTED;
 use serde::{Deserialize, Serialize};
@@ -72,14 +72,6 @@ impl Manifest {
 pub(crate) fn print_out(text: &str) {
     use std::io::Write;
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| Failure(1, format!("{}: {e}", path.display())))
 }
 
 /// What a point's last attempt left in `logs/<name>.json`.

@@ -2,10 +2,8 @@
 //! sweep, the queue) and `plasticity sweep report DIR` (the final metric of every run, its
 //! median and inter-quartile range per group, wall times, and the plot of the groups).
 
-use super::common::{usage, Failure};
-use super::sweep_point::{
-    last_log_line, point_state, print_out, write_atomic, Manifest, PointState,
-};
+use super::common::{usage, write_atomic, Failure};
+use super::sweep_point::{last_log_line, point_state, print_out, Manifest, PointState};
 use super::sweep_slurm;
 use crate::plot;
 use clap::Args;

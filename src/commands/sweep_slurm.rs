@@ -3,8 +3,8 @@
 //! scheduler's view of the points (`squeue`). The sweep folder must be on a file system the
 //! nodes share, and so must this binary.
 
-use super::common::Failure;
-use super::sweep_point::{point_state, print_out, write_atomic, Manifest, PointState, Scheduled};
+use super::common::{write_atomic, Failure};
+use super::sweep_point::{point_state, print_out, Manifest, PointState, Scheduled};
 use crate::sweep_spec::Spec;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
