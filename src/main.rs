@@ -98,11 +98,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Maze(args) => rl::train_maze(*args),
         Command::CueReward(args) => rl::train_cue_reward(*args),
         Command::Omniglot(args) => {
-            if args.common.device != "cpu" {
-                return Err(commands::common::usage(
-                    "--device: omniglot runs on the CPU",
-                ));
-            }
+            args.common.machine.cpu_only("omniglot")?;
             omniglot::train_omniglot(*args)
         }
         Command::Lm(args) => lm::train_lm(*args),

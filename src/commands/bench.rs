@@ -1,9 +1,7 @@
 //! `plasticity bench <workload>`: times full training steps (forward, backward, Adam) of the
 //! papers' sizes, with the kernels' memory traffic against this machine's streaming bandwidth.
 
-use super::common::{
-    check_model, parse_device, product_threads, set_threads, usage, value_name, Failure,
-};
+use super::common::{check_model, parse_device, usage, value_name, Failure, MachineArgs};
 use super::images::image_sets;
 use super::pipeline::{median, time_steps};
 use super::{lm, omniglot, rl};
@@ -39,15 +37,11 @@ pub(crate) struct BenchArgs {
     /// Print one JSON object on stdout.
     #[arg(long)]
     json: bool,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
     /// omniglot, lm: data folder [default: data/omniglot, data/ptb].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Device: cpu | wgpu[:INDEX] | cuda[:INDEX] (a GPU; needs a build with `--features wgpu` or `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    machine: MachineArgs,
 }
 
 /// The benchmark workloads (issue 3): the papers' sizes, full training steps.
@@ -76,11 +70,9 @@ pub(crate) fn bench(a: BenchArgs) -> Result<(), Failure> {
     let name = value_name(&a.workload);
     let workload = name.as_str();
     let model = a.model.map(Model::name);
-    let threads = set_threads(a.threads, product_threads(workload))?;
+    let threads = a.machine.set_threads(workload)?;
     if workload == "omniglot" {
-        if a.device != "cpu" {
-            return Err(usage("--device: omniglot runs on the CPU"));
-        }
+        a.machine.cpu_only("omniglot")?;
         return omniglot::bench_omniglot(
             a.batch.unwrap_or(1),
             a.episodes,
@@ -90,14 +82,18 @@ pub(crate) fn bench(a: BenchArgs) -> Result<(), Failure> {
         );
     }
     if workload == "lm" {
-        if a.device != "cpu" {
-            return Err(usage("--device: bench lm runs on the CPU"));
-        }
+        a.machine.cpu_only("bench lm")?;
         let model = a.model.unwrap_or(Model::Lstm);
         return lm::bench_lm(model, a.batch, a.episodes, a.json, threads, a.data_dir);
     }
     bench_plastic(
-        workload, model, a.batch, a.episodes, a.json, threads, &a.device,
+        workload,
+        model,
+        a.batch,
+        a.episodes,
+        a.json,
+        threads,
+        &a.machine.device,
     )
 }
 

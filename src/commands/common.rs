@@ -36,12 +36,8 @@ pub(crate) struct CommonArgs {
     /// stops after the episode that reaches it.
     #[arg(long, value_name = "MINUTES")]
     pub(crate) time_limit: Option<f64>,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    pub(crate) threads: Option<usize>,
-    /// Device: cpu | wgpu[:INDEX] | cuda[:INDEX] (a GPU; needs a build with `--features wgpu` or `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    pub(crate) device: String,
+    #[command(flatten)]
+    pub(crate) machine: MachineArgs,
     /// Replace the run in --out if the folder holds one (without it, a new run never
     /// overwrites a run: exit 2).
     #[arg(long)]
@@ -51,6 +47,34 @@ pub(crate) struct CommonArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     pub(crate) progress_every: f64,
 }
+/// Where a command computes, for every command that does: its threads and its device.
+#[derive(Args, Clone)]
+pub(crate) struct MachineArgs {
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub(crate) threads: Option<usize>,
+    /// Device: cpu | wgpu[:INDEX] | cuda[:INDEX] (a GPU; needs a build with `--features wgpu` or `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub(crate) device: String,
+}
+
+impl MachineArgs {
+    /// Sizes the threads for `experiment`, a run's or a benchmark workload's name (see
+    /// [`product_threads`]); returns rayon's count.
+    pub(crate) fn set_threads(&self, experiment: &str) -> Result<usize, Failure> {
+        set_threads(self.threads, product_threads(experiment))
+    }
+
+    /// `--device` other than `cpu` is refused: `--device: <what> runs on the CPU`.
+    pub(crate) fn cpu_only(&self, what: &str) -> Result<(), Failure> {
+        if self.device == "cpu" {
+            Ok(())
+        } else {
+            Err(usage(format!("--device: {what} runs on the CPU")))
+        }
+    }
+}
+
 /// `--model` must be one of the task's models (`allowed`, e.g. `a2c::MODELS`).
 pub(crate) fn check_model(model: Option<Model>, allowed: &[Model]) -> Result<(), Failure> {
     match model {
@@ -305,6 +329,16 @@ pub(crate) fn saved_run<C: DeserializeOwned>(
     let config = serde_json::from_value(saved["task"].clone())
         .map_err(|e| usage(format!("{}: task: {e}", path.display())))?;
     Ok((saved, config))
+}
+
+/// A usage error about a run's config.json (its path, then `message`).
+pub(crate) fn run_config_error(run: &Path) -> impl Fn(String) -> Failure + '_ {
+    move |message| usage(format!("{}: {message}", run.join("config.json").display()))
+}
+
+/// The data directory recorded in a run's config.json (`None`: the run read no files).
+pub(crate) fn saved_data_dir(saved: &serde_json::Value) -> Option<PathBuf> {
+    saved["data_dir"].as_str().map(PathBuf::from)
 }
 
 /// A run's config.json must be one of `experiment` (not a maze run given to `eval images`).

@@ -1,6 +1,6 @@
 //! `plasticity eval <experiment>`: evaluates the last checkpoint of a run on fresh episodes.
 
-use super::common::{parse_device, product_threads, set_threads, usage, value_name, Failure};
+use super::common::{parse_device, usage, value_name, Failure, MachineArgs};
 use super::{images, lm, omniglot, pattern, rl};
 use clap::{Args, ValueEnum};
 use plasticity::tasks::omniglot::ClassSet;
@@ -13,35 +13,38 @@ pub(crate) struct EvalArgs {
     experiment: Experiment,
     /// Run directory.
     #[arg(long)]
-    run: PathBuf,
+    pub(crate) run: PathBuf,
     /// Evaluation episodes [default: pattern 100, omniglot 1000].
     #[arg(long)]
-    episodes: Option<u64>,
+    pub(crate) episodes: Option<u64>,
     /// Seed of the evaluation episodes (distinct from training by default).
     #[arg(long, default_value_t = 1_000_003)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Print one JSON object on stdout.
     #[arg(long)]
-    json: bool,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
+    pub(crate) json: bool,
     /// omniglot: classes per test episode [default: the run's].
     #[arg(long)]
-    ways: Option<usize>,
+    pub(crate) ways: Option<usize>,
     /// omniglot: labelled drawings per class [default: the run's].
     #[arg(long)]
-    shots: Option<usize>,
+    pub(crate) shots: Option<usize>,
     /// omniglot: classes the episodes are drawn from, test (held-out) or train (the
     /// training classes, unshifted: the generalisation gap) [default: test].
     #[arg(long)]
-    classes: Option<ClassSet>,
+    pub(crate) classes: Option<ClassSet>,
     /// Data directory for experiments that read data (default: the run's).
     #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Device: cpu | wgpu[:INDEX] | cuda[:INDEX] (a GPU; needs a build with `--features wgpu` or `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    pub(crate) data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) machine: MachineArgs,
+}
+
+impl EvalArgs {
+    /// Evaluation episodes: `--episodes`, or `default`.
+    pub(crate) fn episodes_or(&self, default: u64) -> u64 {
+        self.episodes.unwrap_or(default)
+    }
 }
 
 /// The experiments a run can be of.
@@ -59,32 +62,19 @@ enum Experiment {
 pub(crate) fn eval(a: EvalArgs) -> Result<(), Failure> {
     let name = value_name(&a.experiment);
     let experiment = name.as_str();
-    set_threads(a.threads, product_threads(experiment))?;
+    a.machine.set_threads(experiment)?;
     if experiment == "omniglot" {
-        if a.device != "cpu" {
-            return Err(usage("--device: omniglot runs on the CPU"));
-        }
-        let o = omniglot::EvalOptions {
-            episodes: a.episodes,
-            seed: a.seed,
-            json: a.json,
-            ways: a.ways,
-            shots: a.shots,
-            data_dir: a.data_dir,
-            classes: a.classes,
-        };
-        return omniglot::eval_omniglot(&a.run, o);
+        a.machine.cpu_only("omniglot")?;
+        return omniglot::eval_omniglot(&a);
     }
     if experiment == "lm" {
-        if a.device != "cpu" {
-            return Err(usage("--device: eval lm runs on the CPU"));
-        }
+        a.machine.cpu_only("eval lm")?;
         if a.ways.is_some() || a.shots.is_some() || a.classes.is_some() || a.episodes.is_some() {
             return Err(usage(
                 "--episodes, --ways, --shots, --classes: not options of eval lm (it reads the whole test set)",
             ));
         }
-        return lm::eval_lm(&a.run, a.data_dir, a.json);
+        return lm::eval_lm(&a);
     }
     if a.ways.is_some() || a.shots.is_some() || a.classes.is_some() {
         return Err(usage(format!(
@@ -94,15 +84,15 @@ pub(crate) fn eval(a: EvalArgs) -> Result<(), Failure> {
     if a.episodes == Some(0) {
         return Err(usage("--episodes: must be positive (0 evaluates nothing)"));
     }
-    if (experiment == "maze" || experiment == "cue-reward") && !rl::rl_device_ok(&a.device) {
+    if (experiment == "maze" || experiment == "cue-reward") && !rl::rl_device_ok(&a.machine.device)
+    {
         return Err(usage(rl::RL_CPU_ONLY));
     }
-    let device = parse_device(&a.device)?;
-    let (run, episodes, seed, json) = (&a.run, a.episodes.unwrap_or(100), a.seed, a.json);
+    let device = parse_device(&a.machine.device)?;
     match experiment {
-        "pattern" => pattern::eval_pattern(run, episodes, seed, json, &device),
-        "images" => images::eval_images(run, episodes, seed, json, a.data_dir, &device),
-        "maze" | "cue-reward" => rl::eval_rl(experiment, run, episodes, seed, json, &device),
+        "pattern" => pattern::eval_pattern(&a, &device),
+        "images" => images::eval_images(&a, &device),
+        "maze" | "cue-reward" => rl::eval_rl(experiment, &a, &device),
         _ => Err(usage(format!(
             "eval: unknown experiment '{experiment}' (available: pattern, images, maze, cue-reward, omniglot, lm)"
         ))),

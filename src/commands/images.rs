@@ -2,9 +2,10 @@
 //! completion (ICML 2018, section 4.2), and the reconstructions picture.
 
 use super::common::{
-    check_model, load_run_model, parse_device, saved_run, usage, CommonArgs, Failure,
-    ProductThreads,
+    check_model, load_run_model, parse_device, run_config_error, saved_data_dir, saved_run, usage,
+    CommonArgs, Failure,
 };
+use super::eval::EvalArgs;
 use super::pattern::NetOptions;
 use super::pipeline::{eval_run, unit, RunSpec, Session};
 use crate::picture::{self, text_style};
@@ -44,23 +45,12 @@ pub(crate) fn image_sets(data_dir: Option<&Path>) -> Result<(ImageSet, ImageSet)
     }
 }
 
-/// The data directory recorded in a run's config.json (`None`: embedded images).
-fn saved_data_dir(saved: &serde_json::Value) -> Option<PathBuf> {
-    saved["data_dir"].as_str().map(PathBuf::from)
-}
-
 /// `plasticity images`.
 pub(crate) fn train_images(args: ImagesArgs) -> Result<(), Failure> {
     check_model(args.options.model, plasticity::tasks::completion::MODELS)?;
-    let s = Session::start(
-        "images",
-        &args.common,
-        ProductThreads::PerRun,
-        &args.options,
-        &[("--data-dir", args.data_dir.is_some())],
-    )?;
-    let config = s.config(ImageConfig::default, &args.options, ImageConfig::validate)?;
-    crate::safety::check_memory("images", &config.memory_estimate())?;
+    let fixed = [("--data-dir", args.data_dir.is_some())];
+    let s = Session::start("images", &args.common, &args.options, &fixed)?;
+    let config = s.task_config(ImageConfig::default, &args.options)?;
     let data_dir = match &s.base {
         Some(b) => saved_data_dir(b),
         None => args.data_dir.clone(),
@@ -69,22 +59,22 @@ pub(crate) fn train_images(args: ImagesArgs) -> Result<(), Failure> {
     let (n_train, n_test) = (train_set.len(), test_set.len());
     let task = ImageTask::new(config.clone(), train_set, test_set).map_err(usage)?;
     let data_json = data_dir.as_ref().map(|d| d.display().to_string());
-    let spec = RunSpec {
-        out: s.model_out(config.model),
-        total: s.updates(1000),
-        unit: unit(config.batch),
-        task_json: serde_json::to_value(&config).expect("serializes"),
-        extra: json!({
-            "steps_per_episode": config.steps(),
-            "data_dir": data_json,
-            "train_images": n_train,
-            "test_images": n_test,
-        }),
-        curves: &["loss", "erased_loss"],
-    };
+    let spec = RunSpec::new(
+        s.model_out(config.model),
+        s.updates(1000),
+        &config,
+        &["loss", "erased_loss"],
+    )
+    .counting(unit(config.batch))
+    .recording(json!({
+        "steps_per_episode": config.steps(),
+        "data_dir": data_json,
+        "train_images": n_train,
+        "test_images": n_test,
+    }));
     s.run(&task, &spec, config.batch)?;
     let out = &spec.out;
-    let device = parse_device(&args.common.device)?;
+    let device = parse_device(&args.common.machine.device)?;
     let (model, updates) = load_run_model(&task, out, &device)?;
     let path = out.join("reconstructions.png");
     write_reconstructions(&task, &model, updates, &path, 6, &device)?;
@@ -164,22 +154,15 @@ fn write_reconstructions(
 }
 
 /// `plasticity eval images`: the erased-half loss on held-out images.
-pub(crate) fn eval_images(
-    run: &Path,
-    episodes: u64,
-    seed: u64,
-    json_out: bool,
-    data_dir: Option<PathBuf>,
-    device: &burn::tensor::Device,
-) -> Result<(), Failure> {
-    let (saved, config): (_, ImageConfig) = saved_run(run, "images")?;
-    let data_dir = data_dir.or_else(|| saved_data_dir(&saved));
+pub(crate) fn eval_images(a: &EvalArgs, device: &burn::tensor::Device) -> Result<(), Failure> {
+    let (saved, config): (_, ImageConfig) = saved_run(&a.run, "images")?;
+    let data_dir = a.data_dir.clone().or_else(|| saved_data_dir(&saved));
     let (train_set, test_set) = image_sets(data_dir.as_deref())?;
-    let task = ImageTask::new(config, train_set, test_set)
-        .map_err(|e| usage(format!("{}: {e}", run.join("config.json").display())))?;
-    let (means, trained, secs) = eval_run(&task, run, episodes, seed, device)?;
+    let task = ImageTask::new(config, train_set, test_set).map_err(run_config_error(&a.run))?;
+    let (episodes, seed) = (a.episodes_or(100), a.seed);
+    let (means, trained, secs) = eval_run(&task, &a.run, episodes, seed, device)?;
     let data = data_dir.map_or("embedded".into(), |d| d.display().to_string());
-    if json_out {
+    if a.json {
         println!(
             "{}",
             json!({"experiment": "images", "episodes": episodes, "loss": means[0], "trained_episodes": trained, "seed": seed, "data": data})

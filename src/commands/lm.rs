@@ -3,20 +3,18 @@
 //! section 4.3).
 
 use super::common::{
-    check_experiment, check_model, read_json, updates_flag, usage, Alpha, CommonArgs, Failure,
-    ProductThreads,
+    check_model, load_run_model, run_config_error, saved_data_dir, saved_run, updates_flag, usage,
+    Alpha, CommonArgs, Failure,
 };
+use super::eval::EvalArgs;
 use super::overlay::Finite;
-use super::pipeline::{last_n, median, time_steps, RunSpec, Session};
+use super::pipeline::{config_error, last_n, median, time_steps, RunSpec, Session};
 use crate::{chart, plot, safety};
 use clap::Args;
 use plasticity::data::ptb::{self, Corpus};
 use plasticity::runtime;
 use plasticity::tasks::lm::{self, LmConfig, LmPreset, LmTask};
 use plasticity::tasks::Model;
-use plasticity::train::{self, Experiment};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -76,7 +74,7 @@ fn lm_config(args: &LmArgs, s: &Session<'_>) -> Result<LmConfig, Failure> {
     if let Some(v) = args.epochs {
         c.epochs = v;
     }
-    c.validate().map_err(|e| usage(format!("config: {e}")))?;
+    c.validate().map_err(config_error)?;
     Ok(c)
 }
 
@@ -107,13 +105,10 @@ pub fn train_lm(args: LmArgs) -> Result<(), Failure> {
             updates_flag()
         )));
     }
-    if common.device != "cpu" {
-        return Err(usage("--device: lm runs on the CPU"));
-    }
+    common.machine.cpu_only("lm")?;
     let s = Session::start(
         "lm",
         common,
-        ProductThreads::PerRun,
         &args.options,
         &[
             ("--model", args.model.is_some()),
@@ -131,7 +126,7 @@ pub fn train_lm(args: LmArgs) -> Result<(), Failure> {
     ));
     let corpus = load_corpus(&data_dir, false)?;
     safety::check_memory("lm", &config.memory_estimate(corpus.vocab.len()))?;
-    let task = LmTask::new(config.clone(), corpus).map_err(|e| usage(format!("config: {e}")))?;
+    let task = LmTask::new(config.clone(), corpus).map_err(config_error)?;
     let total = task.total_updates();
     s.check_run(&safety::RunPlan {
         out: &out,
@@ -155,21 +150,14 @@ pub fn train_lm(args: LmArgs) -> Result<(), Failure> {
         100.0 * (own.total as f64 - baseline.total as f64) / baseline.total as f64
     );
     let spe = task.segments_per_epoch();
-    let spec = RunSpec {
-        out,
-        total,
-        unit: "updates",
-        task_json: serde_json::to_value(&config).expect("serializes"),
-        extra: json!({
-            "epochs": config.epochs,
-            "segments_per_epoch": spe,
-            "data_dir": data_dir,
-            "vocabulary": task.corpus.vocab.len(),
-            "parameters": own,
-            "lstm_parameters": baseline.total,
-        }),
-        curves: &["loss"],
-    };
+    let spec = RunSpec::new(out, total, &config, &["loss"]).recording(json!({
+        "epochs": config.epochs,
+        "segments_per_epoch": spe,
+        "data_dir": data_dir,
+        "vocabulary": task.corpus.vocab.len(),
+        "parameters": own,
+        "lstm_parameters": baseline.total,
+    }));
     let mut last_valid = f64::NAN;
     let summary = s.train(&task, &spec, |p| {
         if p.episode % spe == 0 {
@@ -225,27 +213,24 @@ fn write_perplexity_curve(run: &Path) -> Result<(), Failure> {
     chart::write(&drawing, &run.join("perplexity.svg")).map_err(|e| Failure(1, e))
 }
 
-pub fn eval_lm(run: &Path, data_dir: Option<PathBuf>, json_out: bool) -> Result<(), Failure> {
-    let cfg_path = run.join("config.json");
-    let saved = read_json(&cfg_path)?;
-    check_experiment(&saved, &cfg_path, "lm")?;
-    let config: LmConfig = serde_json::from_value(saved["task"].clone())
-        .map_err(|e| usage(format!("{}: task: {e}", cfg_path.display())))?;
-    let data_dir = data_dir
-        .or_else(|| saved["data_dir"].as_str().map(PathBuf::from))
+/// `plasticity eval lm`: test and validation perplexity of the run's last checkpoint.
+pub fn eval_lm(a: &EvalArgs) -> Result<(), Failure> {
+    let (saved, config): (_, LmConfig) = saved_run(&a.run, "lm")?;
+    let data_dir = a
+        .data_dir
+        .clone()
+        .or_else(|| saved_data_dir(&saved))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-    let corpus = load_corpus(&data_dir, json_out)?;
-    let task = LmTask::new(config.clone(), corpus)
-        .map_err(|e| usage(format!("{}: {e}", cfg_path.display())))?;
+    let corpus = load_corpus(&data_dir, a.json)?;
+    let task = LmTask::new(config.clone(), corpus).map_err(run_config_error(&a.run))?;
     let device = burn::tensor::Device::flex().autodiff();
-    let model = task.init_model(&mut ChaCha8Rng::seed_from_u64(0), &device);
-    let (model, trained) = train::load_model(run, model)?;
+    let (model, trained) = load_run_model(&task, &a.run, &device)?;
     let started = Instant::now();
     let test = task.perplexity(&model, &task.corpus.test).map_err(usage)?;
     let valid = task.perplexity(&model, &task.corpus.valid).map_err(usage)?;
     let epochs = trained as f64 / task.segments_per_epoch() as f64;
     let model_name = config.model.name();
-    if json_out {
+    if a.json {
         println!(
             "{}",
             json!({"experiment": "lm", "episodes": 1, "perplexity": test, "valid_perplexity": valid,
@@ -280,9 +265,7 @@ pub fn bench_lm(
     if let Some(b) = batch {
         config.batch = b;
     }
-    config
-        .validate()
-        .map_err(|e| usage(format!("config: {e}")))?;
+    config.validate().map_err(config_error)?;
     let dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let corpus = load_corpus(&dir, true)?;
     let task = LmTask::new(config.clone(), corpus).map_err(usage)?;

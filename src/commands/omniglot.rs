@@ -2,18 +2,17 @@
 //! (ICML 2018, section 4.3).
 
 use super::common::{
-    check_experiment, read_json, usage, CommonArgs, Failure, ProductThreads, Rule,
+    load_run_model, run_config_error, saved_data_dir, saved_run, usage, CommonArgs, Failure, Rule,
 };
+use super::eval::EvalArgs;
 use super::overlay::Finite;
-use super::pipeline::{median, time_steps, RunSpec, Session};
-use crate::safety;
+use super::pipeline::{config_error, median, time_steps, RunSpec, Session};
 use clap::Args;
 use plasticity::data::omniglot::Omniglot;
 use plasticity::runtime;
 use plasticity::tasks::omniglot::{
     wilson_interval, ClassSet, FeatureNorm, OmniglotConfig, OmniglotTask, Split,
 };
-use plasticity::train::{self, Experiment};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -112,12 +111,8 @@ const EVAL_BATCH: usize = 100;
 /// `plasticity omniglot`.
 pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
     let common = &args.common;
-    let s = Session::start("omniglot", common, ProductThreads::One, &args.options, &[])?;
-    let config = s.config(
-        OmniglotConfig::default,
-        &args.options,
-        OmniglotConfig::validate,
-    )?;
+    let s = Session::start("omniglot", common, &args.options, &[])?;
+    let config = s.task_config(OmniglotConfig::default, &args.options)?;
     let data_dir = s.data_dir(args.data_dir.as_ref(), DEFAULT_DATA_DIR);
     let split_name = serde_json::to_value(config.split).expect("serializes");
     let out = s.out(&format!(
@@ -128,23 +123,14 @@ pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
         s.seed
     ));
     let total = s.updates(DEFAULT_EPISODES);
-    safety::check_memory("omniglot", &config.memory_estimate())?;
     s.check_updates_run(&out, total, "updates")?;
     let data = load_data(&data_dir, &config, false)?;
-    let task =
-        OmniglotTask::new(config.clone(), data).map_err(|e| usage(format!("config: {e}")))?;
-    let spec = RunSpec {
-        out,
-        total,
-        unit: "updates",
-        task_json: serde_json::to_value(&config).expect("serializes"),
-        extra: json!({
-            "data_dir": data_dir,
-            "train_classes": task.split.train.len(),
-            "test_classes": task.split.test.len(),
-        }),
-        curves: &["loss", "accuracy"],
-    };
+    let task = OmniglotTask::new(config.clone(), data).map_err(config_error)?;
+    let spec = RunSpec::new(out, total, &config, &["loss", "accuracy"]).recording(json!({
+        "data_dir": data_dir,
+        "train_classes": task.split.train.len(),
+        "test_classes": task.split.test.len(),
+    }));
     s.run(&task, &spec, config.meta_batch)?;
     eprintln!(
         "held-out accuracy: plasticity eval omniglot --run {}",
@@ -153,24 +139,10 @@ pub fn train_omniglot(args: OmniglotArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Options of `plasticity eval omniglot` beyond the common ones.
-pub struct EvalOptions {
-    pub episodes: Option<u64>,
-    pub seed: u64,
-    pub json: bool,
-    pub ways: Option<usize>,
-    pub shots: Option<usize>,
-    pub data_dir: Option<PathBuf>,
-    /// `test` (held-out) or `train` (the training classes, unshifted).
-    pub classes: Option<ClassSet>,
-}
-
-pub fn eval_omniglot(run: &Path, o: EvalOptions) -> Result<(), Failure> {
-    let cfg_path = run.join("config.json");
-    let saved = read_json(&cfg_path)?;
-    check_experiment(&saved, &cfg_path, "omniglot")?;
-    let config: OmniglotConfig = serde_json::from_value(saved["task"].clone())
-        .map_err(|e| usage(format!("{}: task: {e}", cfg_path.display())))?;
+/// `plasticity eval omniglot`: accuracy on `--episodes` fresh episodes of the held-out (or
+/// training) classes, with its 95% Wilson interval.
+pub fn eval_omniglot(o: &EvalArgs) -> Result<(), Failure> {
+    let (saved, config): (_, OmniglotConfig) = saved_run(&o.run, "omniglot")?;
     let episodes = o.episodes.unwrap_or(1000);
     if episodes == 0 {
         return Err(usage("--episodes: must be positive"));
@@ -184,14 +156,12 @@ pub fn eval_omniglot(run: &Path, o: EvalOptions) -> Result<(), Failure> {
     let data_dir = o
         .data_dir
         .clone()
-        .or_else(|| saved["data_dir"].as_str().map(PathBuf::from))
+        .or_else(|| saved_data_dir(&saved))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let data = load_data(&data_dir, &config, o.json)?;
-    let task = OmniglotTask::new(config.clone(), data)
-        .map_err(|e| usage(format!("{}: {e}", cfg_path.display())))?;
+    let task = OmniglotTask::new(config.clone(), data).map_err(run_config_error(&o.run))?;
     let device = burn::tensor::Device::flex().autodiff();
-    let model = task.init_model(&mut ChaCha8Rng::seed_from_u64(0), &device);
-    let (model, trained) = train::load_model(run, model)?;
+    let (model, trained) = load_run_model(&task, &o.run, &device)?;
     let started = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(o.seed);
     let (correct, n) = task

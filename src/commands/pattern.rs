@@ -1,17 +1,15 @@
 //! `plasticity pattern` and `plasticity eval pattern`: binary pattern memorisation and
 //! completion (ICML 2018, section 4.1).
 
-use super::common::{
-    check_model, saved_run, usage, Alpha, CommonArgs, Failure, ProductThreads, Rule,
-};
+use super::common::{check_model, run_config_error, saved_run, Alpha, CommonArgs, Failure, Rule};
+use super::eval::EvalArgs;
 use super::overlay::Finite;
-use super::pipeline::{eval_run, unit, RunSpec, Session};
+use super::pipeline::{config_error, eval_run, unit, RunSpec, Session};
 use clap::Args;
 use plasticity::tasks::pattern::{PatternConfig, PatternPreset, PatternTask};
 use plasticity::tasks::{completion, Model};
 use serde::Serialize;
 use serde_json::json;
-use std::path::Path;
 
 /// Options of `plasticity pattern`.
 #[derive(Args)]
@@ -63,46 +61,30 @@ pub(crate) struct NetOptions {
 /// `plasticity pattern`.
 pub(crate) fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
     check_model(args.options.net.model, completion::MODELS)?;
-    let s = Session::start(
-        "pattern",
-        &args.common,
-        ProductThreads::PerRun,
-        &args.options,
-        &[("--preset", args.preset.is_some())],
-    )?;
+    let fixed = [("--preset", args.preset.is_some())];
+    let s = Session::start("pattern", &args.common, &args.options, &fixed)?;
     let preset = args.preset.unwrap_or(PatternPreset::Paper);
-    let config = s.config(
-        || PatternConfig::preset(preset),
-        &args.options,
-        PatternConfig::validate,
-    )?;
-    crate::safety::check_memory("pattern", &config.memory_estimate())?;
-    let task = PatternTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
-    let spec = RunSpec {
-        out: s.model_out(config.model),
-        total: s.updates(1000),
-        unit: unit(config.batch),
-        task_json: serde_json::to_value(&config).expect("serializes"),
-        extra: json!({"steps_per_episode": config.steps()}),
-        curves: &["loss", "error"],
-    };
+    let config = s.task_config(|| PatternConfig::preset(preset), &args.options)?;
+    let task = PatternTask::new(config.clone()).map_err(config_error)?;
+    let spec = RunSpec::new(
+        s.model_out(config.model),
+        s.updates(1000),
+        &config,
+        &["loss", "error"],
+    )
+    .counting(unit(config.batch))
+    .recording(json!({"steps_per_episode": config.steps()}));
     s.run(&task, &spec, config.batch)?;
     Ok(())
 }
 
-/// `plasticity eval pattern`: the error over `episodes` fresh episodes.
-pub(crate) fn eval_pattern(
-    run: &Path,
-    episodes: u64,
-    seed: u64,
-    json_out: bool,
-    device: &burn::tensor::Device,
-) -> Result<(), Failure> {
-    let (_, config): (_, PatternConfig) = saved_run(run, "pattern")?;
-    let task = PatternTask::new(config)
-        .map_err(|e| usage(format!("{}: {e}", run.join("config.json").display())))?;
-    let (means, trained, secs) = eval_run(&task, run, episodes, seed, device)?;
-    if json_out {
+/// `plasticity eval pattern`: the error over `--episodes` fresh episodes.
+pub(crate) fn eval_pattern(a: &EvalArgs, device: &burn::tensor::Device) -> Result<(), Failure> {
+    let (_, config): (_, PatternConfig) = saved_run(&a.run, "pattern")?;
+    let task = PatternTask::new(config).map_err(run_config_error(&a.run))?;
+    let (episodes, seed) = (a.episodes_or(100), a.seed);
+    let (means, trained, secs) = eval_run(&task, &a.run, episodes, seed, device)?;
+    if a.json {
         println!(
             "{}",
             json!({"experiment": "pattern", "episodes": episodes, "error": means[0], "trained_episodes": trained, "seed": seed})

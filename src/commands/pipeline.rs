@@ -4,12 +4,12 @@
 //! checkpoint; [`time_steps`] times full training steps.
 
 use super::common::{
-    check_experiment, load_run_model, merge_config_file, parse_device, read_json, set_threads,
-    updates_flag, usage, CommonArgs, Failure, ProductThreads,
+    check_experiment, load_run_model, merge_config_file, parse_device, read_json, updates_flag,
+    usage, CommonArgs, Failure,
 };
 use super::overlay;
 use crate::{chart, plot, safety};
-use plasticity::tasks::Model;
+use plasticity::tasks::{Model, TaskConfig};
 use plasticity::train::{self, Experiment, Progress, RunOptions, Summary};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::json;
@@ -47,18 +47,48 @@ pub(crate) struct RunSpec<'a> {
     pub(crate) curves: &'a [&'a str],
 }
 
+impl<'a> RunSpec<'a> {
+    /// A run of `total` updates into `out` of the resolved `config`, drawing the metrics.csv
+    /// columns `curves`; the progress report counts `updates`, config.json has no other field.
+    pub(crate) fn new(
+        out: PathBuf,
+        total: u64,
+        config: &impl Serialize,
+        curves: &'a [&'a str],
+    ) -> Self {
+        RunSpec {
+            out,
+            total,
+            unit: "updates",
+            task_json: serde_json::to_value(config).expect("a configuration serializes"),
+            extra: json!({}),
+            curves,
+        }
+    }
+
+    /// The same, with the progress report counting `unit` (`episodes`, `updates`).
+    pub(crate) fn counting(self, unit: &'a str) -> Self {
+        RunSpec { unit, ..self }
+    }
+
+    /// The same, with `extra`'s fields added to config.json.
+    pub(crate) fn recording(self, extra: serde_json::Value) -> Self {
+        RunSpec { extra, ..self }
+    }
+}
+
 impl<'a> Session<'a> {
-    /// Sizes the threads, checks the run-level options and reads the config.json of the run to
-    /// resume. A resumed run keeps its configuration: `--config`, an option of the overlay
-    /// `options` or one of `more` that was given is an error.
+    /// Sizes the threads ([`product_threads`] of the experiment), checks the run-level options
+    /// and reads the config.json of the run to resume. A resumed run keeps its configuration:
+    /// `--config`, an option of the overlay `options` or one of `more` that was given is an
+    /// error.
     pub(crate) fn start<O: Serialize + clap::Args>(
         experiment: &'static str,
         common: &'a CommonArgs,
-        products: ProductThreads,
         options: &O,
         more: &[(&str, bool)],
     ) -> Result<Self, Failure> {
-        let threads = set_threads(common.threads, products)?;
+        let threads = common.machine.set_threads(experiment)?;
         let given = more
             .iter()
             .filter(|(_, given)| *given)
@@ -92,15 +122,26 @@ impl<'a> Session<'a> {
         O: Serialize,
     {
         let mut c = match &self.base {
-            Some(b) => serde_json::from_value(b["task"].clone())
-                .map_err(|e| usage(format!("config: {e}")))?,
+            Some(b) => serde_json::from_value(b["task"].clone()).map_err(config_error)?,
             None => fresh(),
         };
         if let Some(path) = &self.common.config {
             c = merge_config_file(c, path)?;
         }
         let c = overlay::apply(c, options)?;
-        validate(&c).map_err(|e| usage(format!("config: {e}")))?;
+        validate(&c).map_err(config_error)?;
+        Ok(c)
+    }
+
+    /// A task's configuration (see [`Session::config`]) checked by the task's own `validate`,
+    /// then against the machine's memory (exit 2 when the run could not fit).
+    pub(crate) fn task_config<C: TaskConfig, O: Serialize>(
+        &self,
+        fresh: impl FnOnce() -> C,
+        options: &O,
+    ) -> Result<C, Failure> {
+        let c = self.config(fresh, options, C::validate)?;
+        safety::check_memory(self.experiment, &c.memory_estimate())?;
         Ok(c)
     }
 
@@ -208,7 +249,7 @@ impl<'a> Session<'a> {
             checkpoint_every: self.common.checkpoint_every,
             time_limit: self.common.time_limit.map(|m| m * 60.0),
         };
-        let device = parse_device(&self.common.device)?;
+        let device = parse_device(&self.common.machine.device)?;
         let mut reporter =
             safety::Reporter::new(name, spec.unit, spec.total, self.common.progress_every);
         safety::catch_interrupts();
@@ -303,6 +344,11 @@ impl<'a> Session<'a> {
         }
         Ok(())
     }
+}
+
+/// A configuration error (exit 2): `config: <message>`.
+pub(crate) fn config_error(message: impl std::fmt::Display) -> Failure {
+    usage(format!("config: {message}"))
 }
 
 /// `x` with four significant digits (at most six decimals): `61.21`, `0.1234`, `1234`.

@@ -3,22 +3,23 @@
 //! before and after training (maze) and the modulator over an episode (modulated agents).
 
 use super::common::{
-    check_model, load_run_model, saved_run, usage, CommonArgs, Failure, ProductThreads, Rule,
+    check_model, load_run_model, run_config_error, saved_run, usage, CommonArgs, Failure, Rule,
 };
+use super::eval::EvalArgs;
 use super::overlay::Finite;
-use super::pipeline::{RunSpec, Session};
+use super::pipeline::{config_error, RunSpec, Session};
 use super::rl_pictures::{write_pictures, write_trajectory};
 use clap::Args;
 use plasticity::tasks::a2c::{self, A2cTask};
 use plasticity::tasks::cue_reward::{self, CueRewardConfig, CueRewardTask};
 use plasticity::tasks::maze::{MazeConfig, MazePreset, MazeTask};
-use plasticity::tasks::Model;
+use plasticity::tasks::{Model, TaskConfig};
 use plasticity::train;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::json;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Options of `plasticity maze`.
@@ -99,15 +100,15 @@ struct CueRewardOptions {
 }
 
 /// A cue-reward episode is a whole number of trials.
-fn check_trials(c: &CueRewardConfig) -> Result<(), Failure> {
+fn check_trials(c: &CueRewardConfig) -> Result<(), String> {
     let trial = cue_reward::TRIAL_STEPS;
     if !c.steps.is_multiple_of(trial) {
         let below = c.steps / trial * trial;
-        return Err(usage(format!(
-            "config: steps: must be a whole number of {trial}-step trials (got {}; {below} or {})",
+        return Err(format!(
+            "steps: must be a whole number of {trial}-step trials (got {}; {below} or {})",
             c.steps,
             below + trial
-        )));
+        ));
     }
     Ok(())
 }
@@ -124,27 +125,18 @@ pub fn rl_device_ok(device: &str) -> bool {
 
 /// `plasticity maze`.
 pub fn train_maze(args: MazeArgs) -> Result<(), Failure> {
-    if !rl_device_ok(&args.common.device) {
-        return Err(usage(RL_CPU_ONLY));
-    }
-    check_model(args.options.agent.model, a2c::MODELS)?;
-    let s = Session::start(
-        "maze",
-        &args.common,
-        ProductThreads::PerRun,
-        &args.options,
-        &[("--preset", args.preset.is_some())],
-    )?;
     let preset = args.preset.unwrap_or(MazePreset::Paper);
-    let config = s.config(
-        || MazeConfig::preset(preset),
+    let command = AgentCommand {
+        experiment: "maze",
+        common: &args.common,
+        fixed: &[("--preset", args.preset.is_some())],
+    };
+    let (task, out) = command.train(
         &args.options,
-        MazeConfig::validate,
+        args.options.agent.model,
+        || MazeConfig::preset(preset),
+        MazeTask::new,
     )?;
-    crate::safety::check_memory("maze", &config.memory_estimate())?;
-    let task = MazeTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
-    let config_json = serde_json::to_value(&config).expect("serializes");
-    let out = train_rl(&task, &s, config_json)?;
     write_pictures(&task, &out, |ro, path, when| {
         write_trajectory(&task, ro, path, when)
     })
@@ -152,77 +144,78 @@ pub fn train_maze(args: MazeArgs) -> Result<(), Failure> {
 
 /// `plasticity cue-reward`.
 pub fn train_cue_reward(args: CueRewardArgs) -> Result<(), Failure> {
-    if !rl_device_ok(&args.common.device) {
-        return Err(usage(RL_CPU_ONLY));
-    }
-    check_model(args.options.agent.model, a2c::MODELS)?;
-    let s = Session::start(
-        "cue-reward",
-        &args.common,
-        ProductThreads::PerRun,
+    let command = AgentCommand {
+        experiment: "cue-reward",
+        common: &args.common,
+        fixed: &[],
+    };
+    let (task, out) = command.train(
         &args.options,
-        &[],
-    )?;
-    let config = s.config(
+        args.options.agent.model,
         CueRewardConfig::default,
-        &args.options,
-        CueRewardConfig::validate,
+        |c| {
+            check_trials(&c)?;
+            CueRewardTask::new(c)
+        },
     )?;
-    check_trials(&config)?;
-    crate::safety::check_memory("cue-reward", &config.memory_estimate())?;
-    let task = CueRewardTask::new(config.clone()).map_err(|e| usage(format!("config: {e}")))?;
-    let config_json = serde_json::to_value(&config).expect("serializes");
-    let out = train_rl(&task, &s, config_json)?;
     write_pictures(&task, &out, |_, _, _| Ok(()))
 }
 
-/// Trains an actor-critic task through the shared pipeline; returns the run directory.
-fn train_rl<T: A2cTask>(
-    task: &T,
-    s: &Session<'_>,
-    config: serde_json::Value,
-) -> Result<std::path::PathBuf, Failure> {
-    let spec = task.agent_spec();
-    let run = RunSpec {
-        out: s.model_out(spec.model),
-        total: s.updates(1000),
-        unit: "updates",
-        task_json: config,
-        extra: json!({"neurons": spec.neurons}),
-        curves: &["loss", "reward"],
-    };
-    s.run(task, &run, task.settings().batch)?;
-    Ok(run.out)
+/// A training command of an actor-critic agent: its experiment, the options every training
+/// command shares, and its other options that a resumed run refuses (`(flag, given)`).
+struct AgentCommand<'a> {
+    experiment: &'static str,
+    common: &'a CommonArgs,
+    fixed: &'a [(&'a str, bool)],
 }
 
-/// `plasticity eval maze|cue-reward`: mean reward per episode over `episodes` fresh batches.
+impl AgentCommand<'_> {
+    /// Trains the task that `new` makes of the configuration (`fresh()` or the resumed run's,
+    /// overlaid by `options`) through the shared pipeline; returns it with its run directory.
+    fn train<C: TaskConfig, O: Serialize + clap::Args, T: A2cTask>(
+        &self,
+        options: &O,
+        model: Option<Model>,
+        fresh: impl FnOnce() -> C,
+        new: impl FnOnce(C) -> Result<T, String>,
+    ) -> Result<(T, PathBuf), Failure> {
+        if !rl_device_ok(&self.common.machine.device) {
+            return Err(usage(RL_CPU_ONLY));
+        }
+        check_model(model, a2c::MODELS)?;
+        let s = Session::start(self.experiment, self.common, options, self.fixed)?;
+        let config = s.task_config(fresh, options)?;
+        let task = new(config.clone()).map_err(config_error)?;
+        let agent = task.agent_spec();
+        let spec = RunSpec::new(
+            s.model_out(agent.model),
+            s.updates(1000),
+            &config,
+            &["loss", "reward"],
+        )
+        .recording(json!({"neurons": agent.neurons}));
+        s.run(&task, &spec, task.settings().batch)?;
+        Ok((task, spec.out))
+    }
+}
+
+/// `plasticity eval maze|cue-reward`: mean reward per episode over `--episodes` fresh batches.
 pub fn eval_rl(
     experiment: &str,
-    run: &Path,
-    episodes: u64,
-    seed: u64,
-    json_out: bool,
+    a: &EvalArgs,
     device: &burn::tensor::Device,
 ) -> Result<(), Failure> {
-    let bad_config = |e: String| usage(format!("{}: {e}", run.join("config.json").display()));
+    let bad_config = run_config_error(&a.run);
     match experiment {
         "maze" => {
-            let (_, config): (_, MazeConfig) = saved_run(run, "maze")?;
+            let (_, config): (_, MazeConfig) = saved_run(&a.run, "maze")?;
             let task = MazeTask::new(config).map_err(bad_config)?;
-            eval_task(
-                &task,
-                run,
-                episodes,
-                seed,
-                json_out,
-                device,
-                |_, _, _, _| Ok(Vec::new()),
-            )
+            eval_task(&task, a, device, |_, _, _, _| Ok(Vec::new()))
         }
         _ => {
-            let (_, config): (_, CueRewardConfig) = saved_run(run, "cue-reward")?;
+            let (_, config): (_, CueRewardConfig) = saved_run(&a.run, "cue-reward")?;
             let task = CueRewardTask::new(config).map_err(bad_config)?;
-            eval_task(&task, run, episodes, seed, json_out, device, answers)
+            eval_task(&task, a, device, answers)
         }
     }
 }
@@ -252,20 +245,18 @@ fn answers(
 
 fn eval_task<T: A2cTask>(
     task: &T,
-    run: &Path,
-    episodes: u64,
-    seed: u64,
-    json_out: bool,
+    a: &EvalArgs,
     device: &burn::tensor::Device,
     extra: impl Fn(&T, &a2c::ActorCritic, u64, u64) -> Result<Vec<(&'static str, f64)>, Failure>,
 ) -> Result<(), Failure> {
+    let (run, episodes, seed) = (&a.run, a.episodes_or(100), a.seed);
     let name = task.task_name();
     let (model, trained) = load_run_model(task, run, device)?;
     let started = Instant::now();
     let (means, _) = train::evaluate(task, &model, episodes, seed, device)?;
     let more = extra(task, &model, episodes, seed)?;
     let secs = started.elapsed().as_secs_f64();
-    if json_out {
+    if a.json {
         let mut v = json!({"experiment": name, "episodes": episodes, "reward": means[0], "trained_episodes": trained, "seed": seed});
         for (k, x) in &more {
             v[*k] = json!(x);

@@ -73,6 +73,37 @@ impl Model {
     }
 }
 
+/// What the training pipeline asks of every task's configuration: the checks of its fields and
+/// the memory a run of it needs, both before anything is allocated.
+pub trait TaskConfig: Clone + Serialize + DeserializeOwned {
+    /// Checks every field; the message names the field as written.
+    fn validate(&self) -> Result<(), String>;
+    /// A lower bound on the memory training needs.
+    fn memory_estimate(&self) -> MemoryEstimate;
+}
+
+/// [`TaskConfig`] for configurations whose own `validate` and `memory_estimate` say it.
+macro_rules! task_configs {
+    ($($config:ty),+) => {$(
+        impl TaskConfig for $config {
+            fn validate(&self) -> Result<(), String> {
+                <$config>::validate(self)
+            }
+            fn memory_estimate(&self) -> MemoryEstimate {
+                <$config>::memory_estimate(self)
+            }
+        }
+    )+};
+}
+
+task_configs!(
+    pattern::PatternConfig,
+    images::ImageConfig,
+    maze::MazeConfig,
+    cue_reward::CueRewardConfig,
+    omniglot::OmniglotConfig
+);
+
 /// A lower bound on the memory a configuration needs before it allocates anything, in parts,
 /// each named by the configuration field that sets it (e.g. `bits = 1000000000 (1000000001
 /// neurons)`), so that a configuration far too large for the machine is refused with a message
