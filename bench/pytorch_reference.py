@@ -97,13 +97,14 @@ def episodes_loss(params, x, target, bits, total, rule, clip, clamped, all_steps
     return loss / total
 
 
-def step_grads(params, x, target, bits, chunk, cfg):
+def step_grads(params, x, target, bits, chunk, cfg, loss_fn=episodes_loss):
     """Loss and gradients of one training step of the batch x: [T, B, N], `chunk` episodes at
-    a time (the gradients of the chunks add up in .grad)."""
+    a time (the gradients of the chunks add up in .grad); `loss_fn` is `episodes_loss` or its
+    `torch.compile`d form."""
     batch = x.shape[1]
     total = 0.0
     for s in range(0, batch, chunk):
-        loss = episodes_loss(params, x[:, s:s + chunk], target[s:s + chunk], bits, batch, *cfg)
+        loss = loss_fn(params, x[:, s:s + chunk], target[s:s + chunk], bits, batch, *cfg)
         loss.backward()
         total += float(loss.detach())
     return total
@@ -181,6 +182,11 @@ def main():
                     help="episodes run together (0: the whole batch if it fits in memory)")
     ap.add_argument("--per-episode", action="store_true",
                     help="one episode at a time (the ICML 2018 code; --chunk 1)")
+    ap.add_argument("--neurons", type=int, default=None,
+                    help="network size N [the workload's] (pattern, oja: N - 1 bits)")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the episodes' forward; the compile is in the first "
+                         "(warm-up) step, reported as first_step_ms")
     ap.add_argument("--model", default=None,
                     help="maze-agent, cue-reward: rnn | plastic | modplast | modul [modul]")
     ap.add_argument("--fan-out", action="store_true",
@@ -197,7 +203,9 @@ def main():
           + (["--fan-out"] if args.fan_out else []))
         return
     n, steps, batch, rule, clip, clamped, density, all_steps = WORKLOADS[args.workload]
+    n = args.neurons or n
     batch = args.batch or batch
+    loss_fn = torch.compile(episodes_loss) if args.compile else episodes_loss
     torch.manual_seed(args.seed)
     dev = torch.device(args.device)
     chunk = 1 if args.per_episode else (args.chunk or auto_chunk(batch, n, steps, dev))
@@ -210,16 +218,18 @@ def main():
     params = [w, alpha, eta]
     opt = torch.optim.Adam(params, lr=1e-4)
     cfg = (rule, clip, clamped, all_steps)
-    times = []
+    times, first_ms = [], None
     for k in range(args.episodes + 2):
         t0 = time.time()
         x, target, bits = batch_inputs(args.workload, rng, n, steps, batch, density)
         x, target = x.to(dev), target.to(dev)
         opt.zero_grad()
-        step_grads(params, x, target, bits, chunk, cfg)
+        step_grads(params, x, target, bits, chunk, cfg, loss_fn)
         opt.step()
         if dev.type == "cuda":
             torch.cuda.synchronize()
+        if k == 0:
+            first_ms = round((time.time() - t0) * 1e3, 1)
         if k >= 2:
             times.append((time.time() - t0) * 1e3)
     times.sort()
@@ -232,6 +242,8 @@ def main():
         "device": args.device,
         "batch": batch,
         "chunk": chunk,
+        "compiled": args.compile,
+        "first_step_ms": first_ms,
         "neurons": n,
         "steps": steps,
         "torch": torch.__version__,
