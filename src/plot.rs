@@ -6,7 +6,7 @@ use std::path::Path;
 /// One curve: a label and `(x, value)` points, optionally with a shaded band `(x, low, high)`
 /// (e.g. the inter-quartile range over seeds) and the raw points that `points` smooths (drawn
 /// faint under it).
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct Series {
     /// The legend's text.
     pub label: String,
