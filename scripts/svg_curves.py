@@ -144,11 +144,16 @@ def digitise(path):
     def num(e, k):
         return float(e.get(k))
 
-    frame = next(e for e in els if tag(e) == "rect" and e.get("x") is not None)
+    def first(items, what):
+        for item in items:
+            return item
+        raise ValueError(f"no {what}: not a figure of the old SVG plot code")
+
+    frame = first((e for e in els if tag(e) == "rect" and e.get("x") is not None), "plot frame")
     left, top = num(frame, "x"), num(frame, "y")
     right, bottom = left + num(frame, "width"), top + num(frame, "height")
     texts = [e for e in els if tag(e) == "text"]
-    title = next(e.text for e in texts if e.get("font-size") == "15")
+    title = first((e.text for e in texts if e.get("font-size") == "15"), "title")
     grid = [e for e in els if tag(e) == "line" and e.get("stroke") == GRID]
     verticals = sorted({num(g, "x1") for g in grid if g.get("x1") == g.get("x2")})
     horizontals = sorted({num(g, "y1") for g in grid if g.get("y1") == g.get("y2")})
@@ -246,7 +251,7 @@ def main(argv):
         return 2
     try:
         d = digitise(argv[1])
-    except (ValueError, StopIteration, KeyError, ET.ParseError) as e:
+    except (OSError, ValueError, KeyError, TypeError, ET.ParseError) as e:
         print(f"{argv[1]}: cannot digitise: {e}", file=sys.stderr)
         return 2
     write_csv(d, argv[1], argv[2])
