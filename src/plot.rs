@@ -6,7 +6,7 @@ use std::path::Path;
 /// One curve: a label and `(x, value)` points, optionally with a shaded band `(x, low, high)`
 /// (e.g. the inter-quartile range over seeds) and the raw points that `points` smooths (drawn
 /// faint under it).
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct Series {
     /// The legend's text.
     pub label: String,
@@ -156,6 +156,115 @@ pub fn read_columns(run: &Path, x: &str, column: &str) -> Result<Vec<(f64, f64)>
     Ok(out)
 }
 
+/// Curves from a long-format CSV table: a header naming the columns `series`, `x`, `y` and
+/// optionally `low` and `high` (a band, both or neither; empty on a row without one), then one
+/// row per point; quoted fields may hold commas; blank lines and lines starting with `#` are
+/// skipped. One [`Series`] per `series` value, in the order of first appearance, its points in
+/// the file's order, drawn as given (not smoothed).
+pub fn read_table(path: &Path) -> Result<Vec<Series>, String> {
+    let name = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
+    let mut rows = text
+        .lines()
+        .enumerate()
+        .map(|(k, l)| (k + 1, l.trim_end_matches('\r')))
+        .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
+    let (line, header) = rows
+        .next()
+        .ok_or_else(|| format!("{name}: empty file (expected a header series,x,y[,low,high])"))?;
+    let header = csv_fields(header).map_err(|e| format!("{name}: line {line}: {e}"))?;
+    let column = |c: &str| header.iter().position(|h| h.trim() == c);
+    let need = |c: &str| {
+        column(c).ok_or_else(|| {
+            format!(
+                "{name}: line {line}: no column '{c}' (the header has: {}; expected \
+                 series,x,y[,low,high])",
+                header.join(",")
+            )
+        })
+    };
+    let (label_col, x_col, y_col) = (need("series")?, need("x")?, need("y")?);
+    let band_cols = match (column("low"), column("high")) {
+        (Some(lo), Some(hi)) => Some((lo, hi)),
+        (None, None) => None,
+        _ => {
+            return Err(format!(
+                "{name}: line {line}: a band needs both columns 'low' and 'high'"
+            ))
+        }
+    };
+    let mut series: Vec<Series> = Vec::new();
+    for (line, row) in rows {
+        let at = |e: String| format!("{name}: line {line}: {e}");
+        let fields = csv_fields(row).map_err(at)?;
+        if fields.len() != header.len() {
+            return Err(at(format!(
+                "{} fields, the header has {}",
+                fields.len(),
+                header.len()
+            )));
+        }
+        let number = |c: usize| -> Result<f64, String> {
+            let v = fields[c].trim();
+            v.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| at(format!("column '{}': '{v}' is not a number", header[c])))
+        };
+        let (x, y) = (number(x_col)?, number(y_col)?);
+        let band = match band_cols {
+            Some((lo, hi)) if !(fields[lo].trim().is_empty() && fields[hi].trim().is_empty()) => {
+                Some((x, number(lo)?, number(hi)?))
+            }
+            _ => None,
+        };
+        let label = &fields[label_col];
+        let k = match series.iter().position(|s| &s.label == label) {
+            Some(k) => k,
+            None => {
+                series.push(Series {
+                    label: label.clone(),
+                    ..Series::default()
+                });
+                series.len() - 1
+            }
+        };
+        series[k].points.push((x, y));
+        series[k].band.extend(band);
+    }
+    if series.is_empty() {
+        return Err(format!(
+            "{name}: no rows after the header (no curve to draw)"
+        ));
+    }
+    Ok(series)
+}
+
+/// The fields of one CSV line: separated by commas, a field in double quotes may hold commas
+/// and `""` for a quote.
+fn csv_fields(line: &str) -> Result<Vec<String>, String> {
+    let mut fields = vec![String::new()];
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        let field = fields.last_mut().expect("a field");
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', true) => quoted = false,
+            ('"', false) if field.is_empty() => quoted = true,
+            (',', false) => fields.push(String::new()),
+            _ => field.push(c),
+        }
+    }
+    if quoted {
+        return Err("a quoted field is not closed".into());
+    }
+    Ok(fields)
+}
+
 /// Moving average over `window` points.
 pub fn smooth(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
     let w = window.max(1);
@@ -220,6 +329,57 @@ mod tests {
         assert_eq!(groups[0].0, "maze-modul");
         assert_eq!(groups[0].1.len(), 2);
         assert_eq!(groups[2].0, "x-seedling");
+    }
+
+    #[test]
+    fn reads_a_table_of_curves() {
+        let dir = std::env::temp_dir().join(format!("plasticity-table-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("curves.csv");
+        std::fs::write(
+            &path,
+            "# a comment\nseries,x,y,low,high\n\"a, b\",1,2.5,2,3\nc,1,7,,\n\"a, b\",2,-1e-3,-1,0\n",
+        )
+        .unwrap();
+        let s = read_table(&path).unwrap();
+        assert_eq!((s[0].label.as_str(), s[1].label.as_str()), ("a, b", "c"));
+        assert_eq!(s[0].points, vec![(1.0, 2.5), (2.0, -0.001)]);
+        assert_eq!(s[0].band, vec![(1.0, 2.0, 3.0), (2.0, -1.0, 0.0)]);
+        assert_eq!(
+            (s[1].points.clone(), s[1].band.len()),
+            (vec![(1.0, 7.0)], 0)
+        );
+        assert_eq!(
+            csv_fields("\"say \"\"hi\"\"\",2").unwrap(),
+            ["say \"hi\"", "2"]
+        );
+        assert!(csv_fields("\"open,1").is_err());
+        for (text, want) in [
+            ("", "empty file"),
+            ("series,x\n", "line 1: no column 'y'"),
+            ("series,x,y,low\n", "both columns 'low' and 'high'"),
+            ("series,x,y\n", "no rows after the header"),
+            (
+                "series,x,y\n# c\na,1,2\na,1\n",
+                "line 4: 2 fields, the header has 3",
+            ),
+            (
+                "series,x,y\na,1,nan\n",
+                "line 2: column 'y': 'nan' is not a number",
+            ),
+            (
+                "series,x,y,low,high\na,1,2,1,\n",
+                "line 2: column 'high': '' is not",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let e = read_table(&path).unwrap_err();
+            assert!(
+                e.contains(want) && e.contains("curves.csv"),
+                "{text:?}: {e}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -553,3 +553,98 @@ fn device_cuda_without_the_feature_or_a_device_is_a_usage_error() {
         &["the index after ':' must be a number"],
     );
 }
+
+#[test]
+fn plot_table_draws_a_csv_of_curves_and_rejects_bad_ones() {
+    let dir = temp_dir("plot-table");
+    let csv = dir.join("curves.csv");
+    let svg = dir.join("curves.svg");
+    let (csv_s, svg_s) = (csv.to_str().unwrap(), svg.to_str().unwrap());
+    // Two curves of 50 points, the first with a band; a label with a comma, quoted.
+    let mut text = String::from("# made by the test\nseries,x,y,low,high\n");
+    for k in 1..=50 {
+        let y = 1.0 / k as f64;
+        text += &format!("\"plastic, 3 seeds\",{k},{y},{},{}\n", y * 0.9, y * 1.1);
+    }
+    for k in 1..=50 {
+        text += &format!("rnn,{k},{},,\n", 2.0 / k as f64);
+    }
+    std::fs::write(&csv, text).unwrap();
+    let o = succeeds(&[
+        "plot",
+        "--table",
+        csv_s,
+        "--out",
+        svg_s,
+        "--title",
+        "a title",
+        "--x-label",
+        "update",
+        "--y-label",
+        "error",
+        "--log",
+    ]);
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert_eq!(drawn.matches("<polyline").count(), 2, "two curves");
+    assert_eq!(drawn.matches("<polygon").count(), 1, "one band");
+    for want in [
+        "a title",
+        "plastic, 3 seeds",
+        "error (log scale)",
+        "not smoothed",
+    ] {
+        assert!(drawn.contains(want), "{want}");
+    }
+    // The last points as a table.
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(table.contains("| rnn | 50 | 0.040 |"), "{table}");
+    assert!(table.contains("| plastic, 3 seeds | 50 | 0.020 [0.018, 0.022] |"));
+    // --dots: the named curve as dots, no line.
+    succeeds(&["plot", "--table", csv_s, "--out", svg_s, "--dots", "rnn"]);
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert_eq!(drawn.matches("<polyline").count(), 1);
+    assert!(drawn.matches("<circle").count() >= 50);
+    expect_usage(
+        &["plot", "--table", csv_s, "--out", svg_s, "--dots", "lstm"],
+        &["--dots lstm", "curves.csv has no series of that name"],
+    );
+    // Bad tables: exit 2 naming the file and the line.
+    let bad = dir.join("bad.csv");
+    let bad_s = bad.to_str().unwrap();
+    for (content, want) in [
+        ("", "bad.csv: empty file"),
+        ("series,x\nrnn,1\n", "bad.csv: line 1: no column 'y'"),
+        (
+            "series,x,y\nrnn,1,0.5\nrnn,2\n",
+            "bad.csv: line 3: 2 fields, the header has 3",
+        ),
+        (
+            "series,x,y\nrnn,1,0.5\nrnn,two,0.4\n",
+            "line 3: column 'x': 'two' is not a number",
+        ),
+        ("series,x,y\n", "bad.csv: no rows after the header"),
+    ] {
+        std::fs::write(&bad, content).unwrap();
+        expect_usage(&["plot", "--table", bad_s, "--out", svg_s], &[want]);
+    }
+    expect_usage(
+        &[
+            "plot",
+            "--table",
+            &dir.join("absent.csv").to_string_lossy(),
+            "--out",
+            svg_s,
+        ],
+        &["absent.csv"],
+    );
+    // --table draws a file, not runs; --title needs --table.
+    expect_usage(
+        &["plot", "--table", csv_s, "runs/x", "--out", svg_s],
+        &["cannot be used"],
+    );
+    expect_usage(
+        &["plot", "runs/x", "--title", "t", "--out", svg_s],
+        &["--table"],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
