@@ -40,6 +40,9 @@ rm -rf target/wheels
 ls target/wheels/plasticity-*-cp39-abi3-*.whl >/dev/null 2>&1 \
   || fail "expected an abi3 wheel (cp39-abi3) in target/wheels, got: $(ls target/wheels)"
 
+echo "test-python: scripts/test_svg_curves.py (the docs figures' digitiser)"
+python3 scripts/test_svg_curves.py || fail "scripts/test_svg_curves.py failed"
+
 # From outside the source tree, so that the installed package is the one tested.
 cd python/tests
 exec "../../$venv/bin/python" -m pytest -q -p no:cacheprovider "$@" .
