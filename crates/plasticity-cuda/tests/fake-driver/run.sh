@@ -7,6 +7,9 @@
 # it): set VIRTUAL_ENV or PLASTICITY_LIBNVRTC as for tests/ptx.rs. Not a GPU measurement.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# cargo runs each test binary in its package's directory: a relative VIRTUAL_ENV is made absolute
+# here, from where the script was started.
+if [ -n "${VIRTUAL_ENV:-}" ]; then VIRTUAL_ENV=$(realpath "$VIRTUAL_ENV"); export VIRTUAL_ENV; fi
 build=${TMPDIR:-/tmp}/plasticity-fake-cuda
 mkdir -p "$build"
 g++ -std=c++20 -O2 -shared -fPIC -pthread -Wl,-soname,libcuda.so.1 \

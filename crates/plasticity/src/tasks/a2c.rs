@@ -415,7 +415,7 @@ impl StepNet for plasticity_cuda::DeviceStepper<'_> {
 
 /// Runs `batch` episodes of `env` without gradients, sampling actions from the policy, one
 /// step at a time on the CPU engine's stepper, or on the GPU's when a CUDA engine is selected
-/// ([`crate::cuda::select`]).
+/// (`crate::cuda::select`, feature `cuda`).
 pub fn rollout<E: Environment>(
     env: &E,
     agent: &ActorCritic,
@@ -427,7 +427,6 @@ pub fn rollout<E: Environment>(
     let n = net.config().neurons;
     let (w_in, b_in) = linear_buffers(&agent.input);
     let (w_pol, b_pol) = linear_buffers(&agent.policy);
-    // The network without plasticity runs on the engine with no alpha and no trace.
     let buffers = NetBuffers::of(net);
     let modulated = buffers.modulator.is_some();
     let spec = net.spec(batch, 1);
