@@ -48,7 +48,8 @@ note "host: $(hostname), $(nproc) cores, $(date -u +%FT%TZ)"
 run nvidia-smi 20 nvidia-smi
 run lib-search 10 sh -c "ls -l $cuda_lib/libnvrtc* /usr/lib/x86_64-linux-gnu/libcuda.so* /usr/lib64/libcuda.so* /usr/lib/libcuda.so* 2>&1"
 
-# 1. Correctness: every setting on the GPU against the CPU kernels.
+# 1. Correctness: every setting on the GPU against the CPU kernels (the episode, and the device
+# stepper of the agents' rollouts against the CPU stepper).
 run check 180 "$bin" check --device cuda
 check_rc=$?
 cat "$out/check.out" "$out/check.err" >> "$log"
@@ -61,8 +62,10 @@ for t in target/cuda-tests/*.gz; do
   PLASTICITY_REQUIRE_CUDA=1 run "test-$name" 180 "$bin-$name" --test-threads 1
 done
 
-# 3. Benchmarks: this project on the GPU (and the CPU), then PyTorch on the GPU.
-for w in pattern oja images maze pattern:16; do
+# 3. Benchmarks: this project on the GPU (and the CPU), then PyTorch on the GPU. maze-agent and
+# cue-reward time the agents' whole update (rollout on the device stepper, replay, A2C).
+workloads="pattern oja images maze maze-agent cue-reward pattern:16"
+for w in $workloads; do
   workload=${w%%:*}
   batch=${w#*:}
   [ "$batch" = "$w" ] && batch=
@@ -73,7 +76,7 @@ for w in pattern oja images maze pattern:16; do
   fi
 done
 if "$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>> "$log"; then
-  for w in pattern oja images maze pattern:16; do
+  for w in $workloads; do
     workload=${w%%:*}
     batch=${w#*:}
     [ "$batch" = "$w" ] && batch=
@@ -96,7 +99,7 @@ def ms(name):
         return None
 print("| workload | plasticity cuda ms | plasticity cpu ms | pytorch cuda ms | pytorch / ours (cuda) |")
 print("|---|---|---|---|---|")
-for tag in ["pattern", "oja", "images", "maze", "pattern-b16"]:
+for tag in ["pattern", "oja", "images", "maze", "maze-agent", "cue-reward", "pattern-b16"]:
     ours, cpu, torch = ms(f"bench-{tag}-cuda"), ms(f"bench-{tag}-cpu"), ms(f"torch-{tag}-cuda")
     f = lambda v: "-" if v is None else f"{v:.2f}"
     ratio = f"{torch / ours:.1f}x" if ours and torch else "-"

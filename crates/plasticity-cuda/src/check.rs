@@ -1,7 +1,9 @@
 //! The GPU against the CPU kernels: outputs (activities, final traces, modulator) and every
 //! gradient, for every rule, modulation (with and without fan-out), clip, alpha shape, input
 //! mode, the network without plasticity, a store-every-trace backward and a batched
-//! pattern-sized episode. Used by `tests/gpu.rs` and `plasticity check --device cuda`.
+//! pattern-sized episode; and the device stepper against the CPU `Stepper` (the agents'
+//! rollouts: activities and modulator of every step, the traces after the last) on the same
+//! settings. Used by `tests/gpu.rs` and `plasticity check --device cuda`.
 
 use crate::engine::{Engine, Error};
 use crate::layout::RuleParams;
@@ -9,6 +11,9 @@ use plasticity_kernels::{
     AlphaShape, BackwardStrategy, EpisodeSpec, Grads, InputMode, ModulatedParams, Modulation,
     Params,
 };
+
+/// Steps the stepper runs per setting (fewer when the setting has fewer).
+pub const STEPPER_STEPS: usize = 8;
 
 /// Largest relative differences allowed: outputs, gradients (f32 sums in another order).
 pub const TOLERANCES: (f32, f32) = (1e-4, 1e-3);
@@ -20,7 +25,8 @@ pub const TOLERANCES: (f32, f32) = (1e-4, 1e-3);
 pub struct Difference {
     /// The setting.
     pub spec: EpisodeSpec,
-    /// `ys`, `hebb`, `elig`, `modulator`.
+    /// `ys`, `hebb`, `elig`, `modulator` of the episode; `step ys`, `step modulator`, `step
+    /// hebb`, `step elig` of the stepper over [`STEPPER_STEPS`] steps.
     pub outputs: Vec<(&'static str, f32)>,
     /// `w`, `alpha`, `x`, `y0`, `hebb0`, `elig0`, `eta`, `m`, `m_bias`, `fan_w`, `fan_b`,
     /// `eta_e`.
@@ -205,6 +211,48 @@ fn cpu(spec: &EpisodeSpec, inp: &Inputs) -> Result<([Vec<f32>; 4], Grads<f32>), 
     Ok(([ep.ys, ep.hebb, ep.elig, ep.modulator], grads))
 }
 
+/// The CPU `Stepper`'s `[ys, modulator, hebb, elig]` after `steps` steps of `inp.x`
+/// (`ys: [steps, B, N]`, `modulator: [steps, B]`).
+fn cpu_steps(spec: &EpisodeSpec, inp: &Inputs, steps: usize) -> Result<[Vec<f32>; 4], Error> {
+    let (h0, e0) = inp.traces(spec);
+    let spec_err = |e: plasticity_kernels::SpecError| Error::Spec(e.0);
+    let mut st = plasticity_kernels::Stepper::new(spec, &inp.y0, h0, e0).map_err(spec_err)?;
+    let (mut ys, mut modulator) = (Vec::new(), Vec::new());
+    let bn = spec.batch * spec.neurons;
+    for x in inp.x.chunks(bn).take(steps) {
+        match inp.params(spec) {
+            RuleParams::Plain(p) => ys.extend_from_slice(st.step(&p, x).map_err(spec_err)?),
+            RuleParams::Modulated(p) => {
+                let (y, m) = st.step_modulated(&p, x).map_err(spec_err)?;
+                ys.extend_from_slice(y);
+                modulator.extend_from_slice(m);
+            }
+        }
+    }
+    let (_, hebb, elig) = st.finish();
+    Ok([ys, modulator, hebb, elig])
+}
+
+/// The device stepper's `[ys, modulator, hebb, elig]`, as [`cpu_steps`].
+fn device_steps(
+    engine: &Engine,
+    spec: &EpisodeSpec,
+    inp: &Inputs,
+    steps: usize,
+) -> Result<[Vec<f32>; 4], Error> {
+    let (h0, e0) = inp.traces(spec);
+    let mut st = engine.stepper(spec, &inp.params(spec), &inp.y0, h0, e0)?;
+    let (mut ys, mut modulator) = (Vec::new(), Vec::new());
+    let bn = spec.batch * spec.neurons;
+    for x in inp.x.chunks(bn).take(steps) {
+        let (y, m) = st.step(x)?;
+        ys.extend_from_slice(y);
+        modulator.extend_from_slice(m);
+    }
+    let (hebb, elig) = st.traces()?;
+    Ok([ys, modulator, hebb, elig])
+}
+
 /// Max abs difference over the CPU value's max magnitude (at least 0.01); infinite when the
 /// lengths differ or a value is not finite.
 pub fn relative(got: &[f32], want: &[f32]) -> f32 {
@@ -227,12 +275,21 @@ pub fn compare(engine: &Engine, spec: &EpisodeSpec) -> Result<Difference, Error>
     let (fwd, ep) = engine.forward(spec, &p, &inp.x, &inp.y0, h0, e0)?;
     let g = engine.backward(ep, &inp.gy)?;
     let ([ys, hebb, elig, modulator], c) = cpu(spec, &inp)?;
-    let outputs = vec![
+    let steps = spec.steps.min(STEPPER_STEPS);
+    let stepped = device_steps(engine, spec, &inp, steps)?;
+    let want = cpu_steps(spec, &inp, steps)?;
+    let mut outputs = vec![
         ("ys", relative(&fwd.ys, &ys)),
         ("hebb", relative(&fwd.hebb, &hebb)),
         ("elig", relative(&fwd.elig, &elig)),
         ("modulator", relative(&fwd.modulator, &modulator)),
     ];
+    for (name, (got, want)) in ["step ys", "step modulator", "step hebb", "step elig"]
+        .into_iter()
+        .zip(stepped.iter().zip(&want))
+    {
+        outputs.push((name, relative(got, want)));
+    }
     let gradients = vec![
         ("w", relative(&g.w, &c.w)),
         ("alpha", relative(&g.alpha, &c.alpha)),
@@ -334,6 +391,13 @@ mod tests {
                 }
             );
             assert_eq!(g.x.len(), t * b * n);
+            // The CPU stepper over the forward's steps gives the forward's activities,
+            // modulator and final traces (what the device stepper is compared with).
+            let [sys, smod, shebb, selig] = cpu_steps(spec, &inp, t).unwrap();
+            assert!(relative(&sys, &ys) < 1e-5, "{spec:?}");
+            assert!(relative(&smod, &modulator) < 1e-5, "{spec:?}");
+            assert!(relative(&shebb, &hebb) < 1e-5, "{spec:?}");
+            assert!(relative(&selig, &elig) < 1e-5, "{spec:?}");
         }
     }
 }

@@ -162,6 +162,8 @@ pub fn search_dirs(
         add(PathBuf::from("/opt/cuda/lib64"));
         let mut site: Vec<String> = Vec::new();
         if let Some(venv) = env("VIRTUAL_ENV") {
+            // A relative one (`VIRTUAL_ENV=target/python-venv`) is below the working directory.
+            let venv = std::path::absolute(&venv).map_or(venv, |p| p.display().to_string());
             site.push(format!("{venv}/lib/python3*/site-packages"));
         }
         if let Some(home) = env("HOME") {
@@ -384,6 +386,17 @@ mod tests {
         let driver = search_dirs(Library::Driver, &env, &[], &glob);
         assert!(driver.iter().all(|d| !d.starts_with("/opt/cuda-x")));
         assert!(driver.contains(&PathBuf::from("/usr/lib64")));
+    }
+
+    #[test]
+    fn a_relative_virtual_env_is_below_the_working_directory() {
+        let env = env_of(&[("VIRTUAL_ENV", "target/venv")]);
+        let glob = |p: &str| vec![PathBuf::from(p.replace('*', "X"))];
+        let dirs = search_dirs(Library::Nvrtc, &env, &[], &glob);
+        let want = std::env::current_dir()
+            .unwrap()
+            .join("target/venv/lib/python3X/site-packages/nvidia/cu13/lib");
+        assert!(dirs.contains(&want), "{want:?} not in {dirs:?}");
     }
 
     #[test]

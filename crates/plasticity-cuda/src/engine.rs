@@ -18,7 +18,7 @@ use crate::discovery::{self, Library, Missing};
 use crate::layout::{self, RuleArgs, RuleParams, RuleSums, Transfers};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, DriverError,
-    PushKernelArg,
+    LaunchArgs, PushKernelArg,
 };
 use plasticity_kernels::{EpisodeSpec, Grads, InputMode};
 use std::collections::HashMap;
@@ -109,17 +109,24 @@ pub struct Engine {
     to_host: AtomicU64,
 }
 
-/// What an episode keeps on the device for its backward.
+/// A rule's parameters on the device, uploaded once: `w: [N, N]`, `alpha` (its shape), the
+/// modulator's `m, fan_w, fan_b: [N]` (one unread zero each when absent) and the scalars.
 #[derive(Debug)]
-pub struct DeviceEpisode {
-    spec: EpisodeSpec,
-    args: RuleArgs,
-    segment: usize,
+pub(crate) struct DeviceParams {
+    pub(crate) spec: EpisodeSpec,
+    pub(crate) args: RuleArgs,
     w: CudaSlice<f32>,
     alpha: CudaSlice<f32>,
     m: CudaSlice<f32>,
     fan_w: CudaSlice<f32>,
     fan_b: CudaSlice<f32>,
+}
+
+/// What an episode keeps on the device for its backward.
+#[derive(Debug)]
+pub struct DeviceEpisode {
+    params: DeviceParams,
+    segment: usize,
     x: CudaSlice<f32>,
     y0: CudaSlice<f32>,
     ys: CudaSlice<f32>,
@@ -134,7 +141,7 @@ pub struct DeviceEpisode {
 impl DeviceEpisode {
     /// The spec the episode ran with.
     pub fn spec(&self) -> &EpisodeSpec {
-        &self.spec
+        &self.params.spec
     }
 }
 
@@ -156,6 +163,17 @@ pub struct Forward {
 /// `len` values of a buffer, at least one (a kernel's unused pointer still needs memory).
 fn at_least_one(len: usize) -> usize {
     len.max(1)
+}
+
+/// An error naming `what` unless `got == want` values.
+pub(crate) fn check_len(what: &str, got: usize, want: usize) -> Result<(), Error> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(Error::Spec(format!(
+            "{what}: expected {want} values, got {got}"
+        )))
+    }
 }
 
 impl Engine {
@@ -216,7 +234,7 @@ impl Engine {
     }
 
     /// Copies `v` to the device (one zero when empty).
-    fn up(&self, v: &[f32]) -> Result<CudaSlice<f32>, Error> {
+    pub(crate) fn up(&self, v: &[f32]) -> Result<CudaSlice<f32>, Error> {
         if v.is_empty() {
             return Ok(self.stream.alloc_zeros::<f32>(1)?);
         }
@@ -225,21 +243,123 @@ impl Engine {
         Ok(self.stream.clone_htod(v)?)
     }
 
+    /// Copies `v` into the device buffer `dst` (at least `v.len()` values).
+    pub(crate) fn up_into(&self, v: &[f32], dst: &mut CudaSlice<f32>) -> Result<(), Error> {
+        self.to_device
+            .fetch_add(4 * v.len() as u64, Ordering::Relaxed);
+        Ok(self.stream.memcpy_htod(v, dst)?)
+    }
+
     /// `len` zeros on the device (one at least).
-    fn zeros(&self, len: usize) -> Result<CudaSlice<f32>, Error> {
+    pub(crate) fn zeros(&self, len: usize) -> Result<CudaSlice<f32>, Error> {
         Ok(self.stream.alloc_zeros::<f32>(at_least_one(len))?)
     }
 
     /// The first `len` values of `s` on the host (nothing when `len` is 0).
-    fn down(&self, s: &CudaSlice<f32>, len: usize) -> Result<Vec<f32>, Error> {
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        self.to_host.fetch_add(4 * len as u64, Ordering::Relaxed);
-        let v = self.stream.clone_dtoh(&s.slice(..len))?;
-        // The copy is asynchronous: wait for it before the host reads `v`.
-        self.stream.synchronize()?;
+    pub(crate) fn down(&self, s: &CudaSlice<f32>, len: usize) -> Result<Vec<f32>, Error> {
+        let mut v = vec![0.0; len];
+        self.down_into(s, &mut v)?;
         Ok(v)
+    }
+
+    /// Copies the first `dst.len()` values of `s` into `dst` (nothing when empty).
+    pub(crate) fn down_into(&self, s: &CudaSlice<f32>, dst: &mut [f32]) -> Result<(), Error> {
+        if dst.is_empty() {
+            return Ok(());
+        }
+        self.to_host
+            .fetch_add(4 * dst.len() as u64, Ordering::Relaxed);
+        self.stream.memcpy_dtoh(&s.slice(..dst.len()), dst)?;
+        // The copy is asynchronous: wait for it before the host reads `dst`.
+        self.stream.synchronize()?;
+        Ok(())
+    }
+
+    /// Uploads the rule's parameters for `spec` (after checking their sizes).
+    pub(crate) fn upload(
+        &self,
+        spec: &EpisodeSpec,
+        p: &RuleParams<'_>,
+    ) -> Result<DeviceParams, Error> {
+        layout::check(spec, p).map_err(Error::Spec)?;
+        let (m, fan_w, fan_b) = p.modulator();
+        Ok(DeviceParams {
+            spec: *spec,
+            args: RuleArgs::new(spec, p),
+            w: self.up(p.w())?,
+            alpha: self.up(p.alpha())?,
+            m: self.up(m)?,
+            fan_w: self.up(fan_w)?,
+            fan_b: self.up(fan_b)?,
+        })
+    }
+
+    /// The initial traces `(Hebb_0, E_0): [B, N, N]` on the device: as given, or zeros (one
+    /// unread zero for a trace the rule does not keep).
+    pub(crate) fn initial_traces(
+        &self,
+        p: &DeviceParams,
+        h0: Option<&[f32]>,
+        e0: Option<&[f32]>,
+    ) -> Result<(CudaSlice<f32>, CudaSlice<f32>), Error> {
+        let bnn = p.spec.batch * p.spec.neurons * p.spec.neurons;
+        let trace = |given: Option<&[f32]>, kept: bool, what: &str| match given.filter(|_| kept) {
+            Some(v) => {
+                check_len(what, v.len(), bnn)?;
+                self.up(v)
+            }
+            None => self.zeros(if kept { bnn } else { 0 }),
+        };
+        Ok((
+            trace(h0, p.args.plastic(), "hebb0")?,
+            trace(e0, p.args.eligibility(), "elig0")?,
+        ))
+    }
+
+    /// A launch of `f` whose first arguments are the rule's scalars, `fan_w` and `fan_b` (the
+    /// trace kernels' common head).
+    fn rule_launch<'a>(&'a self, f: &'a CudaFunction, p: &'a DeviceParams) -> LaunchArgs<'a> {
+        let mut l = self.stream.launch_builder(f);
+        l.arg(&p.args).arg(&p.fan_w).arg(&p.fan_b);
+        l
+    }
+
+    /// One `forward_step` launch: `y = f((w + alpha Hebb) y_pre + x)`, `[B, N]` each.
+    pub(crate) fn forward_step(
+        &self,
+        p: &DeviceParams,
+        hebb: &CudaView<'_, f32>,
+        (ypre, x): (&CudaView<'_, f32>, &CudaView<'_, f32>),
+        y: &mut CudaViewMut<'_, f32>,
+    ) -> Result<(), Error> {
+        let clamped = i32::from(p.spec.input == InputMode::Clamped);
+        let mut l = self.stream.launch_builder(&self.kernels.forward_step);
+        l.arg(&p.args)
+            .arg(&p.w)
+            .arg(&p.alpha)
+            .arg(hebb)
+            .arg(ypre)
+            .arg(x)
+            .arg(y)
+            .arg(&clamped);
+        // SAFETY: the arguments match `forward_step`'s parameters; the geometry is
+        // `layout::columns`, the buffers hold what the kernel reads.
+        unsafe { l.launch(layout::columns(p.spec.neurons, p.spec.batch).config()) }?;
+        Ok(())
+    }
+
+    /// One `modulator` launch: `M = tanh(m . y + m_b)`, `y: [B, N]`, `M: [B]`.
+    pub(crate) fn modulator(
+        &self,
+        p: &DeviceParams,
+        y: &CudaView<'_, f32>,
+        mt: &mut CudaViewMut<'_, f32>,
+    ) -> Result<(), Error> {
+        let mut l = self.stream.launch_builder(&self.kernels.modulator);
+        l.arg(&p.args).arg(&p.m).arg(y).arg(mt);
+        // SAFETY: as in `forward_step`; `layout::per_episode`.
+        unsafe { l.launch(layout::per_episode(p.spec.batch).config()) }?;
+        Ok(())
     }
 
     /// Runs an episode forward. Shapes as the CPU engine's ([`plasticity_kernels::forward`]):
@@ -254,45 +374,18 @@ impl Engine {
         h0: Option<&[f32]>,
         e0: Option<&[f32]>,
     ) -> Result<(Forward, DeviceEpisode), Error> {
-        layout::check(spec, p).map_err(Error::Spec)?;
+        let params = self.upload(spec, p)?;
+        let args = params.args;
         let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
         let (bn, bnn) = (b * n, b * n * n);
-        let args = RuleArgs::new(spec, p);
-        let len = |what: &str, got: usize, want: usize| {
-            if got == want {
-                Ok(())
-            } else {
-                Err(Error::Spec(format!(
-                    "{what}: expected {want} values, got {got}"
-                )))
-            }
-        };
-        len("x", x.len(), t_len * bn)?;
-        len("y0", y0.len(), bn)?;
-        let traces =
-            |given: Option<&[f32]>, kept: bool, what: &str| -> Result<CudaSlice<f32>, Error> {
-                match given.filter(|_| kept) {
-                    Some(v) => {
-                        len(what, v.len(), bnn)?;
-                        self.up(v)
-                    }
-                    None => self.zeros(if kept { bnn } else { 0 }),
-                }
-            };
-        let mut h = traces(h0, args.plastic(), "hebb0")?;
-        let mut e = traces(e0, args.eligibility(), "elig0")?;
-        let (m, fan_w, fan_b) = p.modulator();
+        check_len("x", x.len(), t_len * bn)?;
+        check_len("y0", y0.len(), bn)?;
+        let (mut h, mut e) = self.initial_traces(&params, h0, e0)?;
         let segment = layout::segment(spec);
         let stored = layout::checkpoints(t_len, segment);
         let mut ep = DeviceEpisode {
-            spec: *spec,
-            args,
+            params,
             segment,
-            w: self.up(p.w())?,
-            alpha: self.up(p.alpha())?,
-            m: self.up(m)?,
-            fan_w: self.up(fan_w)?,
-            fan_b: self.up(fan_b)?,
             x: self.up(x)?,
             y0: self.up(y0)?,
             ys: self.zeros(t_len * bn)?,
@@ -302,8 +395,6 @@ impl Engine {
             ys_host: Vec::new(),
             modulator_host: Vec::new(),
         };
-        let clamped = i32::from(spec.input == InputMode::Clamped);
-        let k = &self.kernels;
         for t in 0..t_len {
             if args.plastic() && t % segment == 0 {
                 let s = t / segment;
@@ -323,26 +414,12 @@ impl Engine {
                 };
                 let xt = ep.x.slice(t * bn..(t + 1) * bn);
                 let mut yt = rest.slice_mut(..bn);
-                let mut l = self.stream.launch_builder(&k.forward_step);
-                l.arg(&args)
-                    .arg(&ep.w)
-                    .arg(&ep.alpha)
-                    .arg(&h)
-                    .arg(&ypre)
-                    .arg(&xt)
-                    .arg(&mut yt)
-                    .arg(&clamped);
-                // SAFETY: the arguments match `forward_step`'s parameters; the geometry is
-                // `layout::columns`, the buffers hold what the kernel reads.
-                unsafe { l.launch(layout::columns(n, b).config()) }?;
+                self.forward_step(&ep.params, &h.slice(..), (&ypre, &xt), &mut yt)?;
             }
             let yt = ep.ys.slice(t * bn..(t + 1) * bn);
             if args.modulated() {
                 let mut mt = ep.modulator.slice_mut(t * b..(t + 1) * b);
-                let mut l = self.stream.launch_builder(&k.modulator);
-                l.arg(&args).arg(&ep.m).arg(&yt).arg(&mut mt);
-                // SAFETY: as above, `layout::per_episode`.
-                unsafe { l.launch(layout::per_episode(b).config()) }?;
+                self.modulator(&ep.params, &yt, &mut mt)?;
             }
             if args.plastic() {
                 let ypre = if t == 0 {
@@ -352,7 +429,7 @@ impl Engine {
                 };
                 let mt = step_view(&ep.modulator, args.modulated(), t, b);
                 let traces = (&mut h.slice_mut(..), &mut e.slice_mut(..));
-                self.update_trace(&ep, traces, (&ypre, &yt), &mt)?;
+                self.update_trace(&ep.params, traces, (&ypre, &yt), &mt)?;
             }
         }
         let ys = self.down(&ep.ys, t_len * bn)?;
@@ -370,20 +447,17 @@ impl Engine {
 
     /// One `update_trace` launch on `traces = (Hebb, E)` in place, from `(y_{t-1}, y_t)` and
     /// the step's modulator `mt`.
-    fn update_trace(
+    pub(crate) fn update_trace(
         &self,
-        ep: &DeviceEpisode,
+        p: &DeviceParams,
         traces: (&mut CudaViewMut<'_, f32>, &mut CudaViewMut<'_, f32>),
         (ypre, ypost): (&CudaView<'_, f32>, &CudaView<'_, f32>),
         mt: &CudaView<'_, f32>,
     ) -> Result<(), Error> {
-        let (n, b) = (ep.spec.neurons, ep.spec.batch);
+        let (n, b) = (p.spec.neurons, p.spec.batch);
         let batch = b as i32;
-        let mut l = self.stream.launch_builder(&self.kernels.update_trace);
-        l.arg(&ep.args)
-            .arg(&ep.fan_w)
-            .arg(&ep.fan_b)
-            .arg(traces.0)
+        let mut l = self.rule_launch(&self.kernels.update_trace, p);
+        l.arg(traces.0)
             .arg(traces.1)
             .arg(ypre)
             .arg(ypost)
@@ -399,8 +473,8 @@ impl Engine {
     /// final traces are taken as zero (as the episode op's). Returns the CPU engine's
     /// [`Grads`] (`reversal_rejected` false: the GPU always recomputes from checkpoints).
     pub fn backward(&self, ep: DeviceEpisode, gy: &[f32]) -> Result<Grads<f32>, Error> {
-        let spec = ep.spec;
-        let args = ep.args;
+        let spec = ep.params.spec;
+        let args = ep.params.args;
         let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
         let (bn, bnn) = (b * n, b * n * n);
         if gy.len() != t_len * bn {
@@ -468,7 +542,7 @@ impl Engine {
                     let mut er = after_e.slice_mut(..if elig { bnn } else { 1 });
                     let (ypre, ypost) = (y_pre(step), y_at(step));
                     let mt = step_view(&ep.modulator, modulated, step, b);
-                    self.update_trace(&ep, (&mut hr, &mut er), (&ypre, &ypost), &mt)?;
+                    self.update_trace(&ep.params, (&mut hr, &mut er), (&ypre, &ypost), &mt)?;
                 }
                 loaded = Some(s);
             }
@@ -486,11 +560,8 @@ impl Engine {
             let (ypre, ypost) = (y_pre(t), y_at(t));
             let mt = step_view(&ep.modulator, modulated, t, b);
             if plastic {
-                let mut l = self.stream.launch_builder(&kern.pass_a);
-                l.arg(&args)
-                    .arg(&ep.fan_w)
-                    .arg(&ep.fan_b)
-                    .arg(&ht)
+                let mut l = self.rule_launch(&kern.pass_a, &ep.params);
+                l.arg(&ht)
                     .arg(&et)
                     .arg(&g)
                     .arg(&ge)
@@ -516,9 +587,9 @@ impl Engine {
                 let mut scalt = scal.slice_mut(t * b..(t + 1) * b);
                 let mut l = self.stream.launch_builder(&kern.rule_backprop);
                 l.arg(&args)
-                    .arg(&ep.m)
-                    .arg(&ep.fan_w)
-                    .arg(&ep.fan_b)
+                    .arg(&ep.params.m)
+                    .arg(&ep.params.fan_w)
+                    .arg(&ep.params.fan_b)
                     .arg(&sums)
                     .arg(&gyt)
                     .arg(&carry)
@@ -536,12 +607,9 @@ impl Engine {
                 unsafe { l.launch(layout::per_episode(b).config()) }?;
             }
             let pt = phat.slice(t * bn..(t + 1) * bn);
-            let mut l = self.stream.launch_builder(&kern.pass_b);
-            l.arg(&args)
-                .arg(&ep.fan_w)
-                .arg(&ep.fan_b)
-                .arg(&ep.w)
-                .arg(&ep.alpha)
+            let mut l = self.rule_launch(&kern.pass_b, &ep.params);
+            l.arg(&ep.params.w)
+                .arg(&ep.params.alpha)
                 .arg(&ht)
                 .arg(&et)
                 .arg(&mut g)

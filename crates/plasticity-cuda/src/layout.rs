@@ -294,6 +294,22 @@ pub fn transfers(spec: &EpisodeSpec) -> Transfers {
     }
 }
 
+/// The bytes one step of the device stepper copies ([`crate::DeviceStepper::step`]): `x_t:
+/// [B, N]` in; `y_t: [B, N]` and, when modulated, `M(t): [B]` out (one copy). The parameters,
+/// `y0` and given initial traces cross once when the stepper starts.
+pub fn step_transfers(spec: &EpisodeSpec) -> Transfers {
+    let (n, b) = (spec.neurons, spec.batch);
+    let modulator = if spec.plastic && spec.modulation != Modulation::None {
+        b
+    } else {
+        0
+    };
+    Transfers {
+        to_device: 4 * (b * n) as u64,
+        to_host: 4 * (b * n + modulator) as u64,
+    }
+}
+
 /// `dL/dalpha` in `alpha`'s shape from the kernels' `[N, N]` accumulation: as is per
 /// connection, summed over `i` per neuron, summed over everything for a scalar (in the CPU
 /// engine's order: rows, then columns).
@@ -579,6 +595,24 @@ mod tests {
             ..spec(3, 2, 4)
         });
         assert_eq!(t.to_device, 4 * (9 + 24 + 6 + 24));
+    }
+
+    #[test]
+    fn a_step_moves_x_in_and_y_with_the_modulator_out() {
+        // The maze agent: N = 100, B = 30, retroactive: 12000 bytes in, 12120 out per step.
+        let maze = EpisodeSpec {
+            modulation: Modulation::Retroactive { fan_out: false },
+            ..spec(100, 30, 200)
+        };
+        assert_eq!(
+            step_transfers(&maze),
+            Transfers {
+                to_device: 12_000,
+                to_host: 12_120
+            }
+        );
+        // Without modulation no modulator comes back.
+        assert_eq!(step_transfers(&spec(3, 2, 5)).to_host, 24);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! - [`layout`]: host-side logic covered by CPU tests (the rule's scalars, launch geometry,
 //!   checkpoints, bytes over the bus, the host's final sums);
 //! - [`engine`]: forward and backward of an episode on one device;
-//! - [`check`]: the GPU against the CPU kernels for every setting.
+//! - [`stepper`]: the episode one step at a time on the device (the agents' rollouts);
+//! - [`check`]: the GPU against the CPU kernels (episode and stepper) for every setting.
 //!
 //! Design notes: docs/engine.md ("The CUDA engine").
 
@@ -19,6 +20,8 @@ pub mod compile;
 pub mod discovery;
 pub mod engine;
 pub mod layout;
+pub mod stepper;
 
 pub use engine::{DeviceEpisode, Engine, Error, Forward};
 pub use layout::RuleParams;
+pub use stepper::DeviceStepper;

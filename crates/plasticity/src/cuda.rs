@@ -4,8 +4,10 @@
 //! them) runs its forward and backward on it. The tensors around it stay on burn's CPU backend:
 //! each op copies its inputs to the device and its outputs back (this first version's cost,
 //! counted by [`Engine::transferred`]); the activities and the traces' checkpoints stay on
-//! the device from the forward to the backward. The agents' one-step stepper (maze and
-//! cue-reward rollouts) still runs on the CPU.
+//! the device from the forward to the backward. The agents' rollouts (maze, cue-reward) run on
+//! the engine's device stepper ([`plasticity_cuda::DeviceStepper`], used by
+//! [`crate::tasks::a2c::rollout`]): parameters uploaded once per rollout, the traces on the
+//! device, `x` in and `y`, `M` out per step.
 
 use crate::ops::{given, EpisodeInputs};
 use plasticity_cuda::{DeviceEpisode, Engine, Forward, RuleParams};

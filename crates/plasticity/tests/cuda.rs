@@ -1,16 +1,45 @@
 //! The episode ops through burn's autodiff with the CUDA engine selected
 //! (`plasticity::cuda::select`, what `--device cuda` does) give the CPU kernels' outputs and
 //! gradients: a plastic (decaying Hebb, clipped) and a retroactive fan-out episode, clamped
-//! input, per-neuron alpha. The kernels themselves are compared setting by setting in
+//! input, per-neuron alpha; and the agents' rollouts on the device stepper give the CPU
+//! stepper's actions, rewards, policy and modulator (every agent model, with and without
+//! fan-out). The kernels themselves are compared setting by setting in
 //! crates/plasticity-cuda/tests/gpu.rs. Built with `--features cuda`; skipped with a message
 //! without a CUDA device (`PLASTICITY_REQUIRE_CUDA=1` fails instead).
 #![cfg(feature = "cuda")]
 
 use burn::tensor::{Device, Tensor, TensorData};
+use plasticity::tasks::a2c::{self, A2cSettings, A2cTask, Model};
+use plasticity::tasks::cue_reward::{CueRewardConfig, CueRewardTask};
+use plasticity::train::Experiment;
 use plasticity::{
     modulated_episode, plastic_episode, AlphaShape, EpisodeSpec, InputMode, ModulatedTensors,
     Modulation,
 };
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// The selected engine is process-wide: each test holds this lock while it selects one (and
+/// while it runs the CPU side), and burn's layer initialisation draws from one global RNG.
+static SELECTION: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Selects CUDA device 0; `false` (with a message) without a device, unless
+/// `PLASTICITY_REQUIRE_CUDA=1`.
+fn select_or_skip() -> bool {
+    match plasticity::cuda::select(0) {
+        Ok(engine) => {
+            eprintln!("CUDA device 0: {}", engine.name());
+            true
+        }
+        Err(e) if std::env::var("PLASTICITY_REQUIRE_CUDA").is_ok_and(|v| v == "1") => {
+            panic!("PLASTICITY_REQUIRE_CUDA=1 but the engine did not start: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            false
+        }
+    }
+}
 
 fn tensor<const D: usize>(dims: [usize; D], scale: f32, seed: usize, device: &Device) -> Tensor<D> {
     let len: usize = dims.iter().product();
@@ -99,16 +128,10 @@ fn run(device: &Device) -> Vec<Vec<f32>> {
 #[test]
 fn the_episode_ops_on_cuda_equal_the_cpu_kernels() {
     let device = Device::flex().autodiff();
+    let _serial = SELECTION.lock().unwrap_or_else(|e| e.into_inner());
     let cpu = run(&device);
-    match plasticity::cuda::select(0) {
-        Ok(engine) => eprintln!("CUDA device 0: {}", engine.name()),
-        Err(e) if std::env::var("PLASTICITY_REQUIRE_CUDA").is_ok_and(|v| v == "1") => {
-            panic!("PLASTICITY_REQUIRE_CUDA=1 but the engine did not start: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipped: {e}");
-            return;
-        }
+    if !select_or_skip() {
+        return;
     }
     let gpu = run(&device);
     plasticity::cuda::deselect();
@@ -118,6 +141,65 @@ fn the_episode_ops_on_cuda_equal_the_cpu_kernels() {
         let scale = c.iter().fold(0.01f32, |m, v| m.max(v.abs()));
         for (a, b) in g.iter().zip(c) {
             assert!((a - b).abs() <= 1e-3 * scale, "value {k}: {a} vs {b}");
+        }
+    }
+}
+
+/// A cue-reward rollout of `model` (3 episodes of 12 steps, N = 12) from seed 5.
+fn rollout(model: Model, fan_out: bool) -> a2c::Rollout<impl Clone> {
+    let task = CueRewardTask::new(CueRewardConfig {
+        model,
+        fan_out,
+        neurons: 12,
+        steps: 12,
+        a2c: A2cSettings {
+            batch: 3,
+            ..A2cSettings::default()
+        },
+        ..CueRewardConfig::default()
+    })
+    .unwrap();
+    let device = Device::flex().autodiff();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let agent = task.init_model(&mut rng, &device);
+    a2c::rollout(&task, &agent, task.settings().batch, &mut rng).unwrap()
+}
+
+#[test]
+fn rollouts_on_the_device_stepper_equal_the_cpu_stepper() {
+    let _serial = SELECTION.lock().unwrap_or_else(|e| e.into_inner());
+    let agents = [
+        (Model::Rnn, false),
+        (Model::Plastic, false),
+        (Model::Modplast, true),
+        (Model::Modul, false),
+        (Model::Modul, true),
+    ];
+    let cpu: Vec<_> = agents.iter().map(|&(m, f)| rollout(m, f)).collect();
+    if !select_or_skip() {
+        return;
+    }
+    let gpu: Vec<_> = agents.iter().map(|&(m, f)| rollout(m, f)).collect();
+    plasticity::cuda::deselect();
+    for (((model, fan_out), c), g) in agents.iter().zip(&cpu).zip(&gpu) {
+        let label = format!("{model:?}, fan-out {fan_out}");
+        // The same actions: the policy agreed closely enough for every sample.
+        assert_eq!(g.actions, c.actions, "{label}: actions");
+        assert_eq!(g.rewards, c.rewards, "{label}: rewards");
+        assert_eq!(g.modulator.len(), c.modulator.len(), "{label}");
+        assert_eq!(
+            c.modulator.is_empty(),
+            matches!(model, Model::Rnn | Model::Plastic),
+            "{label}"
+        );
+        for (what, got, want) in [
+            ("probs", &g.probs, &c.probs),
+            ("modulator", &g.modulator, &c.modulator),
+        ] {
+            assert_eq!(got.len(), want.len(), "{label}: {what}");
+            for (a, b) in got.iter().zip(want) {
+                assert!((a - b).abs() <= 1e-4, "{label}: {what}: {a} vs {b}");
+            }
         }
     }
 }

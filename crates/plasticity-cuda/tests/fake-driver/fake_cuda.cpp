@@ -155,6 +155,11 @@ CUresult cuModuleGetFunction(void** f, void*, const char* name) {
 }
 CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                         unsigned bz, unsigned, void*, void** params, void**) {
+    // FAKE_CUDA_FAIL_LAUNCH=K: the K-th launch and every later one fail as a crashed kernel
+    // would (CUDA_ERROR_LAUNCH_FAILED), for the callers' error paths.
+    static long launches = 0;
+    static const char* fail = std::getenv("FAKE_CUDA_FAIL_LAUNCH");
+    if (fail && ++launches >= std::atol(fail)) return 719;
     Kernel* k = (Kernel*)f;
     run_grid(dim3{gx, gy, gz}, dim3{bx, by, bz}, [k, params] { (*k)(params); });
     return 0;

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Builds the fake driver (fake_cuda.cpp: episode.cu's kernels run on the CPU behind the CUDA
 # driver's API) and runs the CUDA engine's GPU-vs-CPU tests against it: tests/gpu.rs with the small
-# settings, and crates/plasticity/tests/cuda.rs (the episode ops with the engine selected).
+# settings (the episode and the device stepper), and crates/plasticity/tests/cuda.rs (the episode
+# ops and the agents' rollouts with the engine selected).
 # Needs g++ (C++20) and NVRTC (the engine compiles its PTX first, as on a GPU; the fake ignores
 # it): set VIRTUAL_ENV or PLASTICITY_LIBNVRTC as for tests/ptx.rs. Not a GPU measurement.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# cargo runs each test binary in its package's directory: a relative VIRTUAL_ENV is made absolute
+# here, from where the script was started.
+if [ -n "${VIRTUAL_ENV:-}" ]; then VIRTUAL_ENV=$(realpath "$VIRTUAL_ENV"); export VIRTUAL_ENV; fi
 build=${TMPDIR:-/tmp}/plasticity-fake-cuda
 mkdir -p "$build"
 g++ -std=c++20 -O2 -shared -fPIC -pthread -Wl,-soname,libcuda.so.1 \
@@ -16,9 +20,10 @@ PLASTICITY_LIBCUDA="$build/libcuda.so.1" PLASTICITY_CHECK_MAX_NEURONS=${PLASTICI
 # The episode ops through burn's autodiff with the engine selected (what --device cuda does).
 PLASTICITY_LIBCUDA="$build/libcuda.so.1" PLASTICITY_REQUIRE_CUDA=1 \
   cargo test --release --features cuda -p plasticity --test cuda -- --nocapture
-# The command line end to end: `--device cuda` runs of pattern (decaying Hebb) and maze (retroactive
-# neuromodulation, the agent) must write the same metrics as the CPU runs of the same seed (loss
-# and metric of every update within 1e-4 relative).
+# The command line end to end: `--device cuda` runs of pattern (decaying Hebb), maze and cue-reward
+# (the agents: retroactive neuromodulation, and simple with fan-out; their rollouts on the device
+# stepper, their replays on the device episode) must write the same metrics as the CPU runs of the
+# same seed (loss and metric of every update within 1e-4 relative).
 cargo build --release --features cuda --bin plasticity
 runs=$(mktemp -d)
 trap 'rm -rf "$runs"' EXIT
@@ -37,3 +42,15 @@ compare() { # name, then the training options
 }
 compare pattern pattern --bits 16 --patterns 2 --updates 3
 compare maze maze --neurons 12 --steps 12 --batch 2 --size 5 --updates 3
+compare cue-reward cue-reward --neurons 12 --steps 12 --batch 2 --updates 3
+compare cue-reward-modplast cue-reward --model modplast --fan-out --neurons 12 --steps 12 --batch 2 --updates 3
+# A driver error in the middle of a rollout (the stand-in fails its 5th launch and every later one)
+# ends the run with the driver's message and a non-zero status, not a panic.
+if PLASTICITY_LIBCUDA="$build/libcuda.so.1" FAKE_CUDA_FAIL_LAUNCH=5 target/release/plasticity maze \
+  --neurons 12 --steps 12 --batch 2 --size 5 --updates 1 --device cuda --out "$runs/fail" 2> "$runs/fail.err"; then
+  echo "maze with a failing driver: exit 0"; exit 1
+fi
+if grep -q panicked "$runs/fail.err" || ! grep -q "rollout failed: CUDA driver" "$runs/fail.err"; then
+  echo "maze with a failing driver: no clear message:"; cat "$runs/fail.err"; exit 1
+fi
+echo "maze with a failing driver: $(grep -o 'the rollout failed.*' "$runs/fail.err" | head -1)"

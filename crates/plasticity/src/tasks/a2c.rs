@@ -15,9 +15,11 @@
 //!
 //! # How an update runs
 //! The batch is first rolled out without gradients, step by step, on plain buffers with the
-//! fused kernels' in-place steppers (the action sampled at step `t` is part of the observation at `t+1`); then
-//! the recorded observations are replayed through the fused episode operation in one call,
-//! which gives the same activities, for the gradient.
+//! fused kernels' in-place stepper (the action sampled at step `t` is part of the observation
+//! at `t+1`), or the CUDA engine's device stepper when `--device cuda` selected one (the
+//! parameters go to the GPU once per rollout, the traces stay there; each step copies `x` in
+//! and `y`, `M` out); then the recorded observations are replayed through the fused episode
+//! operation in one call, which gives the same activities, for the gradient.
 
 use crate::check::fields;
 use crate::config::PlasticityConfig;
@@ -300,7 +302,120 @@ fn linear_buffers(l: &Linear) -> (Vec<f32>, Vec<f32>) {
     (w, b)
 }
 
-/// Runs `batch` episodes of `env` without gradients, sampling actions from the policy.
+/// The recurrent network's parameters as plain buffers, fixed during a rollout.
+struct NetBuffers {
+    w: Vec<f32>,
+    /// Empty without plasticity (the engine then keeps no trace).
+    alpha: Vec<f32>,
+    /// `eta`, or `eta_E` when retroactive.
+    eta: f32,
+    /// The modulator's parameters (modulated networks).
+    modulator: Option<ModulatorBuffers>,
+}
+
+/// The modulator's `m: [N]`, `m_b`, fan-out `v, b: [N]` (empty without fan-out).
+struct ModulatorBuffers {
+    m: Vec<f32>,
+    m_bias: f32,
+    fan_w: Vec<f32>,
+    fan_b: Vec<f32>,
+}
+
+impl NetBuffers {
+    fn of(net: &PlasticNet) -> Self {
+        let alpha = if net.config().plastic {
+            to_vec(net.alpha.val())
+        } else {
+            Vec::new()
+        };
+        let optional = |v: &Option<burn::module::Param<Tensor<1>>>| {
+            v.as_ref().map(|v| to_vec(v.val())).unwrap_or_default()
+        };
+        NetBuffers {
+            w: to_vec(net.w.val()),
+            alpha,
+            eta: to_vec(net.eta.val())[0],
+            modulator: net.modulator.as_ref().map(|md| ModulatorBuffers {
+                m: to_vec(md.m.val()),
+                m_bias: to_vec(md.m_bias.val())[0],
+                fan_w: optional(&md.fan_w),
+                fan_b: optional(&md.fan_b),
+            }),
+        }
+    }
+
+    fn plain(&self) -> Params<'_, f32> {
+        Params {
+            w: &self.w,
+            alpha: &self.alpha,
+            eta: self.eta,
+        }
+    }
+
+    fn modulated(&self) -> Option<ModulatedParams<'_, f32>> {
+        self.modulator.as_ref().map(|md| ModulatedParams {
+            w: &self.w,
+            alpha: &self.alpha,
+            m: &md.m,
+            m_bias: md.m_bias,
+            fan_w: &md.fan_w,
+            fan_b: &md.fan_b,
+            eta_e: self.eta,
+        })
+    }
+
+    /// The network on the CUDA engine, from `y0: [B, N]` and zero traces.
+    #[cfg(feature = "cuda")]
+    fn device_stepper<'a>(
+        &self,
+        engine: &'a plasticity_cuda::Engine,
+        spec: &kernels::EpisodeSpec,
+        y0: &[f32],
+    ) -> Result<Box<dyn StepNet + 'a>, String> {
+        use plasticity_cuda::RuleParams;
+        let p = match self.modulated() {
+            Some(p) => RuleParams::Modulated(p),
+            None => RuleParams::Plain(self.plain()),
+        };
+        let stepper = engine
+            .stepper(spec, &p, y0, None, None)
+            .map_err(|e| format!("--device cuda: the rollout could not start: {e}"))?;
+        Ok(Box::new(stepper))
+    }
+}
+
+/// The network's state during a rollout, advanced in place one step at a time: the CPU
+/// engine's stepper, or the CUDA engine's when one is selected.
+trait StepNet {
+    /// One step with input `x: [B, N]`: `(y_t: [B, N], M(t): [B])` (`M` empty without
+    /// modulation).
+    fn step(&mut self, x: &[f32]) -> Result<(&[f32], &[f32]), String>;
+}
+
+/// The CPU engine's stepper with the parameters it steps with.
+struct CpuNet(kernels::Stepper<f32>, NetBuffers);
+
+impl StepNet for CpuNet {
+    fn step(&mut self, x: &[f32]) -> Result<(&[f32], &[f32]), String> {
+        let CpuNet(stepper, buffers) = self;
+        match buffers.modulated() {
+            Some(p) => stepper.step_modulated(&p, x).map_err(|e| e.0),
+            None => Ok((stepper.step(&buffers.plain(), x).map_err(|e| e.0)?, &[])),
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl StepNet for plasticity_cuda::DeviceStepper<'_> {
+    fn step(&mut self, x: &[f32]) -> Result<(&[f32], &[f32]), String> {
+        plasticity_cuda::DeviceStepper::step(self, x)
+            .map_err(|e| format!("--device cuda: a step of the rollout failed: {e}"))
+    }
+}
+
+/// Runs `batch` episodes of `env` without gradients, sampling actions from the policy, one
+/// step at a time on the CPU engine's stepper, or on the GPU's when a CUDA engine is selected
+/// (`crate::cuda::select`, feature `cuda`).
 pub fn rollout<E: Environment>(
     env: &E,
     agent: &ActorCritic,
@@ -312,44 +427,26 @@ pub fn rollout<E: Environment>(
     let n = net.config().neurons;
     let (w_in, b_in) = linear_buffers(&agent.input);
     let (w_pol, b_pol) = linear_buffers(&agent.policy);
-    // The network without plasticity runs on the engine with no alpha and no trace.
-    let alpha = if net.config().plastic {
-        to_vec(net.alpha.val())
-    } else {
-        Vec::new()
-    };
-    let (w, eta) = (to_vec(net.w.val()), to_vec(net.eta.val())[0]);
-    let md = net.modulator.as_ref().map(|md| {
-        (
-            to_vec(md.m.val()),
-            to_vec(md.m_bias.val())[0],
-            md.fan_w
-                .as_ref()
-                .map(|v| to_vec(v.val()))
-                .unwrap_or_default(),
-            md.fan_b
-                .as_ref()
-                .map(|v| to_vec(v.val()))
-                .unwrap_or_default(),
-        )
-    });
+    let buffers = NetBuffers::of(net);
+    let modulated = buffers.modulator.is_some();
     let spec = net.spec(batch, 1);
     let mut episodes: Vec<E::Episode> = (0..batch).map(|_| env.reset(rng)).collect();
     let y0 = vec![0.0f32; batch * n];
-    /// The network's state, advanced in place one step at a time.
-    enum Net {
-        /// With or without plasticity.
-        Plain(kernels::Stepper<f32>),
-        /// With the modulator's `m`, `m_b`, fan-out `v` and `b`.
-        Modulated(kernels::Stepper<f32>, (Vec<f32>, f32, Vec<f32>, Vec<f32>)),
-    }
-    let modulated = md.is_some();
-    let mut stepper = match md {
-        None => Net::Plain(kernels::Stepper::new(&spec, &y0, None, None).map_err(|e| e.0)?),
-        Some(md) => Net::Modulated(
+    #[cfg(feature = "cuda")]
+    let engine = crate::cuda::selected();
+    #[cfg(feature = "cuda")]
+    let device = engine
+        .as_deref()
+        .map(|e| buffers.device_stepper(e, &spec, &y0))
+        .transpose()?;
+    #[cfg(not(feature = "cuda"))]
+    let device: Option<Box<dyn StepNet>> = None;
+    let mut stepper = match device {
+        Some(d) => d,
+        None => Box::new(CpuNet(
             kernels::Stepper::new(&spec, &y0, None, None).map_err(|e| e.0)?,
-            md,
-        ),
+            buffers,
+        )),
     };
     let mut out = Rollout {
         obs: vec![0.0; batch * steps * obs_n],
@@ -376,32 +473,10 @@ pub fn rollout<E: Environment>(
             states[b].push(ep.clone());
         }
         let x = affine(&obs_t, &w_in, &b_in, obs_n, n);
-        let y = match &mut stepper {
-            Net::Plain(st) => {
-                let p = Params {
-                    w: &w,
-                    alpha: &alpha,
-                    eta,
-                };
-                st.step(&p, &x).map_err(|e| e.0)?
-            }
-            Net::Modulated(st, (m, m_bias, fan_w, fan_b)) => {
-                let p = ModulatedParams {
-                    w: &w,
-                    alpha: &alpha,
-                    m,
-                    m_bias: *m_bias,
-                    fan_w,
-                    fan_b,
-                    eta_e: eta,
-                };
-                let (y, modulator) = st.step_modulated(&p, &x).map_err(|e| e.0)?;
-                for (b, &mv) in modulator.iter().enumerate() {
-                    out.modulator[b * steps + t] = mv;
-                }
-                y
-            }
-        };
+        let (y, modulator) = stepper.step(&x)?;
+        for (b, &mv) in modulator.iter().enumerate() {
+            out.modulator[b * steps + t] = mv;
+        }
         let logits = affine(y, &w_pol, &b_pol, n, act_n);
         for (b, ep) in episodes.iter_mut().enumerate() {
             let l = &logits[b * act_n..(b + 1) * act_n];
