@@ -51,7 +51,8 @@ enum Command {
     /// Time full training episodes (forward, backward, optimizer step).
     Bench(Box<bench::BenchArgs>),
     /// Compare the plastic episode on a device (a GPU) with the CPU kernels: outputs and every
-    /// gradient, for every trace rule, input mode, alpha shape and clipping setting.
+    /// gradient, for every trace rule, input mode, alpha shape and clipping setting (on cuda also
+    /// every modulation, and the agents' one-step stepper).
     Check {
         /// Device to check: wgpu[:INDEX] or cuda[:INDEX] (or cpu, which compares the CPU with itself)
         /// [default: wgpu in a build with `--features wgpu`].

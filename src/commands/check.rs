@@ -17,7 +17,8 @@ pub(crate) fn check(device: Option<String>) -> Result<(), Failure> {
 
 /// `check --device cuda[:INDEX]`: every setting of `plasticity_cuda::check` (every rule,
 /// modulation, clip, alpha shape, input mode; outputs and every gradient) on the GPU against
-/// the CPU kernels.
+/// the CPU kernels. The "outputs" column also covers the agents' one-step device stepper (8
+/// steps of `y` and `M(t)`, and the final traces, against the CPU stepper).
 #[cfg(feature = "cuda")]
 fn check_cuda(name: &str) -> Result<(), Failure> {
     use plasticity::cuda::check::{compare_all, TOLERANCES};
