@@ -559,7 +559,7 @@ crate::simd::multiversion! {
             }
         }
         if let Some(c) = &pending {
-            update_pass::<F, R>(&mut hebb, &mut elig, whole, c, clip, h);
+            update_pass(&mut hebb, &mut elig, whole, c, clip, h);
         }
         st.hebb = hebb;
         st.elig = elig;
@@ -704,7 +704,7 @@ crate::simd::multiversion! {
             let traces = rule.map(|r| {
                 let (hb, el) = segments.at(t, seg, &st.checkpoints, |s, hb, el| {
                     let c = r.coefficients(&activity(st, h0, h, s), h);
-                    update_pass::<F, R>(hb, el, whole, &c, clip, h);
+                    update_pass(hb, el, whole, &c, clip, h);
                 });
                 let act = activity(st, h0, h, t);
                 let c = r.coefficients(&act, h);

@@ -103,7 +103,7 @@ pub(super) fn recompute_checkpoints<F: Real, R: Rule<F>>(
     let mut out = vec![(h.clone(), Vec::new())];
     for t in 1..spec.steps {
         let c = rule.coefficients(&Activity::recurrent(ep.y_pre(t - 1), ep.y_at(t - 1)), n);
-        update_pass::<F, R>(&mut h, &mut e, blocks, &c, clip, n);
+        update_pass(&mut h, &mut e, blocks, &c, clip, n);
         if t % segment == 0 {
             out.push((h.clone(), Vec::new()));
         }
@@ -150,7 +150,7 @@ pub(super) fn backward_steps<F: Real, R: Rule<F>>(
             Traces::Segments(checkpoints, seg) => {
                 let (h, e) = segments.at(t, *seg, checkpoints, |s, h, e| {
                     let cs = rule.coefficients(&Activity::recurrent(ep.y_pre(s), ep.y_at(s)), n);
-                    update_pass::<F, R>(h, e, blocks, &cs, clip, n);
+                    update_pass(h, e, blocks, &cs, clip, n);
                 });
                 (h.as_mut_slice(), e.as_slice(), false)
             }

@@ -471,5 +471,5 @@ mod stepper;
 use backward::{backward_episode, backward_split};
 pub(crate) use backward::{pass_a, pass_b, TraceGrads, Weights};
 use forward::{activate, forward_split, forward_steps};
-pub(crate) use forward::{forward_pass, update_pass, update_rows};
+pub(crate) use forward::{forward_pass, update_pass};
 pub use stepper::Stepper;
