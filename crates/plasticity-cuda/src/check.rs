@@ -292,17 +292,32 @@ pub fn compare(engine: &Engine, spec: &EpisodeSpec) -> Result<Difference, Error>
     }
     let gradients = vec![
         ("w", relative(&g.w, &c.w)),
-        ("alpha", relative(&g.alpha, &c.alpha)),
+        ("alpha", relative(&g.plastic.alpha, &c.plastic.alpha)),
         ("x", relative(&g.x, &c.x)),
         ("y0", relative(&g.y0, &c.y0)),
-        ("hebb0", relative(&g.hebb0, &c.hebb0)),
-        ("elig0", relative(&g.elig0, &c.elig0)),
-        ("eta", relative(&[g.rule.eta], &[c.rule.eta])),
-        ("m", relative(&g.rule.m, &c.rule.m)),
-        ("m_bias", relative(&[g.rule.m_bias], &[c.rule.m_bias])),
-        ("fan_w", relative(&g.rule.fan_w, &c.rule.fan_w)),
-        ("fan_b", relative(&g.rule.fan_b, &c.rule.fan_b)),
-        ("eta_e", relative(&[g.rule.eta_e], &[c.rule.eta_e])),
+        ("hebb0", relative(&g.plastic.hebb0, &c.plastic.hebb0)),
+        ("elig0", relative(&g.plastic.elig0, &c.plastic.elig0)),
+        (
+            "eta",
+            relative(&[g.plastic.rule.eta], &[c.plastic.rule.eta]),
+        ),
+        ("m", relative(&g.plastic.rule.m, &c.plastic.rule.m)),
+        (
+            "m_bias",
+            relative(&[g.plastic.rule.m_bias], &[c.plastic.rule.m_bias]),
+        ),
+        (
+            "fan_w",
+            relative(&g.plastic.rule.fan_w, &c.plastic.rule.fan_w),
+        ),
+        (
+            "fan_b",
+            relative(&g.plastic.rule.fan_b, &c.plastic.rule.fan_b),
+        ),
+        (
+            "eta_e",
+            relative(&[g.plastic.rule.eta_e], &[c.plastic.rule.eta_e]),
+        ),
     ];
     Ok(Difference {
         spec: *spec,

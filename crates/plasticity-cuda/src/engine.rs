@@ -20,7 +20,7 @@ use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, DriverError,
     LaunchArgs, PushKernelArg,
 };
-use plasticity_kernels::{EpisodeSpec, Grads, InputMode};
+use plasticity_kernels::{EpisodeSpec, Grads, InputMode, PlasticGrads};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -651,16 +651,18 @@ impl Engine {
         let alpha_full = self.down(&galpha, if plastic { n * n } else { 0 })?;
         Ok(Grads {
             w: self.down(&gw, n * n)?,
-            alpha: if plastic {
-                layout::alpha_grad(&alpha_full, spec.alpha, n)
-            } else {
-                Vec::new()
+            plastic: PlasticGrads {
+                alpha: if plastic {
+                    layout::alpha_grad(&alpha_full, spec.alpha, n)
+                } else {
+                    Vec::new()
+                },
+                rule: layout::rule_grads(&args, &sums, n),
+                hebb0: self.down(&g, if plastic { bnn } else { 0 })?,
+                elig0: self.down(&ge, if elig { bnn } else { 0 })?,
             },
-            rule: layout::rule_grads(&args, &sums, n),
             x: self.down(&gx, t_len * bn)?,
             y0: self.down(&carry, bn)?,
-            hebb0: self.down(&g, if plastic { bnn } else { 0 })?,
-            elig0: self.down(&ge, if elig { bnn } else { 0 })?,
             reversal_rejected: false,
         })
     }

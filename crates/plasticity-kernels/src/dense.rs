@@ -333,7 +333,7 @@ fn backward_rule<F: Real, R: Rule<F>>(
         let c = rule.coefficients(&act, o);
         let (h, _) = segments.at(t, ep.segment, &ep.checkpoints, |s, h, e| {
             let cs = rule.coefficients(&Activity::recurrent(x_at(s), y_at(s)), o);
-            update_pass::<F, R>(h, e, &blocks, &cs, None, o);
+            update_pass(h, e, &blocks, &cs, None, o);
         });
         // The trace's share of dL/dy_t (through Hebb_{t+1} = rule(Hebb_t, x_t, y_t)).
         let sums = pass_a::<F, R>(h, &[], &g, &[], &blocks, &c, xt, None, false, o);

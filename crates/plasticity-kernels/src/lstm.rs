@@ -46,13 +46,13 @@
 //! matrix product at the end.
 
 use crate::checkpoint::{default_segment, Segments};
-use crate::parallel::{add_into, in_pool};
+use crate::parallel::in_pool;
 use crate::real::Real;
 use crate::rnn::{forward_pass, pass_a, pass_b, update_pass, AlphaRows, TraceGrads, Weights};
 use crate::spec::{AlphaShape, SpecError};
 use crate::trace::{
-    kept_trace, Activity, Coefficients, Decaying, Modulator, Retroactive, Rule, RuleGrads, Shares,
-    Simple,
+    kept_trace, Activity, Coefficients, Decaying, Modulator, PlasticGrads, Retroactive, Rule,
+    RuleGrads, Shares, Simple,
 };
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -282,19 +282,13 @@ pub struct LstmGrads<F> {
     pub xproj: Vec<F>,
     /// `dL/dW_h: [H, 4H]`.
     pub w_h: Vec<F>,
-    /// `dL/dalpha`, shaped like `alpha`.
-    pub alpha: Vec<F>,
-    /// Gradients of the trace rule's own parameters (`eta`, or the modulator's; 0 or empty
-    /// when the kind has none).
-    pub rule: RuleGrads<F>,
+    /// `dL/dalpha`, the trace rule's parameters, `dL/dHebb_0` and `dL/dE_0` (`[B, H, H]`; 0 or
+    /// empty when the kind has none).
+    pub plastic: PlasticGrads<F>,
     /// `dL/dh0: [B, H]`.
     pub h0: Vec<F>,
     /// `dL/dc0: [B, H]`.
     pub c0: Vec<F>,
-    /// `dL/dHebb_0: [B, H, H]`.
-    pub hebb0: Vec<F>,
-    /// `dL/dE_0: [B, H, H]`.
-    pub elig0: Vec<F>,
 }
 
 fn check<F: Real>(spec: &LstmSpec, p: &LstmParams<'_, F>) -> Result<(), SpecError> {
@@ -565,25 +559,12 @@ crate::simd::multiversion! {
             }
         }
         if let Some(c) = &pending {
-            update_pass::<F, R>(&mut hebb, &mut elig, whole, c, clip, h);
+            update_pass(&mut hebb, &mut elig, whole, c, clip, h);
         }
         st.hebb = hebb;
         st.elig = elig;
         st
     }
-}
-
-/// What the backward of one sequence returns.
-struct SeqGrads<F> {
-    /// `dL/dxp` of this sequence, `[T, 4H]`.
-    xproj: Vec<F>,
-    /// `dL/dalpha` (per postsynaptic neuron unless per connection).
-    alpha: Vec<F>,
-    rule: RuleGrads<F>,
-    h0: Vec<F>,
-    c0: Vec<F>,
-    hebb0: Vec<F>,
-    elig0: Vec<F>,
 }
 
 /// Backward of a recurrence. `gh: [T, B, H]` is `dL/dh_t` for every step (the final `h` is the
@@ -619,57 +600,41 @@ pub fn lstm_backward<F: Real>(
         ghebb,
         gelig,
     };
-    let per: Vec<SeqGrads<F>> = in_pool(|| {
+    let per: Vec<LstmGrads<F>> = in_pool(|| {
         with_lstm_rule!(LstmRule::of(spec.plasticity, p), r => (0..b)
             .into_par_iter()
             .map(|bi| backward_seq(&spec, p, &w_g, r, run, &cot, bi))
             .collect())
     });
     let mut xg = vec![F::zero(); t_len * b * h4];
-    let mut out = LstmGrads {
-        xproj: Vec::new(),
-        w_h: vec![F::zero(); h * h4],
-        alpha: Vec::new(),
-        rule: RuleGrads::default(),
-        h0: Vec::with_capacity(b * h),
-        c0: Vec::with_capacity(b * h),
-        hebb0: Vec::with_capacity(tl),
-        elig0: Vec::new(),
-    };
-    let mut small: Option<(Vec<F>, RuleGrads<F>)> = None;
-    for (bi, sg) in per.into_iter().enumerate() {
+    let mut h0 = Vec::with_capacity(b * h);
+    let mut c0 = Vec::with_capacity(b * h);
+    for (bi, sg) in per.iter().enumerate() {
         for t in 0..t_len {
             xg[(t * b + bi) * h4..(t * b + bi + 1) * h4]
                 .copy_from_slice(&sg.xproj[t * h4..(t + 1) * h4]);
         }
-        out.h0.extend_from_slice(&sg.h0);
-        out.c0.extend_from_slice(&sg.c0);
-        out.hebb0.extend_from_slice(&sg.hebb0);
-        out.elig0.extend_from_slice(&sg.elig0);
-        small = Some(match small {
-            None => (sg.alpha, sg.rule),
-            Some((mut alpha, mut rule)) => {
-                add_into(&mut alpha, &sg.alpha);
-                rule.add(&sg.rule);
-                (alpha, rule)
-            }
-        });
+        h0.extend_from_slice(&sg.h0);
+        c0.extend_from_slice(&sg.c0);
     }
-    let (alpha, rule) = small.expect("batch is positive");
+    let mut plastic = PlasticGrads::concat(per.into_iter().map(|sg| sg.plastic));
     // dL/dW_h = sum_t h_{t-1}^T dL/da_t, one product over [T * B, H] x [T * B, 4H].
     let bh = b * h;
     let mut hpre = Vec::with_capacity(t_len * bh);
     hpre.extend_from_slice(&run.h0);
     hpre.extend_from_slice(&run.hs[..(t_len - 1) * bh]);
-    F::gemm_tn_acc(h, t_len * b, h4, &hpre, &xg, &mut out.w_h);
-    out.xproj = xg;
-    out.alpha = if spec.plasticity.is_plastic() && spec.alpha == AlphaShape::Scalar {
-        vec![alpha.iter().copied().sum()]
-    } else {
-        alpha
-    };
-    out.rule = rule;
-    Ok(out)
+    let mut w_h = vec![F::zero(); h * h4];
+    F::gemm_tn_acc(h, t_len * b, h4, &hpre, &xg, &mut w_h);
+    if spec.plasticity.is_plastic() && spec.alpha == AlphaShape::Scalar {
+        plastic.alpha = vec![plastic.alpha.iter().copied().sum()];
+    }
+    Ok(LstmGrads {
+        xproj: xg,
+        w_h,
+        plastic,
+        h0,
+        c0,
+    })
 }
 
 /// The gradients a backward starts from (sizes checked; see [`lstm_backward`]).
@@ -682,7 +647,8 @@ struct SeqCotangents<'a, F> {
 
 // Index loops over j keep the equations readable (several [H] vectors at once).
 crate::simd::multiversion! {
-    /// The backward of sequence `bi` (see the module docs for the step).
+    /// The backward of sequence `bi` (see the module docs for the step): its gradients, but for
+    /// `dL/dW_h` (left empty; one product over the batch gives it).
     #[allow(clippy::needless_range_loop)]
     fn backward_seq [F: Real, R: Rule<F>] [F, R] (
         spec: &LstmSpec,
@@ -692,7 +658,7 @@ crate::simd::multiversion! {
         run: &LstmSequence<F>,
         cot: &SeqCotangents<'_, F>,
         bi: usize,
-    ) -> SeqGrads<F> {
+    ) -> LstmGrads<F> {
         let (h, b, t_len) = (spec.hidden, spec.batch, spec.steps);
         let (hh, h4) = (h * h, 4 * h);
         let plastic = rule.is_some();
@@ -738,7 +704,7 @@ crate::simd::multiversion! {
             let traces = rule.map(|r| {
                 let (hb, el) = segments.at(t, seg, &st.checkpoints, |s, hb, el| {
                     let c = r.coefficients(&activity(st, h0, h, s), h);
-                    update_pass::<F, R>(hb, el, whole, &c, clip, h);
+                    update_pass(hb, el, whole, &c, clip, h);
                 });
                 let act = activity(st, h0, h, t);
                 let c = r.coefficients(&act, h);
@@ -799,14 +765,17 @@ crate::simd::multiversion! {
             }
             dh_carry.copy_from_slice(&dhp);
         }
-        SeqGrads {
+        LstmGrads {
             xproj: gx,
-            alpha: galpha,
-            rule: rule_grads,
+            w_h: Vec::new(),
+            plastic: PlasticGrads {
+                alpha: galpha,
+                rule: rule_grads,
+                hebb0: g,
+                elig0: ge,
+            },
             h0: dh_carry,
             c0: dc,
-            hebb0: g,
-            elig0: ge,
         }
     }
 }

@@ -140,26 +140,16 @@ pub(crate) use multiversion;
 /// `$t`; returns the lanes updated per round.
 #[cfg(target_arch = "x86_64")]
 macro_rules! chains {
-    ($iters:expr, $t:ty, $set1:ident, $step:expr) => {{
+    ($iters:expr, $t:ty, $set1:ident, $step:expr) => {
+        chains!($iters, $t, $set1, $step; 0 1 2 3 4 5 6 7 8 9 10 11)
+    };
+    ($iters:expr, $t:ty, $set1:ident, $step:expr; $($chain:literal)+) => {{
         let x = $set1(std::hint::black_box(1.000_001f32));
         let y = $set1(std::hint::black_box(-0.000_001f32));
         let mut a: [$t; 12] = [$set1(1.0); 12];
         for _ in 0..$iters {
-            // Written out so the 12 chains stay in registers.
-            a = [
-                $step(a[0], x, y),
-                $step(a[1], x, y),
-                $step(a[2], x, y),
-                $step(a[3], x, y),
-                $step(a[4], x, y),
-                $step(a[5], x, y),
-                $step(a[6], x, y),
-                $step(a[7], x, y),
-                $step(a[8], x, y),
-                $step(a[9], x, y),
-                $step(a[10], x, y),
-                $step(a[11], x, y),
-            ];
+            // One expression per chain, not a loop, so the 12 chains stay in registers.
+            a = [$($step(a[$chain], x, y)),+];
         }
         std::hint::black_box(&a);
         (12 * core::mem::size_of::<$t>() / 4) as f64

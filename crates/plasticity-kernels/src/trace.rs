@@ -153,6 +153,40 @@ impl<F: Real> RuleGrads<F> {
     }
 }
 
+/// Gradients of what every plastic recurrence has (the plastic network's [`crate::Grads`], the
+/// plastic LSTM's [`crate::LstmGrads`]): the plasticity coefficients, the trace rule's own
+/// parameters and the initial traces. With `N` neurons (the LSTM: `H` hidden units) and `B`
+/// episodes; what the recurrence does not have stays 0 or empty.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PlasticGrads<F> {
+    /// `dL/dalpha`, shaped like `alpha`.
+    pub alpha: Vec<F>,
+    /// Gradients of the trace rule's own parameters (`eta`, or the modulator's).
+    pub rule: RuleGrads<F>,
+    /// `dL/dHebb_0: [B, N, N]`.
+    pub hebb0: Vec<F>,
+    /// `dL/dE_0: [B, N, N]` (retroactive; empty otherwise).
+    pub elig0: Vec<F>,
+}
+
+impl<F: Real> PlasticGrads<F> {
+    /// The gradients of a batch run in parts (episodes or sequences, in batch order): the
+    /// parameters' gradients summed in that order, the initial traces' gradients one after the
+    /// other.
+    pub(crate) fn concat(parts: impl IntoIterator<Item = Self>) -> Self {
+        parts
+            .into_iter()
+            .reduce(|mut all, part| {
+                crate::parallel::add_into(&mut all.alpha, &part.alpha);
+                all.rule.add(&part.rule);
+                all.hebb0.extend_from_slice(&part.hebb0);
+                all.elig0.extend_from_slice(&part.elig0);
+                all
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// The activities one step's trace update reads, each `[B, N]`.
 #[derive(Clone, Copy, Debug)]
 pub struct Activity<'a, F> {

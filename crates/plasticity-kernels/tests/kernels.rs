@@ -228,11 +228,11 @@ fn check_gradients(spec: EpisodeSpec, eta: f64, seed: u64) {
         }
     };
     check("w", &g.w, &mut p);
-    check("alpha", &g.alpha, &mut p);
-    check("eta", &[g.rule.eta], &mut p);
+    check("alpha", &g.plastic.alpha, &mut p);
+    check("eta", &[g.plastic.rule.eta], &mut p);
     check("x", &g.x, &mut p);
     check("y0", &g.y0, &mut p);
-    check("hebb0", &g.hebb0, &mut p);
+    check("hebb0", &g.plastic.hebb0, &mut p);
 }
 
 #[test]
@@ -309,10 +309,10 @@ fn compare_to_store_all(spec: EpisodeSpec, eta: f64, seed: u64, tol: f64) -> boo
     let (a, b) = (p.grads(), stored.grads());
     for (what, x, y) in [
         ("w", &a.w, &b.w),
-        ("alpha", &a.alpha, &b.alpha),
+        ("alpha", &a.plastic.alpha, &b.plastic.alpha),
         ("x", &a.x, &b.x),
         ("y0", &a.y0, &b.y0),
-        ("hebb0", &a.hebb0, &b.hebb0),
+        ("hebb0", &a.plastic.hebb0, &b.plastic.hebb0),
     ] {
         let d = max_rel_diff(x, y);
         assert!(
@@ -320,7 +320,8 @@ fn compare_to_store_all(spec: EpisodeSpec, eta: f64, seed: u64, tol: f64) -> boo
             "{spec:?} eta={eta}: {what} differs from the stored-trace backward by {d:e} (relative)"
         );
     }
-    let d = ((a.rule.eta - b.rule.eta).abs() / b.rule.eta.abs().max(1e-30)) as f64;
+    let d = ((a.plastic.rule.eta - b.plastic.rule.eta).abs() / b.plastic.rule.eta.abs().max(1e-30))
+        as f64;
     assert!(d <= tol, "{spec:?}: eta gradient differs by {d:e}");
     a.reversal_rejected
 }
@@ -415,8 +416,8 @@ fn same_inputs_give_bitwise_identical_results() {
     let p = problem::<f32>(spec, 0.01, 12);
     let (a, b) = (p.grads(), p.grads());
     assert_eq!(a.w, b.w);
-    assert_eq!(a.alpha, b.alpha);
-    assert_eq!(a.rule.eta.to_bits(), b.rule.eta.to_bits());
+    assert_eq!(a.plastic.alpha, b.plastic.alpha);
+    assert_eq!(a.plastic.rule.eta.to_bits(), b.plastic.rule.eta.to_bits());
 }
 
 #[test]
@@ -559,17 +560,17 @@ fn a_batch_gives_the_sum_of_its_episodes_run_one_by_one() {
             let label = format!("{rule:?} {clip:?} episode {bi}");
             e.assert_alone_equals_slice(
                 &label,
-                [&e1.ys, &e1.hebb, &g1.x, &g1.hebb0],
-                [&ep.ys, &ep.hebb, &grads.x, &grads.hebb0],
+                [&e1.ys, &e1.hebb, &g1.x, &g1.plastic.hebb0],
+                [&ep.ys, &ep.hebb, &grads.x, &grads.plastic.hebb0],
             );
             assert_close(&format!("{label} dy0"), &g1.y0, &e.state(&grads.y0), 1e-10);
             add_into(&mut sum_w, &g1.w);
-            add_into(&mut sum_alpha, &g1.alpha);
-            sum_eta += g1.rule.eta;
+            add_into(&mut sum_alpha, &g1.plastic.alpha);
+            sum_eta += g1.plastic.rule.eta;
         }
         assert_close("dw", &grads.w, &sum_w, 1e-10);
-        assert_close("dalpha", &grads.alpha, &sum_alpha, 1e-10);
-        assert_close("deta", &[grads.rule.eta], &[sum_eta], 1e-10);
+        assert_close("dalpha", &grads.plastic.alpha, &sum_alpha, 1e-10);
+        assert_close("deta", &[grads.plastic.rule.eta], &[sum_eta], 1e-10);
     }
 }
 
@@ -634,7 +635,7 @@ fn network_without_plasticity_equals_the_plastic_one_with_alpha_zero() {
         close("dL/dw", &ga.w, &gb.w);
         close("dL/dx", &ga.x, &gb.x);
         close("dL/dy0", &ga.y0, &gb.y0);
-        assert_eq!(gb.rule.eta, 0.0);
+        assert_eq!(gb.plastic.rule.eta, 0.0);
         // The stepper gives the forward's activations.
         let mut stepper = plasticity_kernels::Stepper::new(&fixed, &y0, None, None).unwrap();
         for s in 0..t {

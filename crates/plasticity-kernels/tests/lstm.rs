@@ -437,28 +437,47 @@ fn check_gradients(c: &Case, seed: u64) -> usize {
     );
     check_field(&format!("{label} xproj"), c, &r, &g.xproj, |c| &mut c.xproj);
     check_field(&format!("{label} w_h"), c, &r, &g.w_h, |c| &mut c.w_h);
-    check_field(&format!("{label} alpha"), c, &r, &g.alpha, |c| &mut c.alpha);
-    check_field(&format!("{label} m"), c, &r, &g.rule.m, |c| &mut c.m);
-    check_field(&format!("{label} fan_w"), c, &r, &g.rule.fan_w, |c| {
-        &mut c.fan_w
+    check_field(&format!("{label} alpha"), c, &r, &g.plastic.alpha, |c| {
+        &mut c.alpha
     });
-    check_field(&format!("{label} fan_b"), c, &r, &g.rule.fan_b, |c| {
-        &mut c.fan_b
+    check_field(&format!("{label} m"), c, &r, &g.plastic.rule.m, |c| {
+        &mut c.m
     });
+    check_field(
+        &format!("{label} fan_w"),
+        c,
+        &r,
+        &g.plastic.rule.fan_w,
+        |c| &mut c.fan_w,
+    );
+    check_field(
+        &format!("{label} fan_b"),
+        c,
+        &r,
+        &g.plastic.rule.fan_b,
+        |c| &mut c.fan_b,
+    );
     check_field(&format!("{label} h0"), c, &r, &g.h0, |c| &mut c.h0);
     check_field(&format!("{label} c0"), c, &r, &g.c0, |c| &mut c.c0);
-    check_field(&format!("{label} hebb0"), c, &r, &g.hebb0, |c| &mut c.hebb0);
-    check_field(&format!("{label} elig0"), c, &r, &g.elig0, |c| &mut c.elig0);
+    check_field(&format!("{label} hebb0"), c, &r, &g.plastic.hebb0, |c| {
+        &mut c.hebb0
+    });
+    check_field(&format!("{label} elig0"), c, &r, &g.plastic.elig0, |c| {
+        &mut c.elig0
+    });
     let kind = c.spec.plasticity;
     type Field = fn(&mut Case) -> &mut [f64];
     let scalars: [(&str, f64, bool, Field); 3] = [
-        ("eta", g.rule.eta, kind == LstmPlasticity::Hebb, |c| {
-            std::slice::from_mut(&mut c.eta)
-        }),
-        ("m_bias", g.rule.m_bias, kind.is_modulated(), |c| {
+        (
+            "eta",
+            g.plastic.rule.eta,
+            kind == LstmPlasticity::Hebb,
+            |c| std::slice::from_mut(&mut c.eta),
+        ),
+        ("m_bias", g.plastic.rule.m_bias, kind.is_modulated(), |c| {
             std::slice::from_mut(&mut c.m_bias)
         }),
-        ("eta_e", g.rule.eta_e, kind.has_eligibility(), |c| {
+        ("eta_e", g.plastic.rule.eta_e, kind.has_eligibility(), |c| {
             std::slice::from_mut(&mut c.eta_e)
         }),
     ];

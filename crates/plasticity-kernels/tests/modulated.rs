@@ -337,16 +337,16 @@ fn check_gradients(spec: EpisodeSpec, seed: u64) {
     }
     let buffers: [(&str, Vec<f64>); 11] = [
         ("w", g.w.clone()),
-        ("alpha", g.alpha.clone()),
-        ("m", g.rule.m.clone()),
-        ("m_bias", vec![g.rule.m_bias]),
-        ("fan_w", g.rule.fan_w.clone()),
-        ("fan_b", g.rule.fan_b.clone()),
-        ("eta_e", vec![g.rule.eta_e]),
+        ("alpha", g.plastic.alpha.clone()),
+        ("m", g.plastic.rule.m.clone()),
+        ("m_bias", vec![g.plastic.rule.m_bias]),
+        ("fan_w", g.plastic.rule.fan_w.clone()),
+        ("fan_b", g.plastic.rule.fan_b.clone()),
+        ("eta_e", vec![g.plastic.rule.eta_e]),
         ("x", g.x.clone()),
         ("y0", g.y0.clone()),
-        ("hebb0", g.hebb0.clone()),
-        ("elig0", g.elig0.clone()),
+        ("hebb0", g.plastic.hebb0.clone()),
+        ("elig0", g.plastic.elig0.clone()),
     ];
     for (field, analytic) in buffers {
         let stride = (analytic.len() / 40).max(1);
@@ -360,11 +360,11 @@ fn check_gradients(spec: EpisodeSpec, seed: u64) {
     }
     // Simple modulation has no eligibility trace: eta_E does not matter.
     if !spec.modulation.has_eligibility() {
-        assert_eq!(g.rule.eta_e, 0.0);
-        assert!(g.elig0.is_empty());
+        assert_eq!(g.plastic.rule.eta_e, 0.0);
+        assert!(g.plastic.elig0.is_empty());
     }
     if !spec.modulation.fan_out() {
-        assert!(g.rule.fan_w.is_empty() && g.rule.fan_b.is_empty());
+        assert!(g.plastic.rule.fan_w.is_empty() && g.plastic.rule.fan_b.is_empty());
     }
 }
 
@@ -505,16 +505,16 @@ fn every_checkpoint_spacing_gives_the_same_gradients_and_memory_stays_sublinear(
             let got = p.grads();
             for (what, a, b) in [
                 ("w", &got.w, &want.w),
-                ("alpha", &got.alpha, &want.alpha),
-                ("m", &got.rule.m, &want.rule.m),
+                ("alpha", &got.plastic.alpha, &want.plastic.alpha),
+                ("m", &got.plastic.rule.m, &want.plastic.rule.m),
                 ("x", &got.x, &want.x),
-                ("hebb0", &got.hebb0, &want.hebb0),
-                ("elig0", &got.elig0, &want.elig0),
+                ("hebb0", &got.plastic.hebb0, &want.plastic.hebb0),
+                ("elig0", &got.plastic.elig0, &want.plastic.elig0),
             ] {
                 assert_close(&format!("{kind:?} {backward:?} {what}"), a, b, 1e-12);
             }
-            assert!((got.rule.m_bias - want.rule.m_bias).abs() < 1e-12);
-            assert!((got.rule.eta_e - want.rule.eta_e).abs() < 1e-12);
+            assert!((got.plastic.rule.m_bias - want.plastic.rule.m_bias).abs() < 1e-12);
+            assert!((got.plastic.rule.eta_e - want.plastic.rule.eta_e).abs() < 1e-12);
         }
     }
 }
@@ -531,9 +531,12 @@ fn large_problems_split_across_threads_give_identical_results() {
     let p = problem::<f32>(spec, 12);
     let (a, b) = (p.grads(), p.grads());
     assert_eq!(a.w, b.w);
-    assert_eq!(a.rule.m, b.rule.m);
-    assert_eq!(a.rule.eta_e.to_bits(), b.rule.eta_e.to_bits());
-    assert!(a.w.iter().chain(&a.rule.m).all(|v| v.is_finite()));
+    assert_eq!(a.plastic.rule.m, b.plastic.rule.m);
+    assert_eq!(
+        a.plastic.rule.eta_e.to_bits(),
+        b.plastic.rule.eta_e.to_bits()
+    );
+    assert!(a.w.iter().chain(&a.plastic.rule.m).all(|v| v.is_finite()));
 }
 
 #[test]
@@ -733,33 +736,38 @@ fn a_batch_gives_the_sum_of_its_episodes_run_one_by_one() {
             let label = format!("{kind:?} episode {bi}");
             e.assert_alone_equals_slice(
                 &label,
-                [&e1.ys, &e1.hebb, &g1.x, &g1.hebb0],
-                [&ep.ys, &ep.hebb, &grads.x, &grads.hebb0],
+                [&e1.ys, &e1.hebb, &g1.x, &g1.plastic.hebb0],
+                [&ep.ys, &ep.hebb, &grads.x, &grads.plastic.hebb0],
             );
             if retro {
                 assert_close(
                     &format!("{label} dE0"),
-                    &g1.elig0,
-                    &e.trace(&grads.elig0),
+                    &g1.plastic.elig0,
+                    &e.trace(&grads.plastic.elig0),
                     1e-10,
                 );
             }
             add_into(&mut sum_w, &g1.w);
-            add_into(&mut sum_m, &g1.rule.m);
-            sum_mb += g1.rule.m_bias;
-            sum_eta += g1.rule.eta_e;
+            add_into(&mut sum_m, &g1.plastic.rule.m);
+            sum_mb += g1.plastic.rule.m_bias;
+            sum_eta += g1.plastic.rule.eta_e;
         }
         assert_close(&format!("{kind:?} dw"), &grads.w, &sum_w, 1e-10);
-        assert_close(&format!("{kind:?} dm"), &grads.rule.m, &sum_m, 1e-10);
+        assert_close(
+            &format!("{kind:?} dm"),
+            &grads.plastic.rule.m,
+            &sum_m,
+            1e-10,
+        );
         assert_close(
             &format!("{kind:?} dm_b"),
-            &[grads.rule.m_bias],
+            &[grads.plastic.rule.m_bias],
             &[sum_mb],
             1e-10,
         );
         assert_close(
             &format!("{kind:?} deta_E"),
-            &[grads.rule.eta_e],
+            &[grads.plastic.rule.eta_e],
             &[sum_eta],
             1e-10,
         );

@@ -302,19 +302,26 @@ fn check_case(case: &Case, label: &str, rng: &mut ChaCha8Rng) {
     .unwrap_or_else(|e| panic!("{label}: backward: {e}"));
     let mut fields: Vec<(&str, &[f64])> = vec![
         ("w", &g.w),
-        ("alpha", &g.alpha),
+        ("alpha", &g.plastic.alpha),
         ("x", &g.x),
         ("y0", &g.y0),
-        ("h0", &g.hebb0),
+        ("h0", &g.plastic.hebb0),
     ];
-    let (eta, m_bias, eta_e) = ([g.rule.eta], [g.rule.m_bias], [g.rule.eta_e]);
+    let (eta, m_bias, eta_e) = (
+        [g.plastic.rule.eta],
+        [g.plastic.rule.m_bias],
+        [g.plastic.rule.eta_e],
+    );
     if case.modulated() {
-        fields.extend([("m", &g.rule.m[..]), ("m_bias", &m_bias[..])]);
+        fields.extend([("m", &g.plastic.rule.m[..]), ("m_bias", &m_bias[..])]);
         if s.modulation.fan_out() {
-            fields.extend([("fan_w", &g.rule.fan_w[..]), ("fan_b", &g.rule.fan_b[..])]);
+            fields.extend([
+                ("fan_w", &g.plastic.rule.fan_w[..]),
+                ("fan_b", &g.plastic.rule.fan_b[..]),
+            ]);
         }
         if retro {
-            fields.extend([("eta_e", &eta_e[..]), ("e0", &g.elig0[..])]);
+            fields.extend([("eta_e", &eta_e[..]), ("e0", &g.plastic.elig0[..])]);
         }
     } else {
         fields.push(("eta", &eta[..]));

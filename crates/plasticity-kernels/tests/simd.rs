@@ -54,7 +54,12 @@ fn run_all() -> Vec<f32> {
         let ep = forward(&spec, &p, &x, &vec![0.0; batch * n], None).expect("valid");
         out.extend_from_slice(&ep.ys);
         let g = backward(&p, ep, &values(t * batch * n, 4, 1.0), None).expect("valid");
-        out.extend(g.w.iter().chain(&g.alpha).chain(&g.x).chain([&g.rule.eta]));
+        out.extend(
+            g.w.iter()
+                .chain(&g.plastic.alpha)
+                .chain(&g.x)
+                .chain([&g.plastic.rule.eta]),
+        );
     }
     // Retroactive neuromodulation with fan-out.
     let (n, t, batch) = (67, 9, 3);
@@ -81,7 +86,12 @@ fn run_all() -> Vec<f32> {
     let ep = forward_modulated(&spec, &p, &x, &vec![0.0; batch * n], None, None).expect("valid");
     out.extend_from_slice(&ep.ys);
     let g = backward_modulated(&p, ep, &values(t * batch * n, 11, 1.0), None, None).expect("valid");
-    out.extend(g.w.iter().chain(&g.alpha).chain(&g.x).chain(&g.rule.m));
+    out.extend(
+        g.w.iter()
+            .chain(&g.plastic.alpha)
+            .chain(&g.x)
+            .chain(&g.plastic.rule.m),
+    );
     // The plastic feed-forward layer.
     let spec = DenseSpec {
         inputs: 64,

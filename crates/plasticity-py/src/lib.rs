@@ -695,21 +695,30 @@ fn backward_in<'py, F: Float>(
     let modulated = spec.modulation != Modulation::None;
     let out = PyDict::new(py);
     out.set_item("w", owned(py, grads.w, &[n, n])?)?;
-    out.set_item("alpha", owned(py, grads.alpha, &alpha_dims(spec.alpha, n))?)?;
+    out.set_item(
+        "alpha",
+        owned(py, grads.plastic.alpha, &alpha_dims(spec.alpha, n))?,
+    )?;
     let eta = if modulated {
-        grads.rule.eta_e
+        grads.plastic.rule.eta_e
     } else {
-        grads.rule.eta
+        grads.plastic.rule.eta
     };
     out.set_item("eta", eta.to_f64())?;
-    set_modulator_grads(&out, grads.rule, n, modulated, spec.modulation.fan_out())?;
+    set_modulator_grads(
+        &out,
+        grads.plastic.rule,
+        n,
+        modulated,
+        spec.modulation.fan_out(),
+    )?;
     out.set_item("x", owned(py, grads.x, &[t, b, n])?)?;
     out.set_item("y0", owned(py, grads.y0, &[b, n])?)?;
-    if grads.hebb0.len() == b * n * n {
-        out.set_item("h0", owned(py, grads.hebb0, &[b, n, n])?)?;
+    if grads.plastic.hebb0.len() == b * n * n {
+        out.set_item("h0", owned(py, grads.plastic.hebb0, &[b, n, n])?)?;
     }
-    if spec.modulation.has_eligibility() && grads.elig0.len() == b * n * n {
-        out.set_item("e0", owned(py, grads.elig0, &[b, n, n])?)?;
+    if spec.modulation.has_eligibility() && grads.plastic.elig0.len() == b * n * n {
+        out.set_item("e0", owned(py, grads.plastic.elig0, &[b, n, n])?)?;
     }
     out.set_item("reversal_rejected", grads.reversal_rejected)?;
     Ok(out)

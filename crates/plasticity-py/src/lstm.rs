@@ -274,21 +274,21 @@ fn backward_in<'py, F: Float>(
             .alpha
             .as_ref()
             .map_or(vec![0], |a| a.array.shape().to_vec());
-        out.set_item("alpha", owned(py, grads.alpha, &dims)?)?;
+        out.set_item("alpha", owned(py, grads.plastic.alpha, &dims)?)?;
         let eta = if spec.plasticity == LstmPlasticity::Retroactive {
-            grads.rule.eta_e
+            grads.plastic.rule.eta_e
         } else {
-            grads.rule.eta
+            grads.plastic.rule.eta
         };
         out.set_item("eta", eta.to_f64())?;
-        if grads.hebb0.len() == b * h * h {
-            out.set_item("hebb0", owned(py, grads.hebb0, &[b, h, h])?)?;
+        if grads.plastic.hebb0.len() == b * h * h {
+            out.set_item("hebb0", owned(py, grads.plastic.hebb0, &[b, h, h])?)?;
         }
     }
     let modulated = spec.plasticity.is_modulated();
-    set_modulator_grads(&out, grads.rule, h, modulated, modulated)?;
-    if spec.plasticity.has_eligibility() && grads.elig0.len() == b * h * h {
-        out.set_item("elig0", owned(py, grads.elig0, &[b, h, h])?)?;
+    set_modulator_grads(&out, grads.plastic.rule, h, modulated, modulated)?;
+    if spec.plasticity.has_eligibility() && grads.plastic.elig0.len() == b * h * h {
+        out.set_item("elig0", owned(py, grads.plastic.elig0, &[b, h, h])?)?;
     }
     out.set_item("h0", owned(py, grads.h0, &[b, h])?)?;
     out.set_item("c0", owned(py, grads.c0, &[b, h])?)?;

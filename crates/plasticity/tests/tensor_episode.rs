@@ -94,8 +94,19 @@ fn tensor_path_equals_the_cpu_kernels_for_every_setting() {
                     let gy_btn = swap_bt(&gy, t, b, n);
                     let got = backward::<Flex>(saved.unwrap(), flex(&gy_btn, vec![b, t, n]));
                     assert_close(&format!("{what}: dw"), &v(got.w), &g.w, 1e-4);
-                    assert_close(&format!("{what}: dalpha"), &v(got.alpha), &g.alpha, 1e-4);
-                    assert_close(&format!("{what}: deta"), &v(got.eta), &[g.rule.eta], 1e-4);
+                    let plastic = &g.plastic;
+                    assert_close(
+                        &format!("{what}: dalpha"),
+                        &v(got.alpha),
+                        &plastic.alpha,
+                        1e-4,
+                    );
+                    assert_close(
+                        &format!("{what}: deta"),
+                        &v(got.eta),
+                        &[plastic.rule.eta],
+                        1e-4,
+                    );
                     assert_close(
                         &format!("{what}: dx"),
                         &v(got.x),
@@ -103,7 +114,12 @@ fn tensor_path_equals_the_cpu_kernels_for_every_setting() {
                         1e-4,
                     );
                     assert_close(&format!("{what}: dy0"), &v(got.y0), &g.y0, 1e-4);
-                    assert_close(&format!("{what}: dhebb0"), &v(got.hebb0), &g.hebb0, 1e-4);
+                    assert_close(
+                        &format!("{what}: dhebb0"),
+                        &v(got.hebb0),
+                        &plastic.hebb0,
+                        1e-4,
+                    );
                     cases += 1;
                 }
             }

@@ -67,45 +67,23 @@ pub(super) fn backward_split<F: Real, R: Rule<F>>(
             backward_episode(w, alpha, rule, part, &one, whole)
         })
         .collect();
-    let mut it = parts.into_iter();
-    let first = it.next().expect("a split batch has episodes");
-    let (mut gw, mut galpha, mut rule_grads) =
-        (first.w.clone(), first.alpha.clone(), first.rule.clone());
+    let mut gw = parts[0].w.clone();
     let mut x = vec![F::zero(); t_len * b * n];
     let mut y0 = Vec::with_capacity(b * n);
-    let mut hebb0 = Vec::with_capacity(b * nn);
-    let mut elig0 = Vec::with_capacity(if R::ELIGIBILITY { b * nn } else { 0 });
-    let mut rejected = false;
-    for (bi, g) in core::iter::once(first).chain(it).enumerate() {
+    for (bi, g) in parts.iter().enumerate() {
         if bi > 0 {
             crate::parallel::add_into(&mut gw, &g.w);
-            crate::parallel::add_into(&mut galpha, &g.alpha);
-            rule_grads.add(&g.rule);
         }
         scatter(&g.x, &mut x, b, n, bi);
         y0.extend_from_slice(&g.y0);
-        hebb0.extend_from_slice(&g.hebb0);
-        elig0.extend_from_slice(&g.elig0);
-        rejected |= g.reversal_rejected;
     }
-    Grads::new(gw, galpha, rule_grads).with_state(x, y0, hebb0, elig0, rejected)
-}
-
-impl<F> Grads<F> {
-    fn with_state(
-        mut self,
-        x: Vec<F>,
-        y0: Vec<F>,
-        hebb0: Vec<F>,
-        elig0: Vec<F>,
-        reversal_rejected: bool,
-    ) -> Self {
-        self.x = x;
-        self.y0 = y0;
-        self.hebb0 = hebb0;
-        self.elig0 = elig0;
-        self.reversal_rejected = reversal_rejected;
-        self
+    let reversal_rejected = parts.iter().any(|g| g.reversal_rejected);
+    Grads {
+        w: gw,
+        plastic: PlasticGrads::concat(parts.into_iter().map(|g| g.plastic)),
+        x,
+        y0,
+        reversal_rejected,
     }
 }
 
@@ -125,7 +103,7 @@ pub(super) fn recompute_checkpoints<F: Real, R: Rule<F>>(
     let mut out = vec![(h.clone(), Vec::new())];
     for t in 1..spec.steps {
         let c = rule.coefficients(&Activity::recurrent(ep.y_pre(t - 1), ep.y_at(t - 1)), n);
-        update_pass::<F, R>(&mut h, &mut e, blocks, &c, clip, n);
+        update_pass(&mut h, &mut e, blocks, &c, clip, n);
         if t % segment == 0 {
             out.push((h.clone(), Vec::new()));
         }
@@ -172,7 +150,7 @@ pub(super) fn backward_steps<F: Real, R: Rule<F>>(
             Traces::Segments(checkpoints, seg) => {
                 let (h, e) = segments.at(t, *seg, checkpoints, |s, h, e| {
                     let cs = rule.coefficients(&Activity::recurrent(ep.y_pre(s), ep.y_at(s)), n);
-                    update_pass::<F, R>(h, e, blocks, &cs, clip, n);
+                    update_pass(h, e, blocks, &cs, clip, n);
                 });
                 (h.as_mut_slice(), e.as_slice(), false)
             }
@@ -252,7 +230,18 @@ pub(super) fn backward_steps<F: Real, R: Rule<F>>(
         let total: F = galpha.iter().copied().sum();
         galpha = vec![total];
     }
-    Grads::new(gw, galpha, rule_grads).with_state(gx, carry, g, g_e, false)
+    Grads {
+        w: gw,
+        plastic: PlasticGrads {
+            alpha: galpha,
+            rule: rule_grads,
+            hebb0: g,
+            elig0: g_e,
+        },
+        x: gx,
+        y0: carry,
+        reversal_rejected: false,
+    }
 }
 
 crate::simd::multiversion! {

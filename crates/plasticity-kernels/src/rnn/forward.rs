@@ -153,7 +153,7 @@ pub(super) fn forward_steps<F: Real, R: Rule<F>>(
     }
     // The update of the last step, pending so far: Hebb_T = R(Hebb_{T-1}, y_{T-2}, y_{T-1}).
     if let Some(c) = &pending {
-        update_pass::<F, R>(&mut hebb, &mut elig, blocks, c, clip, n);
+        update_pass(&mut hebb, &mut elig, blocks, c, clip, n);
     }
     Episode {
         h0: h0_saved,
@@ -365,25 +365,10 @@ pub(super) fn eligibility_row<F: Real, const CLIP: bool>(
     }
 }
 
-/// Applies one trace update to every row (no matrix-vector product).
-pub(crate) fn update_pass<F: Real, R: Rule<F>>(
-    hebb: &mut [F],
-    elig: &mut [F],
-    blocks: &[Range<usize>],
-    c: &Coefficients<F>,
-    clip: Option<F>,
-    n: usize,
-) {
-    if R::ELIGIBILITY {
-        update_rows::<F, true>(hebb, elig, blocks, c, clip, n)
-    } else {
-        update_rows::<F, false>(hebb, elig, blocks, c, clip, n)
-    }
-}
-
 crate::simd::multiversion! {
-    /// [`update_pass`] by whether there is an eligibility trace.
-    pub(crate) fn update_rows [F: Real, const ELIG: bool] [F, ELIG] (
+    /// Applies one trace update to every row (no matrix-vector product); `elig` is empty when
+    /// the rule keeps no eligibility trace.
+    pub(crate) fn update_pass [F: Real] [F] (
         hebb: &mut [F],
         elig: &mut [F],
         blocks: &[Range<usize>],
@@ -392,8 +377,13 @@ crate::simd::multiversion! {
         n: usize,
     ) {
         let m = rows_of(blocks);
+        let eligibility = !elig.is_empty();
         trace_blocks(hebb, elig, blocks, n).for_each(|((hs, es), rows)| {
-            update_block::<F, ELIG>(hs, es, rows, c, clip, (m, n))
+            if eligibility {
+                update_block::<F, true>(hs, es, rows, c, clip, (m, n))
+            } else {
+                update_block::<F, false>(hs, es, rows, c, clip, (m, n))
+            }
         });
     }
 }
@@ -413,7 +403,7 @@ fn trace_blocks<'a, F: Send>(
         .zip(blocks.par_iter())
 }
 
-/// [`update_rows`] over one block of rows; `#[inline(always)]` into its pass, so compiled for
+/// [`update_pass`] over one block of rows; `#[inline(always)]` into its pass, so compiled for
 /// each instruction set.
 #[inline(always)]
 fn update_block<F: Real, const ELIG: bool>(

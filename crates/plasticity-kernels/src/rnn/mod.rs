@@ -32,7 +32,7 @@ use crate::real::Real;
 use crate::spec::{AlphaShape, EpisodeSpec, InputMode, Modulation, SpecError, TraceRule};
 use crate::trace::{
     kept_trace, through_clip, Activity, Coefficients, ColumnSums, Decaying, Modulator, NoTrace,
-    Oja, Retroactive, RowFactor, Rule, RuleGrads, Shares, Simple,
+    Oja, PlasticGrads, Retroactive, RowFactor, Rule, Shares, Simple,
 };
 use core::ops::Range;
 use rayon::prelude::*;
@@ -254,35 +254,14 @@ impl<F: Real> Episode<F> {
 pub struct Grads<F> {
     /// `dL/dw: [N, N]`.
     pub w: Vec<F>,
-    /// `dL/dalpha`, shaped like `alpha`.
-    pub alpha: Vec<F>,
-    /// Gradients of the trace rule's own parameters (`eta`, or the modulator's).
-    pub rule: RuleGrads<F>,
+    /// `dL/dalpha`, the trace rule's parameters, `dL/dHebb_0` and `dL/dE_0`.
+    pub plastic: PlasticGrads<F>,
     /// `dL/dx: [T, B, N]`.
     pub x: Vec<F>,
     /// `dL/dy0: [B, N]`.
     pub y0: Vec<F>,
-    /// `dL/dHebb_0: [B, N, N]`.
-    pub hebb0: Vec<F>,
-    /// `dL/dE_0: [B, N, N]` (retroactive; empty otherwise).
-    pub elig0: Vec<F>,
     /// True when the reversal was rejected and the traces were recomputed from checkpoints.
     pub reversal_rejected: bool,
-}
-
-impl<F: Real> Grads<F> {
-    fn new(w: Vec<F>, alpha: Vec<F>, rule: RuleGrads<F>) -> Self {
-        Grads {
-            w,
-            alpha,
-            rule,
-            x: Vec::new(),
-            y0: Vec::new(),
-            hebb0: Vec::new(),
-            elig0: Vec::new(),
-            reversal_rejected: false,
-        }
-    }
 }
 
 /// Runs an episode of a fixed-rate rule (decaying Hebb or Oja) forward. Shapes: `x: [T, B, N]`,
@@ -492,5 +471,5 @@ mod stepper;
 use backward::{backward_episode, backward_split};
 pub(crate) use backward::{pass_a, pass_b, TraceGrads, Weights};
 use forward::{activate, forward_split, forward_steps};
-pub(crate) use forward::{forward_pass, update_pass, update_rows};
+pub(crate) use forward::{forward_pass, update_pass};
 pub use stepper::Stepper;

@@ -172,13 +172,7 @@ impl<F: Real> Stepper<F> {
             let n = self.spec.neurons;
             let clip = self.spec.clip.map(F::of);
             let (hebb, elig, blocks) = (&mut self.hebb, &mut self.elig, &self.blocks);
-            in_pool(|| {
-                if elig.is_empty() {
-                    update_rows::<F, false>(hebb, elig, blocks, &c, clip, n)
-                } else {
-                    update_rows::<F, true>(hebb, elig, blocks, &c, clip, n)
-                }
-            });
+            in_pool(|| update_pass(hebb, elig, blocks, &c, clip, n));
         }
         (self.y, self.hebb, self.elig)
     }

@@ -3,7 +3,7 @@
 //! the same `Episode` and `Grads` for every trace rule.
 
 use super::device::{data, given};
-use super::rule::{rule_grads, RuleInputs};
+use super::rule::RuleInputs;
 use super::{op_tensors, HostKernels, Input, Op};
 use crate::tensors::swap_bt;
 use burn::tensor::{Tensor, TensorData};
@@ -229,11 +229,11 @@ fn episode_grads(spec: &EpisodeSpec, g: kernels::Grads<f32>) -> Vec<Option<Tenso
     let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
     let grads = EpisodeInputs {
         w: data(g.w, [n, n]),
-        rule: rule_grads!(g, spec.alpha.dims(n)),
+        rule: RuleInputs::grads(g.plastic.alpha, g.plastic.rule, spec.alpha.dims(n)),
         x: data(swap_bt(&g.x, t, b, n), [b, t, n]),
         y0: data(g.y0, [b, n]),
-        hebb0: data(g.hebb0, [b, n, n]),
-        elig0: data(g.elig0, [b, n, n]),
+        hebb0: data(g.plastic.hebb0, [b, n, n]),
+        elig0: data(g.plastic.elig0, [b, n, n]),
     };
     grads.into_vec().into_iter().map(Some).collect()
 }

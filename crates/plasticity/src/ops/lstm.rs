@@ -2,7 +2,7 @@
 //! `plasticity_kernels::lstm` (see there for the equations).
 
 use super::device::{data, given};
-use super::rule::{rule_grads, RuleInputs};
+use super::rule::RuleInputs;
 use super::{op_tensors, HostKernels, Input, Op};
 use crate::tensors::swap_bt;
 use burn::tensor::{Tensor, TensorData};
@@ -165,12 +165,12 @@ impl HostKernels for LstmSpec {
         drop(run);
         let grads = LstmInputs {
             w_h: data(g.w_h, [h, 4 * h]),
-            rule: rule_grads!(g, spec.alpha.dims(h)),
+            rule: RuleInputs::grads(g.plastic.alpha, g.plastic.rule, spec.alpha.dims(h)),
             xproj: data(swap_bt(&g.xproj, t, b, 4 * h), [b, t, 4 * h]),
             h0: data(g.h0, [b, h]),
             c0: data(g.c0, [b, h]),
-            hebb0: data(g.hebb0, [b, h, h]),
-            elig0: data(g.elig0, [b, h, h]),
+            hebb0: data(g.plastic.hebb0, [b, h, h]),
+            elig0: data(g.plastic.elig0, [b, h, h]),
         };
         grads.into_vec().into_iter().map(Some).collect()
     }

@@ -1,8 +1,9 @@
 //! The parameters of a trace rule, shared by the plastic RNN and the plastic LSTM ops: how they
 //! are packed ([`RuleInputs`]), handed to the kernels, and differentiated.
 
-use super::device::scalar;
+use super::device::{data, scalar};
 use super::op_tensors;
+use burn::tensor::TensorData;
 use plasticity_kernels as kernels;
 
 op_tensors!(
@@ -70,21 +71,24 @@ impl RuleInputs<Vec<f32>> {
     }
 }
 
-/// The gradients of a rule's parameters as [`RuleInputs`] of tensor data, from the kernels'
-/// gradients `$g` (the plastic RNN's `Grads` and the LSTM's `LstmGrads` name them alike) and the
-/// dims of `alpha`.
-macro_rules! rule_grads {
-    ($g:ident, $alpha_dims:expr) => {{
-        let (m, fan) = ($g.rule.m.len(), $g.rule.fan_w.len());
-        $crate::ops::rule::RuleInputs {
-            alpha: $crate::ops::device::data($g.alpha, $alpha_dims),
-            eta: $crate::ops::device::data(vec![$g.rule.eta], [1]),
-            m: $crate::ops::device::data($g.rule.m, [m]),
-            m_bias: $crate::ops::device::data(vec![$g.rule.m_bias], [1]),
-            fan_w: $crate::ops::device::data($g.rule.fan_w, [fan]),
-            fan_b: $crate::ops::device::data($g.rule.fan_b, [fan]),
-            eta_e: $crate::ops::device::data(vec![$g.rule.eta_e], [1]),
+impl RuleInputs<TensorData> {
+    /// The gradients of a rule's parameters as tensor data, from the kernels' gradients
+    /// `dL/dalpha` and the rule's (those of the plastic RNN and of the plastic LSTM alike), with
+    /// the dims of `alpha`.
+    pub(crate) fn grads(
+        alpha: Vec<f32>,
+        rule: kernels::RuleGrads<f32>,
+        alpha_dims: [usize; 2],
+    ) -> Self {
+        let (m, fan) = (rule.m.len(), rule.fan_w.len());
+        RuleInputs {
+            alpha: data(alpha, alpha_dims),
+            eta: data(vec![rule.eta], [1]),
+            m: data(rule.m, [m]),
+            m_bias: data(vec![rule.m_bias], [1]),
+            fan_w: data(rule.fan_w, [fan]),
+            fan_b: data(rule.fan_b, [fan]),
+            eta_e: data(vec![rule.eta_e], [1]),
         }
-    }};
+    }
 }
-pub(crate) use rule_grads;
