@@ -60,41 +60,36 @@ enum Experiment {
 
 /// `plasticity eval`.
 pub(crate) fn eval(a: EvalArgs) -> Result<(), Failure> {
-    let name = value_name(&a.experiment);
-    let experiment = name.as_str();
-    a.machine.set_threads(experiment)?;
-    if experiment == "omniglot" {
-        a.machine.cpu_only("omniglot")?;
-        return omniglot::eval_omniglot(&a);
-    }
-    if experiment == "lm" {
-        a.machine.cpu_only("eval lm")?;
-        if a.ways.is_some() || a.shots.is_some() || a.classes.is_some() || a.episodes.is_some() {
-            return Err(usage(
-                "--episodes, --ways, --shots, --classes: not options of eval lm (it reads the whole test set)",
-            ));
+    let experiment = value_name(&a.experiment);
+    a.machine.set_threads(&experiment)?;
+    let omniglot_options = a.ways.is_some() || a.shots.is_some() || a.classes.is_some();
+    match a.experiment {
+        Experiment::Omniglot => {
+            a.machine.cpu_only("omniglot")?;
+            omniglot::eval_omniglot(&a)
         }
-        return lm::eval_lm(&a);
-    }
-    if a.ways.is_some() || a.shots.is_some() || a.classes.is_some() {
-        return Err(usage(format!(
+        Experiment::Lm => {
+            a.machine.cpu_only("eval lm")?;
+            if omniglot_options || a.episodes.is_some() {
+                return Err(usage(
+                    "--episodes, --ways, --shots, --classes: not options of eval lm (it reads the whole test set)",
+                ));
+            }
+            lm::eval_lm(&a)
+        }
+        _ if omniglot_options => Err(usage(format!(
             "--ways, --shots, --classes: not options of eval {experiment}"
-        )));
-    }
-    if a.episodes == Some(0) {
-        return Err(usage("--episodes: must be positive (0 evaluates nothing)"));
-    }
-    if (experiment == "maze" || experiment == "cue-reward") && !rl::rl_device_ok(&a.machine.device)
-    {
-        return Err(usage(rl::RL_CPU_ONLY));
-    }
-    let device = parse_device(&a.machine.device)?;
-    match experiment {
-        "pattern" => pattern::eval_pattern(&a, &device),
-        "images" => images::eval_images(&a, &device),
-        "maze" | "cue-reward" => rl::eval_rl(experiment, &a, &device),
-        _ => Err(usage(format!(
-            "eval: unknown experiment '{experiment}' (available: pattern, images, maze, cue-reward, omniglot, lm)"
         ))),
+        _ if a.episodes == Some(0) => {
+            Err(usage("--episodes: must be positive (0 evaluates nothing)"))
+        }
+        Experiment::Pattern => pattern::eval_pattern(&a, &parse_device(&a.machine.device)?),
+        Experiment::Images => images::eval_images(&a, &parse_device(&a.machine.device)?),
+        Experiment::Maze | Experiment::CueReward => {
+            if !rl::rl_device_ok(&a.machine.device) {
+                return Err(usage(rl::RL_CPU_ONLY));
+            }
+            rl::eval_rl(&experiment, &a, &parse_device(&a.machine.device)?)
+        }
     }
 }

@@ -7,7 +7,7 @@ use super::common::{
 };
 use super::eval::EvalArgs;
 use super::pattern::NetOptions;
-use super::pipeline::{eval_run, unit, RunSpec, Session};
+use super::pipeline::{eval_run, unit, Session};
 use crate::picture::{self, text_style};
 use clap::Args;
 use plasticity::data::{cifar, embedded, ImageSet, Split};
@@ -59,19 +59,15 @@ pub(crate) fn train_images(args: ImagesArgs) -> Result<(), Failure> {
     let (n_train, n_test) = (train_set.len(), test_set.len());
     let task = ImageTask::new(config.clone(), train_set, test_set).map_err(usage)?;
     let data_json = data_dir.as_ref().map(|d| d.display().to_string());
-    let spec = RunSpec::new(
-        s.model_out(config.model),
-        s.updates(1000),
-        &config,
-        &["loss", "erased_loss"],
-    )
-    .counting(unit(config.batch))
-    .recording(json!({
-        "steps_per_episode": config.steps(),
-        "data_dir": data_json,
-        "train_images": n_train,
-        "test_images": n_test,
-    }));
+    let spec = s
+        .model_run(config.model, &config, &["loss", "erased_loss"])
+        .counting(unit(config.batch))
+        .recording(json!({
+            "steps_per_episode": config.steps(),
+            "data_dir": data_json,
+            "train_images": n_train,
+            "test_images": n_test,
+        }));
     s.run(&task, &spec, config.batch)?;
     let out = &spec.out;
     let device = parse_device(&args.common.machine.device)?;

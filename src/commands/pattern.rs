@@ -4,7 +4,7 @@
 use super::common::{check_model, run_config_error, saved_run, Alpha, CommonArgs, Failure, Rule};
 use super::eval::EvalArgs;
 use super::overlay::Finite;
-use super::pipeline::{config_error, eval_run, unit, RunSpec, Session};
+use super::pipeline::{config_error, eval_run, unit, Session};
 use clap::Args;
 use plasticity::tasks::pattern::{PatternConfig, PatternPreset, PatternTask};
 use plasticity::tasks::{completion, Model};
@@ -66,14 +66,10 @@ pub(crate) fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
     let preset = args.preset.unwrap_or(PatternPreset::Paper);
     let config = s.task_config(|| PatternConfig::preset(preset), &args.options)?;
     let task = PatternTask::new(config.clone()).map_err(config_error)?;
-    let spec = RunSpec::new(
-        s.model_out(config.model),
-        s.updates(1000),
-        &config,
-        &["loss", "error"],
-    )
-    .counting(unit(config.batch))
-    .recording(json!({"steps_per_episode": config.steps()}));
+    let spec = s
+        .model_run(config.model, &config, &["loss", "error"])
+        .counting(unit(config.batch))
+        .recording(json!({"steps_per_episode": config.steps()}));
     s.run(&task, &spec, config.batch)?;
     Ok(())
 }

@@ -189,6 +189,17 @@ impl<'a> Session<'a> {
         ))
     }
 
+    /// A run of `model` (see [`RunSpec::new`]) in its default folder ([`Session::model_out`]),
+    /// of `--updates` updates (the resumed run's, or 1000).
+    pub(crate) fn model_run<'c>(
+        &self,
+        model: Model,
+        config: &impl Serialize,
+        curves: &'c [&'c str],
+    ) -> RunSpec<'c> {
+        RunSpec::new(self.model_out(model), self.updates(1000), config, curves)
+    }
+
     /// Checks the run-level options and the run directory before anything is allocated or
     /// written, for a run of `total` updates set by `--updates` (see [`safety::check_run_dir`]).
     pub(crate) fn check_updates_run(

@@ -7,7 +7,7 @@ use super::common::{
 };
 use super::eval::EvalArgs;
 use super::overlay::Finite;
-use super::pipeline::{config_error, RunSpec, Session};
+use super::pipeline::{config_error, Session};
 use super::rl_pictures::{write_pictures, write_trajectory};
 use clap::Args;
 use plasticity::tasks::a2c::{self, A2cTask};
@@ -187,13 +187,9 @@ impl AgentCommand<'_> {
         let config = s.task_config(fresh, options)?;
         let task = new(config.clone()).map_err(config_error)?;
         let agent = task.agent_spec();
-        let spec = RunSpec::new(
-            s.model_out(agent.model),
-            s.updates(1000),
-            &config,
-            &["loss", "reward"],
-        )
-        .recording(json!({"neurons": agent.neurons}));
+        let spec = s
+            .model_run(agent.model, &config, &["loss", "reward"])
+            .recording(json!({"neurons": agent.neurons}));
         s.run(&task, &spec, task.settings().batch)?;
         Ok((task, spec.out))
     }

@@ -60,6 +60,17 @@ fn states(dir: &Path, m: &Manifest) -> (Vec<PointState>, Option<String>) {
 }
 
 /// "4 points: 3 done, 1 failed".
+/// The first line of `sweep status` and `sweep report`: the folder, the experiment and how
+/// many points are in each state.
+fn heading(dir: &Path, m: &Manifest, states: &[PointState]) -> String {
+    format!(
+        "sweep {}: {}, {}",
+        dir.display(),
+        m.experiment,
+        summary(states)
+    )
+}
+
 fn summary(states: &[PointState]) -> String {
     let mut parts = Vec::new();
     for s in [
@@ -103,14 +114,7 @@ pub(crate) fn status(dir: &Path, json_out: bool) -> Result<(), Failure> {
         ));
         return Ok(());
     }
-    let mut text = String::new();
-    let _ = writeln!(
-        text,
-        "sweep {}: {}, {}",
-        dir.display(),
-        m.experiment,
-        summary(&states)
-    );
+    let mut text = format!("{}\n", heading(dir, &m, &states));
     if !jobs.is_empty() {
         let _ = writeln!(text, "Slurm jobs: {}", jobs.join(", "));
     }
@@ -206,13 +210,9 @@ pub(crate) fn report(a: &ReportArgs) -> Result<(), Failure> {
         )?;
     }
     let mut group_json = Vec::new();
-    let mut text = String::new();
-    let _ = writeln!(
-        text,
-        "sweep {}: {}, {}; a run's {metric}: the mean of its last values (about 1.5% of its rows, or --last)\n",
-        dir.display(),
-        m.experiment,
-        summary(&states)
+    let mut text = format!(
+        "{}; a run's {metric}: the mean of its last values (about 1.5% of its rows, or --last)\n\n",
+        heading(dir, &m, &states)
     );
     let _ = writeln!(
         text,
