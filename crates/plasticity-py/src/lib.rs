@@ -420,6 +420,24 @@ struct Weights<'a, 'py> {
     modulator: ModulatorArgs<'py>,
 }
 
+impl<'a, 'py> Weights<'a, 'py> {
+    /// The parameters as Python passes them (`modulator` None: without modulation).
+    fn new(
+        w: &'a Bound<'py, PyAny>,
+        alpha: &'a Bound<'py, PyAny>,
+        eta: f64,
+        modulator: Option<ModulatorArgs<'py>>,
+    ) -> Self {
+        let modulator = modulator.unwrap_or_default();
+        Weights {
+            w,
+            alpha,
+            eta,
+            modulator,
+        }
+    }
+}
+
 /// The learned parameters, borrowed from numpy.
 struct Borrowed<'py, F: Float> {
     w: Input<'py, F>,
@@ -631,13 +649,7 @@ fn rnn_forward<'py>(
     input_mode: &str,
 ) -> PyResult<Forward<'py>> {
     let state = State { x, y0, h0, e0 };
-    let modulator = modulator.unwrap_or_default();
-    let weights = Weights {
-        w,
-        alpha,
-        eta,
-        modulator,
-    };
+    let weights = Weights::new(w, alpha, eta, modulator);
     let options = Options {
         rule,
         alpha_shape,
@@ -750,13 +762,7 @@ fn rnn_backward<'py>(
     modulator: Option<ModulatorArgs<'py>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let cot = Cotangents { gy, gh, ge };
-    let modulator = modulator.unwrap_or_default();
-    let weights = Weights {
-        w,
-        alpha,
-        eta,
-        modulator,
-    };
+    let weights = Weights::new(w, alpha, eta, modulator);
     match &episode.get().episode {
         AnyEpisode::F32(ep) => backward_in(py, ep, &cot, &weights),
         AnyEpisode::F64(ep) => backward_in(py, ep, &cot, &weights),

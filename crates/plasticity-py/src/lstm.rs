@@ -51,6 +51,25 @@ pub(crate) struct LstmWeights<'a, 'py> {
     pub modulator: ModulatorArgs<'py>,
 }
 
+impl<'a, 'py> LstmWeights<'a, 'py> {
+    /// The parameters as Python passes them (`alpha` None: without plasticity; `modulator`
+    /// None: without modulation).
+    fn new(
+        w_h: &'a Bound<'py, PyAny>,
+        alpha: Option<&'a Bound<'py, PyAny>>,
+        eta: f64,
+        modulator: Option<ModulatorArgs<'py>>,
+    ) -> Self {
+        let modulator = modulator.unwrap_or_default();
+        LstmWeights {
+            w_h,
+            alpha,
+            eta,
+            modulator,
+        }
+    }
+}
+
 /// The parameters borrowed from numpy and checked against the spec.
 struct Borrowed<'py, F: Float> {
     w_h: Input<'py, F>,
@@ -224,13 +243,7 @@ pub(crate) fn lstm_forward_py<'py>(
         hebb0,
         elig0,
     };
-    let modulator = modulator.unwrap_or_default();
-    let weights = LstmWeights {
-        w_h,
-        alpha,
-        eta,
-        modulator,
-    };
+    let weights = LstmWeights::new(w_h, alpha, eta, modulator);
     let options = (plasticity, alpha_shape, clip);
     if crate::is_f64(xproj) {
         forward_in::<f64>(py, &state, &weights, options)
@@ -323,13 +336,7 @@ pub(crate) fn lstm_backward_py<'py>(
         ghebb,
         gelig,
     };
-    let modulator = modulator.unwrap_or_default();
-    let weights = LstmWeights {
-        w_h,
-        alpha,
-        eta,
-        modulator,
-    };
+    let weights = LstmWeights::new(w_h, alpha, eta, modulator);
     match &run.get().run {
         AnyRun::F32(r) => backward_in(py, r, &cot, &weights),
         AnyRun::F64(r) => backward_in(py, r, &cot, &weights),
