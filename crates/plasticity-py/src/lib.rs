@@ -412,19 +412,21 @@ fn set_modulator_grads<F: Float>(
     Ok(())
 }
 
-/// The learned parameters as Python passes them.
-struct Weights<'a, 'py> {
-    w: &'a Bound<'py, PyAny>,
-    alpha: &'a Bound<'py, PyAny>,
-    eta: f64,
-    modulator: ModulatorArgs<'py>,
+/// The learned parameters as Python passes them: the recurrent weights `w` (the LSTM's `w_h`),
+/// `alpha` (`A`: required by the plastic network, optional for the LSTM), the rate and the
+/// modulator (none without modulation).
+pub(crate) struct Weights<'a, 'py, A = &'a Bound<'py, PyAny>> {
+    pub(crate) w: &'a Bound<'py, PyAny>,
+    pub(crate) alpha: A,
+    pub(crate) eta: f64,
+    pub(crate) modulator: ModulatorArgs<'py>,
 }
 
-impl<'a, 'py> Weights<'a, 'py> {
+impl<'a, 'py, A> Weights<'a, 'py, A> {
     /// The parameters as Python passes them (`modulator` None: without modulation).
-    fn new(
+    pub(crate) fn new(
         w: &'a Bound<'py, PyAny>,
-        alpha: &'a Bound<'py, PyAny>,
+        alpha: A,
         eta: f64,
         modulator: Option<ModulatorArgs<'py>>,
     ) -> Self {

@@ -15,7 +15,7 @@
 
 use crate::{
     alpha_dims, expect_present, owned, parse_alpha, set_modulator_grads, slice_opt, slice_or_empty,
-    spec_error, value_error, AnyRun, Float, Input, Modulator, ModulatorArgs,
+    spec_error, value_error, AnyRun, Float, Input, Modulator, ModulatorArgs, Weights,
 };
 use numpy::PyUntypedArrayMethods;
 use plasticity_kernels::{
@@ -43,32 +43,8 @@ impl PyLstmRun {
     }
 }
 
-/// The LSTM's parameters as Python passes them.
-pub(crate) struct LstmWeights<'a, 'py> {
-    pub w_h: &'a Bound<'py, PyAny>,
-    pub alpha: Option<&'a Bound<'py, PyAny>>,
-    pub eta: f64,
-    pub modulator: ModulatorArgs<'py>,
-}
-
-impl<'a, 'py> LstmWeights<'a, 'py> {
-    /// The parameters as Python passes them (`alpha` None: without plasticity; `modulator`
-    /// None: without modulation).
-    fn new(
-        w_h: &'a Bound<'py, PyAny>,
-        alpha: Option<&'a Bound<'py, PyAny>>,
-        eta: f64,
-        modulator: Option<ModulatorArgs<'py>>,
-    ) -> Self {
-        let modulator = modulator.unwrap_or_default();
-        LstmWeights {
-            w_h,
-            alpha,
-            eta,
-            modulator,
-        }
-    }
-}
+/// The LSTM's parameters as Python passes them (`w` is `w_h`; `alpha` None without plasticity).
+pub(crate) type LstmWeights<'a, 'py> = Weights<'a, 'py, Option<&'a Bound<'py, PyAny>>>;
 
 /// The parameters borrowed from numpy and checked against the spec.
 struct Borrowed<'py, F: Float> {
@@ -81,7 +57,7 @@ struct Borrowed<'py, F: Float> {
 impl<'py, F: Float> Borrowed<'py, F> {
     fn new(p: &LstmWeights<'_, 'py>, spec: &LstmSpec) -> PyResult<Self> {
         let h = spec.hidden;
-        let w_h = Input::new("w_h", p.w_h)?;
+        let w_h = Input::new("w_h", p.w)?;
         w_h.expect(&[h, 4 * h])?;
         let borrowed = Borrowed {
             w_h,
