@@ -3,7 +3,7 @@
 
 use super::common::{check_model, parse_device, usage, value_name, Failure, MachineArgs};
 use super::images::image_sets;
-use super::pipeline::{median, time_steps};
+use super::timing::{median, time_steps};
 use super::{lm, omniglot, rl};
 use clap::{Args, ValueEnum};
 use plasticity::runtime;

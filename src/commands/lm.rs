@@ -8,7 +8,8 @@ use super::common::{
 };
 use super::eval::EvalArgs;
 use super::overlay::Finite;
-use super::pipeline::{config_error, last_n, median, time_steps, RunSpec, Session};
+use super::pipeline::{config_error, last_n, RunSpec, Session};
+use super::timing::{median, time_steps};
 use crate::{chart, plot, safety};
 use clap::Args;
 use plasticity::data::ptb::{self, Corpus};

@@ -18,3 +18,4 @@ pub(crate) mod sweep;
 pub(crate) mod sweep_point;
 pub(crate) mod sweep_report;
 pub(crate) mod sweep_slurm;
+pub(crate) mod timing;

@@ -6,7 +6,8 @@ use super::common::{
 };
 use super::eval::EvalArgs;
 use super::overlay::Finite;
-use super::pipeline::{config_error, median, time_steps, RunSpec, Session};
+use super::pipeline::{config_error, RunSpec, Session};
+use super::timing::{median, time_steps};
 use clap::Args;
 use plasticity::data::omniglot::Omniglot;
 use plasticity::runtime;
