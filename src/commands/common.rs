@@ -341,6 +341,19 @@ pub(crate) fn saved_data_dir(saved: &serde_json::Value) -> Option<PathBuf> {
     saved["data_dir"].as_str().map(PathBuf::from)
 }
 
+/// The data folder: `given` (`--data-dir`), else the one recorded in `saved` (a run's
+/// config.json), else `default`.
+pub(crate) fn data_dir_or(
+    given: Option<&PathBuf>,
+    saved: Option<&serde_json::Value>,
+    default: &str,
+) -> PathBuf {
+    given
+        .cloned()
+        .or_else(|| saved.and_then(saved_data_dir))
+        .unwrap_or_else(|| PathBuf::from(default))
+}
+
 /// A run's config.json must be one of `experiment` (not a maze run given to `eval images`).
 pub(crate) fn check_experiment(
     saved: &serde_json::Value,

@@ -3,7 +3,7 @@
 //! section 4.3).
 
 use super::common::{
-    check_model, load_run_model, run_config_error, saved_data_dir, saved_run, updates_flag, usage,
+    check_model, data_dir_or, load_run_model, run_config_error, saved_run, updates_flag, usage,
     Alpha, CommonArgs, Failure,
 };
 use super::eval::EvalArgs;
@@ -217,11 +217,7 @@ fn write_perplexity_curve(run: &Path) -> Result<(), Failure> {
 /// `plasticity eval lm`: test and validation perplexity of the run's last checkpoint.
 pub fn eval_lm(a: &EvalArgs) -> Result<(), Failure> {
     let (saved, config): (_, LmConfig) = saved_run(&a.run, "lm")?;
-    let data_dir = a
-        .data_dir
-        .clone()
-        .or_else(|| saved_data_dir(&saved))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let data_dir = data_dir_or(a.data_dir.as_ref(), Some(&saved), DEFAULT_DATA_DIR);
     let corpus = load_corpus(&data_dir, a.json)?;
     let task = LmTask::new(config.clone(), corpus).map_err(run_config_error(&a.run))?;
     let device = burn::tensor::Device::flex().autodiff();

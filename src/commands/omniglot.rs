@@ -2,7 +2,7 @@
 //! (ICML 2018, section 4.3).
 
 use super::common::{
-    load_run_model, run_config_error, saved_data_dir, saved_run, usage, CommonArgs, Failure, Rule,
+    data_dir_or, load_run_model, run_config_error, saved_run, usage, CommonArgs, Failure, Rule,
 };
 use super::eval::EvalArgs;
 use super::overlay::Finite;
@@ -154,11 +154,7 @@ pub fn eval_omniglot(o: &EvalArgs) -> Result<(), Failure> {
         return Err(usage("--ways, --shots: must be positive"));
     }
     let set = o.classes.unwrap_or(ClassSet::Test);
-    let data_dir = o
-        .data_dir
-        .clone()
-        .or_else(|| saved_data_dir(&saved))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let data_dir = data_dir_or(o.data_dir.as_ref(), Some(&saved), DEFAULT_DATA_DIR);
     let data = load_data(&data_dir, &config, o.json)?;
     let task = OmniglotTask::new(config.clone(), data).map_err(run_config_error(&o.run))?;
     let device = burn::tensor::Device::flex().autodiff();

@@ -4,8 +4,8 @@
 //! checkpoint (`timing` times full training steps).
 
 use super::common::{
-    check_experiment, load_run_model, merge_config_file, parse_device, read_json, updates_flag,
-    usage, CommonArgs, Failure,
+    check_experiment, data_dir_or, load_run_model, merge_config_file, parse_device, read_json,
+    updates_flag, usage, CommonArgs, Failure,
 };
 use super::overlay;
 use crate::{chart, plot, safety};
@@ -160,13 +160,7 @@ impl<'a> Session<'a> {
 
     /// The data folder: `--data-dir`, the resumed run's, or `default`.
     pub(crate) fn data_dir(&self, given: Option<&PathBuf>, default: &str) -> PathBuf {
-        given
-            .cloned()
-            .or_else(|| {
-                self.saved("data_dir")
-                    .and_then(|v| v.as_str().map(PathBuf::from))
-            })
-            .unwrap_or_else(|| PathBuf::from(default))
+        data_dir_or(given, self.base.as_ref(), default)
     }
 
     /// Run directory: the resumed run's, `--out`, or `runs/<default_name>`.
