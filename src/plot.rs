@@ -103,13 +103,14 @@ pub fn group_by_seed(runs: &[std::path::PathBuf]) -> Vec<(String, Vec<std::path:
     groups
 }
 
-/// Reads column `column` of a run's `metrics.csv` against the episode column.
+/// Reads column `column` of a run's `metrics.csv` against the update column.
 pub fn read_metric(run: &Path, column: &str) -> Result<Vec<(f64, f64)>, String> {
-    read_columns(run, "episode", column)
+    read_columns(run, "update", column)
 }
 
-/// Reads column `column` of a run's `metrics.csv` against column `x` (e.g. `episode`, or
-/// `seconds` to compare runs at equal wall time).
+/// Reads column `column` of a run's `metrics.csv` against column `x` (e.g. `update`, or
+/// `seconds` to compare runs at equal wall time). Runs written before the update column was
+/// named `update` call it `episode`: either name reads it.
 pub fn read_columns(run: &Path, x: &str, column: &str) -> Result<Vec<(f64, f64)>, String> {
     let path = run.join("metrics.csv");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -126,18 +127,22 @@ pub fn read_columns(run: &Path, x: &str, column: &str) -> Result<Vec<(f64, f64)>
             header.join(",")
         )
     })?;
-    let xcol = header.iter().position(|h| *h == x).ok_or_else(|| {
-        format!(
-            "{}: no column '{x}' (columns: {})",
-            path.display(),
-            header.join(",")
-        )
-    })?;
+    let old_name = |h: &str| x == "update" && h == "episode";
+    let xcol = header
+        .iter()
+        .position(|h| *h == x || old_name(h))
+        .ok_or_else(|| {
+            format!(
+                "{}: no column '{x}' (columns: {})",
+                path.display(),
+                header.join(",")
+            )
+        })?;
     let mut out = Vec::new();
     for (k, line) in lines.enumerate() {
         let fields: Vec<&str> = line.split(',').collect();
         let parse = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
-        // An empty field: not measured at this episode (the language model's per-epoch
+        // An empty field: not measured at this update (the language model's per-epoch
         // perplexities).
         if fields.get(col).is_some_and(|v| v.is_empty()) {
             continue;
@@ -401,7 +406,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("metrics.csv"),
-            "episode,loss,error,seconds\n1,4.0,0.5,0.1\n2,2.0,0.25,0.2\n3,0.0,0.0,0.3\n",
+            "update,loss,error,seconds\n1,4.0,0.5,0.1\n2,2.0,0.25,0.2\n3,0.0,0.0,0.3\n",
         )
         .unwrap();
         let pts = read_metric(&dir, "error").unwrap();
@@ -420,6 +425,13 @@ mod tests {
         assert!(read_columns(&dir, "hours", "error")
             .unwrap_err()
             .contains("no column 'hours'"));
+        // A run written before the column was named `update`.
+        std::fs::write(
+            dir.join("metrics.csv"),
+            "episode,loss,error,seconds\n1,4.0,0.5,0.1\n2,2.0,0.25,0.2\n",
+        )
+        .unwrap();
+        assert_eq!(read_metric(&dir, "error").unwrap(), pts[..2]);
         std::fs::write(
             dir.join("metrics.csv"),
             "episode,loss,error,seconds\n1,0.3,x,0.1\n",

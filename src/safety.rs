@@ -33,10 +33,10 @@ pub(crate) struct RunPlan<'a> {
     pub(crate) base: Option<&'a serde_json::Value>,
     /// Updates the run will reach.
     pub(crate) total: u64,
-    /// How the total was asked for, for messages: `--episodes 30`, `--epochs 2 (40 updates)`,
+    /// How the total was asked for, for messages: `--updates 30`, `--epochs 2 (40 updates)`,
     /// or `None` when it comes from the run's config.json.
     pub(crate) requested: Option<String>,
-    /// The option that sets the total (`--episodes`, `--epochs`).
+    /// The option that sets the total (`--updates`, `--epochs`).
     pub(crate) option: &'a str,
     /// What an update is called (`episodes`, `updates`).
     pub(crate) unit: &'a str,
@@ -81,7 +81,7 @@ pub(crate) fn check_run_dir(common: &CommonArgs, plan: &RunPlan<'_>) -> Result<(
             )));
         }
     }
-    let done = train::checkpoint_episode(out)?.ok_or_else(|| {
+    let done = train::checkpoint_update(out)?.ok_or_else(|| {
         usage(format!(
             "{}: no checkpoint to resume from (the run stopped before its first checkpoint); start it again with --force",
             out.join("checkpoint.bin").display()
@@ -216,14 +216,14 @@ pub(crate) fn interrupted(
         INTERRUPTED,
         format!(
             "interrupted: stopped after {} of {total} {unit} with a checkpoint; continue with: plasticity {experiment} --resume {}",
-            summary.episodes,
+            summary.updates,
             out.display()
         ),
     )
 }
 
 /// Progress of a run: a bar on a terminal; otherwise (a log file, `nohup`) a line every
-/// `every` seconds, and after the first and the last update, with the episode, the running
+/// `every` seconds, and after the first and the last update, with the update, the running
 /// metrics, the rate and the time left.
 pub(crate) struct Reporter {
     bar: Option<ProgressBar>,
@@ -262,30 +262,30 @@ impl Reporter {
 
     /// Reports update `p` with the running metrics `message`.
     pub(crate) fn update(&mut self, p: &Progress, message: String) {
-        let first = *self.first_done.get_or_insert(p.episode.saturating_sub(1));
+        let first = *self.first_done.get_or_insert(p.update.saturating_sub(1));
         if let Some(bar) = &self.bar {
-            bar.set_position(p.episode);
+            bar.set_position(p.update);
             bar.set_message(message);
             return;
         }
         let due = self
             .last_line
             .is_none_or(|t| t.elapsed().as_secs_f64() >= self.every)
-            || p.episode == p.total;
+            || p.update == p.total;
         if !due {
             return;
         }
         self.last_line = Some(Instant::now());
         let secs = self.started.elapsed().as_secs_f64();
-        let rate = (p.episode - first) as f64 / secs.max(1e-9);
-        let left = p.total.saturating_sub(p.episode) as f64 / rate.max(1e-12);
+        let rate = (p.update - first) as f64 / secs.max(1e-9);
+        let left = p.total.saturating_sub(p.update) as f64 / rate.max(1e-12);
         eprintln!(
             "{}: {} {}/{} ({:.1}%)  {message}  {rate:.3} {}/s  elapsed {}  ETA {}",
             self.name,
             self.unit.trim_end_matches('s'),
-            p.episode,
+            p.update,
             p.total,
-            100.0 * p.episode as f64 / p.total.max(1) as f64,
+            100.0 * p.update as f64 / p.total.max(1) as f64,
             self.unit,
             clock(secs),
             clock(left),

@@ -77,7 +77,7 @@ fn train_writes_the_run_directory_then_eval_and_resume_use_it() {
     let metrics_csv = metrics(&run);
     assert_eq!(
         metrics_csv.lines().next(),
-        Some("episode,loss,error,seconds")
+        Some("update,loss,error,seconds")
     );
     assert_eq!(metrics_csv.lines().count(), 21);
 
@@ -192,7 +192,7 @@ fn maze_trains_resumes_and_evaluates() {
     let run = dir.join("run");
     let metrics_csv = metrics(&run);
     assert!(
-        metrics_csv.starts_with("episode,loss,reward,seconds\n"),
+        metrics_csv.starts_with("update,loss,reward,seconds\n"),
         "{metrics_csv}"
     );
     assert_eq!(metrics_csv.lines().count(), 3);
@@ -268,7 +268,7 @@ fn cue_reward_trains_evaluates_and_checks_its_options() {
     let run = dir.join("run");
     let metrics_csv = metrics(&run);
     assert!(
-        metrics_csv.starts_with("episode,loss,reward,seconds\n"),
+        metrics_csv.starts_with("update,loss,reward,seconds\n"),
         "{metrics_csv}"
     );
     assert!(run.join("modulator.svg").exists());
@@ -355,7 +355,7 @@ fn images_runs_on_the_embedded_default_then_eval_and_resume_use_it() {
     assert_eq!(config_json["steps_per_episode"], 10);
     assert_eq!(
         metrics(&run).lines().next(),
-        Some("episode,loss,erased_loss,seconds")
+        Some("update,loss,erased_loss,seconds")
     );
 
     let v = eval_json("images", run_s, &["--episodes", "3"]);
@@ -428,7 +428,7 @@ fn omniglot_trains_evaluates_resumes_and_rejects_bad_input() {
     assert_run_files(&run, &["learning_curve_accuracy.svg"]);
     let metrics_csv = metrics(&run);
     assert!(
-        metrics_csv.starts_with("episode,loss,accuracy,seconds\n"),
+        metrics_csv.starts_with("update,loss,accuracy,seconds\n"),
         "{metrics_csv}"
     );
     assert_eq!(metrics_csv.lines().count(), 5);

@@ -37,7 +37,7 @@ fn lm_trains_evaluates_and_resumes() {
     assert_eq!(config["task"]["model"], "plastic");
     assert_eq!(config["task"]["alpha"], "per-neuron");
     let spe = config["segments_per_epoch"].as_u64().unwrap();
-    assert_eq!(config["episodes"].as_u64().unwrap(), 3 * spe);
+    assert_eq!(config["updates"].as_u64().unwrap(), 3 * spe);
     // eval --json: exactly one JSON object with the test perplexity.
     let v = eval_json("lm", &run_s, &[]);
     let ppl = v["perplexity"].as_f64().unwrap();

@@ -34,7 +34,7 @@ fn a_new_run_never_replaces_a_run_unless_forced() {
     let before = run_files(&run);
     let e = expect_usage(
         &pattern_run(&config, "50", &run_s, &[]),
-        &["holds a run at episode 20", "--resume", "--force"],
+        &["holds a run at update 20", "--resume", "--force"],
     );
     assert!(e.contains(&run_s), "{e}");
     assert!(
@@ -44,7 +44,7 @@ fn a_new_run_never_replaces_a_run_unless_forced() {
     // --force replaces it: a fresh run of 5 episodes, none of the old rows left.
     succeeds(&pattern_run(&config, "5", &run_s, &["--force"]));
     assert_eq!(metrics_rows(&run), 5);
-    assert_eq!(config_json(&run)["episodes"], 5);
+    assert_eq!(config_json(&run)["updates"], 5);
     // The default run directory, from a working directory of our own.
     let cwd = dir.join("cwd");
     std::fs::create_dir_all(&cwd).unwrap();
@@ -61,7 +61,7 @@ fn a_new_run_never_replaces_a_run_unless_forced() {
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{e}");
     assert!(
-        e.contains("runs/pattern-plastic-seed0 holds a run at episode 10"),
+        e.contains("runs/pattern-plastic-seed0 holds a run at update 10"),
         "{e}"
     );
     assert_eq!(metrics_rows(&cwd.join("runs/pattern-plastic-seed0")), 10);
@@ -149,8 +149,32 @@ fn resume_refuses_what_cannot_take_effect_and_records_what_ran() {
     assert_eq!(metrics_rows(&run), 30);
     let c = config_json(&run);
     assert_eq!(
-        (c["episodes"].as_u64(), c["seed"].as_u64()),
+        (c["updates"].as_u64(), c["seed"].as_u64()),
         (Some(30), Some(3))
+    );
+    // A run written before `updates` was so named (config.json `episodes`, metrics.csv
+    // `episode`): its length is read, and a resume renames both.
+    let config_text = std::fs::read_to_string(run.join("config.json")).unwrap();
+    let old_config = config_text.replace("\"updates\"", "\"episodes\"");
+    assert_ne!(old_config, config_text);
+    std::fs::write(run.join("config.json"), old_config).unwrap();
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    std::fs::write(
+        run.join("metrics.csv"),
+        metrics.replacen("update,", "episode,", 1),
+    )
+    .unwrap();
+    expect_usage(
+        &["pattern", "--resume", &run_s],
+        &["complete (30 of 30 episodes)"],
+    );
+    succeeds(&["pattern", "--resume", &run_s, "--episodes", "32"]);
+    assert_eq!(metrics_rows(&run), 32);
+    assert_eq!(config_json(&run)["updates"], 32);
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert!(
+        metrics.starts_with("update,loss,error,seconds\n"),
+        "{metrics}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -180,11 +204,11 @@ fn a_diverging_language_model_is_stopped() {
         ],
         1,
         &[
-            "training diverged at episode",
+            "training diverged at update",
             "No checkpoint had been written yet",
         ],
     );
-    let total = config_json(&run)["episodes"].as_u64().unwrap() as usize;
+    let total = config_json(&run)["updates"].as_u64().unwrap() as usize;
     assert!(metrics_rows(&run) < total, "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -195,7 +219,7 @@ fn a_diverging_language_model_is_stopped() {
 fn the_nan_message_says_what_is_kept_and_eta_is_range_checked() {
     let (dir, config, run, run_s) = pattern_scratch("nan");
     let base = pattern_run(&config, "100", &run_s, &["--lr", "1e30"]);
-    let e = fails(&base, 1, &["loss is NaN or infinite at episode"]);
+    let e = fails(&base, 1, &["loss is NaN or infinite at update"]);
     assert!(
         e.contains("No checkpoint had been written yet") && !e.contains("is kept"),
         "{e}"
@@ -205,13 +229,9 @@ fn the_nan_message_says_what_is_kept_and_eta_is_range_checked() {
     let mut args = base.clone();
     args.extend(["--checkpoint-every", "1", "--force"]);
     let e = fails(&args, 1, &[]);
-    let kept = plasticity::train::checkpoint_episode(&run)
-        .unwrap()
-        .unwrap();
+    let kept = plasticity::train::checkpoint_update(&run).unwrap().unwrap();
     assert!(
-        e.contains(&format!(
-            "The last good checkpoint (episode {kept}) is kept"
-        )),
+        e.contains(&format!("The last good checkpoint (update {kept}) is kept")),
         "{e}"
     );
     for eta in ["-5", "1.5"] {
@@ -283,9 +303,7 @@ fn sigint_and_sigterm_checkpoint_and_exit_130() {
             e.contains("interrupted") && e.contains(&format!("--resume {run_s}")),
             "{e}"
         );
-        let done = plasticity::train::checkpoint_episode(&run)
-            .unwrap()
-            .unwrap();
+        let done = plasticity::train::checkpoint_update(&run).unwrap().unwrap();
         assert_eq!(metrics_rows(&run) as u64, done, "{name}: {e}");
         assert!((3..100_000_000).contains(&done), "{done}");
         // Stale temporary files (a full disk, a kill during a write) do not block the resume.

@@ -269,9 +269,7 @@ fn ctrl_c_stops_a_local_sweep_with_resumable_runs() {
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(130), "{e}");
     assert!(e.contains("run the same command again"), "{e}");
-    let done = plasticity::train::checkpoint_episode(&run)
-        .unwrap()
-        .unwrap();
+    let done = plasticity::train::checkpoint_update(&run).unwrap().unwrap();
     assert_eq!(common::metrics_rows(&run) as u64, done);
     let status: Vec<String> = states(sweep_s).into_iter().map(|(_, s)| s).collect();
     assert_eq!(status, ["interrupted", "pending", "pending", "pending"]);

@@ -175,6 +175,6 @@ fn checkpoint_model() -> plasticity::tasks::pattern::PatternModel {
 pub fn checkpoint(data: &[u8]) {
     let dir = scratch("checkpoint");
     std::fs::write(dir.join("checkpoint.bin"), data).expect("write");
-    let _ = train::checkpoint_episode(&dir);
+    let _ = train::checkpoint_update(&dir);
     let _ = train::load_model(&dir, checkpoint_model());
 }

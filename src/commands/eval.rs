@@ -14,7 +14,8 @@ pub(crate) struct EvalArgs {
     /// Run directory.
     #[arg(long)]
     pub(crate) run: PathBuf,
-    /// Evaluation episodes [default: pattern 100, omniglot 1000].
+    /// Evaluation episodes, run in whole batches of the run's batch size (at least this many)
+    /// [default: pattern and images 100, maze and cue-reward 100 batches, omniglot 1000].
     #[arg(long)]
     pub(crate) episodes: Option<u64>,
     /// Seed of the evaluation episodes (distinct from training by default).

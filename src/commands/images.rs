@@ -155,18 +155,18 @@ pub(crate) fn eval_images(a: &EvalArgs, device: &burn::tensor::Device) -> Result
     let data_dir = a.data_dir.clone().or_else(|| saved_data_dir(&saved));
     let (train_set, test_set) = image_sets(data_dir.as_deref())?;
     let task = ImageTask::new(config, train_set, test_set).map_err(run_config_error(&a.run))?;
-    let (episodes, seed) = (a.episodes_or(100), a.seed);
-    let (means, trained, secs) = eval_run(&task, &a.run, episodes, seed, device)?;
+    let batch = task.config.batch;
+    let ev = eval_run(&task, a, (100, batch), device)?;
     let data = data_dir.map_or("embedded".into(), |d| d.display().to_string());
     if a.json {
         println!(
             "{}",
-            json!({"experiment": "images", "episodes": episodes, "loss": means[0], "trained_episodes": trained, "seed": seed, "data": data})
+            ev.json("images", a.seed, json!({"loss": ev.means[0], "data": data}))
         );
     } else {
         println!(
-            "images: held-out erased-half loss {:.3} over {episodes} episodes on test images ({data}; model trained {trained} episodes; {secs:.1} s)",
-            means[0],
+            "images: held-out erased-half loss {:.3} over {} episodes on test images ({data}; model trained {} updates of {batch} episodes; {:.1} s)",
+            ev.means[0], ev.episodes, ev.trained_updates, ev.seconds,
         );
     }
     Ok(())

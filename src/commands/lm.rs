@@ -161,12 +161,12 @@ pub fn train_lm(args: LmArgs) -> Result<(), Failure> {
     }));
     let mut last_valid = f64::NAN;
     let summary = s.train(&task, &spec, |p| {
-        if p.episode % spe == 0 {
+        if p.update % spe == 0 {
             last_valid = p.running[1];
         }
         format!(
             "epoch {}  train ppl(50) {:.1}  valid ppl {:.1}",
-            p.episode / spe + 1,
+            p.update / spe + 1,
             p.running[2],
             last_valid
         )
@@ -175,8 +175,8 @@ pub fn train_lm(args: LmArgs) -> Result<(), Failure> {
     s.check_stopped(&summary, &spec)?;
     eprintln!(
         "lm: {} updates ({:.2} epochs) in {:.1} s; {}: training perplexity {:.2}. Run directory: {}",
-        summary.episodes,
-        summary.episodes as f64 / spe as f64,
+        summary.updates,
+        summary.updates as f64 / spe as f64,
         summary.seconds,
         last_n(&summary, "updates"),
         summary.final_metrics[2],

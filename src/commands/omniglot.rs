@@ -174,7 +174,7 @@ pub fn eval_omniglot(o: &EvalArgs) -> Result<(), Failure> {
                    "ci95_method": "wilson", "correct": correct, "ways": ways, "shots": shots,
                    "split": split, "test_classes": task.split.test.len(),
                    "classes": set, "class_count": task.split.classes(set).len(),
-                   "trained_episodes": trained, "seed": o.seed})
+                   "trained_updates": trained, "seed": o.seed})
         );
     } else {
         println!(

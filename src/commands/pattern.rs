@@ -78,17 +78,17 @@ pub(crate) fn train_pattern(args: PatternArgs) -> Result<(), Failure> {
 pub(crate) fn eval_pattern(a: &EvalArgs, device: &burn::tensor::Device) -> Result<(), Failure> {
     let (_, config): (_, PatternConfig) = saved_run(&a.run, "pattern")?;
     let task = PatternTask::new(config).map_err(run_config_error(&a.run))?;
-    let (episodes, seed) = (a.episodes_or(100), a.seed);
-    let (means, trained, secs) = eval_run(&task, &a.run, episodes, seed, device)?;
+    let batch = task.config.batch;
+    let ev = eval_run(&task, a, (100, batch), device)?;
     if a.json {
         println!(
             "{}",
-            json!({"experiment": "pattern", "episodes": episodes, "error": means[0], "trained_episodes": trained, "seed": seed})
+            ev.json("pattern", a.seed, json!({"error": ev.means[0]}))
         );
     } else {
         println!(
-            "pattern: error {:.5} over {episodes} fresh episodes (model trained {trained} episodes; {secs:.1} s)",
-            means[0],
+            "pattern: error {:.5} over {} fresh episodes (model trained {} updates of {batch} episodes; {:.1} s)",
+            ev.means[0], ev.episodes, ev.trained_updates, ev.seconds,
         );
     }
     Ok(())

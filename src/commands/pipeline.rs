@@ -7,6 +7,7 @@ use super::common::{
     check_experiment, data_dir_or, load_run_model, merge_config_file, parse_device, read_json,
     updates_flag, usage, CommonArgs, Failure,
 };
+use super::eval::EvalArgs;
 use super::overlay;
 use crate::{chart, plot, safety};
 use plasticity::tasks::{Model, TaskConfig};
@@ -154,7 +155,10 @@ impl<'a> Session<'a> {
     pub(crate) fn updates(&self, default: u64) -> u64 {
         self.common
             .updates
-            .or_else(|| self.saved("episodes").and_then(|v| v.as_u64()))
+            .or_else(|| {
+                // "episodes" in runs written before it was named "updates".
+                (self.saved("updates").or_else(|| self.saved("episodes")))?.as_u64()
+            })
             .unwrap_or(default)
     }
 
@@ -236,7 +240,7 @@ impl<'a> Session<'a> {
         let mut resolved = json!({
             "experiment": name,
             "seed": self.seed,
-            "episodes": spec.total,
+            "updates": spec.total,
             "threads": self.threads,
             "time_limit_minutes": self.common.time_limit,
             "task": spec.task_json,
@@ -247,7 +251,7 @@ impl<'a> Session<'a> {
             }
         }
         let opts = RunOptions {
-            episodes: spec.total,
+            updates: spec.total,
             seed: self.seed,
             out: spec.out.clone(),
             resume: self.common.resume.is_some(),
@@ -309,8 +313,8 @@ impl<'a> Session<'a> {
 
     fn report(&self, summary: &Summary, spec: &RunSpec<'_>, batch: usize, metrics: &str) {
         let done = match (spec.unit, batch) {
-            ("updates", b) if b > 1 => format!("{} updates x {b} episodes", summary.episodes),
-            (unit, _) => format!("{} {unit}", summary.episodes),
+            ("updates", b) if b > 1 => format!("{} updates x {b} episodes", summary.updates),
+            (unit, _) => format!("{} {unit}", summary.updates),
         };
         eprintln!(
             "{}: {done} in {:.1} s; {}: {metrics}. Run directory: {}",
@@ -340,7 +344,7 @@ impl<'a> Session<'a> {
         if summary.stopped_by_time_limit {
             eprintln!(
                 "stopped at the time limit after {} of {} {} ({:.1} min); the checkpoint is saved: continue with --resume {} --time-limit MINUTES (a larger total)",
-                summary.episodes,
+                summary.updates,
                 spec.total,
                 spec.unit,
                 summary.seconds / 60.0,
@@ -463,17 +467,58 @@ fn write_learning_curve(
     Ok(())
 }
 
-/// Evaluates the last checkpoint of `run`: the metric means over `episodes` evaluation
-/// batches, the episodes the model was trained for, and the seconds it took.
+/// What an evaluation measured: the metric means, the updates the model was trained for,
+/// the episodes evaluated (whole batches: at least those asked for) and the seconds it took.
+pub(crate) struct Evaluation {
+    pub(crate) means: Vec<f64>,
+    pub(crate) trained_updates: u64,
+    pub(crate) episodes: u64,
+    pub(crate) seconds: f64,
+}
+
+impl Evaluation {
+    /// The `--json` object: `experiment`, `episodes`, `trained_updates`, `seed`, then `more`.
+    pub(crate) fn json(&self, experiment: &str, seed: u64, more: serde_json::Value) -> String {
+        let mut v = json!({"experiment": experiment, "episodes": self.episodes,
+                           "trained_updates": self.trained_updates, "seed": seed});
+        if let Some(more) = more.as_object() {
+            for (k, x) in more {
+                v[k] = x.clone();
+            }
+        }
+        v.to_string()
+    }
+}
+
+/// Evaluates `model` (trained for `trained_updates`) on `--episodes` fresh episodes (default
+/// `default_episodes`), run in batches of `batch`: as many batches as cover them.
+pub(crate) fn evaluate_episodes<E: Experiment>(
+    task: &E,
+    model: &E::Model,
+    trained_updates: u64,
+    a: &EvalArgs,
+    (default_episodes, batch): (u64, usize),
+    device: &burn::tensor::Device,
+) -> Result<Evaluation, Failure> {
+    let batch = batch.max(1) as u64;
+    let batches = a.episodes_or(default_episodes).div_ceil(batch);
+    let started = Instant::now();
+    let (means, _) = train::evaluate(task, model, batches, a.seed, device)?;
+    Ok(Evaluation {
+        means,
+        trained_updates,
+        episodes: batches * batch,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Loads the last checkpoint of `a.run` and evaluates it (see [`evaluate_episodes`]).
 pub(crate) fn eval_run<E: Experiment>(
     task: &E,
-    run: &Path,
-    episodes: u64,
-    seed: u64,
+    a: &EvalArgs,
+    episodes_and_batch: (u64, usize),
     device: &burn::tensor::Device,
-) -> Result<(Vec<f64>, u64, f64), Failure> {
-    let (model, trained) = load_run_model(task, run, device)?;
-    let started = Instant::now();
-    let (means, _) = train::evaluate(task, &model, episodes, seed, device)?;
-    Ok((means, trained, started.elapsed().as_secs_f64()))
+) -> Result<Evaluation, Failure> {
+    let (model, trained) = load_run_model(task, &a.run, device)?;
+    evaluate_episodes(task, &model, trained, a, episodes_and_batch, device)
 }

@@ -25,9 +25,9 @@ pub(crate) struct PlotArgs {
     /// Logarithmic y axis.
     #[arg(long)]
     log: bool,
-    /// Column of metrics.csv for the x axis: `episode` (updates), or `seconds` to compare
-    /// runs at equal wall time (e.g. different meta-batches).
-    #[arg(long, default_value = "episode")]
+    /// Column of metrics.csv for the x axis: `update`, or `seconds` to compare runs at equal
+    /// wall time (e.g. different meta-batches). (`episode`: the old name of `update`.)
+    #[arg(long, default_value = "update")]
     x: String,
     /// Group runs whose names differ only in a trailing `-seed<N>`: one median curve with
     /// its inter-quartile band per group.
@@ -71,6 +71,7 @@ pub(crate) fn draw(
     if runs.is_empty() {
         return Err(usage("plot: give at least one run directory"));
     }
+    let x = if x == "episode" { "update" } else { x }; // the old name
     let curves = runs
         .iter()
         .map(|r| plot::read_columns(r, x, metric).map_err(usage))
@@ -98,7 +99,7 @@ pub(crate) fn draw(
         }
     }
     let (x_label, rows) = match x {
-        "episode" => ("update", "updates"),
+        "update" => ("update", "updates"),
         "seconds" => ("wall time (seconds)", "points"),
         other => (other, "points"),
     };

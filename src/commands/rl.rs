@@ -7,20 +7,18 @@ use super::common::{
 };
 use super::eval::EvalArgs;
 use super::overlay::Finite;
-use super::pipeline::{config_error, Session};
+use super::pipeline::{config_error, evaluate_episodes, Session};
 use super::rl_pictures::{write_pictures, write_trajectory};
 use clap::Args;
 use plasticity::tasks::a2c::{self, A2cTask};
 use plasticity::tasks::cue_reward::{self, CueRewardConfig, CueRewardTask};
 use plasticity::tasks::maze::{MazeConfig, MazePreset, MazeTask};
 use plasticity::tasks::{Model, TaskConfig};
-use plasticity::train;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::json;
 use std::path::PathBuf;
-use std::time::Instant;
 
 /// Options of `plasticity maze`.
 #[derive(Args)]
@@ -245,24 +243,28 @@ fn eval_task<T: A2cTask>(
     device: &burn::tensor::Device,
     extra: impl Fn(&T, &a2c::ActorCritic, u64, u64) -> Result<Vec<(&'static str, f64)>, Failure>,
 ) -> Result<(), Failure> {
-    let (run, episodes, seed) = (&a.run, a.episodes_or(100), a.seed);
     let name = task.task_name();
-    let (model, trained) = load_run_model(task, run, device)?;
-    let started = Instant::now();
-    let (means, _) = train::evaluate(task, &model, episodes, seed, device)?;
-    let more = extra(task, &model, episodes, seed)?;
-    let secs = started.elapsed().as_secs_f64();
+    let batch = task.settings().batch;
+    let (model, trained) = load_run_model(task, &a.run, device)?;
+    let ev = evaluate_episodes(
+        task,
+        &model,
+        trained,
+        a,
+        (100 * batch as u64, batch),
+        device,
+    )?;
+    let more = extra(task, &model, ev.episodes / batch as u64, a.seed)?;
     if a.json {
-        let mut v = json!({"experiment": name, "episodes": episodes, "reward": means[0], "trained_episodes": trained, "seed": seed});
+        let mut v = json!({"reward": ev.means[0]});
         for (k, x) in &more {
             v[*k] = json!(x);
         }
-        println!("{v}");
+        println!("{}", ev.json(name, a.seed, v));
     } else {
         println!(
-            "{name}: reward {:.3} per episode over {episodes} fresh batches of {} (model trained {trained} episodes; {secs:.1} s)",
-            means[0],
-            task.settings().batch,
+            "{name}: reward {:.3} per episode over {} fresh episodes (model trained {} updates of {batch} episodes; {:.1} s)",
+            ev.means[0], ev.episodes, ev.trained_updates, ev.seconds,
         );
         for (k, x) in &more {
             println!("  {k}: {x:.3}");

@@ -244,7 +244,7 @@ pub(crate) fn run_point(
     ran.skipped = false;
     let run = dir.join(&p.name);
     let run_s = run.display().to_string();
-    let checkpoint = plasticity::train::checkpoint_episode(&run).ok().flatten();
+    let checkpoint = plasticity::train::checkpoint_update(&run).ok().flatten();
     let mut args = match checkpoint {
         Some(k) => {
             if m.spec()?.budget.updates.is_some_and(|u| k >= u) {

@@ -146,7 +146,7 @@ pub(crate) fn status(dir: &Path, json_out: bool) -> Result<(), Failure> {
 
 /// A run's last update and its `seconds` (wall time, counting time before a resume).
 fn last_row(run: &Path) -> Option<(u64, f64)> {
-    let rows = plot::read_columns(run, "episode", "seconds").ok()?;
+    let rows = plot::read_columns(run, "update", "seconds").ok()?;
     rows.last().map(|&(e, s)| (e as u64, s))
 }
 
@@ -206,7 +206,7 @@ pub(crate) fn report(a: &ReportArgs) -> Result<(), Failure> {
     if plotted {
         let log = metric.contains("perplexity");
         super::plot::draw(
-            &measured, &metric, a.smooth, &plot_file, log, "episode", true,
+            &measured, &metric, a.smooth, &plot_file, log, "update", true,
         )?;
     }
     let mut group_json = Vec::new();

@@ -44,9 +44,7 @@ pub(crate) fn time_steps<E: Experiment>(
     };
     for k in 0..episodes + 2 {
         let t0 = Instant::now();
-        let (loss, _) = task
-            .train_episode(&model, &mut rng, device)
-            .map_err(usage)?;
+        let (loss, _) = task.train_batch(&model, &mut rng, device).map_err(usage)?;
         sync()?;
         note_memory(&mut times);
         let t1 = Instant::now();

@@ -45,7 +45,7 @@ fn main() {
         // Whole update, as `bench omniglot` times it.
         let t0 = Instant::now();
         let (loss, _) = task
-            .train_episode(&model, &mut rng, &device)
+            .train_batch(&model, &mut rng, &device)
             .expect("episode");
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(lr, model, grads);

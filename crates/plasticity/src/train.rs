@@ -1,8 +1,8 @@
 //! The training loop every experiment shares, and its run directory.
 //!
 //! A run directory holds `config.json` (the resolved configuration and the seed),
-//! `metrics.csv` (`episode,loss,<metrics...>,seconds`) and `checkpoint.bin` (parameters,
-//! optimizer state, episode counter, RNG state and the experiment's carried state, written to a
+//! `metrics.csv` (`update,loss,<metrics...>,seconds`) and `checkpoint.bin` (parameters,
+//! optimizer state, update counter, RNG state and the experiment's carried state, written to a
 //! temporary file and renamed). Beside it, `weights.safetensors` holds the trained parameters
 //! for other tools (see [`crate::weights`]); a resume reads only `checkpoint.bin`.
 
@@ -53,8 +53,9 @@ pub trait Experiment {
         let _ = update;
         self.optimizer().1
     }
-    /// Samples one training batch of episodes and returns the loss `[1]` and the metrics.
-    fn train_episode(
+    /// Samples one training batch of episodes (one update's worth) and returns the loss `[1]` and
+    /// the metrics.
+    fn train_batch(
         &self,
         model: &Self::Model,
         rng: &mut ChaCha8Rng,
@@ -65,13 +66,13 @@ pub trait Experiment {
     fn max_grad_norm(&self) -> Option<f64> {
         None
     }
-    /// Called before each training episode with the number of updates done so far (also the
+    /// Called before each update with the number of updates done so far (also the
     /// first one after a resume), for experiments that walk through a data set in order (the
     /// language model). Default: nothing.
     fn before_update(&self, update: u64) {
         let _ = update;
     }
-    /// Called after update `update` (1-based) with the updated model and the episode's metrics,
+    /// Called after update `update` (1-based) with the updated model and the update's metrics,
     /// for metrics measured only now and then (the language model's validation and test
     /// perplexity at the end of each epoch). A metric that is `NaN` is written to `metrics.csv`
     /// as an empty field (not measured at this update). Default: nothing.
@@ -99,7 +100,7 @@ pub trait Experiment {
         Ok(())
     }
     /// Runs one evaluation batch (held-out data where the task has it); returns the metrics.
-    fn eval_episode(
+    fn eval_batch(
         &self,
         model: &Self::Model,
         rng: &mut ChaCha8Rng,
@@ -114,19 +115,19 @@ pub enum TrainError {
     Usage(String),
     /// The loss became NaN or infinite; the last good checkpoint is kept.
     NonFinite {
-        /// Episode at which the loss was not finite.
-        episode: u64,
-        /// Episode of the checkpoint that was kept (0: none).
+        /// Update at which the loss was not finite.
+        update: u64,
+        /// Update of the checkpoint that was kept (0: none).
         checkpoint: u64,
     },
     /// Training diverged (a metric became infinite, or the loss grew far above its first
     /// value) though the loss stayed finite; the last good checkpoint is kept.
     Diverged {
-        /// Episode at which it was detected.
-        episode: u64,
+        /// Update at which it was detected.
+        update: u64,
         /// What was seen (e.g. `train_perplexity is inf`).
         reason: String,
-        /// Episode of the checkpoint that was kept (0: none).
+        /// Update of the checkpoint that was kept (0: none).
         checkpoint: u64,
     },
     /// Other failure (exit code 1).
@@ -137,21 +138,18 @@ impl fmt::Display for TrainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TrainError::Usage(m) | TrainError::Other(m) => f.write_str(m),
-            TrainError::NonFinite {
-                episode,
-                checkpoint,
-            } => write!(
+            TrainError::NonFinite { update, checkpoint } => write!(
                 f,
-                "loss is NaN or infinite at episode {episode}; stopped. {}",
+                "loss is NaN or infinite at update {update}; stopped. {}",
                 kept(*checkpoint)
             ),
             TrainError::Diverged {
-                episode,
+                update,
                 reason,
                 checkpoint,
             } => write!(
                 f,
-                "training diverged at episode {episode} ({reason}); stopped. {}",
+                "training diverged at update {update} ({reason}); stopped. {}",
                 kept(*checkpoint)
             ),
         }
@@ -164,7 +162,7 @@ impl std::error::Error for TrainError {}
 /// configuration and metrics.
 fn kept(checkpoint: u64) -> String {
     if checkpoint > 0 {
-        format!("The last good checkpoint (episode {checkpoint}) is kept")
+        format!("The last good checkpoint (update {checkpoint}) is kept")
     } else {
         "No checkpoint had been written yet: the run directory keeps config.json and metrics.csv only (nothing to resume)".into()
     }
@@ -187,31 +185,31 @@ fn io_err(path: &Path, e: impl fmt::Display) -> TrainError {
 /// Options of a training run (the experiment's own configuration lives in the experiment).
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    /// Total episodes (updates) of the run.
-    pub episodes: u64,
+    /// Updates (optimiser steps) of the run.
+    pub updates: u64,
     /// Seed of the run's RNG (initialisation and episodes).
     pub seed: u64,
     /// Run directory.
     pub out: PathBuf,
     /// Continue from the checkpoint in `out`.
     pub resume: bool,
-    /// Episodes between checkpoints.
+    /// Updates between checkpoints.
     pub checkpoint_every: u64,
     /// Wall-clock budget in seconds, counting the time before a resume: the run checkpoints
-    /// and stops after the first episode that reaches it (`None`: no limit).
+    /// and stops after the first update that reaches it (`None`: no limit).
     pub time_limit: Option<f64>,
 }
 
-/// What the progress callback sees after each episode.
+/// What the progress callback sees after each update.
 #[derive(Clone, Debug)]
 pub struct Progress {
-    /// Episodes done.
-    pub episode: u64,
-    /// Episodes in the run.
+    /// Updates done.
+    pub update: u64,
+    /// Updates in the run.
     pub total: u64,
-    /// Loss of this episode.
+    /// Loss of this update.
     pub loss: f64,
-    /// Mean of each metric over the last (up to) 50 episodes.
+    /// Mean of each metric over the last (up to) 50 updates.
     pub running: Vec<f64>,
 }
 
@@ -242,7 +240,9 @@ impl RngState {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct CheckpointHeader {
     experiment: String,
-    episode: u64,
+    /// Updates done (named "episode" in older checkpoints, still read).
+    #[serde(alias = "episode")]
+    update: u64,
     seconds: f64,
     rng: RngState,
 }
@@ -419,24 +419,21 @@ fn load_record_bytes<M: Module>(path: &Path, model: M, bytes: Vec<u8>) -> Result
 }
 
 /// Loads the model of a run's checkpoint into `model` (built with the run's configuration).
-/// Returns it with the episode it was saved at.
+/// Returns it with the update it was saved at.
 pub fn load_model<M: Module>(run: &Path, model: M) -> Result<(M, u64), TrainError> {
     let path = run.join("checkpoint.bin");
     let ck = read_checkpoint(&path)?;
-    Ok((
-        load_record_bytes(&path, model, ck.model)?,
-        ck.header.episode,
-    ))
+    Ok((load_record_bytes(&path, model, ck.model)?, ck.header.update))
 }
 
-/// The episode counter of the checkpoint of run directory `run` (`None`: no checkpoint.bin).
+/// The update counter of the checkpoint of run directory `run` (`None`: no checkpoint.bin).
 /// A corrupt checkpoint is an error naming the file.
-pub fn checkpoint_episode(run: &Path) -> Result<Option<u64>, TrainError> {
+pub fn checkpoint_update(run: &Path) -> Result<Option<u64>, TrainError> {
     let path = run.join("checkpoint.bin");
     if !path.exists() {
         return Ok(None);
     }
-    Ok(Some(read_checkpoint(&path)?.header.episode))
+    Ok(Some(read_checkpoint(&path)?.header.update))
 }
 
 /// Files a run writes into its directory (besides the temporary files of atomic writes).
@@ -448,13 +445,13 @@ pub const RUN_FILES: &[&str] = &[
 ];
 
 /// Whether `dir` holds a run, and how far it went: `Some(description)` such as
-/// `"a run at episode 60"` when it has a config.json, metrics.csv or checkpoint.bin.
+/// `"a run at update 60"` when it has a config.json, metrics.csv or checkpoint.bin.
 pub fn describe_run(dir: &Path) -> Option<String> {
     if !RUN_FILES.iter().any(|f| dir.join(f).exists()) {
         return None;
     }
-    if let Ok(Some(episode)) = checkpoint_episode(dir) {
-        return Some(format!("a run at episode {episode}"));
+    if let Ok(Some(update)) = checkpoint_update(dir) {
+        return Some(format!("a run at update {update}"));
     }
     let rows = fs::read_to_string(dir.join("metrics.csv"))
         .ok()
@@ -464,15 +461,16 @@ pub fn describe_run(dir: &Path) -> Option<String> {
                 .find_map(|l| l.split(',').next()?.parse::<u64>().ok())
         });
     Some(match rows {
-        Some(episode) => {
-            format!("a run with metrics up to episode {episode} (no valid checkpoint)")
+        Some(update) => {
+            format!("a run with metrics up to update {update} (no valid checkpoint)")
         }
-        None => "a run (no episode recorded)".into(),
+        None => "a run (no update recorded)".into(),
     })
 }
 
-/// Keeps the rows of `metrics.csv` up to `episode` (a resumed run rewrites what came after).
-fn truncate_metrics(path: &Path, episode: u64) -> Result<(), TrainError> {
+/// Keeps the rows of `metrics.csv` up to `update` (a resumed run rewrites what came after), with
+/// the first column named `update`.
+fn truncate_metrics(path: &Path, update: u64) -> Result<(), TrainError> {
     let text = fs::read_to_string(path).map_err(|e| io_err(path, e))?;
     let mut out = String::new();
     for (k, line) in text.lines().enumerate() {
@@ -481,9 +479,14 @@ fn truncate_metrics(path: &Path, episode: u64) -> Result<(), TrainError> {
                 .split(',')
                 .next()
                 .and_then(|e| e.parse::<u64>().ok())
-                .is_some_and(|e| e <= episode);
+                .is_some_and(|e| e <= update);
         if keep {
-            out.push_str(line);
+            // Runs written before the column was named `update` said `episode`.
+            let line = match line.strip_prefix("episode,") {
+                Some(rest) if k == 0 => format!("update,{rest}"),
+                _ => line.to_string(),
+            };
+            out.push_str(&line);
             out.push('\n');
         }
     }
@@ -493,20 +496,20 @@ fn truncate_metrics(path: &Path, episode: u64) -> Result<(), TrainError> {
 /// Summary of a finished run.
 #[derive(Clone, Debug)]
 pub struct Summary {
-    /// Episodes done.
-    pub episodes: u64,
-    /// Mean loss over the last (up to) 50 episodes.
+    /// Updates done.
+    pub updates: u64,
+    /// Mean loss over the last (up to) 50 updates.
     pub final_loss: f64,
-    /// Mean of each metric over the last (up to) 50 episodes.
+    /// Mean of each metric over the last (up to) 50 updates.
     pub final_metrics: Vec<f64>,
     /// Wall-clock seconds (including those before a resume).
     pub seconds: f64,
-    /// The run stopped at its time limit before `RunOptions::episodes`.
+    /// The run stopped at its time limit before `RunOptions::updates`.
     pub stopped_by_time_limit: bool,
     /// The run stopped early because [`STOP_REQUESTED`] was set (SIGINT, SIGTERM), after
     /// writing a checkpoint.
     pub stopped_by_signal: bool,
-    /// Episodes (updates) the final means are over: the last (up to) 50 of this session.
+    /// Updates the final means are over: the last (up to) 50 of this session.
     pub averaged: usize,
 }
 
@@ -526,7 +529,7 @@ pub fn train<E: Experiment>(
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut model = exp.init_model(&mut rng, device);
     let mut optim: ModuleOptimizer = adam.init();
-    let mut start_episode = 0;
+    let mut start_update = 0;
     let mut seconds_before = 0.0;
     if opts.resume {
         let ck = read_checkpoint(&ckpt_path)?;
@@ -546,9 +549,9 @@ pub fn train<E: Experiment>(
                 })?;
         optim = optim.load_record(orecord);
         rng = ck.header.rng.restore();
-        start_episode = ck.header.episode;
+        start_update = ck.header.update;
         seconds_before = ck.header.seconds;
-        exp.load_carry(&ck.carry, start_episode, device)
+        exp.load_carry(&ck.carry, start_update, device)
             .map_err(|e| {
                 TrainError::Usage(format!(
                     "{}: corrupt or truncated checkpoint (carried state: {e})",
@@ -556,10 +559,10 @@ pub fn train<E: Experiment>(
                 ))
             })?;
         if metrics_path.exists() {
-            truncate_metrics(&metrics_path, start_episode)?;
+            truncate_metrics(&metrics_path, start_update)?;
         }
     } else {
-        let header = format!("episode,loss,{},seconds\n", exp.metric_names().join(","));
+        let header = format!("update,loss,{},seconds\n", exp.metric_names().join(","));
         write_atomic(&metrics_path, header.as_bytes())?;
     }
     let config_text =
@@ -571,29 +574,29 @@ pub fn train<E: Experiment>(
         .map_err(|e| io_err(&metrics_path, e))?;
     let started = Instant::now();
     let mut window: std::collections::VecDeque<(f64, Vec<f64>)> = Default::default();
-    let mut last_checkpoint = start_episode;
-    let mut episode = start_episode;
+    let mut last_checkpoint = start_update;
+    let mut update = start_update;
     let elapsed = |started: &Instant| seconds_before + started.elapsed().as_secs_f64();
     let out_of_time = |started: &Instant| opts.time_limit.is_some_and(|l| elapsed(started) >= l);
     let mut stopped_by_time_limit = false;
     let mut stopped_by_signal = false;
     let mut first_loss: Option<f64> = None;
-    while episode < opts.episodes && !stopped_by_time_limit && !stopped_by_signal {
-        exp.before_update(episode);
+    while update < opts.updates && !stopped_by_time_limit && !stopped_by_signal {
+        exp.before_update(update);
         let (loss, mut metrics) = exp
-            .train_episode(&model, &mut rng, device)
+            .train_batch(&model, &mut rng, device)
             .map_err(TrainError::Usage)?;
         let loss_value = loss.clone().into_scalar::<f32>() as f64;
         if !loss_value.is_finite() {
             return Err(TrainError::NonFinite {
-                episode: episode + 1,
+                update: update + 1,
                 checkpoint: last_checkpoint,
             });
         }
         let start = *first_loss.get_or_insert(loss_value);
         if let Some(reason) = divergence(exp.metric_names(), &metrics, loss_value, start) {
             return Err(TrainError::Diverged {
-                episode: episode + 1,
+                update: update + 1,
                 reason,
                 checkpoint: last_checkpoint,
             });
@@ -602,18 +605,18 @@ pub fn train<E: Experiment>(
         if let Some(max_norm) = exp.max_grad_norm() {
             clip_global_norm(&model, &mut grads, max_norm);
         }
-        model = optim.step(exp.learning_rate(episode), model, grads);
-        episode += 1;
-        exp.after_update(&model, episode, &mut metrics, device)
+        model = optim.step(exp.learning_rate(update), model, grads);
+        update += 1;
+        exp.after_update(&model, update, &mut metrics, device)
             .map_err(TrainError::Usage)?;
         if let Some(reason) = divergence(exp.metric_names(), &metrics, loss_value, start) {
             return Err(TrainError::Diverged {
-                episode,
+                update,
                 reason,
                 checkpoint: last_checkpoint,
             });
         }
-        let row: Vec<String> = std::iter::once(episode.to_string())
+        let row: Vec<String> = std::iter::once(update.to_string())
             .chain(std::iter::once(format!("{loss_value:.6}")))
             .chain(metrics.iter().map(|m| {
                 if m.is_nan() {
@@ -634,33 +637,33 @@ pub fn train<E: Experiment>(
             exp.metric_names().len(),
         );
         progress(&Progress {
-            episode,
-            total: opts.episodes,
+            update,
+            total: opts.updates,
             loss: loss_value,
             running,
         });
         stopped_by_time_limit = out_of_time(&started);
-        stopped_by_signal = STOP_REQUESTED.load(Ordering::SeqCst) && episode < opts.episodes;
-        if episode % opts.checkpoint_every.max(1) == 0
-            || episode == opts.episodes
+        stopped_by_signal = STOP_REQUESTED.load(Ordering::SeqCst) && update < opts.updates;
+        if update % opts.checkpoint_every.max(1) == 0
+            || update == opts.updates
             || stopped_by_time_limit
             || stopped_by_signal
         {
             metrics_file.flush().map_err(|e| io_err(&metrics_path, e))?;
             let header = CheckpointHeader {
                 experiment: exp.name().into(),
-                episode,
+                update,
                 seconds: elapsed(&started),
                 rng: RngState::of(&rng),
             };
             save_checkpoint(&ckpt_path, &header, &model, &optim, &exp.save_carry())?;
-            save_weights(&opts.out, exp.name(), &config_text, episode, &model)?;
-            last_checkpoint = episode;
+            save_weights(&opts.out, exp.name(), &config_text, update, &model)?;
+            last_checkpoint = update;
         }
     }
     let n = window.len().max(1) as f64;
     Ok(Summary {
-        episodes: episode,
+        updates: update,
         final_loss: window.iter().map(|(l, _)| l).sum::<f64>() / n,
         final_metrics: mean_columns(
             window.iter().map(|(_, m)| m.as_slice()),
@@ -753,14 +756,14 @@ fn mean_columns<'a>(rows: impl Iterator<Item = &'a [f64]>, k: usize) -> Vec<f64>
         .collect()
 }
 
-/// Evaluates `model` on `episodes` fresh evaluation batches; returns each metric's mean and
+/// Evaluates `model` on `batches` fresh evaluation batches; returns each metric's mean and
 /// the per-batch values. Runs without autodiff (`model.valid()` on `device` without its
 /// autodiff layer): on an autodiff device every forward pass would record a graph that nothing
-/// frees before a backward pass, so memory would grow with `episodes`.
+/// frees before a backward pass, so memory would grow with `batches`.
 pub fn evaluate<E: Experiment>(
     exp: &E,
     model: &E::Model,
-    episodes: u64,
+    batches: u64,
     seed: u64,
     device: &Device,
 ) -> Result<(Vec<f64>, Vec<Vec<f64>>), TrainError> {
@@ -768,9 +771,9 @@ pub fn evaluate<E: Experiment>(
     let device = device.clone().without_autodiff();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut all = Vec::new();
-    for _ in 0..episodes {
+    for _ in 0..batches {
         all.push(
-            exp.eval_episode(&model, &mut rng, &device)
+            exp.eval_batch(&model, &mut rng, &device)
                 .map_err(TrainError::Usage)?,
         );
     }

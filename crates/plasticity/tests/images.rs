@@ -386,5 +386,5 @@ fn training_is_deterministic() {
     let (a, _) = run(&task, "det-a", 20, 4);
     let (b, _) = run(&task, "det-b", 20, 4);
     assert_eq!(metrics_without_time(&a), metrics_without_time(&b));
-    assert_eq!(metrics_without_time(&a)[0], "episode,loss,erased_loss");
+    assert_eq!(metrics_without_time(&a)[0], "update,loss,erased_loss");
 }

@@ -152,13 +152,13 @@ fn every_model_learns_a_repeating_corpus_to_low_perplexity() {
             ..options(out.clone(), task.total_updates(), 3)
         };
         let summary = train_ok(&task, &opts, &device);
-        assert_eq!(summary.episodes, task.total_updates());
+        assert_eq!(summary.updates, task.total_updates());
         // metrics.csv: perplexities at the end of each epoch only.
         let text = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
         let mut lines = text.lines();
         assert_eq!(
             lines.next().unwrap(),
-            "episode,loss,perplexity,valid_perplexity,train_perplexity,seconds"
+            "update,loss,perplexity,valid_perplexity,train_perplexity,seconds"
         );
         let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
         let spe = task.segments_per_epoch() as usize;
@@ -202,18 +202,18 @@ fn runs_are_reproducible_and_a_resume_equals_an_uninterrupted_run() {
     let task = LmTask::new(config.clone(), corpus.clone()).unwrap();
     let spe = task.segments_per_epoch();
     assert!(spe >= 2, "the test needs segments to resume between");
-    // Runs of `episodes` updates from `seed` into `dir/name`, a checkpoint each epoch.
-    let opts = |name: &str, episodes: u64, seed: u64, resume: bool| RunOptions {
+    // Runs of `updates` updates from `seed` into `dir/name`, a checkpoint each epoch.
+    let opts = |name: &str, updates: u64, seed: u64, resume: bool| RunOptions {
         resume,
         checkpoint_every: spe,
-        ..options(dir.join(name), episodes, seed)
+        ..options(dir.join(name), updates, seed)
     };
-    let run_task = |task: &LmTask, name: &str, episodes: u64, resume: bool| {
-        let opts = opts(name, episodes, 9, resume);
+    let run_task = |task: &LmTask, name: &str, updates: u64, resume: bool| {
+        let opts = opts(name, updates, 9, resume);
         try_train(task, &opts, &device).map(|_| opts.out)
     };
     let run =
-        |name: &str, episodes: u64, resume: bool| run_task(&task, name, episodes, resume).unwrap();
+        |name: &str, updates: u64, resume: bool| run_task(&task, name, updates, resume).unwrap();
     let a = metrics_without_time(&run("a", 3 * spe, false));
     let b = metrics_without_time(&run("b", 3 * spe, false));
     assert_eq!(a, b, "same seed, same metrics");

@@ -125,11 +125,11 @@ fn same_seed_same_losses_and_resume_continues_identically() {
     };
     let s = train_ok(&task, &limited, &device);
     assert!(s.stopped_by_time_limit);
-    assert_eq!(s.episodes, 1);
+    assert_eq!(s.updates, 1);
     assert_eq!(losses(&e).len(), 1);
     let s = train_ok(&task, &resumed(options(e.clone(), 30, 4)), &device);
     assert!(!s.stopped_by_time_limit);
-    assert_eq!(s.episodes, 30);
+    assert_eq!(s.updates, 30);
     assert_eq!(losses(&a), losses(&e));
     for dir in [a, b, c, d, e] {
         std::fs::remove_dir_all(dir).unwrap();
@@ -234,7 +234,7 @@ fn corrupt_or_truncated_checkpoints_give_clear_errors() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// An experiment whose loss becomes NaN at episode 7.
+/// An experiment whose loss becomes NaN at update 7.
 #[derive(Module, Debug)]
 struct Scalar {
     v: Param<Tensor<1>>,
@@ -258,7 +258,7 @@ impl Experiment for NanAtSeven {
     fn optimizer(&self) -> (AdamConfig, f64) {
         (AdamConfig::new(), 0.1)
     }
-    fn train_episode(
+    fn train_batch(
         &self,
         m: &Scalar,
         _: &mut ChaCha8Rng,
@@ -272,7 +272,7 @@ impl Experiment for NanAtSeven {
             Ok((loss, vec![]))
         }
     }
-    fn eval_episode(&self, _: &Scalar, _: &mut ChaCha8Rng, _: &Device) -> Result<Vec<f64>, String> {
+    fn eval_batch(&self, _: &Scalar, _: &mut ChaCha8Rng, _: &Device) -> Result<Vec<f64>, String> {
         Ok(vec![])
     }
 }
@@ -294,15 +294,13 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
         matches!(
             err,
             TrainError::NonFinite {
-                episode: 7,
+                update: 7,
                 checkpoint: 5
             }
         ),
         "{err}"
     );
-    assert!(
-        err.to_string().contains("episode 7") && err.to_string().contains("(episode 5) is kept")
-    );
+    assert!(err.to_string().contains("update 7") && err.to_string().contains("(update 5) is kept"));
     let (_, episode) = load_trained(&NanAtSeven, &dir, &device);
     assert_eq!(episode, 5);
     std::fs::remove_dir_all(&dir).unwrap();

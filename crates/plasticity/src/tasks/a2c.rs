@@ -604,7 +604,7 @@ impl<T: A2cTask> Experiment for T {
         A2cTask::before_update(self, update);
     }
 
-    fn train_episode(
+    fn train_batch(
         &self,
         model: &ActorCritic,
         rng: &mut ChaCha8Rng,
@@ -616,7 +616,7 @@ impl<T: A2cTask> Experiment for T {
         Ok((loss, vec![ro.mean_reward()]))
     }
 
-    fn eval_episode(
+    fn eval_batch(
         &self,
         model: &ActorCritic,
         rng: &mut ChaCha8Rng,

@@ -241,7 +241,7 @@ macro_rules! completion_experiment {
                     (AdamConfig::new().with_epsilon(epsilon as f32), lr)
                 }
 
-                fn train_episode(
+                fn train_batch(
                     &self,
                     model: &CompletionModel,
                     rng: &mut ChaCha8Rng,
@@ -251,7 +251,7 @@ macro_rules! completion_experiment {
                     Ok((loss.reshape([1]), vec![metric]))
                 }
 
-                fn eval_episode(
+                fn eval_batch(
                     &self,
                     model: &CompletionModel,
                     rng: &mut ChaCha8Rng,

@@ -712,7 +712,7 @@ impl Experiment for LmTask {
         carry.update = update;
     }
 
-    fn train_episode(
+    fn train_batch(
         &self,
         model: &LmNet,
         rng: &mut ChaCha8Rng,
@@ -778,7 +778,7 @@ impl Experiment for LmTask {
     }
 
     /// The whole test and validation sets (the same at every call; `rng` is unused).
-    fn eval_episode(
+    fn eval_batch(
         &self,
         model: &LmNet,
         _rng: &mut ChaCha8Rng,

@@ -943,7 +943,7 @@ impl Experiment for OmniglotTask {
         self.config.learning_rate_at(update)
     }
 
-    fn train_episode(
+    fn train_batch(
         &self,
         model: &OmniglotNet,
         rng: &mut ChaCha8Rng,
@@ -953,7 +953,7 @@ impl Experiment for OmniglotTask {
         Ok((r.loss, vec![r.correct as f64 / r.episodes as f64]))
     }
 
-    fn eval_episode(
+    fn eval_batch(
         &self,
         model: &OmniglotNet,
         rng: &mut ChaCha8Rng,

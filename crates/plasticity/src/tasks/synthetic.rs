@@ -179,7 +179,7 @@ impl Experiment for SyntheticTask {
         (AdamConfig::new(), self.config.learning_rate)
     }
 
-    fn train_episode(
+    fn train_batch(
         &self,
         model: &PlasticNet,
         rng: &mut ChaCha8Rng,
@@ -188,7 +188,7 @@ impl Experiment for SyntheticTask {
         Ok((self.loss(model, rng, device)?, vec![]))
     }
 
-    fn eval_episode(
+    fn eval_batch(
         &self,
         model: &PlasticNet,
         rng: &mut ChaCha8Rng,

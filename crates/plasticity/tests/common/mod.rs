@@ -297,11 +297,11 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// The options of a fresh run of `episodes` updates from `seed` into `out`, with a checkpoint
+/// The options of a fresh run of `updates` updates from `seed` into `out`, with a checkpoint
 /// every 10 updates and no time limit.
-pub fn options(out: PathBuf, episodes: u64, seed: u64) -> RunOptions {
+pub fn options(out: PathBuf, updates: u64, seed: u64) -> RunOptions {
     RunOptions {
-        episodes,
+        updates,
         seed,
         out,
         resume: false,
