@@ -50,7 +50,7 @@ for r in $(seq "$rounds"); do
     [ "$head" != "$w" ] && m=${head#*/}
     dev=$device; tdev=$torch_device
     case "$w" in maze-agent|cue-reward) dev=cpu; tdev=cpu; m=${m:-modul} ;; esac
-    ours=("$PLASTICITY" bench "$w" --json --episodes "$k_ours" --threads "$threads" --device "$dev")
+    ours=("$PLASTICITY" bench "$w" --json --updates "$k_ours" --threads "$threads" --device "$dev")
     theirs=("$py" bench/pytorch_reference.py --workload "$w" --episodes "$k_theirs" --threads "$threads" --device "$tdev")
     [ -n "$b" ] && ours+=(--batch "$b") && theirs+=(--batch "$b")
     [ -n "$m" ] && ours+=(--model "$m") && theirs+=(--model "$m")
@@ -74,8 +74,8 @@ notes = []
 for s in specs:
     rs = [r for r in rows if r["spec"] == s]
     o, t = rs[0]["ours"], rs[0]["theirs"]
-    om = st.median(r["ours"]["ms_per_episode"] for r in rs)
-    tm = st.median(r["theirs"]["ms_per_episode"] for r in rs)
+    om = st.median(r["ours"]["ms_per_update"] for r in rs)
+    tm = st.median(r["theirs"]["ms_per_update"] for r in rs)
     gpu = o["device"] != "cpu"
     key = "device_memory_mb" if gpu else "peak_rss_mb"
     omb = max(r["ours"].get(key) or 0 for r in rs)

@@ -78,9 +78,9 @@ for w in $workloads; do
   batch=${w#*:}
   [ "$batch" = "$w" ] && batch=
   tag=${w/:/-b}
-  run "bench-$tag-cuda" 120 "$bin" bench "$workload" --device cuda --episodes "$episodes" --json ${batch:+--batch $batch}
+  run "bench-$tag-cuda" 120 "$bin" bench "$workload" --device cuda --updates "$episodes" --json ${batch:+--batch $batch}
   if [ "${CPU_BASELINE:-1}" = 1 ]; then
-    run "bench-$tag-cpu" 120 "$bin" bench "$workload" --device cpu --episodes 3 --json ${batch:+--batch $batch}
+    run "bench-$tag-cpu" 120 "$bin" bench "$workload" --device cpu --updates 3 --json ${batch:+--batch $batch}
   fi
 done
 if [ -n "$workloads" ] && "$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>> "$log"; then
@@ -102,7 +102,7 @@ out = sys.argv[1]
 def ms(name):
     try:
         text = open(os.path.join(out, name + ".out")).read().strip().splitlines()
-        return json.loads(text[-1])["ms_per_episode"]
+        return json.loads(text[-1])["ms_per_update"]
     except Exception:
         return None
 print("| workload | plasticity cuda ms | plasticity cpu ms | pytorch cuda ms | pytorch / ours (cuda) |")

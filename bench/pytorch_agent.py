@@ -38,7 +38,7 @@ gamma 0.9, value_weight 0.1, prob_penalty 0.03, Adam lr 1e-4, eps 1e-4, eta 0.1,
 alpha ~ 0.01 N(0, 1), w ~ N(0, 1/N). No gradient-norm clipping by default (`plasticity bench`
 times the update without it; `--max-grad-norm 4` adds the training loop's).
 
-Prints one JSON object: ms_per_episode (ms per update, median after 2 warm-up updates), the
+Prints one JSON object: ms_per_update (ms per update, median after 2 warm-up updates), the
 median rollout+loss / backward / Adam parts, peak memory.
 
     bench/.venv/bin/python bench/pytorch_agent.py --task maze-agent --model modul --episodes 5
@@ -504,7 +504,7 @@ def main(argv=None):
         "side": "pytorch",
         "model": args.model,
         "fan_out": args.fan_out,
-        "ms_per_episode": round(med(total), 2),
+        "ms_per_update": round(med(total), 2),
         "min_ms": round(min(total), 2),
         "max_ms": round(max(total), 2),
         "forward_ms": round(med(parts[0]), 2),

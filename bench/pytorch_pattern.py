@@ -88,7 +88,7 @@ def main():
             f.write("episode,loss,error,seconds\n" + "\n".join(rows) + "\n")
     timed = sorted(times[2:]) or times
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(f'{{"workload": "pattern", "ms_per_episode": {timed[len(timed) // 2]:.1f}, '
+    print(f'{{"workload": "pattern", "ms_per_update": {timed[len(timed) // 2]:.1f}, '
           f'"peak_rss_mb": {rss:.0f}, "threads": {args.threads}, "episodes": {args.episodes}}}')
 
 

@@ -21,7 +21,7 @@ divisor of B that fits; `--per-episode` (`--chunk 1`) is the ICML 2018 code's wa
 at a time, memory of one episode). `--check` compares the two on small sizes (loss and every
 gradient, float64) and exits.
 
-Prints one JSON object: workload, ms_per_episode (ms per training step, median after 2 warm-up
+Prints one JSON object: workload, ms_per_update (ms per training step, median after 2 warm-up
 steps), peak memory, the chunk used.
 
     bench/setup-pytorch.sh        # once: bench/.venv with torch from PyPI
@@ -236,7 +236,7 @@ def main():
     out = {
         "workload": args.workload,
         "side": "pytorch",
-        "ms_per_episode": round(times[len(times) // 2], 2),
+        "ms_per_update": round(times[len(times) // 2], 2),
         "peak_rss_mb": pytorch_agent.peak_rss_mb(),
         "threads": args.threads,
         "device": args.device,

@@ -114,6 +114,6 @@ fn bench_lm_reports_tokens_per_second_on_the_real_corpus() {
     let v = stdout_json(&o);
     assert_eq!(v["workload"], "lm");
     assert!(v["tokens_per_s"].as_f64().unwrap() > 0.0, "{v}");
-    assert!(v["ms_per_episode"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["ms_per_update"].as_f64().unwrap() > 0.0, "{v}");
     assert_eq!(v["threads"], 1);
 }

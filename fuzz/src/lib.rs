@@ -10,12 +10,13 @@
 
 use plasticity::data::omniglot::{decode_png, resize_bilinear, Omniglot, OmniglotSet};
 use plasticity::data::{cifar, ptb};
-use plasticity::tasks::cue_reward::{CueRewardConfig, CueRewardTask};
+use plasticity::tasks::cue_reward::CueRewardTask;
 use plasticity::tasks::images::ImageConfig;
 use plasticity::tasks::lm::LmConfig;
-use plasticity::tasks::maze::{MazeConfig, MazeTask};
+use plasticity::tasks::maze::MazeTask;
 use plasticity::tasks::omniglot::OmniglotConfig;
 use plasticity::tasks::pattern::{PatternConfig, PatternTask};
+use plasticity::tasks::TaskConfig;
 use plasticity::train::{self, Experiment};
 use rand::SeedableRng;
 use std::path::PathBuf;
@@ -97,53 +98,33 @@ const BUILD_LIMIT: f64 = 64e6;
 
 /// A configuration file: the first byte picks the experiment, the rest is its JSON. A
 /// configuration that parses is validated and its memory estimated; a small valid one builds
-/// its task.
+/// its task (the language model's, pattern's and the agents').
 pub fn config_json(data: &[u8]) {
     let Some((&kind, json)) = data.split_first() else {
         return;
     };
     match kind % 6 {
-        0 => {
-            if let Ok(c) = serde_json::from_slice::<PatternConfig>(json) {
-                if c.validate().is_ok() && c.memory_estimate().total() < BUILD_LIMIT {
-                    let _ = PatternTask::new(c);
-                }
-            }
-        }
-        1 => {
-            if let Ok(c) = serde_json::from_slice::<ImageConfig>(json) {
-                if c.validate().is_ok() {
-                    let _ = c.memory_estimate().total();
-                }
-            }
-        }
-        2 => {
-            if let Ok(c) = serde_json::from_slice::<MazeConfig>(json) {
-                if c.validate().is_ok() && c.memory_estimate().total() < BUILD_LIMIT {
-                    let _ = MazeTask::new(c);
-                }
-            }
-        }
-        3 => {
-            if let Ok(c) = serde_json::from_slice::<CueRewardConfig>(json) {
-                if c.validate().is_ok() && c.memory_estimate().total() < BUILD_LIMIT {
-                    let _ = CueRewardTask::new(c);
-                }
-            }
-        }
-        4 => {
-            if let Ok(c) = serde_json::from_slice::<OmniglotConfig>(json) {
-                if c.validate().is_ok() {
-                    let _ = c.memory_estimate().total();
-                }
-            }
-        }
+        0 => check_config(json, |c| drop(PatternTask::new(c))),
+        1 => check_config::<ImageConfig>(json, drop),
+        2 => check_config(json, |c| drop(MazeTask::new(c))),
+        3 => check_config(json, |c| drop(CueRewardTask::new(c))),
+        4 => check_config::<OmniglotConfig>(json, drop),
         _ => {
             if let Ok(c) = serde_json::from_slice::<LmConfig>(json) {
                 if c.validate().is_ok() {
                     let _ = c.memory_estimate(10_000).total();
                 }
             }
+        }
+    }
+}
+
+/// Parses `json` as a `C`; a valid one has its memory estimated, and one estimated under
+/// [`BUILD_LIMIT`] goes to `build`.
+fn check_config<C: TaskConfig>(json: &[u8], build: impl FnOnce(C)) {
+    if let Ok(c) = serde_json::from_slice::<C>(json) {
+        if c.validate().is_ok() && c.memory_estimate().total() < BUILD_LIMIT {
+            build(c);
         }
     }
 }

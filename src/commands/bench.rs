@@ -3,7 +3,8 @@
 
 use super::common::{check_model, parse_device, usage, value_name, Failure, MachineArgs};
 use super::images::image_sets;
-use super::timing::{median, time_steps};
+use super::overlay::merge;
+use super::timing::{median, time_steps, StepTimes};
 use super::{lm, omniglot, rl};
 use clap::{Args, ValueEnum};
 use plasticity::runtime;
@@ -13,7 +14,7 @@ use plasticity::tasks::maze::{MazeConfig, MazeTask};
 use plasticity::tasks::pattern::{PatternConfig, PatternTask};
 use plasticity::tasks::synthetic::{SyntheticConfig, SyntheticTask};
 use plasticity::tasks::{a2c, completion, parse_name, Model};
-use plasticity::PlasticityConfig;
+use plasticity::train::Experiment;
 use plasticity::TraceRule;
 use serde_json::json;
 use std::path::PathBuf;
@@ -31,9 +32,9 @@ pub(crate) struct BenchArgs {
     /// Episodes per update [default: the workload's] (omniglot: the meta-batch).
     #[arg(long)]
     batch: Option<usize>,
-    /// Timed episodes (after 2 warm-up episodes).
-    #[arg(long, default_value_t = 10)]
-    episodes: usize,
+    /// Timed updates, each one full training step (after 2 warm-up updates).
+    #[arg(long, visible_alias = "episodes", default_value_t = 10)]
+    updates: usize,
     /// Print one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -75,7 +76,7 @@ pub(crate) fn bench(a: BenchArgs) -> Result<(), Failure> {
         a.machine.cpu_only("omniglot")?;
         return omniglot::bench_omniglot(
             a.batch.unwrap_or(1),
-            a.episodes,
+            a.updates,
             a.json,
             threads,
             a.data_dir,
@@ -84,30 +85,41 @@ pub(crate) fn bench(a: BenchArgs) -> Result<(), Failure> {
     if workload == "lm" {
         a.machine.cpu_only("bench lm")?;
         let model = a.model.unwrap_or(Model::Lstm);
-        return lm::bench_lm(model, a.batch, a.episodes, a.json, threads, a.data_dir);
+        return lm::bench_lm(model, a.batch, a.updates, a.json, threads, a.data_dir);
     }
     bench_plastic(
         workload,
         model,
         a.batch,
-        a.episodes,
+        a.updates,
         a.json,
         threads,
         &a.machine.device,
     )
 }
 
+/// The shape `(N, T, B)` of the task that `task` built (its error: a usage error) and the
+/// timings of `updates` of its training steps.
+fn timed<E: Experiment>(
+    shape: (usize, usize, usize),
+    task: Result<E, String>,
+    updates: usize,
+    device: &burn::tensor::Device,
+) -> Result<((usize, usize, usize), StepTimes), Failure> {
+    Ok((shape, time_steps(&task.map_err(usage)?, updates, device)?))
+}
+
 fn bench_plastic(
     workload: &str,
     model_name: Option<&str>,
     batch: Option<usize>,
-    episodes: usize,
+    updates: usize,
     json_out: bool,
     threads: usize,
     device_name: &str,
 ) -> Result<(), Failure> {
-    if episodes == 0 || batch == Some(0) {
-        return Err(usage("bench: --episodes and --batch must be positive"));
+    if updates == 0 || batch == Some(0) {
+        return Err(usage("bench: --updates and --batch must be positive"));
     }
     let device = parse_device(device_name)?;
     let rl = matches!(workload, "maze-agent" | "cue-reward");
@@ -121,69 +133,49 @@ fn bench_plastic(
         Some(model),
         if rl { a2c::MODELS } else { completion::MODELS },
     )?;
-    let pattern = |rule| PatternConfig {
-        batch: batch.unwrap_or(1),
-        model,
-        plasticity: PlasticityConfig {
-            rule,
-            ..PlasticityConfig::default()
-        },
-        ..PatternConfig::default()
-    };
-    let synthetic = |mut c: SyntheticConfig| {
-        c.batch = batch.unwrap_or(c.batch);
-        c
-    };
-    // (N, T, B, rule and options) and the timings.
+    // The workload's configuration with the model and, where given, the batch.
+    let mut fields = serde_json::Map::new();
+    fields.insert("model".into(), json!(model));
+    if let Some(b) = batch {
+        fields.insert("batch".into(), json!(b));
+    }
+    if workload == "oja" {
+        fields.insert("rule".into(), json!(TraceRule::Oja));
+    }
+    let fields = &fields;
     let (shape, times) = match workload {
         "pattern" | "oja" => {
-            let rule = if workload == "oja" {
-                TraceRule::Oja
-            } else {
-                TraceRule::Hebb
-            };
-            let c = pattern(rule);
+            let c = merge(PatternConfig::default(), fields, "bench")?;
             let shape = (c.neurons(), c.steps(), c.batch);
-            let task = PatternTask::new(c).map_err(usage)?;
-            (shape, time_steps(&task, episodes, &device)?)
+            timed(shape, PatternTask::new(c), updates, &device)?
         }
         "images" => {
             // The embedded images: the timing does not depend on the pictures.
-            let c = ImageConfig {
-                batch: batch.unwrap_or(1),
-                model,
-                ..ImageConfig::default()
-            };
-            let shape = (c.neurons(), c.steps(), c.batch);
+            let c = merge(ImageConfig::default(), fields, "bench")?;
             let (train_set, test_set) = image_sets(None)?;
-            let task = ImageTask::new(c, train_set, test_set).map_err(usage)?;
-            (shape, time_steps(&task, episodes, &device)?)
+            let shape = (c.neurons(), c.steps(), c.batch);
+            timed(
+                shape,
+                ImageTask::new(c, train_set, test_set),
+                updates,
+                &device,
+            )?
         }
         "maze" => {
-            let c = synthetic(SyntheticConfig::maze());
+            let mut c = SyntheticConfig::maze();
+            c.batch = batch.unwrap_or(c.batch);
             let shape = (c.net.neurons, c.steps, c.batch);
-            let task = SyntheticTask::new(c).map_err(usage)?;
-            (shape, time_steps(&task, episodes, &device)?)
+            timed(shape, SyntheticTask::new(c), updates, &device)?
         }
         "maze-agent" => {
-            let mut c = MazeConfig {
-                model,
-                ..MazeConfig::default()
-            };
-            c.a2c.batch = batch.unwrap_or(c.a2c.batch);
+            let c = merge(MazeConfig::default(), fields, "bench")?;
             let shape = (c.neurons(), c.steps, c.a2c.batch);
-            let task = MazeTask::new(c).map_err(usage)?;
-            (shape, time_steps(&task, episodes, &device)?)
+            timed(shape, MazeTask::new(c), updates, &device)?
         }
         "cue-reward" => {
-            let mut c = CueRewardConfig {
-                model,
-                ..CueRewardConfig::default()
-            };
-            c.a2c.batch = batch.unwrap_or(c.a2c.batch);
+            let c = merge(CueRewardConfig::default(), fields, "bench")?;
             let shape = (c.neurons, c.steps, c.a2c.batch);
-            let task = CueRewardTask::new(c).map_err(usage)?;
-            (shape, time_steps(&task, episodes, &device)?)
+            timed(shape, CueRewardTask::new(c), updates, &device)?
         }
         _ => return Err(usage(format!("bench: unknown workload '{workload}'"))),
     };
@@ -211,18 +203,18 @@ fn bench_plastic(
     if json_out {
         println!(
             "{}",
-            json!({"workload": workload, "model": model_name, "ms_per_episode": ms, "peak_rss_mb": rss, "threads": threads,
+            json!({"workload": workload, "model": model_name, "ms_per_update": ms, "ms_per_episode": ms / b as f64, "peak_rss_mb": rss, "threads": threads,
                    "device": device_name, "instruction_set": isa, "device_memory_mb": times.device_mb,
                    "model_bytes_per_step": plastic.then(|| runtime::plastic_step_bytes(n, t, b)), "achieved_gbs": achieved_gbs,
                    "stream_gbs": stream_gbs, "roofline_fraction": fraction,
                    "achieved_gflops": achieved_gflops, "fma_peak_gflops": peak_gflops, "of_fma_peak": of_peak,
-                   "batch": b, "neurons": n, "steps": t, "episodes_timed": episodes,
+                   "batch": b, "neurons": n, "steps": t, "updates_timed": updates,
                    "min_ms": min, "max_ms": max,
                    "forward_ms": forward_ms, "backward_ms": backward_ms, "optimizer_ms": optimizer_ms})
         );
     } else {
         println!(
-            "| workload | device | N | T | B | threads | ms/step (median of {episodes}) | min | max | forward | backward | Adam | peak RSS MB | device MB | GB/s | triad GB/s | of roofline | GFLOP/s | FMA peak GFLOP/s | of peak |"
+            "| workload | device | N | T | B | threads | ms/update (median of {updates}) | min | max | forward | backward | Adam | peak RSS MB | device MB | GB/s | triad GB/s | of roofline | GFLOP/s | FMA peak GFLOP/s | of peak |"
         );
         println!(
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"

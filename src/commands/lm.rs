@@ -255,7 +255,7 @@ pub fn bench_lm(
     data_dir: Option<PathBuf>,
 ) -> Result<(), Failure> {
     if episodes == 0 {
-        return Err(usage("bench: --episodes must be positive"));
+        return Err(usage("bench: --updates must be positive"));
     }
     check_model(Some(model), lm::MODELS)?;
     let mut config = LmConfig::preset(LmPreset::Small, model);
@@ -280,8 +280,7 @@ pub fn bench_lm(
     if json_out {
         println!(
             "{}",
-            json!({"workload": "lm", "model": model_name, "preset": "small", "ms_per_episode": update_ms,
-                   "ms_per_update": update_ms, "tokens_per_s": tokens_per_s,
+            json!({"workload": "lm", "model": model_name, "preset": "small", "ms_per_update": update_ms, "tokens_per_s": tokens_per_s,
                    "epoch_minutes": epoch_min, "peak_rss_mb": rss, "threads": threads,
                    "batch": config.batch, "bptt": config.bptt, "parameters": params,
                    "updates_timed": episodes, "forward_ms": forward_ms,

@@ -199,7 +199,7 @@ pub fn bench_omniglot(
     data_dir: Option<PathBuf>,
 ) -> Result<(), Failure> {
     if episodes == 0 || batch == 0 {
-        return Err(usage("bench: --episodes and --batch must be positive"));
+        return Err(usage("bench: --updates and --batch must be positive"));
     }
     let config = OmniglotConfig {
         meta_batch: batch,
