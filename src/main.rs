@@ -48,7 +48,7 @@ enum Command {
     Lm(Box<lm::LmArgs>),
     /// Evaluate the last checkpoint of a run on fresh episodes.
     Eval(Box<eval::EvalArgs>),
-    /// Time full training episodes (forward, backward, optimizer step).
+    /// Time full training steps: updates (forward, backward, optimizer step).
     Bench(Box<bench::BenchArgs>),
     /// Compare the plastic episode on a device (a GPU) with the CPU kernels: outputs and every
     /// gradient, for every trace rule, input mode, alpha shape and clipping setting (on cuda also

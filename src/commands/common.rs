@@ -29,11 +29,11 @@ pub(crate) struct CommonArgs {
     /// Continue the run in DIR from its last checkpoint (its config.json is used).
     #[arg(long, value_name = "DIR")]
     pub(crate) resume: Option<PathBuf>,
-    /// Episodes between checkpoints.
+    /// Updates between checkpoints.
     #[arg(long, default_value_t = 50)]
     pub(crate) checkpoint_every: u64,
     /// Wall-clock budget in minutes (counting time before a resume): the run checkpoints and
-    /// stops after the episode that reaches it.
+    /// stops after the update that reaches it.
     #[arg(long, value_name = "MINUTES")]
     pub(crate) time_limit: Option<f64>,
     #[command(flatten)]
