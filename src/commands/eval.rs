@@ -1,10 +1,14 @@
 //! `plasticity eval <experiment>`: evaluates the last checkpoint of a run on fresh episodes.
 
+use super::common::load_run_model;
 use super::common::{parse_device, usage, value_name, Failure, MachineArgs};
 use super::{images, lm, omniglot, pattern, rl};
 use clap::{Args, ValueEnum};
 use plasticity::tasks::omniglot::ClassSet;
+use plasticity::train;
+use serde_json::json;
 use std::path::PathBuf;
+use std::time::Instant;
 
 /// Options of `plasticity eval`.
 #[derive(Args)]
@@ -93,4 +97,60 @@ pub(crate) fn eval(a: EvalArgs) -> Result<(), Failure> {
             rl::eval_rl(&experiment, &a, &parse_device(&a.machine.device)?)
         }
     }
+}
+
+/// What an evaluation measured: the metric means, the updates the model was trained for,
+/// the episodes evaluated (whole batches: at least those asked for) and the seconds it took.
+pub(crate) struct Evaluation {
+    pub(crate) means: Vec<f64>,
+    pub(crate) trained_updates: u64,
+    pub(crate) episodes: u64,
+    pub(crate) seconds: f64,
+}
+
+impl Evaluation {
+    /// The `--json` object: `experiment`, `episodes`, `trained_updates`, `seed`, then `more`.
+    pub(crate) fn json(&self, experiment: &str, seed: u64, more: serde_json::Value) -> String {
+        let mut v = json!({"experiment": experiment, "episodes": self.episodes,
+                           "trained_updates": self.trained_updates, "seed": seed});
+        if let Some(more) = more.as_object() {
+            for (k, x) in more {
+                v[k] = x.clone();
+            }
+        }
+        v.to_string()
+    }
+}
+
+/// Evaluates `model` (trained for `trained_updates`) on `--episodes` fresh episodes (default
+/// `default_episodes`), run in batches of `batch`: as many batches as cover them.
+pub(crate) fn evaluate_episodes<E: train::Experiment>(
+    task: &E,
+    model: &E::Model,
+    trained_updates: u64,
+    a: &EvalArgs,
+    (default_episodes, batch): (u64, usize),
+    device: &burn::tensor::Device,
+) -> Result<Evaluation, Failure> {
+    let batch = batch.max(1) as u64;
+    let batches = a.episodes_or(default_episodes).div_ceil(batch);
+    let started = Instant::now();
+    let (means, _) = train::evaluate(task, model, batches, a.seed, device)?;
+    Ok(Evaluation {
+        means,
+        trained_updates,
+        episodes: batches * batch,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Loads the last checkpoint of `a.run` and evaluates it (see [`evaluate_episodes`]).
+pub(crate) fn eval_run<E: train::Experiment>(
+    task: &E,
+    a: &EvalArgs,
+    episodes_and_batch: (u64, usize),
+    device: &burn::tensor::Device,
+) -> Result<Evaluation, Failure> {
+    let (model, trained) = load_run_model(task, &a.run, device)?;
+    evaluate_episodes(task, &model, trained, a, episodes_and_batch, device)
 }

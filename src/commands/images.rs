@@ -5,9 +5,10 @@ use super::common::{
     check_model, load_run_model, parse_device, run_config_error, saved_data_dir, saved_run, usage,
     CommonArgs, Failure,
 };
+use super::eval::eval_run;
 use super::eval::EvalArgs;
 use super::pattern::NetOptions;
-use super::pipeline::{eval_run, unit, Session};
+use super::pipeline::{unit, Session};
 use crate::picture::{self, text_style};
 use clap::Args;
 use plasticity::data::{cifar, embedded, ImageSet, Split};

@@ -2,9 +2,10 @@
 //! completion (ICML 2018, section 4.1).
 
 use super::common::{check_model, run_config_error, saved_run, Alpha, CommonArgs, Failure, Rule};
+use super::eval::eval_run;
 use super::eval::EvalArgs;
 use super::overlay::Finite;
-use super::pipeline::{config_error, eval_run, unit, Session};
+use super::pipeline::{config_error, unit, Session};
 use clap::Args;
 use plasticity::tasks::pattern::{PatternConfig, PatternPreset, PatternTask};
 use plasticity::tasks::{completion, Model};

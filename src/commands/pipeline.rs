@@ -4,10 +4,9 @@
 //! checkpoint (`timing` times full training steps).
 
 use super::common::{
-    check_experiment, data_dir_or, load_run_model, merge_config_file, parse_device, read_json,
-    updates_flag, usage, CommonArgs, Failure,
+    check_experiment, data_dir_or, merge_config_file, parse_device, read_json, updates_flag, usage,
+    CommonArgs, Failure,
 };
-use super::eval::EvalArgs;
 use super::overlay;
 use crate::{chart, plot, safety};
 use plasticity::tasks::{Model, TaskConfig};
@@ -15,7 +14,6 @@ use plasticity::train::{self, Experiment, Progress, RunOptions, Summary};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 /// A training command under way: its run options, the resumed run's config.json, the seed and
 /// the threads.
@@ -465,60 +463,4 @@ fn write_learning_curve(
         chart::write(&drawing, &path).map_err(|e| Failure(1, e))?;
     }
     Ok(())
-}
-
-/// What an evaluation measured: the metric means, the updates the model was trained for,
-/// the episodes evaluated (whole batches: at least those asked for) and the seconds it took.
-pub(crate) struct Evaluation {
-    pub(crate) means: Vec<f64>,
-    pub(crate) trained_updates: u64,
-    pub(crate) episodes: u64,
-    pub(crate) seconds: f64,
-}
-
-impl Evaluation {
-    /// The `--json` object: `experiment`, `episodes`, `trained_updates`, `seed`, then `more`.
-    pub(crate) fn json(&self, experiment: &str, seed: u64, more: serde_json::Value) -> String {
-        let mut v = json!({"experiment": experiment, "episodes": self.episodes,
-                           "trained_updates": self.trained_updates, "seed": seed});
-        if let Some(more) = more.as_object() {
-            for (k, x) in more {
-                v[k] = x.clone();
-            }
-        }
-        v.to_string()
-    }
-}
-
-/// Evaluates `model` (trained for `trained_updates`) on `--episodes` fresh episodes (default
-/// `default_episodes`), run in batches of `batch`: as many batches as cover them.
-pub(crate) fn evaluate_episodes<E: Experiment>(
-    task: &E,
-    model: &E::Model,
-    trained_updates: u64,
-    a: &EvalArgs,
-    (default_episodes, batch): (u64, usize),
-    device: &burn::tensor::Device,
-) -> Result<Evaluation, Failure> {
-    let batch = batch.max(1) as u64;
-    let batches = a.episodes_or(default_episodes).div_ceil(batch);
-    let started = Instant::now();
-    let (means, _) = train::evaluate(task, model, batches, a.seed, device)?;
-    Ok(Evaluation {
-        means,
-        trained_updates,
-        episodes: batches * batch,
-        seconds: started.elapsed().as_secs_f64(),
-    })
-}
-
-/// Loads the last checkpoint of `a.run` and evaluates it (see [`evaluate_episodes`]).
-pub(crate) fn eval_run<E: Experiment>(
-    task: &E,
-    a: &EvalArgs,
-    episodes_and_batch: (u64, usize),
-    device: &burn::tensor::Device,
-) -> Result<Evaluation, Failure> {
-    let (model, trained) = load_run_model(task, &a.run, device)?;
-    evaluate_episodes(task, &model, trained, a, episodes_and_batch, device)
 }

@@ -5,9 +5,10 @@
 use super::common::{
     check_model, load_run_model, run_config_error, saved_run, usage, CommonArgs, Failure, Rule,
 };
+use super::eval::evaluate_episodes;
 use super::eval::EvalArgs;
 use super::overlay::Finite;
-use super::pipeline::{config_error, evaluate_episodes, Session};
+use super::pipeline::{config_error, Session};
 use super::rl_pictures::{write_pictures, write_trajectory};
 use clap::Args;
 use plasticity::tasks::a2c::{self, A2cTask};
