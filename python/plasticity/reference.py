@@ -22,7 +22,7 @@ is non-zero outputs its input (ICML 2018 section 4.2); ``dL/dx_j`` at ``x_j = 0`
 output jumps) is taken as the additive step's.
 """
 
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -33,15 +33,38 @@ def _trace0(t: Optional[Tensor], batch: int, n: int, dtype: torch.dtype) -> Tens
     return torch.zeros(batch, n, n, dtype=dtype) if t is None else t
 
 
-def _modulated_rate(post: Tensor, m: Tensor, m_bias: Tensor, fan_w: Optional[Tensor],
-                    fan_b: Optional[Tensor]) -> Tensor:
-    """The plastic rate set by the modulator (ICLR 2019 section 3) from the new activity
-    ``post: [B, N]``: ``M = tanh(m . post + m_b)``, ``eta_j = M`` or ``v_j M + b_j`` with
-    fan-out; returns ``[B, 1, N|1]``, broadcast over the presynaptic ``i``."""
-    rate = torch.tanh(post @ m + m_bias).unsqueeze(1)  # M(t): [B, 1]
-    if fan_w is not None:
-        rate = fan_w * rate + fan_b  # [B, N]: eta_j = v_j M + b_j
-    return rate.unsqueeze(1)
+class PlasticTensors(NamedTuple):
+    """The optional tensors that :func:`plastic_rnn`, :func:`plastic_lstm` and
+    :func:`plasticity.torch.plastic_rnn_episode` take as keywords: the starting traces
+    ``hebb0, elig0: [B, N, N]`` (None: zeros; ``elig0`` with retroactive modulation only) and
+    the neuromodulator's parameters (ICLR 2019 section 3) ``m: [N]``, ``m_bias: [1]`` and, with
+    fan-out, ``fan_w, fan_b: [N]`` (None where the network has none)."""
+
+    hebb0: Optional[Tensor] = None
+    elig0: Optional[Tensor] = None
+    m: Optional[Tensor] = None
+    m_bias: Optional[Tensor] = None
+    fan_w: Optional[Tensor] = None
+    fan_b: Optional[Tensor] = None
+
+    @classmethod
+    def of_keywords(cls, function: str, keywords: dict) -> "PlasticTensors":
+        """The tensors of a call's extra keywords; raises TypeError, as Python does for an
+        unknown keyword argument of ``function``, on any other name."""
+        unknown = sorted(set(keywords) - set(cls._fields))
+        if unknown:
+            raise TypeError(f"{function}() got unexpected keyword arguments {unknown} (expected "
+                            f"keywords: {', '.join(cls._fields)})")
+        return cls(**keywords)
+
+    def rate(self, post: Tensor) -> Tensor:
+        """The plastic rate the modulator sets from the new activity ``post: [B, N]``:
+        ``M = tanh(m . post + m_b)``, ``eta_j = M`` or ``v_j M + b_j`` with fan-out; returns
+        ``[B, 1, N|1]``, broadcast over the presynaptic ``i``."""
+        rate = torch.tanh(post @ self.m + self.m_bias).unsqueeze(1)  # M(t): [B, 1]
+        if self.fan_w is not None:
+            rate = self.fan_w * rate + self.fan_b  # [B, N]: eta_j = v_j M + b_j
+        return rate.unsqueeze(1)
 
 
 def _trace_step(kind: str, hebb: Tensor, elig: Optional[Tensor], outer: Tensor, eta,
@@ -64,31 +87,28 @@ def plastic_rnn(
     alpha: Tensor,
     eta: Optional[Tensor] = None,
     *,
-    hebb0: Optional[Tensor] = None,
-    elig0: Optional[Tensor] = None,
-    m: Optional[Tensor] = None,
-    m_bias: Optional[Tensor] = None,
-    fan_w: Optional[Tensor] = None,
-    fan_b: Optional[Tensor] = None,
     rule: str = "hebb",
     modulation: Optional[str] = None,
     clip: Optional[float] = None,
     input_mode: str = "additive",
+    **tensors: Optional[Tensor],
 ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
     """Runs ``B`` episodes of ``T`` steps; returns ``(ys, hebb, elig)``.
 
     Shapes: ``x: [B, T, N]`` (batch first), ``y0: [B, N]``, ``w: [N, N]`` (row ``i``
     presynaptic, column ``j`` postsynaptic), ``alpha: [N, N] | [N] | [1]`` (per connection, per
     postsynaptic neuron, scalar), ``eta: [1]`` (the rate; ``eta_E`` with retroactive
-    modulation), ``hebb0, elig0: [B, N, N]`` (None: zeros), ``m, fan_w, fan_b: [N]``,
-    ``m_bias: [1]``. Returns ``ys: [B, T, N]``, the final ``hebb: [B, N, N]`` and, with
-    retroactive modulation, the final eligibility trace ``elig: [B, N, N]`` (else None).
+    modulation), and as ``tensors`` the keywords ``hebb0, elig0: [B, N, N]`` (None: zeros),
+    ``m, fan_w, fan_b: [N]``, ``m_bias: [1]`` (:class:`PlasticTensors`). Returns ``ys: [B, T, N]``,
+    the final ``hebb: [B, N, N]`` and, with retroactive modulation, the final eligibility trace
+    ``elig: [B, N, N]`` (else None).
     """
+    tensors = PlasticTensors.of_keywords("plastic_rnn", tensors)
     batch, steps, n = x.shape
     if alpha.dim() == 1:  # per neuron [N] or scalar [1]: alpha_ij = alpha_j
         alpha = alpha.view(1, -1)
-    hebb = _trace0(hebb0, batch, n, x.dtype)
-    elig = _trace0(elig0, batch, n, x.dtype) if modulation == "retroactive" else None
+    hebb = _trace0(tensors.hebb0, batch, n, x.dtype)
+    elig = _trace0(tensors.elig0, batch, n, x.dtype) if modulation == "retroactive" else None
     y = y0
     ys = []
     for t in range(steps):
@@ -107,8 +127,7 @@ def plastic_rnn(
         elif modulation is None:
             hebb, _ = _trace_step("hebb", hebb, None, outer, eta, None)
         else:
-            rate = _modulated_rate(y_new, m, m_bias, fan_w, fan_b)
-            hebb, elig = _trace_step(modulation, hebb, elig, outer, eta, rate)
+            hebb, elig = _trace_step(modulation, hebb, elig, outer, eta, tensors.rate(y_new))
         if clip is not None:
             hebb = torch.clamp(hebb, -clip, clip)
         ys.append(y_new)
@@ -124,14 +143,9 @@ def plastic_lstm(
     alpha: Optional[Tensor] = None,
     eta: Optional[Tensor] = None,
     *,
-    hebb0: Optional[Tensor] = None,
-    elig0: Optional[Tensor] = None,
-    m: Optional[Tensor] = None,
-    m_bias: Optional[Tensor] = None,
-    fan_w: Optional[Tensor] = None,
-    fan_b: Optional[Tensor] = None,
     plasticity: Optional[str] = "hebb",
     clip: float = 2.0,
+    **tensors: Optional[Tensor],
 ) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
     """The plastic LSTM (ICLR 2019 section 4.3) over ``T`` steps of ``B`` sequences; returns
     ``(hs, c, hebb, elig)``.
@@ -139,8 +153,8 @@ def plastic_lstm(
     Shapes: ``xproj: [B, T, 4H]`` (the input projection ``W_x x + b``, gates ``i, f, o, g``),
     ``h0, c0: [B, H]``, ``w_h: [H, 4H]`` (its last ``H`` columns are the candidate's fixed
     weights ``w``), ``alpha: [H, H] | [H] | [1]``, ``eta: [1]`` (the trace's rate, or ``E``'s
-    with retroactive modulation), ``hebb0, elig0: [B, H, H]``, ``m, fan_w, fan_b: [H]``,
-    ``m_bias: [1]``. Each step::
+    with retroactive modulation), and as ``tensors`` the keywords ``hebb0, elig0: [B, H, H]``,
+    ``m, fan_w, fan_b: [H]``, ``m_bias: [1]`` (:class:`PlasticTensors`). Each step::
 
         a       = xp + h W_h;   a_g += h (alpha * Hebb)      the candidate's plastic part
         i, f, o = sigmoid(a_i, a_f, a_o);   g = tanh(a_g);   c' = f c + i g;   h' = o tanh(c')
@@ -151,13 +165,15 @@ def plastic_lstm(
     with ``M = tanh(m . h' + m_b)``. Returns ``hs: [B, T, H]``, the final ``c: [B, H]``,
     ``hebb`` and ``elig`` (``[B, H, H]``, None when the kind has none).
     """
+    tensors = PlasticTensors.of_keywords("plastic_lstm", tensors)
     batch, steps, h4 = xproj.shape
     hidden = h4 // 4
     if alpha is not None and alpha.dim() == 1:
         alpha = alpha.view(1, -1)
     plastic = plasticity is not None
-    hebb = _trace0(hebb0, batch, hidden, xproj.dtype) if plastic else None
-    elig = _trace0(elig0, batch, hidden, xproj.dtype) if plasticity == "retroactive" else None
+    hebb = _trace0(tensors.hebb0, batch, hidden, xproj.dtype) if plastic else None
+    elig = (_trace0(tensors.elig0, batch, hidden, xproj.dtype) if plasticity == "retroactive"
+            else None)
     h, c = h0, c0
     hs = []
     for t in range(steps):
@@ -171,9 +187,7 @@ def plastic_lstm(
         h_new = o * torch.tanh(c)
         if plastic:
             outer = h.unsqueeze(2) * g.unsqueeze(1)  # h_i g_j
-            rate = None
-            if plasticity != "hebb":  # eta_j = v_j M + b_j: [B, 1, H]
-                rate = _modulated_rate(h_new, m, m_bias, fan_w, fan_b)
+            rate = None if plasticity == "hebb" else tensors.rate(h_new)  # [B, 1, H]
             hebb, elig = _trace_step(plasticity, hebb, elig, outer, eta, rate)
             hebb = torch.clamp(hebb, -clip, clip)
         hs.append(h_new)

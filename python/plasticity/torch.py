@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from . import _engine
+from .reference import PlasticTensors
 
 __all__ = ["PlasticRNN", "PlasticState", "plastic_rnn_episode", "PlasticLSTM", "LstmState", "RULES", "ALPHAS",
            "MODULATIONS", "INPUT_MODES"]
@@ -186,18 +187,13 @@ def plastic_rnn_episode(
     alpha: Tensor,
     eta: Optional[Tensor] = None,
     *,
-    hebb0: Optional[Tensor] = None,
-    elig0: Optional[Tensor] = None,
-    m: Optional[Tensor] = None,
-    m_bias: Optional[Tensor] = None,
-    fan_w: Optional[Tensor] = None,
-    fan_b: Optional[Tensor] = None,
     rule: str = "hebb",
     alpha_shape: str = "per_connection",
     modulation: Optional[str] = None,
     fan_out: bool = False,
     clip: Optional[float] = None,
     input_mode: str = "additive",
+    **tensors: Optional[Tensor],
 ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
     """The functional form of :class:`PlasticRNN`, time-major, on the engine's layout.
 
@@ -205,11 +201,14 @@ def plastic_rnn_episode(
     ``x: [T, B, N]`` (time first), ``y0: [B, N]``, ``w: [N, N]``,
     ``alpha: [N, N] | [N] | [1]`` as ``alpha_shape`` says, ``eta: [1]`` (the trace's rate;
     ``eta_E`` with retroactive modulation; unused, may be None, with simple modulation),
+    and as ``tensors`` (:class:`plasticity.reference.PlasticTensors`) the keywords
     ``hebb0, elig0: [B, N, N]`` or None (zeros), ``m: [N]``, ``m_bias: [1]``,
     ``fan_w, fan_b: [N]`` (with ``fan_out``). Returns ``ys: [T, B, N]``,
     ``hebb: [B, N, N]`` (the trace after the last step) and ``elig: [B, N, N]`` (retroactive;
     else None). Differentiable with respect to every tensor argument.
     """
+    tensors = PlasticTensors.of_keywords("plastic_rnn_episode", tensors)
+    hebb0, elig0, m, m_bias, fan_w, fan_b = tensors
     for name, value, choices in (("rule", rule, RULES), ("alpha_shape", alpha_shape, ALPHAS),
                                  ("modulation", modulation, MODULATIONS),
                                  ("input_mode", input_mode, INPUT_MODES)):
@@ -387,6 +386,16 @@ class LstmState(NamedTuple):
         return LstmState(*(None if t is None else t.detach() for t in self))
 
 
+def _lstm_weights(w_h: Tensor, alpha: Optional[Tensor], eta: Optional[Tensor],
+                  m: Optional[Tensor], m_bias: Optional[Tensor], fan_w: Optional[Tensor],
+                  fan_b: Optional[Tensor]) -> dict:
+    """The LSTM's learned parameters as the engine takes them, one dict for the forward and the
+    backward: ``w`` (``w_h: [H, 4H]``), ``alpha`` (an array or None), ``eta`` (a float) and the
+    ``modulator`` (:func:`_modulator`)."""
+    return dict(w=_array(w_h), alpha=_array(alpha), eta=_scalar(eta),
+                modulator=_modulator(m, m_bias, fan_w, fan_b))
+
+
 class _PlasticLstmRun(torch.autograd.Function):
     """One call of the engine's LSTM recurrence: forward and backward through ``T`` steps."""
 
@@ -394,9 +403,9 @@ class _PlasticLstmRun(torch.autograd.Function):
     def forward(ctx, options, xproj, h0, c0, hebb0, elig0, w_h, alpha, eta, m, m_bias, fan_w,
                 fan_b):
         run, hs, c, hebb, elig = _engine.lstm_forward(
-            _array(xproj), _array(h0), _array(c0), _array(w_h), alpha=_array(alpha),
-            eta=_scalar(eta), hebb0=_array(hebb0), elig0=_array(elig0),
-            modulator=_modulator(m, m_bias, fan_w, fan_b), **options)
+            _array(xproj), _array(h0), _array(c0),
+            _lstm_weights(w_h, alpha, eta, m, m_bias, fan_w, fan_b), hebb0=_array(hebb0),
+            elig0=_array(elig0), **options)
         ctx.run = run
         ctx.save_for_backward(w_h, alpha, eta, m, m_bias, fan_w, fan_b)
         ctx.set_materialize_grads(False)
@@ -417,9 +426,9 @@ class _PlasticLstmRun(torch.autograd.Function):
             return None if g is None or g.numel() == 0 else _array(g.contiguous())
 
         g = _engine.lstm_backward(
-            ctx.run, _array(g_hs.contiguous()), _array(w_h), gc=contiguous(g_c),
-            ghebb=contiguous(g_hebb), gelig=contiguous(g_elig), alpha=_array(alpha),
-            eta=_scalar(eta), modulator=_modulator(m, m_bias, fan_w, fan_b))
+            ctx.run, _array(g_hs.contiguous()),
+            _lstm_weights(w_h, alpha, eta, m, m_bias, fan_w, fan_b), gc=contiguous(g_c),
+            ghebb=contiguous(g_hebb), gelig=contiguous(g_elig))
         keys = (None, "xproj", "h0", "c0", "hebb0", "elig0", "w_h", "alpha", "eta", "m", "m_bias",
                 "fan_w", "fan_b")
         return _input_grads(ctx.needs_input_grad, g, keys, dict(eta=eta, m_bias=m_bias))

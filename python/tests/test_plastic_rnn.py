@@ -336,6 +336,11 @@ def test_bad_inputs_raise_with_a_message():
     with pytest.raises(ValueError, match=r"eta: expected shape \[1\]"):
         plastic_rnn_episode(x.transpose(0, 1).contiguous(), state.y, net.w, net.alpha,
                             torch.zeros(2))
+    # The optional tensors are keywords (PlasticTensors' fields): a misspelt one is an error.
+    for run in (plastic_rnn_episode, reference.plastic_rnn):
+        with pytest.raises(TypeError, match=r"got unexpected keyword arguments \['hebb_0'\]"):
+            run(x.transpose(0, 1).contiguous(), state.y, net.w, net.alpha, net.eta,
+                hebb_0=state.hebb)
 
 
 def test_engine_checks_arrays_itself():

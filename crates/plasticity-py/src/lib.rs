@@ -412,27 +412,40 @@ fn set_modulator_grads<F: Float>(
     Ok(())
 }
 
+/// [`ModulatorArgs`] of a value that may be None (without modulation).
+fn modulator_or_default<'py>(obj: &Bound<'py, PyAny>) -> PyResult<ModulatorArgs<'py>> {
+    if obj.is_none() {
+        Ok(ModulatorArgs::default())
+    } else {
+        obj.extract()
+    }
+}
+
 /// The learned parameters as Python passes them: the recurrent weights `w` (the LSTM's `w_h`),
 /// `alpha` (`A`: required by the plastic network, optional for the LSTM), the rate and the
-/// modulator (none without modulation).
-pub(crate) struct Weights<'a, 'py, A = &'a Bound<'py, PyAny>> {
-    pub(crate) w: &'a Bound<'py, PyAny>,
+/// modulator (none without modulation). The plastic network's come as separate arguments
+/// ([`Weights::new`]), the LSTM's as one dict with these keys (`modulator` None: without).
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+pub(crate) struct Weights<'py, A = Bound<'py, PyAny>> {
+    pub(crate) w: Bound<'py, PyAny>,
     pub(crate) alpha: A,
     pub(crate) eta: f64,
+    #[pyo3(from_py_with = modulator_or_default)]
     pub(crate) modulator: ModulatorArgs<'py>,
 }
 
-impl<'a, 'py, A> Weights<'a, 'py, A> {
+impl<'py, A> Weights<'py, A> {
     /// The parameters as Python passes them (`modulator` None: without modulation).
     pub(crate) fn new(
-        w: &'a Bound<'py, PyAny>,
+        w: &Bound<'py, PyAny>,
         alpha: A,
         eta: f64,
         modulator: Option<ModulatorArgs<'py>>,
     ) -> Self {
         let modulator = modulator.unwrap_or_default();
         Weights {
-            w,
+            w: w.clone(),
             alpha,
             eta,
             modulator,
@@ -450,8 +463,8 @@ struct Borrowed<'py, F: Float> {
 
 impl<'py, F: Float> Borrowed<'py, F> {
     /// Borrows `w: [N, N]`, `alpha` and the modulator's `m, fan_w, fan_b: [N]`; returns `N`.
-    fn new(p: &Weights<'_, 'py>) -> PyResult<(Self, usize)> {
-        let w = Input::new("w", p.w)?;
+    fn new(p: &Weights<'py>) -> PyResult<(Self, usize)> {
+        let w = Input::new("w", &p.w)?;
         let n = match w.array.shape() {
             [a, b] if a == b && *a > 0 => *a,
             other => {
@@ -462,7 +475,7 @@ impl<'py, F: Float> Borrowed<'py, F> {
         };
         let borrowed = Borrowed {
             w,
-            alpha: Input::new("alpha", p.alpha)?,
+            alpha: Input::new("alpha", &p.alpha)?,
             eta: F::of(p.eta),
             modulator: p.modulator.borrow()?,
         };
@@ -563,7 +576,7 @@ struct State<'a, 'py> {
 fn forward_in<'py, F: Float>(
     py: Python<'py>,
     state: &State<'_, 'py>,
-    weights: &Weights<'_, 'py>,
+    weights: &Weights<'py>,
     options: &Options<'_>,
 ) -> PyResult<Forward<'py>> {
     let (p, n) = Borrowed::<F>::new(weights)?;
@@ -651,7 +664,7 @@ fn rnn_forward<'py>(
     input_mode: &str,
 ) -> PyResult<Forward<'py>> {
     let state = State { x, y0, h0, e0 };
-    let weights = Weights::new(w, alpha, eta, modulator);
+    let weights = Weights::new(w, alpha.clone(), eta, modulator);
     let options = Options {
         rule,
         alpha_shape,
@@ -678,7 +691,7 @@ fn backward_in<'py, F: Float>(
     py: Python<'py>,
     ep: &Episode<F>,
     cot: &Cotangents<'_, 'py>,
-    weights: &Weights<'_, 'py>,
+    weights: &Weights<'py>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let spec = *ep.spec();
     let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
@@ -764,7 +777,7 @@ fn rnn_backward<'py>(
     modulator: Option<ModulatorArgs<'py>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let cot = Cotangents { gy, gh, ge };
-    let weights = Weights::new(w, alpha, eta, modulator);
+    let weights = Weights::new(w, alpha.clone(), eta, modulator);
     match &episode.get().episode {
         AnyEpisode::F32(ep) => backward_in(py, ep, &cot, &weights),
         AnyEpisode::F64(ep) => backward_in(py, ep, &cot, &weights),

@@ -15,7 +15,7 @@
 
 use crate::{
     alpha_dims, expect_present, owned, parse_alpha, set_modulator_grads, slice_opt, slice_or_empty,
-    spec_error, value_error, AnyRun, Float, Input, Modulator, ModulatorArgs, Weights,
+    spec_error, value_error, AnyRun, Float, Input, Modulator, Weights,
 };
 use numpy::PyUntypedArrayMethods;
 use plasticity_kernels::{
@@ -43,8 +43,9 @@ impl PyLstmRun {
     }
 }
 
-/// The LSTM's parameters as Python passes them (`w` is `w_h`; `alpha` None without plasticity).
-pub(crate) type LstmWeights<'a, 'py> = Weights<'a, 'py, Option<&'a Bound<'py, PyAny>>>;
+/// The LSTM's parameters as Python passes them, one dict (`w` is `w_h`; `alpha` None without
+/// plasticity).
+pub(crate) type LstmWeights<'py> = Weights<'py, Option<Bound<'py, PyAny>>>;
 
 /// The parameters borrowed from numpy and checked against the spec.
 struct Borrowed<'py, F: Float> {
@@ -55,13 +56,13 @@ struct Borrowed<'py, F: Float> {
 }
 
 impl<'py, F: Float> Borrowed<'py, F> {
-    fn new(p: &LstmWeights<'_, 'py>, spec: &LstmSpec) -> PyResult<Self> {
+    fn new(p: &LstmWeights<'py>, spec: &LstmSpec) -> PyResult<Self> {
         let h = spec.hidden;
-        let w_h = Input::new("w_h", p.w)?;
+        let w_h = Input::new("w_h", &p.w)?;
         w_h.expect(&[h, 4 * h])?;
         let borrowed = Borrowed {
             w_h,
-            alpha: Input::maybe("alpha", p.alpha)?,
+            alpha: Input::maybe("alpha", p.alpha.as_ref())?,
             eta: F::of(p.eta),
             modulator: p.modulator.borrow()?,
         };
@@ -140,7 +141,7 @@ pub(crate) struct LstmState<'a, 'py> {
 fn forward_in<'py, F: Float>(
     py: Python<'py>,
     state: &LstmState<'_, 'py>,
-    weights: &LstmWeights<'_, 'py>,
+    weights: &LstmWeights<'py>,
     options: (Option<&str>, &str, f64),
 ) -> PyResult<Forward<'py>> {
     let xproj = Input::<F>::new("xproj", state.xproj)?;
@@ -187,14 +188,15 @@ fn forward_in<'py, F: Float>(
 
 /// Runs the plastic LSTM forward over `T` steps of `B` sequences, in float32 or float64 (the
 /// dtype of `xproj`). Shapes (C-contiguous, time-major): `xproj: [T, B, 4H]` (the input
-/// projection, gates `i, f, o, g`), `h0, c0: [B, H]`, `w_h: [H, 4H]`,
-/// `alpha: [H, H] | [H] | [1]` (None without plasticity), `hebb0, elig0: [B, H, H]` or None,
-/// `modulator` a dict of `m, fan_w, fan_b: [H]` and `m_bias` (modulated; None otherwise).
-/// `eta` is the Hebbian rate or the eligibility trace's `eta_E`. Returns `(run, hs: [T, B, H], c: [B, H], hebb, elig)` (`[B, H, H]`, or empty).
+/// projection, gates `i, f, o, g`), `h0, c0: [B, H]`, `hebb0, elig0: [B, H, H]` or None;
+/// `weights` a dict of `w: [H, 4H]` (`w_h`), `alpha: [H, H] | [H] | [1]` (None without
+/// plasticity), `eta` (float: the Hebbian rate or the eligibility trace's `eta_E`) and
+/// `modulator`, a dict of `m, fan_w, fan_b: [H]` and `m_bias` (modulated; None otherwise).
+/// Returns `(run, hs: [T, B, H], c: [B, H], hebb, elig)` (`[B, H, H]`, or empty).
 #[pyfunction]
 #[pyo3(name = "lstm_forward", signature = (
-    xproj, h0, c0, w_h, *, alpha=None, eta=0.0, hebb0=None, elig0=None, modulator=None,
-    plasticity=None, alpha_shape="per_neuron", clip=2.0
+    xproj, h0, c0, weights, *, hebb0=None, elig0=None, plasticity=None, alpha_shape="per_neuron",
+    clip=2.0
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn lstm_forward_py<'py>(
@@ -202,12 +204,9 @@ pub(crate) fn lstm_forward_py<'py>(
     xproj: &Bound<'py, PyAny>,
     h0: &Bound<'py, PyAny>,
     c0: &Bound<'py, PyAny>,
-    w_h: &Bound<'py, PyAny>,
-    alpha: Option<&Bound<'py, PyAny>>,
-    eta: f64,
+    weights: LstmWeights<'py>,
     hebb0: Option<&Bound<'py, PyAny>>,
     elig0: Option<&Bound<'py, PyAny>>,
-    modulator: Option<ModulatorArgs<'py>>,
     plasticity: Option<&str>,
     alpha_shape: &str,
     clip: f64,
@@ -219,7 +218,6 @@ pub(crate) fn lstm_forward_py<'py>(
         hebb0,
         elig0,
     };
-    let weights = LstmWeights::new(w_h, alpha, eta, modulator);
     let options = (plasticity, alpha_shape, clip);
     if crate::is_f64(xproj) {
         forward_in::<f64>(py, &state, &weights, options)
@@ -240,7 +238,7 @@ fn backward_in<'py, F: Float>(
     py: Python<'py>,
     run: &LstmSequence<F>,
     cot: &Cotangents<'_, 'py>,
-    weights: &LstmWeights<'_, 'py>,
+    weights: &LstmWeights<'py>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let spec = *run.spec();
     let (h, b, t) = (spec.hidden, spec.batch, spec.steps);
@@ -286,25 +284,19 @@ fn backward_in<'py, F: Float>(
 
 /// Backward of a recurrence run by [`lstm_forward_py`], from `gh = dL/dh_t: [T, B, H]`,
 /// `gc = dL/dc_T: [B, H]`, `ghebb, gelig = dL/dHebb_T, dL/dE_T: [B, H, H]` (None: zero). The
-/// parameters must be the forward's. Returns a dict of gradients: `xproj: [T, B, 4H]`,
+/// `weights` must be the forward's. Returns a dict of gradients: `xproj: [T, B, 4H]`,
 /// `w_h: [H, 4H]`, `alpha`, `eta` (float), `m`, `m_bias` (float), `fan_w`, `fan_b`, `h0`,
 /// `c0`, `hebb0`, `elig0` (those the kind has).
 #[pyfunction]
-#[pyo3(name = "lstm_backward", signature = (
-    run, gh, w_h, *, gc=None, ghebb=None, gelig=None, alpha=None, eta=0.0, modulator=None
-))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(name = "lstm_backward", signature = (run, gh, weights, *, gc=None, ghebb=None, gelig=None))]
 pub(crate) fn lstm_backward_py<'py>(
     py: Python<'py>,
     run: &Bound<'py, PyLstmRun>,
     gh: &Bound<'py, PyAny>,
-    w_h: &Bound<'py, PyAny>,
+    weights: LstmWeights<'py>,
     gc: Option<&Bound<'py, PyAny>>,
     ghebb: Option<&Bound<'py, PyAny>>,
     gelig: Option<&Bound<'py, PyAny>>,
-    alpha: Option<&Bound<'py, PyAny>>,
-    eta: f64,
-    modulator: Option<ModulatorArgs<'py>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let cot = Cotangents {
         gh,
@@ -312,7 +304,6 @@ pub(crate) fn lstm_backward_py<'py>(
         ghebb,
         gelig,
     };
-    let weights = LstmWeights::new(w_h, alpha, eta, modulator);
     match &run.get().run {
         AnyRun::F32(r) => backward_in(py, r, &cot, &weights),
         AnyRun::F64(r) => backward_in(py, r, &cot, &weights),
