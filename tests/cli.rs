@@ -228,6 +228,12 @@ fn maze_trains_resumes_and_evaluates() {
     assert_eq!(metrics(&run).lines().count(), 4);
     let v = eval_json("maze", &out, &["--episodes", "1"]);
     assert!(v["reward"].as_f64().is_some_and(f64::is_finite), "{v}");
+    // One episode asked, one whole batch of 2 run; the checkpoint's 3 updates.
+    assert_eq!(
+        (v["episodes"].as_u64(), v["trained_updates"].as_u64()),
+        (Some(2), Some(3)),
+        "{v}"
+    );
     for (bad, message) in [
         (
             vec!["maze", "--size", "8", "--out", &out],
