@@ -13,6 +13,7 @@
 //! never stores `T` copies of the trace. The state ([`LstmState`]) is returned detached, so that
 //! truncated backpropagation through time carries it to the next segment without a gradient.
 
+pub use crate::ops::LstmState;
 use crate::ops::{plastic_lstm, LstmTensors};
 use crate::tensors::from_vec;
 use burn::module::{Module, Param};
@@ -102,31 +103,6 @@ fn default_clip() -> f64 {
 }
 fn default_eta() -> f64 {
     0.1
-}
-
-/// State of a batch of sequences. Detached: no gradient crosses from one segment to the next.
-#[derive(Clone, Debug)]
-pub struct LstmState {
-    /// Hidden state `h: [B, H]`.
-    pub h: Tensor<2>,
-    /// Cell state `c: [B, H]`.
-    pub c: Tensor<2>,
-    /// Hebbian trace `[B, H, H]` (plastic layers).
-    pub hebb: Option<Tensor<3>>,
-    /// Eligibility trace `[B, H, H]` (retroactive modulation).
-    pub elig: Option<Tensor<3>>,
-}
-
-impl LstmState {
-    /// The same state with no link to the graph that computed it.
-    pub fn detach(self) -> Self {
-        LstmState {
-            h: self.h.detach(),
-            c: self.c.detach(),
-            hebb: self.hebb.map(Tensor::detach),
-            elig: self.elig.map(Tensor::detach),
-        }
-    }
 }
 
 /// An LSTM layer with a plastic (optionally neuromodulated) cell candidate.
@@ -272,15 +248,12 @@ impl PlasticLstm {
         }
         let h = c.hidden;
         let device = xs.device();
-        let (h0, c0, hebb0, elig0) = match state {
-            Some(s) => (s.h, s.c, s.hebb, s.elig),
-            None => (
-                Tensor::zeros([b, h], &device),
-                Tensor::zeros([b, h], &device),
-                None,
-                None,
-            ),
-        };
+        let state = state.unwrap_or_else(|| LstmState {
+            h: Tensor::zeros([b, h], &device),
+            c: Tensor::zeros([b, h], &device),
+            hebb: None,
+            elig: None,
+        });
         let spec = LstmSpec {
             alpha: c.alpha,
             clip: c.clip,
@@ -300,26 +273,9 @@ impl PlasticLstm {
                 eta_e: self.eta_e.as_ref().map(Param::val),
             },
             xproj,
-            h0,
-            c0,
-            hebb0,
-            elig0,
+            state,
             spec,
         )?;
-        let h_last = out
-            .hs
-            .clone()
-            .slice([0..b, t - 1..t, 0..h])
-            .reshape([b, h])
-            .detach();
-        Ok((
-            out.hs,
-            LstmState {
-                h: h_last,
-                c: out.c,
-                hebb: out.hebb,
-                elig: out.elig,
-            },
-        ))
+        Ok((out.hs, out.state))
     }
 }

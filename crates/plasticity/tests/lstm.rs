@@ -6,7 +6,8 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 use plasticity::tensors::{from_vec, to_vec};
 use plasticity::{
-    plastic_lstm, AlphaShape, LstmPlasticity, LstmSpec, LstmTensors, PlasticLstmConfig, Plasticity,
+    plastic_lstm, AlphaShape, LstmPlasticity, LstmSpec, LstmState, LstmTensors, PlasticLstmConfig,
+    Plasticity,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -128,10 +129,12 @@ fn fused(spec: &LstmSpec, l: Leaves) -> Tensor<3> {
             eta_e: kind.has_eligibility().then_some(l.eta_e),
         },
         l.xproj,
-        l.h0,
-        l.c0,
-        Some(l.hebb0),
-        Some(l.elig0),
+        LstmState {
+            h: l.h0,
+            c: l.c0,
+            hebb: Some(l.hebb0),
+            elig: Some(l.elig0),
+        },
         *spec,
     )
     .unwrap()
@@ -251,18 +254,16 @@ fn the_lstm_op_rejects_bad_shapes_and_missing_parameters() {
     };
     let x = Tensor::<3>::zeros([2, 3, 16], &device);
     let z = || Tensor::<2>::zeros([2, 4], &device);
-    let err = plastic_lstm(t.clone(), x.clone(), z(), z(), None, None, spec).unwrap_err();
+    let zero = || LstmState {
+        h: z(),
+        c: z(),
+        hebb: None,
+        elig: None,
+    };
+    let err = plastic_lstm(t.clone(), x.clone(), zero(), spec).unwrap_err();
     assert!(err.0.starts_with("modulator:"), "{err}");
-    let err = plastic_lstm(
-        t.clone(),
-        Tensor::zeros([2, 3, 15], &device),
-        z(),
-        z(),
-        None,
-        None,
-        spec,
-    )
-    .unwrap_err();
+    let err =
+        plastic_lstm(t.clone(), Tensor::zeros([2, 3, 15], &device), zero(), spec).unwrap_err();
     assert!(err.0.starts_with("xproj:"), "{err}");
     let layer = PlasticLstmConfig::new(3, 4, Plasticity::None)
         .init(&mut ChaCha8Rng::seed_from_u64(0), &device);

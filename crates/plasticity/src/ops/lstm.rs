@@ -38,17 +38,41 @@ pub struct LstmTensors {
     pub eta_e: Option<Tensor<1>>,
 }
 
+/// State of a batch of sequences: where a segment starts (it may carry gradients, e.g. a
+/// learned initial state) and where it ends ([`plastic_lstm`] returns it detached: no gradient
+/// crosses from one segment to the next).
+#[derive(Clone, Debug)]
+pub struct LstmState {
+    /// Hidden state `h: [B, H]`.
+    pub h: Tensor<2>,
+    /// Cell state `c: [B, H]`.
+    pub c: Tensor<2>,
+    /// Hebbian trace `[B, H, H]` (plastic layers).
+    pub hebb: Option<Tensor<3>>,
+    /// Eligibility trace `[B, H, H]` (retroactive modulation).
+    pub elig: Option<Tensor<3>>,
+}
+
+impl LstmState {
+    /// The same state with no link to the graph that computed it.
+    pub fn detach(self) -> Self {
+        LstmState {
+            h: self.h.detach(),
+            c: self.c.detach(),
+            hebb: self.hebb.map(Tensor::detach),
+            elig: self.elig.map(Tensor::detach),
+        }
+    }
+}
+
 /// What [`plastic_lstm`] returns.
 #[derive(Clone, Debug)]
 pub struct LstmOutput {
     /// Hidden states of every step, `hs: [B, T, H]` (carries the gradients).
     pub hs: Tensor<3>,
-    /// Final cell state, `[B, H]` (detached).
-    pub c: Tensor<2>,
-    /// Final Hebbian trace, `[B, H, H]` (plastic kinds; detached).
-    pub hebb: Option<Tensor<3>>,
-    /// Final eligibility trace, `[B, H, H]` (retroactive; detached).
-    pub elig: Option<Tensor<3>>,
+    /// The state after the last step (detached; `hebb` for plastic kinds, `elig` for
+    /// retroactive modulation).
+    pub state: LstmState,
     /// Modulator `M(t)`, `[B, T]` (modulated kinds; detached).
     pub modulator: Option<Tensor<2>>,
 }
@@ -58,15 +82,12 @@ pub struct LstmOutput {
 /// detached: truncated backpropagation through time carries it to the next segment without a
 /// gradient, as the paper does.
 ///
-/// Shapes: as [`LstmTensors`], `xproj = x W_x + b: [B, T, 4H]`, `h0, c0: [B, H]`,
-/// `hebb0, elig0: [B, H, H]` (`None`: zeros, without allocating them).
+/// Shapes: as [`LstmTensors`], `xproj = x W_x + b: [B, T, 4H]`, the initial `state` as
+/// [`LstmState`] (traces `None`: zeros, without allocating them).
 pub fn plastic_lstm(
     p: LstmTensors,
     xproj: Tensor<3>,
-    h0: Tensor<2>,
-    c0: Tensor<2>,
-    hebb0: Option<Tensor<3>>,
-    elig0: Option<Tensor<3>>,
+    state: LstmState,
     spec: LstmSpec,
 ) -> Result<LstmOutput, SpecError> {
     let kind = spec.plasticity;
@@ -106,20 +127,25 @@ pub fn plastic_lstm(
         w_h: Input::new(p.w_h, [h, 4 * h]),
         rule,
         xproj: Input::new(xproj, [b, t, 4 * h]),
-        h0: Input::new(h0, [b, h]),
-        c0: Input::new(c0, [b, h]),
-        hebb0: Input::optional(hebb0.filter(|_| kind.is_plastic()), [b, h, h]),
-        elig0: Input::optional(elig0.filter(|_| kind.has_eligibility()), [b, h, h]),
+        h0: Input::new(state.h, [b, h]),
+        c0: Input::new(state.c, [b, h]),
+        hebb0: Input::optional(state.hebb.filter(|_| kind.is_plastic()), [b, h, h]),
+        elig0: Input::optional(state.elig.filter(|_| kind.has_eligibility()), [b, h, h]),
     };
     let outputs = inputs.run(Op::Lstm(spec))?;
     let out = LstmOutputs::from_vec(outputs);
+    let hs: Tensor<3> = Tensor::from_dispatch(out.hs);
+    let h_last = hs.clone().slice([0..b, t - 1..t, 0..h]).reshape([b, h]);
     Ok(LstmOutput {
-        hs: Tensor::from_dispatch(out.hs),
-        c: Tensor::from_dispatch(out.c),
-        hebb: kind.is_plastic().then(|| Tensor::from_dispatch(out.hebb)),
-        elig: kind
-            .has_eligibility()
-            .then(|| Tensor::from_dispatch(out.elig)),
+        hs,
+        state: LstmState {
+            h: h_last.detach(),
+            c: Tensor::from_dispatch(out.c),
+            hebb: kind.is_plastic().then(|| Tensor::from_dispatch(out.hebb)),
+            elig: kind
+                .has_eligibility()
+                .then(|| Tensor::from_dispatch(out.elig)),
+        },
         modulator: kind
             .is_modulated()
             .then(|| Tensor::from_dispatch(out.modulator)),

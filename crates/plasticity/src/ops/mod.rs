@@ -41,7 +41,7 @@ pub use device::{HostKernels, HostSaved, OpKernels};
 pub use episode::{
     modulated_episode, plastic_episode, static_episode, ModulatedOutput, ModulatedTensors,
 };
-pub use lstm::{plastic_lstm, LstmOutput, LstmTensors};
+pub use lstm::{plastic_lstm, LstmOutput, LstmState, LstmTensors};
 #[cfg(feature = "cuda")]
 pub(crate) use {device::given, episode::EpisodeInputs};
 
