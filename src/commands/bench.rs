@@ -121,11 +121,12 @@ fn bench_plastic(
     if updates == 0 || batch == Some(0) {
         return Err(usage("bench: --updates and --batch must be positive"));
     }
-    let device = parse_device(device_name)?;
     let rl = matches!(workload, "maze-agent" | "cue-reward");
-    if rl && !rl::rl_device_ok(device_name) {
-        return Err(usage(rl::RL_CPU_ONLY));
-    }
+    let device = if rl {
+        rl::agent_device(device_name)?
+    } else {
+        parse_device(device_name)?
+    };
     let model_name = model_name.unwrap_or(if rl { "modul" } else { "plastic" });
     let model =
         parse_name::<Model>("model", model_name).map_err(|e| usage(format!("--model: {e}")))?;

@@ -91,10 +91,7 @@ pub(crate) fn eval(a: EvalArgs) -> Result<(), Failure> {
         Experiment::Pattern => pattern::eval_pattern(&a, &parse_device(&a.machine.device)?),
         Experiment::Images => images::eval_images(&a, &parse_device(&a.machine.device)?),
         Experiment::Maze | Experiment::CueReward => {
-            if !rl::rl_device_ok(&a.machine.device) {
-                return Err(usage(rl::RL_CPU_ONLY));
-            }
-            rl::eval_rl(&experiment, &a, &parse_device(&a.machine.device)?)
+            rl::eval_rl(&experiment, &a, &rl::agent_device(&a.machine.device)?)
         }
     }
 }

@@ -3,7 +3,8 @@
 //! before and after training (maze) and the modulator over an episode (modulated agents).
 
 use super::common::{
-    check_model, load_run_model, run_config_error, saved_run, usage, CommonArgs, Failure, Rule,
+    check_model, load_run_model, parse_device, run_config_error, saved_run, usage, CommonArgs,
+    Failure, Rule,
 };
 use super::eval::evaluate_episodes;
 use super::eval::EvalArgs;
@@ -112,14 +113,17 @@ fn check_trials(c: &CueRewardConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// The modulated episode operation runs on the CPU and on CUDA, not on wgpu.
-pub const RL_CPU_ONLY: &str =
-    "--device: maze and cue-reward run on the CPU or with --device cuda[:INDEX] (the wgpu path has no neuromodulated episode)";
-
-/// Whether `--device` can run maze and cue-reward: `cpu`, or `cuda[:INDEX]` (the episode op on
-/// the GPU, the tensors around it on the CPU).
-pub fn rl_device_ok(device: &str) -> bool {
-    device == "cpu" || device.split(':').next() == Some("cuda")
+/// The device named by `--device` for maze and cue-reward: `cpu`, or `cuda[:INDEX]` (the
+/// episode op on the GPU, the tensors around it on the CPU); the wgpu path has no
+/// neuromodulated episode, so it is refused.
+pub(crate) fn agent_device(name: &str) -> Result<burn::tensor::Device, Failure> {
+    if name == "cpu" || name.split(':').next() == Some("cuda") {
+        parse_device(name)
+    } else {
+        Err(usage(
+            "--device: maze and cue-reward run on the CPU or with --device cuda[:INDEX] (the wgpu path has no neuromodulated episode)",
+        ))
+    }
 }
 
 /// `plasticity maze`.
@@ -178,9 +182,7 @@ impl AgentCommand<'_> {
         fresh: impl FnOnce() -> C,
         new: impl FnOnce(C) -> Result<T, String>,
     ) -> Result<(T, PathBuf), Failure> {
-        if !rl_device_ok(&self.common.machine.device) {
-            return Err(usage(RL_CPU_ONLY));
-        }
+        agent_device(&self.common.machine.device)?;
         check_model(model, a2c::MODELS)?;
         let s = Session::start(self.experiment, self.common, options, self.fixed)?;
         let config = s.task_config(fresh, options)?;
