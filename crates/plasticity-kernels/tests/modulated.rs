@@ -4,7 +4,7 @@
 use plasticity_kernels::rnn::{backward_modulated as backward, forward_modulated as forward};
 use plasticity_kernels::{
     reference, AlphaShape, BackwardStrategy, EpisodeSpec, Grads, InputMode, ModulatedParams,
-    Modulation, Params, Real, TraceRule,
+    Modulation, ModulatorParams, Params, Real, TraceRule,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -178,11 +178,13 @@ fn one_step_matches_hand_computation_for_every_modulation() {
         let p = ModulatedParams {
             w: &g.w,
             alpha: &g.alpha,
-            m: &g.m,
-            m_bias: ATANH_HALF,
-            fan_w,
-            fan_b,
-            eta_e: 0.1,
+            modulator: ModulatorParams {
+                m: &g.m,
+                m_bias: ATANH_HALF,
+                fan_w,
+                fan_b,
+                eta_e: 0.1,
+            },
         };
         let ep = forward(&spec, &p, &g.x, &g.y, Some(&g.hebb), Some(&g.elig)).unwrap();
         assert_close(&format!("{label} fused y'"), &ep.ys, &want_y, 1e-15);
@@ -546,39 +548,31 @@ fn wrong_settings_and_sizes_are_errors_naming_the_field() {
         ..EpisodeSpec::new(3, 1, 2)
     };
     let (w, alpha, m) = (vec![0.0; 9], vec![0.0; 9], vec![0.0; 3]);
-    let p = ModulatedParams {
-        w: &w,
-        alpha: &alpha,
+    let md = ModulatorParams {
         m: &m,
         m_bias: 0.0,
         fan_w: &m,
         fan_b: &m,
         eta_e: 0.1,
     };
+    let p = ModulatedParams {
+        w: &w,
+        alpha: &alpha,
+        modulator: md,
+    };
     let (x, y0) = (vec![0.0; 6], vec![0.0; 3]);
     assert!(forward(&spec, &p, &x, &y0, None, None).is_ok());
-    let err = forward(
-        &spec,
-        &ModulatedParams { fan_w: &[], ..p },
-        &x,
-        &y0,
-        None,
-        None,
-    )
-    .unwrap_err();
+    // The error of `p` with the modulator's parameters `modulator`.
+    let error_with = |modulator| {
+        let p = ModulatedParams { modulator, ..p };
+        forward(&spec, &p, &x, &y0, None, None).unwrap_err()
+    };
+    let err = error_with(ModulatorParams { fan_w: &[], ..md });
     assert!(
         err.0.starts_with("fan_w: expected 3 values, got 0"),
         "{err}"
     );
-    let err = forward(
-        &spec,
-        &ModulatedParams { m: &m[..2], ..p },
-        &x,
-        &y0,
-        None,
-        None,
-    )
-    .unwrap_err();
+    let err = error_with(ModulatorParams { m: &m[..2], ..md });
     assert!(err.0.starts_with("m: expected 3 values"), "{err}");
     let oja = EpisodeSpec {
         rule: TraceRule::Oja,

@@ -3,7 +3,7 @@
 // Each test file uses some of these.
 #![allow(dead_code)]
 
-use plasticity_kernels::{ModulatedParams, Real};
+use plasticity_kernels::{ModulatedParams, ModulatorParams, Real};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -86,16 +86,23 @@ pub struct Modulator<F> {
 }
 
 impl<F: Real> Modulator<F> {
-    /// The parameters of a modulated episode with weights `w` and `alpha`.
-    pub fn params<'a>(&'a self, w: &'a [F], alpha: &'a [F]) -> ModulatedParams<'a, F> {
-        ModulatedParams {
-            w,
-            alpha,
+    /// The same parameters, borrowed.
+    pub fn borrow(&self) -> ModulatorParams<'_, F> {
+        ModulatorParams {
             m: &self.m,
             m_bias: self.m_bias,
             fan_w: &self.fan_w,
             fan_b: &self.fan_b,
             eta_e: self.eta_e,
+        }
+    }
+
+    /// The parameters of a modulated episode with weights `w` and `alpha`.
+    pub fn params<'a>(&'a self, w: &'a [F], alpha: &'a [F]) -> ModulatedParams<'a, F> {
+        ModulatedParams {
+            w,
+            alpha,
+            modulator: self.borrow(),
         }
     }
 }
