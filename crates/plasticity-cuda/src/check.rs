@@ -9,7 +9,7 @@ use crate::engine::{Engine, Error};
 use crate::layout::RuleParams;
 use plasticity_kernels::{
     AlphaShape, BackwardStrategy, EpisodeSpec, Grads, InputMode, ModulatedParams, Modulation,
-    Params,
+    ModulatorParams, Params,
 };
 
 /// Steps the stepper runs per setting (fewer when the setting has fewer).
@@ -166,11 +166,13 @@ impl Inputs {
             RuleParams::Modulated(ModulatedParams {
                 w: &self.w,
                 alpha: &self.alpha,
-                m: &self.m,
-                m_bias: 0.05,
-                fan_w: &self.fan_w,
-                fan_b: &self.fan_b,
-                eta_e: 0.2,
+                modulator: ModulatorParams {
+                    m: &self.m,
+                    m_bias: 0.05,
+                    fan_w: &self.fan_w,
+                    fan_b: &self.fan_b,
+                    eta_e: 0.2,
+                },
             })
         }
     }

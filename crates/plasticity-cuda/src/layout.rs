@@ -84,7 +84,7 @@ impl<'a> RuleParams<'a> {
     pub fn modulator(&self) -> (&'a [f32], &'a [f32], &'a [f32]) {
         match self {
             RuleParams::Plain(_) => (&[], &[], &[]),
-            RuleParams::Modulated(p) => (p.m, p.fan_w, p.fan_b),
+            RuleParams::Modulated(p) => (p.modulator.m, p.modulator.fan_w, p.modulator.fan_b),
         }
     }
 }
@@ -115,10 +115,11 @@ pub fn check(spec: &EpisodeSpec, p: &RuleParams<'_>) -> Result<(), String> {
                     "modulation needs a plastic network with the decaying-Hebb rule".into(),
                 );
             }
-            len("m", mp.m.len(), n)?;
+            let md = &mp.modulator;
+            len("m", md.m.len(), n)?;
             let fan = if m.fan_out() { n } else { 0 };
-            len("fan_w", mp.fan_w.len(), fan)?;
-            len("fan_b", mp.fan_b.len(), fan)
+            len("fan_w", md.fan_w.len(), fan)?;
+            len("fan_b", md.fan_b.len(), fan)
         }
         _ => Err(format!(
             "modulation {:?} does not match the parameters given",
@@ -139,7 +140,7 @@ impl RuleArgs {
         };
         let (eta, eta_e, m_bias) = match p {
             RuleParams::Plain(p) => (p.eta, 0.0, 0.0),
-            RuleParams::Modulated(p) => (0.0, p.eta_e, p.m_bias),
+            RuleParams::Modulated(p) => (0.0, p.modulator.eta_e, p.modulator.m_bias),
         };
         RuleArgs {
             eta,
@@ -388,6 +389,7 @@ pub fn rule_grads(args: &RuleArgs, s: &RuleSums<'_>, n: usize) -> RuleGrads<f32>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plasticity_kernels::ModulatorParams;
 
     fn spec(n: usize, b: usize, t: usize) -> EpisodeSpec {
         EpisodeSpec::new(n, b, t)
@@ -406,11 +408,11 @@ mod tests {
         let p = ModulatedParams {
             w: &[],
             alpha: &[],
-            m: &[],
-            m_bias: 0.25,
-            fan_w: &[],
-            fan_b: &[],
-            eta_e: 0.125,
+            modulator: ModulatorParams {
+                m_bias: 0.25,
+                eta_e: 0.125,
+                ..ModulatorParams::default()
+            },
         };
         let a = RuleArgs::new(&s, &RuleParams::Modulated(p));
         assert_eq!(
@@ -544,11 +546,10 @@ mod tests {
                 &RuleParams::Modulated(ModulatedParams {
                     w: &[],
                     alpha: &[],
-                    m: &[],
-                    m_bias: 0.0,
-                    fan_w: &[],
-                    fan_b: &[],
-                    eta_e: 0.1,
+                    modulator: ModulatorParams {
+                        eta_e: 0.1,
+                        ..ModulatorParams::default()
+                    },
                 }),
             )
         };
@@ -635,11 +636,10 @@ mod tests {
         let m = ModulatedParams {
             w: &w,
             alpha: &w,
-            m: &w[..2],
-            m_bias: 0.0,
-            fan_w: &[],
-            fan_b: &[],
-            eta_e: 0.0,
+            modulator: ModulatorParams {
+                m: &w[..2],
+                ..ModulatorParams::default()
+            },
         };
         assert!(check(&s, &RuleParams::Modulated(m)).is_err());
         let ms = EpisodeSpec {

@@ -12,7 +12,7 @@
 use plasticity_cuda::check::{compare, settings, TOLERANCES};
 use plasticity_cuda::layout::{step_transfers, Transfers};
 use plasticity_cuda::{Engine, Error, RuleParams};
-use plasticity_kernels::{EpisodeSpec, ModulatedParams, Modulation};
+use plasticity_kernels::{EpisodeSpec, ModulatedParams, Modulation, ModulatorParams};
 
 fn engine_or_skip() -> Option<Engine> {
     match Engine::new(0) {
@@ -99,11 +99,12 @@ fn a_stepper_step_moves_x_in_and_y_with_the_modulator_out() {
     let p = RuleParams::Modulated(ModulatedParams {
         w: &w,
         alpha: &w,
-        m: &v,
-        m_bias: 0.0,
-        fan_w: &v,
-        fan_b: &v,
-        eta_e: 0.0,
+        modulator: ModulatorParams {
+            m: &v,
+            fan_w: &v,
+            fan_b: &v,
+            ..ModulatorParams::default()
+        },
     });
     let mut st = engine
         .stepper(&spec, &p, &vec![0.0; b * n], None, None)

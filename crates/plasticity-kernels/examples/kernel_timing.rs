@@ -3,7 +3,8 @@
 //! `CLIP=c` clips the trace (the checkpointed backward). `MODULATION=simple|retroactive` times
 //! the neuromodulated kernels instead (clip 1, fan-out).
 use plasticity_kernels::{
-    backward, forward, rnn, AlphaShape, EpisodeSpec, ModulatedParams, Modulation, Params,
+    backward, forward, rnn, AlphaShape, EpisodeSpec, ModulatedParams, Modulation, ModulatorParams,
+    Params,
 };
 use std::time::Instant;
 
@@ -56,11 +57,13 @@ fn main() {
         let mp = ModulatedParams {
             w: &w,
             alpha: &alpha,
-            m: &m,
-            m_bias: 0.1,
-            fan_w: &m,
-            fan_b: &m,
-            eta_e: 0.1,
+            modulator: ModulatorParams {
+                m: &m,
+                m_bias: 0.1,
+                fan_w: &m,
+                fan_b: &m,
+                eta_e: 0.1,
+            },
         };
         for round in 0..8 {
             let t0 = Instant::now();

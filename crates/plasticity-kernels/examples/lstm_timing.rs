@@ -2,7 +2,7 @@
 //! `cargo run --release -p plasticity-kernels --example lstm_timing`.
 
 use plasticity_kernels::{
-    lstm_backward, lstm_forward, LstmInit, LstmParams, LstmPlasticity, LstmSpec,
+    lstm_backward, lstm_forward, LstmInit, LstmParams, LstmPlasticity, LstmSpec, ModulatorParams,
 };
 use std::time::Instant;
 
@@ -28,11 +28,13 @@ fn main() {
             w_h: &w_h,
             alpha: &alpha,
             eta: 0.1,
-            m: &m,
-            m_bias: 0.0,
-            fan_w: &fw,
-            fan_b: &fb,
-            eta_e: 0.1,
+            modulator: ModulatorParams {
+                m: &m,
+                m_bias: 0.0,
+                fan_w: &fw,
+                fan_b: &fb,
+                eta_e: 0.1,
+            },
         };
         let xproj = v(t * b * 4 * h, 1.0);
         let z = vec![0.0; b * h];

@@ -51,7 +51,7 @@ use crate::real::Real;
 use crate::rnn::{forward_pass, pass_a, pass_b, update_pass, AlphaRows, TraceGrads, Weights};
 use crate::spec::{AlphaShape, SpecError};
 use crate::trace::{
-    kept_trace, Activity, Coefficients, Decaying, Modulator, PlasticGrads, Retroactive, Rule,
+    kept_trace, Activity, Coefficients, Decaying, ModulatorParams, PlasticGrads, Retroactive, Rule,
     RuleGrads, Shares, Simple,
 };
 use rayon::prelude::*;
@@ -184,16 +184,9 @@ pub struct LstmParams<'a, F> {
     pub alpha: &'a [F],
     /// Rate of [`LstmPlasticity::Hebb`].
     pub eta: F,
-    /// Modulator weights `m: [H]` (modulated only).
-    pub m: &'a [F],
-    /// Modulator bias `m_b`.
-    pub m_bias: F,
-    /// Fan-out weights `v: [H]` (modulated only).
-    pub fan_w: &'a [F],
-    /// Fan-out biases `b: [H]` (modulated only).
-    pub fan_b: &'a [F],
-    /// Rate `eta_E` of the eligibility trace (retroactive only).
-    pub eta_e: F,
+    /// The modulator's parameters, `m, fan_w, fan_b: [H]`, and the eligibility trace's rate
+    /// `eta_E` (modulated only; [`ModulatorParams::default`] otherwise).
+    pub modulator: ModulatorParams<'a, F>,
 }
 
 /// The state a recurrence starts from. Shapes: `h0, c0: [B, H]`, `hebb0, elig0: [B, H, H]`
@@ -296,12 +289,12 @@ fn check<F: Real>(spec: &LstmSpec, p: &LstmParams<'_, F>) -> Result<(), SpecErro
     let h = spec.hidden;
     spec.check_len("w_h", p.w_h.len(), 4 * h * h)?;
     spec.check_len("alpha", p.alpha.len(), spec.alpha_len())?;
+    // The modulated LSTM always fans out. Parameter values are not checked: a non-finite one
+    // gives a non-finite loss, which the training loop reports.
     let modw = if spec.plasticity.is_modulated() { h } else { 0 };
-    spec.check_len("m", p.m.len(), modw)?;
-    spec.check_len("fan_w", p.fan_w.len(), modw)?;
-    // Parameter values are not checked: a non-finite one gives a non-finite loss, which the
-    // training loop reports.
-    spec.check_len("fan_b", p.fan_b.len(), modw)
+    p.modulator.check_lens(modw, modw, |what, got, want| {
+        spec.check_len(what, got, want)
+    })
 }
 
 #[inline]
@@ -333,24 +326,12 @@ enum LstmRule<'a, F> {
 
 impl<'a, F: Real> LstmRule<'a, F> {
     fn of(kind: LstmPlasticity, p: &LstmParams<'a, F>) -> Self {
-        let modulator = Modulator {
-            m: p.m,
-            m_bias: p.m_bias,
-            fan_w: p.fan_w,
-            fan_b: p.fan_b,
-            fan_out: true,
-        };
+        let (params, fan_out) = (p.modulator, true);
         match kind {
             LstmPlasticity::None => LstmRule::None,
             LstmPlasticity::Hebb => LstmRule::Decaying(Decaying { eta: p.eta }),
-            LstmPlasticity::Simple => LstmRule::Simple(Simple {
-                modulator,
-                eta_e: p.eta_e,
-            }),
-            LstmPlasticity::Retroactive => LstmRule::Retroactive(Retroactive {
-                modulator,
-                eta_e: p.eta_e,
-            }),
+            LstmPlasticity::Simple => LstmRule::Simple(Simple { params, fan_out }),
+            LstmPlasticity::Retroactive => LstmRule::Retroactive(Retroactive { params, fan_out }),
         }
     }
 }

@@ -25,7 +25,7 @@
 //! ([`ColumnSums`]) into its share of `dL/dy'` and the gradients of its own parameters.
 
 use crate::real::Real;
-use crate::spec::EpisodeSpec;
+use crate::spec::{EpisodeSpec, SpecError};
 
 /// Largest amplification of rounding errors `prod_t 1/A` the reversal of a trace may face
 /// before the forward stores checkpoints instead.
@@ -392,51 +392,71 @@ impl<F: Real> Rule<F> for NoTrace {
     }
 }
 
-/// The neuromodulator of ICLR 2019 section 3: `M(t) = tanh(sum_j m_j y_j(t) + m_b)` from the new
-/// activity, and the rates `eta_j(t) = M(t)`, or `v_j M(t) + b_j` with fan-out.
-#[derive(Clone, Copy, Debug)]
-pub struct Modulator<'a, F> {
-    /// Modulator weights `m: [N]`.
+/// The neuromodulator's learned parameters (ICLR 2019 section 3), borrowed: the plastic RNN's
+/// ([`crate::ModulatedParams`]) and the plastic LSTM's ([`crate::LstmParams`]). `N` is the
+/// number of neurons the modulator reads and modulates (the LSTM: `H` hidden units); the
+/// default is empty slices and zeros (no modulator).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ModulatorParams<'a, F> {
+    /// Modulator weights `m: [N]`: `M(t) = tanh(sum_j m_j y_j(t) + m_b)`.
     pub m: &'a [F],
     /// Modulator bias `m_b`.
     pub m_bias: F,
-    /// Fan-out weights `v: [N]` (empty without fan-out).
+    /// Fan-out weights `v: [N]` (`eta_j(t) = v_j M(t) + b_j`); empty without fan-out.
     pub fan_w: &'a [F],
-    /// Fan-out biases `b: [N]` (empty without fan-out).
+    /// Fan-out biases `b: [N]`; empty without fan-out.
     pub fan_b: &'a [F],
+    /// Rate `eta_E` of the eligibility trace (retroactive only; ignored by simple modulation,
+    /// whose gradient for it is 0).
+    pub eta_e: F,
+}
+
+impl<F> ModulatorParams<'_, F> {
+    /// Checks the sizes of the vectors with `check_len(what, got, want)`: `m: [n]`,
+    /// `fan_w, fan_b: [fan]` (`fan` is `n` with fan-out, else 0).
+    pub(crate) fn check_lens(
+        &self,
+        n: usize,
+        fan: usize,
+        check_len: impl Fn(&str, usize, usize) -> Result<(), SpecError>,
+    ) -> Result<(), SpecError> {
+        check_len("m", self.m.len(), n)?;
+        check_len("fan_w", self.fan_w.len(), fan)?;
+        check_len("fan_b", self.fan_b.len(), fan)
+    }
+}
+
+/// Neuromodulated plasticity (ICLR 2019 section 3): [`Simple`] when `RETRO` is false,
+/// [`Retroactive`] when true. The modulator `M(t) = tanh(sum_j m_j y_j(t) + m_b)` reads the new
+/// activity and sets the rates `eta_j(t) = M(t)`, or `v_j M(t) + b_j` with fan-out.
+#[derive(Clone, Copy, Debug)]
+pub struct Modulated<'a, F, const RETRO: bool> {
+    /// The modulator's parameters (and `eta_E`).
+    pub params: ModulatorParams<'a, F>,
     /// Whether the modulator fans out to one rate per neuron.
     pub fan_out: bool,
 }
 
-impl<F: Real> Modulator<'_, F> {
+impl<F: Real, const RETRO: bool> Modulated<'_, F, RETRO> {
     /// The modulator and the rates of one step from the new activity `y: [B, N]`: returns
     /// `(M: [B], eta: [B, N])`.
     pub fn rates(&self, y: &[F], n: usize) -> (Vec<F>, Vec<F>) {
+        let md = &self.params;
         let batch = y.len() / n;
         let mut ms = Vec::with_capacity(batch);
         let mut eta = Vec::with_capacity(batch * n);
         for yb in y.chunks_exact(n) {
-            let q = yb.iter().zip(self.m).map(|(&a, &b)| a * b).sum::<F>() + self.m_bias;
+            let q = yb.iter().zip(md.m).map(|(&a, &b)| a * b).sum::<F>() + md.m_bias;
             let m = q.tanh();
             ms.push(m);
             if self.fan_out {
-                eta.extend(self.fan_w.iter().zip(self.fan_b).map(|(&v, &b)| v * m + b));
+                eta.extend(md.fan_w.iter().zip(md.fan_b).map(|(&v, &b)| v * m + b));
             } else {
                 eta.extend(core::iter::repeat_n(m, n));
             }
         }
         (ms, eta)
     }
-}
-
-/// Neuromodulated plasticity (ICLR 2019 section 3): [`Simple`] when `RETRO` is false,
-/// [`Retroactive`] when true.
-#[derive(Clone, Copy, Debug)]
-pub struct Modulated<'a, F, const RETRO: bool> {
-    /// The modulator.
-    pub modulator: Modulator<'a, F>,
-    /// Rate `eta_E` of the eligibility trace (retroactive only).
-    pub eta_e: F,
 }
 
 /// Simple neuromodulation (ICLR 2019 eq. 3): `Hebb'_ij = clip(Hebb_ij + eta_j(t) y_i y'_j)`.
@@ -457,9 +477,10 @@ impl<F: Real, const RETRO: bool> Rule<F> for Modulated<'_, F, RETRO> {
 
     fn coefficients(&self, act: &Activity<'_, F>, n: usize) -> Coefficients<F> {
         let (ypre, ypost) = (act.pre, act.post);
-        let (m, rate) = self.modulator.rates(act.modulated_by, n);
+        let (m, rate) = self.rates(act.modulated_by, n);
+        let eta_e = self.params.eta_e;
         let v: Vec<F> = if RETRO {
-            ypost.iter().map(|&y| self.eta_e * y).collect()
+            ypost.iter().map(|&y| eta_e * y).collect()
         } else {
             ypost.iter().zip(&rate).map(|(&y, &e)| e * y).collect()
         };
@@ -469,14 +490,14 @@ impl<F: Real, const RETRO: bool> Rule<F> for Modulated<'_, F, RETRO> {
             row: RowFactor::V,
             v,
             rate,
-            decay: F::one() - self.eta_e,
+            decay: F::one() - eta_e,
             row_scale: F::one(),
             modulator: m,
         }
     }
 
     fn zero_grads(&self, n: usize) -> RuleGrads<F> {
-        let fan = if self.modulator.fan_out { n } else { 0 };
+        let fan = if self.fan_out { n } else { 0 };
         RuleGrads {
             m: vec![F::zero(); n],
             fan_w: vec![F::zero(); fan],
@@ -497,7 +518,7 @@ impl<F: Real, const RETRO: bool> Rule<F> for Modulated<'_, F, RETRO> {
         grads: &mut RuleGrads<F>,
     ) {
         let (ypost, read) = (act.post, act.modulated_by);
-        let md = &self.modulator;
+        let md = &self.params;
         let one = F::one();
         for (bi, m_t) in c.modulator.iter().copied().enumerate() {
             // dL/deta_j: simple sum_i Ĝ_ij y_i y'_j; retroactive sum_i Ĝ_ij E_ij. Then dL/dM.
@@ -509,7 +530,7 @@ impl<F: Real, const RETRO: bool> Rule<F> for Modulated<'_, F, RETRO> {
                 } else {
                     ypost[k] * sums.g_y[k]
                 };
-                if md.fan_out {
+                if self.fan_out {
                     g_mod += md.fan_w[j] * geta;
                     grads.fan_w[j] += m_t * geta;
                     grads.fan_b[j] += geta;
@@ -524,7 +545,7 @@ impl<F: Real, const RETRO: bool> Rule<F> for Modulated<'_, F, RETRO> {
                 grads.m[j] += gq * read[k];
                 let trace_part = if RETRO {
                     grads.eta_e += ypost[k] * sums.ge_y[k] - sums.ge_e[k];
-                    self.eta_e * sums.ge_y[k]
+                    md.eta_e * sums.ge_y[k]
                 } else {
                     c.rate[k] * sums.g_y[k]
                 };

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 
 mod common;
 use common::{
-    add_into, assert_close, assert_derivative, central_difference, clamp_some, uniform, EpisodeOf,
+    add_into, assert_close, assert_derivative, central_difference, EpisodeOf, RuleParams,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -123,43 +123,11 @@ fn clamped_neurons_output_their_input_and_clip_bounds_the_trace() {
 // Random problems.
 // ---------------------------------------------------------------------------------------------
 
-struct Problem<F> {
-    spec: EpisodeSpec,
-    w: Vec<F>,
-    alpha: Vec<F>,
-    eta: F,
-    x: Vec<F>,
-    y0: Vec<F>,
-    h0: Vec<F>,
-    gy: Vec<F>,
-    gh: Vec<F>,
-}
+/// A random fixed-rate problem: the rule's parameter is `eta`.
+type Problem<F> = common::Problem<F, F>;
 
 fn problem<F: Real>(spec: EpisodeSpec, eta: f64, seed: u64) -> Problem<F> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
-    let mut normal = |scale: f64, len: usize| -> Vec<F> { uniform(&mut rng, scale, len) };
-    let w = normal(0.6, n * n);
-    let alpha = normal(0.8, spec.alpha.len(n));
-    let mut x = normal(1.0, t * b * n);
-    if spec.input == InputMode::Clamped {
-        clamp_some(&mut x, n);
-    }
-    let y0 = normal(0.5, b * n);
-    let h0 = normal(0.1, b * n * n);
-    let gy = normal(1.0, t * b * n);
-    let gh = normal(1.0, b * n * n);
-    Problem {
-        spec,
-        w,
-        alpha,
-        eta: F::of(eta),
-        x,
-        y0,
-        h0,
-        gy,
-        gh,
-    }
+    Problem::random(spec, seed, |_| F::of(eta))
 }
 
 impl<F: Real> Problem<F> {
@@ -167,31 +135,18 @@ impl<F: Real> Problem<F> {
         Params {
             w: &self.w,
             alpha: &self.alpha,
-            eta: self.eta,
+            eta: self.rule,
         }
     }
+}
 
-    fn run(&self) -> plasticity_kernels::Episode<F> {
-        forward(
-            &self.spec,
-            &self.params(),
-            &self.x,
-            &self.y0,
-            Some(&self.h0),
-        )
-        .unwrap()
+impl<F: Real> RuleParams<F> for F {
+    fn forward(p: &Problem<F>) -> plasticity_kernels::Episode<F> {
+        forward(&p.spec, &p.params(), &p.x, &p.y0, Some(&p.h0)).unwrap()
     }
 
-    /// L = sum gy * ys + sum gh * Hebb_T.
-    fn loss(&self) -> F {
-        let ep = self.run();
-        let a: F = ep.ys.iter().zip(&self.gy).map(|(a, b)| *a * *b).sum();
-        let c: F = ep.hebb.iter().zip(&self.gh).map(|(a, b)| *a * *b).sum();
-        a + c
-    }
-
-    fn grads(&self) -> Grads<F> {
-        backward(&self.params(), self.run(), &self.gy, Some(&self.gh)).unwrap()
+    fn backward(p: &Problem<F>, ep: plasticity_kernels::Episode<F>) -> Grads<F> {
+        backward(&p.params(), ep, &p.gy, Some(&p.gh)).unwrap()
     }
 }
 
@@ -200,13 +155,8 @@ fn numeric(p: &mut Problem<f64>, field: &str, k: usize) -> f64 {
     central_difference(
         p,
         |p| match field {
-            "w" => &mut p.w[k],
-            "alpha" => &mut p.alpha[k],
-            "eta" => &mut p.eta,
-            "x" => &mut p.x[k],
-            "y0" => &mut p.y0[k],
-            "hebb0" => &mut p.h0[k],
-            _ => unreachable!(),
+            "eta" => &mut p.rule,
+            _ => &mut p.buffer_mut(field)[k],
         },
         Problem::loss,
     )
@@ -543,26 +493,11 @@ fn a_batch_gives_the_sum_of_its_episodes_run_one_by_one() {
         let nn = n * n;
         let (mut sum_w, mut sum_alpha, mut sum_eta) =
             (vec![0.0; nn], vec![0.0; p.alpha.len()], 0.0);
-        for bi in 0..b {
+        let label = format!("{rule:?} {clip:?}");
+        let alone = p.episodes_alone(&label, &ep, &grads);
+        for (bi, g1) in alone.iter().enumerate() {
             let e = EpisodeOf { b, n, bi };
-            let q = Problem {
-                spec: EpisodeSpec { batch: 1, ..spec },
-                w: p.w.clone(),
-                alpha: p.alpha.clone(),
-                eta: p.eta,
-                x: e.rows(&p.x),
-                y0: e.state(&p.y0),
-                h0: e.trace(&p.h0),
-                gy: e.rows(&p.gy),
-                gh: e.trace(&p.gh),
-            };
-            let (e1, g1) = (q.run(), q.grads());
-            let label = format!("{rule:?} {clip:?} episode {bi}");
-            e.assert_alone_equals_slice(
-                &label,
-                [&e1.ys, &e1.hebb, &g1.x, &g1.plastic.hebb0],
-                [&ep.ys, &ep.hebb, &grads.x, &grads.plastic.hebb0],
-            );
+            let label = format!("{label} episode {bi}");
             assert_close(&format!("{label} dy0"), &g1.y0, &e.state(&grads.y0), 1e-10);
             add_into(&mut sum_w, &g1.w);
             add_into(&mut sum_alpha, &g1.plastic.alpha);

@@ -7,6 +7,7 @@
 
 use plasticity_kernels::{
     lstm_backward, lstm_forward, AlphaShape, LstmInit, LstmParams, LstmPlasticity, LstmSpec,
+    ModulatorParams,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -51,11 +52,13 @@ impl Case {
             w_h: &self.w_h,
             alpha: &self.alpha,
             eta: self.eta,
-            m: &self.m,
-            m_bias: self.m_bias,
-            fan_w: &self.fan_w,
-            fan_b: &self.fan_b,
-            eta_e: self.eta_e,
+            modulator: ModulatorParams {
+                m: &self.m,
+                m_bias: self.m_bias,
+                fan_w: &self.fan_w,
+                fan_b: &self.fan_b,
+                eta_e: self.eta_e,
+            },
         }
     }
 
@@ -535,11 +538,13 @@ fn f32_matches_f64() {
         w_h: &w_h,
         alpha: &alpha,
         eta: c.eta as f32,
-        m: &m,
-        m_bias: c.m_bias as f32,
-        fan_w: &fw,
-        fan_b: &fb,
-        eta_e: c.eta_e as f32,
+        modulator: ModulatorParams {
+            m: &m,
+            m_bias: c.m_bias as f32,
+            fan_w: &fw,
+            fan_b: &fb,
+            eta_e: c.eta_e as f32,
+        },
     };
     let (xp, h0, c0, hb, el) = (f(&c.xproj), f(&c.h0), f(&c.c0), f(&c.hebb0), f(&c.elig0));
     let init = LstmInit {

@@ -4,15 +4,13 @@
 use plasticity_kernels::rnn::{backward_modulated as backward, forward_modulated as forward};
 use plasticity_kernels::{
     reference, AlphaShape, BackwardStrategy, EpisodeSpec, Grads, InputMode, ModulatedParams,
-    Modulation, Params, Real, TraceRule,
+    Modulation, ModulatorParams, Params, Real, TraceRule,
 };
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 mod common;
 use common::{
-    add_into, assert_close, assert_derivative, central_difference, clamp_some, uniform, EpisodeOf,
-    Modulator,
+    add_into, assert_close, assert_derivative, central_difference, uniform, EpisodeOf, Modulator,
+    RuleParams,
 };
 
 const KINDS: [Modulation; 4] = [
@@ -178,11 +176,13 @@ fn one_step_matches_hand_computation_for_every_modulation() {
         let p = ModulatedParams {
             w: &g.w,
             alpha: &g.alpha,
-            m: &g.m,
-            m_bias: ATANH_HALF,
-            fan_w,
-            fan_b,
-            eta_e: 0.1,
+            modulator: ModulatorParams {
+                m: &g.m,
+                m_bias: ATANH_HALF,
+                fan_w,
+                fan_b,
+                eta_e: 0.1,
+            },
         };
         let ep = forward(&spec, &p, &g.x, &g.y, Some(&g.hebb), Some(&g.elig)).unwrap();
         assert_close(&format!("{label} fused y'"), &ep.ys, &want_y, 1e-15);
@@ -203,113 +203,50 @@ fn one_step_matches_hand_computation_for_every_modulation() {
 // Random problems.
 // ---------------------------------------------------------------------------------------------
 
-struct Problem<F> {
-    spec: EpisodeSpec,
-    w: Vec<F>,
-    alpha: Vec<F>,
-    md: Modulator<F>,
-    x: Vec<F>,
-    y0: Vec<F>,
-    h0: Vec<F>,
-    e0: Vec<F>,
-    gy: Vec<F>,
-    gh: Vec<F>,
-    ge: Vec<F>,
-}
+/// A random modulated problem: the rule's parameters are the modulator's.
+type Problem<F> = common::Problem<F, Modulator<F>>;
 
 fn problem<F: Real>(spec: EpisodeSpec, seed: u64) -> Problem<F> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
-    let mut uniform = |scale: f64, len: usize| -> Vec<F> { uniform(&mut rng, scale, len) };
-    let w = uniform(0.6, n * n);
-    let alpha = uniform(0.8, spec.alpha.len(n));
-    let m = uniform(1.0, n);
-    let m_bias = uniform(0.5, 1)[0];
-    let fan = if spec.modulation.fan_out() { n } else { 0 };
-    let fan_w = uniform(1.0, fan);
-    let fan_b = uniform(0.3, fan);
-    let mut x = uniform(1.0, t * b * n);
-    if spec.input == InputMode::Clamped {
-        clamp_some(&mut x, n);
-    }
-    let y0 = uniform(0.5, b * n);
-    let h0 = uniform(0.1, b * n * n);
-    let e0 = uniform(0.3, b * n * n);
-    let gy = uniform(1.0, t * b * n);
-    let gh = uniform(1.0, b * n * n);
-    let ge = uniform(1.0, b * n * n);
-    Problem {
-        spec,
-        w,
-        alpha,
-        md: Modulator {
-            m,
-            m_bias,
-            fan_w,
-            fan_b,
+    Problem::random(spec, seed, |rng| {
+        let n = spec.neurons;
+        let fan = if spec.modulation.fan_out() { n } else { 0 };
+        Modulator {
+            m: uniform(rng, 1.0, n),
+            m_bias: uniform(rng, 0.5, 1)[0],
+            fan_w: uniform(rng, 1.0, fan),
+            fan_b: uniform(rng, 0.3, fan),
             eta_e: F::of(0.3),
-        },
-        x,
-        y0,
-        h0,
-        e0,
-        gy,
-        gh,
-        ge,
-    }
+        }
+    })
 }
 
 impl<F: Real> Problem<F> {
     fn params(&self) -> ModulatedParams<'_, F> {
-        self.md.params(&self.w, &self.alpha)
+        self.rule.params(&self.w, &self.alpha)
+    }
+}
+
+impl<F: Real> RuleParams<F> for Modulator<F> {
+    fn forward(p: &Problem<F>) -> plasticity_kernels::Episode<F> {
+        let (h0, e0) = (Some(&p.h0[..]), p.e0.as_deref());
+        forward(&p.spec, &p.params(), &p.x, &p.y0, h0, e0).unwrap()
     }
 
-    fn run(&self) -> plasticity_kernels::Episode<F> {
-        forward(
-            &self.spec,
-            &self.params(),
-            &self.x,
-            &self.y0,
-            Some(&self.h0),
-            Some(&self.e0),
-        )
-        .unwrap()
-    }
-
-    /// L = sum gy * ys + sum gh * Hebb_T + sum ge * E_T.
-    fn loss(&self) -> F {
-        let ep = self.run();
-        let dot = |a: &[F], b: &[F]| a.iter().zip(b).map(|(x, y)| *x * *y).sum::<F>();
-        dot(&ep.ys, &self.gy) + dot(&ep.hebb, &self.gh) + dot(&ep.elig, &self.ge)
-    }
-
-    fn grads(&self) -> Grads<F> {
-        backward(
-            &self.params(),
-            self.run(),
-            &self.gy,
-            Some(&self.gh),
-            Some(&self.ge),
-        )
-        .unwrap()
+    fn backward(p: &Problem<F>, ep: plasticity_kernels::Episode<F>) -> Grads<F> {
+        let (gh, ge) = (Some(&p.gh[..]), p.ge.as_deref());
+        backward(&p.params(), ep, &p.gy, gh, ge).unwrap()
     }
 }
 
 /// Coordinate `k` of the buffer named `field`.
 fn field_mut<'a>(p: &'a mut Problem<f64>, field: &str, k: usize) -> &'a mut f64 {
     match field {
-        "w" => &mut p.w[k],
-        "alpha" => &mut p.alpha[k],
-        "m" => &mut p.md.m[k],
-        "m_bias" => &mut p.md.m_bias,
-        "fan_w" => &mut p.md.fan_w[k],
-        "fan_b" => &mut p.md.fan_b[k],
-        "eta_e" => &mut p.md.eta_e,
-        "x" => &mut p.x[k],
-        "y0" => &mut p.y0[k],
-        "hebb0" => &mut p.h0[k],
-        "elig0" => &mut p.e0[k],
-        _ => unreachable!("unknown field {field}"),
+        "m" => &mut p.rule.m[k],
+        "m_bias" => &mut p.rule.m_bias,
+        "fan_w" => &mut p.rule.fan_w[k],
+        "fan_b" => &mut p.rule.fan_b[k],
+        "eta_e" => &mut p.rule.eta_e,
+        _ => &mut p.buffer_mut(field)[k],
     }
 }
 
@@ -424,10 +361,11 @@ fn fused_forward_matches_the_reference_step_by_step() {
             let p = problem::<f64>(spec, 11);
             let ep = p.run();
             let bn = b * n;
+            let e0 = p.e0.as_deref().expect("a modulated problem has E_0");
             for bi in 0..b {
                 let mut y = p.y0[bi * n..(bi + 1) * n].to_vec();
                 let mut h = p.h0[bi * n * n..(bi + 1) * n * n].to_vec();
-                let mut e = p.e0[bi * n * n..(bi + 1) * n * n].to_vec();
+                let mut e = e0[bi * n * n..(bi + 1) * n * n].to_vec();
                 for t in 0..t_len {
                     let x = &p.x[t * bn + bi * n..t * bn + (bi + 1) * n];
                     let m;
@@ -438,11 +376,11 @@ fn fused_forward_matches_the_reference_step_by_step() {
                         spec.alpha,
                         &p.w,
                         &p.alpha,
-                        &p.md.m,
-                        p.md.m_bias,
-                        &p.md.fan_w,
-                        &p.md.fan_b,
-                        p.md.eta_e,
+                        &p.rule.m,
+                        p.rule.m_bias,
+                        &p.rule.fan_w,
+                        &p.rule.fan_b,
+                        p.rule.eta_e,
                         &y,
                         &h,
                         &e,
@@ -546,39 +484,31 @@ fn wrong_settings_and_sizes_are_errors_naming_the_field() {
         ..EpisodeSpec::new(3, 1, 2)
     };
     let (w, alpha, m) = (vec![0.0; 9], vec![0.0; 9], vec![0.0; 3]);
-    let p = ModulatedParams {
-        w: &w,
-        alpha: &alpha,
+    let md = ModulatorParams {
         m: &m,
         m_bias: 0.0,
         fan_w: &m,
         fan_b: &m,
         eta_e: 0.1,
     };
+    let p = ModulatedParams {
+        w: &w,
+        alpha: &alpha,
+        modulator: md,
+    };
     let (x, y0) = (vec![0.0; 6], vec![0.0; 3]);
     assert!(forward(&spec, &p, &x, &y0, None, None).is_ok());
-    let err = forward(
-        &spec,
-        &ModulatedParams { fan_w: &[], ..p },
-        &x,
-        &y0,
-        None,
-        None,
-    )
-    .unwrap_err();
+    // The error of `p` with the modulator's parameters `modulator`.
+    let error_with = |modulator| {
+        let p = ModulatedParams { modulator, ..p };
+        forward(&spec, &p, &x, &y0, None, None).unwrap_err()
+    };
+    let err = error_with(ModulatorParams { fan_w: &[], ..md });
     assert!(
         err.0.starts_with("fan_w: expected 3 values, got 0"),
         "{err}"
     );
-    let err = forward(
-        &spec,
-        &ModulatedParams { m: &m[..2], ..p },
-        &x,
-        &y0,
-        None,
-        None,
-    )
-    .unwrap_err();
+    let err = error_with(ModulatorParams { m: &m[..2], ..md });
     assert!(err.0.starts_with("m: expected 3 values"), "{err}");
     let oja = EpisodeSpec {
         rule: TraceRule::Oja,
@@ -652,7 +582,7 @@ fn stepping_in_place_matches_the_episode_forward() {
                 let ep = p.run();
                 let one = EpisodeSpec { steps: 1, ..spec };
                 let mut st =
-                    plasticity_kernels::Stepper::new(&one, &p.y0, Some(&p.h0), Some(&p.e0))
+                    plasticity_kernels::Stepper::new(&one, &p.y0, Some(&p.h0), p.e0.as_deref())
                         .unwrap();
                 let bn = b * n;
                 // Bit for bit on the small problem (one block everywhere); to rounding on the
@@ -712,33 +642,14 @@ fn a_batch_gives_the_sum_of_its_episodes_run_one_by_one() {
         let p = problem::<f64>(spec, 77);
         let ep = p.run();
         let grads = p.grads();
-        let one = EpisodeSpec { batch: 1, ..spec };
         let retro = kind.has_eligibility();
         let mut sum_w = vec![0.0; n * n];
         let mut sum_m = vec![0.0; n];
         let (mut sum_mb, mut sum_eta) = (0.0, 0.0);
-        for bi in 0..b {
+        let alone = p.episodes_alone(&format!("{kind:?}"), &ep, &grads);
+        for (bi, g1) in alone.iter().enumerate() {
             let e = EpisodeOf { b, n, bi };
-            let q = Problem {
-                spec: one,
-                w: p.w.clone(),
-                alpha: p.alpha.clone(),
-                md: p.md.clone(),
-                x: e.rows(&p.x),
-                y0: e.state(&p.y0),
-                h0: e.trace(&p.h0),
-                e0: e.trace(&p.e0),
-                gy: e.rows(&p.gy),
-                gh: e.trace(&p.gh),
-                ge: e.trace(&p.ge),
-            };
-            let (e1, g1) = (q.run(), q.grads());
             let label = format!("{kind:?} episode {bi}");
-            e.assert_alone_equals_slice(
-                &label,
-                [&e1.ys, &e1.hebb, &g1.x, &g1.plastic.hebb0],
-                [&ep.ys, &ep.hebb, &grads.x, &grads.plastic.hebb0],
-            );
             if retro {
                 assert_close(
                     &format!("{label} dE0"),

@@ -9,7 +9,8 @@ use plasticity_kernels::dense::{
 };
 use plasticity_kernels::rnn::{backward_modulated, forward_modulated};
 use plasticity_kernels::{
-    backward, forward, simd, EpisodeSpec, ModulatedParams, Modulation, Params, TraceRule,
+    backward, forward, simd, EpisodeSpec, ModulatedParams, Modulation, ModulatorParams, Params,
+    TraceRule,
 };
 
 /// Deterministic values in `[-s, s)`.
@@ -76,11 +77,13 @@ fn run_all() -> Vec<f32> {
     let p = ModulatedParams {
         w: &w,
         alpha: &alpha,
-        m: &m,
-        m_bias: 0.1,
-        fan_w: &fan_w,
-        fan_b: &fan_b,
-        eta_e: 0.2,
+        modulator: ModulatorParams {
+            m: &m,
+            m_bias: 0.1,
+            fan_w: &fan_w,
+            fan_b: &fan_b,
+            eta_e: 0.2,
+        },
     };
     let x = values(t * batch * n, 10, 1.0);
     let ep = forward_modulated(&spec, &p, &x, &vec![0.0; batch * n], None, None).expect("valid");

@@ -28,7 +28,7 @@ use numpy::{PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods}
 use plasticity_kernels::rnn::{backward_modulated, forward_modulated};
 use plasticity_kernels::{
     backward, forward, AlphaShape, BackwardStrategy, Episode, EpisodeSpec, Grads, InputMode,
-    ModulatedParams, Modulation, Params, Real, RuleGrads, SpecError, TraceRule,
+    ModulatedParams, Modulation, ModulatorParams, Params, Real, RuleGrads, SpecError, TraceRule,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -360,13 +360,16 @@ impl<F: Float> Modulator<'_, F> {
         expect_present("fan_b", &self.fan_b, fan_out, &[n], kind)
     }
 
-    /// `(m, fan_w, fan_b)` as slices (empty when absent).
-    fn slices(&self) -> PyResult<(&[F], &[F], &[F])> {
-        Ok((
-            slice_or_empty(&self.m)?,
-            slice_or_empty(&self.fan_w)?,
-            slice_or_empty(&self.fan_b)?,
-        ))
+    /// The parameters as the engine takes them (empty slices where absent), with the
+    /// eligibility trace's rate `eta_e`.
+    fn params(&self, eta_e: F) -> PyResult<ModulatorParams<'_, F>> {
+        Ok(ModulatorParams {
+            m: slice_or_empty(&self.m)?,
+            m_bias: self.m_bias,
+            fan_w: slice_or_empty(&self.fan_w)?,
+            fan_b: slice_or_empty(&self.fan_b)?,
+            eta_e,
+        })
     }
 }
 
@@ -495,16 +498,13 @@ impl<'py, F: Float> Borrowed<'py, F> {
     }
 
     /// The slices as the engine takes them.
+    /// With a modulation, `eta` is the eligibility trace's rate `eta_E`.
     fn slices(&self) -> PyResult<Slices<'_, F>> {
-        let (m, fan_w, fan_b) = self.modulator.slices()?;
         Ok(Slices {
             w: self.w.slice()?,
             alpha: self.alpha.slice()?,
             eta: self.eta,
-            m,
-            m_bias: self.modulator.m_bias,
-            fan_w,
-            fan_b,
+            modulator: self.modulator.params(self.eta)?,
         })
     }
 }
@@ -514,10 +514,7 @@ struct Slices<'a, F> {
     w: &'a [F],
     alpha: &'a [F],
     eta: F,
-    m: &'a [F],
-    m_bias: F,
-    fan_w: &'a [F],
-    fan_b: &'a [F],
+    modulator: ModulatorParams<'a, F>,
 }
 
 impl<'a, F: Float> Slices<'a, F> {
@@ -529,16 +526,11 @@ impl<'a, F: Float> Slices<'a, F> {
         }
     }
 
-    /// With a modulation, `eta` is the eligibility trace's rate `eta_E`.
     fn modulated(&self) -> ModulatedParams<'a, F> {
         ModulatedParams {
             w: self.w,
             alpha: self.alpha,
-            m: self.m,
-            m_bias: self.m_bias,
-            fan_w: self.fan_w,
-            fan_b: self.fan_b,
-            eta_e: self.eta,
+            modulator: self.modulator,
         }
     }
 }

@@ -76,16 +76,11 @@ impl<'py, F: Float> Borrowed<'py, F> {
     }
 
     fn params(&self) -> PyResult<LstmParams<'_, F>> {
-        let (m, fan_w, fan_b) = self.modulator.slices()?;
         Ok(LstmParams {
             w_h: self.w_h.slice()?,
             alpha: slice_or_empty(&self.alpha)?,
             eta: self.eta,
-            m,
-            m_bias: self.modulator.m_bias,
-            fan_w,
-            fan_b,
-            eta_e: self.eta,
+            modulator: self.modulator.params(self.eta)?,
         })
     }
 }

@@ -31,8 +31,8 @@ use crate::parallel::{
 use crate::real::Real;
 use crate::spec::{AlphaShape, EpisodeSpec, InputMode, Modulation, SpecError, TraceRule};
 use crate::trace::{
-    kept_trace, through_clip, Activity, Coefficients, ColumnSums, Decaying, Modulator, NoTrace,
-    Oja, PlasticGrads, Retroactive, RowFactor, Rule, Shares, Simple,
+    kept_trace, through_clip, Activity, Coefficients, ColumnSums, Decaying, ModulatorParams,
+    NoTrace, Oja, PlasticGrads, Retroactive, RowFactor, Rule, Shares, Simple,
 };
 use core::ops::Range;
 use rayon::prelude::*;
@@ -56,17 +56,9 @@ pub struct ModulatedParams<'a, F> {
     pub w: &'a [F],
     /// Plasticity coefficients, shaped as [`EpisodeSpec::alpha`] says.
     pub alpha: &'a [F],
-    /// Modulator weights `m: [N]`: `M(t) = tanh(sum_j m_j y_j(t) + m_b)`.
-    pub m: &'a [F],
-    /// Modulator bias `m_b`.
-    pub m_bias: F,
-    /// Fan-out weights `v: [N]` (`eta_j = v_j M + b_j`); empty without fan-out.
-    pub fan_w: &'a [F],
-    /// Fan-out biases `b: [N]`; empty without fan-out.
-    pub fan_b: &'a [F],
-    /// Rate `eta_E` of the eligibility trace (retroactive only; ignored by simple modulation,
-    /// whose gradient for it is 0).
-    pub eta_e: F,
+    /// The modulator's parameters, `m, fan_w, fan_b: [N]` (the fan-out ones empty without
+    /// fan-out), and the eligibility trace's rate `eta_E`.
+    pub modulator: ModulatorParams<'a, F>,
 }
 
 /// A spec's trace rule with its parameters.
@@ -140,29 +132,20 @@ impl<'a, F: Real> ModulatedParams<'a, F> {
             )));
         }
         check_weights(spec, self.w, self.alpha)?;
-        spec.check_len("m", self.m.len(), n)?;
-        let fan = if spec.modulation.fan_out() { n } else { 0 };
-        spec.check_len("fan_w", self.fan_w.len(), fan)?;
-        spec.check_len("fan_b", self.fan_b.len(), fan)?;
-        if !(self.m_bias.is_finite() && self.eta_e.is_finite()) {
+        let params = self.modulator;
+        let fan_out = spec.modulation.fan_out();
+        params.check_lens(n, if fan_out { n } else { 0 }, |what, got, want| {
+            spec.check_len(what, got, want)
+        })?;
+        if !(params.m_bias.is_finite() && params.eta_e.is_finite()) {
             return Err(SpecError(format!(
                 "m_bias and eta_e must be finite (got {:?}, {:?})",
-                self.m_bias, self.eta_e
+                params.m_bias, params.eta_e
             )));
         }
-        let modulator = Modulator {
-            m: self.m,
-            m_bias: self.m_bias,
-            fan_w: self.fan_w,
-            fan_b: self.fan_b,
-            fan_out: spec.modulation.fan_out(),
-        };
-        let eta_e = self.eta_e;
         Ok(match spec.modulation {
-            Modulation::Retroactive { .. } => {
-                AnyRule::Retroactive(Retroactive { modulator, eta_e })
-            }
-            _ => AnyRule::Simple(Simple { modulator, eta_e }),
+            Modulation::Retroactive { .. } => AnyRule::Retroactive(Retroactive { params, fan_out }),
+            _ => AnyRule::Simple(Simple { params, fan_out }),
         })
     }
 }

@@ -3,8 +3,10 @@
 // Each test file uses some of these.
 #![allow(dead_code)]
 
-use plasticity_kernels::{ModulatedParams, Real};
-use rand::Rng;
+use plasticity_kernels::{
+    Episode, EpisodeSpec, Grads, InputMode, ModulatedParams, Modulation, ModulatorParams, Real,
+};
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// `len` values uniform in `(-scale, scale)`.
@@ -86,16 +88,23 @@ pub struct Modulator<F> {
 }
 
 impl<F: Real> Modulator<F> {
-    /// The parameters of a modulated episode with weights `w` and `alpha`.
-    pub fn params<'a>(&'a self, w: &'a [F], alpha: &'a [F]) -> ModulatedParams<'a, F> {
-        ModulatedParams {
-            w,
-            alpha,
+    /// The same parameters, borrowed.
+    pub fn borrow(&self) -> ModulatorParams<'_, F> {
+        ModulatorParams {
             m: &self.m,
             m_bias: self.m_bias,
             fan_w: &self.fan_w,
             fan_b: &self.fan_b,
             eta_e: self.eta_e,
+        }
+    }
+
+    /// The parameters of a modulated episode with weights `w` and `alpha`.
+    pub fn params<'a>(&'a self, w: &'a [F], alpha: &'a [F]) -> ModulatedParams<'a, F> {
+        ModulatedParams {
+            w,
+            alpha,
+            modulator: self.borrow(),
         }
     }
 }
@@ -162,4 +171,161 @@ impl EpisodeOf {
 /// `sum += v`, entry by entry.
 pub fn add_into(sum: &mut [f64], v: &[f64]) {
     sum.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+}
+
+/// A random episode of the plastic network and the loss `L = sum gy ys + sum gh Hebb_T +
+/// sum ge E_T`: the parameters, the inputs, the initial state and the loss's weights (the
+/// gradients a backward starts from). `R` is the trace rule's own parameters: the fixed rate
+/// `eta`, or a [`Modulator`].
+#[derive(Clone, Debug)]
+pub struct Problem<F, R> {
+    /// The episode's spec.
+    pub spec: EpisodeSpec,
+    /// `w: [N, N]`.
+    pub w: Vec<F>,
+    /// `alpha`, shaped as the spec says.
+    pub alpha: Vec<F>,
+    /// The rule's own parameters.
+    pub rule: R,
+    /// `x: [T, B, N]` (with clamped input, about a third of the neurons clamped at each step).
+    pub x: Vec<F>,
+    /// `y0: [B, N]`.
+    pub y0: Vec<F>,
+    /// `Hebb_0: [B, N, N]`.
+    pub h0: Vec<F>,
+    /// `E_0: [B, N, N]` (modulated episodes).
+    pub e0: Option<Vec<F>>,
+    /// `gy: [T, B, N]`.
+    pub gy: Vec<F>,
+    /// `gh: [B, N, N]`.
+    pub gh: Vec<F>,
+    /// `ge: [B, N, N]` (modulated episodes).
+    pub ge: Option<Vec<F>>,
+}
+
+/// How a [`Problem`]'s episode runs with the rule's own parameters `Self` (the fixed rate, or a
+/// [`Modulator`]); the test file of each kind of rule implements it.
+pub trait RuleParams<F: Real>: Sized {
+    /// The forward of the problem's episode.
+    fn forward(p: &Problem<F, Self>) -> Episode<F>;
+    /// The backward of the problem's episode `ep` from the loss's weights.
+    fn backward(p: &Problem<F, Self>, ep: Episode<F>) -> Grads<F>;
+}
+
+impl<F: Real, R> Problem<F, R> {
+    /// A problem for `spec` drawn from `seed`, each buffer uniform in `(-s, s)`: `w` (s = 0.6),
+    /// `alpha` (0.8), the rule's parameters by `rule`, `x` (1), `y0` (0.5), `Hebb_0` (0.1),
+    /// `E_0` (0.3), `gy`, `gh`, `ge` (1).
+    pub fn random(spec: EpisodeSpec, seed: u64, rule: impl FnOnce(&mut ChaCha8Rng) -> R) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
+        let modulated = spec.modulation != Modulation::None;
+        let w = uniform(&mut rng, 0.6, n * n);
+        let alpha = uniform(&mut rng, 0.8, spec.alpha.len(n));
+        let rule = rule(&mut rng);
+        let mut draw = |scale: f64, len: usize| -> Vec<F> { uniform(&mut rng, scale, len) };
+        let mut x = draw(1.0, t * b * n);
+        if spec.input == InputMode::Clamped {
+            clamp_some(&mut x, n);
+        }
+        Problem {
+            spec,
+            w,
+            alpha,
+            rule,
+            x,
+            y0: draw(0.5, b * n),
+            h0: draw(0.1, b * n * n),
+            e0: modulated.then(|| draw(0.3, b * n * n)),
+            gy: draw(1.0, t * b * n),
+            gh: draw(1.0, b * n * n),
+            ge: modulated.then(|| draw(1.0, b * n * n)),
+        }
+    }
+
+    /// The buffer named `field` among those of every problem: `w`, `alpha`, `x`, `y0`, `hebb0`,
+    /// `elig0`.
+    pub fn buffer_mut(&mut self, field: &str) -> &mut Vec<F> {
+        match field {
+            "w" => &mut self.w,
+            "alpha" => &mut self.alpha,
+            "x" => &mut self.x,
+            "y0" => &mut self.y0,
+            "hebb0" => &mut self.h0,
+            "elig0" => self.e0.as_mut().expect("E_0 of a modulated problem"),
+            _ => unreachable!("unknown field {field}"),
+        }
+    }
+}
+
+impl<F: Real, R: RuleParams<F>> Problem<F, R> {
+    /// The episode forward.
+    pub fn run(&self) -> Episode<F> {
+        R::forward(self)
+    }
+
+    /// `L = sum gy ys + sum gh Hebb_T + sum ge E_T` of the episode.
+    pub fn loss(&self) -> F {
+        let ep = self.run();
+        let dot = |a: &[F], b: &[F]| a.iter().zip(b).map(|(x, y)| *x * *y).sum::<F>();
+        let elig = self.ge.as_ref().map_or(F::zero(), |ge| dot(&ep.elig, ge));
+        dot(&ep.ys, &self.gy) + dot(&ep.hebb, &self.gh) + elig
+    }
+
+    /// The gradients of the loss.
+    pub fn grads(&self) -> Grads<F> {
+        R::backward(self, self.run())
+    }
+}
+
+impl<R: Clone + RuleParams<f64>> Problem<f64, R> {
+    /// Runs each episode of the batch alone (its episode and gradients), asserts that it
+    /// equals its slices of the batched run `ep`, `grads`
+    /// ([`EpisodeOf::assert_alone_equals_slice`], labelled `"{label} episode {bi}"`), and
+    /// returns the episodes' gradients.
+    pub fn episodes_alone(
+        &self,
+        label: &str,
+        ep: &Episode<f64>,
+        grads: &Grads<f64>,
+    ) -> Vec<Grads<f64>> {
+        let (b, n) = (self.spec.batch, self.spec.neurons);
+        (0..b)
+            .map(|bi| {
+                let q = self.episode(bi);
+                let (e1, g1) = (q.run(), q.grads());
+                EpisodeOf { b, n, bi }.assert_alone_equals_slice(
+                    &format!("{label} episode {bi}"),
+                    [&e1.ys, &e1.hebb, &g1.x, &g1.plastic.hebb0],
+                    [&ep.ys, &ep.hebb, &grads.x, &grads.plastic.hebb0],
+                );
+                g1
+            })
+            .collect()
+    }
+
+    /// Episode `bi` alone: the same parameters, its slices of the batch's buffers.
+    fn episode(&self, bi: usize) -> Self {
+        let e = EpisodeOf {
+            b: self.spec.batch,
+            n: self.spec.neurons,
+            bi,
+        };
+        Problem {
+            spec: EpisodeSpec {
+                batch: 1,
+                ..self.spec
+            },
+            w: self.w.clone(),
+            alpha: self.alpha.clone(),
+            rule: self.rule.clone(),
+            x: e.rows(&self.x),
+            y0: e.state(&self.y0),
+            h0: e.trace(&self.h0),
+            e0: self.e0.as_ref().map(|v| e.trace(v)),
+            gy: e.rows(&self.gy),
+            gh: e.trace(&self.gh),
+            ge: self.ge.as_ref().map(|v| e.trace(v)),
+        }
+    }
 }

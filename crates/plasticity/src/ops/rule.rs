@@ -39,11 +39,9 @@ impl RuleInputs<Vec<f32>> {
         kernels::Params { w, alpha, eta }
     }
 
-    /// A neuromodulated rule's parameters for the plastic RNN.
-    pub(crate) fn modulated<'a>(&'a self, w: &'a [f32]) -> kernels::ModulatedParams<'a, f32> {
-        kernels::ModulatedParams {
-            w,
-            alpha: &self.alpha,
+    /// The modulator's parameters (empty or 0 where the rule has none).
+    fn modulator(&self) -> kernels::ModulatorParams<'_, f32> {
+        kernels::ModulatorParams {
             m: &self.m,
             m_bias: scalar(&self.m_bias),
             fan_w: &self.fan_w,
@@ -52,21 +50,22 @@ impl RuleInputs<Vec<f32>> {
         }
     }
 
+    /// A neuromodulated rule's parameters for the plastic RNN.
+    pub(crate) fn modulated<'a>(&'a self, w: &'a [f32]) -> kernels::ModulatedParams<'a, f32> {
+        kernels::ModulatedParams {
+            w,
+            alpha: &self.alpha,
+            modulator: self.modulator(),
+        }
+    }
+
     /// Any rule's parameters for the plastic LSTM: the modulated ones and `eta`.
     pub(crate) fn lstm<'a>(&'a self, w_h: &'a [f32]) -> kernels::LstmParams<'a, f32> {
-        let p = self.modulated(w_h);
-        let eta = scalar(&self.eta);
-        let (m, m_bias, fan_w, fan_b) = (p.m, p.m_bias, p.fan_w, p.fan_b);
-        let (alpha, eta_e) = (p.alpha, p.eta_e);
         kernels::LstmParams {
             w_h,
-            alpha,
-            eta,
-            m,
-            m_bias,
-            fan_w,
-            fan_b,
-            eta_e,
+            alpha: &self.alpha,
+            eta: scalar(&self.eta),
+            modulator: self.modulator(),
         }
     }
 }

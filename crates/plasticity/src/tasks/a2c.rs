@@ -356,11 +356,13 @@ impl NetBuffers {
         self.modulator.as_ref().map(|md| ModulatedParams {
             w: &self.w,
             alpha: &self.alpha,
-            m: &md.m,
-            m_bias: md.m_bias,
-            fan_w: &md.fan_w,
-            fan_b: &md.fan_b,
-            eta_e: self.eta,
+            modulator: kernels::ModulatorParams {
+                m: &md.m,
+                m_bias: md.m_bias,
+                fan_w: &md.fan_w,
+                fan_b: &md.fan_b,
+                eta_e: self.eta,
+            },
         })
     }
 
