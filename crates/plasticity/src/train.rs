@@ -130,6 +130,16 @@ pub enum TrainError {
         /// Update of the checkpoint that was kept (0: none).
         checkpoint: u64,
     },
+    /// An update failed: the experiment's `train_batch` or `after_update` returned an error
+    /// (a GPU driver error, a failed rollout); the last good checkpoint is kept.
+    Failed {
+        /// Update that failed.
+        update: u64,
+        /// The experiment's error.
+        reason: String,
+        /// Update of the checkpoint that was kept (0: none).
+        checkpoint: u64,
+    },
     /// Other failure (exit code 1).
     Other(String),
 }
@@ -150,6 +160,15 @@ impl fmt::Display for TrainError {
             } => write!(
                 f,
                 "training diverged at update {update} ({reason}); stopped. {}",
+                kept(*checkpoint)
+            ),
+            TrainError::Failed {
+                update,
+                reason,
+                checkpoint,
+            } => write!(
+                f,
+                "update {update} failed: {reason}; stopped. {}",
                 kept(*checkpoint)
             ),
         }
@@ -583,9 +602,14 @@ pub fn train<E: Experiment>(
     let mut first_loss: Option<f64> = None;
     while update < opts.updates && !stopped_by_time_limit && !stopped_by_signal {
         exp.before_update(update);
+        let failed = |reason, update| TrainError::Failed {
+            update,
+            reason,
+            checkpoint: last_checkpoint,
+        };
         let (loss, mut metrics) = exp
             .train_batch(&model, &mut rng, device)
-            .map_err(TrainError::Usage)?;
+            .map_err(|e| failed(e, update + 1))?;
         let loss_value = loss.clone().into_scalar::<f32>() as f64;
         if !loss_value.is_finite() {
             return Err(TrainError::NonFinite {
@@ -608,7 +632,7 @@ pub fn train<E: Experiment>(
         model = optim.step(exp.learning_rate(update), model, grads);
         update += 1;
         exp.after_update(&model, update, &mut metrics, device)
-            .map_err(TrainError::Usage)?;
+            .map_err(|e| failed(e, update))?;
         if let Some(reason) = divergence(exp.metric_names(), &metrics, loss_value, start) {
             return Err(TrainError::Diverged {
                 update,

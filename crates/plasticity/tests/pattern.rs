@@ -234,15 +234,18 @@ fn corrupt_or_truncated_checkpoints_give_clear_errors() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// An experiment whose loss becomes NaN at update 7.
+/// An experiment whose update 7 goes wrong: its loss becomes NaN, or (`error`) its
+/// `train_batch` fails.
 #[derive(Module, Debug)]
 struct Scalar {
     v: Param<Tensor<1>>,
 }
 
-struct NanAtSeven;
+struct BadAtSeven {
+    error: bool,
+}
 
-impl Experiment for NanAtSeven {
+impl Experiment for BadAtSeven {
     type Model = Scalar;
     fn name(&self) -> &'static str {
         "nan"
@@ -266,7 +269,9 @@ impl Experiment for NanAtSeven {
     ) -> Result<(Tensor<1>, Vec<f64>), String> {
         let loss = m.v.val().powf_scalar(2.0);
         CALLS.with(|c| c.set(c.get() + 1));
-        if CALLS.with(|c| c.get()) == 7 {
+        if CALLS.with(|c| c.get()) == 7 && self.error {
+            Err("the device went away".into())
+        } else if CALLS.with(|c| c.get()) == 7 {
             Ok((loss.div_scalar(0.0).mul_scalar(0.0), vec![]))
         } else {
             Ok((loss, vec![]))
@@ -289,7 +294,9 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
         checkpoint_every: 5,
         ..options(dir.clone(), 20, 0)
     };
-    let err = try_train(&NanAtSeven, &opts, &device).unwrap_err();
+    CALLS.with(|c| c.set(0));
+    let nan = BadAtSeven { error: false };
+    let err = try_train(&nan, &opts, &device).unwrap_err();
     assert!(
         matches!(
             err,
@@ -301,8 +308,33 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
         "{err}"
     );
     assert!(err.to_string().contains("update 7") && err.to_string().contains("(update 5) is kept"));
-    let (_, episode) = load_trained(&NanAtSeven, &dir, &device);
+    let (_, episode) = load_trained(&nan, &dir, &device);
     assert_eq!(episode, 5);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_failed_update_stops_the_run_and_keeps_the_last_good_checkpoint() {
+    let dir = temp_dir("failed-update");
+    let device = Device::flex().autodiff();
+    let opts = RunOptions {
+        checkpoint_every: 5,
+        ..options(dir.clone(), 20, 0)
+    };
+    CALLS.with(|c| c.set(0));
+    let failing = BadAtSeven { error: true };
+    let err = try_train(&failing, &opts, &device).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(&err, TrainError::Failed { update: 7, reason, checkpoint: 5 } if reason == "the device went away"),
+        "{message}"
+    );
+    assert_eq!(
+        message,
+        "update 7 failed: the device went away; stopped. The last good checkpoint (update 5) is kept"
+    );
+    let (_, update) = load_trained(&failing, &dir, &device);
+    assert_eq!(update, 5);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

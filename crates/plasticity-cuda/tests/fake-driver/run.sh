@@ -46,9 +46,11 @@ compare cue-reward cue-reward --neurons 12 --steps 12 --batch 2 --updates 3
 compare cue-reward-modplast cue-reward --model modplast --fan-out --neurons 12 --steps 12 --batch 2 --updates 3
 # A driver error in the middle of a rollout (the stand-in fails its 5th launch and every later one)
 # ends the run with the driver's message and a non-zero status, not a panic.
-if PLASTICITY_LIBCUDA="$build/libcuda.so.1" FAKE_CUDA_FAIL_LAUNCH=5 target/release/plasticity maze \
-  --neurons 12 --steps 12 --batch 2 --size 5 --updates 1 --device cuda --out "$runs/fail" 2> "$runs/fail.err"; then
-  echo "maze with a failing driver: exit 0"; exit 1
+status=0
+PLASTICITY_LIBCUDA="$build/libcuda.so.1" FAKE_CUDA_FAIL_LAUNCH=5 target/release/plasticity maze \
+  --neurons 12 --steps 12 --batch 2 --size 5 --updates 1 --device cuda --out "$runs/fail" 2> "$runs/fail.err" || status=$?
+if [ "$status" != 1 ]; then
+  echo "maze with a failing driver: exit $status, not 1 (a failed update)"; cat "$runs/fail.err"; exit 1
 fi
 if grep -q panicked "$runs/fail.err" || ! grep -q "rollout failed: CUDA driver" "$runs/fail.err"; then
   echo "maze with a failing driver: no clear message:"; cat "$runs/fail.err"; exit 1
