@@ -286,17 +286,27 @@ thread_local! {
     static CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
-#[test]
-fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
-    let dir = temp_dir("nan");
+/// Runs [`BadAtSeven`] for 20 updates with a checkpoint every 5: the run stops at update 7,
+/// and the checkpoint of update 5 is kept and loads. Returns the error.
+fn bad_update_at_seven(error: bool) -> TrainError {
+    let dir = temp_dir(if error { "failed-update" } else { "nan" });
     let device = Device::flex().autodiff();
     let opts = RunOptions {
         checkpoint_every: 5,
         ..options(dir.clone(), 20, 0)
     };
     CALLS.with(|c| c.set(0));
-    let nan = BadAtSeven { error: false };
-    let err = try_train(&nan, &opts, &device).unwrap_err();
+    let bad = BadAtSeven { error };
+    let err = try_train(&bad, &opts, &device).unwrap_err();
+    let (_, update) = load_trained(&bad, &dir, &device);
+    assert_eq!(update, 5);
+    std::fs::remove_dir_all(&dir).unwrap();
+    err
+}
+
+#[test]
+fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
+    let err = bad_update_at_seven(false);
     assert!(
         matches!(
             err,
@@ -308,22 +318,11 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
         "{err}"
     );
     assert!(err.to_string().contains("update 7") && err.to_string().contains("(update 5) is kept"));
-    let (_, episode) = load_trained(&nan, &dir, &device);
-    assert_eq!(episode, 5);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_failed_update_stops_the_run_and_keeps_the_last_good_checkpoint() {
-    let dir = temp_dir("failed-update");
-    let device = Device::flex().autodiff();
-    let opts = RunOptions {
-        checkpoint_every: 5,
-        ..options(dir.clone(), 20, 0)
-    };
-    CALLS.with(|c| c.set(0));
-    let failing = BadAtSeven { error: true };
-    let err = try_train(&failing, &opts, &device).unwrap_err();
+    let err = bad_update_at_seven(true);
     let message = err.to_string();
     assert!(
         matches!(&err, TrainError::Failed { update: 7, reason, checkpoint: 5 } if reason == "the device went away"),
@@ -333,9 +332,6 @@ fn a_failed_update_stops_the_run_and_keeps_the_last_good_checkpoint() {
         message,
         "update 7 failed: the device went away; stopped. The last good checkpoint (update 5) is kept"
     );
-    let (_, update) = load_trained(&failing, &dir, &device);
-    assert_eq!(update, 5);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Trains `task` as `opts` says and loads the model of the run's checkpoint, with its update.
