@@ -218,17 +218,17 @@ pub fn eval_rl(
 }
 
 /// Cue-reward: how the trained agent answers on the evaluation's own episodes (the same
-/// `episodes` batches from `seed`, rolled out again): `p(respond | target shown)`,
+/// `batches` batches from `seed`, rolled out again): `p(respond | target shown)`,
 /// `p(respond | not shown)` at the response steps and their difference (0: the target is
 /// not found; 1: it is).
 fn answers(
     task: &CueRewardTask,
     model: &a2c::ActorCritic,
-    episodes: u64,
+    batches: u64,
     seed: u64,
 ) -> Result<Vec<(&'static str, f64)>, Failure> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let rollouts = (0..episodes)
+    let rollouts = (0..batches)
         .map(|_| a2c::rollout(task, model, task.settings().batch, &mut rng))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure(1, e))?;

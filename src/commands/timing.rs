@@ -1,7 +1,7 @@
 //! Timing of full training steps (episode generation and forward, backward, Adam step) for
 //! `plasticity bench`.
 
-use super::common::{usage, Failure};
+use super::common::Failure;
 use plasticity::train::Experiment;
 use std::time::Instant;
 
@@ -15,10 +15,11 @@ pub(crate) struct StepTimes {
     pub(crate) device_mb: Option<f64>,
 }
 
-/// Times `episodes` full training steps of `task` on `device`, after 2 warm-up steps.
+/// Times `updates` full training steps of `task` on `device`, after 2 warm-up steps. A failed
+/// step (a GPU driver error) is a failure (exit 1), as in a training run.
 pub(crate) fn time_steps<E: Experiment>(
     task: &E,
-    episodes: usize,
+    updates: usize,
     device: &burn::tensor::Device,
 ) -> Result<StepTimes, Failure> {
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
@@ -42,9 +43,11 @@ pub(crate) fn time_steps<E: Experiment>(
             times.device_mb = Some(times.device_mb.map_or(mb, |m: f64| m.max(mb)));
         }
     };
-    for k in 0..episodes + 2 {
+    for k in 0..updates + 2 {
         let t0 = Instant::now();
-        let (loss, _) = task.train_batch(&model, &mut rng, device).map_err(usage)?;
+        let (loss, _) = task
+            .train_batch(&model, &mut rng, device)
+            .map_err(|e| Failure(1, format!("update {} failed: {e}", k + 1)))?;
         sync()?;
         note_memory(&mut times);
         let t1 = Instant::now();
