@@ -806,3 +806,26 @@ pub fn evaluate<E: Experiment>(
         all,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{CheckpointHeader, RngState};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn a_checkpoint_header_written_before_updates_were_so_named_still_reads() {
+        let header = CheckpointHeader {
+            experiment: "pattern".into(),
+            update: 60,
+            seconds: 1.5,
+            rng: RngState::of(&ChaCha8Rng::seed_from_u64(3)),
+        };
+        let mut v = serde_json::to_value(&header).unwrap();
+        let fields = v.as_object_mut().unwrap();
+        let count = fields.remove("update").unwrap();
+        fields.insert("episode".into(), count);
+        let old: CheckpointHeader = serde_json::from_value(v).unwrap();
+        assert_eq!((old.update, old.experiment.as_str()), (60, "pattern"));
+    }
+}
