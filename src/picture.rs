@@ -91,6 +91,18 @@ pub fn grey_image<DB: DrawingBackend>(
 /// SVG each is a `<line>`, and each curve stays one `<polyline>`.
 pub struct LinesAsLines<DB>(pub DB);
 
+/// Writes `DrawingBackend` methods that take `&mut self`, return `Result<(), _>` and hand their
+/// arguments unchanged to the wrapped backend `self.0`.
+macro_rules! forward_to_inner {
+    ($(fn $name:ident $(<$($g:ident: $bound:path),+>)? ($($arg:ident: $ty:ty),*);)*) => {
+        $(fn $name $(<$($g: $bound),+>)? (
+            &mut self $(, $arg: $ty)*
+        ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+            self.0.$name($($arg),*)
+        })*
+    };
+}
+
 impl<DB: DrawingBackend> DrawingBackend for LinesAsLines<DB> {
     type ErrorType = DB::ErrorType;
 
@@ -98,41 +110,15 @@ impl<DB: DrawingBackend> DrawingBackend for LinesAsLines<DB> {
         self.0.get_size()
     }
 
-    fn ensure_prepared(&mut self) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.ensure_prepared()
-    }
-
-    fn present(&mut self) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.present()
-    }
-
-    fn draw_pixel(
-        &mut self,
-        point: BackendCoord,
-        color: BackendColor,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.draw_pixel(point, color)
-    }
-
-    fn draw_line<S: BackendStyle>(
-        &mut self,
-        from: BackendCoord,
-        to: BackendCoord,
+    fn estimate_text_size<S: BackendTextStyle>(
+        &self,
+        text: &str,
         style: &S,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.draw_line(from, to, style)
+    ) -> Result<(u32, u32), DrawingErrorKind<Self::ErrorType>> {
+        self.0.estimate_text_size(text, style)
     }
 
-    fn draw_rect<S: BackendStyle>(
-        &mut self,
-        upper_left: BackendCoord,
-        bottom_right: BackendCoord,
-        style: &S,
-        fill: bool,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.draw_rect(upper_left, bottom_right, style, fill)
-    }
-
+    /// The one method that does not forward: a two-point path is drawn as a line.
     fn draw_path<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
         &mut self,
         path: I,
@@ -145,38 +131,14 @@ impl<DB: DrawingBackend> DrawingBackend for LinesAsLines<DB> {
         }
     }
 
-    fn draw_circle<S: BackendStyle>(
-        &mut self,
-        center: BackendCoord,
-        radius: u32,
-        style: &S,
-        fill: bool,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.draw_circle(center, radius, style, fill)
-    }
-
-    fn fill_polygon<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
-        &mut self,
-        vert: I,
-        style: &S,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.fill_polygon(vert, style)
-    }
-
-    fn draw_text<S: BackendTextStyle>(
-        &mut self,
-        text: &str,
-        style: &S,
-        pos: BackendCoord,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.draw_text(text, style, pos)
-    }
-
-    fn estimate_text_size<S: BackendTextStyle>(
-        &self,
-        text: &str,
-        style: &S,
-    ) -> Result<(u32, u32), DrawingErrorKind<Self::ErrorType>> {
-        self.0.estimate_text_size(text, style)
+    forward_to_inner! {
+        fn ensure_prepared();
+        fn present();
+        fn draw_pixel(point: BackendCoord, color: BackendColor);
+        fn draw_line<S: BackendStyle>(from: BackendCoord, to: BackendCoord, style: &S);
+        fn draw_rect<S: BackendStyle>(ul: BackendCoord, br: BackendCoord, style: &S, fill: bool);
+        fn draw_circle<S: BackendStyle>(center: BackendCoord, radius: u32, style: &S, fill: bool);
+        fn fill_polygon<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(vert: I, style: &S);
+        fn draw_text<S: BackendTextStyle>(text: &str, style: &S, pos: BackendCoord);
     }
 }

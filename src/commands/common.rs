@@ -21,10 +21,10 @@ pub(crate) struct CommonArgs {
     #[arg(long)]
     pub(crate) seed: Option<u64>,
     /// Run directory [default: `runs/<experiment>-<model>-seed<S>`].
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub(crate) out: Option<PathBuf>,
     /// JSON configuration file (fields of the experiment's configuration); options override it.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// Continue the run in DIR from its last checkpoint (its config.json is used).
     #[arg(long, value_name = "DIR")]

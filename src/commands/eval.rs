@@ -16,7 +16,7 @@ pub(crate) struct EvalArgs {
     /// Experiment of the run.
     experiment: Experiment,
     /// Run directory.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub(crate) run: PathBuf,
     /// Evaluation episodes, run in whole batches of the run's batch size (at least this many)
     /// [default: pattern and images 100, maze and cue-reward 100 batches, omniglot 1000].
@@ -39,7 +39,7 @@ pub(crate) struct EvalArgs {
     #[arg(long)]
     pub(crate) classes: Option<ClassSet>,
     /// Data directory for experiments that read data (default: the run's).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) machine: MachineArgs,

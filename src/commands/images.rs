@@ -26,7 +26,7 @@ pub(crate) struct ImagesArgs {
     pub(crate) common: CommonArgs,
     /// Directory of CIFAR-10 binary files (data_batch_*.bin for training, test_batch.bin for
     /// evaluation) [default: the embedded public-domain/CC0 patches].
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     #[command(flatten)]
     options: NetOptions,

@@ -20,7 +20,7 @@ pub(crate) struct PlotArgs {
     #[arg(long)]
     smooth: Option<usize>,
     /// Output file: SVG, or PNG when the name ends in `.png`.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     out: PathBuf,
     /// Logarithmic y axis.
     #[arg(long)]

@@ -27,7 +27,7 @@ pub(crate) struct SweepArgs {
     #[arg(value_name = "SPEC")]
     spec: Option<PathBuf>,
     /// The sweep folder [default: sweeps/<the spec's file name without extension>].
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Where the points run: here, or as one Slurm job array.
     #[arg(long, value_enum, default_value = "local")]
