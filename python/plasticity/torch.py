@@ -148,15 +148,24 @@ def _modulator(m: Optional[Tensor], m_bias: Optional[Tensor], fan_w: Optional[Te
     return dict(m=_array(m), m_bias=_scalar(m_bias), fan_w=_array(fan_w), fan_b=_array(fan_b))
 
 
+def _weights(w: Tensor, alpha: Optional[Tensor], eta: Optional[Tensor], m: Optional[Tensor],
+             m_bias: Optional[Tensor], fan_w: Optional[Tensor], fan_b: Optional[Tensor]) -> dict:
+    """The learned parameters as the engine takes them, one dict for the forward and the
+    backward: ``w`` (the network's ``w: [N, N]``, the LSTM's ``w_h: [H, 4H]``), ``alpha`` (an
+    array; None for an LSTM without plasticity), ``eta`` (a float) and the ``modulator``
+    (:func:`_modulator`)."""
+    return dict(w=_array(w), alpha=_array(alpha), eta=_scalar(eta),
+                modulator=_modulator(m, m_bias, fan_w, fan_b))
+
+
 class _PlasticEpisode(torch.autograd.Function):
     """One call of the engine: forward and backward through ``T`` steps of ``B`` episodes."""
 
     @staticmethod
     def forward(ctx, options, x, y0, hebb0, elig0, w, alpha, eta, m, m_bias, fan_w, fan_b):
         episode, ys, hebb, elig = _engine.rnn_forward(
-            _array(x), _array(y0), _array(w), _array(alpha), _scalar(eta),
-            h0=_array(hebb0), e0=_array(elig0), modulator=_modulator(m, m_bias, fan_w, fan_b),
-            **options)
+            _array(x), _array(y0), _weights(w, alpha, eta, m, m_bias, fan_w, fan_b),
+            h0=_array(hebb0), e0=_array(elig0), **options)
         ctx.episode = episode
         ctx.save_for_backward(w, alpha, eta, m, m_bias, fan_w, fan_b)
         ctx.set_materialize_grads(False)
@@ -172,10 +181,9 @@ class _PlasticEpisode(torch.autograd.Function):
         if g_ys is None:
             g_ys = torch.zeros(t, b, n, dtype=w.dtype)
         contiguous = (lambda g: None if g is None else g.contiguous())
-        g = _engine.rnn_backward(
-            ctx.episode, _array(g_ys.contiguous()), _array(w), _array(alpha), _scalar(eta),
-            gh=_array(contiguous(g_hebb)), ge=_array(contiguous(g_elig)),
-            modulator=_modulator(m, m_bias, fan_w, fan_b))
+        g = ctx.episode.backward(
+            _array(g_ys.contiguous()), _weights(w, alpha, eta, m, m_bias, fan_w, fan_b),
+            gh=_array(contiguous(g_hebb)), ge=_array(contiguous(g_elig)))
         keys = (None, "x", "y0", "h0", "e0", "w", "alpha", "eta", "m", "m_bias", "fan_w", "fan_b")
         return _input_grads(ctx.needs_input_grad, g, keys, dict(eta=eta, m_bias=m_bias))
 
@@ -386,16 +394,6 @@ class LstmState(NamedTuple):
         return LstmState(*(None if t is None else t.detach() for t in self))
 
 
-def _lstm_weights(w_h: Tensor, alpha: Optional[Tensor], eta: Optional[Tensor],
-                  m: Optional[Tensor], m_bias: Optional[Tensor], fan_w: Optional[Tensor],
-                  fan_b: Optional[Tensor]) -> dict:
-    """The LSTM's learned parameters as the engine takes them, one dict for the forward and the
-    backward: ``w`` (``w_h: [H, 4H]``), ``alpha`` (an array or None), ``eta`` (a float) and the
-    ``modulator`` (:func:`_modulator`)."""
-    return dict(w=_array(w_h), alpha=_array(alpha), eta=_scalar(eta),
-                modulator=_modulator(m, m_bias, fan_w, fan_b))
-
-
 class _PlasticLstmRun(torch.autograd.Function):
     """One call of the engine's LSTM recurrence: forward and backward through ``T`` steps."""
 
@@ -404,7 +402,7 @@ class _PlasticLstmRun(torch.autograd.Function):
                 fan_b):
         run, hs, c, hebb, elig = _engine.lstm_forward(
             _array(xproj), _array(h0), _array(c0),
-            _lstm_weights(w_h, alpha, eta, m, m_bias, fan_w, fan_b), hebb0=_array(hebb0),
+            _weights(w_h, alpha, eta, m, m_bias, fan_w, fan_b), hebb0=_array(hebb0),
             elig0=_array(elig0), **options)
         ctx.run = run
         ctx.save_for_backward(w_h, alpha, eta, m, m_bias, fan_w, fan_b)
@@ -425,10 +423,9 @@ class _PlasticLstmRun(torch.autograd.Function):
         def contiguous(g):
             return None if g is None or g.numel() == 0 else _array(g.contiguous())
 
-        g = _engine.lstm_backward(
-            ctx.run, _array(g_hs.contiguous()),
-            _lstm_weights(w_h, alpha, eta, m, m_bias, fan_w, fan_b), gc=contiguous(g_c),
-            ghebb=contiguous(g_hebb), gelig=contiguous(g_elig))
+        g = ctx.run.backward(
+            _array(g_hs.contiguous()), _weights(w_h, alpha, eta, m, m_bias, fan_w, fan_b),
+            gc=contiguous(g_c), ghebb=contiguous(g_hebb), gelig=contiguous(g_elig))
         keys = (None, "xproj", "h0", "c0", "hebb0", "elig0", "w_h", "alpha", "eta", "m", "m_bias",
                 "fan_w", "fan_b")
         return _input_grads(ctx.needs_input_grad, g, keys, dict(eta=eta, m_bias=m_bias))

@@ -350,30 +350,33 @@ def test_engine_checks_arrays_itself():
     y0 = np.zeros((b, n), np.float32)
     w = np.zeros((n, n), np.float32)
     alpha = np.zeros((n, n), np.float32)
+
+    def weights(w=w, alpha=alpha, eta=0.1):
+        return dict(w=w, alpha=alpha, eta=eta, modulator=None)
     with pytest.raises(TypeError, match="x: expected a float32 numpy array, got an array of "
                                         "dtype float16"):
-        _engine.rnn_forward(x.astype(np.float16), y0, w, alpha, 0.1)
+        _engine.rnn_forward(x.astype(np.float16), y0, weights())
     with pytest.raises(TypeError, match="y0: expected a float32 numpy array, got an array of "
                                         "dtype float64"):
-        _engine.rnn_forward(x, y0.astype(np.float64), w, alpha, 0.1)
+        _engine.rnn_forward(x, y0.astype(np.float64), weights())
     with pytest.raises(ValueError, match="w: expected a C-contiguous array"):
-        _engine.rnn_forward(x, y0, np.asfortranarray(np.ones((n, n), np.float32)), alpha, 0.1)
+        _engine.rnn_forward(x, y0, weights(w=np.asfortranarray(np.ones((n, n), np.float32))))
     with pytest.raises(ValueError, match=r"x: expected shape \[T, B, N\]"):
-        _engine.rnn_forward(np.zeros((t, b, n + 1), np.float32), y0, w, alpha, 0.1)
+        _engine.rnn_forward(np.zeros((t, b, n + 1), np.float32), y0, weights())
     with pytest.raises(ValueError, match=r"alpha: expected shape \[3\]"):
-        _engine.rnn_forward(x, y0, w, alpha, 0.1, alpha_shape="per_neuron")
+        _engine.rnn_forward(x, y0, weights(), alpha_shape="per_neuron")
     with pytest.raises(ValueError, match="m: expected an array of shape"):
-        _engine.rnn_forward(x, y0, w, alpha, 0.1, modulation="simple")
+        _engine.rnn_forward(x, y0, weights(), modulation="simple")
     with pytest.raises(ValueError, match="clip must be positive"):
-        _engine.rnn_forward(x, y0, w, alpha, 0.1, clip=0.0)
+        _engine.rnn_forward(x, y0, weights(), clip=0.0)
     with pytest.raises(ValueError, match="eta must be finite"):
-        _engine.rnn_forward(x, y0, w, alpha, float("nan"))
-    episode, ys, hebb, elig = _engine.rnn_forward(x, y0, w, alpha, 0.1)
+        _engine.rnn_forward(x, y0, weights(eta=float("nan")))
+    episode, ys, hebb, elig = _engine.rnn_forward(x, y0, weights())
     assert ys.shape == (t, b, n) and hebb.shape == (b, n, n) and elig.shape == (0,)
     with pytest.raises(ValueError, match=r"gy: expected shape \[2, 1, 3\]"):
-        _engine.rnn_backward(episode, np.zeros((t, b, n + 1), np.float32), w, alpha, 0.1)
+        episode.backward(np.zeros((t, b, n + 1), np.float32), weights())
     with pytest.raises(ValueError, match="eta differs from the forward's"):
-        _engine.rnn_backward(episode, np.zeros((t, b, n), np.float32), w, alpha, 0.2)
+        episode.backward(np.zeros((t, b, n), np.float32), weights(eta=0.2))
 
 
 def test_the_gil_is_released_while_the_kernels_run():
@@ -404,7 +407,7 @@ def test_the_gil_is_released_while_the_kernels_run():
         calls = []
         for _ in range(3):
             t0 = time.perf_counter()
-            _engine.rnn_forward(x, y0, w, w, 0.01)
+            _engine.rnn_forward(x, y0, dict(w=w, alpha=w, eta=0.01, modulator=None))
             calls.append((t0, time.perf_counter()))
     finally:
         done.set()

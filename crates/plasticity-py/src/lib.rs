@@ -2,11 +2,12 @@
 //! PyTorch layer `plasticity.torch.PlasticRNN` (in `python/plasticity/torch.py`) calls from its
 //! `torch.autograd.Function`. See `docs/python.md`.
 //!
-//! Two functions run the fused kernels of [`plasticity_kernels::rnn`] on numpy arrays:
-//! [`rnn_forward`] runs a whole episode (ICML 2018 eq. 1-3; ICLR 2019 eq. 3-5 with
-//! neuromodulation) and returns an [`PyEpisode`] handle with the outputs, [`rnn_backward`] runs
-//! its backpropagation through time and returns every gradient. `lstm_forward` and
-//! `lstm_backward` (`lstm.rs`) do the same for the plastic LSTM (ICLR 2019 section 4.3).
+//! [`rnn_forward`] runs the fused kernels of [`plasticity_kernels::rnn`] on numpy arrays over a
+//! whole episode (ICML 2018 eq. 1-3; ICLR 2019 eq. 3-5 with neuromodulation) and returns an
+//! [`PyEpisode`] handle with the outputs; the handle's `backward` runs the backpropagation
+//! through time and returns every gradient. `lstm_forward` and its `LstmRun` handle
+//! (`lstm.rs`) do the same for the plastic LSTM (ICLR 2019 section 4.3). Both take the learned
+//! parameters as one dict ([`Weights`]).
 //!
 //! # Memory
 //! Inputs are float32 (or, for gradient checks, float64) C-contiguous numpy arrays (`torch.Tensor.numpy()` of a contiguous CPU
@@ -59,8 +60,8 @@ macro_rules! with_episode {
 }
 
 /// An episode run forward by [`rnn_forward`]: what its backward needs (activations, final
-/// traces, checkpoints). Opaque to Python; pass it to [`rnn_backward`], as often as needed
-/// (each backward works on a copy, so `retain_graph=True` and `gradcheck` work).
+/// traces, checkpoints). Opaque to Python but for its `backward`, which may run as often as
+/// needed (each backward works on a copy, so `retain_graph=True` and `gradcheck` work).
 #[pyclass(name = "Episode", module = "plasticity._engine", frozen)]
 pub struct PyEpisode {
     episode: AnyEpisode,
@@ -93,6 +94,28 @@ impl PyEpisode {
             s.neurons, s.batch, s.steps, s.rule, s.modulation,
         )
     }
+
+    /// Backpropagation through the episode, from `gy = dL/dy_t: [T, B, N]` (zeros where the
+    /// loss does not look), `gh = dL/dHebb_T` and `ge = dL/dE_T` (`[B, N, N]` or None: zero), in
+    /// the forward's float type. `weights` must be the dict the forward ran with.
+    ///
+    /// Returns a dict of gradients: `w: [N, N]`, `alpha` (shaped like `alpha`), `eta` (float:
+    /// the rate's, or `eta_E`'s with retroactive modulation), `m: [N]`, `m_bias` (float),
+    /// `fan_w, fan_b: [N]` (modulated only), `x: [T, B, N]`, `y0: [B, N]`, `h0: [B, N, N]`,
+    /// `e0: [B, N, N]` (retroactive only), and `reversal_rejected` (bool: the trace reversal
+    /// failed its check and the traces were recomputed from checkpoints).
+    #[pyo3(signature = (gy, weights, *, gh=None, ge=None))]
+    fn backward<'py>(
+        &self,
+        py: Python<'py>,
+        gy: &Bound<'py, PyAny>,
+        weights: Weights<'py>,
+        gh: Option<&Bound<'py, PyAny>>,
+        ge: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let cot = Cotangents { gy, gh, ge };
+        with_episode!(&self.episode, ep => backward_in(py, ep, &cot, &weights))
+    }
 }
 
 impl PyEpisode {
@@ -111,25 +134,23 @@ trait Float: Real + Element {
     fn wrap_lstm(run: plasticity_kernels::LstmSequence<Self>) -> AnyRun;
 }
 
-impl Float for f32 {
-    const NAME: &'static str = "float32";
-    fn wrap(ep: Episode<f32>) -> AnyEpisode {
-        AnyEpisode::F32(ep)
-    }
-    fn wrap_lstm(run: plasticity_kernels::LstmSequence<f32>) -> AnyRun {
-        AnyRun::F32(run)
-    }
+/// `impl Float for $t`, whose episodes are the `$variant` of [`AnyEpisode`] and [`AnyRun`].
+macro_rules! impl_float {
+    ($t:ty, $name:literal, $variant:ident) => {
+        impl Float for $t {
+            const NAME: &'static str = $name;
+            fn wrap(ep: Episode<$t>) -> AnyEpisode {
+                AnyEpisode::$variant(ep)
+            }
+            fn wrap_lstm(run: plasticity_kernels::LstmSequence<$t>) -> AnyRun {
+                AnyRun::$variant(run)
+            }
+        }
+    };
 }
 
-impl Float for f64 {
-    const NAME: &'static str = "float64";
-    fn wrap(ep: Episode<f64>) -> AnyEpisode {
-        AnyEpisode::F64(ep)
-    }
-    fn wrap_lstm(run: plasticity_kernels::LstmSequence<f64>) -> AnyRun {
-        AnyRun::F64(run)
-    }
-}
+impl_float!(f32, "float32", F32);
+impl_float!(f64, "float64", F64);
 
 fn value_error(msg: impl Into<String>) -> PyErr {
     PyValueError::new_err(msg.into())
@@ -246,41 +267,33 @@ struct Options<'a> {
 impl Options<'_> {
     /// The episode spec of these options with the sizes of this call.
     fn spec(&self, neurons: usize, batch: usize, steps: usize) -> PyResult<EpisodeSpec> {
-        let rule = match self.rule {
-            "hebb" => TraceRule::Hebb,
-            "oja" => TraceRule::Oja,
-            other => {
-                return Err(value_error(format!(
-                    "rule: expected \"hebb\" or \"oja\", got {other:?}"
-                )))
-            }
-        };
+        let rule = [("hebb", TraceRule::Hebb), ("oja", TraceRule::Oja)];
+        let rule = choose("rule", Some(self.rule), &rule.map(|(k, v)| (Some(k), v)))?;
         let alpha = parse_alpha(self.alpha_shape)?;
         let fan_out = self.fan_out;
-        let modulation = match self.modulation {
-            None => Modulation::None,
-            Some("simple") => Modulation::Simple { fan_out },
-            Some("retroactive") => Modulation::Retroactive { fan_out },
-            Some(other) => {
-                return Err(value_error(format!(
-                    "modulation: expected None, \"simple\" or \"retroactive\", got {other:?}"
-                )))
-            }
-        };
+        let modulation = choose(
+            "modulation",
+            self.modulation,
+            &[
+                (None, Modulation::None),
+                (Some("simple"), Modulation::Simple { fan_out }),
+                (Some("retroactive"), Modulation::Retroactive { fan_out }),
+            ],
+        )?;
         if fan_out && modulation == Modulation::None {
             return Err(value_error(
                 "fan_out: needs a modulation (\"simple\" or \"retroactive\")",
             ));
         }
-        let input = match self.input_mode {
-            "additive" => InputMode::Additive,
-            "clamped" => InputMode::Clamped,
-            other => {
-                return Err(value_error(format!(
-                    "input_mode: expected \"additive\" or \"clamped\", got {other:?}"
-                )))
-            }
-        };
+        let input = [
+            ("additive", InputMode::Additive),
+            ("clamped", InputMode::Clamped),
+        ];
+        let input = choose(
+            "input_mode",
+            Some(self.input_mode),
+            &input.map(|(k, v)| (Some(k), v)),
+        )?;
         let spec = EpisodeSpec {
             rule,
             clip: self.clip,
@@ -297,17 +310,40 @@ impl Options<'_> {
 
 /// The alpha shape a layer's `alpha` option names.
 fn parse_alpha(alpha_shape: &str) -> PyResult<AlphaShape> {
-    match alpha_shape {
-        "per_connection" => Ok(AlphaShape::PerConnection),
-        "per_neuron" => Ok(AlphaShape::PerNeuron),
-        "scalar" => Ok(AlphaShape::Scalar),
-        other => {
-            let expected = "\"per_connection\", \"per_neuron\" or \"scalar\"";
-            Err(value_error(format!(
-                "alpha: expected {expected}, got {other:?}"
-            )))
-        }
+    let shapes = [
+        ("per_connection", AlphaShape::PerConnection),
+        ("per_neuron", AlphaShape::PerNeuron),
+        ("scalar", AlphaShape::Scalar),
+    ];
+    choose(
+        "alpha",
+        Some(alpha_shape),
+        &shapes.map(|(k, v)| (Some(k), v)),
+    )
+}
+
+/// The value of the option `name` that Python spells `given` (None: Python's None), among
+/// `choices` (spelling, value); otherwise a `ValueError` that lists the spellings:
+/// `name: expected None, "a" or "b", got "c"`.
+pub(crate) fn choose<T: Copy>(
+    name: &str,
+    given: Option<&str>,
+    choices: &[(Option<&str>, T)],
+) -> PyResult<T> {
+    if let Some(&(_, value)) = choices.iter().find(|(spelling, _)| *spelling == given) {
+        return Ok(value);
     }
+    let spell = |s: Option<&str>| s.map_or("None".to_string(), |s| format!("{s:?}"));
+    let listed: Vec<String> = choices.iter().map(|(s, _)| spell(*s)).collect();
+    let expected = match listed.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => "nothing".to_string(),
+    };
+    Err(value_error(format!(
+        "{name}: expected {expected}, got {}",
+        spell(given)
+    )))
 }
 
 /// The shape of `alpha` as the Python layer holds it: `[N, N]`, `[N]` or `[1]`.
@@ -424,10 +460,9 @@ fn modulator_or_default<'py>(obj: &Bound<'py, PyAny>) -> PyResult<ModulatorArgs<
     }
 }
 
-/// The learned parameters as Python passes them: the recurrent weights `w` (the LSTM's `w_h`),
-/// `alpha` (`A`: required by the plastic network, optional for the LSTM), the rate and the
-/// modulator (none without modulation). The plastic network's come as separate arguments
-/// ([`Weights::new`]), the LSTM's as one dict with these keys (`modulator` None: without).
+/// The learned parameters as Python passes them, one dict with these keys: the recurrent
+/// weights `w` (the LSTM's `w_h`), `alpha` (`A`: required by the plastic network, optional for
+/// the LSTM), the rate `eta` and the `modulator` (None without modulation).
 #[derive(FromPyObject)]
 #[pyo3(from_item_all)]
 pub(crate) struct Weights<'py, A = Bound<'py, PyAny>> {
@@ -436,24 +471,6 @@ pub(crate) struct Weights<'py, A = Bound<'py, PyAny>> {
     pub(crate) eta: f64,
     #[pyo3(from_py_with = modulator_or_default)]
     pub(crate) modulator: ModulatorArgs<'py>,
-}
-
-impl<'py, A> Weights<'py, A> {
-    /// The parameters as Python passes them (`modulator` None: without modulation).
-    pub(crate) fn new(
-        w: &Bound<'py, PyAny>,
-        alpha: A,
-        eta: f64,
-        modulator: Option<ModulatorArgs<'py>>,
-    ) -> Self {
-        let modulator = modulator.unwrap_or_default();
-        Weights {
-            w: w.clone(),
-            alpha,
-            eta,
-            modulator,
-        }
-    }
 }
 
 /// The learned parameters, borrowed from numpy.
@@ -625,16 +642,16 @@ fn forward_in<'py, F: Float>(
 /// modulation), all `B` episodes of the batch together, in float32 or float64 (the dtype of
 /// `x`; every array must have it).
 ///
-/// Shapes (C-contiguous, time-major): `x: [T, B, N]`, `y0: [B, N]`, `w: [N, N]`,
-/// `alpha: [N, N] | [N] | [1]` (per connection, per postsynaptic neuron, scalar),
-/// `h0, e0: [B, N, N]` or None (zeros), `modulator` a dict of `m, fan_w, fan_b: [N]` (arrays or
-/// None) and `m_bias` (float), or None without modulation. `eta` is the trace's
-/// rate (decaying Hebb, Oja) or the eligibility trace's rate `eta_E` (retroactive); simple
-/// modulation ignores it. Returns `(episode, ys: [T, B, N], hebb: [B, N, N], elig)`, `elig`
+/// Shapes (C-contiguous, time-major): `x: [T, B, N]`, `y0: [B, N]`, `h0, e0: [B, N, N]` or
+/// None (zeros); `weights` a dict of `w: [N, N]`, `alpha: [N, N] | [N] | [1]` (per connection,
+/// per postsynaptic neuron, scalar), `eta` (float: the trace's rate for decaying Hebb and Oja,
+/// or the eligibility trace's rate `eta_E` when retroactive; simple modulation ignores it) and
+/// `modulator`, a dict of `m, fan_w, fan_b: [N]` (arrays or None) and `m_bias` (float), or None
+/// without modulation. Returns `(episode, ys: [T, B, N], hebb: [B, N, N], elig)`, `elig`
 /// the final eligibility trace `[B, N, N]` (retroactive) or an empty array.
 #[pyfunction]
 #[pyo3(signature = (
-    x, y0, w, alpha, eta, *, h0=None, e0=None, modulator=None, rule="hebb",
+    x, y0, weights, *, h0=None, e0=None, rule="hebb",
     alpha_shape="per_connection", modulation=None, fan_out=false, clip=None, input_mode="additive"
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -642,12 +659,9 @@ fn rnn_forward<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     y0: &Bound<'py, PyAny>,
-    w: &Bound<'py, PyAny>,
-    alpha: &Bound<'py, PyAny>,
-    eta: f64,
+    weights: Weights<'py>,
     h0: Option<&Bound<'py, PyAny>>,
     e0: Option<&Bound<'py, PyAny>>,
-    modulator: Option<ModulatorArgs<'py>>,
     rule: &str,
     alpha_shape: &str,
     modulation: Option<&str>,
@@ -656,7 +670,6 @@ fn rnn_forward<'py>(
     input_mode: &str,
 ) -> PyResult<Forward<'py>> {
     let state = State { x, y0, h0, e0 };
-    let weights = Weights::new(w, alpha.clone(), eta, modulator);
     let options = Options {
         rule,
         alpha_shape,
@@ -743,48 +756,13 @@ fn backward_in<'py, F: Float>(
     Ok(out)
 }
 
-/// Backpropagation through an episode run by [`rnn_forward`], from `gy = dL/dy_t: [T, B, N]`
-/// (zeros where the loss does not look), `gh = dL/dHebb_T` and `ge = dL/dE_T` (`[B, N, N]` or
-/// None: zero), in the forward's float type. The parameters must be those the forward ran with.
-///
-/// Returns a dict of gradients: `w: [N, N]`, `alpha` (shaped like `alpha`), `eta` (float: the
-/// rate's, or `eta_E`'s with retroactive modulation), `m: [N]`, `m_bias` (float),
-/// `fan_w, fan_b: [N]` (modulated only), `x: [T, B, N]`, `y0: [B, N]`, `h0: [B, N, N]`,
-/// `e0: [B, N, N]` (retroactive only), and `reversal_rejected` (bool: the trace reversal failed
-/// its check and the traces were recomputed from checkpoints).
-#[pyfunction]
-#[pyo3(signature = (
-    episode, gy, w, alpha, eta, *, gh=None, ge=None, modulator=None
-))]
-#[allow(clippy::too_many_arguments)]
-fn rnn_backward<'py>(
-    py: Python<'py>,
-    episode: &Bound<'py, PyEpisode>,
-    gy: &Bound<'py, PyAny>,
-    w: &Bound<'py, PyAny>,
-    alpha: &Bound<'py, PyAny>,
-    eta: f64,
-    gh: Option<&Bound<'py, PyAny>>,
-    ge: Option<&Bound<'py, PyAny>>,
-    modulator: Option<ModulatorArgs<'py>>,
-) -> PyResult<Bound<'py, PyDict>> {
-    let cot = Cotangents { gy, gh, ge };
-    let weights = Weights::new(w, alpha.clone(), eta, modulator);
-    match &episode.get().episode {
-        AnyEpisode::F32(ep) => backward_in(py, ep, &cot, &weights),
-        AnyEpisode::F64(ep) => backward_in(py, ep, &cot, &weights),
-    }
-}
-
 /// The plastic engine of `plasticity` (Rust), for `plasticity.torch`.
 #[pymodule]
 fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PyEpisode>()?;
     module.add_function(wrap_pyfunction!(rnn_forward, module)?)?;
-    module.add_function(wrap_pyfunction!(rnn_backward, module)?)?;
     module.add_class::<lstm::PyLstmRun>()?;
     module.add_function(wrap_pyfunction!(lstm::lstm_forward_py, module)?)?;
-    module.add_function(wrap_pyfunction!(lstm::lstm_backward_py, module)?)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -24,7 +24,7 @@ use plasticity_kernels::{
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-/// A recurrence run forward by [`lstm_forward_py`]; pass it to [`lstm_backward_py`].
+/// A recurrence run forward by [`lstm_forward_py`]; its `backward` may run as often as needed.
 #[pyclass(name = "LstmRun", module = "plasticity._engine", frozen)]
 pub struct PyLstmRun {
     run: AnyRun,
@@ -40,6 +40,33 @@ impl PyLstmRun {
             AnyRun::F64(r) => *r.spec(),
         };
         (s.hidden, s.batch, s.steps)
+    }
+
+    /// Backward of the recurrence, from `gh = dL/dh_t: [T, B, H]`, `gc = dL/dc_T: [B, H]`,
+    /// `ghebb, gelig = dL/dHebb_T, dL/dE_T: [B, H, H]` (None: zero). The `weights` must be the
+    /// forward's. Returns a dict of gradients: `xproj: [T, B, 4H]`, `w_h: [H, 4H]`, `alpha`,
+    /// `eta` (float), `m`, `m_bias` (float), `fan_w`, `fan_b`, `h0`, `c0`, `hebb0`, `elig0`
+    /// (those the kind has).
+    #[pyo3(signature = (gh, weights, *, gc=None, ghebb=None, gelig=None))]
+    fn backward<'py>(
+        &self,
+        py: Python<'py>,
+        gh: &Bound<'py, PyAny>,
+        weights: LstmWeights<'py>,
+        gc: Option<&Bound<'py, PyAny>>,
+        ghebb: Option<&Bound<'py, PyAny>>,
+        gelig: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let cot = Cotangents {
+            gh,
+            gc,
+            ghebb,
+            gelig,
+        };
+        match &self.run {
+            AnyRun::F32(r) => backward_in(py, r, &cot, &weights),
+            AnyRun::F64(r) => backward_in(py, r, &cot, &weights),
+        }
     }
 }
 
@@ -94,17 +121,16 @@ fn spec_of(
     alpha_shape: &str,
     clip: f64,
 ) -> PyResult<LstmSpec> {
-    let plasticity = match plasticity {
-        None => LstmPlasticity::None,
-        Some("hebb") => LstmPlasticity::Hebb,
-        Some("simple") => LstmPlasticity::Simple,
-        Some("retroactive") => LstmPlasticity::Retroactive,
-        Some(other) => {
-            return Err(value_error(format!(
-                "plasticity: expected None, \"hebb\", \"simple\" or \"retroactive\", got {other:?}"
-            )))
-        }
-    };
+    let plasticity = crate::choose(
+        "plasticity",
+        plasticity,
+        &[
+            (None, LstmPlasticity::None),
+            (Some("hebb"), LstmPlasticity::Hebb),
+            (Some("simple"), LstmPlasticity::Simple),
+            (Some("retroactive"), LstmPlasticity::Retroactive),
+        ],
+    )?;
     let alpha = parse_alpha(alpha_shape)?;
     let spec = LstmSpec {
         alpha,
@@ -275,32 +301,4 @@ fn backward_in<'py, F: Float>(
     out.set_item("h0", owned(py, grads.h0, &[b, h])?)?;
     out.set_item("c0", owned(py, grads.c0, &[b, h])?)?;
     Ok(out)
-}
-
-/// Backward of a recurrence run by [`lstm_forward_py`], from `gh = dL/dh_t: [T, B, H]`,
-/// `gc = dL/dc_T: [B, H]`, `ghebb, gelig = dL/dHebb_T, dL/dE_T: [B, H, H]` (None: zero). The
-/// `weights` must be the forward's. Returns a dict of gradients: `xproj: [T, B, 4H]`,
-/// `w_h: [H, 4H]`, `alpha`, `eta` (float), `m`, `m_bias` (float), `fan_w`, `fan_b`, `h0`,
-/// `c0`, `hebb0`, `elig0` (those the kind has).
-#[pyfunction]
-#[pyo3(name = "lstm_backward", signature = (run, gh, weights, *, gc=None, ghebb=None, gelig=None))]
-pub(crate) fn lstm_backward_py<'py>(
-    py: Python<'py>,
-    run: &Bound<'py, PyLstmRun>,
-    gh: &Bound<'py, PyAny>,
-    weights: LstmWeights<'py>,
-    gc: Option<&Bound<'py, PyAny>>,
-    ghebb: Option<&Bound<'py, PyAny>>,
-    gelig: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyDict>> {
-    let cot = Cotangents {
-        gh,
-        gc,
-        ghebb,
-        gelig,
-    };
-    match &run.get().run {
-        AnyRun::F32(r) => backward_in(py, r, &cot, &weights),
-        AnyRun::F64(r) => backward_in(py, r, &cot, &weights),
-    }
 }
