@@ -5,7 +5,7 @@ mod common;
 
 use common::{
     assert_run_files, config_json, eval_json, expect_usage, fails, metrics, shared_data, stderr,
-    stdout_json, succeeds, temp_dir, tiny_lm as tiny,
+    stdout_json, succeeds, temp_dir, tiny_lm as tiny, words,
 };
 
 #[test]
@@ -14,21 +14,9 @@ fn lm_trains_evaluates_and_resumes() {
     let (data, cfg) = tiny(&dir);
     let run = dir.join("run");
     let run_s = run.to_string_lossy().into_owned();
-    let o = succeeds(&[
-        "lm",
-        "--model",
-        "plastic",
-        "--data-dir",
-        &data,
-        "--config",
-        &cfg,
-        "--epochs",
-        "3",
-        "--out",
-        &run_s,
-        "--threads",
-        "1",
-    ]);
+    let mut args = words("lm --model plastic --epochs 3 --threads 1");
+    args.extend(["--data-dir", &data, "--config", &cfg, "--out", &run_s]);
+    let o = succeeds(&args);
     assert!(stderr(&o).contains("parameters"), "{}", stderr(&o));
     assert_run_files(&run, &["learning_curve_loss.svg", "perplexity.svg"]);
     let config = config_json(&run);
@@ -96,21 +84,9 @@ fn bench_lm_reports_tokens_per_second_on_the_real_corpus() {
         return;
     };
     let d = dir.to_string_lossy().into_owned();
-    let o = succeeds(&[
-        "bench",
-        "lm",
-        "--model",
-        "modplast",
-        "--batch",
-        "2",
-        "--episodes",
-        "1",
-        "--json",
-        "--threads",
-        "1",
-        "--data-dir",
-        &d,
-    ]);
+    let mut args = words("bench lm --model modplast --batch 2 --updates 1 --json --threads 1");
+    args.extend(["--data-dir", &d]);
+    let o = succeeds(&args);
     let v = stdout_json(&o);
     assert_eq!(v["workload"], "lm");
     assert!(v["tokens_per_s"].as_f64().unwrap() > 0.0, "{v}");

@@ -32,6 +32,12 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The words of a command line without paths (`"lm --model plastic"`), to which a test adds
+/// the paths as separate arguments (a path may hold spaces).
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 /// Runs the binary with `args` and asserts that it succeeded (its stderr in the message).
 pub fn succeeds(args: &[&str]) -> Output {
     let o = plasticity(args);
