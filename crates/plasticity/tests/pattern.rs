@@ -250,9 +250,6 @@ impl Experiment for BadAtSeven {
     fn name(&self) -> &'static str {
         "nan"
     }
-    fn metric_names(&self) -> &'static [&'static str] {
-        &[]
-    }
     fn init_model(&self, _: &mut ChaCha8Rng, device: &Device) -> Scalar {
         Scalar {
             v: Param::from_tensor(from_vec(vec![1.0], [1], device)),
