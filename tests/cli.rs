@@ -533,7 +533,7 @@ fn the_shipped_configuration_files_are_valid() {
             let c: plasticity::tasks::cue_reward::CueRewardConfig =
                 serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
             c.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert!(c.warmup_updates > 0, "{name}");
+            assert!(c.env.warmup_updates > 0, "{name}");
             seen += 1;
         } else if name.starts_with("sweep-") {
             // Sweep specs: checked by tests/cli_sweep.rs (every configs/sweep-*).

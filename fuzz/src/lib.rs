@@ -15,7 +15,7 @@ use plasticity::tasks::images::ImageConfig;
 use plasticity::tasks::lm::LmConfig;
 use plasticity::tasks::maze::MazeTask;
 use plasticity::tasks::omniglot::OmniglotConfig;
-use plasticity::tasks::pattern::{PatternConfig, PatternTask};
+use plasticity::tasks::pattern::{PatternConfig, PatternFields, PatternTask};
 use plasticity::tasks::TaskConfig;
 use plasticity::train::{self, Experiment};
 use rand::SeedableRng;
@@ -135,13 +135,12 @@ fn check_config<C: TaskConfig>(json: &[u8], build: impl FnOnce(C)) {
 fn checkpoint_model() -> plasticity::tasks::pattern::PatternModel {
     thread_local! {
         static MODEL: plasticity::tasks::pattern::PatternModel = {
+            // The model's size is all that matters here: 8 bits, 9 neurons.
             let task = PatternTask::new(PatternConfig {
-                bits: 8,
-                patterns: 2,
-                cycles: 1,
-                present_steps: 1,
-                gap_steps: 1,
-                test_steps: 1,
+                task: PatternFields {
+                    bits: 8,
+                    ..PatternFields::default()
+                },
                 ..PatternConfig::default()
             })
             .expect("valid configuration");

@@ -170,12 +170,12 @@ fn bench_plastic(
         }
         "maze-agent" => {
             let c = merge(MazeConfig::default(), fields, "bench")?;
-            let shape = (c.neurons(), c.steps, c.a2c.batch);
+            let shape = (c.neurons(), c.env.steps, c.a2c.batch);
             timed(shape, MazeTask::new(c), updates, &device)?
         }
         "cue-reward" => {
             let c = merge(CueRewardConfig::default(), fields, "bench")?;
-            let shape = (c.neurons, c.steps, c.a2c.batch);
+            let shape = (c.neurons, c.env.steps, c.a2c.batch);
             timed(shape, CueRewardTask::new(c), updates, &device)?
         }
         _ => return Err(usage(format!("bench: unknown workload '{workload}'"))),

@@ -91,7 +91,7 @@ fn write_reconstructions(
 ) -> Result<(), Failure> {
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(2018);
     let mut cells: Vec<Vec<f32>> = Vec::new();
-    let shown = task.config.images;
+    let shown = task.config.task.images;
     let columns = shown + 3;
     for _ in 0..rows {
         let (ep, _, recon, _) = task
@@ -119,7 +119,7 @@ fn write_reconstructions(
     ] {
         headers.push([a.into(), b.into()]);
     }
-    let side = task.config.side;
+    let side = task.config.task.side;
     let scale = (96 / side).max(1) as i32;
     let image = side as i32 * scale;
     let cell = image.max(110);

@@ -102,11 +102,12 @@ struct CueRewardOptions {
 /// A cue-reward episode is a whole number of trials.
 fn check_trials(c: &CueRewardConfig) -> Result<(), String> {
     let trial = cue_reward::TRIAL_STEPS;
-    if !c.steps.is_multiple_of(trial) {
-        let below = c.steps / trial * trial;
+    let steps = c.env.steps;
+    if !steps.is_multiple_of(trial) {
+        let below = steps / trial * trial;
         return Err(format!(
             "steps: must be a whole number of {trial}-step trials (got {}; {below} or {})",
-            c.steps,
+            steps,
             below + trial
         ));
     }

@@ -188,6 +188,25 @@ mod tests {
     }
 
     #[test]
+    fn a_partial_object_takes_each_tasks_own_defaults() {
+        let maze: MazeConfig = serde_json::from_value(json!({"size": 9})).unwrap();
+        let cue: CueRewardConfig = serde_json::from_value(json!({"cues": 3})).unwrap();
+        assert_eq!((maze.env.size, maze.env.steps, maze.neurons), (9, 200, 0));
+        assert_eq!((cue.env.cues, cue.env.steps, cue.neurons), (3, 120, 200));
+        assert_eq!((maze.neurons(), cue.neurons()), (100, 200));
+        let images: ImageConfig = serde_json::from_value(json!({"side": 8})).unwrap();
+        let pattern: PatternConfig = serde_json::from_value(json!({"bits": 8})).unwrap();
+        assert_eq!(
+            (images.cycles, images.present_steps, images.lstm_cells),
+            (3, 20, 330)
+        );
+        assert_eq!(
+            (pattern.cycles, pattern.present_steps, pattern.lstm_cells),
+            (2, 6, 2000)
+        );
+    }
+
+    #[test]
     fn checks_name_the_field() {
         let check = |c: PlasticityConfig| c.validate().unwrap_err();
         let d = PlasticityConfig::default;

@@ -20,7 +20,7 @@
 
 use crate::config::{NoOtherFields, PlasticityConfig};
 use crate::ops::{modulated_episode, plastic_episode, static_episode, ModulatedTensors};
-use crate::tensors::from_vec;
+use crate::tensors::{from_vec, zero_trace};
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 use plasticity_kernels::{EpisodeSpec, InputMode, Modulation, SpecError, TraceRule};
@@ -209,18 +209,11 @@ impl PlasticNet {
 
     /// A zero state (`y = 0`, `Hebb = 0`) for `batch` episodes.
     pub fn zero_state(&self, batch: usize, device: &Device) -> PlasticState {
-        let n = self.config.neurons;
+        let (c, n) = (&self.config, self.config.neurons);
         PlasticState {
             y: Tensor::zeros([batch, n], device),
-            hebb: self
-                .config
-                .plastic
-                .then(|| Tensor::zeros([batch, n, n], device)),
-            elig: self
-                .config
-                .modulation
-                .has_eligibility()
-                .then(|| Tensor::zeros([batch, n, n], device)),
+            hebb: zero_trace(c.plastic, [batch, n], device),
+            elig: zero_trace(c.modulation.has_eligibility(), [batch, n], device),
         }
     }
 

@@ -15,7 +15,7 @@
 
 pub use crate::ops::LstmState;
 use crate::ops::{plastic_lstm, LstmTensors};
-use crate::tensors::from_vec;
+use crate::tensors::{from_vec, zero_trace};
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
@@ -224,10 +224,8 @@ impl PlasticLstm {
         LstmState {
             h: Tensor::zeros([batch, h], device),
             c: Tensor::zeros([batch, h], device),
-            hebb: k.is_plastic().then(|| Tensor::zeros([batch, h, h], device)),
-            elig: k
-                .has_eligibility()
-                .then(|| Tensor::zeros([batch, h, h], device)),
+            hebb: zero_trace(k.is_plastic(), [batch, h], device),
+            elig: zero_trace(k.has_eligibility(), [batch, h], device),
         }
     }
 

@@ -24,6 +24,12 @@ pub fn from_vec<const D: usize>(v: Vec<f32>, shape: [usize; D], device: &Device)
     Tensor::from_data(TensorData::new(v, shape), device)
 }
 
+/// A zero trace `[B, n, n]` for `batch` sequences of `n` neurons where the layer keeps that
+/// trace (`kept`), else `None`: a layer's initial `Hebb` or eligibility trace.
+pub fn zero_trace(kept: bool, [batch, n]: [usize; 2], device: &Device) -> Option<Tensor<3>> {
+    kept.then(|| Tensor::zeros([batch, n, n], device))
+}
+
 /// `[first, second, n] -> [second, first, n]`: `[B, T, N] <-> [T, B, N]` (the kernels are
 /// time-major, burn tensors batch-major). An empty `v` (an output the op does not have) stays
 /// empty.

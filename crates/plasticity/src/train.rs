@@ -42,8 +42,11 @@ pub trait Experiment {
     type Model: Module + Clone + fmt::Debug;
     /// Name used in outputs (`pattern`, `images`...).
     fn name(&self) -> &'static str;
-    /// Names of the metric columns, as in `eval --json` (e.g. `["error"]`).
-    fn metric_names(&self) -> &'static [&'static str];
+    /// Names of the metric columns, as in `eval --json` (e.g. `["error"]`). Default: none (the
+    /// loss only).
+    fn metric_names(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Builds a fresh model from the run's RNG.
     fn init_model(&self, rng: &mut ChaCha8Rng, device: &Device) -> Self::Model;
     /// Adam settings and learning rate.

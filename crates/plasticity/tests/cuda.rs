@@ -10,7 +10,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use plasticity::tasks::a2c::{self, A2cSettings, A2cTask, Model};
-use plasticity::tasks::cue_reward::{CueRewardConfig, CueRewardTask};
+use plasticity::tasks::cue_reward::{CueRewardConfig, CueRewardFields, CueRewardTask};
 use plasticity::train::Experiment;
 use plasticity::{
     modulated_episode, plastic_episode, AlphaShape, EpisodeSpec, InputMode, ModulatedTensors,
@@ -151,7 +151,10 @@ fn rollout(model: Model, fan_out: bool) -> a2c::Rollout<impl Clone> {
         model,
         fan_out,
         neurons: 12,
-        steps: 12,
+        env: CueRewardFields {
+            steps: 12,
+            ..CueRewardFields::default()
+        },
         a2c: A2cSettings {
             batch: 3,
             ..A2cSettings::default()

@@ -4,7 +4,8 @@
 use burn::module::Module;
 use burn::tensor::Device;
 use plasticity::data::{cifar, embedded, normalise, ImageSet, Split};
-use plasticity::tasks::images::{generate, ImageConfig, ImageModel, ImageTask, Model};
+use plasticity::tasks::images::{generate, ImageConfig, ImageFields, ImageModel, ImageTask};
+use plasticity::tasks::Model;
 use plasticity::train::{self, Experiment, RunOptions};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -12,7 +13,8 @@ use std::path::PathBuf;
 
 mod common;
 use common::{
-    assert_rejected, load_trained, metrics_without_time, options, shared_data, temp_dir, train_ok,
+    assert_rejected, load_trained, metrics_without_time, options, shared_data, small_completion,
+    temp_dir, train_ok,
 };
 
 /// `count` CIFAR-10 records with label `k % 10` and pixel bytes from `rng`.
@@ -207,16 +209,14 @@ fn episodes_follow_the_paper_layout() {
 
 /// A small version of the task: 8x8 images, 2 images, short presentations.
 fn small() -> ImageConfig {
-    ImageConfig {
+    let images = ImageFields {
         side: 8,
         images: 2,
-        cycles: 2,
-        present_steps: 3,
-        gap_steps: 1,
-        test_steps: 2,
-        learning_rate: 3e-3,
+        ..ImageFields::default()
+    };
+    ImageConfig {
         lstm_cells: 16,
-        ..ImageConfig::default()
+        ..small_completion(images, 2)
     }
 }
 
@@ -320,9 +320,12 @@ fn invalid_configurations_and_sets_are_rejected() {
         &small(),
         |c| ImageTask::new(c, small_set(5, 8, 1), small_set(5, 8, 1)),
         &[
-            (|c| c.images = 0, "images"),
-            (|c| c.side = 3, "side"),
-            (|c| c.top_half_probability = 1.5, "top_half_probability"),
+            (|c| c.task.images = 0, "images"),
+            (|c| c.task.side = 3, "side"),
+            (
+                |c| c.task.top_half_probability = 1.5,
+                "top_half_probability",
+            ),
             (|c| c.learning_rate = -1.0, "learning_rate"),
         ],
     );

@@ -5,9 +5,15 @@
 use burn::optim::GradientsParams;
 use burn::tensor::activation::softmax;
 use burn::tensor::Device;
-use plasticity::tasks::a2c::{self, returns, A2cSettings, A2cTask, Environment, Model};
-use plasticity::tasks::cue_reward::{AnswerReward, CueRewardConfig, CueRewardTask};
-use plasticity::tasks::maze::{Maze, MazeConfig, MazeEpisode, MazePreset, MazeTask, OBS};
+use plasticity::tasks::a2c::{
+    self, returns, A2cSettings, A2cTask, AgentConfig, AgentFields, Environment, Model,
+};
+use plasticity::tasks::cue_reward::{
+    AnswerReward, CueRewardConfig, CueRewardFields, CueRewardTask,
+};
+use plasticity::tasks::maze::{
+    Maze, MazeConfig, MazeEpisode, MazeFields, MazePreset, MazeTask, OBS,
+};
 use plasticity::tensors::to_vec;
 use plasticity::train::{clip_global_norm, Experiment};
 use plasticity::TraceRule;
@@ -15,7 +21,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 mod common;
-use common::{assert_rejected, options, temp_dir, train_ok};
+use common::{assert_rejected, options, temp_dir, train_ok, Change};
 
 /// burn seeds its layers' initialisation from one global RNG per device: tests that build
 /// agents and check determinism hold this lock so that they do not draw from it concurrently.
@@ -23,8 +29,11 @@ static AGENT_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn small(model: Model) -> MazeConfig {
     MazeConfig {
-        size: 7,
-        steps: 12,
+        env: MazeFields {
+            size: 7,
+            steps: 12,
+            ..MazeFields::default()
+        },
         neurons: 10,
         model,
         a2c: A2cSettings {
@@ -61,9 +70,9 @@ fn the_maze_has_border_walls_and_walls_at_even_even_cells_except_the_centre() {
 #[test]
 fn walls_stop_the_agent_and_the_reward_teleports_it() {
     let maze = Maze::new(13);
-    let config = MazeConfig {
+    let config = MazeFields {
         wall_penalty: 0.5,
-        ..MazeConfig::default()
+        ..MazeFields::default()
     };
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     for seed in 0..50 {
@@ -210,9 +219,12 @@ fn the_replay_reproduces_the_rollouts_policy_for_every_model() {
         config.plasticity.init_std = 0.6;
         check_replay(&MazeTask::new(config).unwrap(), &format!("maze {model:?}"));
         let mut config = CueRewardConfig {
-            cues: 3,
-            cue_bits: 6,
-            steps: 10,
+            env: CueRewardFields {
+                cues: 3,
+                cue_bits: 6,
+                steps: 10,
+                ..CueRewardFields::default()
+            },
             ..CueRewardConfig::default()
         };
         config.a2c.batch = 3;
@@ -229,14 +241,20 @@ fn the_replay_reproduces_the_rollouts_policy_for_every_model() {
     let icml = MazeConfig::preset(MazePreset::Icml2018);
     assert_eq!(
         (
-            icml.size,
+            icml.env.size,
             icml.a2c.batch,
             icml.plasticity.rule,
             icml.plasticity.clip
         ),
         (9, 1, TraceRule::Oja, None)
     );
-    let mut config = MazeConfig { steps: 12, ..icml };
+    let mut config = MazeConfig {
+        env: MazeFields {
+            steps: 12,
+            ..icml.env
+        },
+        ..icml
+    };
     config.neurons = 10;
     config.plasticity.init_std = 0.6;
     check_replay(&MazeTask::new(config).unwrap(), "maze icml2018 Oja");
@@ -305,7 +323,7 @@ fn cue_reward_trials_show_two_cues_then_ask_and_reward_the_right_answer() {
     // The target is in the pair half the time (100 of 200 expected; 5 sigma = 35).
     assert!((65..=135).contains(&shown), "target shown {shown} of 200");
     // One cue per trial: shown at both cue steps, the target a quarter of the time.
-    let one = cue_reward(|c| c.cues_per_trial = 1);
+    let one = cue_reward(|c| c.env.cues_per_trial = 1);
     let mut shown = 0;
     for _ in 0..400 {
         let ep = one.reset(&mut rng);
@@ -318,13 +336,13 @@ fn cue_reward_trials_show_two_cues_then_ask_and_reward_the_right_answer() {
     // signal; off by default (checked above: zeros).
     for per_trial in [1, 2] {
         let held = cue_reward(|c| {
-            c.cues_per_trial = per_trial;
-            c.cues_at_response = true;
+            c.env.cues_per_trial = per_trial;
+            c.env.cues_at_response = true;
         });
         let ep = held.reset(&mut rng);
         let mut obs = vec![0.0; held.observation_size()];
         held.observe(&ep, 2, &mut obs);
-        let bits = held.config.cue_bits;
+        let bits = held.config.env.cue_bits;
         let (a, b) = ep.pair;
         for (k, &got) in obs[..bits].iter().enumerate() {
             let want = if per_trial == 1 {
@@ -342,7 +360,7 @@ fn cue_reward_trials_show_two_cues_then_ask_and_reward_the_right_answer() {
         );
     }
     // Go/no-go: responding earns +1 when the target was shown, -1 when not; withholding 0.
-    let go = cue_reward(|c| c.answer_reward = AnswerReward::GoNoGo);
+    let go = cue_reward(|c| c.env.answer_reward = AnswerReward::GoNoGo);
     let mut seen = std::collections::HashSet::new();
     for _ in 0..200 {
         let mut ep = go.reset(&mut rng);
@@ -361,7 +379,7 @@ fn cue_reward_trials_show_two_cues_then_ask_and_reward_the_right_answer() {
 
 #[test]
 fn the_cue_reward_warm_up_trains_on_two_cues_one_per_trial_then_on_the_task() {
-    let task = cue_reward(|c| c.warmup_updates = 3);
+    let task = cue_reward(|c| c.env.warmup_updates = 3);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     // A fresh task (evaluation) draws the configured episodes.
     assert!(!task.warming_up());
@@ -375,7 +393,7 @@ fn the_cue_reward_warm_up_trains_on_two_cues_one_per_trial_then_on_the_task() {
         for _ in 0..50 {
             let mut ep = task.reset(&mut rng);
             targets[ep.target] += 1;
-            for t in 0..task.config.steps {
+            for t in 0..task.config.env.steps {
                 if t % 4 == 0 {
                     if easy {
                         assert_eq!(ep.pair.0, ep.pair.1, "one cue per trial");
@@ -401,29 +419,41 @@ fn the_cue_reward_warm_up_trains_on_two_cues_one_per_trial_then_on_the_task() {
     }
 }
 
+/// Checks that the task of `base` refuses, naming the field, each bad agent field (the
+/// network's and the actor-critic's, which every actor-critic task shares) and each of the
+/// environment's `env_cases`.
+fn assert_agent_rejected<E: AgentFields + Clone, T>(
+    base: &AgentConfig<E>,
+    new: impl Fn(AgentConfig<E>) -> Result<T, String>,
+    env_cases: &[(Change<AgentConfig<E>>, &str)],
+) {
+    let agent_cases: [(Change<AgentConfig<E>>, &str); 6] = [
+        (|c| c.a2c.batch = 0, "batch"),
+        (|c| c.a2c.gamma = 1.5, "gamma"),
+        (|c| c.a2c.max_grad_norm = 0.0, "max_grad_norm"),
+        (|c| c.a2c.learning_rate = f64::NAN, "learning_rate"),
+        (|c| c.plasticity.rule = TraceRule::Oja, "rule"),
+        (|c| c.plasticity.clip = Some(-1.0), "clip"),
+    ];
+    assert_rejected(base, &new, &agent_cases);
+    assert_rejected(base, new, env_cases);
+}
+
 #[test]
 fn invalid_configurations_name_the_field() {
-    assert_rejected(
+    assert_agent_rejected(
         &MazeConfig::default(),
         MazeTask::new,
-        &[
-            (|c| c.size = 12, "size"),
-            (|c| c.a2c.batch = 0, "batch"),
-            (|c| c.a2c.gamma = 1.5, "gamma"),
-            (|c| c.a2c.max_grad_norm = 0.0, "max_grad_norm"),
-            (|c| c.plasticity.rule = TraceRule::Oja, "rule"),
-        ],
+        &[(|c| c.env.size = 12, "size")],
     );
-    assert_rejected(
+    assert_agent_rejected(
         &CueRewardConfig::default(),
         CueRewardTask::new,
         &[
-            (|c| c.cues = 1, "cues"),
-            (|c| c.cue_bits = 1, "cue_bits"),
-            (|c| c.cues_per_trial = 3, "cues_per_trial"),
-            (|c| c.steps = 3, "steps"),
-            (|c| c.plasticity.clip = Some(-1.0), "clip"),
-            (|c| c.a2c.learning_rate = f64::NAN, "learning_rate"),
+            (|c| c.env.cues = 1, "cues"),
+            (|c| c.env.cue_bits = 1, "cue_bits"),
+            (|c| c.env.cues_per_trial = 3, "cues_per_trial"),
+            (|c| c.env.steps = 3, "steps"),
         ],
     );
     assert!(Model::Lstm
@@ -457,6 +487,24 @@ fn the_rnn_agent_is_the_non_plastic_network() {
     }
 }
 
+/// A cue-reward task small enough for a test to learn: 8-bit cues, 40-step episodes (10
+/// trials), batch 10, learning rate 1e-3, `neurons` neurons of `model`.
+fn learnable_cue_reward(model: Model, neurons: usize) -> CueRewardConfig {
+    let mut config = CueRewardConfig {
+        env: CueRewardFields {
+            cue_bits: 8,
+            steps: 40,
+            ..CueRewardFields::default()
+        },
+        model,
+        neurons,
+        ..CueRewardConfig::default()
+    };
+    config.a2c.batch = 10;
+    config.a2c.learning_rate = 1e-3;
+    config
+}
+
 /// The curriculum's easy version (2 cues, one per trial, go/no-go) needs a new association in
 /// every episode: simple neuromodulation learns it within 5,000 updates, the non-plastic
 /// network does not (README, cue-reward: 12,000 updates at 0).
@@ -464,16 +512,9 @@ fn the_rnn_agent_is_the_non_plastic_network() {
 fn the_warm_up_association_is_learned_with_neuromodulation_not_without_plasticity() {
     let _guard = AGENT_INIT.lock().unwrap_or_else(|e| e.into_inner());
     for (model, learns) in [(Model::Modplast, true), (Model::Rnn, false)] {
-        let mut config = CueRewardConfig {
-            cue_bits: 8,
-            steps: 40, // 10 trials: about +4.5 for an agent that answers right after the first
-            warmup_updates: u64::MAX,
-            ..CueRewardConfig::default()
-        };
-        config.a2c.batch = 10;
-        config.a2c.learning_rate = 1e-3;
-        config.neurons = 50;
-        config.model = model;
+        // 10 trials: about +4.5 for an agent that answers right after the first.
+        let mut config = learnable_cue_reward(model, 50);
+        config.env.warmup_updates = u64::MAX;
         let task = CueRewardTask::new(config).unwrap();
         let reward = train_final_reward(&task, &format!("warmup-{model:?}"), 5000);
         eprintln!("{model:?}: reward {reward}");
@@ -537,11 +578,8 @@ impl A2cTask for FixedTarget {
     fn task_name(&self) -> &'static str {
         "cue-reward-fixed"
     }
-    fn agent_spec(&self) -> a2c::AgentSpec {
-        self.0.agent_spec()
-    }
-    fn settings(&self) -> a2c::A2cSettings {
-        self.0.settings()
+    fn config(&self) -> &a2c::AgentConfig<impl a2c::AgentFields> {
+        self.0.config()
     }
 }
 
@@ -549,15 +587,8 @@ impl A2cTask for FixedTarget {
 fn a_fixed_cue_reward_association_is_learned() {
     let _guard = AGENT_INIT.lock().unwrap_or_else(|e| e.into_inner());
     for model in [Model::Rnn, Model::Modul] {
-        let mut config = CueRewardConfig {
-            cue_bits: 8,
-            steps: 40, // 10 trials: +10 for an agent that always answers right
-            ..CueRewardConfig::default()
-        };
-        config.a2c.batch = 10;
-        config.a2c.learning_rate = 1e-3;
-        config.neurons = 32;
-        config.model = model;
+        // 10 trials: +10 for an agent that always answers right.
+        let config = learnable_cue_reward(model, 32);
         let task = FixedTarget(CueRewardTask::new(config).unwrap());
         let reward = train_final_reward(&task, &format!("fixed-{model:?}"), 600);
         eprintln!("{model:?}: reward {reward}");
@@ -571,7 +602,7 @@ fn a_fixed_cue_reward_association_is_learned() {
 #[test]
 fn response_rates_split_the_answers_by_whether_the_target_was_shown() {
     use plasticity::tasks::cue_reward::{response_rates, TRIAL_STEPS};
-    let task = cue_reward(|c| c.steps = 40);
+    let task = cue_reward(|c| c.env.steps = 40);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let (batch, steps) = (6, 40);
     let mut states = Vec::new();

@@ -5,7 +5,8 @@ use burn::module::{Module, Param};
 use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor};
 use plasticity::tasks::parse_name;
-use plasticity::tasks::pattern::{generate, Model, PatternConfig, PatternTask};
+use plasticity::tasks::pattern::{generate, PatternConfig, PatternFields, PatternTask};
+use plasticity::tasks::Model;
 use plasticity::tensors::from_vec;
 use plasticity::train::{self, Experiment, RunOptions, TrainError};
 use rand::SeedableRng;
@@ -13,22 +14,18 @@ use rand_chacha::ChaCha8Rng;
 
 mod common;
 use common::{
-    assert_rejected, load_trained, metrics_without_time, options, resumed, temp_dir, train_ok,
-    try_train,
+    assert_rejected, load_trained, metrics_without_time, options, resumed, small_completion,
+    temp_dir, train_ok, try_train,
 };
 
 /// A small version of the task that a test can learn in seconds.
 fn small() -> PatternConfig {
-    PatternConfig {
+    let patterns = PatternFields {
         bits: 64,
         patterns: 2,
-        cycles: 2,
-        present_steps: 3,
-        gap_steps: 1,
-        test_steps: 3,
-        learning_rate: 3e-3,
-        ..PatternConfig::default()
-    }
+        ..PatternFields::default()
+    };
+    small_completion(patterns, 3)
 }
 
 /// The rows of a run's `metrics.csv` (episode, loss, error) without its header.
@@ -140,8 +137,11 @@ fn same_seed_same_losses_and_resume_continues_identically() {
 fn baselines_train_on_the_same_episodes() {
     for model in [Model::Rnn, Model::Lstm] {
         let config = PatternConfig {
+            task: PatternFields {
+                rnn_neurons: 80,
+                ..small().task
+            },
             model,
-            rnn_neurons: 80,
             lstm_cells: 16,
             ..small()
         };
@@ -160,19 +160,19 @@ fn invalid_configurations_are_rejected_naming_the_field() {
         &PatternConfig::default(),
         PatternTask::new,
         &[
-            (|c| c.bits = 0, "bits: must be positive"),
-            (|c| c.bits = 31, "bits: must be even"),
+            (|c| c.task.bits = 0, "bits: must be positive"),
+            (|c| c.task.bits = 31, "bits: must be even"),
             (
                 |c| c.learning_rate = -1e-3,
                 "learning_rate: must be positive",
             ),
-            (|c| c.patterns = 0, "patterns: must be positive"),
-            (|c| c.degraded_fraction = 1.5, "degraded_fraction"),
+            (|c| c.task.patterns = 0, "patterns: must be positive"),
+            (|c| c.task.degraded_fraction = 1.5, "degraded_fraction"),
             (|c| c.plasticity.eta = f64::NAN, "eta: must be finite"),
             (
                 |c| {
                     c.model = Model::Rnn;
-                    c.rnn_neurons = 10;
+                    c.task.rnn_neurons = 10;
                 },
                 "rnn_neurons",
             ),
@@ -249,9 +249,6 @@ impl Experiment for BadAtSeven {
     type Model = Scalar;
     fn name(&self) -> &'static str {
         "nan"
-    }
-    fn metric_names(&self) -> &'static [&'static str] {
-        &[]
     }
     fn init_model(&self, _: &mut ChaCha8Rng, device: &Device) -> Scalar {
         Scalar {

@@ -9,6 +9,10 @@ use burn::tensor::TensorData;
 use plasticity_kernels::{conv::ConvSpec, dense::DenseSpec, EpisodeSpec, LstmSpec};
 use std::fmt;
 
+/// What [`OpKernels::op_forward`] returns: the op's outputs (in its order) and, when asked,
+/// what its backward needs.
+pub type OpForward<B> = (Vec<FloatTensor<B>>, Option<<B as OpKernels>::Saved>);
+
 /// The forward and backward of every [`Op`] on one (non-autodiff) backend. The autodiff glue
 /// is written once over this trait; a device (CPU, wgpu, CUDA) implements it once.
 pub trait OpKernels: Backend {
@@ -17,11 +21,7 @@ pub trait OpKernels: Backend {
 
     /// Runs `op` on `inputs` (in the op's order); with `save`, also returns what
     /// [`OpKernels::op_backward`] needs.
-    fn op_forward(
-        op: &Op,
-        inputs: Vec<FloatTensor<Self>>,
-        save: bool,
-    ) -> (Vec<FloatTensor<Self>>, Option<Self::Saved>);
+    fn op_forward(op: &Op, inputs: Vec<FloatTensor<Self>>, save: bool) -> OpForward<Self>;
 
     /// From `grad = dL/d(first output)`, a gradient for each input in the op's order: at least
     /// for every input whose `wanted` flag is set (`None` elsewhere is fine).
@@ -129,11 +129,7 @@ pub fn host_backward<B: Backend>(
 impl OpKernels for Flex {
     type Saved = HostSaved;
 
-    fn op_forward(
-        op: &Op,
-        inputs: Vec<FloatTensor<Self>>,
-        save: bool,
-    ) -> (Vec<FloatTensor<Self>>, Option<HostSaved>) {
+    fn op_forward(op: &Op, inputs: Vec<FloatTensor<Self>>, save: bool) -> OpForward<Self> {
         host_forward::<Self>(op, inputs, save)
     }
 
@@ -163,11 +159,7 @@ pub enum CubeSaved {
 impl OpKernels for burn::backend::Cube {
     type Saved = CubeSaved;
 
-    fn op_forward(
-        op: &Op,
-        inputs: Vec<FloatTensor<Self>>,
-        save: bool,
-    ) -> (Vec<FloatTensor<Self>>, Option<CubeSaved>) {
+    fn op_forward(op: &Op, inputs: Vec<FloatTensor<Self>>, save: bool) -> OpForward<Self> {
         match op {
             Op::Episode(spec)
                 if spec.plastic && spec.modulation == plasticity_kernels::Modulation::None =>

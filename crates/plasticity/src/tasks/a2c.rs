@@ -22,7 +22,7 @@
 //! operation in one call, which gives the same activities, for the gradient.
 
 use crate::check::fields;
-use crate::config::PlasticityConfig;
+use crate::config::{NoOtherFields, PlasticityConfig};
 use crate::layer::{PlasticNet, PlasticNetConfig};
 use crate::tensors::{from_vec, to_vec};
 use crate::train::Experiment;
@@ -159,8 +159,114 @@ impl AgentSpec {
     }
 }
 
-/// Training settings of the actor-critic; embedded (flattened) in the maze's and cue-reward's
-/// configurations.
+/// Configuration of an actor-critic task: the environment's own fields `E`
+/// ([`MazeFields`](super::maze::MazeFields), [`CueRewardFields`](super::cue_reward::CueRewardFields))
+/// and the agent's: its network and the actor-critic's settings. One flat JSON object: `E`'s
+/// fields, the plastic ones and the actor-critic's beside the others; an unknown field is
+/// refused by name. The defaults are the task's paper's ([`AgentFields::paper`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, bound(deserialize = "E: AgentFields + Deserialize<'de>"))]
+pub struct AgentConfig<E> {
+    /// The environment's fields (beside the others in JSON).
+    #[serde(flatten)]
+    pub env: E,
+    /// Network.
+    pub model: Model,
+    /// Neurons (`0`: the task's default size where it has one, [`AgentFields::neurons`]).
+    pub neurons: usize,
+    /// Fan the modulator out to one rate per neuron (`modplast`, `modul`).
+    pub fan_out: bool,
+    /// The network's plastic fields: `rule` (`hebb`; `oja` for `plastic` only), `eta` (the
+    /// plasticity rate, or the eligibility trace's rate for `modul`), `clip`, `init_std` (`0`:
+    /// `1 / sqrt(N)`), `alpha_init_std`, ... ([`agent_plasticity`]).
+    #[serde(flatten)]
+    pub plasticity: PlasticityConfig,
+    /// The actor-critic's `batch` (episodes per update), `gamma`, loss weights and Adam.
+    #[serde(flatten)]
+    pub a2c: A2cSettings,
+    /// Refuses unknown fields.
+    #[serde(flatten)]
+    pub no_other_fields: NoOtherFields,
+}
+
+/// The environment-specific part of an [`AgentConfig`]: the task's paper's configuration, what
+/// `neurons: 0` means, the checks of its fields and its episodes' sizes.
+pub trait AgentFields: Sized {
+    /// The paper's configuration of the task (the `Default` of its [`AgentConfig`]).
+    fn paper() -> AgentConfig<Self>;
+    /// The shape of an episode's observations, `[steps, values]`.
+    fn observations(&self) -> [usize; 2];
+    /// Adds what the environment itself holds to a memory estimate (default: nothing).
+    fn add_memory(&self, m: &mut super::MemoryEstimate) {
+        let _ = m;
+    }
+    /// Neurons of the network of `model` for the configuration's `neurons` (default: as
+    /// given).
+    fn neurons(neurons: usize, model: Model) -> usize {
+        let _ = model;
+        neurons
+    }
+    /// Checks the fields; the message names the field.
+    fn validate(&self) -> Result<(), String>;
+}
+
+impl<E: AgentFields> Default for AgentConfig<E> {
+    fn default() -> Self {
+        E::paper()
+    }
+}
+
+impl<E: AgentFields> AgentConfig<E> {
+    /// The agent both papers' tasks start from, on the environment `env`: a retroactively
+    /// neuromodulated network (`modul`) of `neurons` neurons without fan-out, the
+    /// [`agent_plasticity`] and the default [`A2cSettings`].
+    pub fn new(env: E, neurons: usize) -> Self {
+        AgentConfig {
+            env,
+            model: Model::Modul,
+            neurons,
+            fan_out: false,
+            plasticity: agent_plasticity(),
+            a2c: A2cSettings::default(),
+            no_other_fields: NoOtherFields::default(),
+        }
+    }
+
+    /// Neurons of the recurrent network.
+    pub fn neurons(&self) -> usize {
+        E::neurons(self.neurons, self.model)
+    }
+
+    /// Checks every field; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        self.env.validate()?;
+        self.a2c.validate()?;
+        self.agent_spec().validate()
+    }
+
+    /// A lower bound on the memory training needs (checked before anything is allocated): the
+    /// environment's and the agent's network's.
+    pub fn memory_estimate(&self) -> super::MemoryEstimate {
+        let mut m = super::MemoryEstimate::default();
+        self.env.add_memory(&mut m);
+        let [steps, observation] = self.env.observations();
+        self.agent_spec()
+            .add_memory(&mut m, self.a2c.batch, steps, observation);
+        m
+    }
+
+    /// The agent's network.
+    pub fn agent_spec(&self) -> AgentSpec {
+        AgentSpec {
+            model: self.model,
+            neurons: self.neurons(),
+            fan_out: self.fan_out,
+            plasticity: self.plasticity.clone(),
+        }
+    }
+}
+
+/// Training settings of the actor-critic; embedded (flattened) in [`AgentConfig`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct A2cSettings {
@@ -564,10 +670,16 @@ pub fn loss<S>(
 pub trait A2cTask: Environment {
     /// Name used in outputs (`maze`, `cue-reward`).
     fn task_name(&self) -> &'static str;
+    /// The task's configuration.
+    fn config(&self) -> &AgentConfig<impl AgentFields>;
     /// The agent's network.
-    fn agent_spec(&self) -> AgentSpec;
+    fn agent_spec(&self) -> AgentSpec {
+        self.config().agent_spec()
+    }
     /// Training settings.
-    fn settings(&self) -> A2cSettings;
+    fn settings(&self) -> A2cSettings {
+        self.config().a2c.clone()
+    }
     /// Called before each training update with the number of updates done so far (also after
     /// a resume), for tasks with a curriculum. Default: nothing.
     fn before_update(&self, update: u64) {

@@ -3,7 +3,8 @@
 //! [`Experiment`](crate::train::Experiment) hooks.
 
 use super::Model;
-use crate::config::PlasticityConfig;
+use crate::check::fields;
+use crate::config::{NoOtherFields, PlasticityConfig};
 use crate::layer::{PlasticNet, PlasticNetConfig};
 use crate::tensors::from_vec;
 use burn::module::Module;
@@ -13,6 +14,139 @@ use plasticity_kernels::InputMode;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Configuration of a completion task: the task's own fields `T` (what its items are:
+/// [`PatternFields`](super::pattern::PatternFields), [`ImageFields`](super::images::ImageFields))
+/// and the schedule, training and network fields both tasks have. One flat JSON object: `T`'s
+/// fields and the plastic ones beside the others; an unknown field is refused by name. The
+/// defaults are the task's paper's ([`CompletionFields::paper`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, bound(deserialize = "T: CompletionFields + Deserialize<'de>"))]
+pub struct CompletionConfig<T> {
+    /// The task's own fields (beside the others in JSON).
+    #[serde(flatten)]
+    pub task: T,
+    /// Presentation cycles (the order is shuffled each cycle).
+    pub cycles: usize,
+    /// Steps each item is shown.
+    pub present_steps: usize,
+    /// Steps of zero input after each item.
+    pub gap_steps: usize,
+    /// Steps the degraded test item is shown.
+    pub test_steps: usize,
+    /// Episodes per update (the paper: 1).
+    pub batch: usize,
+    /// Adam learning rate.
+    pub learning_rate: f64,
+    /// Adam epsilon.
+    pub adam_epsilon: f64,
+    /// Model.
+    pub model: Model,
+    /// The plastic network's rule, `alpha`, `eta`, initialisation (also the RNN's `w`), clip and
+    /// backward (fields beside these in JSON).
+    #[serde(flatten)]
+    pub plasticity: PlasticityConfig,
+    /// Cells of the LSTM baseline.
+    pub lstm_cells: usize,
+    /// Refuses unknown fields.
+    #[serde(flatten)]
+    pub no_other_fields: NoOtherFields,
+}
+
+/// The task-specific part of a [`CompletionConfig`]: the task's paper's configuration, and how
+/// its fields size and feed the networks.
+pub trait CompletionFields: Sized {
+    /// How the recurrent network takes the episode's values.
+    const INPUT: InputMode;
+    /// The paper's configuration of the task (the `Default` of its [`CompletionConfig`]).
+    fn paper() -> CompletionConfig<Self>;
+    /// `[items, width]`: the items an episode shows and the values of an item (the networks'
+    /// outputs; their inputs add the bias).
+    fn shape(&self) -> [usize; 2];
+    /// Neurons of the recurrent network of `model` (inputs and bias included).
+    fn neurons(&self, _model: Model) -> usize {
+        self.shape()[1] + 1
+    }
+    /// Checks the task's fields (for `model`); the message names the field.
+    fn validate(&self, model: Model) -> Result<(), String>;
+}
+
+impl<T: CompletionFields> Default for CompletionConfig<T> {
+    fn default() -> Self {
+        T::paper()
+    }
+}
+
+impl<T: CompletionFields> CompletionConfig<T> {
+    /// A configuration of the task's `task` fields, `[cycles, present_steps, gap_steps,
+    /// test_steps]`, Adam's learning rate and the LSTM's cells; one episode per update, the
+    /// plastic network with the default plastic fields.
+    pub fn new(
+        task: T,
+        [cycles, present_steps, gap_steps, test_steps]: [usize; 4],
+        learning_rate: f64,
+        lstm_cells: usize,
+    ) -> Self {
+        CompletionConfig {
+            task,
+            cycles,
+            present_steps,
+            gap_steps,
+            test_steps,
+            batch: 1,
+            learning_rate,
+            adam_epsilon: 1e-8,
+            model: Model::Plastic,
+            plasticity: PlasticityConfig::default(),
+            lstm_cells,
+            no_other_fields: NoOtherFields::default(),
+        }
+    }
+
+    /// Steps of an episode.
+    pub fn steps(&self) -> usize {
+        let per_item = self.present_steps + self.gap_steps;
+        self.cycles * self.task.shape()[0] * per_item + self.test_steps
+    }
+
+    /// Neurons of the recurrent network for the chosen model (inputs + bias included).
+    pub fn neurons(&self) -> usize {
+        self.task.neurons(self.model)
+    }
+
+    /// Checks every field; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::check::model(self.model, MODELS)?;
+        self.task.validate(self.model)?;
+        fields!(self, count: [cycles, present_steps, test_steps, batch, lstm_cells]);
+        fields!(self, positive: [learning_rate, adam_epsilon]);
+        self.plastic_config().validate()
+    }
+
+    /// The episode's schedule.
+    pub(crate) fn schedule(&self) -> Schedule {
+        let s = self;
+        Schedule([s.cycles, s.present_steps, s.gap_steps, s.test_steps])
+    }
+
+    /// The LSTM's `[inputs, cells, outputs]`: the item's values and the bias in, the values out.
+    pub fn lstm_shape(&self) -> [usize; 3] {
+        let width = self.task.shape()[1];
+        [width + 1, self.lstm_cells, width]
+    }
+
+    /// The recurrent network: plastic unless `model` is `rnn`.
+    pub fn plastic_config(&self) -> PlasticNetConfig {
+        PlasticNetConfig {
+            neurons: self.neurons(),
+            plastic: self.model != Model::Rnn,
+            input: T::INPUT,
+            plasticity: self.plasticity.clone(),
+            ..PlasticNetConfig::default()
+        }
+    }
+}
 
 /// How a completion episode shows its items (patterns or images): `cycles` times in an order
 /// shuffled each cycle, each for `present_steps` steps followed by `gap_steps` steps of zero
@@ -57,23 +191,6 @@ impl Schedule {
             targets.extend_from_slice(target);
         }
         (inputs, targets)
-    }
-}
-
-/// The recurrent network of a completion task: `neurons` neurons, plastic unless `model` is
-/// `rnn`.
-pub(crate) fn recurrent_net(
-    model: Model,
-    neurons: usize,
-    plasticity: &PlasticityConfig,
-    input: InputMode,
-) -> PlasticNetConfig {
-    PlasticNetConfig {
-        neurons,
-        plastic: model != Model::Rnn,
-        input,
-        plasticity: plasticity.clone(),
-        ..PlasticNetConfig::default()
     }
 }
 
@@ -187,18 +304,9 @@ pub fn squared_error(out: Tensor<2>, target: &[f32], device: &Device) -> Tensor<
     (out - target).powf_scalar(2.0).sum().div_scalar(b as f32)
 }
 
-/// What a completion task supplies; `completion_experiment!` implements
-/// [`Experiment`](crate::train::Experiment) from it.
+/// What a completion task supplies beside its configuration; `completion_experiment!`
+/// implements [`Experiment`](crate::train::Experiment) from it.
 pub trait CompletionTask {
-    /// Name used in outputs.
-    const NAME: &'static str;
-    /// The metric's name, as one column.
-    const METRICS: &'static [&'static str];
-    /// The model kind, the plastic network's configuration and the LSTM's `[inputs, cells,
-    /// outputs]`.
-    fn networks(&self) -> (Model, PlasticNetConfig, [usize; 3]);
-    /// Adam's learning rate and epsilon.
-    fn adam(&self) -> (f64, f64);
     /// One batch of episodes (training data, or held-out data with `training: false`): the
     /// loss `[1]` and the metric.
     fn loss_and_metric(
@@ -210,10 +318,11 @@ pub trait CompletionTask {
     ) -> Result<(Tensor<1>, f64), String>;
 }
 
-/// Implements [`Experiment`](crate::train::Experiment) for a [`CompletionTask`] (one impl for both tasks; a blanket impl
-/// would collide with the A2C tasks' one).
+/// Implements [`Experiment`](crate::train::Experiment), named `$name` with the one metric
+/// `$metric`, for a [`CompletionTask`] whose field `config` is a [`CompletionConfig`] (one impl
+/// for both tasks; a blanket impl would collide with the A2C tasks' one).
 macro_rules! completion_experiment {
-    ($task:ty) => {
+    ($task:ty, $name:literal, $metric:literal) => {
         const _: () = {
             use burn::optim::AdamConfig;
             use burn::tensor::{Device, Tensor};
@@ -224,21 +333,24 @@ macro_rules! completion_experiment {
                 type Model = CompletionModel;
 
                 fn name(&self) -> &'static str {
-                    <$task as CompletionTask>::NAME
+                    $name
                 }
 
                 fn metric_names(&self) -> &'static [&'static str] {
-                    <$task as CompletionTask>::METRICS
+                    &[$metric]
                 }
 
                 fn init_model(&self, rng: &mut ChaCha8Rng, device: &Device) -> CompletionModel {
-                    let (kind, net, lstm) = self.networks();
-                    CompletionModel::init(kind, &net, lstm, rng, device)
+                    let c = &self.config;
+                    CompletionModel::init(c.model, &c.plastic_config(), c.lstm_shape(), rng, device)
                 }
 
                 fn optimizer(&self) -> (AdamConfig, f64) {
-                    let (lr, epsilon) = self.adam();
-                    (AdamConfig::new().with_epsilon(epsilon as f32), lr)
+                    let c = &self.config;
+                    (
+                        AdamConfig::new().with_epsilon(c.adam_epsilon as f32),
+                        c.learning_rate,
+                    )
                 }
 
                 fn train_batch(
@@ -268,8 +380,70 @@ pub(crate) use completion_experiment;
 #[cfg(test)]
 mod tests {
     use super::Schedule;
+    use crate::tasks::images::ImageConfig;
+    use crate::tasks::pattern::PatternConfig;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+    use serde_json::{json, Value};
+
+    /// The keys of `c` serialized, sorted.
+    fn keys<C: serde::Serialize>(c: &C) -> Vec<String> {
+        let Value::Object(m) = serde_json::to_value(c).unwrap() else {
+            panic!("a configuration serializes to an object")
+        };
+        m.keys().cloned().collect()
+    }
+
+    /// The configurations stay one flat object with the keys they always had (a run's
+    /// config.json must resume), and a partial object takes each task's own defaults.
+    #[test]
+    fn configurations_keep_their_flat_keys_and_their_task_defaults() {
+        let plastic = "alpha alpha_init_std backward clip eta init_std learn_eta rule";
+        let shared = "adam_epsilon batch cycles gap_steps learning_rate lstm_cells model \
+            present_steps test_steps";
+        let expect = |own: &str| {
+            let mut k: Vec<String> = [own, shared, plastic]
+                .iter()
+                .flat_map(|s| s.split_whitespace().map(String::from))
+                .collect();
+            k.sort();
+            k
+        };
+        assert_eq!(
+            keys(&PatternConfig::default()),
+            expect("bits patterns degraded_fraction input_scale rnn_neurons")
+        );
+        assert_eq!(
+            keys(&ImageConfig::default()),
+            expect("side images top_half_probability")
+        );
+        let p: PatternConfig = serde_json::from_value(json!({"bits": 64})).unwrap();
+        assert_eq!((p.task.bits, p.task.patterns), (64, 5));
+        let schedule = (p.cycles, p.present_steps, p.gap_steps, p.test_steps);
+        assert_eq!(
+            (schedule, p.learning_rate, p.lstm_cells),
+            ((2, 6, 4, 6), 3e-4, 2000)
+        );
+        let i: ImageConfig = serde_json::from_value(json!({"side": 8, "cycles": 1})).unwrap();
+        assert_eq!((i.task.side, i.task.images), (8, 3));
+        let schedule = (i.cycles, i.present_steps, i.gap_steps, i.test_steps);
+        assert_eq!(
+            (schedule, i.learning_rate, i.lstm_cells),
+            ((1, 20, 2, 3), 1e-4, 330)
+        );
+        for (bad, name) in [
+            (json!({"bitz": 1}), "bitz"),
+            (json!({"bits": 64, "cycle": 2}), "cycle"),
+        ] {
+            let err = serde_json::from_value::<PatternConfig>(bad).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("unknown field `{name}`")),
+                "{err}"
+            );
+        }
+        let err = serde_json::from_value::<ImageConfig>(json!({"bits": 64})).unwrap_err();
+        assert!(err.to_string().contains("unknown field `bits`"), "{err}");
+    }
 
     /// Two items of two values, one cycle of 2 + 1 steps each, 2 test steps: every step by hand.
     #[test]

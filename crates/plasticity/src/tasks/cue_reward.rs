@@ -25,9 +25,8 @@
 //! The shared actor-critic of [`super::a2c`]; 200 neurons for every variant by default (the
 //! modulator adds `2N + 2` parameters or fewer, under 1% of the recurrent weights).
 
-use super::a2c::{agent_plasticity, A2cSettings, A2cTask, AgentSpec, Environment, Model};
+use super::a2c::{A2cTask, AgentConfig, AgentFields, Environment};
 use crate::check::fields;
-use crate::config::{NoOtherFields, PlasticityConfig};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -54,9 +53,12 @@ pub enum AnswerReward {
 
 /// Configuration of the cue-reward task; defaults from ICLR 2019 section 4.1 where it states
 /// them (4 cues of 20 bits, 120-step episodes, 200 neurons, batch 30), the maze's otherwise.
+pub type CueRewardConfig = AgentConfig<CueRewardFields>;
+
+/// The cue-reward task's own fields of [`CueRewardConfig`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct CueRewardConfig {
+pub struct CueRewardFields {
     /// Cues per episode (one is the target).
     pub cues: usize,
     /// Bits per cue.
@@ -83,28 +85,11 @@ pub struct CueRewardConfig {
     pub reward: f64,
     /// What an answer earns (see [`AnswerReward`]).
     pub answer_reward: AnswerReward,
-    /// Network.
-    pub model: Model,
-    /// Neurons.
-    pub neurons: usize,
-    /// Fan the modulator out to one rate per neuron (`modplast`, `modul`).
-    pub fan_out: bool,
-    /// The network's plastic fields: `rule` (`hebb`; `oja` for `plastic` only), `eta` (the
-    /// plasticity rate, or the eligibility trace's rate for `modul`), `clip`, `init_std` (`0`:
-    /// `1 / sqrt(N)`), `alpha_init_std`, ... ([`super::a2c::agent_plasticity`]).
-    #[serde(flatten)]
-    pub plasticity: PlasticityConfig,
-    /// The actor-critic's `batch` (episodes per update), `gamma`, loss weights and Adam.
-    #[serde(flatten)]
-    pub a2c: A2cSettings,
-    /// Refuses unknown fields.
-    #[serde(flatten)]
-    pub no_other_fields: NoOtherFields,
 }
 
-impl Default for CueRewardConfig {
+impl Default for CueRewardFields {
     fn default() -> Self {
-        CueRewardConfig {
+        CueRewardFields {
             cues: 4,
             cue_bits: 20,
             cues_per_trial: 2,
@@ -113,24 +98,28 @@ impl Default for CueRewardConfig {
             steps: 120,
             reward: 1.0,
             answer_reward: AnswerReward::Match,
-            model: Model::Modul,
-            neurons: 200,
-            fan_out: false,
-            plasticity: agent_plasticity(),
-            a2c: A2cSettings::default(),
-            no_other_fields: NoOtherFields::default(),
         }
     }
 }
 
-impl CueRewardConfig {
+impl CueRewardFields {
     /// Values in an observation.
     pub fn observation_size(&self) -> usize {
         self.cue_bits + 6
     }
+}
 
-    /// Checks every field; the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
+impl AgentFields for CueRewardFields {
+    /// ICLR 2019 section 4.1: 200 neurons.
+    fn paper() -> CueRewardConfig {
+        AgentConfig::new(CueRewardFields::default(), 200)
+    }
+
+    fn observations(&self) -> [usize; 2] {
+        [self.steps, self.observation_size()]
+    }
+
+    fn validate(&self) -> Result<(), String> {
         if self.cues < 2 {
             return Err(format!("cues: must be at least 2 (got {})", self.cues));
         }
@@ -159,26 +148,7 @@ impl CueRewardConfig {
             ));
         }
         fields!(self, positive: [reward]);
-        self.a2c.validate()?;
-        self.agent_spec().validate()
-    }
-
-    /// A lower bound on the memory training needs (checked before anything is allocated).
-    pub fn memory_estimate(&self) -> super::MemoryEstimate {
-        let mut m = super::MemoryEstimate::default();
-        self.agent_spec()
-            .add_memory(&mut m, self.a2c.batch, self.steps, self.observation_size());
-        m
-    }
-
-    /// The agent's network.
-    pub fn agent_spec(&self) -> AgentSpec {
-        AgentSpec {
-            model: self.model,
-            neurons: self.neurons,
-            fan_out: self.fan_out,
-            plasticity: self.plasticity.clone(),
-        }
+        Ok(())
     }
 }
 
@@ -250,7 +220,7 @@ impl Environment for CueRewardTask {
     type Episode = CueEpisode;
 
     fn observation_size(&self) -> usize {
-        self.config.observation_size()
+        self.config.env.observation_size()
     }
 
     fn actions(&self) -> usize {
@@ -258,11 +228,11 @@ impl Environment for CueRewardTask {
     }
 
     fn steps(&self) -> usize {
-        self.config.steps
+        self.config.env.steps
     }
 
     fn reset(&self, rng: &mut ChaCha8Rng) -> CueEpisode {
-        let c = &self.config;
+        let c = &self.config.env;
         let (count, per_trial, answer_reward) = if self.warming_up.get() {
             (2, 1, AnswerReward::GoNoGo)
         } else {
@@ -292,14 +262,14 @@ impl Environment for CueRewardTask {
     }
 
     fn observe(&self, ep: &CueEpisode, t: usize, out: &mut [f32]) {
-        let bits = self.config.cue_bits;
+        let bits = self.config.env.cue_bits;
         out.fill(0.0);
         match t % TRIAL_STEPS {
             0 => out[..bits].copy_from_slice(&ep.cues[ep.pair.0]),
             1 => out[..bits].copy_from_slice(&ep.cues[ep.pair.1]),
             2 => {
                 out[bits] = 1.0;
-                if self.config.cues_at_response {
+                if self.config.env.cues_at_response {
                     let (a, b) = ep.pair;
                     for (k, o) in out[..bits].iter_mut().enumerate() {
                         *o = if a == b {
@@ -316,7 +286,7 @@ impl Environment for CueRewardTask {
         if let Some(a) = ep.prev_action {
             out[bits + 2 + a] = 1.0;
         }
-        out[bits + 4] = t as f32 / self.config.steps as f32;
+        out[bits + 4] = t as f32 / self.config.env.steps as f32;
         out[bits + 5] = 1.0;
     }
 
@@ -330,7 +300,7 @@ impl Environment for CueRewardTask {
                     AnswerReward::GoNoGo if ep.target_shown() => 1.0,
                     AnswerReward::GoNoGo => -1.0,
                 };
-                sign * self.config.reward as f32
+                sign * self.config.env.reward as f32
             }
             3 => {
                 ep.pair = Self::draw_pair(ep.cues.len(), ep.cues_per_trial, rng);
@@ -349,16 +319,12 @@ impl A2cTask for CueRewardTask {
         "cue-reward"
     }
 
-    fn agent_spec(&self) -> AgentSpec {
-        self.config.agent_spec()
-    }
-
-    fn settings(&self) -> A2cSettings {
-        self.config.a2c.clone()
+    fn config(&self) -> &AgentConfig<impl AgentFields> {
+        &self.config
     }
 
     fn before_update(&self, update: u64) {
-        self.warming_up.set(update < self.config.warmup_updates);
+        self.warming_up.set(update < self.config.env.warmup_updates);
     }
 }
 

@@ -28,9 +28,7 @@
 //! so only the erased half is predicted.
 
 use crate::check::fields;
-use crate::config::{NoOtherFields, PlasticityConfig};
 use crate::data::ImageSet;
-use crate::layer::PlasticNetConfig;
 use crate::tensors::{from_vec, to_vec};
 use burn::tensor::{Device, Tensor};
 use plasticity_kernels::InputMode;
@@ -38,90 +36,60 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::completion::{add_network_memory, last_step, recurrent_net, squared_error, with_bias};
-pub use super::completion::{CompletionModel, LstmNet};
-use super::completion::{CompletionTask, Schedule};
-pub use super::Model;
+use super::completion::{add_network_memory, last_step, squared_error, with_bias};
+use super::completion::{CompletionConfig, CompletionFields, CompletionModel, CompletionTask};
+use super::Model;
 
 /// Configuration of the image task; the defaults are the paper's (section 4.2).
+pub type ImageConfig = CompletionConfig<ImageFields>;
+
+/// The image task's own fields of [`ImageConfig`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct ImageConfig {
+pub struct ImageFields {
     /// Side of the (square) images in pixels.
     pub side: usize,
     /// Images per episode.
     pub images: usize,
-    /// Presentation cycles (the order is shuffled each cycle).
-    pub cycles: usize,
-    /// Steps each image is shown.
-    pub present_steps: usize,
-    /// Steps of zero input after each image.
-    pub gap_steps: usize,
-    /// Steps the half-erased test image is shown.
-    pub test_steps: usize,
     /// Probability that the top half is erased (otherwise the bottom half).
     pub top_half_probability: f64,
-    /// Episodes per update (the paper: 1).
-    pub batch: usize,
-    /// Adam learning rate.
-    pub learning_rate: f64,
-    /// Adam epsilon.
-    pub adam_epsilon: f64,
-    /// Model.
-    pub model: Model,
-    /// The plastic network's rule, `alpha`, `eta`, initialisation (also the RNN's `w`), clip and
-    /// backward (fields beside these in JSON).
-    #[serde(flatten)]
-    pub plasticity: PlasticityConfig,
-    /// Cells of the LSTM (330: 2,130,184 parameters, more than the plastic network's
-    /// 2,101,251).
-    pub lstm_cells: usize,
-    /// Refuses unknown fields.
-    #[serde(flatten)]
-    pub no_other_fields: NoOtherFields,
 }
 
-impl Default for ImageConfig {
+impl Default for ImageFields {
     fn default() -> Self {
-        ImageConfig {
+        ImageFields {
             side: 32,
             images: 3,
-            cycles: 3,
-            present_steps: 20,
-            gap_steps: 2,
-            test_steps: 3,
             top_half_probability: 0.5,
-            batch: 1,
-            learning_rate: 1e-4,
-            adam_epsilon: 1e-8,
-            model: Model::Plastic,
-            plasticity: PlasticityConfig::default(),
-            lstm_cells: 330,
-            no_other_fields: NoOtherFields::default(),
         }
     }
 }
 
-impl ImageConfig {
-    /// Steps of an episode (201 with the paper's defaults).
-    pub fn steps(&self) -> usize {
-        self.cycles * self.images * (self.present_steps + self.gap_steps) + self.test_steps
-    }
-
+impl ImageFields {
     /// Pixels per image, `P = side^2`.
     pub fn pixels(&self) -> usize {
         self.side * self.side
     }
+}
 
-    /// Neurons of the recurrent networks: one per pixel plus the bias neuron (`P + 1`).
-    pub fn neurons(&self) -> usize {
-        self.pixels() + 1
+impl CompletionFields for ImageFields {
+    const INPUT: InputMode = InputMode::Clamped;
+
+    /// Section 4.2: 3 cycles of 20 + 2 steps, 3 test steps (201 steps with 3 images); Adam's
+    /// rate 1e-4; an LSTM of 330 cells (2,130,184 parameters, more than the plastic
+    /// network's 2,101,251).
+    fn paper() -> ImageConfig {
+        CompletionConfig::new(ImageFields::default(), [3, 20, 2, 3], 1e-4, 330)
     }
 
-    /// Checks every field; the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
-        crate::check::model(self.model, super::completion::MODELS)?;
-        fields!(self, count: [side, images, cycles, present_steps, test_steps, batch, lstm_cells]);
+    /// The images and their pixels: the recurrent networks have one neuron per pixel plus the
+    /// bias neuron (`P + 1`).
+    fn shape(&self) -> [usize; 2] {
+        [self.images, self.pixels()]
+    }
+
+    fn validate(&self, _: Model) -> Result<(), String> {
+        fields!(self, count: [side, images]);
         if !self.pixels().is_multiple_of(2) {
             return Err(format!(
                 "side: side^2 must be even (two halves), got side {}",
@@ -129,30 +97,21 @@ impl ImageConfig {
             ));
         }
         fields!(self, unit_interval: [top_half_probability]);
-        fields!(self, positive: [learning_rate, adam_epsilon]);
-        self.plastic_config().validate()
+        Ok(())
     }
+}
 
+impl ImageConfig {
     /// A lower bound on the memory training needs (checked before anything is allocated).
     pub fn memory_estimate(&self) -> super::MemoryEstimate {
         let mut m = super::MemoryEstimate::default();
-        let side = format!("side = {} ({} neurons)", self.side, self.neurons());
+        let side = format!("side = {} ({} neurons)", self.task.side, self.neurons());
         let (lstm, run) = (
             [self.neurons(), self.lstm_cells],
             [self.batch, self.steps()],
         );
         add_network_memory(&mut m, self.model, (side, self.neurons()), lstm, run);
         m
-    }
-
-    fn schedule(&self) -> Schedule {
-        let s = self;
-        Schedule([s.cycles, s.present_steps, s.gap_steps, s.test_steps])
-    }
-
-    fn plastic_config(&self) -> PlasticNetConfig {
-        let s = self;
-        recurrent_net(s.model, s.neurons(), &s.plasticity, InputMode::Clamped)
     }
 }
 
@@ -172,24 +131,24 @@ pub struct ImageEpisodes {
 }
 
 /// Generates `batch` episodes from the images of `set` (three distinct images per episode).
-/// `set` must hold at least `c.images` images of `c.side` pixels a side.
+/// `set` must hold at least `c.task.images` images of `c.task.side` pixels a side.
 pub fn generate<R: Rng>(
     c: &ImageConfig,
     set: &ImageSet,
     batch: usize,
     rng: &mut R,
 ) -> ImageEpisodes {
-    let (dims, p) = ([batch, c.steps(), c.pixels()], c.pixels());
-    let mut shown = Vec::with_capacity(batch * c.images * p);
+    let (dims, p) = ([batch, c.steps(), c.task.pixels()], c.task.pixels());
+    let mut shown = Vec::with_capacity(batch * c.task.images * p);
     let mut erased = Vec::with_capacity(batch * p);
     let draw = |rng: &mut R| {
-        let picked = rand::seq::index::sample(rng, set.len(), c.images);
+        let picked = rand::seq::index::sample(rng, set.len(), c.task.images);
         let items: Vec<&[f32]> = picked.iter().map(|k| set.image(k)).collect();
         shown.extend(items.iter().flat_map(|item| item.iter()));
         items
     };
     let degrade = |target: &[f32], rng: &mut R| {
-        let erase_top = rng.gen_bool(c.top_half_probability);
+        let erase_top = rng.gen_bool(c.task.top_half_probability);
         let is_erased = |k: usize| (k < p / 2) == erase_top;
         erased.extend((0..p).map(is_erased));
         (0..p)
@@ -227,17 +186,17 @@ impl ImageTask {
     pub fn new(config: ImageConfig, train: ImageSet, test: ImageSet) -> Result<Self, String> {
         config.validate()?;
         for (name, set) in [("training", &train), ("test", &test)] {
-            if set.side != config.side {
+            if set.side != config.task.side {
                 return Err(format!(
                     "{name} images are {0}x{0} but side is {1}",
-                    set.side, config.side
+                    set.side, config.task.side
                 ));
             }
-            if set.len() < config.images {
+            if set.len() < config.task.images {
                 return Err(format!(
                     "{name} images: {} image(s), an episode needs {} distinct ones",
                     set.len(),
-                    config.images
+                    config.task.images
                 ));
             }
         }
@@ -315,25 +274,9 @@ pub fn erased_loss(output: &[f32], target: &[f32], erased: &[bool]) -> f64 {
         .sum()
 }
 
-super::completion::completion_experiment!(ImageTask);
+super::completion::completion_experiment!(ImageTask, "images", "erased_loss");
 
 impl CompletionTask for ImageTask {
-    const NAME: &'static str = "images";
-    const METRICS: &'static [&'static str] = &["erased_loss"];
-
-    fn networks(&self) -> (Model, PlasticNetConfig, [usize; 3]) {
-        let c = &self.config;
-        (
-            c.model,
-            c.plastic_config(),
-            [c.neurons(), c.lstm_cells, c.pixels()],
-        )
-    }
-
-    fn adam(&self) -> (f64, f64) {
-        (self.config.learning_rate, self.config.adam_epsilon)
-    }
-
     /// The loss and the erased-half loss, on training or test images.
     fn loss_and_metric(
         &self,

@@ -23,9 +23,8 @@
 //! [-1, 1]. `icml2018`: the ICML 2018 setting (section 4.4), a 9x9 maze, batch 1, Oja's rule
 //! (unclipped), to compare `--model plastic` with `--model rnn`.
 
-use super::a2c::{agent_plasticity, A2cSettings, A2cTask, AgentSpec, Environment, Model};
+use super::a2c::{A2cTask, AgentConfig, AgentFields, Environment, Model};
 use crate::check::fields;
-use crate::config::{NoOtherFields, PlasticityConfig};
 use plasticity_kernels::TraceRule;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -48,9 +47,12 @@ pub enum MazePreset {
 }
 
 /// Configuration of the maze task; the defaults are the paper's (ICLR 2019 section 4.2).
+pub type MazeConfig = AgentConfig<MazeFields>;
+
+/// The maze's own fields of [`MazeConfig`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct MazeConfig {
+pub struct MazeFields {
     /// Side `L` of the maze (odd, at least 5).
     pub size: usize,
     /// Steps per episode.
@@ -59,39 +61,57 @@ pub struct MazeConfig {
     pub reward: f64,
     /// Penalty for bumping into a wall.
     pub wall_penalty: f64,
-    /// Network.
-    pub model: Model,
-    /// Neurons (`0`: the paper's parameter-matched size: 100, or 101 for `plastic`).
-    pub neurons: usize,
-    /// Fan the modulator out to one rate per neuron (`modplast`, `modul`).
-    pub fan_out: bool,
-    /// The network's plastic fields: `rule` (`hebb`; `oja` for `plastic` only), `eta` (the
-    /// plasticity rate, or the eligibility trace's rate for `modul`), `clip`, `init_std` (`0`:
-    /// `1 / sqrt(N)`), `alpha_init_std`, ... ([`super::a2c::agent_plasticity`]).
-    #[serde(flatten)]
-    pub plasticity: PlasticityConfig,
-    /// The actor-critic's `batch` (episodes per update), `gamma`, loss weights and Adam.
-    #[serde(flatten)]
-    pub a2c: A2cSettings,
-    /// Refuses unknown fields.
-    #[serde(flatten)]
-    pub no_other_fields: NoOtherFields,
 }
 
-impl Default for MazeConfig {
+impl Default for MazeFields {
     fn default() -> Self {
-        MazeConfig {
+        MazeFields {
             size: 13,
             steps: 200,
             reward: 10.0,
             wall_penalty: 0.0,
-            model: Model::Modul,
-            neurons: 0,
-            fan_out: false,
-            plasticity: agent_plasticity(),
-            a2c: A2cSettings::default(),
-            no_other_fields: NoOtherFields::default(),
         }
+    }
+}
+
+impl AgentFields for MazeFields {
+    /// ICLR 2019 section 4.2: the paper's parameter-matched network size (`neurons: 0`).
+    fn paper() -> MazeConfig {
+        AgentConfig::new(MazeFields::default(), 0)
+    }
+
+    fn observations(&self) -> [usize; 2] {
+        [self.steps, OBS]
+    }
+
+    /// The maze's cells: a wall flag and, for the free ones, coordinates (about 13 bytes a
+    /// cell).
+    fn add_memory(&self, m: &mut super::MemoryEstimate) {
+        let size = self.size;
+        m.add(
+            format!("size = {size} ({size} x {size} cells)"),
+            13.0 * size as f64 * size as f64,
+        );
+    }
+
+    /// `0`: the paper's parameter-matched size: 100, or 101 for `plastic`.
+    fn neurons(neurons: usize, model: Model) -> usize {
+        match (neurons, model) {
+            (0, Model::Plastic) => 101,
+            (0, _) => 100,
+            (n, _) => n,
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.size < 5 || self.size.is_multiple_of(2) {
+            return Err(format!(
+                "size: must be odd and at least 5 (got {})",
+                self.size
+            ));
+        }
+        fields!(self, count: [steps], non_negative: [reward, wall_penalty]);
+        Ok(())
     }
 }
 
@@ -101,63 +121,14 @@ impl MazeConfig {
         match preset {
             MazePreset::Paper => MazeConfig::default(),
             MazePreset::Icml2018 => {
-                let mut c = MazeConfig {
-                    size: 9,
-                    ..MazeConfig::default()
-                };
+                let mut c = MazeConfig::default();
+                c.env.size = 9;
                 c.a2c.batch = 1;
                 c.model = Model::Plastic;
                 c.plasticity.rule = TraceRule::Oja;
                 c.plasticity.clip = None;
                 c
             }
-        }
-    }
-
-    /// Neurons of the recurrent network.
-    pub fn neurons(&self) -> usize {
-        match (self.neurons, self.model) {
-            (0, Model::Plastic) => 101,
-            (0, _) => 100,
-            (n, _) => n,
-        }
-    }
-
-    /// Checks every field; the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.size < 5 || self.size.is_multiple_of(2) {
-            return Err(format!(
-                "size: must be odd and at least 5 (got {})",
-                self.size
-            ));
-        }
-        fields!(self, count: [steps], non_negative: [reward, wall_penalty]);
-        self.a2c.validate()?;
-        self.agent_spec().validate()
-    }
-
-    /// A lower bound on the memory training needs (checked before anything is allocated):
-    /// the maze's cells (a wall flag and, for the free ones, coordinates: about 13 bytes a
-    /// cell) and the agent's network.
-    pub fn memory_estimate(&self) -> super::MemoryEstimate {
-        let mut m = super::MemoryEstimate::default();
-        let cells = self.size as f64 * self.size as f64;
-        m.add(
-            format!("size = {} ({} x {} cells)", self.size, self.size, self.size),
-            13.0 * cells,
-        );
-        self.agent_spec()
-            .add_memory(&mut m, self.a2c.batch, self.steps, super::maze::OBS);
-        m
-    }
-
-    /// The agent's network.
-    pub fn agent_spec(&self) -> AgentSpec {
-        AgentSpec {
-            model: self.model,
-            neurons: self.neurons(),
-            fan_out: self.fan_out,
-            plasticity: self.plasticity.clone(),
         }
     }
 }
@@ -246,7 +217,7 @@ impl MazeEpisode {
     pub fn step(
         &mut self,
         maze: &Maze,
-        config: &MazeConfig,
+        config: &MazeFields,
         action: usize,
         rng: &mut impl Rng,
     ) -> f32 {
@@ -304,7 +275,7 @@ impl MazeTask {
     /// A task; fails with a message naming the field when the configuration is invalid.
     pub fn new(config: MazeConfig) -> Result<Self, String> {
         config.validate()?;
-        let maze = Maze::new(config.size);
+        let maze = Maze::new(config.env.size);
         Ok(MazeTask { config, maze })
     }
 
@@ -326,7 +297,7 @@ impl Environment for MazeTask {
     }
 
     fn steps(&self) -> usize {
-        self.config.steps
+        self.config.env.steps
     }
 
     fn reset(&self, rng: &mut ChaCha8Rng) -> MazeEpisode {
@@ -334,7 +305,7 @@ impl Environment for MazeTask {
     }
 
     fn observe(&self, episode: &MazeEpisode, t: usize, out: &mut [f32]) {
-        out.copy_from_slice(&episode.observation(&self.maze, t, self.config.steps));
+        out.copy_from_slice(&episode.observation(&self.maze, t, self.config.env.steps));
     }
 
     fn step(
@@ -344,7 +315,7 @@ impl Environment for MazeTask {
         action: usize,
         rng: &mut ChaCha8Rng,
     ) -> f32 {
-        episode.step(&self.maze, &self.config, action, rng)
+        episode.step(&self.maze, &self.config.env, action, rng)
     }
 }
 
@@ -353,11 +324,7 @@ impl A2cTask for MazeTask {
         "maze"
     }
 
-    fn agent_spec(&self) -> AgentSpec {
-        self.config.agent_spec()
-    }
-
-    fn settings(&self) -> A2cSettings {
-        self.config.a2c.clone()
+    fn config(&self) -> &AgentConfig<impl AgentFields> {
+        &self.config
     }
 }

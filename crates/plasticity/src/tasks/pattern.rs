@@ -7,13 +7,10 @@
 //! loss is the sum of squared errors between the last step's activity of the pattern neurons
 //! and the full test pattern; the metric `error` is the fraction of bits whose sign is wrong.
 
-use super::completion::{add_network_memory, last_step, recurrent_net, squared_error, with_bias};
-pub use super::completion::{CompletionModel, LstmNet};
-use super::completion::{CompletionTask, Schedule};
-pub use super::Model;
+use super::completion::{add_network_memory, last_step, squared_error, with_bias};
+use super::completion::{CompletionConfig, CompletionFields, CompletionModel, CompletionTask};
+use super::Model;
 use crate::check::fields;
-use crate::config::{NoOtherFields, PlasticityConfig};
-use crate::layer::PlasticNetConfig;
 use crate::tensors::to_vec;
 use burn::tensor::{Device, Tensor};
 use plasticity_kernels::InputMode;
@@ -23,66 +20,72 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 /// Configuration of the pattern task; the defaults are the paper's (section 4.1).
+pub type PatternConfig = CompletionConfig<PatternFields>;
+
+/// The pattern task's own fields of [`PatternConfig`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct PatternConfig {
+pub struct PatternFields {
     /// Bits per pattern.
     pub bits: usize,
     /// Patterns per episode.
     pub patterns: usize,
-    /// Presentation cycles.
-    pub cycles: usize,
-    /// Steps each pattern is shown.
-    pub present_steps: usize,
-    /// Steps of zero input after each pattern.
-    pub gap_steps: usize,
-    /// Steps the degraded test pattern is shown.
-    pub test_steps: usize,
     /// Fraction of the test pattern's bits set to 0.
     pub degraded_fraction: f64,
     /// Input multiplier (also the bias neuron's input).
     pub input_scale: f64,
-    /// Episodes per update (the paper: 1).
-    pub batch: usize,
-    /// Adam learning rate.
-    pub learning_rate: f64,
-    /// Adam epsilon.
-    pub adam_epsilon: f64,
-    /// Model.
-    pub model: Model,
-    /// The plastic network's rule, `alpha`, `eta`, initialisation, clip and backward (fields
-    /// beside these in JSON).
-    #[serde(flatten)]
-    pub plasticity: PlasticityConfig,
     /// Neurons of the non-plastic RNN (`0`: `bits + 1`).
     pub rnn_neurons: usize,
-    /// Cells of the LSTM.
-    pub lstm_cells: usize,
-    /// Refuses unknown fields.
-    #[serde(flatten)]
-    pub no_other_fields: NoOtherFields,
 }
 
-impl Default for PatternConfig {
+impl Default for PatternFields {
     fn default() -> Self {
-        PatternConfig {
+        PatternFields {
             bits: 1000,
             patterns: 5,
-            cycles: 2,
-            present_steps: 6,
-            gap_steps: 4,
-            test_steps: 6,
             degraded_fraction: 0.5,
             input_scale: 20.0,
-            batch: 1,
-            learning_rate: 3e-4,
-            adam_epsilon: 1e-8,
-            model: Model::Plastic,
-            plasticity: PlasticityConfig::default(),
             rnn_neurons: 0,
-            lstm_cells: 2000,
-            no_other_fields: NoOtherFields::default(),
         }
+    }
+}
+
+impl CompletionFields for PatternFields {
+    const INPUT: InputMode = InputMode::Additive;
+
+    /// Section 4.1: 2 cycles of 6 + 4 steps, 6 test steps (106 steps); Adam's rate 3e-4; an
+    /// LSTM of 2000 cells.
+    fn paper() -> PatternConfig {
+        CompletionConfig::new(PatternFields::default(), [2, 6, 4, 6], 3e-4, 2000)
+    }
+
+    fn shape(&self) -> [usize; 2] {
+        [self.patterns, self.bits]
+    }
+
+    fn neurons(&self, model: Model) -> usize {
+        match model {
+            Model::Rnn if self.rnn_neurons > 0 => self.rnn_neurons,
+            _ => self.bits + 1,
+        }
+    }
+
+    fn validate(&self, model: Model) -> Result<(), String> {
+        fields!(self, count: [bits, patterns]);
+        if !self.bits.is_multiple_of(2) {
+            return Err(format!(
+                "bits: must be even (half +1, half -1), got {}",
+                self.bits
+            ));
+        }
+        fields!(self, unit_interval: [degraded_fraction], positive: [input_scale]);
+        if model == Model::Rnn && self.rnn_neurons != 0 && self.rnn_neurons <= self.bits {
+            return Err(format!(
+                "rnn_neurons: must exceed bits ({}) to hold the inputs and the bias",
+                self.bits
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -110,76 +113,35 @@ impl PatternConfig {
     /// shown, 1 step gap, 3 test steps; RNN of 2051 neurons, LSTM of 2000 cells.
     pub fn comparison50() -> Self {
         PatternConfig {
-            bits: 50,
-            patterns: 2,
+            task: PatternFields {
+                bits: 50,
+                patterns: 2,
+                rnn_neurons: 2051,
+                ..PatternFields::default()
+            },
             cycles: 1,
             present_steps: 3,
             gap_steps: 1,
             test_steps: 3,
-            rnn_neurons: 2051,
             ..Self::default()
         }
-    }
-
-    /// Steps of an episode.
-    pub fn steps(&self) -> usize {
-        self.cycles * self.patterns * (self.present_steps + self.gap_steps) + self.test_steps
-    }
-
-    /// Neurons of the recurrent network for the chosen model (inputs + bias included).
-    pub fn neurons(&self) -> usize {
-        match self.model {
-            Model::Rnn if self.rnn_neurons > 0 => self.rnn_neurons,
-            _ => self.bits + 1,
-        }
-    }
-
-    /// Checks every field; the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
-        crate::check::model(self.model, super::completion::MODELS)?;
-        fields!(self, count: [bits, patterns, cycles, present_steps, test_steps, batch, lstm_cells]);
-        if !self.bits.is_multiple_of(2) {
-            return Err(format!(
-                "bits: must be even (half +1, half -1), got {}",
-                self.bits
-            ));
-        }
-        fields!(self, positive: [learning_rate, adam_epsilon]);
-        fields!(self, unit_interval: [degraded_fraction], positive: [input_scale]);
-        if self.model == Model::Rnn && self.rnn_neurons != 0 && self.rnn_neurons <= self.bits {
-            return Err(format!(
-                "rnn_neurons: must exceed bits ({}) to hold the inputs and the bias",
-                self.bits
-            ));
-        }
-        self.plastic_config().validate()
     }
 
     /// A lower bound on the memory training needs (checked before anything is allocated).
     pub fn memory_estimate(&self) -> super::MemoryEstimate {
         let mut m = super::MemoryEstimate::default();
-        let steps = self.steps();
+        let (steps, t) = (self.steps(), &self.task);
         let sized_by = match self.model {
-            Model::Rnn if self.rnn_neurons > 0 => format!("rnn_neurons = {}", self.rnn_neurons),
-            _ => format!("bits = {} ({} neurons)", self.bits, self.neurons()),
+            Model::Rnn if t.rnn_neurons > 0 => format!("rnn_neurons = {}", t.rnn_neurons),
+            _ => format!("bits = {} ({} neurons)", t.bits, self.neurons()),
         };
-        let (lstm, run) = ([self.bits + 1, self.lstm_cells], [self.batch, steps]);
+        let (lstm, run) = ([t.bits + 1, self.lstm_cells], [self.batch, steps]);
         add_network_memory(&mut m, self.model, (sized_by, self.neurons()), lstm, run);
         m.add(
-            format!("patterns = {} (the episodes' patterns)", self.patterns),
-            4.0 * (self.batch as f64) * (self.patterns as f64 + steps as f64) * self.bits as f64,
+            format!("patterns = {} (the episodes' patterns)", t.patterns),
+            4.0 * (self.batch as f64) * (t.patterns as f64 + steps as f64) * t.bits as f64,
         );
         m
-    }
-
-    fn schedule(&self) -> Schedule {
-        let s = self;
-        Schedule([s.cycles, s.present_steps, s.gap_steps, s.test_steps])
-    }
-
-    fn plastic_config(&self) -> PlasticNetConfig {
-        let s = self;
-        recurrent_net(s.model, s.neurons(), &s.plasticity, InputMode::Additive)
     }
 }
 
@@ -205,11 +167,15 @@ fn draw_pattern(bits: usize, rng: &mut impl Rng) -> Vec<f32> {
 
 /// Generates `batch` episodes of the task.
 pub fn generate(c: &PatternConfig, batch: usize, rng: &mut impl Rng) -> PatternEpisodes {
-    let (dims, bits) = ([batch, c.steps(), c.bits], c.bits);
-    let draw = |rng: &mut _| (0..c.patterns).map(|_| draw_pattern(bits, rng)).collect();
+    let (dims, bits) = ([batch, c.steps(), c.task.bits], c.task.bits);
+    let draw = |rng: &mut _| {
+        (0..c.task.patterns)
+            .map(|_| draw_pattern(bits, rng))
+            .collect()
+    };
     let degrade = |target: &[f32], rng: &mut _| {
         let mut degraded = target.to_vec();
-        let zeroed = (bits as f64 * c.degraded_fraction).round() as usize;
+        let zeroed = (bits as f64 * c.task.degraded_fraction).round() as usize;
         for k in rand::seq::index::sample(rng, bits, zeroed) {
             degraded[k] = 0.0;
         }
@@ -252,7 +218,7 @@ impl PatternTask {
         match model {
             PatternModel::Plastic(net) | PatternModel::Rnn(net) => {
                 // Neurons 0..bits get the pattern, neuron `bits` is the bias; any others are hidden.
-                let scale = c.input_scale as f32;
+                let scale = c.task.input_scale as f32;
                 let x = with_bias(&ep.inputs, ep.dims, c.neurons(), scale, device);
                 Ok(last_step(net.forward(x, None).map_err(|e| e.0)?.0, bits))
             }
@@ -264,25 +230,9 @@ impl PatternTask {
     }
 }
 
-super::completion::completion_experiment!(PatternTask);
+super::completion::completion_experiment!(PatternTask, "pattern", "error");
 
 impl CompletionTask for PatternTask {
-    const NAME: &'static str = "pattern";
-    const METRICS: &'static [&'static str] = &["error"];
-
-    fn networks(&self) -> (Model, PlasticNetConfig, [usize; 3]) {
-        let c = &self.config;
-        (
-            c.model,
-            c.plastic_config(),
-            [c.bits + 1, c.lstm_cells, c.bits],
-        )
-    }
-
-    fn adam(&self) -> (f64, f64) {
-        (self.config.learning_rate, self.config.adam_epsilon)
-    }
-
     /// The loss and the fraction of bits of wrong sign (the task has no held-out data).
     fn loss_and_metric(
         &self,

@@ -167,10 +167,6 @@ impl Experiment for SyntheticTask {
         "synthetic"
     }
 
-    fn metric_names(&self) -> &'static [&'static str] {
-        &[]
-    }
-
     fn init_model(&self, rng: &mut ChaCha8Rng, device: &Device) -> PlasticNet {
         self.config.net.init(rng, device)
     }

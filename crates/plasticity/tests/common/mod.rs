@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
+use plasticity::tasks::completion::CompletionConfig;
 use plasticity::tensors::{from_vec, to_vec};
 use plasticity::train::{self, Experiment, RunOptions, Summary, TrainError};
 use plasticity::{EpisodeSpec, Modulation};
@@ -15,6 +16,23 @@ mod shared_data;
 // Each test file that reads a shared data set uses it.
 #[allow(unused_imports)]
 pub use shared_data::shared_data;
+
+/// A completion task (`task`'s fields) small enough to learn in seconds: 2 cycles of 3 + 1
+/// steps, `test_steps` test steps, Adam's rate 3e-3.
+pub fn small_completion<T>(task: T, test_steps: usize) -> CompletionConfig<T>
+where
+    CompletionConfig<T>: Default,
+{
+    CompletionConfig {
+        task,
+        cycles: 2,
+        present_steps: 3,
+        gap_steps: 1,
+        test_steps,
+        learning_rate: 3e-3,
+        ..CompletionConfig::default()
+    }
+}
 
 /// `len` values uniform in `(-scale, scale)`.
 pub fn random(rng: &mut ChaCha8Rng, len: usize, scale: f32) -> Vec<f32> {
