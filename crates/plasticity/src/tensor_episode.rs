@@ -21,6 +21,7 @@
 //! crate's tests run it on the CPU backend against the kernels, so the GPU runs the same tested
 //! code.
 
+use crate::ops::{EpisodeInputs, RuleInputs};
 use burn::backend::{
     get_device_settings,
     tensor::{Device, FloatTensor},
@@ -191,24 +192,10 @@ pub fn forward<B: Backend>(
     (out, hebb, saved)
 }
 
-/// Gradients of an episode, in the order of the forward's inputs.
-pub struct Grads<B: Backend> {
-    /// `[N, N]`
-    pub w: F<B>,
-    /// As `spec.alpha.dims(N)`.
-    pub alpha: F<B>,
-    /// `[1]`
-    pub eta: F<B>,
-    /// `[B, T, N]`
-    pub x: F<B>,
-    /// `[B, N]`
-    pub y0: F<B>,
-    /// `[B, N, N]`
-    pub hebb0: F<B>,
-}
-
 /// BPTT through the episode, from `gy = dL/dys: [B, T, N]` (the final trace carries no
-/// gradient).
+/// gradient). Returns the gradients of the op's inputs, each shaped as its input: `w: [N, N]`,
+/// the rule's `alpha` (as `spec.alpha.dims(N)`) and `eta: [1]`, `x: [B, T, N]`, `y0: [B, N]`,
+/// `hebb0: [B, N, N]`; None for the inputs this path has not (the modulator's, `elig0`).
 ///
 /// With `G = dL/dHebb_{t+1}` (zero where the clip was active) and `P = dL/dpre_t`:
 ///
@@ -219,7 +206,7 @@ pub struct Grads<B: Backend> {
 /// dL/dw += y_{t-1} outer P,  dL/dalpha += (y_{t-1} outer P) * Hebb_t,
 /// dL/deta += sum G * (y_{t-1} outer y_t - Hebb_t)      (Oja: - Hebb_t y_t^2)
 /// ```
-pub fn backward<B: Backend>(saved: Saved<B>, gy: F<B>) -> Grads<B> {
+pub fn backward<B: Backend>(saved: Saved<B>, gy: F<B>) -> EpisodeInputs<Option<F<B>>> {
     let (spec, params, ys) = (saved.spec, saved.params, saved.ys);
     let (clamped, checkpoints, segment) = (saved.clamped, saved.checkpoints, saved.segment);
     let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
@@ -342,12 +329,21 @@ pub fn backward<B: Backend>(saved: Saved<B>, gy: F<B>) -> Grads<B> {
         ),
         AlphaShape::Scalar => reshape::<B, _>(B::float_sum(alpha_field), [1, 1]),
     };
-    Grads {
-        w: g_w,
-        alpha: g_alpha,
-        eta: reshape::<B, _>(B::float_sum(eta_field), [1]),
-        x: B::float_cat(all(gx_steps), 1),
-        y0: reshape::<B, _>(g_carry, [b, n]),
-        hebb0: g_hebb,
+    let rule = RuleInputs {
+        alpha: Some(g_alpha),
+        eta: Some(reshape::<B, _>(B::float_sum(eta_field), [1])),
+        m: None,
+        m_bias: None,
+        fan_w: None,
+        fan_b: None,
+        eta_e: None,
+    };
+    EpisodeInputs {
+        w: Some(g_w),
+        rule,
+        x: Some(B::float_cat(all(gx_steps), 1)),
+        y0: Some(reshape::<B, _>(g_carry, [b, n])),
+        hebb0: Some(g_hebb),
+        elig0: None,
     }
 }

@@ -324,25 +324,7 @@ pub(crate) fn tensor_backward<B: burn::backend::Backend>(
     saved: crate::tensor_episode::Saved<B>,
     gy: burn::backend::tensor::FloatTensor<B>,
 ) -> Vec<Option<burn::backend::tensor::FloatTensor<B>>> {
-    let g = crate::tensor_episode::backward::<B>(saved, gy);
-    let rule = RuleInputs {
-        alpha: Some(g.alpha),
-        eta: Some(g.eta),
-        m: None,
-        m_bias: None,
-        fan_w: None,
-        fan_b: None,
-        eta_e: None,
-    };
-    let grads = EpisodeInputs {
-        w: Some(g.w),
-        rule,
-        x: Some(g.x),
-        y0: Some(g.y0),
-        hebb0: Some(g.hebb0),
-        elig0: None,
-    };
-    grads.into_vec()
+    crate::tensor_episode::backward::<B>(saved, gy).into_vec()
 }
 
 #[cfg(test)]

@@ -37,13 +37,15 @@ mod rule;
 
 pub use conv::{conv_stack, conv_stack_supported};
 pub use dense::plastic_dense;
+#[cfg(feature = "cuda")]
+pub(crate) use device::given;
 pub use device::{HostKernels, HostSaved, OpKernels};
 pub use episode::{
-    modulated_episode, plastic_episode, static_episode, ModulatedOutput, ModulatedTensors,
+    modulated_episode, plastic_episode, static_episode, EpisodeInputs, ModulatedOutput,
+    ModulatedTensors,
 };
 pub use lstm::{plastic_lstm, LstmOutput, LstmState, LstmTensors};
-#[cfg(feature = "cuda")]
-pub(crate) use {device::given, episode::EpisodeInputs};
+pub use rule::RuleInputs;
 
 use burn::backend::autodiff::{
     checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
