@@ -52,7 +52,7 @@ use crate::rnn::{forward_pass, pass_a, pass_b, update_pass, AlphaRows, TraceGrad
 use crate::spec::{AlphaShape, SpecError};
 use crate::trace::{
     kept_trace, Activity, Coefficients, Decaying, ModulatorParams, PlasticGrads, Retroactive, Rule,
-    RuleGrads, Shares, Simple,
+    RuleGrads, Shares, Simple, StepBackward,
 };
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -694,7 +694,13 @@ crate::simd::multiversion! {
                     post: &mut dg_trace,
                     modulated_by: &mut dh,
                 };
-                r.backprop(&c, &sums, &act, h, shares, &mut rule_grads);
+                let step = StepBackward {
+                    c: &c,
+                    sums: &sums,
+                    act,
+                    n: h,
+                };
+                r.backprop(&step, shares, &mut rule_grads);
                 (hb, el, c)
             });
             // The cell.

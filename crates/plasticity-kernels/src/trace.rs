@@ -210,6 +210,20 @@ impl<'a, F> Activity<'a, F> {
     }
 }
 
+/// What the backward of one step's trace update reads ([`Rule::backprop`]): the step's
+/// coefficients and activities, and the column sums of pass A.
+#[derive(Clone, Copy, Debug)]
+pub struct StepBackward<'a, F> {
+    /// The coefficients of the step's update.
+    pub c: &'a Coefficients<F>,
+    /// The column sums of the trace gradients, [`ColumnSums`].
+    pub sums: &'a ColumnSums<F>,
+    /// The activities the update read, each `[B, N]`.
+    pub act: Activity<'a, F>,
+    /// `N`, the length of one episode's row of `act.post` (neurons; the LSTM: `H`).
+    pub n: usize,
+}
+
 /// Where [`Rule::backprop`] adds the trace's share of the gradients of the activities, `[B, N]`.
 #[derive(Debug)]
 pub enum Shares<'a, F> {
@@ -258,15 +272,7 @@ pub trait Rule<F: Real>: Sync {
 
     /// The backward through the step's coefficients: adds the rule's share of the activities'
     /// gradients to `shares` and the gradients of its parameters to `grads`.
-    fn backprop(
-        &self,
-        c: &Coefficients<F>,
-        sums: &ColumnSums<F>,
-        act: &Activity<'_, F>,
-        n: usize,
-        shares: Shares<'_, F>,
-        grads: &mut RuleGrads<F>,
-    );
+    fn backprop(&self, step: &StepBackward<'_, F>, shares: Shares<'_, F>, grads: &mut RuleGrads<F>);
 }
 
 /// Whether a trace decaying by at least `1 - eta` per step can be reversed over the episode:
@@ -334,13 +340,11 @@ impl<F: Real, const OJA: bool> Rule<F> for FixedRate<F, OJA> {
 
     fn backprop(
         &self,
-        _c: &Coefficients<F>,
-        sums: &ColumnSums<F>,
-        act: &Activity<'_, F>,
-        _n: usize,
+        step: &StepBackward<'_, F>,
         mut shares: Shares<'_, F>,
         grads: &mut RuleGrads<F>,
     ) {
+        let (sums, act) = (step.sums, &step.act);
         // Decaying: d Hebb'/d eta = y_i y'_j - Hebb_ij, d Hebb'/d y'_j = eta y_i.
         // Oja: d Hebb'/d eta = y'_j (y_i - Hebb_ij y'_j), d Hebb'/d y'_j = eta y_i - 2 eta y'_j Hebb_ij.
         let two = F::one() + F::one();
@@ -380,16 +384,7 @@ impl<F: Real> Rule<F> for NoTrace {
         RuleGrads::default()
     }
 
-    fn backprop(
-        &self,
-        _c: &Coefficients<F>,
-        _sums: &ColumnSums<F>,
-        _act: &Activity<'_, F>,
-        _n: usize,
-        _shares: Shares<'_, F>,
-        _grads: &mut RuleGrads<F>,
-    ) {
-    }
+    fn backprop(&self, _: &StepBackward<'_, F>, _: Shares<'_, F>, _: &mut RuleGrads<F>) {}
 }
 
 /// The neuromodulator's learned parameters (ICLR 2019 section 3), borrowed: the plastic RNN's
@@ -510,13 +505,11 @@ impl<F: Real, const RETRO: bool> Rule<F> for Modulated<'_, F, RETRO> {
     #[allow(clippy::needless_range_loop)]
     fn backprop(
         &self,
-        c: &Coefficients<F>,
-        sums: &ColumnSums<F>,
-        act: &Activity<'_, F>,
-        n: usize,
+        step: &StepBackward<'_, F>,
         mut shares: Shares<'_, F>,
         grads: &mut RuleGrads<F>,
     ) {
+        let StepBackward { c, sums, act, n } = *step;
         let (ypost, read) = (act.post, act.modulated_by);
         let md = &self.params;
         let one = F::one();

@@ -167,14 +167,13 @@ pub(super) fn backward_steps<F: Real, R: Rule<F>>(
         for ((yh, &a), &b) in yhat.iter_mut().zip(ext).zip(&carry) {
             *yh = a + b;
         }
-        rule.backprop(
-            &c,
-            &sums,
-            &act,
+        let step = StepBackward {
+            c: &c,
+            sums: &sums,
+            act,
             n,
-            Shares::Together(&mut yhat),
-            &mut rule_grads,
-        );
+        };
+        rule.backprop(&step, Shares::Together(&mut yhat), &mut rule_grads);
         let phat = &mut phat_all[t * bn..(t + 1) * bn];
         let gxt = &mut gx[t * bn..(t + 1) * bn];
         for k in 0..bn {

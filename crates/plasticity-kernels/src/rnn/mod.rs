@@ -32,7 +32,7 @@ use crate::real::Real;
 use crate::spec::{AlphaShape, EpisodeSpec, InputMode, Modulation, SpecError, TraceRule};
 use crate::trace::{
     kept_trace, through_clip, Activity, Coefficients, ColumnSums, Decaying, ModulatorParams,
-    NoTrace, Oja, PlasticGrads, Retroactive, RowFactor, Rule, Shares, Simple,
+    NoTrace, Oja, PlasticGrads, Retroactive, RowFactor, Rule, Shares, Simple, StepBackward,
 };
 use core::ops::Range;
 use rayon::prelude::*;
