@@ -14,28 +14,26 @@ pub(super) enum Traces<'a, F> {
 /// The backward of an episode that ran as one batch: reversal (verified, with a checkpointed
 /// fallback) or checkpoints, as the forward planned.
 pub(super) fn backward_episode<F: Real, R: Rule<F>>(
-    w: &[F],
-    alpha: &[F],
-    rule: &R,
+    net: &Net<'_, F, R>,
     mut ep: Episode<F>,
     cot: &Cotangents<'_, F>,
     blocks: &[Range<usize>],
 ) -> Grads<F> {
     if ep.segment > 0 {
         let traces = Traces::Segments(&ep.checkpoints, ep.segment);
-        return backward_steps(w, alpha, rule, &ep, cot, traces, blocks);
+        return backward_steps(net, &ep, cot, traces, blocks);
     }
     let scale = max_abs(&ep.hebb).max(ep.h0.as_deref().map_or(F::zero(), max_abs));
     let mut work = core::mem::take(&mut ep.hebb);
-    let grads = backward_steps(w, alpha, rule, &ep, cot, Traces::Reverse(&mut work), blocks);
+    let grads = backward_steps(net, &ep, cot, Traces::Reverse(&mut work), blocks);
     // `work` now holds the reconstructed Hebb_0: verify it.
     if reversal_holds(&work, ep.h0.as_deref(), scale) {
         return grads;
     }
     let segment = checkpoint::default_segment(ep.spec.steps);
-    let checkpoints = recompute_checkpoints(rule, &ep, segment, blocks);
+    let checkpoints = recompute_checkpoints(&net.rule, &ep, segment, blocks);
     let traces = Traces::Segments(&checkpoints, segment);
-    let mut grads = backward_steps(w, alpha, rule, &ep, cot, traces, blocks);
+    let mut grads = backward_steps(net, &ep, cot, traces, blocks);
     grads.reversal_rejected = true;
     grads
 }
@@ -43,9 +41,7 @@ pub(super) fn backward_episode<F: Real, R: Rule<F>>(
 /// [`backward_episode`] for each episode of a split forward (in parallel, all rows in one
 /// block); the parameters' gradients are summed in episode order.
 pub(super) fn backward_split<F: Real, R: Rule<F>>(
-    w: &[F],
-    alpha: &[F],
-    rule: &R,
+    net: &Net<'_, F, R>,
     mut ep: Episode<F>,
     cot: &Cotangents<'_, F>,
 ) -> Grads<F> {
@@ -64,7 +60,7 @@ pub(super) fn backward_split<F: Real, R: Rule<F>>(
                 gh: cot.gh.map(|g| &g[bi * nn..(bi + 1) * nn]),
                 ge: cot.ge.map(|g| &g[bi * nn..(bi + 1) * nn]),
             };
-            backward_episode(w, alpha, rule, part, &one, whole)
+            backward_episode(net, part, &one, whole)
         })
         .collect();
     let mut gw = parts[0].w.clone();
@@ -113,9 +109,7 @@ pub(super) fn recompute_checkpoints<F: Real, R: Rule<F>>(
 
 /// The backward through every step, from `t = T - 1` down to 0.
 pub(super) fn backward_steps<F: Real, R: Rule<F>>(
-    w: &[F],
-    alpha: &[F],
-    rule: &R,
+    net: &Net<'_, F, R>,
     ep: &Episode<F>,
     cot: &Cotangents<'_, F>,
     mut traces: Traces<'_, F>,
@@ -125,7 +119,8 @@ pub(super) fn backward_steps<F: Real, R: Rule<F>>(
     let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
     let bn = b * n;
     let clip = spec.clip.map(F::of);
-    let alpha = AlphaRows::new(spec.alpha, alpha, n);
+    let rule = &net.rule;
+    let alpha = AlphaRows::new(spec.alpha, net.alpha, n);
     let trace_len = if R::PLASTIC { bn * n } else { 0 };
     let mut g = cot
         .gh
@@ -198,7 +193,10 @@ pub(super) fn backward_steps<F: Real, R: Rule<F>>(
             c,
             ypre: ep.y_pre(t - 1),
         });
-        let weights = Weights { w, alpha: &alpha };
+        let weights = Weights {
+            w: net.w,
+            alpha: &alpha,
+        };
         let grads = TraceGrads {
             g: &mut g,
             g_e: &mut g_e,

@@ -18,9 +18,7 @@ pub(super) fn activate<F: Real>(input: InputMode, acc: &[F], x: &[F], y: &mut [F
 /// into one batch.
 pub(super) fn forward_split<F: Real, R: Rule<F>>(
     spec: &EpisodeSpec,
-    w: &[F],
-    alpha: &[F],
-    rule: &R,
+    net: &Net<'_, F, R>,
     init: &Init<'_, F>,
 ) -> Episode<F> {
     let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
@@ -38,7 +36,7 @@ pub(super) fn forward_split<F: Real, R: Rule<F>>(
                 h0: init.h0.map(|h| &h[bi * nn..(bi + 1) * nn]),
                 e0: init.e0.map(|e| &e[bi * nn..(bi + 1) * nn]),
             };
-            forward_steps(&one, w, alpha, rule, &part, whole)
+            forward_steps(&one, net, &part, whole)
         })
         .collect();
     let mut ys = vec![F::zero(); t_len * b * n];
@@ -95,14 +93,13 @@ fn outputs<F: Real>(
 /// The forward of all episodes together; `blocks` split the rows across threads.
 pub(super) fn forward_steps<F: Real, R: Rule<F>>(
     spec: &EpisodeSpec,
-    w: &[F],
-    alpha: &[F],
-    rule: &R,
+    net: &Net<'_, F, R>,
     init: &Init<'_, F>,
     blocks: &[Range<usize>],
 ) -> Episode<F> {
     let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
     let bn = b * n;
+    let rule = &net.rule;
     let segment = plan(spec.backward, t_len, rule.reversible(spec));
     let trace_len = if R::PLASTIC { bn * n } else { 0 };
     let mut hebb = init
@@ -118,7 +115,7 @@ pub(super) fn forward_steps<F: Real, R: Rule<F>>(
     if segment > 0 {
         checkpoints.push((hebb.clone(), elig.clone()));
     }
-    let alpha = AlphaRows::new(spec.alpha, alpha, n);
+    let alpha = AlphaRows::new(spec.alpha, net.alpha, n);
     let clip = spec.clip.map(F::of);
     let mut ys = vec![F::zero(); t_len * bn];
     let mut modulator = Vec::new();
@@ -135,7 +132,7 @@ pub(super) fn forward_steps<F: Real, R: Rule<F>>(
             &mut hebb,
             &mut elig,
             blocks,
-            w,
+            net.w,
             &alpha,
             ypre,
             pending.as_ref(),
