@@ -210,7 +210,7 @@ fn cpu(spec: &EpisodeSpec, inp: &Inputs) -> Result<([Vec<f32>; 4], Grads<f32>), 
             (out, g)
         }
     };
-    Ok(([ep.ys, ep.hebb, ep.elig, ep.modulator], grads))
+    Ok(([ep.ys, ep.traces.hebb, ep.traces.elig, ep.modulator], grads))
 }
 
 /// The CPU `Stepper`'s `[ys, modulator, hebb, elig]` after `steps` steps of `inp.x`
@@ -282,8 +282,8 @@ pub fn compare(engine: &Engine, spec: &EpisodeSpec) -> Result<Difference, Error>
     let want = cpu_steps(spec, &inp, steps)?;
     let mut outputs = vec![
         ("ys", relative(&fwd.ys, &ys)),
-        ("hebb", relative(&fwd.hebb, &hebb)),
-        ("elig", relative(&fwd.elig, &elig)),
+        ("hebb", relative(&fwd.traces.hebb, &hebb)),
+        ("elig", relative(&fwd.traces.elig, &elig)),
         ("modulator", relative(&fwd.modulator, &modulator)),
     ];
     for (name, (got, want)) in ["step ys", "step modulator", "step hebb", "step elig"]

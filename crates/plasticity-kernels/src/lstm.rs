@@ -52,7 +52,7 @@ use crate::rnn::{forward_pass, pass_a, pass_b, update_pass, AlphaRows, TraceGrad
 use crate::spec::{AlphaShape, SpecError};
 use crate::trace::{
     kept_trace, Activity, Coefficients, Decaying, ModulatorParams, PlasticGrads, Retroactive, Rule,
-    RuleGrads, Shares, Simple, StepBackward,
+    RuleGrads, Shares, Simple, StepBackward, Traces,
 };
 use core::ops::Range;
 use rayon::prelude::*;
@@ -216,8 +216,7 @@ struct SeqStore<F> {
     /// `(Hebb, E)` before steps `0, K, 2K, ...`.
     checkpoints: Vec<(Vec<F>, Vec<F>)>,
     /// Final traces.
-    hebb: Vec<F>,
-    elig: Vec<F>,
+    traces: Traces<F>,
     /// Modulator of every step, `[T]` (modulated only).
     modulator: Vec<F>,
 }
@@ -230,10 +229,9 @@ pub struct LstmSequence<F> {
     pub hs: Vec<F>,
     /// Final cell state, `[B, H]`.
     pub c: Vec<F>,
-    /// Final Hebbian trace, `[B, H, H]` (empty without plasticity).
-    pub hebb: Vec<F>,
-    /// Final eligibility trace, `[B, H, H]` (retroactive only).
-    pub elig: Vec<F>,
+    /// Final traces, `hebb, elig: [B, H, H]` (`hebb` empty without plasticity, `elig` but for
+    /// retroactive modulation).
+    pub traces: Traces<F>,
     /// Modulator `M(t)`, `[T, B]` (modulated only).
     pub modulator: Vec<F>,
     h0: Vec<F>,
@@ -399,8 +397,10 @@ pub fn lstm_forward<F: Real>(
         spec: *spec,
         hs: vec![F::zero(); t_len * b * h],
         c: Vec::with_capacity(b * h),
-        hebb: Vec::with_capacity(tl),
-        elig: Vec::new(),
+        traces: Traces {
+            hebb: Vec::with_capacity(tl),
+            elig: Vec::new(),
+        },
         modulator: Vec::new(),
         h0: init.h0.to_vec(),
         c0: init.c0.to_vec(),
@@ -412,8 +412,8 @@ pub fn lstm_forward<F: Real>(
                 .copy_from_slice(&s.hs[t * h..(t + 1) * h]);
         }
         out.c.extend_from_slice(&s.cs[(t_len - 1) * h..]);
-        out.hebb.extend_from_slice(&s.hebb);
-        out.elig.extend_from_slice(&s.elig);
+        out.traces.hebb.extend_from_slice(&s.traces.hebb);
+        out.traces.elig.extend_from_slice(&s.traces.elig);
     }
     if spec.plasticity.is_modulated() {
         out.modulator = (0..t_len)
@@ -520,8 +520,7 @@ crate::simd::multiversion! {
             cs: vec![F::zero(); t_len * h],
             hs: vec![F::zero(); t_len * h],
             checkpoints: Vec::new(),
-            hebb: Vec::new(),
-            elig: Vec::new(),
+            traces: Traces::default(),
             modulator: Vec::new(),
         };
         let mut a = vec![F::zero(); h4];
@@ -586,8 +585,7 @@ crate::simd::multiversion! {
         if let Some(c) = &pending {
             update_pass(&mut hebb, &mut elig, whole, c, clip, h);
         }
-        st.hebb = hebb;
-        st.elig = elig;
+        st.traces = Traces { hebb, elig };
         st
     }
 }

@@ -153,6 +153,17 @@ impl<F: Real> RuleGrads<F> {
     }
 }
 
+/// The traces of a batch of `B` episodes of `N` neurons (the plastic LSTM: `H` hidden units),
+/// at one step: the Hebbian trace `hebb: [B, N, N]` and the eligibility trace `elig: [B, N, N]`
+/// (empty but with retroactive modulation; both empty without plasticity).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Traces<F> {
+    /// The Hebbian trace `Hebb`, row `i` presynaptic.
+    pub hebb: Vec<F>,
+    /// The eligibility trace `E` (retroactive modulation only).
+    pub elig: Vec<F>,
+}
+
 /// Gradients of what every plastic recurrence has (the plastic network's [`crate::Grads`], the
 /// plastic LSTM's [`crate::LstmGrads`]): the plasticity coefficients, the trace rule's own
 /// parameters and the initial traces. With `N` neurons (the LSTM: `H` hidden units) and `B`

@@ -186,13 +186,23 @@ fn one_step_matches_hand_computation_for_every_modulation() {
         };
         let ep = forward(&spec, &p, &g.x, &g.y, Some(&g.hebb), Some(&g.elig)).unwrap();
         assert_close(&format!("{label} fused y'"), &ep.ys, &want_y, 1e-15);
-        assert_close(&format!("{label} fused Hebb'"), &ep.hebb, &want_h, 1e-15);
+        assert_close(
+            &format!("{label} fused Hebb'"),
+            &ep.traces.hebb,
+            &want_h,
+            1e-15,
+        );
         assert_close(&format!("{label} fused M"), &ep.modulator, &[0.5], 1e-15);
         if kind.has_eligibility() {
-            assert_close(&format!("{label} fused E'"), &ep.elig, &want_e, 1e-15);
+            assert_close(
+                &format!("{label} fused E'"),
+                &ep.traces.elig,
+                &want_e,
+                1e-15,
+            );
         } else {
             assert!(
-                ep.elig.is_empty(),
+                ep.traces.elig.is_empty(),
                 "simple modulation keeps no eligibility trace"
             );
         }
@@ -258,7 +268,7 @@ fn numeric(p: &mut Problem<f64>, field: &str, k: usize) -> f64 {
 /// Number of entries of the final trace sitting at the clip bound.
 fn clipped_entries(p: &Problem<f64>) -> usize {
     let c = p.spec.clip.unwrap_or(f64::INFINITY);
-    p.run().hebb.iter().filter(|h| h.abs() >= c).count()
+    p.run().traces.hebb.iter().filter(|h| h.abs() >= c).count()
 }
 
 fn check_gradients(spec: EpisodeSpec, seed: u64) {
@@ -396,9 +406,9 @@ fn fused_forward_matches_the_reference_step_by_step() {
                     assert!((ep.modulator[t * b + bi] - m).abs() < 1e-12, "{label}: M");
                 }
                 let nn = n * n;
-                assert_close("Hebb_T", &ep.hebb[bi * nn..(bi + 1) * nn], &h, 1e-12);
+                assert_close("Hebb_T", &ep.traces.hebb[bi * nn..(bi + 1) * nn], &h, 1e-12);
                 if kind.has_eligibility() {
-                    assert_close("E_T", &ep.elig[bi * nn..(bi + 1) * nn], &e, 1e-12);
+                    assert_close("E_T", &ep.traces.elig[bi * nn..(bi + 1) * nn], &e, 1e-12);
                 }
             }
         }
@@ -602,8 +612,8 @@ fn stepping_in_place_matches_the_episode_forward() {
                 }
                 let (y, hebb, elig) = st.finish();
                 same("y_T", &y, &ep.ys[(t - 1) * bn..]);
-                same("Hebb_T", &hebb, &ep.hebb);
-                same("E_T", &elig, &ep.elig);
+                same("Hebb_T", &hebb, &ep.traces.hebb);
+                same("E_T", &elig, &ep.traces.elig);
             }
         }
     }

@@ -262,8 +262,13 @@ fn check_case(case: &Case, label: &str, rng: &mut ChaCha8Rng) {
     }
     .unwrap_or_else(|e| panic!("{label}: forward: {e}"));
     assert_close_rel(&format!("{label} ys"), &ep.ys, &want.ys, 1e-12);
-    assert_close_rel(&format!("{label} Hebb_T"), &ep.hebb, &want.hebb, 1e-12);
-    assert_close_rel(&format!("{label} E_T"), &ep.elig, &want.elig, 1e-12);
+    assert_close_rel(
+        &format!("{label} Hebb_T"),
+        &ep.traces.hebb,
+        &want.hebb,
+        1e-12,
+    );
+    assert_close_rel(&format!("{label} E_T"), &ep.traces.elig, &want.elig, 1e-12);
     assert_close_rel(&format!("{label} M"), &ep.modulator, &want.modulator, 1e-12);
 
     // The stepper runs the same maths one step at a time.
@@ -285,8 +290,18 @@ fn check_case(case: &Case, label: &str, rng: &mut ChaCha8Rng) {
         );
     }
     let (_, hebb, elig) = st.finish();
-    assert_close_rel(&format!("{label} stepper Hebb_T"), &hebb, &ep.hebb, 1e-12);
-    assert_close_rel(&format!("{label} stepper E_T"), &elig, &ep.elig, 1e-12);
+    assert_close_rel(
+        &format!("{label} stepper Hebb_T"),
+        &hebb,
+        &ep.traces.hebb,
+        1e-12,
+    );
+    assert_close_rel(
+        &format!("{label} stepper E_T"),
+        &elig,
+        &ep.traces.elig,
+        1e-12,
+    );
 
     let g = if case.modulated() {
         backward_modulated(

@@ -604,13 +604,13 @@ fn forward_in<'py, F: Float>(
         })
         .map_err(spec_error)?;
     let ys = owned(py, episode.ys.clone(), &[t, b, n])?;
-    let hebb = owned(py, episode.hebb.clone(), &[b, n, n])?;
-    let elig_dims = if episode.elig.is_empty() {
+    let hebb = owned(py, episode.traces.hebb.clone(), &[b, n, n])?;
+    let elig_dims = if episode.traces.elig.is_empty() {
         vec![0]
     } else {
         vec![b, n, n]
     };
-    let elig = owned(py, episode.elig.clone(), &elig_dims)?;
+    let elig = owned(py, episode.traces.elig.clone(), &elig_dims)?;
     Ok((
         PyEpisode {
             episode: F::wrap(episode),

@@ -23,8 +23,8 @@ pub(super) fn backward_episode<F: Real, R: Rule<F>>(
         let traces = Traces::Segments(&ep.checkpoints, ep.segment);
         return backward_steps(net, &ep, cot, traces, blocks);
     }
-    let scale = max_abs(&ep.hebb).max(ep.h0.as_deref().map_or(F::zero(), max_abs));
-    let mut work = core::mem::take(&mut ep.hebb);
+    let scale = max_abs(&ep.traces.hebb).max(ep.h0.as_deref().map_or(F::zero(), max_abs));
+    let mut work = core::mem::take(&mut ep.traces.hebb);
     let grads = backward_steps(net, &ep, cot, Traces::Reverse(&mut work), blocks);
     // `work` now holds the reconstructed Hebb_0: verify it.
     if reversal_holds(&work, ep.h0.as_deref(), scale) {

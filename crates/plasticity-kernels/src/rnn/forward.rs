@@ -51,16 +51,16 @@ pub(super) fn forward_split<F: Real, R: Rule<F>>(
         }
         if part.reverses_trace() {
             // The part's backward starts its reversal from its own final trace.
-            hebb.extend_from_slice(&part.hebb);
+            hebb.extend_from_slice(&part.traces.hebb);
         } else {
-            hebb.append(&mut part.hebb);
+            hebb.append(&mut part.traces.hebb);
         }
-        elig.append(&mut part.elig);
+        elig.append(&mut part.traces.elig);
     }
     Episode {
         segment: parts[0].segment,
         parts,
-        ..outputs(spec, init.y0, ys, hebb, elig, modulator)
+        ..outputs(spec, init.y0, ys, Traces { hebb, elig }, modulator)
     }
 }
 
@@ -70,15 +70,13 @@ fn outputs<F: Real>(
     spec: &EpisodeSpec,
     y0: &[F],
     ys: Vec<F>,
-    hebb: Vec<F>,
-    elig: Vec<F>,
+    traces: Traces<F>,
     modulator: Vec<F>,
 ) -> Episode<F> {
     Episode {
         spec: *spec,
         ys,
-        hebb,
-        elig,
+        traces,
         modulator,
         y0: y0.to_vec(),
         h0: None,
@@ -157,7 +155,7 @@ pub(super) fn forward_steps<F: Real, R: Rule<F>>(
         x_clamped: (spec.input == InputMode::Clamped).then(|| init.x.to_vec()),
         segment,
         checkpoints,
-        ..outputs(spec, init.y0, ys, hebb, elig, modulator)
+        ..outputs(spec, init.y0, ys, Traces { hebb, elig }, modulator)
     }
 }
 

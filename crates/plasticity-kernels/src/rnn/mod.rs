@@ -32,7 +32,7 @@ use crate::real::Real;
 use crate::spec::{AlphaShape, EpisodeSpec, InputMode, Modulation, SpecError, TraceRule};
 use crate::trace::{
     kept_trace, through_clip, Activity, Coefficients, ColumnSums, Decaying, ModulatorParams,
-    NoTrace, Oja, PlasticGrads, Retroactive, RowFactor, Rule, Shares, Simple, StepBackward,
+    NoTrace, Oja, PlasticGrads, Retroactive, RowFactor, Rule, Shares, Simple, StepBackward, Traces,
 };
 use core::ops::Range;
 use rayon::prelude::*;
@@ -204,11 +204,9 @@ pub struct Episode<F> {
     spec: EpisodeSpec,
     /// Activations of every step, `ys: [T, B, N]`.
     pub ys: Vec<F>,
-    /// The Hebbian trace after the last step, `hebb: [B, N, N]`.
-    pub hebb: Vec<F>,
-    /// The eligibility trace after the last step, `elig: [B, N, N]` (retroactive modulation;
-    /// empty otherwise).
-    pub elig: Vec<F>,
+    /// The traces after the last step, `hebb, elig: [B, N, N]` (`elig` empty but with
+    /// retroactive modulation).
+    pub traces: Traces<F>,
     /// The modulator `M(t)` of every step, `modulator: [T, B]` (empty without modulation).
     pub modulator: Vec<F>,
     y0: Vec<F>,
@@ -241,7 +239,7 @@ impl<F: Real> Episode<F> {
         self.segment
     }
 
-    /// Bytes held for the backward beyond the outputs `ys`, `hebb`, `elig` and `modulator`
+    /// Bytes held for the backward beyond the outputs `ys`, `traces` and `modulator`
     /// (checkpoints, stored initial state, clamped inputs).
     pub fn saved_bytes(&self) -> usize {
         let n = self

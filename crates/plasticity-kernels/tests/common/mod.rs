@@ -268,8 +268,11 @@ impl<F: Real, R: RuleParams<F>> Problem<F, R> {
     pub fn loss(&self) -> F {
         let ep = self.run();
         let dot = |a: &[F], b: &[F]| a.iter().zip(b).map(|(x, y)| *x * *y).sum::<F>();
-        let elig = self.ge.as_ref().map_or(F::zero(), |ge| dot(&ep.elig, ge));
-        dot(&ep.ys, &self.gy) + dot(&ep.hebb, &self.gh) + elig
+        let elig = self
+            .ge
+            .as_ref()
+            .map_or(F::zero(), |ge| dot(&ep.traces.elig, ge));
+        dot(&ep.ys, &self.gy) + dot(&ep.traces.hebb, &self.gh) + elig
     }
 
     /// The gradients of the loss.
@@ -296,8 +299,8 @@ impl<R: Clone + RuleParams<f64>> Problem<f64, R> {
                 let (e1, g1) = (q.run(), q.grads());
                 EpisodeOf { b, n, bi }.assert_alone_equals_slice(
                     &format!("{label} episode {bi}"),
-                    [&e1.ys, &e1.hebb, &g1.x, &g1.plastic.hebb0],
-                    [&ep.ys, &ep.hebb, &grads.x, &grads.plastic.hebb0],
+                    [&e1.ys, &e1.traces.hebb, &g1.x, &g1.plastic.hebb0],
+                    [&ep.ys, &ep.traces.hebb, &grads.x, &grads.plastic.hebb0],
                 );
                 g1
             })
