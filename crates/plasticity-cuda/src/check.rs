@@ -303,22 +303,37 @@ pub fn compare(engine: &Engine, spec: &EpisodeSpec) -> Result<Difference, Error>
             "eta",
             relative(&[g.plastic.rule.eta], &[c.plastic.rule.eta]),
         ),
-        ("m", relative(&g.plastic.rule.m, &c.plastic.rule.m)),
+        (
+            "m",
+            relative(&g.plastic.rule.modulator.m, &c.plastic.rule.modulator.m),
+        ),
         (
             "m_bias",
-            relative(&[g.plastic.rule.m_bias], &[c.plastic.rule.m_bias]),
+            relative(
+                &[g.plastic.rule.modulator.m_bias],
+                &[c.plastic.rule.modulator.m_bias],
+            ),
         ),
         (
             "fan_w",
-            relative(&g.plastic.rule.fan_w, &c.plastic.rule.fan_w),
+            relative(
+                &g.plastic.rule.modulator.fan_w,
+                &c.plastic.rule.modulator.fan_w,
+            ),
         ),
         (
             "fan_b",
-            relative(&g.plastic.rule.fan_b, &c.plastic.rule.fan_b),
+            relative(
+                &g.plastic.rule.modulator.fan_b,
+                &c.plastic.rule.modulator.fan_b,
+            ),
         ),
         (
             "eta_e",
-            relative(&[g.plastic.rule.eta_e], &[c.plastic.rule.eta_e]),
+            relative(
+                &[g.plastic.rule.modulator.eta_e],
+                &[c.plastic.rule.modulator.eta_e],
+            ),
         ),
     ];
     Ok(Difference {

@@ -129,27 +129,17 @@ impl<F: Real> ColumnSums<F> {
 pub struct RuleGrads<F> {
     /// `dL/deta` (decaying Hebb, Oja).
     pub eta: F,
-    /// `dL/dm: [N]` (modulated).
-    pub m: Vec<F>,
-    /// `dL/dm_b` (modulated).
-    pub m_bias: F,
-    /// `dL/dv: [N]` (modulated with fan-out).
-    pub fan_w: Vec<F>,
-    /// `dL/db: [N]` (modulated with fan-out).
-    pub fan_b: Vec<F>,
-    /// `dL/deta_E` (retroactive).
-    pub eta_e: F,
+    /// The gradients of the modulator's parameters, shaped as them (modulated rules):
+    /// `dL/dm: [N]`, `dL/dm_b`, with fan-out `dL/dv, dL/db: [N]`, and `dL/deta_E`
+    /// (retroactive).
+    pub modulator: Modulator<F>,
 }
 
 impl<F: Real> RuleGrads<F> {
     /// `self += other`.
     pub(crate) fn add(&mut self, other: &Self) {
         self.eta += other.eta;
-        self.m_bias += other.m_bias;
-        self.eta_e += other.eta_e;
-        crate::parallel::add_into(&mut self.m, &other.m);
-        crate::parallel::add_into(&mut self.fan_w, &other.fan_w);
-        crate::parallel::add_into(&mut self.fan_b, &other.fan_b);
+        self.modulator.add(&other.modulator);
     }
 }
 
@@ -417,6 +407,45 @@ pub struct ModulatorParams<'a, F> {
     pub eta_e: F,
 }
 
+/// The neuromodulator's parameters, owned: the values that [`ModulatorParams`] borrows (see it
+/// for the equations), or the gradients of a loss with respect to them, which have their shapes
+/// ([`RuleGrads::modulator`]). `N` is the number of neurons the modulator reads and modulates.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Modulator<F> {
+    /// Modulator weights `m: [N]`.
+    pub m: Vec<F>,
+    /// Modulator bias `m_b`.
+    pub m_bias: F,
+    /// Fan-out weights `v: [N]`; empty without fan-out.
+    pub fan_w: Vec<F>,
+    /// Fan-out biases `b: [N]`; empty without fan-out.
+    pub fan_b: Vec<F>,
+    /// Rate `eta_E` of the eligibility trace (retroactive only).
+    pub eta_e: F,
+}
+
+impl<F: Real> Modulator<F> {
+    /// The same values, borrowed.
+    pub fn params(&self) -> ModulatorParams<'_, F> {
+        ModulatorParams {
+            m: &self.m,
+            m_bias: self.m_bias,
+            fan_w: &self.fan_w,
+            fan_b: &self.fan_b,
+            eta_e: self.eta_e,
+        }
+    }
+
+    /// `self += other`.
+    pub(crate) fn add(&mut self, other: &Self) {
+        self.m_bias += other.m_bias;
+        self.eta_e += other.eta_e;
+        crate::parallel::add_into(&mut self.m, &other.m);
+        crate::parallel::add_into(&mut self.fan_w, &other.fan_w);
+        crate::parallel::add_into(&mut self.fan_b, &other.fan_b);
+    }
+}
+
 impl<F> ModulatorParams<'_, F> {
     /// Checks the sizes of the vectors with `check_len(what, got, want)`: `m: [n]`,
     /// `fan_w, fan_b: [fan]` (`fan` is `n` with fan-out, else 0).
@@ -504,10 +533,14 @@ impl<F: Real, const RETRO: bool> Rule<F> for Modulated<'_, F, RETRO> {
 
     fn zero_grads(&self, n: usize) -> RuleGrads<F> {
         let fan = if self.fan_out { n } else { 0 };
-        RuleGrads {
+        let modulator = Modulator {
             m: vec![F::zero(); n],
             fan_w: vec![F::zero(); fan],
             fan_b: vec![F::zero(); fan],
+            ..Modulator::default()
+        };
+        RuleGrads {
+            modulator,
             ..RuleGrads::default()
         }
     }
@@ -523,6 +556,7 @@ impl<F: Real, const RETRO: bool> Rule<F> for Modulated<'_, F, RETRO> {
         let StepBackward { c, sums, act, n } = *step;
         let (ypost, read) = (act.post, act.modulated_by);
         let md = &self.params;
+        let grads = &mut grads.modulator;
         let one = F::one();
         for (bi, m_t) in c.modulator.iter().copied().enumerate() {
             // dL/deta_j: simple sum_i Ĝ_ij y_i y'_j; retroactive sum_i Ĝ_ij E_ij. Then dL/dM.

@@ -452,21 +452,25 @@ fn check_gradients(c: &Case, seed: u64) -> usize {
     check_field(&format!("{label} alpha"), c, &r, &g.plastic.alpha, |c| {
         &mut c.alpha
     });
-    check_field(&format!("{label} m"), c, &r, &g.plastic.rule.m, |c| {
-        &mut c.m
-    });
+    check_field(
+        &format!("{label} m"),
+        c,
+        &r,
+        &g.plastic.rule.modulator.m,
+        |c| &mut c.m,
+    );
     check_field(
         &format!("{label} fan_w"),
         c,
         &r,
-        &g.plastic.rule.fan_w,
+        &g.plastic.rule.modulator.fan_w,
         |c| &mut c.fan_w,
     );
     check_field(
         &format!("{label} fan_b"),
         c,
         &r,
-        &g.plastic.rule.fan_b,
+        &g.plastic.rule.modulator.fan_b,
         |c| &mut c.fan_b,
     );
     check_field(&format!("{label} h0"), c, &r, &g.h0, |c| &mut c.h0);
@@ -486,12 +490,18 @@ fn check_gradients(c: &Case, seed: u64) -> usize {
             kind == LstmPlasticity::Hebb,
             |c| std::slice::from_mut(&mut c.eta),
         ),
-        ("m_bias", g.plastic.rule.m_bias, kind.is_modulated(), |c| {
-            std::slice::from_mut(&mut c.m_bias)
-        }),
-        ("eta_e", g.plastic.rule.eta_e, kind.has_eligibility(), |c| {
-            std::slice::from_mut(&mut c.eta_e)
-        }),
+        (
+            "m_bias",
+            g.plastic.rule.modulator.m_bias,
+            kind.is_modulated(),
+            |c| std::slice::from_mut(&mut c.m_bias),
+        ),
+        (
+            "eta_e",
+            g.plastic.rule.modulator.eta_e,
+            kind.has_eligibility(),
+            |c| std::slice::from_mut(&mut c.eta_e),
+        ),
     ];
     for (name, a, used, field) in scalars {
         if !used {

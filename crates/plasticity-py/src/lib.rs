@@ -405,12 +405,12 @@ fn set_modulator_grads<F: Float>(
 ) -> PyResult<()> {
     let py = out.py();
     if modulated {
-        out.set_item("m", owned(py, rule.m, &[n])?)?;
-        out.set_item("m_bias", rule.m_bias.to_f64())?;
+        out.set_item("m", owned(py, rule.modulator.m, &[n])?)?;
+        out.set_item("m_bias", rule.modulator.m_bias.to_f64())?;
     }
     if fan_out {
-        out.set_item("fan_w", owned(py, rule.fan_w, &[n])?)?;
-        out.set_item("fan_b", owned(py, rule.fan_b, &[n])?)?;
+        out.set_item("fan_w", owned(py, rule.modulator.fan_w, &[n])?)?;
+        out.set_item("fan_b", owned(py, rule.modulator.fan_b, &[n])?)?;
     }
     Ok(())
 }
@@ -719,7 +719,7 @@ fn backward_in<'py, F: Float>(
         owned(py, grads.plastic.alpha, &alpha_dims(spec.alpha, n))?,
     )?;
     let eta = if modulated {
-        grads.plastic.rule.eta_e
+        grads.plastic.rule.modulator.eta_e
     } else {
         grads.plastic.rule.eta
     };

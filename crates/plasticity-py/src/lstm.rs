@@ -258,7 +258,7 @@ fn backward_in<'py, F: Float>(
             .map_or(vec![0], |a| a.array.shape().to_vec());
         out.set_item("alpha", owned(py, grads.plastic.alpha, &dims)?)?;
         let eta = if spec.plasticity == LstmPlasticity::Retroactive {
-            grads.plastic.rule.eta_e
+            grads.plastic.rule.modulator.eta_e
         } else {
             grads.plastic.rule.eta
         };
