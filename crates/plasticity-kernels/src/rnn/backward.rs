@@ -650,6 +650,23 @@ pub(super) struct Row<'a, F> {
     ui: F,
 }
 
+impl<'a, F: Copy> Row<'a, F> {
+    /// The row with every slice cut to `n` values (their length): the row kernels' loops over
+    /// `0..n` then need no bounds checks, so they vectorize.
+    #[inline(always)]
+    fn cut(&self, n: usize) -> Self {
+        Row {
+            w: &self.w[..n],
+            alpha: &self.alpha[..n],
+            a: &self.a[..n],
+            v: &self.v[..n],
+            r: &self.r[..n],
+            p: &self.p[..n],
+            ..*self
+        }
+    }
+}
+
 /// What pass B reads and updates of the eligibility trace of one row.
 pub(super) struct Eligibility<'a, F> {
     /// `E_t`, row `i`.
@@ -700,17 +717,8 @@ crate::simd::multiversion! {
         scratch: &mut RowScratch<F>,
     ) -> (F, F) {
         let n = g.len();
-        let (h, w, alpha, a, v, r, p, ga) = (
-            &h[..n],
-            &row.w[..n],
-            &row.alpha[..n],
-            &row.a[..n],
-            &row.v[..n],
-            &row.r[..n],
-            &row.p[..n],
-            &mut ga[..n],
-        );
-        let (yi, ui) = (row.yi, row.ui);
+        let (h, ga) = (&h[..n], &mut ga[..n]);
+        let Row { w, alpha, a, v, r, p, yi, ui } = row.cut(n);
         let (t1, t2) = (&mut scratch.rule[..n], &mut scratch.matvec[..n]);
         for k in 0..n {
             let hv = h[k];
@@ -741,16 +749,11 @@ pub(super) fn pass_b_row_eligibility<F: Real>(
     scratch: &mut RowScratch<F>,
 ) -> (F, F) {
     let n = g.len();
-    let (h, w, alpha, r, p, ga) = (
-        &h[..n],
-        &row.w[..n],
-        &row.alpha[..n],
-        &row.r[..n],
-        &row.p[..n],
-        &mut ga[..n],
-    );
+    let (h, ga) = (&h[..n], &mut ga[..n]);
+    let Row {
+        w, alpha, r, p, yi, ..
+    } = row.cut(n);
     let (e, ge, rate) = (&el.e[..n], &mut el.ge[..n], &el.rate[..n]);
-    let yi = row.yi;
     let (t1, t2) = (&mut scratch.rule[..n], &mut scratch.matvec[..n]);
     for j in 0..n {
         let z = h[j] + rate[j] * e[j];
@@ -780,18 +783,19 @@ pub(super) fn pass_ba_row<F: Real>(
     scratch: &mut RowScratch<F>,
 ) -> (F, F) {
     let n = g.len();
-    let (h, w, alpha, a, r, p, ga) = (
-        &mut h[..n],
-        &row.w[..n],
-        &row.alpha[..n],
-        &row.a[..n],
-        &row.r[..n],
-        &row.p[..n],
-        &mut ga[..n],
-    );
+    let (h, ga) = (&mut h[..n], &mut ga[..n]);
+    let Row {
+        w,
+        alpha,
+        a,
+        r,
+        p,
+        yi,
+        ..
+    } = row.cut(n);
     let (pa, pv, s1, s2) = (&prev.a[..n], &prev.v[..n], &mut s1[..n], &mut s2[..n]);
     let (t1, t2) = (&mut scratch.rule[..n], &mut scratch.matvec[..n]);
-    let (yi, pui, pyi) = (row.yi, prev.ui, prev.yi);
+    let (pui, pyi) = (prev.ui, prev.yi);
     for k in 0..n {
         let hv = h[k];
         let g1 = g[k];
