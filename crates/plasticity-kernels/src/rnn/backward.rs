@@ -121,11 +121,7 @@ pub(super) fn backward_steps<F: Real, R: Rule<F>>(
     let clip = spec.clip.map(F::of);
     let rule = &net.rule;
     let alpha = AlphaRows::new(spec.alpha, net.alpha, n);
-    let trace_len = if R::PLASTIC { bn * n } else { 0 };
-    let mut g = cot
-        .gh
-        .filter(|_| R::PLASTIC)
-        .map_or_else(|| vec![F::zero(); trace_len], <[F]>::to_vec);
+    let mut g = kept_trace(R::PLASTIC, cot.gh, bn * n);
     let mut g_e = kept_trace(R::ELIGIBILITY, cot.ge, bn * n);
     let mut galpha = vec![F::zero(); alpha.grad_len()];
     let mut rule_grads = rule.zero_grads(n);

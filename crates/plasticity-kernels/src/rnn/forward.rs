@@ -99,11 +99,7 @@ pub(super) fn forward_steps<F: Real, R: Rule<F>>(
     let bn = b * n;
     let rule = &net.rule;
     let segment = plan(spec.backward, t_len, rule.reversible(spec));
-    let trace_len = if R::PLASTIC { bn * n } else { 0 };
-    let mut hebb = init
-        .h0
-        .filter(|_| R::PLASTIC)
-        .map_or_else(|| vec![F::zero(); trace_len], <[F]>::to_vec);
+    let mut hebb = kept_trace(R::PLASTIC, init.h0, bn * n);
     let mut elig = kept_trace(R::ELIGIBILITY, init.e0, bn * n);
     let h0_saved = init
         .h0

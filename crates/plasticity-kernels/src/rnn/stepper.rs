@@ -74,10 +74,7 @@ impl<F: Real> Stepper<F> {
         Stepper {
             spec: *spec,
             y: init.y0.to_vec(),
-            hebb: init
-                .h0
-                .filter(|_| spec.plastic)
-                .map_or_else(|| vec![F::zero(); len], <[F]>::to_vec),
+            hebb: kept_trace(spec.plastic, init.h0, len),
             elig: kept_trace(spec.modulation.has_eligibility(), init.e0, len),
             pending: None,
             modulator: Vec::new(),
