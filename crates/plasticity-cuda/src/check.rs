@@ -210,7 +210,7 @@ fn cpu(spec: &EpisodeSpec, inp: &Inputs) -> Result<([Vec<f32>; 4], Grads<f32>), 
             (out, g)
         }
     };
-    Ok(([ep.ys, ep.hebb, ep.elig, ep.modulator], grads))
+    Ok(([ep.ys, ep.traces.hebb, ep.traces.elig, ep.modulator], grads))
 }
 
 /// The CPU `Stepper`'s `[ys, modulator, hebb, elig]` after `steps` steps of `inp.x`
@@ -282,8 +282,8 @@ pub fn compare(engine: &Engine, spec: &EpisodeSpec) -> Result<Difference, Error>
     let want = cpu_steps(spec, &inp, steps)?;
     let mut outputs = vec![
         ("ys", relative(&fwd.ys, &ys)),
-        ("hebb", relative(&fwd.hebb, &hebb)),
-        ("elig", relative(&fwd.elig, &elig)),
+        ("hebb", relative(&fwd.traces.hebb, &hebb)),
+        ("elig", relative(&fwd.traces.elig, &elig)),
         ("modulator", relative(&fwd.modulator, &modulator)),
     ];
     for (name, (got, want)) in ["step ys", "step modulator", "step hebb", "step elig"]
@@ -303,22 +303,37 @@ pub fn compare(engine: &Engine, spec: &EpisodeSpec) -> Result<Difference, Error>
             "eta",
             relative(&[g.plastic.rule.eta], &[c.plastic.rule.eta]),
         ),
-        ("m", relative(&g.plastic.rule.m, &c.plastic.rule.m)),
+        (
+            "m",
+            relative(&g.plastic.rule.modulator.m, &c.plastic.rule.modulator.m),
+        ),
         (
             "m_bias",
-            relative(&[g.plastic.rule.m_bias], &[c.plastic.rule.m_bias]),
+            relative(
+                &[g.plastic.rule.modulator.m_bias],
+                &[c.plastic.rule.modulator.m_bias],
+            ),
         ),
         (
             "fan_w",
-            relative(&g.plastic.rule.fan_w, &c.plastic.rule.fan_w),
+            relative(
+                &g.plastic.rule.modulator.fan_w,
+                &c.plastic.rule.modulator.fan_w,
+            ),
         ),
         (
             "fan_b",
-            relative(&g.plastic.rule.fan_b, &c.plastic.rule.fan_b),
+            relative(
+                &g.plastic.rule.modulator.fan_b,
+                &c.plastic.rule.modulator.fan_b,
+            ),
         ),
         (
             "eta_e",
-            relative(&[g.plastic.rule.eta_e], &[c.plastic.rule.eta_e]),
+            relative(
+                &[g.plastic.rule.modulator.eta_e],
+                &[c.plastic.rule.modulator.eta_e],
+            ),
         ),
     ];
     Ok(Difference {

@@ -20,7 +20,7 @@ use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, DriverError,
     LaunchArgs, PushKernelArg,
 };
-use plasticity_kernels::{EpisodeSpec, Grads, InputMode, PlasticGrads};
+use plasticity_kernels::{EpisodeSpec, Grads, InputMode, PlasticGrads, Traces};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -152,10 +152,8 @@ impl DeviceEpisode {
 pub struct Forward {
     /// `ys: [T, B, N]`.
     pub ys: Vec<f32>,
-    /// `Hebb_T: [B, N, N]`.
-    pub hebb: Vec<f32>,
-    /// `E_T: [B, N, N]`.
-    pub elig: Vec<f32>,
+    /// `Hebb_T, E_T: [B, N, N]`.
+    pub traces: Traces<f32>,
     /// `M: [T, B]`.
     pub modulator: Vec<f32>,
 }
@@ -435,8 +433,10 @@ impl Engine {
         let ys = self.down(&ep.ys, t_len * bn)?;
         let modulator = self.down(&ep.modulator, if args.modulated() { t_len * b } else { 0 })?;
         let out = Forward {
-            hebb: self.down(&h, if args.plastic() { bnn } else { 0 })?,
-            elig: self.down(&e, if args.eligibility() { bnn } else { 0 })?,
+            traces: Traces {
+                hebb: self.down(&h, if args.plastic() { bnn } else { 0 })?,
+                elig: self.down(&e, if args.eligibility() { bnn } else { 0 })?,
+            },
             ys: ys.clone(),
             modulator: modulator.clone(),
         };

@@ -361,27 +361,28 @@ pub fn rule_grads(args: &RuleArgs, s: &RuleSums<'_>, n: usize) -> RuleGrads<f32>
         g.eta = s.scal.iter().sum();
         return g;
     }
-    g.m = vec![0.0; n];
+    let md = &mut g.modulator;
+    md.m = vec![0.0; n];
     if args.fan_out != 0 {
-        g.fan_w = vec![0.0; n];
-        g.fan_b = vec![0.0; n];
+        md.fan_w = vec![0.0; n];
+        md.fan_b = vec![0.0; n];
     }
     for (tb, (&gq, &m)) in s.gq.iter().zip(s.modulator).enumerate() {
-        g.m_bias += gq;
+        md.m_bias += gq;
         let y = &s.ys[tb * n..(tb + 1) * n];
-        for (gm, &yj) in g.m.iter_mut().zip(y) {
+        for (gm, &yj) in md.m.iter_mut().zip(y) {
             *gm += gq * yj;
         }
         if args.fan_out != 0 {
             let geta = &s.geta[tb * n..(tb + 1) * n];
-            for ((v, b), &ge) in g.fan_w.iter_mut().zip(g.fan_b.iter_mut()).zip(geta) {
+            for ((v, b), &ge) in md.fan_w.iter_mut().zip(md.fan_b.iter_mut()).zip(geta) {
                 *v += m * ge;
                 *b += ge;
             }
         }
     }
     if args.eligibility() {
-        g.eta_e = s.scal.iter().sum();
+        md.eta_e = s.scal.iter().sum();
     }
     g
 }
@@ -561,13 +562,16 @@ mod tests {
             ys: &[0.1, 0.2, 0.3, 0.4],
         };
         let g = rule_grads(&args, &sums, 2);
-        assert_eq!(g.m_bias, -0.5);
+        assert_eq!(g.modulator.m_bias, -0.5);
         // m_j = 0.5 y_0j - y_1j.
-        assert!((g.m[0] - (0.05 - 0.3)).abs() < 1e-7 && (g.m[1] - (0.1 - 0.4)).abs() < 1e-7);
+        assert!(
+            (g.modulator.m[0] - (0.05 - 0.3)).abs() < 1e-7
+                && (g.modulator.m[1] - (0.1 - 0.4)).abs() < 1e-7
+        );
         // v_j = 0.5 geta_0j + 0.25 geta_1j; b_j = geta_0j + geta_1j.
-        assert_eq!(g.fan_w, vec![1.25, 2.0]);
-        assert_eq!(g.fan_b, vec![4.0, 6.0]);
-        assert_eq!(g.eta_e, 0.75);
+        assert_eq!(g.modulator.fan_w, vec![1.25, 2.0]);
+        assert_eq!(g.modulator.fan_b, vec![4.0, 6.0]);
+        assert_eq!(g.modulator.eta_e, 0.75);
         assert_eq!(g.eta, 0.0);
         let plain = RuleArgs::new(
             &spec(2, 1, 2),
@@ -578,7 +582,7 @@ mod tests {
             }),
         );
         let g = rule_grads(&plain, &sums, 2);
-        assert_eq!((g.eta, g.m.len()), (0.75, 0));
+        assert_eq!((g.eta, g.modulator.m.len()), (0.75, 0));
     }
 
     #[test]

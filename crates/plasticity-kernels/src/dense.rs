@@ -22,7 +22,7 @@ use crate::checkpoint::{default_segment, Segments, TracePair};
 use crate::real::Real;
 use crate::rnn::{forward_pass, pass_a, pass_b, update_pass, AlphaRows, TraceGrads, Weights};
 use crate::spec::{AlphaShape, SpecError, TraceRule};
-use crate::trace::{Activity, Decaying, Oja, Rule, Shares};
+use crate::trace::{Activity, Decaying, Oja, Rule, Shares, StepBackward};
 use core::ops::Range;
 use serde::{Deserialize, Serialize};
 
@@ -338,14 +338,13 @@ fn backward_rule<F: Real, R: Rule<F>>(
         // The trace's share of dL/dy_t (through Hebb_{t+1} = rule(Hebb_t, x_t, y_t)).
         let sums = pass_a::<F, R>(h, &[], &g, &[], &blocks, &c, xt, None, false, o);
         gy_trace.iter_mut().for_each(|v| *v = F::zero());
-        rule.backprop(
-            &c,
-            &sums,
-            &act,
-            o,
-            Shares::Together(&mut gy_trace),
-            &mut rule_grads,
-        );
+        let step = StepBackward {
+            c: &c,
+            sums: &sums,
+            act,
+            n: o,
+        };
+        rule.backprop(&step, Shares::Together(&mut gy_trace), &mut rule_grads);
         // P_t = dL/dz_t: the loss's share and the trace's, through f.
         let pz = &mut pz_all[t * bo..(t + 1) * bo];
         pz.copy_from_slice(&gz[t * bo..(t + 1) * bo]);

@@ -59,4 +59,4 @@ pub use rnn::{backward, forward, Episode, Grads, ModulatedParams, Params, Steppe
 pub use spec::{
     AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, Modulation, SpecError, TraceRule,
 };
-pub use trace::{ModulatorParams, PlasticGrads, RuleGrads};
+pub use trace::{Modulator, ModulatorParams, PlasticGrads, RuleGrads, Traces};

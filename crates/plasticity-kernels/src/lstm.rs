@@ -52,8 +52,9 @@ use crate::rnn::{forward_pass, pass_a, pass_b, update_pass, AlphaRows, TraceGrad
 use crate::spec::{AlphaShape, SpecError};
 use crate::trace::{
     kept_trace, Activity, Coefficients, Decaying, ModulatorParams, PlasticGrads, Retroactive, Rule,
-    RuleGrads, Shares, Simple,
+    RuleGrads, Shares, Simple, StepBackward, Traces,
 };
+use core::ops::Range;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -215,8 +216,7 @@ struct SeqStore<F> {
     /// `(Hebb, E)` before steps `0, K, 2K, ...`.
     checkpoints: Vec<(Vec<F>, Vec<F>)>,
     /// Final traces.
-    hebb: Vec<F>,
-    elig: Vec<F>,
+    traces: Traces<F>,
     /// Modulator of every step, `[T]` (modulated only).
     modulator: Vec<F>,
 }
@@ -229,10 +229,9 @@ pub struct LstmSequence<F> {
     pub hs: Vec<F>,
     /// Final cell state, `[B, H]`.
     pub c: Vec<F>,
-    /// Final Hebbian trace, `[B, H, H]` (empty without plasticity).
-    pub hebb: Vec<F>,
-    /// Final eligibility trace, `[B, H, H]` (retroactive only).
-    pub elig: Vec<F>,
+    /// Final traces, `hebb, elig: [B, H, H]` (`hebb` empty without plasticity, `elig` but for
+    /// retroactive modulation).
+    pub traces: Traces<F>,
     /// Modulator `M(t)`, `[T, B]` (modulated only).
     pub modulator: Vec<F>,
     h0: Vec<F>,
@@ -398,8 +397,10 @@ pub fn lstm_forward<F: Real>(
         spec: *spec,
         hs: vec![F::zero(); t_len * b * h],
         c: Vec::with_capacity(b * h),
-        hebb: Vec::with_capacity(tl),
-        elig: Vec::new(),
+        traces: Traces {
+            hebb: Vec::with_capacity(tl),
+            elig: Vec::new(),
+        },
         modulator: Vec::new(),
         h0: init.h0.to_vec(),
         c0: init.c0.to_vec(),
@@ -411,8 +412,8 @@ pub fn lstm_forward<F: Real>(
                 .copy_from_slice(&s.hs[t * h..(t + 1) * h]);
         }
         out.c.extend_from_slice(&s.cs[(t_len - 1) * h..]);
-        out.hebb.extend_from_slice(&s.hebb);
-        out.elig.extend_from_slice(&s.elig);
+        out.traces.hebb.extend_from_slice(&s.traces.hebb);
+        out.traces.elig.extend_from_slice(&s.traces.elig);
     }
     if spec.plasticity.is_modulated() {
         out.modulator = (0..t_len)
@@ -442,6 +443,56 @@ fn episode_of<F>(x: Option<&[F]>, bi: usize, len: usize) -> Option<&[F]> {
     x.map(|x| &x[bi * len..(bi + 1) * len])
 }
 
+/// What the forward and the backward of sequence `bi` both set up.
+struct SeqFrame<'a, F> {
+    /// Whether the candidate's recurrence is plastic (the sequence has a trace rule).
+    plastic: bool,
+    /// Columns of `W_h` in the fixed product: the gates' `3H` with plasticity (the candidate's
+    /// product is then the engine's), all `4H` without.
+    fixed: usize,
+    /// Steps between checkpoints of the traces.
+    seg: usize,
+    /// The rows of `alpha`.
+    alpha: AlphaRows<'a, F>,
+    /// The trace's clip `c`.
+    clip: Option<F>,
+    /// All `H` rows as one block (the engine's passes run over blocks of rows).
+    rows: Range<usize>,
+    /// The sequence's initial hidden state, `[H]`.
+    h0: &'a [F],
+    /// The sequence's initial cell state, `[H]`.
+    c0: &'a [F],
+}
+
+impl<'a, F: Real> SeqFrame<'a, F> {
+    /// Sequence `bi`'s frame, with `h0, c0: [B, H]` the batch's initial state.
+    fn new(
+        spec: &LstmSpec,
+        alpha: &'a [F],
+        plastic: bool,
+        state0: [&'a [F]; 2],
+        bi: usize,
+    ) -> Self {
+        let h = spec.hidden;
+        let [h0, c0] = state0.map(|x| &x[bi * h..(bi + 1) * h]);
+        SeqFrame {
+            plastic,
+            fixed: if plastic { 3 * h } else { 4 * h },
+            seg: spec.segment_len(),
+            alpha: AlphaRows::new(spec.alpha, alpha, h),
+            clip: Some(F::of(spec.clip)),
+            rows: 0..h,
+            h0,
+            c0,
+        }
+    }
+
+    /// The rows as the engine's blocks.
+    fn whole(&self) -> &[Range<usize>] {
+        core::slice::from_ref(&self.rows)
+    }
+}
+
 crate::simd::multiversion! {
     /// The forward of sequence `bi`; `w_g` is the candidate block of `W_h` (`[H, H]`) and `rule`
     /// the candidate's trace rule (`None`: a standard LSTM).
@@ -456,34 +507,26 @@ crate::simd::multiversion! {
     ) -> SeqStore<F> {
         let (h, b, t_len) = (spec.hidden, spec.batch, spec.steps);
         let (hh, h4) = (h * h, 4 * h);
-        let plastic = rule.is_some();
+        let fr = SeqFrame::new(spec, p.alpha, rule.is_some(), [init.h0, init.c0], bi);
+        let (plastic, clip, whole) = (fr.plastic, fr.clip, fr.whole());
         let mut hebb = kept_trace(plastic, episode_of(init.hebb0, bi, hh), hh);
         let mut elig = kept_trace(
             plastic && R::ELIGIBILITY,
             episode_of(init.elig0, bi, hh),
             hh,
         );
-        let seg = spec.segment_len();
-        let alpha = AlphaRows::new(spec.alpha, p.alpha, h);
-        let clip = Some(F::of(spec.clip));
-        let all_rows = 0..h;
-        let whole = core::slice::from_ref(&all_rows);
         let mut st = SeqStore {
             gates: vec![F::zero(); t_len * h4],
             cs: vec![F::zero(); t_len * h],
             hs: vec![F::zero(); t_len * h],
             checkpoints: Vec::new(),
-            hebb: Vec::new(),
-            elig: Vec::new(),
+            traces: Traces::default(),
             modulator: Vec::new(),
         };
         let mut a = vec![F::zero(); h4];
         let mut acc = vec![F::zero(); h];
         let mut pending: Option<Coefficients<F>> = None;
-        let h0 = &init.h0[bi * h..(bi + 1) * h];
-        let c0 = &init.c0[bi * h..(bi + 1) * h];
-        // With plasticity the candidate's recurrent input is the plastic network's product.
-        let fixed = if plastic { 3 * h } else { h4 };
+        let (h0, c0, fixed) = (fr.h0, fr.c0, fr.fixed);
         for t in 0..t_len {
             let hp = if t == 0 {
                 h0
@@ -505,13 +548,13 @@ crate::simd::multiversion! {
                     &mut elig,
                     whole,
                     w_g,
-                    &alpha,
+                    &fr.alpha,
                     hp,
                     pending.as_ref(),
                     clip,
                     &mut acc,
                 );
-                if t % seg == 0 {
+                if t % fr.seg == 0 {
                     st.checkpoints.push((hebb.clone(), elig.clone()));
                 }
                 for (x, &u) in a[3 * h..].iter_mut().zip(&acc) {
@@ -542,8 +585,7 @@ crate::simd::multiversion! {
         if let Some(c) = &pending {
             update_pass(&mut hebb, &mut elig, whole, c, clip, h);
         }
-        st.hebb = hebb;
-        st.elig = elig;
+        st.traces = Traces { hebb, elig };
         st
     }
 }
@@ -642,33 +684,26 @@ crate::simd::multiversion! {
     ) -> LstmGrads<F> {
         let (h, b, t_len) = (spec.hidden, spec.batch, spec.steps);
         let (hh, h4) = (h * h, 4 * h);
-        let plastic = rule.is_some();
+        let fr = SeqFrame::new(spec, p.alpha, rule.is_some(), [&run.h0, &run.c0], bi);
+        let (plastic, clip, whole) = (fr.plastic, fr.clip, fr.whole());
+        let (h0, c0, fixed) = (fr.h0, fr.c0, fr.fixed);
         let st = &run.seqs[bi];
-        let clip = Some(F::of(spec.clip));
-        let alpha = AlphaRows::new(spec.alpha, p.alpha, h);
-        let all_rows = 0..h;
-        let whole = core::slice::from_ref(&all_rows);
-        let one = F::one();
-        let zero = F::zero();
-        let h0 = &run.h0[bi * h..(bi + 1) * h];
-        let c0 = &run.c0[bi * h..(bi + 1) * h];
+        let (one, zero) = (F::one(), F::zero());
         let start = |x: Option<&[F]>, used: bool| kept_trace(used, episode_of(x, bi, hh), hh);
         // G = dL/dHebb_{t+1}, GE = dL/dE_{t+1}.
         let mut g = start(cot.ghebb, plastic);
         let mut ge = start(cot.gelig, plastic && R::ELIGIBILITY);
-        let mut galpha = vec![zero; if plastic { alpha.grad_len() } else { 0 }];
+        let mut galpha = vec![zero; if plastic { fr.alpha.grad_len() } else { 0 }];
         let mut rule_grads = rule.map_or_else(RuleGrads::default, |r| r.zero_grads(h));
         let mut gx = vec![zero; t_len * h4];
         let mut dh_carry = vec![zero; h];
         let mut dc = cot
             .gc
             .map_or_else(|| vec![zero; h], |x| x[bi * h..(bi + 1) * h].to_vec());
-        let seg = spec.segment_len();
         let mut segments = Segments::new();
         let mut dhp = vec![zero; h];
         let mut dh = vec![zero; h];
         let mut dg_trace = vec![zero; h];
-        let fixed = if plastic { 3 * h } else { h4 };
         for t in (0..t_len).rev() {
             let cp = if t == 0 {
                 c0
@@ -683,7 +718,7 @@ crate::simd::multiversion! {
             // (Hebb_t, E_t) from the segment's checkpoint, and the trace rule's share of dL/dg_t
             // (and, through the modulator, of dL/dh_t).
             let traces = rule.map(|r| {
-                let (hb, el) = segments.at(t, seg, &st.checkpoints, |s, hb, el| {
+                let (hb, el) = segments.at(t, fr.seg, &st.checkpoints, |s, hb, el| {
                     let c = r.coefficients(&activity(st, h0, h, s), h);
                     update_pass(hb, el, whole, &c, clip, h);
                 });
@@ -694,7 +729,13 @@ crate::simd::multiversion! {
                     post: &mut dg_trace,
                     modulated_by: &mut dh,
                 };
-                r.backprop(&c, &sums, &act, h, shares, &mut rule_grads);
+                let step = StepBackward {
+                    c: &c,
+                    sums: &sums,
+                    act,
+                    n: h,
+                };
+                r.backprop(&step, shares, &mut rule_grads);
                 (hb, el, c)
             });
             // The cell.
@@ -727,7 +768,7 @@ crate::simd::multiversion! {
                 };
                 let weights = Weights {
                     w: w_g,
-                    alpha: &alpha,
+                    alpha: &fr.alpha,
                 };
                 let act = activity(st, h0, h, t);
                 let (dy_pre, _) = pass_b::<F, R>(

@@ -129,28 +129,29 @@ impl<F: Real> ColumnSums<F> {
 pub struct RuleGrads<F> {
     /// `dL/deta` (decaying Hebb, Oja).
     pub eta: F,
-    /// `dL/dm: [N]` (modulated).
-    pub m: Vec<F>,
-    /// `dL/dm_b` (modulated).
-    pub m_bias: F,
-    /// `dL/dv: [N]` (modulated with fan-out).
-    pub fan_w: Vec<F>,
-    /// `dL/db: [N]` (modulated with fan-out).
-    pub fan_b: Vec<F>,
-    /// `dL/deta_E` (retroactive).
-    pub eta_e: F,
+    /// The gradients of the modulator's parameters, shaped as them (modulated rules):
+    /// `dL/dm: [N]`, `dL/dm_b`, with fan-out `dL/dv, dL/db: [N]`, and `dL/deta_E`
+    /// (retroactive).
+    pub modulator: Modulator<F>,
 }
 
 impl<F: Real> RuleGrads<F> {
     /// `self += other`.
     pub(crate) fn add(&mut self, other: &Self) {
         self.eta += other.eta;
-        self.m_bias += other.m_bias;
-        self.eta_e += other.eta_e;
-        crate::parallel::add_into(&mut self.m, &other.m);
-        crate::parallel::add_into(&mut self.fan_w, &other.fan_w);
-        crate::parallel::add_into(&mut self.fan_b, &other.fan_b);
+        self.modulator.add(&other.modulator);
     }
+}
+
+/// The traces of a batch of `B` episodes of `N` neurons (the plastic LSTM: `H` hidden units),
+/// at one step: the Hebbian trace `hebb: [B, N, N]` and the eligibility trace `elig: [B, N, N]`
+/// (empty but with retroactive modulation; both empty without plasticity).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Traces<F> {
+    /// The Hebbian trace `Hebb`, row `i` presynaptic.
+    pub hebb: Vec<F>,
+    /// The eligibility trace `E` (retroactive modulation only).
+    pub elig: Vec<F>,
 }
 
 /// Gradients of what every plastic recurrence has (the plastic network's [`crate::Grads`], the
@@ -210,6 +211,20 @@ impl<'a, F> Activity<'a, F> {
     }
 }
 
+/// What the backward of one step's trace update reads ([`Rule::backprop`]): the step's
+/// coefficients and activities, and the column sums of pass A.
+#[derive(Clone, Copy, Debug)]
+pub struct StepBackward<'a, F> {
+    /// The coefficients of the step's update.
+    pub c: &'a Coefficients<F>,
+    /// The column sums of the trace gradients, [`ColumnSums`].
+    pub sums: &'a ColumnSums<F>,
+    /// The activities the update read, each `[B, N]`.
+    pub act: Activity<'a, F>,
+    /// `N`, the length of one episode's row of `act.post` (neurons; the LSTM: `H`).
+    pub n: usize,
+}
+
 /// Where [`Rule::backprop`] adds the trace's share of the gradients of the activities, `[B, N]`.
 #[derive(Debug)]
 pub enum Shares<'a, F> {
@@ -258,15 +273,7 @@ pub trait Rule<F: Real>: Sync {
 
     /// The backward through the step's coefficients: adds the rule's share of the activities'
     /// gradients to `shares` and the gradients of its parameters to `grads`.
-    fn backprop(
-        &self,
-        c: &Coefficients<F>,
-        sums: &ColumnSums<F>,
-        act: &Activity<'_, F>,
-        n: usize,
-        shares: Shares<'_, F>,
-        grads: &mut RuleGrads<F>,
-    );
+    fn backprop(&self, step: &StepBackward<'_, F>, shares: Shares<'_, F>, grads: &mut RuleGrads<F>);
 }
 
 /// Whether a trace decaying by at least `1 - eta` per step can be reversed over the episode:
@@ -334,13 +341,11 @@ impl<F: Real, const OJA: bool> Rule<F> for FixedRate<F, OJA> {
 
     fn backprop(
         &self,
-        _c: &Coefficients<F>,
-        sums: &ColumnSums<F>,
-        act: &Activity<'_, F>,
-        _n: usize,
+        step: &StepBackward<'_, F>,
         mut shares: Shares<'_, F>,
         grads: &mut RuleGrads<F>,
     ) {
+        let (sums, act) = (step.sums, &step.act);
         // Decaying: d Hebb'/d eta = y_i y'_j - Hebb_ij, d Hebb'/d y'_j = eta y_i.
         // Oja: d Hebb'/d eta = y'_j (y_i - Hebb_ij y'_j), d Hebb'/d y'_j = eta y_i - 2 eta y'_j Hebb_ij.
         let two = F::one() + F::one();
@@ -380,16 +385,7 @@ impl<F: Real> Rule<F> for NoTrace {
         RuleGrads::default()
     }
 
-    fn backprop(
-        &self,
-        _c: &Coefficients<F>,
-        _sums: &ColumnSums<F>,
-        _act: &Activity<'_, F>,
-        _n: usize,
-        _shares: Shares<'_, F>,
-        _grads: &mut RuleGrads<F>,
-    ) {
-    }
+    fn backprop(&self, _: &StepBackward<'_, F>, _: Shares<'_, F>, _: &mut RuleGrads<F>) {}
 }
 
 /// The neuromodulator's learned parameters (ICLR 2019 section 3), borrowed: the plastic RNN's
@@ -409,6 +405,45 @@ pub struct ModulatorParams<'a, F> {
     /// Rate `eta_E` of the eligibility trace (retroactive only; ignored by simple modulation,
     /// whose gradient for it is 0).
     pub eta_e: F,
+}
+
+/// The neuromodulator's parameters, owned: the values that [`ModulatorParams`] borrows (see it
+/// for the equations), or the gradients of a loss with respect to them, which have their shapes
+/// ([`RuleGrads::modulator`]). `N` is the number of neurons the modulator reads and modulates.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Modulator<F> {
+    /// Modulator weights `m: [N]`.
+    pub m: Vec<F>,
+    /// Modulator bias `m_b`.
+    pub m_bias: F,
+    /// Fan-out weights `v: [N]`; empty without fan-out.
+    pub fan_w: Vec<F>,
+    /// Fan-out biases `b: [N]`; empty without fan-out.
+    pub fan_b: Vec<F>,
+    /// Rate `eta_E` of the eligibility trace (retroactive only).
+    pub eta_e: F,
+}
+
+impl<F: Real> Modulator<F> {
+    /// The same values, borrowed.
+    pub fn params(&self) -> ModulatorParams<'_, F> {
+        ModulatorParams {
+            m: &self.m,
+            m_bias: self.m_bias,
+            fan_w: &self.fan_w,
+            fan_b: &self.fan_b,
+            eta_e: self.eta_e,
+        }
+    }
+
+    /// `self += other`.
+    pub(crate) fn add(&mut self, other: &Self) {
+        self.m_bias += other.m_bias;
+        self.eta_e += other.eta_e;
+        crate::parallel::add_into(&mut self.m, &other.m);
+        crate::parallel::add_into(&mut self.fan_w, &other.fan_w);
+        crate::parallel::add_into(&mut self.fan_b, &other.fan_b);
+    }
 }
 
 impl<F> ModulatorParams<'_, F> {
@@ -498,10 +533,14 @@ impl<F: Real, const RETRO: bool> Rule<F> for Modulated<'_, F, RETRO> {
 
     fn zero_grads(&self, n: usize) -> RuleGrads<F> {
         let fan = if self.fan_out { n } else { 0 };
-        RuleGrads {
+        let modulator = Modulator {
             m: vec![F::zero(); n],
             fan_w: vec![F::zero(); fan],
             fan_b: vec![F::zero(); fan],
+            ..Modulator::default()
+        };
+        RuleGrads {
+            modulator,
             ..RuleGrads::default()
         }
     }
@@ -510,15 +549,14 @@ impl<F: Real, const RETRO: bool> Rule<F> for Modulated<'_, F, RETRO> {
     #[allow(clippy::needless_range_loop)]
     fn backprop(
         &self,
-        c: &Coefficients<F>,
-        sums: &ColumnSums<F>,
-        act: &Activity<'_, F>,
-        n: usize,
+        step: &StepBackward<'_, F>,
         mut shares: Shares<'_, F>,
         grads: &mut RuleGrads<F>,
     ) {
+        let StepBackward { c, sums, act, n } = *step;
         let (ypost, read) = (act.post, act.modulated_by);
         let md = &self.params;
+        let grads = &mut grads.modulator;
         let one = F::one();
         for (bi, m_t) in c.modulator.iter().copied().enumerate() {
             // dL/deta_j: simple sum_i Ĝ_ij y_i y'_j; retroactive sum_i Ĝ_ij E_ij. Then dL/dM.

@@ -99,7 +99,7 @@ fn one_step_matches_hand_computation_for_both_rules() {
         };
         let ep = golden_forward(&spec, &x);
         assert_close("fused y'", &ep.ys, &want_y, 1e-15);
-        assert_close("fused Hebb'", &ep.hebb, &want_h, 1e-15);
+        assert_close("fused Hebb'", &ep.traces.hebb, &want_h, 1e-15);
     }
 }
 
@@ -115,8 +115,12 @@ fn clamped_neurons_output_their_input_and_clip_bounds_the_trace() {
     // Neuron 0 is clamped to 0.7; neuron 1 has no input now: pre_1 = 0.25.
     assert_close("clamped y'", &ep.ys, &[0.7, 0.25f64.tanh(), T15], 1e-15);
     // Hebb'_00 = 0.9*0.2 + 0.1*1*0.7 = 0.25, clipped to 0.19.
-    assert!((ep.hebb[0] - 0.19).abs() < 1e-15, "{}", ep.hebb[0]);
-    assert!(ep.hebb.iter().all(|h| h.abs() <= 0.19));
+    assert!(
+        (ep.traces.hebb[0] - 0.19).abs() < 1e-15,
+        "{}",
+        ep.traces.hebb[0]
+    );
+    assert!(ep.traces.hebb.iter().all(|h| h.abs() <= 0.19));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -354,7 +358,12 @@ fn fused_forward_matches_the_reference_step_by_step() {
                     );
                     assert_close("y", &ep.ys[t * bn + b * n..t * bn + (b + 1) * n], &y, 1e-12);
                 }
-                assert_close("Hebb_T", &ep.hebb[b * n * n..(b + 1) * n * n], &h, 1e-12);
+                assert_close(
+                    "Hebb_T",
+                    &ep.traces.hebb[b * n * n..(b + 1) * n * n],
+                    &h,
+                    1e-12,
+                );
             }
         }
     }
@@ -454,7 +463,7 @@ fn stepping_in_place_matches_the_episode_forward() {
                 }
                 assert_eq!(st.y(), &ep.ys[(t - 1) * bn..]);
                 let (_, hebb, _) = st.finish();
-                assert_eq!(hebb, ep.hebb, "{spec:?}: Hebb_T");
+                assert_eq!(hebb, ep.traces.hebb, "{spec:?}: Hebb_T");
             }
         }
     }
@@ -564,7 +573,7 @@ fn network_without_plasticity_equals_the_plastic_one_with_alpha_zero() {
             }
         };
         close("ys", &a.ys, &b.ys);
-        assert!(b.hebb.is_empty(), "no trace is kept");
+        assert!(b.traces.hebb.is_empty(), "no trace is kept");
         let ga = backward(&with_zero_alpha, a, &gy, None).unwrap();
         let gb = backward(&without, b, &gy, None).unwrap();
         close("dL/dw", &ga.w, &gb.w);

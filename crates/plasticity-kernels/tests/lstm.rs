@@ -325,8 +325,13 @@ fn one_step_matches_hand_computation() {
         let run = lstm_forward(&c.spec, &c.params(), &c.xproj, &c.init()).unwrap();
         assert_close_rel(&format!("{label} h'"), &run.hs, &h_new, 1e-15);
         assert_close_rel(&format!("{label} c'"), &run.c, &c_new, 1e-15);
-        assert_close_rel(&format!("{label} Hebb'"), &run.hebb, &want_hebb, 1e-15);
-        assert_close_rel(&format!("{label} E'"), &run.elig, &want_elig, 1e-15);
+        assert_close_rel(
+            &format!("{label} Hebb'"),
+            &run.traces.hebb,
+            &want_hebb,
+            1e-15,
+        );
+        assert_close_rel(&format!("{label} E'"), &run.traces.elig, &want_elig, 1e-15);
         if kind.is_modulated() {
             assert_close_rel(&format!("{label} M"), &run.modulator, &[0.5], 1e-15);
         }
@@ -346,7 +351,7 @@ fn one_step_matches_hand_computation() {
     let run = lstm_forward(&c.spec, &c.params(), &c.xproj, &c.init()).unwrap();
     let c_plain = [0.25 + 0.5 * 0.2f64.tanh(), 0.5 * 0.3f64.tanh()];
     assert_close_rel("plain c'", &run.c, &c_plain, 1e-15);
-    assert!(run.hebb.is_empty() && run.elig.is_empty());
+    assert!(run.traces.hebb.is_empty() && run.traces.elig.is_empty());
 }
 
 #[test]
@@ -366,8 +371,8 @@ fn fused_matches_reference_for_every_kind_shape_and_segment() {
                 let label = format!("{kind:?} {shape:?} segment {segment}");
                 assert_close_rel(&format!("{label} hs"), &run.hs, &rh, 1e-12);
                 assert_close_rel(&format!("{label} c"), &run.c, &rc, 1e-12);
-                assert_close_rel(&format!("{label} Hebb"), &run.hebb, &rhebb, 1e-12);
-                assert_close_rel(&format!("{label} E"), &run.elig, &relig, 1e-12);
+                assert_close_rel(&format!("{label} Hebb"), &run.traces.hebb, &rhebb, 1e-12);
+                assert_close_rel(&format!("{label} E"), &run.traces.elig, &relig, 1e-12);
             }
         }
     }
@@ -387,7 +392,10 @@ struct Weights {
 fn loss(c: &Case, r: &Weights) -> f64 {
     let run = lstm_forward(&c.spec, &c.params(), &c.xproj, &c.init()).unwrap();
     let d = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
-    d(&run.hs, &r.hs) + d(&run.c, &r.c) + d(&run.hebb, &r.hebb) + d(&run.elig, &r.elig)
+    d(&run.hs, &r.hs)
+        + d(&run.c, &r.c)
+        + d(&run.traces.hebb, &r.hebb)
+        + d(&run.traces.elig, &r.elig)
 }
 
 /// Checks `analytic` against central differences of every entry of the field `get`.
@@ -415,10 +423,11 @@ fn check_gradients(c: &Case, seed: u64) -> usize {
     let r = Weights {
         hs: v(run.hs.len()),
         c: v(run.c.len()),
-        hebb: v(run.hebb.len()),
-        elig: v(run.elig.len()),
+        hebb: v(run.traces.hebb.len()),
+        elig: v(run.traces.elig.len()),
     };
     let clipped = run
+        .traces
         .hebb
         .iter()
         .filter(|x| x.abs() >= c.spec.clip - 1e-12)
@@ -443,21 +452,25 @@ fn check_gradients(c: &Case, seed: u64) -> usize {
     check_field(&format!("{label} alpha"), c, &r, &g.plastic.alpha, |c| {
         &mut c.alpha
     });
-    check_field(&format!("{label} m"), c, &r, &g.plastic.rule.m, |c| {
-        &mut c.m
-    });
+    check_field(
+        &format!("{label} m"),
+        c,
+        &r,
+        &g.plastic.rule.modulator.m,
+        |c| &mut c.m,
+    );
     check_field(
         &format!("{label} fan_w"),
         c,
         &r,
-        &g.plastic.rule.fan_w,
+        &g.plastic.rule.modulator.fan_w,
         |c| &mut c.fan_w,
     );
     check_field(
         &format!("{label} fan_b"),
         c,
         &r,
-        &g.plastic.rule.fan_b,
+        &g.plastic.rule.modulator.fan_b,
         |c| &mut c.fan_b,
     );
     check_field(&format!("{label} h0"), c, &r, &g.h0, |c| &mut c.h0);
@@ -477,12 +490,18 @@ fn check_gradients(c: &Case, seed: u64) -> usize {
             kind == LstmPlasticity::Hebb,
             |c| std::slice::from_mut(&mut c.eta),
         ),
-        ("m_bias", g.plastic.rule.m_bias, kind.is_modulated(), |c| {
-            std::slice::from_mut(&mut c.m_bias)
-        }),
-        ("eta_e", g.plastic.rule.eta_e, kind.has_eligibility(), |c| {
-            std::slice::from_mut(&mut c.eta_e)
-        }),
+        (
+            "m_bias",
+            g.plastic.rule.modulator.m_bias,
+            kind.is_modulated(),
+            |c| std::slice::from_mut(&mut c.m_bias),
+        ),
+        (
+            "eta_e",
+            g.plastic.rule.modulator.eta_e,
+            kind.has_eligibility(),
+            |c| std::slice::from_mut(&mut c.eta_e),
+        ),
     ];
     for (name, a, used, field) in scalars {
         if !used {

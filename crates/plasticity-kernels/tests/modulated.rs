@@ -4,13 +4,13 @@
 use plasticity_kernels::rnn::{backward_modulated as backward, forward_modulated as forward};
 use plasticity_kernels::{
     reference, AlphaShape, BackwardStrategy, EpisodeSpec, Grads, InputMode, ModulatedParams,
-    Modulation, ModulatorParams, Params, Real, TraceRule,
+    Modulation, Modulator, ModulatorParams, Params, Real, TraceRule,
 };
 
 mod common;
 use common::{
-    add_into, assert_close, assert_derivative, central_difference, uniform, EpisodeOf, Modulator,
-    RuleParams,
+    add_into, assert_close, assert_derivative, central_difference, modulated_params, uniform,
+    EpisodeOf, RuleParams,
 };
 
 const KINDS: [Modulation; 4] = [
@@ -186,13 +186,23 @@ fn one_step_matches_hand_computation_for_every_modulation() {
         };
         let ep = forward(&spec, &p, &g.x, &g.y, Some(&g.hebb), Some(&g.elig)).unwrap();
         assert_close(&format!("{label} fused y'"), &ep.ys, &want_y, 1e-15);
-        assert_close(&format!("{label} fused Hebb'"), &ep.hebb, &want_h, 1e-15);
+        assert_close(
+            &format!("{label} fused Hebb'"),
+            &ep.traces.hebb,
+            &want_h,
+            1e-15,
+        );
         assert_close(&format!("{label} fused M"), &ep.modulator, &[0.5], 1e-15);
         if kind.has_eligibility() {
-            assert_close(&format!("{label} fused E'"), &ep.elig, &want_e, 1e-15);
+            assert_close(
+                &format!("{label} fused E'"),
+                &ep.traces.elig,
+                &want_e,
+                1e-15,
+            );
         } else {
             assert!(
-                ep.elig.is_empty(),
+                ep.traces.elig.is_empty(),
                 "simple modulation keeps no eligibility trace"
             );
         }
@@ -222,7 +232,7 @@ fn problem<F: Real>(spec: EpisodeSpec, seed: u64) -> Problem<F> {
 
 impl<F: Real> Problem<F> {
     fn params(&self) -> ModulatedParams<'_, F> {
-        self.rule.params(&self.w, &self.alpha)
+        modulated_params(&self.rule, &self.w, &self.alpha)
     }
 }
 
@@ -258,7 +268,7 @@ fn numeric(p: &mut Problem<f64>, field: &str, k: usize) -> f64 {
 /// Number of entries of the final trace sitting at the clip bound.
 fn clipped_entries(p: &Problem<f64>) -> usize {
     let c = p.spec.clip.unwrap_or(f64::INFINITY);
-    p.run().hebb.iter().filter(|h| h.abs() >= c).count()
+    p.run().traces.hebb.iter().filter(|h| h.abs() >= c).count()
 }
 
 fn check_gradients(spec: EpisodeSpec, seed: u64) {
@@ -275,11 +285,11 @@ fn check_gradients(spec: EpisodeSpec, seed: u64) {
     let buffers: [(&str, Vec<f64>); 11] = [
         ("w", g.w.clone()),
         ("alpha", g.plastic.alpha.clone()),
-        ("m", g.plastic.rule.m.clone()),
-        ("m_bias", vec![g.plastic.rule.m_bias]),
-        ("fan_w", g.plastic.rule.fan_w.clone()),
-        ("fan_b", g.plastic.rule.fan_b.clone()),
-        ("eta_e", vec![g.plastic.rule.eta_e]),
+        ("m", g.plastic.rule.modulator.m.clone()),
+        ("m_bias", vec![g.plastic.rule.modulator.m_bias]),
+        ("fan_w", g.plastic.rule.modulator.fan_w.clone()),
+        ("fan_b", g.plastic.rule.modulator.fan_b.clone()),
+        ("eta_e", vec![g.plastic.rule.modulator.eta_e]),
         ("x", g.x.clone()),
         ("y0", g.y0.clone()),
         ("hebb0", g.plastic.hebb0.clone()),
@@ -297,11 +307,13 @@ fn check_gradients(spec: EpisodeSpec, seed: u64) {
     }
     // Simple modulation has no eligibility trace: eta_E does not matter.
     if !spec.modulation.has_eligibility() {
-        assert_eq!(g.plastic.rule.eta_e, 0.0);
+        assert_eq!(g.plastic.rule.modulator.eta_e, 0.0);
         assert!(g.plastic.elig0.is_empty());
     }
     if !spec.modulation.fan_out() {
-        assert!(g.plastic.rule.fan_w.is_empty() && g.plastic.rule.fan_b.is_empty());
+        assert!(
+            g.plastic.rule.modulator.fan_w.is_empty() && g.plastic.rule.modulator.fan_b.is_empty()
+        );
     }
 }
 
@@ -396,9 +408,9 @@ fn fused_forward_matches_the_reference_step_by_step() {
                     assert!((ep.modulator[t * b + bi] - m).abs() < 1e-12, "{label}: M");
                 }
                 let nn = n * n;
-                assert_close("Hebb_T", &ep.hebb[bi * nn..(bi + 1) * nn], &h, 1e-12);
+                assert_close("Hebb_T", &ep.traces.hebb[bi * nn..(bi + 1) * nn], &h, 1e-12);
                 if kind.has_eligibility() {
-                    assert_close("E_T", &ep.elig[bi * nn..(bi + 1) * nn], &e, 1e-12);
+                    assert_close("E_T", &ep.traces.elig[bi * nn..(bi + 1) * nn], &e, 1e-12);
                 }
             }
         }
@@ -444,15 +456,25 @@ fn every_checkpoint_spacing_gives_the_same_gradients_and_memory_stays_sublinear(
             for (what, a, b) in [
                 ("w", &got.w, &want.w),
                 ("alpha", &got.plastic.alpha, &want.plastic.alpha),
-                ("m", &got.plastic.rule.m, &want.plastic.rule.m),
+                (
+                    "m",
+                    &got.plastic.rule.modulator.m,
+                    &want.plastic.rule.modulator.m,
+                ),
                 ("x", &got.x, &want.x),
                 ("hebb0", &got.plastic.hebb0, &want.plastic.hebb0),
                 ("elig0", &got.plastic.elig0, &want.plastic.elig0),
             ] {
                 assert_close(&format!("{kind:?} {backward:?} {what}"), a, b, 1e-12);
             }
-            assert!((got.plastic.rule.m_bias - want.plastic.rule.m_bias).abs() < 1e-12);
-            assert!((got.plastic.rule.eta_e - want.plastic.rule.eta_e).abs() < 1e-12);
+            assert!(
+                (got.plastic.rule.modulator.m_bias - want.plastic.rule.modulator.m_bias).abs()
+                    < 1e-12
+            );
+            assert!(
+                (got.plastic.rule.modulator.eta_e - want.plastic.rule.modulator.eta_e).abs()
+                    < 1e-12
+            );
         }
     }
 }
@@ -469,12 +491,16 @@ fn large_problems_split_across_threads_give_identical_results() {
     let p = problem::<f32>(spec, 12);
     let (a, b) = (p.grads(), p.grads());
     assert_eq!(a.w, b.w);
-    assert_eq!(a.plastic.rule.m, b.plastic.rule.m);
+    assert_eq!(a.plastic.rule.modulator.m, b.plastic.rule.modulator.m);
     assert_eq!(
-        a.plastic.rule.eta_e.to_bits(),
-        b.plastic.rule.eta_e.to_bits()
+        a.plastic.rule.modulator.eta_e.to_bits(),
+        b.plastic.rule.modulator.eta_e.to_bits()
     );
-    assert!(a.w.iter().chain(&a.plastic.rule.m).all(|v| v.is_finite()));
+    assert!(a
+        .w
+        .iter()
+        .chain(&a.plastic.rule.modulator.m)
+        .all(|v| v.is_finite()));
 }
 
 #[test]
@@ -602,8 +628,8 @@ fn stepping_in_place_matches_the_episode_forward() {
                 }
                 let (y, hebb, elig) = st.finish();
                 same("y_T", &y, &ep.ys[(t - 1) * bn..]);
-                same("Hebb_T", &hebb, &ep.hebb);
-                same("E_T", &elig, &ep.elig);
+                same("Hebb_T", &hebb, &ep.traces.hebb);
+                same("E_T", &elig, &ep.traces.elig);
             }
         }
     }
@@ -659,26 +685,26 @@ fn a_batch_gives_the_sum_of_its_episodes_run_one_by_one() {
                 );
             }
             add_into(&mut sum_w, &g1.w);
-            add_into(&mut sum_m, &g1.plastic.rule.m);
-            sum_mb += g1.plastic.rule.m_bias;
-            sum_eta += g1.plastic.rule.eta_e;
+            add_into(&mut sum_m, &g1.plastic.rule.modulator.m);
+            sum_mb += g1.plastic.rule.modulator.m_bias;
+            sum_eta += g1.plastic.rule.modulator.eta_e;
         }
         assert_close(&format!("{kind:?} dw"), &grads.w, &sum_w, 1e-10);
         assert_close(
             &format!("{kind:?} dm"),
-            &grads.plastic.rule.m,
+            &grads.plastic.rule.modulator.m,
             &sum_m,
             1e-10,
         );
         assert_close(
             &format!("{kind:?} dm_b"),
-            &[grads.plastic.rule.m_bias],
+            &[grads.plastic.rule.modulator.m_bias],
             &[sum_mb],
             1e-10,
         );
         assert_close(
             &format!("{kind:?} deta_E"),
-            &[grads.plastic.rule.eta_e],
+            &[grads.plastic.rule.modulator.eta_e],
             &[sum_eta],
             1e-10,
         );

@@ -14,14 +14,14 @@
 use plasticity_kernels::rnn::{backward_modulated, forward_modulated};
 use plasticity_kernels::{
     backward, forward, reference, AlphaShape, BackwardStrategy, EpisodeSpec, InputMode,
-    ModulatedParams, Modulation, Params, Stepper, TraceRule,
+    ModulatedParams, Modulation, Modulator, Params, Stepper, TraceRule,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 mod common;
 use common::{
-    assert_close_rel, assert_derivative, central_difference, clamp_some, uniform, Modulator,
+    assert_close_rel, assert_derivative, central_difference, clamp_some, modulated_params, uniform,
 };
 
 #[derive(Clone, Debug)]
@@ -146,7 +146,7 @@ impl Case {
     }
 
     fn modulated_params(&self) -> ModulatedParams<'_, f64> {
-        self.md.params(&self.w, &self.alpha)
+        modulated_params(&self.md, &self.w, &self.alpha)
     }
 
     /// The papers' step, one episode and one step at a time.
@@ -262,8 +262,13 @@ fn check_case(case: &Case, label: &str, rng: &mut ChaCha8Rng) {
     }
     .unwrap_or_else(|e| panic!("{label}: forward: {e}"));
     assert_close_rel(&format!("{label} ys"), &ep.ys, &want.ys, 1e-12);
-    assert_close_rel(&format!("{label} Hebb_T"), &ep.hebb, &want.hebb, 1e-12);
-    assert_close_rel(&format!("{label} E_T"), &ep.elig, &want.elig, 1e-12);
+    assert_close_rel(
+        &format!("{label} Hebb_T"),
+        &ep.traces.hebb,
+        &want.hebb,
+        1e-12,
+    );
+    assert_close_rel(&format!("{label} E_T"), &ep.traces.elig, &want.elig, 1e-12);
     assert_close_rel(&format!("{label} M"), &ep.modulator, &want.modulator, 1e-12);
 
     // The stepper runs the same maths one step at a time.
@@ -285,8 +290,18 @@ fn check_case(case: &Case, label: &str, rng: &mut ChaCha8Rng) {
         );
     }
     let (_, hebb, elig) = st.finish();
-    assert_close_rel(&format!("{label} stepper Hebb_T"), &hebb, &ep.hebb, 1e-12);
-    assert_close_rel(&format!("{label} stepper E_T"), &elig, &ep.elig, 1e-12);
+    assert_close_rel(
+        &format!("{label} stepper Hebb_T"),
+        &hebb,
+        &ep.traces.hebb,
+        1e-12,
+    );
+    assert_close_rel(
+        &format!("{label} stepper E_T"),
+        &elig,
+        &ep.traces.elig,
+        1e-12,
+    );
 
     let g = if case.modulated() {
         backward_modulated(
@@ -309,15 +324,18 @@ fn check_case(case: &Case, label: &str, rng: &mut ChaCha8Rng) {
     ];
     let (eta, m_bias, eta_e) = (
         [g.plastic.rule.eta],
-        [g.plastic.rule.m_bias],
-        [g.plastic.rule.eta_e],
+        [g.plastic.rule.modulator.m_bias],
+        [g.plastic.rule.modulator.eta_e],
     );
     if case.modulated() {
-        fields.extend([("m", &g.plastic.rule.m[..]), ("m_bias", &m_bias[..])]);
+        fields.extend([
+            ("m", &g.plastic.rule.modulator.m[..]),
+            ("m_bias", &m_bias[..]),
+        ]);
         if s.modulation.fan_out() {
             fields.extend([
-                ("fan_w", &g.plastic.rule.fan_w[..]),
-                ("fan_b", &g.plastic.rule.fan_b[..]),
+                ("fan_w", &g.plastic.rule.modulator.fan_w[..]),
+                ("fan_b", &g.plastic.rule.modulator.fan_b[..]),
             ]);
         }
         if retro {

@@ -93,7 +93,7 @@ fn run_all() -> Vec<f32> {
         g.w.iter()
             .chain(&g.plastic.alpha)
             .chain(&g.x)
-            .chain(&g.plastic.rule.m),
+            .chain(&g.plastic.rule.modulator.m),
     );
     // The plastic feed-forward layer.
     let spec = DenseSpec {

@@ -441,12 +441,12 @@ fn set_modulator_grads<F: Float>(
 ) -> PyResult<()> {
     let py = out.py();
     if modulated {
-        out.set_item("m", owned(py, rule.m, &[n])?)?;
-        out.set_item("m_bias", rule.m_bias.to_f64())?;
+        out.set_item("m", owned(py, rule.modulator.m, &[n])?)?;
+        out.set_item("m_bias", rule.modulator.m_bias.to_f64())?;
     }
     if fan_out {
-        out.set_item("fan_w", owned(py, rule.fan_w, &[n])?)?;
-        out.set_item("fan_b", owned(py, rule.fan_b, &[n])?)?;
+        out.set_item("fan_w", owned(py, rule.modulator.fan_w, &[n])?)?;
+        out.set_item("fan_b", owned(py, rule.modulator.fan_b, &[n])?)?;
     }
     Ok(())
 }
@@ -621,13 +621,13 @@ fn forward_in<'py, F: Float>(
         })
         .map_err(spec_error)?;
     let ys = owned(py, episode.ys.clone(), &[t, b, n])?;
-    let hebb = owned(py, episode.hebb.clone(), &[b, n, n])?;
-    let elig_dims = if episode.elig.is_empty() {
+    let hebb = owned(py, episode.traces.hebb.clone(), &[b, n, n])?;
+    let elig_dims = if episode.traces.elig.is_empty() {
         vec![0]
     } else {
         vec![b, n, n]
     };
-    let elig = owned(py, episode.elig.clone(), &elig_dims)?;
+    let elig = owned(py, episode.traces.elig.clone(), &elig_dims)?;
     Ok((
         PyEpisode {
             episode: F::wrap(episode),
@@ -732,7 +732,7 @@ fn backward_in<'py, F: Float>(
         owned(py, grads.plastic.alpha, &alpha_dims(spec.alpha, n))?,
     )?;
     let eta = if modulated {
-        grads.plastic.rule.eta_e
+        grads.plastic.rule.modulator.eta_e
     } else {
         grads.plastic.rule.eta
     };

@@ -194,8 +194,8 @@ fn forward_in<'py, F: Float>(
     let hs = owned(py, run.hs.clone(), &[t, b, h])?;
     let c = owned(py, run.c.clone(), &[b, h])?;
     let trace_dims = |v: &Vec<F>| if v.is_empty() { vec![0] } else { vec![b, h, h] };
-    let hebb = owned(py, run.hebb.clone(), &trace_dims(&run.hebb))?;
-    let elig = owned(py, run.elig.clone(), &trace_dims(&run.elig))?;
+    let hebb = owned(py, run.traces.hebb.clone(), &trace_dims(&run.traces.hebb))?;
+    let elig = owned(py, run.traces.elig.clone(), &trace_dims(&run.traces.elig))?;
     Ok((
         PyLstmRun {
             run: F::wrap_lstm(run),
@@ -284,7 +284,7 @@ fn backward_in<'py, F: Float>(
             .map_or(vec![0], |a| a.array.shape().to_vec());
         out.set_item("alpha", owned(py, grads.plastic.alpha, &dims)?)?;
         let eta = if spec.plasticity == LstmPlasticity::Retroactive {
-            grads.plastic.rule.eta_e
+            grads.plastic.rule.modulator.eta_e
         } else {
             grads.plastic.rule.eta
         };

@@ -14,28 +14,26 @@ pub(super) enum Traces<'a, F> {
 /// The backward of an episode that ran as one batch: reversal (verified, with a checkpointed
 /// fallback) or checkpoints, as the forward planned.
 pub(super) fn backward_episode<F: Real, R: Rule<F>>(
-    w: &[F],
-    alpha: &[F],
-    rule: &R,
+    net: &Net<'_, F, R>,
     mut ep: Episode<F>,
     cot: &Cotangents<'_, F>,
     blocks: &[Range<usize>],
 ) -> Grads<F> {
     if ep.segment > 0 {
         let traces = Traces::Segments(&ep.checkpoints, ep.segment);
-        return backward_steps(w, alpha, rule, &ep, cot, traces, blocks);
+        return backward_steps(net, &ep, cot, traces, blocks);
     }
-    let scale = max_abs(&ep.hebb).max(ep.h0.as_deref().map_or(F::zero(), max_abs));
-    let mut work = core::mem::take(&mut ep.hebb);
-    let grads = backward_steps(w, alpha, rule, &ep, cot, Traces::Reverse(&mut work), blocks);
+    let scale = max_abs(&ep.traces.hebb).max(ep.h0.as_deref().map_or(F::zero(), max_abs));
+    let mut work = core::mem::take(&mut ep.traces.hebb);
+    let grads = backward_steps(net, &ep, cot, Traces::Reverse(&mut work), blocks);
     // `work` now holds the reconstructed Hebb_0: verify it.
     if reversal_holds(&work, ep.h0.as_deref(), scale) {
         return grads;
     }
     let segment = checkpoint::default_segment(ep.spec.steps);
-    let checkpoints = recompute_checkpoints(rule, &ep, segment, blocks);
+    let checkpoints = recompute_checkpoints(&net.rule, &ep, segment, blocks);
     let traces = Traces::Segments(&checkpoints, segment);
-    let mut grads = backward_steps(w, alpha, rule, &ep, cot, traces, blocks);
+    let mut grads = backward_steps(net, &ep, cot, traces, blocks);
     grads.reversal_rejected = true;
     grads
 }
@@ -43,9 +41,7 @@ pub(super) fn backward_episode<F: Real, R: Rule<F>>(
 /// [`backward_episode`] for each episode of a split forward (in parallel, all rows in one
 /// block); the parameters' gradients are summed in episode order.
 pub(super) fn backward_split<F: Real, R: Rule<F>>(
-    w: &[F],
-    alpha: &[F],
-    rule: &R,
+    net: &Net<'_, F, R>,
     mut ep: Episode<F>,
     cot: &Cotangents<'_, F>,
 ) -> Grads<F> {
@@ -64,7 +60,7 @@ pub(super) fn backward_split<F: Real, R: Rule<F>>(
                 gh: cot.gh.map(|g| &g[bi * nn..(bi + 1) * nn]),
                 ge: cot.ge.map(|g| &g[bi * nn..(bi + 1) * nn]),
             };
-            backward_episode(w, alpha, rule, part, &one, whole)
+            backward_episode(net, part, &one, whole)
         })
         .collect();
     let mut gw = parts[0].w.clone();
@@ -113,9 +109,7 @@ pub(super) fn recompute_checkpoints<F: Real, R: Rule<F>>(
 
 /// The backward through every step, from `t = T - 1` down to 0.
 pub(super) fn backward_steps<F: Real, R: Rule<F>>(
-    w: &[F],
-    alpha: &[F],
-    rule: &R,
+    net: &Net<'_, F, R>,
     ep: &Episode<F>,
     cot: &Cotangents<'_, F>,
     mut traces: Traces<'_, F>,
@@ -125,12 +119,9 @@ pub(super) fn backward_steps<F: Real, R: Rule<F>>(
     let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
     let bn = b * n;
     let clip = spec.clip.map(F::of);
-    let alpha = AlphaRows::new(spec.alpha, alpha, n);
-    let trace_len = if R::PLASTIC { bn * n } else { 0 };
-    let mut g = cot
-        .gh
-        .filter(|_| R::PLASTIC)
-        .map_or_else(|| vec![F::zero(); trace_len], <[F]>::to_vec);
+    let rule = &net.rule;
+    let alpha = AlphaRows::new(spec.alpha, net.alpha, n);
+    let mut g = kept_trace(R::PLASTIC, cot.gh, bn * n);
     let mut g_e = kept_trace(R::ELIGIBILITY, cot.ge, bn * n);
     let mut galpha = vec![F::zero(); alpha.grad_len()];
     let mut rule_grads = rule.zero_grads(n);
@@ -167,14 +158,13 @@ pub(super) fn backward_steps<F: Real, R: Rule<F>>(
         for ((yh, &a), &b) in yhat.iter_mut().zip(ext).zip(&carry) {
             *yh = a + b;
         }
-        rule.backprop(
-            &c,
-            &sums,
-            &act,
+        let step = StepBackward {
+            c: &c,
+            sums: &sums,
+            act,
             n,
-            Shares::Together(&mut yhat),
-            &mut rule_grads,
-        );
+        };
+        rule.backprop(&step, Shares::Together(&mut yhat), &mut rule_grads);
         let phat = &mut phat_all[t * bn..(t + 1) * bn];
         let gxt = &mut gx[t * bn..(t + 1) * bn];
         for k in 0..bn {
@@ -199,7 +189,10 @@ pub(super) fn backward_steps<F: Real, R: Rule<F>>(
             c,
             ypre: ep.y_pre(t - 1),
         });
-        let weights = Weights { w, alpha: &alpha };
+        let weights = Weights {
+            w: net.w,
+            alpha: &alpha,
+        };
         let grads = TraceGrads {
             g: &mut g,
             g_e: &mut g_e,
@@ -653,6 +646,23 @@ pub(super) struct Row<'a, F> {
     ui: F,
 }
 
+impl<'a, F: Copy> Row<'a, F> {
+    /// The row with every slice cut to `n` values (their length): the row kernels' loops over
+    /// `0..n` then need no bounds checks, so they vectorize.
+    #[inline(always)]
+    fn cut(&self, n: usize) -> Self {
+        Row {
+            w: &self.w[..n],
+            alpha: &self.alpha[..n],
+            a: &self.a[..n],
+            v: &self.v[..n],
+            r: &self.r[..n],
+            p: &self.p[..n],
+            ..*self
+        }
+    }
+}
+
 /// What pass B reads and updates of the eligibility trace of one row.
 pub(super) struct Eligibility<'a, F> {
     /// `E_t`, row `i`.
@@ -703,17 +713,8 @@ crate::simd::multiversion! {
         scratch: &mut RowScratch<F>,
     ) -> (F, F) {
         let n = g.len();
-        let (h, w, alpha, a, v, r, p, ga) = (
-            &h[..n],
-            &row.w[..n],
-            &row.alpha[..n],
-            &row.a[..n],
-            &row.v[..n],
-            &row.r[..n],
-            &row.p[..n],
-            &mut ga[..n],
-        );
-        let (yi, ui) = (row.yi, row.ui);
+        let (h, ga) = (&h[..n], &mut ga[..n]);
+        let Row { w, alpha, a, v, r, p, yi, ui } = row.cut(n);
         let (t1, t2) = (&mut scratch.rule[..n], &mut scratch.matvec[..n]);
         for k in 0..n {
             let hv = h[k];
@@ -744,16 +745,11 @@ pub(super) fn pass_b_row_eligibility<F: Real>(
     scratch: &mut RowScratch<F>,
 ) -> (F, F) {
     let n = g.len();
-    let (h, w, alpha, r, p, ga) = (
-        &h[..n],
-        &row.w[..n],
-        &row.alpha[..n],
-        &row.r[..n],
-        &row.p[..n],
-        &mut ga[..n],
-    );
+    let (h, ga) = (&h[..n], &mut ga[..n]);
+    let Row {
+        w, alpha, r, p, yi, ..
+    } = row.cut(n);
     let (e, ge, rate) = (&el.e[..n], &mut el.ge[..n], &el.rate[..n]);
-    let yi = row.yi;
     let (t1, t2) = (&mut scratch.rule[..n], &mut scratch.matvec[..n]);
     for j in 0..n {
         let z = h[j] + rate[j] * e[j];
@@ -783,18 +779,19 @@ pub(super) fn pass_ba_row<F: Real>(
     scratch: &mut RowScratch<F>,
 ) -> (F, F) {
     let n = g.len();
-    let (h, w, alpha, a, r, p, ga) = (
-        &mut h[..n],
-        &row.w[..n],
-        &row.alpha[..n],
-        &row.a[..n],
-        &row.r[..n],
-        &row.p[..n],
-        &mut ga[..n],
-    );
+    let (h, ga) = (&mut h[..n], &mut ga[..n]);
+    let Row {
+        w,
+        alpha,
+        a,
+        r,
+        p,
+        yi,
+        ..
+    } = row.cut(n);
     let (pa, pv, s1, s2) = (&prev.a[..n], &prev.v[..n], &mut s1[..n], &mut s2[..n]);
     let (t1, t2) = (&mut scratch.rule[..n], &mut scratch.matvec[..n]);
-    let (yi, pui, pyi) = (row.yi, prev.ui, prev.yi);
+    let (pui, pyi) = (prev.ui, prev.yi);
     for k in 0..n {
         let hv = h[k];
         let g1 = g[k];

@@ -18,9 +18,7 @@ pub(super) fn activate<F: Real>(input: InputMode, acc: &[F], x: &[F], y: &mut [F
 /// into one batch.
 pub(super) fn forward_split<F: Real, R: Rule<F>>(
     spec: &EpisodeSpec,
-    w: &[F],
-    alpha: &[F],
-    rule: &R,
+    net: &Net<'_, F, R>,
     init: &Init<'_, F>,
 ) -> Episode<F> {
     let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
@@ -38,7 +36,7 @@ pub(super) fn forward_split<F: Real, R: Rule<F>>(
                 h0: init.h0.map(|h| &h[bi * nn..(bi + 1) * nn]),
                 e0: init.e0.map(|e| &e[bi * nn..(bi + 1) * nn]),
             };
-            forward_steps(&one, w, alpha, rule, &part, whole)
+            forward_steps(&one, net, &part, whole)
         })
         .collect();
     let mut ys = vec![F::zero(); t_len * b * n];
@@ -53,16 +51,16 @@ pub(super) fn forward_split<F: Real, R: Rule<F>>(
         }
         if part.reverses_trace() {
             // The part's backward starts its reversal from its own final trace.
-            hebb.extend_from_slice(&part.hebb);
+            hebb.extend_from_slice(&part.traces.hebb);
         } else {
-            hebb.append(&mut part.hebb);
+            hebb.append(&mut part.traces.hebb);
         }
-        elig.append(&mut part.elig);
+        elig.append(&mut part.traces.elig);
     }
     Episode {
         segment: parts[0].segment,
         parts,
-        ..outputs(spec, init.y0, ys, hebb, elig, modulator)
+        ..outputs(spec, init.y0, ys, Traces { hebb, elig }, modulator)
     }
 }
 
@@ -72,15 +70,13 @@ fn outputs<F: Real>(
     spec: &EpisodeSpec,
     y0: &[F],
     ys: Vec<F>,
-    hebb: Vec<F>,
-    elig: Vec<F>,
+    traces: Traces<F>,
     modulator: Vec<F>,
 ) -> Episode<F> {
     Episode {
         spec: *spec,
         ys,
-        hebb,
-        elig,
+        traces,
         modulator,
         y0: y0.to_vec(),
         h0: None,
@@ -95,20 +91,15 @@ fn outputs<F: Real>(
 /// The forward of all episodes together; `blocks` split the rows across threads.
 pub(super) fn forward_steps<F: Real, R: Rule<F>>(
     spec: &EpisodeSpec,
-    w: &[F],
-    alpha: &[F],
-    rule: &R,
+    net: &Net<'_, F, R>,
     init: &Init<'_, F>,
     blocks: &[Range<usize>],
 ) -> Episode<F> {
     let (n, b, t_len) = (spec.neurons, spec.batch, spec.steps);
     let bn = b * n;
+    let rule = &net.rule;
     let segment = plan(spec.backward, t_len, rule.reversible(spec));
-    let trace_len = if R::PLASTIC { bn * n } else { 0 };
-    let mut hebb = init
-        .h0
-        .filter(|_| R::PLASTIC)
-        .map_or_else(|| vec![F::zero(); trace_len], <[F]>::to_vec);
+    let mut hebb = kept_trace(R::PLASTIC, init.h0, bn * n);
     let mut elig = kept_trace(R::ELIGIBILITY, init.e0, bn * n);
     let h0_saved = init
         .h0
@@ -118,7 +109,7 @@ pub(super) fn forward_steps<F: Real, R: Rule<F>>(
     if segment > 0 {
         checkpoints.push((hebb.clone(), elig.clone()));
     }
-    let alpha = AlphaRows::new(spec.alpha, alpha, n);
+    let alpha = AlphaRows::new(spec.alpha, net.alpha, n);
     let clip = spec.clip.map(F::of);
     let mut ys = vec![F::zero(); t_len * bn];
     let mut modulator = Vec::new();
@@ -135,7 +126,7 @@ pub(super) fn forward_steps<F: Real, R: Rule<F>>(
             &mut hebb,
             &mut elig,
             blocks,
-            w,
+            net.w,
             &alpha,
             ypre,
             pending.as_ref(),
@@ -160,7 +151,7 @@ pub(super) fn forward_steps<F: Real, R: Rule<F>>(
         x_clamped: (spec.input == InputMode::Clamped).then(|| init.x.to_vec()),
         segment,
         checkpoints,
-        ..outputs(spec, init.y0, ys, hebb, elig, modulator)
+        ..outputs(spec, init.y0, ys, Traces { hebb, elig }, modulator)
     }
 }
 

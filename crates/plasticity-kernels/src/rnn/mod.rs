@@ -32,7 +32,7 @@ use crate::real::Real;
 use crate::spec::{AlphaShape, EpisodeSpec, InputMode, Modulation, SpecError, TraceRule};
 use crate::trace::{
     kept_trace, through_clip, Activity, Coefficients, ColumnSums, Decaying, ModulatorParams,
-    NoTrace, Oja, PlasticGrads, Retroactive, RowFactor, Rule, Shares, Simple,
+    NoTrace, Oja, PlasticGrads, Retroactive, RowFactor, Rule, Shares, Simple, StepBackward, Traces,
 };
 use core::ops::Range;
 use rayon::prelude::*;
@@ -71,6 +71,36 @@ enum AnyRule<'a, F> {
     Retroactive(Retroactive<'a, F>),
 }
 
+/// A plastic network as the engine runs it: the weights and the trace rule with its parameters
+/// (`R` a concrete rule, or [`AnyRule`] until [`with_net!`] picks the engine).
+#[derive(Clone, Copy, Debug)]
+struct Net<'a, F, R> {
+    /// Fixed weights `w: [N, N]`.
+    w: &'a [F],
+    /// Plasticity coefficients, shaped as [`EpisodeSpec::alpha`] says.
+    alpha: &'a [F],
+    /// The trace rule.
+    rule: R,
+}
+
+impl<'a, F, R> Net<'a, F, R> {
+    fn new(w: &'a [F], alpha: &'a [F], rule: R) -> Self {
+        Net { w, alpha, rule }
+    }
+}
+
+/// Runs `$body` with `$net` bound to the same network with the concrete rule of its [`AnyRule`]
+/// (one monomorphised engine per rule).
+macro_rules! with_net {
+    ($any:expr, $net:ident => $body:expr) => {{
+        let any = $any;
+        with_rule!(any.rule, rule => {
+            let $net = Net::new(any.w, any.alpha, rule);
+            $body
+        })
+    }};
+}
+
 /// Runs `$body` with `$r` bound to the concrete rule of an [`AnyRule`] (one monomorphised engine
 /// per rule).
 macro_rules! with_rule {
@@ -86,6 +116,11 @@ macro_rules! with_rule {
 }
 
 impl<'a, F: Real> Params<'a, F> {
+    /// The network these parameters make, its rule checked against `spec`.
+    fn net(&self, spec: &EpisodeSpec) -> Result<Net<'a, F, AnyRule<'a, F>>, SpecError> {
+        Ok(Net::new(self.w, self.alpha, self.rule(spec)?))
+    }
+
     fn rule(&self, spec: &EpisodeSpec) -> Result<AnyRule<'a, F>, SpecError> {
         spec.validate()?;
         if spec.modulation != Modulation::None {
@@ -112,6 +147,11 @@ impl<'a, F: Real> Params<'a, F> {
 }
 
 impl<'a, F: Real> ModulatedParams<'a, F> {
+    /// The network these parameters make, its rule checked against `spec`.
+    fn net(&self, spec: &EpisodeSpec) -> Result<Net<'a, F, AnyRule<'a, F>>, SpecError> {
+        Ok(Net::new(self.w, self.alpha, self.rule(spec)?))
+    }
+
     fn rule(&self, spec: &EpisodeSpec) -> Result<AnyRule<'a, F>, SpecError> {
         spec.validate()?;
         let n = spec.neurons;
@@ -164,11 +204,9 @@ pub struct Episode<F> {
     spec: EpisodeSpec,
     /// Activations of every step, `ys: [T, B, N]`.
     pub ys: Vec<F>,
-    /// The Hebbian trace after the last step, `hebb: [B, N, N]`.
-    pub hebb: Vec<F>,
-    /// The eligibility trace after the last step, `elig: [B, N, N]` (retroactive modulation;
-    /// empty otherwise).
-    pub elig: Vec<F>,
+    /// The traces after the last step, `hebb, elig: [B, N, N]` (`elig` empty but with
+    /// retroactive modulation).
+    pub traces: Traces<F>,
     /// The modulator `M(t)` of every step, `modulator: [T, B]` (empty without modulation).
     pub modulator: Vec<F>,
     y0: Vec<F>,
@@ -201,7 +239,7 @@ impl<F: Real> Episode<F> {
         self.segment
     }
 
-    /// Bytes held for the backward beyond the outputs `ys`, `hebb`, `elig` and `modulator`
+    /// Bytes held for the backward beyond the outputs `ys`, `traces` and `modulator`
     /// (checkpoints, stored initial state, clamped inputs).
     pub fn saved_bytes(&self) -> usize {
         let n = self
@@ -257,8 +295,8 @@ pub fn forward<F: Real>(
     y0: &[F],
     h0: Option<&[F]>,
 ) -> Result<Episode<F>, SpecError> {
-    let rule = p.rule(spec)?;
-    run_forward(spec, p.w, p.alpha, rule, p.eta, x, y0, h0, None)
+    let net = p.net(spec)?;
+    run_forward(spec, net, p.eta, x, y0, h0, None)
 }
 
 /// Runs a neuromodulated episode forward. Shapes: `x: [T, B, N]`, `y0: [B, N]`,
@@ -271,8 +309,8 @@ pub fn forward_modulated<F: Real>(
     h0: Option<&[F]>,
     e0: Option<&[F]>,
 ) -> Result<Episode<F>, SpecError> {
-    let rule = p.rule(spec)?;
-    run_forward(spec, p.w, p.alpha, rule, F::zero(), x, y0, h0, e0)
+    let net = p.net(spec)?;
+    run_forward(spec, net, F::zero(), x, y0, h0, e0)
 }
 
 /// Backward pass of a fixed-rate episode. `gy: [T, B, N]` is `dL/dy_t` for every step (zeros
@@ -284,11 +322,11 @@ pub fn backward<F: Real>(
     gy: &[F],
     gh: Option<&[F]>,
 ) -> Result<Grads<F>, SpecError> {
-    let rule = p.rule(&ep.spec)?;
+    let net = p.net(&ep.spec)?;
     if ep.eta != p.eta {
         return Err(SpecError("backward: eta differs from the forward's".into()));
     }
-    run_backward(p.w, p.alpha, rule, ep, gy, gh, None)
+    run_backward(net, ep, gy, gh, None)
 }
 
 /// Backward pass of a modulated episode. `gy: [T, B, N]` is `dL/dy_t` for every step, `gh` is
@@ -301,8 +339,8 @@ pub fn backward_modulated<F: Real>(
     gh: Option<&[F]>,
     ge: Option<&[F]>,
 ) -> Result<Grads<F>, SpecError> {
-    let rule = p.rule(&ep.spec)?;
-    run_backward(p.w, p.alpha, rule, ep, gy, gh, ge)
+    let net = p.net(&ep.spec)?;
+    run_backward(net, ep, gy, gh, ge)
 }
 
 /// Checks the sizes of an initial state: `y0: [B, N]`, `h0, e0: [B, N, N]` (`e0` only with an
@@ -327,12 +365,9 @@ fn check_state<F>(
 }
 
 /// Checks the inputs' sizes, then runs the engine of the spec's rule.
-#[allow(clippy::too_many_arguments)]
 fn run_forward<F: Real>(
     spec: &EpisodeSpec,
-    w: &[F],
-    alpha: &[F],
-    rule: AnyRule<'_, F>,
+    net: Net<'_, F, AnyRule<'_, F>>,
     eta: F,
     x: &[F],
     y0: &[F],
@@ -345,10 +380,10 @@ fn run_forward<F: Real>(
     let init = Init { x, y0, h0, e0 };
     let mut ep = in_pool(|| {
         // Without a trace, the whole batch's product is one matrix product per step.
-        with_rule!(rule, r => if spec.plastic && split_batch(b, n) {
-            forward_split(spec, w, alpha, &r, &init)
+        with_net!(net, net => if spec.plastic && split_batch(b, n) {
+            forward_split(spec, &net, &init)
         } else {
-            forward_steps(spec, w, alpha, &r, &init, &row_blocks(n, b))
+            forward_steps(spec, &net, &init, &row_blocks(n, b))
         })
     });
     ep.eta = eta;
@@ -358,9 +393,7 @@ fn run_forward<F: Real>(
 
 /// Checks the gradients' sizes, then runs the backward of the spec's rule.
 fn run_backward<F: Real>(
-    w: &[F],
-    alpha: &[F],
-    rule: AnyRule<'_, F>,
+    net: Net<'_, F, AnyRule<'_, F>>,
     ep: Episode<F>,
     gy: &[F],
     gh: Option<&[F]>,
@@ -378,10 +411,10 @@ fn run_backward<F: Real>(
     }
     let grads = Cotangents { gy, gh, ge };
     Ok(in_pool(|| {
-        with_rule!(rule, r => if ep.parts.is_empty() {
-            backward_episode(w, alpha, &r, ep, &grads, &row_blocks(n, b))
+        with_net!(net, net => if ep.parts.is_empty() {
+            backward_episode(&net, ep, &grads, &row_blocks(n, b))
         } else {
-            backward_split(w, alpha, &r, ep, &grads)
+            backward_split(&net, ep, &grads)
         })
     }))
 }
@@ -446,7 +479,7 @@ impl<'a, F: Real> AlphaRows<'a, F> {
     }
 }
 
-// After the macro, so that the engine's files can use `with_rule!`.
+// After the macros, so that the engine's files can use `with_net!`.
 mod backward;
 mod forward;
 mod stepper;

@@ -74,10 +74,7 @@ impl<F: Real> Stepper<F> {
         Stepper {
             spec: *spec,
             y: init.y0.to_vec(),
-            hebb: init
-                .h0
-                .filter(|_| spec.plastic)
-                .map_or_else(|| vec![F::zero(); len], <[F]>::to_vec),
+            hebb: kept_trace(spec.plastic, init.h0, len),
             elig: kept_trace(spec.modulation.has_eligibility(), init.e0, len),
             pending: None,
             modulator: Vec::new(),
@@ -89,8 +86,7 @@ impl<F: Real> Stepper<F> {
 
     /// One step of a fixed-rate rule with input `x: [B, N]`; returns `y_t: [B, N]`.
     pub fn step(&mut self, p: &Params<'_, F>, x: &[F]) -> Result<&[F], SpecError> {
-        let rule = p.rule(&self.spec)?;
-        self.advance(p.w, p.alpha, rule, x)?;
+        self.advance(p.net(&self.spec)?, x)?;
         Ok(&self.y)
     }
 
@@ -100,32 +96,25 @@ impl<F: Real> Stepper<F> {
         p: &ModulatedParams<'_, F>,
         x: &[F],
     ) -> Result<(&[F], &[F]), SpecError> {
-        let rule = p.rule(&self.spec)?;
-        self.advance(p.w, p.alpha, rule, x)?;
+        self.advance(p.net(&self.spec)?, x)?;
         Ok((&self.y, &self.modulator))
     }
 
-    fn advance(
-        &mut self,
-        w: &[F],
-        alpha: &[F],
-        rule: AnyRule<'_, F>,
-        x: &[F],
-    ) -> Result<(), SpecError> {
+    fn advance(&mut self, net: Net<'_, F, AnyRule<'_, F>>, x: &[F]) -> Result<(), SpecError> {
         let (n, b) = (self.spec.neurons, self.spec.batch);
         self.spec.check_len("x", x.len(), b * n)?;
-        in_pool(|| with_rule!(rule, r => self.advance_rule(w, alpha, &r, x)));
+        in_pool(|| with_net!(net, net => self.advance_rule(&net, x)));
         Ok(())
     }
 
-    fn advance_rule<R: Rule<F>>(&mut self, w: &[F], alpha: &[F], rule: &R, x: &[F]) {
+    fn advance_rule<R: Rule<F>>(&mut self, net: &Net<'_, F, R>, x: &[F]) {
         let spec = self.spec;
         let n = spec.neurons;
         if !self.parts.is_empty() {
             self.parts
                 .par_iter_mut()
                 .zip(x.par_chunks(n))
-                .for_each(|(part, xb)| part.advance_rule(w, alpha, rule, xb));
+                .for_each(|(part, xb)| part.advance_rule(net, xb));
             self.y.clear();
             self.modulator.clear();
             for part in &self.parts {
@@ -134,13 +123,13 @@ impl<F: Real> Stepper<F> {
             }
             return;
         }
-        let alpha = AlphaRows::new(spec.alpha, alpha, n);
+        let alpha = AlphaRows::new(spec.alpha, net.alpha, n);
         let clip = spec.clip.map(F::of);
         forward_pass::<F, R>(
             &mut self.hebb,
             &mut self.elig,
             &self.blocks,
-            w,
+            net.w,
             &alpha,
             &self.y,
             self.pending.as_ref(),
@@ -149,7 +138,9 @@ impl<F: Real> Stepper<F> {
         );
         let mut ynew = vec![F::zero(); self.y.len()];
         activate(spec.input, &self.acc, x, &mut ynew);
-        let c = rule.coefficients(&Activity::recurrent(&self.y, &ynew), n);
+        let c = net
+            .rule
+            .coefficients(&Activity::recurrent(&self.y, &ynew), n);
         self.modulator.clone_from(&c.modulator);
         self.pending = Some(c);
         self.y = ynew;

@@ -1,10 +1,10 @@
-//! Helpers shared by the kernel tests: seeded random buffers, the modulator's parameters,
+//! Helpers shared by the kernel tests: seeded random buffers, the modulated parameters,
 //! closeness checks and central finite differences.
 // Each test file uses some of these.
 #![allow(dead_code)]
 
 use plasticity_kernels::{
-    Episode, EpisodeSpec, Grads, InputMode, ModulatedParams, Modulation, ModulatorParams, Real,
+    Episode, EpisodeSpec, Grads, InputMode, ModulatedParams, Modulation, Modulator, Real,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -71,41 +71,16 @@ pub fn assert_derivative(what: &str, analytic: f64, numeric: f64) {
     );
 }
 
-/// The modulator's own parameters, owned: `M(t) = tanh(m . y(t) + m_bias)`, the fan-out
-/// `fan_w M + fan_b` (empty without), the eligibility rate `eta_e`.
-#[derive(Clone, Debug)]
-pub struct Modulator<F> {
-    /// `m: [N]`.
-    pub m: Vec<F>,
-    /// `m_bias`.
-    pub m_bias: F,
-    /// `fan_w: [N]` (empty without fan-out).
-    pub fan_w: Vec<F>,
-    /// `fan_b: [N]` (empty without fan-out).
-    pub fan_b: Vec<F>,
-    /// `eta_E`.
-    pub eta_e: F,
-}
-
-impl<F: Real> Modulator<F> {
-    /// The same parameters, borrowed.
-    pub fn borrow(&self) -> ModulatorParams<'_, F> {
-        ModulatorParams {
-            m: &self.m,
-            m_bias: self.m_bias,
-            fan_w: &self.fan_w,
-            fan_b: &self.fan_b,
-            eta_e: self.eta_e,
-        }
-    }
-
-    /// The parameters of a modulated episode with weights `w` and `alpha`.
-    pub fn params<'a>(&'a self, w: &'a [F], alpha: &'a [F]) -> ModulatedParams<'a, F> {
-        ModulatedParams {
-            w,
-            alpha,
-            modulator: self.borrow(),
-        }
+/// The parameters of a modulated episode with weights `w` and `alpha` and modulator `md`.
+pub fn modulated_params<'a, F: Real>(
+    md: &'a Modulator<F>,
+    w: &'a [F],
+    alpha: &'a [F],
+) -> ModulatedParams<'a, F> {
+    ModulatedParams {
+        w,
+        alpha,
+        modulator: md.params(),
     }
 }
 
@@ -268,8 +243,11 @@ impl<F: Real, R: RuleParams<F>> Problem<F, R> {
     pub fn loss(&self) -> F {
         let ep = self.run();
         let dot = |a: &[F], b: &[F]| a.iter().zip(b).map(|(x, y)| *x * *y).sum::<F>();
-        let elig = self.ge.as_ref().map_or(F::zero(), |ge| dot(&ep.elig, ge));
-        dot(&ep.ys, &self.gy) + dot(&ep.hebb, &self.gh) + elig
+        let elig = self
+            .ge
+            .as_ref()
+            .map_or(F::zero(), |ge| dot(&ep.traces.elig, ge));
+        dot(&ep.ys, &self.gy) + dot(&ep.traces.hebb, &self.gh) + elig
     }
 
     /// The gradients of the loss.
@@ -296,8 +274,8 @@ impl<R: Clone + RuleParams<f64>> Problem<f64, R> {
                 let (e1, g1) = (q.run(), q.grads());
                 EpisodeOf { b, n, bi }.assert_alone_equals_slice(
                     &format!("{label} episode {bi}"),
-                    [&e1.ys, &e1.hebb, &g1.x, &g1.plastic.hebb0],
-                    [&ep.ys, &ep.hebb, &grads.x, &grads.plastic.hebb0],
+                    [&e1.ys, &e1.traces.hebb, &g1.x, &g1.plastic.hebb0],
+                    [&ep.ys, &ep.traces.hebb, &grads.x, &grads.plastic.hebb0],
                 );
                 g1
             })

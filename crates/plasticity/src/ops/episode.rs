@@ -250,7 +250,13 @@ impl HostKernels for EpisodeSpec {
         #[cfg(feature = "cuda")]
         if let Some(engine) = crate::cuda::selected() {
             let (out, saved) = crate::cuda::forward(engine, self, &p, &x);
-            let outputs = episode_outputs(self, &out.ys, out.hebb, out.elig, &out.modulator);
+            let outputs = episode_outputs(
+                self,
+                &out.ys,
+                out.traces.hebb,
+                out.traces.elig,
+                &out.modulator,
+            );
             return (outputs, EpisodeSaved::Cuda(Box::new(saved)));
         }
         let (w, y0, h0, e0) = (&p.w, &p.y0, given(&p.hebb0), given(&p.elig0));
@@ -263,8 +269,8 @@ impl HostKernels for EpisodeSpec {
         let outputs = episode_outputs(
             self,
             &episode.ys,
-            episode.hebb.clone(),
-            episode.elig.clone(),
+            episode.traces.hebb.clone(),
+            episode.traces.elig.clone(),
             &episode.modulator,
         );
         (p.x, p.y0, p.hebb0, p.elig0) = Default::default();

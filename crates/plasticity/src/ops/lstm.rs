@@ -173,8 +173,8 @@ impl HostKernels for LstmSpec {
         let outputs = LstmOutputs {
             hs: data(swap_bt(&run.hs, t, b, h), [b, t, h]),
             c: data(run.c.clone(), [b, h]),
-            hebb: data(run.hebb.clone(), [b, h, h]),
-            elig: data(run.elig.clone(), [b, h, h]),
+            hebb: data(run.traces.hebb.clone(), [b, h, h]),
+            elig: data(run.traces.elig.clone(), [b, h, h]),
             modulator: data(swap_bt(&run.modulator, t, b, 1), [b, t]),
         };
         (p.xproj, p.h0, p.c0, p.hebb0, p.elig0) = Default::default();

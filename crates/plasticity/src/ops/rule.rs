@@ -79,15 +79,16 @@ impl RuleInputs<TensorData> {
         rule: kernels::RuleGrads<f32>,
         alpha_dims: [usize; 2],
     ) -> Self {
-        let (m, fan) = (rule.m.len(), rule.fan_w.len());
+        let md = rule.modulator;
+        let (m, fan) = (md.m.len(), md.fan_w.len());
         RuleInputs {
             alpha: data(alpha, alpha_dims),
             eta: data(vec![rule.eta], [1]),
-            m: data(rule.m, [m]),
-            m_bias: data(vec![rule.m_bias], [1]),
-            fan_w: data(rule.fan_w, [fan]),
-            fan_b: data(rule.fan_b, [fan]),
-            eta_e: data(vec![rule.eta_e], [1]),
+            m: data(md.m, [m]),
+            m_bias: data(vec![md.m_bias], [1]),
+            fan_w: data(md.fan_w, [fan]),
+            fan_b: data(md.fan_b, [fan]),
+            eta_e: data(vec![md.eta_e], [1]),
         }
     }
 }
