@@ -191,25 +191,11 @@ impl Inputs {
 fn cpu(spec: &EpisodeSpec, inp: &Inputs) -> Result<([Vec<f32>; 4], Grads<f32>), Error> {
     let (h0, e0) = inp.traces(spec);
     let spec_err = |e: plasticity_kernels::SpecError| Error::Spec(e.0);
-    let (ep, grads) = match inp.params(spec) {
-        RuleParams::Plain(p) => {
-            let ep =
-                plasticity_kernels::forward(spec, &p, &inp.x, &inp.y0, h0).map_err(spec_err)?;
-            let out = ep.clone();
-            (
-                out,
-                plasticity_kernels::backward(&p, ep, &inp.gy, None).map_err(spec_err)?,
-            )
-        }
-        RuleParams::Modulated(p) => {
-            let ep = plasticity_kernels::rnn::forward_modulated(spec, &p, &inp.x, &inp.y0, h0, e0)
-                .map_err(spec_err)?;
-            let out = ep.clone();
-            let g = plasticity_kernels::rnn::backward_modulated(&p, ep, &inp.gy, None, None)
-                .map_err(spec_err)?;
-            (out, g)
-        }
-    };
+    let p = inp.params(spec);
+    let ep = plasticity_kernels::forward(spec, p, &inp.x, &inp.y0, h0, e0).map_err(spec_err)?;
+    let out = ep.clone();
+    let grads = plasticity_kernels::backward(p, ep, &inp.gy, None, None).map_err(spec_err)?;
+    let ep = out;
     Ok(([ep.ys, ep.traces.hebb, ep.traces.elig, ep.modulator], grads))
 }
 

@@ -280,7 +280,8 @@ impl Engine {
         p: &RuleParams<'_>,
     ) -> Result<DeviceParams, Error> {
         layout::check(spec, p).map_err(Error::Spec)?;
-        let (m, fan_w, fan_b) = p.modulator();
+        let modulator = p.modulator();
+        let (m, fan_w, fan_b) = (modulator.m, modulator.fan_w, modulator.fan_b);
         Ok(DeviceParams {
             spec: *spec,
             args: RuleArgs::new(spec, p),

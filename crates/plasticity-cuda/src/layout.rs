@@ -3,8 +3,7 @@
 //! that cross the bus, and the final sums the host does over steps and episodes.
 
 use plasticity_kernels::{
-    AlphaShape, BackwardStrategy, EpisodeSpec, ModulatedParams, Modulation, Params, RuleGrads,
-    TraceRule,
+    AlphaShape, BackwardStrategy, EpisodeSpec, Modulation, RuleGrads, TraceRule,
 };
 
 /// Columns per block and row slices of the column-sum kernels (`COLS`, `SLICES` in
@@ -54,40 +53,9 @@ pub struct RuleArgs {
 // SAFETY: plain `repr(C)` data of 4-byte fields, the layout of `struct RuleArgs`.
 unsafe impl cudarc::driver::DeviceRepr for RuleArgs {}
 
-/// The parameters of an episode: a fixed-rate rule's or a modulated one's.
-#[derive(Clone, Copy, Debug)]
-pub enum RuleParams<'a> {
-    /// Decaying Hebb, Oja, or no plasticity (`spec.plastic` false).
-    Plain(Params<'a, f32>),
-    /// Simple or retroactive neuromodulation.
-    Modulated(ModulatedParams<'a, f32>),
-}
-
-impl<'a> RuleParams<'a> {
-    /// `w: [N, N]`.
-    pub fn w(&self) -> &'a [f32] {
-        match self {
-            RuleParams::Plain(p) => p.w,
-            RuleParams::Modulated(p) => p.w,
-        }
-    }
-
-    /// `alpha`, shaped as the spec says (empty without plasticity).
-    pub fn alpha(&self) -> &'a [f32] {
-        match self {
-            RuleParams::Plain(p) => p.alpha,
-            RuleParams::Modulated(p) => p.alpha,
-        }
-    }
-
-    /// `(m, fan_w, fan_b)` (empty when plain or without fan-out).
-    pub fn modulator(&self) -> (&'a [f32], &'a [f32], &'a [f32]) {
-        match self {
-            RuleParams::Plain(_) => (&[], &[], &[]),
-            RuleParams::Modulated(p) => (p.modulator.m, p.modulator.fan_w, p.modulator.fan_b),
-        }
-    }
-}
+/// The parameters of an episode, in `f32`: a fixed-rate rule's or a modulated one's (the CPU
+/// engine's [`plasticity_kernels::RuleParams`]).
+pub type RuleParams<'a> = plasticity_kernels::RuleParams<'a, f32>;
 
 /// Checks the parameters' sizes against `spec` (the CPU engine's checks; see
 /// `plasticity_kernels::rnn`).
@@ -390,7 +358,7 @@ pub fn rule_grads(args: &RuleArgs, s: &RuleSums<'_>, n: usize) -> RuleGrads<f32>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plasticity_kernels::ModulatorParams;
+    use plasticity_kernels::{ModulatedParams, ModulatorParams, Params};
 
     fn spec(n: usize, b: usize, t: usize) -> EpisodeSpec {
         EpisodeSpec::new(n, b, t)

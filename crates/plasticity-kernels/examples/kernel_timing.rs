@@ -3,7 +3,7 @@
 //! `CLIP=c` clips the trace (the checkpointed backward). `MODULATION=simple|retroactive` times
 //! the neuromodulated kernels instead (clip 1, fan-out).
 use plasticity_kernels::{
-    backward, forward, rnn, AlphaShape, EpisodeSpec, ModulatedParams, Modulation, ModulatorParams,
+    backward, forward, AlphaShape, EpisodeSpec, ModulatedParams, Modulation, ModulatorParams,
     Params,
 };
 use std::time::Instant;
@@ -67,10 +67,10 @@ fn main() {
         };
         for round in 0..8 {
             let t0 = Instant::now();
-            let ep = rnn::forward_modulated(&spec, &mp, &x, &y0, None, None).unwrap();
+            let ep = forward(&spec, &mp, &x, &y0, None, None).unwrap();
             let t1 = Instant::now();
             let saved = ep.saved_bytes();
-            rnn::backward_modulated(&mp, ep, &gy, None, None).unwrap();
+            backward(&mp, ep, &gy, None, None).unwrap();
             let t2 = Instant::now();
             println!(
                 "round {round}: forward {:.1} ms, backward {:.1} ms ({modulation:?}, checkpoints {:.1} MB)",
@@ -83,9 +83,9 @@ fn main() {
     }
     for round in 0..8 {
         let t0 = Instant::now();
-        let ep = forward(&spec, &p, &x, &y0, None).unwrap();
+        let ep = forward(&spec, &p, &x, &y0, None, None).unwrap();
         let t1 = Instant::now();
-        let g = backward(&p, ep, &gy, None).unwrap();
+        let g = backward(&p, ep, &gy, None, None).unwrap();
         let t2 = Instant::now();
         println!(
             "round {round}: forward {:.1} ms, backward {:.1} ms (rejected reversal: {})",

@@ -23,8 +23,8 @@
 //! and differentiated ([`trace::Rule`]). [`rnn`] is the engine every rule runs on: [`forward`]
 //! runs a whole episode, [`backward`] its backpropagation through time (gradients for `w`,
 //! `alpha`, the rule's parameters, the inputs and the initial state), [`rnn::Stepper`] one step
-//! at a time for agents; [`rnn::forward_modulated`] and [`rnn::backward_modulated`] take the
-//! modulator's parameters. Memory never grows as `T N^2`: invertible traces are reversed,
+//! at a time for agents; both take the parameters of the spec's rule ([`RuleParams`]: the
+//! fixed-rate rules' [`Params`] or the modulated ones' [`ModulatedParams`]). Memory never grows as `T N^2`: invertible traces are reversed,
 //! the others recomputed from `sqrt(T)` checkpoints (`checkpoint`); batches and rows are
 //! shared out by one rule (`parallel`).
 //!
@@ -55,7 +55,7 @@ pub use lstm::{
     LstmSpec,
 };
 pub use real::Real;
-pub use rnn::{backward, forward, Episode, Grads, ModulatedParams, Params, Stepper};
+pub use rnn::{backward, forward, Episode, Grads, ModulatedParams, Params, RuleParams, Stepper};
 pub use spec::{
     AlphaShape, BackwardStrategy, EpisodeSpec, InputMode, Modulation, SpecError, TraceRule,
 };

@@ -71,7 +71,7 @@ fn golden_forward(spec: &EpisodeSpec, x: &[f64]) -> plasticity_kernels::Episode<
         alpha: &alpha,
         eta: 0.1,
     };
-    forward(spec, &p, x, &y, Some(&hebb)).unwrap()
+    forward(spec, &p, x, &y, Some(&hebb), None).unwrap()
 }
 
 #[test]
@@ -146,11 +146,11 @@ impl<F: Real> Problem<F> {
 
 impl<F: Real> RuleParams<F> for F {
     fn forward(p: &Problem<F>) -> plasticity_kernels::Episode<F> {
-        forward(&p.spec, &p.params(), &p.x, &p.y0, Some(&p.h0)).unwrap()
+        forward(&p.spec, &p.params(), &p.x, &p.y0, Some(&p.h0), None).unwrap()
     }
 
     fn backward(p: &Problem<F>, ep: plasticity_kernels::Episode<F>) -> Grads<F> {
-        backward(&p.params(), ep, &p.gy, Some(&p.gh)).unwrap()
+        backward(&p.params(), ep, &p.gy, Some(&p.gh), None).unwrap()
     }
 }
 
@@ -389,7 +389,7 @@ fn wrong_shapes_and_sizes_are_errors_naming_the_buffer() {
         alpha: &alpha,
         eta: 0.01,
     };
-    let err = forward(&spec, &p, &[0.0; 5], &[0.0; 3], None).unwrap_err();
+    let err = forward(&spec, &p, &[0.0; 5], &[0.0; 3], None, None).unwrap_err();
     assert!(err.0.starts_with("x: expected 6 values, got 5"), "{err}");
     let err = forward(
         &spec,
@@ -400,10 +400,11 @@ fn wrong_shapes_and_sizes_are_errors_naming_the_buffer() {
         &[0.0; 6],
         &[0.0; 3],
         None,
+        None,
     )
     .unwrap_err();
     assert!(err.0.starts_with("alpha: expected 9 values"), "{err}");
-    let err = forward(&EpisodeSpec::new(0, 1, 2), &p, &[], &[], None).unwrap_err();
+    let err = forward(&EpisodeSpec::new(0, 1, 2), &p, &[], &[], None, None).unwrap_err();
     assert!(err.0.contains("must be positive"), "{err}");
     let err = forward(
         &EpisodeSpec {
@@ -414,6 +415,7 @@ fn wrong_shapes_and_sizes_are_errors_naming_the_buffer() {
         &[0.0; 6],
         &[0.0; 3],
         None,
+        None,
     )
     .unwrap_err();
     assert!(err.0.contains("clip"), "{err}");
@@ -423,11 +425,12 @@ fn wrong_shapes_and_sizes_are_errors_naming_the_buffer() {
         &[0.0; 6],
         &[0.0; 3],
         None,
+        None,
     )
     .unwrap_err();
     assert!(err.0.contains("eta"), "{err}");
-    let ep = forward(&spec, &p, &[0.0; 6], &[0.0; 3], None).unwrap();
-    let err = backward(&p, ep, &[0.0; 4], None).unwrap_err();
+    let ep = forward(&spec, &p, &[0.0; 6], &[0.0; 3], None, None).unwrap();
+    let err = backward(&p, ep, &[0.0; 4], None, None).unwrap_err();
     assert!(err.0.starts_with("grad of ys"), "{err}");
 }
 
@@ -561,8 +564,8 @@ fn network_without_plasticity_equals_the_plastic_one_with_alpha_zero() {
             alpha: &[],
             eta: 0.0,
         };
-        let a = forward(&plastic, &with_zero_alpha, &x, &y0, None).unwrap();
-        let b = forward(&fixed, &without, &x, &y0, None).unwrap();
+        let a = forward(&plastic, &with_zero_alpha, &x, &y0, None, None).unwrap();
+        let b = forward(&fixed, &without, &x, &y0, None, None).unwrap();
         let close = |what: &str, p: &[f64], q: &[f64]| {
             assert_eq!(p.len(), q.len(), "{what}: lengths");
             for (k, (u, v)) in p.iter().zip(q).enumerate() {
@@ -574,8 +577,8 @@ fn network_without_plasticity_equals_the_plastic_one_with_alpha_zero() {
         };
         close("ys", &a.ys, &b.ys);
         assert!(b.traces.hebb.is_empty(), "no trace is kept");
-        let ga = backward(&with_zero_alpha, a, &gy, None).unwrap();
-        let gb = backward(&without, b, &gy, None).unwrap();
+        let ga = backward(&with_zero_alpha, a, &gy, None, None).unwrap();
+        let gb = backward(&without, b, &gy, None, None).unwrap();
         close("dL/dw", &ga.w, &gb.w);
         close("dL/dx", &ga.x, &gb.x);
         close("dL/dy0", &ga.y0, &gb.y0);
@@ -586,7 +589,7 @@ fn network_without_plasticity_equals_the_plastic_one_with_alpha_zero() {
             let y = stepper
                 .step(&without, &x[s * batch * n..(s + 1) * batch * n])
                 .unwrap();
-            let fwd = forward(&fixed, &without, &x, &y0, None).unwrap();
+            let fwd = forward(&fixed, &without, &x, &y0, None, None).unwrap();
             close("stepper", y, &fwd.ys[s * batch * n..(s + 1) * batch * n]);
         }
     }
@@ -600,6 +603,6 @@ fn network_without_plasticity_equals_the_plastic_one_with_alpha_zero() {
         alpha: &[0.0; 4],
         eta: 0.1,
     };
-    let err = forward(&spec, &p, &[0.0; 2], &[0.0; 2], None).unwrap_err();
+    let err = forward(&spec, &p, &[0.0; 2], &[0.0; 2], None, None).unwrap_err();
     assert!(err.0.contains("alpha: expected 0 values"), "{}", err.0);
 }

@@ -1,10 +1,9 @@
 //! Neuromodulated plasticity (ICLR 2019): golden values, fused against the reference step,
 //! finite-difference gradient checks of every parameter, checkpointing, errors.
 
-use plasticity_kernels::rnn::{backward_modulated as backward, forward_modulated as forward};
 use plasticity_kernels::{
-    reference, AlphaShape, BackwardStrategy, EpisodeSpec, Grads, InputMode, ModulatedParams,
-    Modulation, Modulator, ModulatorParams, Params, Real, TraceRule,
+    backward, forward, reference, AlphaShape, BackwardStrategy, EpisodeSpec, Grads, InputMode,
+    ModulatedParams, Modulation, Modulator, ModulatorParams, Params, Real, TraceRule,
 };
 
 mod common;
@@ -554,7 +553,7 @@ fn wrong_settings_and_sizes_are_errors_naming_the_field() {
         alpha: &alpha,
         eta: 0.1,
     };
-    let err = plasticity_kernels::forward(&spec, &plain, &x, &y0, None).unwrap_err();
+    let err = forward(&spec, &plain, &x, &y0, None, None).unwrap_err();
     assert!(err.0.starts_with("modulation:"), "{err}");
     let ep = forward(&spec, &p, &x, &y0, None, None).unwrap();
     let err = backward(&p, ep, &[0.0; 4], None, None).unwrap_err();

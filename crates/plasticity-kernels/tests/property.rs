@@ -11,7 +11,6 @@
 //! The cases come from a fixed seed (ChaCha8), so a failure is reproducible; its message names
 //! the case.
 
-use plasticity_kernels::rnn::{backward_modulated, forward_modulated};
 use plasticity_kernels::{
     backward, forward, reference, AlphaShape, BackwardStrategy, EpisodeSpec, InputMode,
     ModulatedParams, Modulation, Modulator, Params, Stepper, TraceRule,
@@ -249,7 +248,7 @@ fn check_case(case: &Case, label: &str, rng: &mut ChaCha8Rng) {
     let retro = s.modulation.has_eligibility();
     let want = case.reference();
     let ep = if case.modulated() {
-        forward_modulated(
+        forward(
             s,
             &case.modulated_params(),
             &case.x,
@@ -258,7 +257,7 @@ fn check_case(case: &Case, label: &str, rng: &mut ChaCha8Rng) {
             Some(&case.e0),
         )
     } else {
-        forward(s, &case.params(), &case.x, &case.y0, Some(&case.h0))
+        forward(s, &case.params(), &case.x, &case.y0, Some(&case.h0), None)
     }
     .unwrap_or_else(|e| panic!("{label}: forward: {e}"));
     assert_close_rel(&format!("{label} ys"), &ep.ys, &want.ys, 1e-12);
@@ -304,7 +303,7 @@ fn check_case(case: &Case, label: &str, rng: &mut ChaCha8Rng) {
     );
 
     let g = if case.modulated() {
-        backward_modulated(
+        backward(
             &case.modulated_params(),
             ep,
             &case.gy,
@@ -312,7 +311,7 @@ fn check_case(case: &Case, label: &str, rng: &mut ChaCha8Rng) {
             Some(&case.ge),
         )
     } else {
-        backward(&case.params(), ep, &case.gy, Some(&case.gh))
+        backward(&case.params(), ep, &case.gy, Some(&case.gh), None)
     }
     .unwrap_or_else(|e| panic!("{label}: backward: {e}"));
     let mut fields: Vec<(&str, &[f64])> = vec![

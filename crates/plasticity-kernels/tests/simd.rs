@@ -7,10 +7,9 @@
 use plasticity_kernels::dense::{
     dense_backward, dense_forward, DenseActivation, DenseParams, DenseSpec,
 };
-use plasticity_kernels::rnn::{backward_modulated, forward_modulated};
 use plasticity_kernels::{
-    backward, forward, simd, EpisodeSpec, ModulatedParams, Modulation, ModulatorParams, Params,
-    TraceRule,
+    backward, forward, simd, EpisodeSpec, Grads, ModulatedParams, Modulation, ModulatorParams,
+    Params, RuleParams, TraceRule,
 };
 
 /// Deterministic values in `[-s, s)`.
@@ -26,6 +25,25 @@ fn values(n: usize, seed: u64, s: f32) -> Vec<f32> {
             ((x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * s
         })
         .collect()
+}
+
+/// Runs an episode of `spec` from `y0 = 0` on inputs drawn with `seeds[0]` and its backward from
+/// `dL/dy` drawn with `seeds[1]`; appends `ys`, `dL/dw`, `dL/dalpha` and `dL/dx` to `out` and
+/// returns the gradients.
+fn run_episode<'a>(
+    spec: &EpisodeSpec,
+    p: impl Into<RuleParams<'a, f32>>,
+    seeds: [u64; 2],
+    out: &mut Vec<f32>,
+) -> Grads<f32> {
+    let p = p.into();
+    let len = spec.steps * spec.batch * spec.neurons;
+    let y0 = vec![0.0; spec.batch * spec.neurons];
+    let ep = forward(spec, p, &values(len, seeds[0], 1.0), &y0, None, None).expect("valid");
+    out.extend_from_slice(&ep.ys);
+    let g = backward(p, ep, &values(len, seeds[1], 1.0), None, None).expect("valid");
+    out.extend(g.w.iter().chain(&g.plastic.alpha).chain(&g.x));
+    g
 }
 
 /// Every output and gradient of a set of episodes, concatenated.
@@ -51,16 +69,8 @@ fn run_all() -> Vec<f32> {
             alpha: &alpha,
             eta: 0.1,
         };
-        let x = values(t * batch * n, 3, 1.0);
-        let ep = forward(&spec, &p, &x, &vec![0.0; batch * n], None).expect("valid");
-        out.extend_from_slice(&ep.ys);
-        let g = backward(&p, ep, &values(t * batch * n, 4, 1.0), None).expect("valid");
-        out.extend(
-            g.w.iter()
-                .chain(&g.plastic.alpha)
-                .chain(&g.x)
-                .chain([&g.plastic.rule.eta]),
-        );
+        let g = run_episode(&spec, &p, [3, 4], &mut out);
+        out.push(g.plastic.rule.eta);
     }
     // Retroactive neuromodulation with fan-out.
     let (n, t, batch) = (67, 9, 3);
@@ -85,16 +95,8 @@ fn run_all() -> Vec<f32> {
             eta_e: 0.2,
         },
     };
-    let x = values(t * batch * n, 10, 1.0);
-    let ep = forward_modulated(&spec, &p, &x, &vec![0.0; batch * n], None, None).expect("valid");
-    out.extend_from_slice(&ep.ys);
-    let g = backward_modulated(&p, ep, &values(t * batch * n, 11, 1.0), None, None).expect("valid");
-    out.extend(
-        g.w.iter()
-            .chain(&g.plastic.alpha)
-            .chain(&g.x)
-            .chain(&g.plastic.rule.modulator.m),
-    );
+    let g = run_episode(&spec, &p, [10, 11], &mut out);
+    out.extend(&g.plastic.rule.modulator.m);
     // The plastic feed-forward layer.
     let spec = DenseSpec {
         inputs: 64,

@@ -26,10 +26,10 @@
 
 use numpy::Element;
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
-use plasticity_kernels::rnn::{backward_modulated, forward_modulated};
 use plasticity_kernels::{
     backward, forward, AlphaShape, BackwardStrategy, Episode, EpisodeSpec, Grads, InputMode,
-    ModulatedParams, Modulation, ModulatorParams, Params, Real, RuleGrads, SpecError, TraceRule,
+    ModulatedParams, Modulation, ModulatorParams, Params, Real, RuleGrads, RuleParams, SpecError,
+    TraceRule,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -535,19 +535,22 @@ struct Slices<'a, F> {
 }
 
 impl<'a, F: Float> Slices<'a, F> {
-    fn params(&self) -> Params<'a, F> {
-        Params {
-            w: self.w,
-            alpha: self.alpha,
-            eta: self.eta,
-        }
-    }
-
-    fn modulated(&self) -> ModulatedParams<'a, F> {
-        ModulatedParams {
-            w: self.w,
-            alpha: self.alpha,
-            modulator: self.modulator,
+    /// The parameters of the rule of an episode modulated as `modulation` says.
+    fn rule(&self, modulation: Modulation) -> RuleParams<'a, F> {
+        let (w, alpha) = (self.w, self.alpha);
+        if modulation == Modulation::None {
+            RuleParams::Plain(Params {
+                w,
+                alpha,
+                eta: self.eta,
+            })
+        } else {
+            let modulator = self.modulator;
+            RuleParams::Modulated(ModulatedParams {
+                w,
+                alpha,
+                modulator,
+            })
         }
     }
 }
@@ -612,13 +615,7 @@ fn forward_in<'py, F: Float>(
     let (xs, y0s) = (x.slice()?, y0.slice()?);
     let (h0s, e0s) = (slice_opt(&h0)?, slice_opt(&e0)?);
     let episode = py
-        .detach(|| {
-            if spec.modulation == Modulation::None {
-                forward(&spec, &s.params(), xs, y0s, h0s)
-            } else {
-                forward_modulated(&spec, &s.modulated(), xs, y0s, h0s, e0s)
-            }
-        })
+        .detach(|| forward(&spec, s.rule(spec.modulation), xs, y0s, h0s, e0s))
         .map_err(spec_error)?;
     let ys = owned(py, episode.ys.clone(), &[t, b, n])?;
     let hebb = owned(py, episode.traces.hebb.clone(), &[b, n, n])?;
@@ -717,11 +714,7 @@ fn backward_in<'py, F: Float>(
             // The backward consumes the episode: it works on a copy, so that the handle serves
             // again (retain_graph, gradcheck).
             let ep = ep.clone();
-            if spec.modulation == Modulation::None {
-                backward(&s.params(), ep, gys, ghs)
-            } else {
-                backward_modulated(&s.modulated(), ep, gys, ghs, ges)
-            }
+            backward(s.rule(spec.modulation), ep, gys, ghs, ges)
         })
         .map_err(spec_error)?;
     let modulated = spec.modulation != Modulation::None;

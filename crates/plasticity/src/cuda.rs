@@ -10,8 +10,8 @@
 //! device, `x` in and `y`, `M` out per step.
 
 use crate::ops::{given, EpisodeInputs};
-use plasticity_cuda::{DeviceEpisode, Engine, Forward, RuleParams};
-use plasticity_kernels::{EpisodeSpec, Grads, Modulation};
+use plasticity_cuda::{DeviceEpisode, Engine, Forward};
+use plasticity_kernels::{EpisodeSpec, Grads};
 use std::sync::{Arc, RwLock};
 
 pub use plasticity_cuda::{check, Error};
@@ -59,10 +59,7 @@ pub(crate) fn forward(
     p: &EpisodeInputs<Vec<f32>>,
     x: &[f32],
 ) -> (Forward, Saved) {
-    let params = match spec.modulation {
-        Modulation::None => RuleParams::Plain(p.rule.plain(&p.w)),
-        _ => RuleParams::Modulated(p.rule.modulated(&p.w)),
-    };
+    let params = p.rule.rnn(&p.w, spec.modulation);
     let (h0, e0) = (given(&p.hebb0), given(&p.elig0));
     let (out, episode) = engine
         .forward(spec, &params, x, &p.y0, h0, e0)

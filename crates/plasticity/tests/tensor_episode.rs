@@ -71,10 +71,10 @@ fn tensor_path_equals_the_cpu_kernels_for_every_setting() {
                         alpha: &alpha,
                         eta,
                     };
-                    let ep = kernels::forward(&spec, &p, &x, &y0, Some(&hebb0)).unwrap();
+                    let ep = kernels::forward(&spec, &p, &x, &y0, Some(&hebb0), None).unwrap();
                     let want_ys = swap_bt(&ep.ys, t, b, n);
                     let want_hebb = ep.traces.hebb.clone();
-                    let g = kernels::backward(&p, ep, &gy, None).unwrap();
+                    let g = kernels::backward(&p, ep, &gy, None, None).unwrap();
 
                     let x_btn = swap_bt(&x, t, b, n);
                     let (ys, hebb, saved) = forward::<Flex>(

@@ -61,6 +61,71 @@ pub struct ModulatedParams<'a, F> {
     pub modulator: ModulatorParams<'a, F>,
 }
 
+/// The learned parameters of an episode, as the spec's `modulation` says: a fixed-rate rule's
+/// ([`Params`], also the network without plasticity) or a neuromodulated one's
+/// ([`ModulatedParams`]). [`forward`] and [`backward`] take either (`&p` converts).
+#[derive(Clone, Copy, Debug)]
+pub enum RuleParams<'a, F> {
+    /// Decaying Hebb, Oja, or no plasticity (`spec.plastic` false).
+    Plain(Params<'a, F>),
+    /// Simple or retroactive neuromodulation.
+    Modulated(ModulatedParams<'a, F>),
+}
+
+impl<'a, F: Copy> From<&Params<'a, F>> for RuleParams<'a, F> {
+    fn from(p: &Params<'a, F>) -> Self {
+        RuleParams::Plain(*p)
+    }
+}
+
+impl<'a, F: Copy> From<&ModulatedParams<'a, F>> for RuleParams<'a, F> {
+    fn from(p: &ModulatedParams<'a, F>) -> Self {
+        RuleParams::Modulated(*p)
+    }
+}
+
+impl<'a, F: Real> RuleParams<'a, F> {
+    /// `w: [N, N]`.
+    pub fn w(&self) -> &'a [F] {
+        match self {
+            RuleParams::Plain(p) => p.w,
+            RuleParams::Modulated(p) => p.w,
+        }
+    }
+
+    /// `alpha`, shaped as the spec says (empty without plasticity).
+    pub fn alpha(&self) -> &'a [F] {
+        match self {
+            RuleParams::Plain(p) => p.alpha,
+            RuleParams::Modulated(p) => p.alpha,
+        }
+    }
+
+    /// The modulator's parameters (empty slices and zeros when plain).
+    pub fn modulator(&self) -> ModulatorParams<'a, F> {
+        match self {
+            RuleParams::Plain(_) => ModulatorParams::default(),
+            RuleParams::Modulated(p) => p.modulator,
+        }
+    }
+
+    /// The fixed rate `eta` (0 when modulated).
+    fn eta(&self) -> F {
+        match self {
+            RuleParams::Plain(p) => p.eta,
+            RuleParams::Modulated(_) => F::zero(),
+        }
+    }
+
+    /// The network these parameters make, its rule checked against `spec`.
+    fn net(&self, spec: &EpisodeSpec) -> Result<Net<'a, F, AnyRule<'a, F>>, SpecError> {
+        match self {
+            RuleParams::Plain(p) => p.net(spec),
+            RuleParams::Modulated(p) => p.net(spec),
+        }
+    }
+}
+
 /// A spec's trace rule with its parameters.
 #[derive(Clone, Copy, Debug)]
 enum AnyRule<'a, F> {
@@ -125,7 +190,7 @@ impl<'a, F: Real> Params<'a, F> {
         spec.validate()?;
         if spec.modulation != Modulation::None {
             return Err(SpecError(format!(
-                "modulation: {:?} episodes run with ModulatedParams (forward_modulated), not Params",
+                "modulation: {:?} episodes run with ModulatedParams, not Params",
                 spec.modulation
             )));
         }
@@ -157,7 +222,7 @@ impl<'a, F: Real> ModulatedParams<'a, F> {
         let n = spec.neurons;
         if spec.modulation == Modulation::None {
             return Err(SpecError(
-                "modulation: None episodes run with Params (forward), not ModulatedParams".into(),
+                "modulation: None episodes run with Params, not ModulatedParams".into(),
             ));
         }
         if !spec.plastic {
@@ -285,61 +350,40 @@ pub struct Grads<F> {
     pub reversal_rejected: bool,
 }
 
-/// Runs an episode of a fixed-rate rule (decaying Hebb or Oja) forward. Shapes: `x: [T, B, N]`,
-/// `y0: [B, N]`, `h0: [B, N, N]` (`None`: zeros). Keeps what the backward needs in the returned
-/// [`Episode`].
-pub fn forward<F: Real>(
+/// Runs an episode forward (ICML 2018 eq. 1-3, or ICLR 2019 eq. 3-5 with a modulation), with
+/// the parameters `p` of the spec's rule ([`RuleParams`]: `&Params` or `&ModulatedParams`).
+/// Shapes: `x: [T, B, N]`, `y0: [B, N]`, `h0, e0: [B, N, N]` (`None`: zeros; `e0` is read only
+/// with an eligibility trace, retroactive modulation). Keeps what the backward needs in the
+/// returned [`Episode`].
+pub fn forward<'a, F: Real>(
     spec: &EpisodeSpec,
-    p: &Params<'_, F>,
-    x: &[F],
-    y0: &[F],
-    h0: Option<&[F]>,
-) -> Result<Episode<F>, SpecError> {
-    let net = p.net(spec)?;
-    run_forward(spec, net, p.eta, x, y0, h0, None)
-}
-
-/// Runs a neuromodulated episode forward. Shapes: `x: [T, B, N]`, `y0: [B, N]`,
-/// `h0, e0: [B, N, N]` (`None`: zeros; `e0` is ignored by simple modulation).
-pub fn forward_modulated<F: Real>(
-    spec: &EpisodeSpec,
-    p: &ModulatedParams<'_, F>,
+    p: impl Into<RuleParams<'a, F>>,
     x: &[F],
     y0: &[F],
     h0: Option<&[F]>,
     e0: Option<&[F]>,
 ) -> Result<Episode<F>, SpecError> {
+    let p = p.into();
     let net = p.net(spec)?;
-    run_forward(spec, net, F::zero(), x, y0, h0, e0)
+    run_forward(spec, net, p.eta(), x, y0, h0, e0)
 }
 
-/// Backward pass of a fixed-rate episode. `gy: [T, B, N]` is `dL/dy_t` for every step (zeros
-/// where the loss does not look), `gh: [B, N, N]` is `dL/dHebb_T` (`None`: zero). `p` must be
-/// the parameters the forward ran with.
-pub fn backward<F: Real>(
-    p: &Params<'_, F>,
-    ep: Episode<F>,
-    gy: &[F],
-    gh: Option<&[F]>,
-) -> Result<Grads<F>, SpecError> {
-    let net = p.net(&ep.spec)?;
-    if ep.eta != p.eta {
-        return Err(SpecError("backward: eta differs from the forward's".into()));
-    }
-    run_backward(net, ep, gy, gh, None)
-}
-
-/// Backward pass of a modulated episode. `gy: [T, B, N]` is `dL/dy_t` for every step, `gh` is
-/// `dL/dHebb_T` and `ge` is `dL/dE_T` (`[B, N, N]`, `None`: zero; `ge` is ignored by simple
-/// modulation). `p` must be the parameters the forward ran with.
-pub fn backward_modulated<F: Real>(
-    p: &ModulatedParams<'_, F>,
+/// Backward pass of an episode. `gy: [T, B, N]` is `dL/dy_t` for every step (zeros where the
+/// loss does not look), `gh` is `dL/dHebb_T` and `ge` is `dL/dE_T` (`[B, N, N]`, `None`: zero;
+/// `ge` is read only with an eligibility trace). `p` must be the parameters the forward ran
+/// with.
+pub fn backward<'a, F: Real>(
+    p: impl Into<RuleParams<'a, F>>,
     ep: Episode<F>,
     gy: &[F],
     gh: Option<&[F]>,
     ge: Option<&[F]>,
 ) -> Result<Grads<F>, SpecError> {
+    let p = p.into();
     let net = p.net(&ep.spec)?;
+    if ep.eta != p.eta() {
+        return Err(SpecError("backward: eta differs from the forward's".into()));
+    }
     run_backward(net, ep, gy, gh, ge)
 }
 

@@ -261,11 +261,9 @@ impl HostKernels for EpisodeSpec {
         }
         let (w, y0, h0, e0) = (&p.w, &p.y0, given(&p.hebb0), given(&p.elig0));
         // Shapes were checked by `run` before dispatch.
-        let episode = match self.modulation {
-            Modulation::None => kernels::forward(self, &p.rule.plain(w), &x, y0, h0),
-            _ => kernels::rnn::forward_modulated(self, &p.rule.modulated(w), &x, y0, h0, e0),
-        }
-        .expect("shapes checked before dispatch");
+        let params = p.rule.rnn(w, self.modulation);
+        let episode =
+            kernels::forward(self, params, &x, y0, h0, e0).expect("shapes checked before dispatch");
         let outputs = episode_outputs(
             self,
             &episode.ys,
@@ -291,14 +289,9 @@ impl HostKernels for EpisodeSpec {
         let spec = *episode.spec();
         let (n, b, t) = (spec.neurons, spec.batch, spec.steps);
         let gy = swap_bt(&gy, b, t, n);
-        let g = match spec.modulation {
-            Modulation::None => kernels::backward(&p.rule.plain(&p.w), episode, &gy, None),
-            _ => {
-                let params = p.rule.modulated(&p.w);
-                kernels::rnn::backward_modulated(&params, episode, &gy, None, None)
-            }
-        }
-        .expect("shapes checked before dispatch");
+        let params = p.rule.rnn(&p.w, spec.modulation);
+        let g = kernels::backward(params, episode, &gy, None, None)
+            .expect("shapes checked before dispatch");
         episode_grads(&spec, g)
     }
 }

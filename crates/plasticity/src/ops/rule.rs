@@ -33,12 +33,6 @@ impl RuleInputs<super::Input> {
 }
 
 impl RuleInputs<Vec<f32>> {
-    /// A fixed-rate rule's parameters (decaying Hebb, Oja) for the plastic RNN.
-    pub(crate) fn plain<'a>(&'a self, w: &'a [f32]) -> kernels::Params<'a, f32> {
-        let (alpha, eta) = (&self.alpha, scalar(&self.eta));
-        kernels::Params { w, alpha, eta }
-    }
-
     /// The modulator's parameters (empty or 0 where the rule has none).
     fn modulator(&self) -> kernels::ModulatorParams<'_, f32> {
         kernels::ModulatorParams {
@@ -50,12 +44,24 @@ impl RuleInputs<Vec<f32>> {
         }
     }
 
-    /// A neuromodulated rule's parameters for the plastic RNN.
-    pub(crate) fn modulated<'a>(&'a self, w: &'a [f32]) -> kernels::ModulatedParams<'a, f32> {
-        kernels::ModulatedParams {
-            w,
-            alpha: &self.alpha,
-            modulator: self.modulator(),
+    /// The plastic RNN's parameters of a rule modulated as `modulation` says: a fixed-rate
+    /// rule's (decaying Hebb, Oja) or a neuromodulated one's.
+    pub(crate) fn rnn<'a>(
+        &'a self,
+        w: &'a [f32],
+        modulation: kernels::Modulation,
+    ) -> kernels::RuleParams<'a, f32> {
+        let alpha = &self.alpha;
+        if modulation == kernels::Modulation::None {
+            let eta = scalar(&self.eta);
+            kernels::RuleParams::Plain(kernels::Params { w, alpha, eta })
+        } else {
+            let modulator = self.modulator();
+            kernels::RuleParams::Modulated(kernels::ModulatedParams {
+                w,
+                alpha,
+                modulator,
+            })
         }
     }
 
