@@ -8,8 +8,7 @@
 use crate::engine::{Engine, Error};
 use crate::layout::RuleParams;
 use plasticity_kernels::{
-    AlphaShape, BackwardStrategy, EpisodeSpec, Grads, InputMode, ModulatedParams, Modulation,
-    ModulatorParams, Params,
+    AlphaShape, BackwardStrategy, EpisodeSpec, Grads, InputMode, Modulation, ModulatorParams,
 };
 
 /// Steps the stepper runs per setting (fewer when the setting has fewer).
@@ -156,25 +155,14 @@ impl Inputs {
     }
 
     fn params(&self, spec: &EpisodeSpec) -> RuleParams<'_> {
-        if spec.modulation == Modulation::None {
-            RuleParams::Plain(Params {
-                w: &self.w,
-                alpha: &self.alpha,
-                eta: 0.1,
-            })
-        } else {
-            RuleParams::Modulated(ModulatedParams {
-                w: &self.w,
-                alpha: &self.alpha,
-                modulator: ModulatorParams {
-                    m: &self.m,
-                    m_bias: 0.05,
-                    fan_w: &self.fan_w,
-                    fan_b: &self.fan_b,
-                    eta_e: 0.2,
-                },
-            })
-        }
+        let modulator = ModulatorParams {
+            m: &self.m,
+            m_bias: 0.05,
+            fan_w: &self.fan_w,
+            fan_b: &self.fan_b,
+            eta_e: 0.2,
+        };
+        RuleParams::new(spec.modulation, &self.w, &self.alpha, 0.1, modulator)
     }
 
     fn traces(&self, spec: &EpisodeSpec) -> (Option<&[f32]>, Option<&[f32]>) {

@@ -28,8 +28,7 @@ use numpy::Element;
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use plasticity_kernels::{
     backward, forward, AlphaShape, BackwardStrategy, Episode, EpisodeSpec, Grads, InputMode,
-    ModulatedParams, Modulation, ModulatorParams, Params, Real, RuleGrads, RuleParams, SpecError,
-    TraceRule,
+    Modulation, ModulatorParams, Real, RuleGrads, RuleParams, SpecError, TraceRule,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -537,21 +536,7 @@ struct Slices<'a, F> {
 impl<'a, F: Float> Slices<'a, F> {
     /// The parameters of the rule of an episode modulated as `modulation` says.
     fn rule(&self, modulation: Modulation) -> RuleParams<'a, F> {
-        let (w, alpha) = (self.w, self.alpha);
-        if modulation == Modulation::None {
-            RuleParams::Plain(Params {
-                w,
-                alpha,
-                eta: self.eta,
-            })
-        } else {
-            let modulator = self.modulator;
-            RuleParams::Modulated(ModulatedParams {
-                w,
-                alpha,
-                modulator,
-            })
-        }
+        RuleParams::new(modulation, self.w, self.alpha, self.eta, self.modulator)
     }
 }
 

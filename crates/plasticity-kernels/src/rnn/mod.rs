@@ -85,6 +85,27 @@ impl<'a, F: Copy> From<&ModulatedParams<'a, F>> for RuleParams<'a, F> {
 }
 
 impl<'a, F: Real> RuleParams<'a, F> {
+    /// The parameters of a rule modulated as `modulation` says, from a layer that holds both
+    /// kinds: the fixed rate `eta` without modulation, the `modulator` with it (the other one
+    /// is left out).
+    pub fn new(
+        modulation: Modulation,
+        w: &'a [F],
+        alpha: &'a [F],
+        eta: F,
+        modulator: ModulatorParams<'a, F>,
+    ) -> Self {
+        if modulation == Modulation::None {
+            RuleParams::Plain(Params { w, alpha, eta })
+        } else {
+            RuleParams::Modulated(ModulatedParams {
+                w,
+                alpha,
+                modulator,
+            })
+        }
+    }
+
     /// `w: [N, N]`.
     pub fn w(&self) -> &'a [F] {
         match self {

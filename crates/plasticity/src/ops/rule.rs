@@ -51,18 +51,8 @@ impl RuleInputs<Vec<f32>> {
         w: &'a [f32],
         modulation: kernels::Modulation,
     ) -> kernels::RuleParams<'a, f32> {
-        let alpha = &self.alpha;
-        if modulation == kernels::Modulation::None {
-            let eta = scalar(&self.eta);
-            kernels::RuleParams::Plain(kernels::Params { w, alpha, eta })
-        } else {
-            let modulator = self.modulator();
-            kernels::RuleParams::Modulated(kernels::ModulatedParams {
-                w,
-                alpha,
-                modulator,
-            })
-        }
+        let eta = scalar(&self.eta);
+        kernels::RuleParams::new(modulation, w, &self.alpha, eta, self.modulator())
     }
 
     /// Any rule's parameters for the plastic LSTM: the modulated ones and `eta`.
